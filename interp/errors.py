@@ -1,0 +1,46 @@
+"""Typed errors. The library raises these; only the CLI turns them into one line and an exit code."""
+
+from __future__ import annotations
+
+
+class InterpError(Exception):
+    """Base class of every error the toolkit raises on purpose."""
+
+
+class InvalidSettingError(InterpError, ValueError):
+    """A user-supplied setting (prompt, sampling option, length, path) is out of range."""
+
+
+class UnknownModelError(InterpError, ValueError):
+    """The model name is neither embedded nor a Hugging Face model TransformerLens can load."""
+
+
+class ModelUnavailableError(InterpError):
+    """The model is known, but its weights or package cannot be reached from here."""
+
+
+class KVCacheMismatchError(InterpError):
+    """The KV-cached forward disagrees with the full forward (a broken library combination)."""
+
+
+class SamplingError(InterpError):
+    """The logits cannot be sampled from (NaN, infinite, or every token masked)."""
+
+
+class HookError(InterpError, KeyError):
+    """A requested hook does not exist on the model, or a trace lacks a hook an analysis needs."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class TraceFormatError(InterpError):
+    """A directory is not an interp trace, or was written by an unknown format version."""
+
+
+class ModelMismatchError(InterpError):
+    """A trace is used with another model than the one it was recorded with."""
+
+
+class OutputPathError(InterpError):
+    """An output directory cannot be written, or holds something that is not ours to replace."""

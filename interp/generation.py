@@ -1,0 +1,250 @@
+"""The recording loop: sample (or force) a continuation and record activations at every step.
+
+The prompt is tokenised once and run once; every later step runs the model on the new token
+only, with the KV cache, through `run_with_cache` and a names filter, and keeps that one
+position's activations. Nothing keeps a whole-sequence cache per step, so memory grows
+linearly with the number of steps (attention patterns aside, which are quadratic anyway).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp import hooks as H
+from interp.errors import HookError, InvalidSettingError
+from interp.models import Model, library_versions
+from interp.sampling import Sampler, SamplingConfig, check_finite
+from interp.trace import GenerationSettings, Trace
+
+HookFn = Callable[..., Tensor | None]
+DEFAULT_TOP_ALTERNATIVES = 5
+
+
+def generate(
+    model: Model,
+    prompt: str | Sequence[int],
+    *,
+    max_new_tokens: int = 100,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    continuation: str | Sequence[int] | None = None,
+    stop_at_eos: bool = True,
+    hooks: Sequence[str] | None = None,
+    fwd_hooks: Sequence[tuple[str | Callable[[str], bool], HookFn]] = (),
+    top_alternatives: int = DEFAULT_TOP_ALTERNATIVES,
+    progress: bool = False,
+) -> Trace:
+    """Sample a continuation of `prompt` token by token and record it as a `Trace`.
+
+    - `seed`: the sampler's own generator (None picks one and records it). Same seed, same
+      tokens. `temperature=0` is greedy.
+    - `continuation`: record this given text (or token ids) instead of sampling: teacher
+      forcing through the same loop, with the log-prob and rank of each given token.
+    - `hooks`: hook names to record (default: `interp.hooks.default_hooks`).
+    - `fwd_hooks`: `(name or filter, fn)` pairs active during every forward (ablations);
+      recorded activations and log-probs are those of the hooked model.
+    """
+    config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    if top_alternatives < 1:
+        raise InvalidSettingError(f"top_alternatives must be >= 1, got {top_alternatives}")
+    prompt_ids, prompt_text = _prompt_ids(model, prompt)
+    forced: list[int] | None = None
+    if continuation is not None:
+        forced = _continuation_ids(model, continuation)
+        max_new_tokens = len(forced)
+    elif max_new_tokens < 1:
+        raise InvalidSettingError(f"max-new-tokens must be >= 1, got {max_new_tokens}")
+    total = len(prompt_ids) + max_new_tokens
+    if total > model.n_ctx:
+        raise InvalidSettingError(
+            f"prompt ({len(prompt_ids)} tokens) plus {max_new_tokens} new tokens exceeds "
+            f"{model.name}'s context of {model.n_ctx} tokens"
+        )
+    names = _resolve_hooks(model, hooks)
+    if forced is None and seed is None:
+        seed = secrets.randbits(31)
+    sampler = Sampler(config, seed) if forced is None else None
+    settings = GenerationSettings(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        stop_at_eos=stop_at_eos,
+        continuation=None if continuation is None else model.decode(forced),
+    )
+
+    recorder = _Recorder(names)
+    wanted = frozenset(names)
+    device = model.device
+    tokens = list(prompt_ids)
+    step_lp, step_rank, step_top_ids, step_top_p = [], [], [], []
+    stop_reason = "forced" if forced is not None else "max_new_tokens"
+    bar = tqdm(
+        total=max_new_tokens, desc="generating", unit="tok", disable=not progress, file=sys.stderr
+    )
+    t0 = time.perf_counter()
+    with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+        ids = torch.tensor([prompt_ids], device=device)
+        (logits, pkv), cache = model.bridge.run_with_cache(
+            ids,
+            return_type="logits_and_cache",
+            names_filter=wanted.__contains__,
+            use_cache=True,
+        )
+        recorder.add(cache)
+        t_prompt = time.perf_counter() - t0
+        for step in range(max_new_tokens):
+            last = logits[0, -1]
+            check_finite(last)
+            token = forced[step] if forced is not None else sampler.draw(last)
+            lp = torch.log_softmax(last.float(), dim=-1)
+            top = torch.topk(lp, min(top_alternatives, lp.numel()))
+            step_lp.append(lp[token])
+            step_rank.append((last > last[token]).sum() + 1)
+            step_top_ids.append(top.indices)
+            step_top_p.append(top.values.exp())
+            tokens.append(token)
+            (logits, pkv), cache = model.bridge.run_with_cache(
+                torch.tensor([[token]], device=device),
+                past_key_values=pkv,
+                return_type="logits_and_cache",
+                names_filter=wanted.__contains__,
+            )
+            recorder.add(cache)
+            bar.update(1)
+            if forced is None and stop_at_eos and token == model.eos_token_id:
+                stop_reason = "eos"
+                break
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    n_new = len(tokens) - len(prompt_ids)
+    generated = tokens[len(prompt_ids) :]
+    token_ids = torch.tensor(tokens, dtype=torch.long)
+    return Trace(
+        model_name=model.name,
+        prompt=prompt_text,
+        token_ids=token_ids,
+        prompt_len=len(prompt_ids),
+        token_strs=model.token_strs(tokens),
+        continuation=model.decode(generated),
+        settings=settings,
+        token_logprobs=torch.stack(step_lp).float().cpu(),
+        token_ranks=torch.stack(step_rank).long().cpu(),
+        top_ids=torch.stack(step_top_ids).long().cpu(),
+        top_probs=torch.stack(step_top_p).float().cpu(),
+        activations=recorder.assemble(len(tokens)),
+        stop_reason=stop_reason,
+        timings={
+            "prompt_forward_s": round(t_prompt, 4),
+            "generation_s": round(elapsed, 4),
+            "tokens_per_s": round(n_new / elapsed, 3) if elapsed > 0 else 0.0,
+        },
+        provenance=provenance(model),
+        model=model,
+    )
+
+
+def provenance(model: Model) -> dict[str, str]:
+    """What it takes to reproduce a run: library versions, weights checksum, device, dtype."""
+    record = {k.replace("-", "_"): v for k, v in library_versions().items()}
+    record.update(
+        model_checksum=model.checksum,
+        model_source=model.source,
+        device=str(model.device),
+        dtype=str(model.dtype).removeprefix("torch."),
+        torch_threads=str(torch.get_num_threads()),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    return record
+
+
+def _prompt_ids(model: Model, prompt: str | Sequence[int]) -> tuple[list[int], str]:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise InvalidSettingError("the prompt is empty")
+        ids = model.encode(prompt)
+        text = prompt
+    else:
+        ids = [int(i) for i in prompt]
+        _check_vocab(model, ids, "prompt")
+        text = model.decode(ids)
+    if not ids:
+        raise InvalidSettingError("the prompt tokenises to no tokens")
+    return ids, text
+
+
+def _continuation_ids(model: Model, continuation: str | Sequence[int]) -> list[int]:
+    if isinstance(continuation, str):
+        if not continuation:
+            raise InvalidSettingError("the forced continuation is empty")
+        ids = model.encode(continuation, add_special_tokens=False)
+    else:
+        ids = [int(i) for i in continuation]
+        _check_vocab(model, ids, "continuation")
+    if not ids:
+        raise InvalidSettingError("the forced continuation tokenises to no tokens")
+    return ids
+
+
+def _check_vocab(model: Model, ids: list[int], what: str) -> None:
+    bad = [i for i in ids if not 0 <= i < model.d_vocab]
+    if bad:
+        raise InvalidSettingError(
+            f"{what} token id {bad[0]} is outside the vocabulary [0, {model.d_vocab})"
+        )
+
+
+def _resolve_hooks(model: Model, hooks: Sequence[str] | None) -> list[str]:
+    names = H.default_hooks(model.n_layers) if hooks is None else list(dict.fromkeys(hooks))
+    available = model.bridge.hook_dict
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise HookError(f"{model.name} has no hook named {unknown[0]!r}")
+    return names
+
+
+class _Recorder:
+    """Collects each forward's new positions and assembles whole-sequence tensors."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.parts: dict[str, list[Tensor]] = {n: [] for n in names}
+
+    def add(self, cache) -> None:
+        for name in self.names:
+            # [batch=1, ...] -> [...]; kept on the CPU so a long run does not hold the device
+            self.parts[name].append(cache[name][0].cpu())
+
+    def assemble(self, n_positions: int) -> dict[str, Tensor]:
+        out = {}
+        for name, parts in self.parts.items():
+            if H.is_query_key(name):
+                out[name] = _assemble_query_key(name, parts, n_positions)
+            else:
+                out[name] = torch.cat(parts, dim=0)  # parts are [new_pos, ...]
+        return out
+
+
+def _assemble_query_key(name: str, parts: list[Tensor], n: int) -> Tensor:
+    """Rows [head, new_q, keys_so_far] -> [head, n, n], future keys filled as a full causal run
+    fills them (0 probability in patterns, -inf in scores)."""
+    fill = 0.0 if name.endswith("hook_pattern") else float("-inf")
+    n_heads = parts[0].shape[0]
+    out = torch.full((n_heads, n, n), fill, dtype=parts[0].dtype)
+    row = 0
+    for part in parts:
+        q, k = part.shape[1], part.shape[2]
+        out[:, row : row + q, :k] = part
+        row += q
+    return out

@@ -1,0 +1,61 @@
+"""Hook names in one place: nothing else in the package spells a hook-name string."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+EMBED = "hook_embed"
+FINAL_SCALE = "ln_final.hook_scale"
+
+# Hooks whose tensor is [batch, head, query_pos, key_pos]; every other recorded hook has
+# its position axis at dim 1 ([batch, pos, ...]).
+_QUERY_KEY_SUFFIXES = ("attn.hook_pattern", "attn.hook_attn_scores")
+
+
+def resid_pre(layer: int) -> str:
+    return f"blocks.{layer}.hook_resid_pre"
+
+
+def resid_mid(layer: int) -> str:
+    return f"blocks.{layer}.hook_resid_mid"
+
+
+def resid_post(layer: int) -> str:
+    return f"blocks.{layer}.hook_resid_post"
+
+
+def attn_out(layer: int) -> str:
+    return f"blocks.{layer}.hook_attn_out"
+
+
+def mlp_out(layer: int) -> str:
+    return f"blocks.{layer}.hook_mlp_out"
+
+
+def pattern(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+def z(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def is_query_key(name: str) -> bool:
+    """True for hooks shaped [batch, head, query, key] (attention patterns and scores)."""
+    return name.endswith(_QUERY_KEY_SUFFIXES)
+
+
+def default_hooks(n_layers: int) -> list[str]:
+    """What the analyses read: residual stream before each block and after the last,
+    every layer's attention pattern and per-head output (z), and the final norm's scale."""
+    names: list[str] = []
+    for layer in range(n_layers):
+        names += [resid_pre(layer), pattern(layer), z(layer)]
+    names += [resid_post(n_layers - 1), FINAL_SCALE]
+    return names
+
+
+def missing(required: Iterable[str], available: Iterable[str]) -> list[str]:
+    """The required hook names that are not among the available ones, in order."""
+    have = set(available)
+    return [name for name in required if name not in have]
