@@ -1,0 +1,136 @@
+"""Fixtures: tiny random models (GPT-2 and Llama/grouped-query layouts) and the real embedded
+model, each built once per session. No downloads: the tiny tokenizer is trained here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+TINY_VOCAB = 300
+CORPUS = (
+    "The earth revolves around the sun. The moon revolves around the earth. "
+    "Attention heads copy tokens; induction heads complete repeated patterns. "
+    "<script>alert('x')</script> \"quotes\" and new\nlines 0123456789 "
+) * 4
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", help="torch device for model tests (cpu, cuda)")
+
+
+@pytest.fixture(scope="session")
+def device(request) -> str:
+    dev = request.config.getoption("--device")
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        pytest.exit("--device cuda was given but no CUDA GPU is available", returncode=2)
+    return dev
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Every test starts from the same global RNG state (the library never uses it)."""
+    torch.manual_seed(0)
+
+
+def _tiny_tokenizer(with_bos: bool, directory):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_VOCAB,
+        special_tokens=["<|endoftext|>", "<s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([CORPUS], trainer)
+    if with_bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+        )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="<|endoftext|>"
+    )
+    # Saved and reloaded so that it has a name_or_path, as TransformerLens expects.
+    fast.save_pretrained(directory)
+    return AutoTokenizer.from_pretrained(directory)
+
+
+def _tiny_gpt2(tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=96, n_embd=32, n_layer=2, n_head=4,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    cfg.architectures = ["GPT2LMHeadModel"]
+    torch.manual_seed(1)
+    return GPT2LMHeadModel(cfg)
+
+
+def _tiny_llama(tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=96,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    cfg.architectures = ["LlamaForCausalLM"]
+    torch.manual_seed(2)
+    model = LlamaForCausalLM(cfg)
+    # Random init leaves logits nearly uniform; a larger unembedding gives the sampler
+    # distributions with some shape, so tests can tell tokens apart.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20)
+    return model
+
+
+# Parameter counts pin the fixtures: a changed config cannot silently weaken the tests.
+TINY_PARAMS = {"gpt2": 38_144, "llama": 37_792}
+
+
+def build_tiny(kind: str, directory, device: str = "cpu"):
+    from interp.models import Model
+
+    tokenizer = _tiny_tokenizer(kind == "llama", directory)
+    hf = _tiny_gpt2(tokenizer) if kind == "gpt2" else _tiny_llama(tokenizer)
+    n_params = sum(p.numel() for p in hf.parameters())
+    assert n_params == TINY_PARAMS[kind], f"tiny {kind} has {n_params} parameters"
+    return Model.from_hf(f"tiny-{kind}", hf, tokenizer, device=device)
+
+
+@pytest.fixture(scope="session", params=["gpt2", "llama"])
+def tiny(request, device, tmp_path_factory):
+    """A tiny random model of each attention layout (multi-head GPT-2, grouped-query Llama)."""
+    return build_tiny(request.param, tmp_path_factory.mktemp(f"tok-{request.param}"), device)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(device, tmp_path_factory):
+    return build_tiny("llama", tmp_path_factory.mktemp("tok-llama"), device)
+
+
+@pytest.fixture(scope="session")
+def smollm(device):
+    """The embedded SmolLM2-135M-Instruct (converted and cached on first use)."""
+    from interp.models import load_model
+
+    return load_model("smollm2-135m", device=device)
+
+
+@pytest.fixture(scope="session")
+def smollm_hf(smollm):
+    """An independent plain Hugging Face copy of the same weights, eager attention."""
+    from transformers import AutoModelForCausalLM
+
+    from interp.models import cache_root
+
+    hf = AutoModelForCausalLM.from_pretrained(
+        str(cache_root() / "models" / "smollm2-135m"), dtype=torch.float32,
+        attn_implementation="eager",
+    )
+    return hf.to(smollm.device).eval()

