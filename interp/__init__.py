@@ -27,7 +27,18 @@ _EXPORTS = {
     "InterpError": "interp.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_MODEL",
+    "GenerationSettings",
+    "InterpError",
+    "Model",
+    "Sampler",
+    "SamplingConfig",
+    "Trace",
+    "default_hooks",
+    "generate",
+    "load_model",
+]
 
 if TYPE_CHECKING:
     from interp.errors import InterpError

@@ -1,4 +1,4 @@
-"""Typed errors. The library raises these; only the CLI turns them into one line and an exit code."""
+"""Typed errors: the library raises these; only the CLI turns them into one line and a status."""
 
 from __future__ import annotations
 

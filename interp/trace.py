@@ -107,7 +107,9 @@ class Trace:
 
         absent = missing(names, self.activations)
         if absent:
-            shown = ", ".join(absent[:6]) + (f" and {len(absent) - 6} more" if len(absent) > 6 else "")
+            shown = ", ".join(absent[:6]) + (
+                f" and {len(absent) - 6} more" if len(absent) > 6 else ""
+            )
             raise HookError(
                 f"{purpose} needs hooks this trace did not record: {shown}; "
                 "record it again with the default hooks"
@@ -177,8 +179,8 @@ class Trace:
             "token_logprobs": self.token_logprobs.tolist(),
             "token_ranks": self.token_ranks.tolist(),
             "top_alternatives": [
-                [[int(i), float(p)] for i, p in zip(ids, probs)]
-                for ids, probs in zip(self.top_ids.tolist(), self.top_probs.tolist())
+                [[int(i), float(p)] for i, p in zip(ids, probs, strict=True)]
+                for ids, probs in zip(self.top_ids.tolist(), self.top_probs.tolist(), strict=True)
             ],
             "hooks": self.hook_names,
             "timings": self.timings,

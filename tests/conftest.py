@@ -50,9 +50,7 @@ def _tiny_tokenizer(with_bos: bool, directory):
         tok.post_processor = processors.TemplateProcessing(
             single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
         )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="<|endoftext|>"
-    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<|endoftext|>")
     # Saved and reloaded so that it has a name_or_path, as TransformerLens expects.
     fast.save_pretrained(directory)
     return AutoTokenizer.from_pretrained(directory)
@@ -62,8 +60,13 @@ def _tiny_gpt2(tokenizer):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=96, n_embd=32, n_layer=2, n_head=4,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        n_positions=96,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     cfg.architectures = ["GPT2LMHeadModel"]
     torch.manual_seed(1)
@@ -74,9 +77,15 @@ def _tiny_llama(tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=96,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=96,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
     cfg.architectures = ["LlamaForCausalLM"]
@@ -130,7 +139,8 @@ def smollm_hf(smollm):
     from interp.models import cache_root
 
     hf = AutoModelForCausalLM.from_pretrained(
-        str(cache_root() / "models" / "smollm2-135m"), dtype=torch.float32,
+        str(cache_root() / "models" / "smollm2-135m"),
+        dtype=torch.float32,
         attn_implementation="eager",
     )
     return hf.to(smollm.device).eval()

@@ -85,7 +85,9 @@ def test_kv_cached_sampling_equals_an_uncached_naive_loop(tiny):
 
 
 def test_same_seed_same_tokens_and_different_seeds_differ(tiny):
-    runs = [interp.generate(tiny, "The sun", max_new_tokens=12, seed=s, hooks=[]) for s in (5, 5, 6)]
+    runs = [
+        interp.generate(tiny, "The sun", max_new_tokens=12, seed=s, hooks=[]) for s in (5, 5, 6)
+    ]
     assert runs[0].token_ids.tolist() == runs[1].token_ids.tolist()
     assert runs[0].token_ids.tolist() != runs[2].token_ids.tolist()
 
@@ -159,16 +161,20 @@ def test_user_hooks_act_on_every_step_and_are_recorded(tiny):
 def test_each_step_records_only_its_new_position(tiny, monkeypatch):
     from interp import generation
 
-    seen = []
-    original = generation._Recorder.add
+    seen = {}
+    original = generation._Recorder.assemble
 
-    def spy(self, cache):
-        seen.append(cache[self.names[0]].shape[1])
-        return original(self, cache)
+    def spy(self, n_positions):
+        seen.update({name: [part.shape for part in parts] for name, parts in self.parts.items()})
+        return original(self, n_positions)
 
-    monkeypatch.setattr(generation._Recorder, "add", spy)
+    monkeypatch.setattr(generation._Recorder, "assemble", spy)
     trace = interp.generate(tiny, "The earth revolves", max_new_tokens=7, seed=0)
-    assert seen == [trace.prompt_len] + [1] * 7
+    p = trace.prompt_len
+    resid = seen[H.resid_pre(0)]
+    assert [s[0] for s in resid] == [p] + [1] * 7
+    pattern = seen[H.pattern(0)]  # [head, new_query, keys so far]
+    assert [(s[1], s[2]) for s in pattern] == [(p, p)] + [(1, p + i + 1) for i in range(7)]
 
 
 def test_non_finite_logits_after_a_user_hook_are_an_error(tiny):

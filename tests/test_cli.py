@@ -1,0 +1,110 @@
+"""The `interp` command: fast help, one clear error line per bad input, nothing half-written."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from interp import cli
+
+
+def test_help_answers_without_importing_torch():
+    code = (
+        "import sys\nfrom interp import cli\n"
+        "for argv in (['--help'], ['generate', '--help']):\n"
+        "    try:\n        cli.main(argv)\n"
+        "    except SystemExit as e:\n        assert e.code == 0\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False False"
+    assert "--max-new-tokens" in out.stdout and "--continuation" in out.stdout
+
+
+def test_slug():
+    assert cli.slug("earth revolve around") == "earth-revolve-around"
+    assert cli.slug("<script>!!") == "script"
+    assert cli.slug("???") == "trace"
+
+
+def run_cli(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["generate", ""], "prompt is empty"),
+        (["generate", "   "], "prompt is empty"),
+        (["generate", "hi", "--max-new-tokens", "0"], "max-new-tokens must be >= 1"),
+        (["generate", "hi", "--temperature", "-0.5"], "temperature must be >= 0"),
+        (["generate", "hi", "--top-p", "0"], "top-p must be in (0, 1]"),
+        (["generate", "hi", "--top-p", "1.01"], "top-p must be in (0, 1]"),
+        (["generate", "hi", "--top-k", "0"], "top-k must be >= 1"),
+        (["generate", "hi", "--continuation", ""], "continuation is empty"),
+        (["generate", "hi", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["generate", "hi", "--device", "warp-drive"], "device"),
+    ],
+)
+def test_bad_input_gets_one_line_and_writes_nothing(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(argv, capsys)
+    assert code == cli.EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and err.startswith("interp: error: ") and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_that_cannot_be_written(capsys, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run_cli(["generate", "hi", "--out", str(tmp_path / "afile" / "t")], capsys)
+    assert code == cli.EXIT_BAD_INPUT and "not writable" in err and err.count("\n") == 1
+
+
+def test_existing_out_that_is_not_a_trace_is_never_overwritten(capsys, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "data.csv").write_text("precious")
+    code, _, err = run_cli(["generate", "hi", "--out", str(tmp_path / "mine")], capsys)
+    assert code == cli.EXIT_BAD_INPUT and "refusing to overwrite" in err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["data.csv"]
+
+
+def test_gpt2_unreachable_is_one_clear_paragraph(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_cli(
+        ["generate", "hi", "--model", "gpt2", "--out", str(tmp_path / "t")], capsys
+    )
+    assert code == cli.EXIT_ERROR and err.count("\n") == 1
+    assert "could not be loaded" in err and "--model smollm2-135m" in err
+    assert "Traceback" not in err and not (tmp_path / "t").exists()
+
+
+@pytest.mark.real_model
+def test_generate_writes_a_trace_and_says_where(capsys, tmp_path, monkeypatch, smollm):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(
+        ["generate", "earth revolve around", "--max-new-tokens", "5", "--seed", "3"], capsys
+    )
+    assert code == 0, err
+    target = tmp_path / "reports" / "earth-revolve-around"
+    summary = json.loads((target / "summary.json").read_text())
+    assert out.splitlines()[0] == "earth revolve around\u2502" + summary["continuation"]
+    assert f"trace written to {target.relative_to(tmp_path)}" in out
+    assert len(summary["token_logprobs"]) == 5 and summary["seed"] == 3
+    # the same command again gives the same text (and replaces its own trace)
+    code, out2, _ = run_cli(
+        ["generate", "earth revolve around", "--max-new-tokens", "5", "--seed", "3"], capsys
+    )
+    assert code == 0 and out2.splitlines()[0] == out.splitlines()[0]
+
+
+@pytest.mark.real_model
+def test_prompt_beyond_the_context_is_refused(capsys, tmp_path, smollm):
+    code, _, err = run_cli(
+        ["generate", "hi", "--max-new-tokens", "9000", "--out", str(tmp_path / "t")], capsys
+    )
+    assert code == cli.EXIT_BAD_INPUT and "context of 8192" in err and err.count("\n") == 1
+    assert not (tmp_path / "t").exists()
