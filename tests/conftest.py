@@ -3,6 +3,8 @@ model, each built once per session. No downloads: the tiny tokenizer is trained 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -109,7 +111,18 @@ def build_tiny(kind: str, directory, device: str = "cpu"):
     hf = _tiny_gpt2(tokenizer) if kind == "gpt2" else _tiny_llama(tokenizer)
     n_params = sum(p.numel() for p in hf.parameters())
     assert n_params == TINY_PARAMS[kind], f"tiny {kind} has {n_params} parameters"
-    return Model.from_hf(f"tiny-{kind}", hf, tokenizer, device=device)
+    # An untouched copy, eager attention, before the bridge wraps the model's modules in place:
+    # the independent Hugging Face reference the tests compare against.
+    reference = copy.deepcopy(hf).to(device).eval()
+    reference.set_attn_implementation("eager")
+    model = Model.from_hf(f"tiny-{kind}", hf, tokenizer, device=device)
+    model.extra["reference"] = reference
+    return model
+
+
+def reference(model):
+    """The plain Hugging Face model with the same weights (tiny: a pre-bridge copy)."""
+    return model.extra["reference"]
 
 
 @pytest.fixture(scope="session", params=["gpt2", "llama"])

@@ -3,6 +3,7 @@ references: one full-sequence run_with_cache, the plain Hugging Face forward, a 
 
 import pytest
 import torch
+from conftest import reference
 
 import interp
 from interp import hooks as H
@@ -20,7 +21,7 @@ def full_run(model, token_ids, names):
 
 def hf_logits(model, token_ids):
     """Logits of the bare Hugging Face model underneath the bridge, hooks not involved."""
-    hf = model.bridge.original_model
+    hf = reference(model)
     with torch.no_grad():
         return hf(token_ids[None].to(model.device)).logits[0].float().cpu()
 

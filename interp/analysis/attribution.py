@@ -1,0 +1,148 @@
+"""Direct logit attribution: how much each head, each MLP layer and the embeddings write, along
+the unembedding direction of the generated token, into the final logit.
+
+The final residual is the sum of the components: embeddings (block 0's input), each head's
+output `z_h @ W_O[h]`, each layer's attention bias, and each MLP's output, which is derived
+exactly from the recorded residuals (`resid_pre[L+1] - resid_pre[L] - attention output`).
+Each component is centred if the final norm is a LayerNorm (the norm subtracts the mean, a
+linear map that distributes over the sum), divided by the final norm's recorded scale, and
+dotted with `w_ln * W_U[:, token]`. The constant `b_ln . W_U[:, token] + b_U[token]` is kept
+apart, so that components plus constant equal the model's logit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import einops
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp import hooks as H
+from interp.heads import rank_heads
+from interp.models import Model
+from interp.trace import Trace
+
+
+@dataclass
+class AttributionResult:
+    """Per generated step `j` (read at `positions[j]`, scoring `target_ids[j]`)."""
+
+    positions: list[int]
+    target_ids: Int[Tensor, " step"]
+    embed: Float[Tensor, " step"]
+    heads: Float[Tensor, "step layer head"]
+    attn_bias: Float[Tensor, "step layer"]
+    mlp: Float[Tensor, "step layer"]
+    constant: Float[Tensor, " step"]  # final-norm bias and unembedding bias
+    logits: Float[Tensor, " step"]  # the model's own logit of the target token
+
+    @property
+    def total(self) -> Float[Tensor, " step"]:
+        """Sum of every component and the constant: equals `logits`."""
+        return (
+            self.embed
+            + self.heads.sum((1, 2))
+            + self.attn_bias.sum(1)
+            + self.mlp.sum(1)
+            + self.constant
+        )
+
+    def top_heads(self, k: int = 10) -> list[tuple[str, float]]:
+        """Heads with the largest mean absolute attribution over the steps."""
+        return rank_heads(self.heads.abs().mean(0), k)
+
+    def components(self, step: int) -> list[tuple[str, float]]:
+        """Every component's attribution at one step, labelled, in model order."""
+        n_layers, n_heads = self.heads.shape[1:]
+        out = [("embed", float(self.embed[step]))]
+        for layer in range(n_layers):
+            out += [(f"L{layer}H{h}", float(self.heads[step, layer, h])) for h in range(n_heads)]
+            if torch.any(self.attn_bias[:, layer] != 0):
+                out.append((f"L{layer} attn bias", float(self.attn_bias[step, layer])))
+            out.append((f"L{layer} MLP", float(self.mlp[step, layer])))
+        out.append(("biases", float(self.constant[step])))
+        return out
+
+
+def attribution_hooks(n_layers: int) -> list[str]:
+    names = [H.resid_pre(layer) for layer in range(n_layers)]
+    names += [H.z(layer) for layer in range(n_layers)]
+    return names + [H.resid_post(n_layers - 1), H.FINAL_SCALE]
+
+
+def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult:
+    """Attribution of every head, MLP layer and the embeddings to each generated token's logit."""
+    trace.bind(model)
+    n_layers = model.n_layers
+    trace.require_hooks(attribution_hooks(n_layers), "direct logit attribution")
+    acts = trace.activations
+    p, n = trace.prompt_len, trace.n_positions
+    read = slice(p - 1, n - 1)  # the positions whose logits predict the generated tokens
+    targets = trace.token_ids[p:n]
+    bridge = model.bridge
+
+    with torch.no_grad():
+        w_u = bridge.W_U.detach().float().cpu()[:, targets]  # [d_model, step]
+        b_u = _param(bridge, "b_U")
+        ln = bridge.ln_final
+        w_ln = _norm_param(ln, "weight")
+        b_ln = _norm_param(ln, "bias")
+        layer_norm = model.cfg.normalization_type in ("LN", "LNPre")
+        direction = w_u if w_ln is None else w_u * w_ln[:, None]
+        scale = acts[H.FINAL_SCALE][read].float()  # [step, 1]
+
+        def project(vectors: Float[Tensor, "step ... d_model"]) -> Tensor:
+            if layer_norm:
+                vectors = vectors - vectors.mean(-1, keepdim=True)
+            vectors = vectors / scale.view(-1, *([1] * (vectors.dim() - 1)))
+            return einops.einsum(vectors, direction, "step ... d, d step -> step ...")
+
+        resid = [acts[H.resid_pre(layer)][read].float() for layer in range(n_layers)]
+        resid.append(acts[H.resid_post(n_layers - 1)][read].float())
+        head_out, bias_out, mlp_out = [], [], []
+        for layer in range(n_layers):
+            attn = bridge.blocks[layer].attn
+            w_o = attn.W_O.detach().float().cpu()  # [head, d_head, d_model]
+            z = acts[H.z(layer)][read].float()  # [step, head, d_head]
+            per_head = einops.einsum(z, w_o, "step head dh, head dh d -> step head d")
+            b_o = getattr(attn, "b_O", None)
+            b_o = torch.zeros(model.d_model) if b_o is None else b_o.detach().float().cpu()
+            attn_out = per_head.sum(1) + b_o
+            head_out.append(project(per_head))
+            bias_out.append(project(b_o.expand_as(attn_out)))
+            mlp_out.append(project(resid[layer + 1] - resid[layer] - attn_out))
+
+        constant = b_u[targets] if b_u is not None else torch.zeros(len(targets))
+        if b_ln is not None:
+            constant = constant + b_ln @ w_u
+        # the model's own logit, read through its real final norm module (not the algebra above)
+        from transformer_lens.tools.analysis.logit_lens import logit_readout
+
+        readout = logit_readout(
+            bridge, resid[-1].to(model.device), targets=targets.to(model.device)
+        )
+        logits = readout.values[..., 0].float().cpu()
+
+    return AttributionResult(
+        positions=list(range(p - 1, n - 1)),
+        target_ids=targets.clone(),
+        embed=project(resid[0]),
+        heads=torch.stack(head_out, dim=1),
+        attn_bias=torch.stack(bias_out, dim=1),
+        mlp=torch.stack(mlp_out, dim=1),
+        constant=constant,
+        logits=logits,
+    )
+
+
+def _param(module, name: str) -> Tensor | None:
+    value = getattr(module, name, None)
+    return None if value is None else value.detach().float().cpu()
+
+
+def _norm_param(ln, name: str) -> Tensor | None:
+    original = getattr(ln, "original_component", None)
+    value = getattr(original if original is not None else ln, name, None)
+    return None if value is None else value.detach().float().cpu()

@@ -1,0 +1,56 @@
+"""Head specs ("L5H1", "L5" for a whole layer) parsed and validated once, and head rankings."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.errors import InvalidSettingError
+
+_SPEC = re.compile(r"^L(\d+)(?:H(\d+))?$", re.IGNORECASE)
+
+
+def head_label(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+def parse_heads(spec: str, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
+    """`"L5H1,L9H3"` or `"L5"` (every head of layer 5) -> sorted unique (layer, head) pairs."""
+    valid = f"valid: L0..L{n_layers - 1} and H0..H{n_heads - 1}"
+    heads: set[tuple[int, int]] = set()
+    items = [item.strip() for item in spec.split(",")]
+    if not spec.strip() or any(not item for item in items):
+        raise InvalidSettingError(f"empty head spec {spec!r}; write heads as L5H1,L9H3 or L5")
+    for item in items:
+        match = _SPEC.match(item)
+        if match is None:
+            raise InvalidSettingError(
+                f"malformed head {item!r}: write heads as L5H1 (layer 5, head 1) or L5; {valid}"
+            )
+        layer = int(match.group(1))
+        if layer >= n_layers:
+            raise InvalidSettingError(f"layer {layer} in {item!r} is out of range; {valid}")
+        if match.group(2) is None:
+            heads.update((layer, h) for h in range(n_heads))
+            continue
+        head = int(match.group(2))
+        if head >= n_heads:
+            raise InvalidSettingError(f"head {head} in {item!r} is out of range; {valid}")
+        heads.add((layer, head))
+    return sorted(heads)
+
+
+def rank_heads(
+    scores: Float[Tensor, "layer head"], k: int | None = 10, *, by_magnitude: bool = False
+) -> list[tuple[str, float]]:
+    """Heads with their (signed) values, largest first (by absolute value if `by_magnitude`)."""
+    n_heads = scores.shape[1]
+    flat = scores.detach().flatten().float()
+    key = flat.abs() if by_magnitude else flat
+    order = torch.argsort(key, descending=True, stable=True)
+    if k is not None:
+        order = order[:k]
+    return [(head_label(int(i) // n_heads, int(i) % n_heads), float(flat[i])) for i in order]

@@ -1,0 +1,177 @@
+"""Analyses on tiny models of both layouts: against hand computations from the plain Hugging
+Face model, and shapes, labels and dtypes of every result."""
+
+import pytest
+import torch
+from conftest import reference
+
+import interp
+from interp import hooks as H
+from interp.analysis import attention, direct_logit_attribution, head_roles, logit_lens
+from interp.analysis.logit_lens import prediction_depth
+from interp.errors import HookError, InvalidSettingError, ModelMismatchError
+from interp.heads import parse_heads, rank_heads
+
+
+@pytest.fixture(scope="module")
+def recorded(tiny):
+    return interp.generate(tiny, "The earth revolves around", max_new_tokens=10, seed=0)
+
+
+def hf_hidden(model, token_ids):
+    hf = reference(model)
+    with torch.no_grad():
+        out = hf(token_ids[None].to(model.device), output_hidden_states=True)
+    return [h[0].float().cpu() for h in out.hidden_states], out.logits[0].float().cpu()
+
+
+def hand_lens(model, token_ids):
+    """Hand computation: each layer's input through HF's final norm and lm_head."""
+    hidden, logits = hf_hidden(model, token_ids)
+    hf = reference(model)
+    norm = hf.model.norm if hasattr(hf, "model") else hf.transformer.ln_f
+    head = hf.lm_head
+    with torch.no_grad():
+        # GPT-2 and Llama both return the final hidden state after the final norm
+        layers = [head(norm(h.to(model.device))).float().cpu() for h in hidden[:-1]]
+    return [x.log_softmax(-1) for x in layers + [logits]]
+
+
+def test_logit_lens_equals_a_hand_computation(tiny, recorded):
+    result = logit_lens(tiny, recorded)
+    ref = hand_lens(tiny, recorded.token_ids)
+    p, n = recorded.prompt_len, recorded.n_positions
+    targets = recorded.token_ids[p:]
+    final = ref[-1][p - 1 : n - 1]
+    for i, lp in enumerate(ref):
+        lp = lp[p - 1 : n - 1]
+        probs = lp.exp()
+        want_p = probs.gather(-1, targets[:, None])[:, 0]
+        torch.testing.assert_close(result.target_probs[i], want_p, atol=1e-4, rtol=0)
+        kl = (final.exp() * (final - lp)).sum(-1)
+        torch.testing.assert_close(result.kl[i], kl, atol=1e-3, rtol=0)
+        assert result.top_ids[i, :, 0].tolist() == lp.argmax(-1).tolist()
+    assert result.kl[-1].abs().max() <= 1e-5
+
+
+def test_logit_lens_shapes_labels_and_summary(tiny, recorded):
+    result = logit_lens(tiny, recorded, top_k=4)
+    L, G = tiny.n_layers + 1, recorded.n_generated
+    assert result.layers == [f"L{i}" for i in range(tiny.n_layers)] + ["final"]
+    assert result.top_ids.shape == (L, G, 4) and result.top_ids.dtype == torch.long
+    assert result.top_probs.shape == (L, G, 4) and result.top_probs.dtype == torch.float32
+    assert result.kl.shape == result.target_ranks.shape == (L, G)
+    assert result.positions == list(range(recorded.prompt_len - 1, recorded.n_positions - 1))
+    summary = result.summary()
+    assert len(summary["mean_kl"]) == len(summary["top1_agreement"]) == L
+    assert summary["top1_agreement"][-1] == 1.0 and summary["mean_kl"][-1] == 0.0
+    # the final row's rank of the generated token is the trace's own rank
+    assert result.target_ranks[-1].tolist() == recorded.token_ranks.tolist()
+
+
+def test_prediction_depth_by_hand():
+    top1 = torch.tensor([[1, 5, 7], [2, 5, 9], [3, 5, 7], [3, 5, 7]])  # [layer, step]
+    assert prediction_depth(top1).tolist() == [2, 0, 2]
+
+
+def test_attention_patterns_and_top_positions(tiny, recorded):
+    result = attention(tiny, recorded, top_k=2)
+    n = recorded.n_positions
+    assert result.patterns.shape == (tiny.n_layers, tiny.n_heads, n, n)
+    assert result.top_positions.shape == (tiny.n_layers, tiny.n_heads, recorded.n_generated, 2)
+    pattern = recorded.activations[H.pattern(1)]
+    for j, q in enumerate(result.query_positions):
+        row = pattern[2, q]
+        assert result.top_positions[1, 2, j, 0] == row.argmax()
+        assert result.top_positions[1, 2, j].max() <= q  # never the future
+
+
+def test_attention_patterns_equal_hugging_face_eager(tiny, recorded):
+    hf = reference(tiny)
+    with torch.no_grad():
+        out = hf(recorded.token_ids[None].to(tiny.device), output_attentions=True)
+    for layer, ref in enumerate(out.attentions):
+        got = recorded.activations[H.pattern(layer)]
+        torch.testing.assert_close(got, ref[0].float().cpu(), atol=1e-5, rtol=0)
+
+
+def test_head_roles_by_hand_on_a_probe(tiny):
+    roles = head_roles(tiny, block_len=12, seed=3)
+    tokens, n, o = roles.probe_tokens, roles.block_len, roles.offset
+    assert torch.equal(tokens[o : o + n], tokens[o + n : o + 2 * n])
+    assert roles.scores.shape == (4, tiny.n_layers, tiny.n_heads)
+    with torch.no_grad():
+        _, cache = tiny.bridge.run_with_cache(tokens[None].to(tiny.device))
+    pat = cache[H.pattern(1)][0, 3].cpu()  # layer 1, head 3
+    second = range(o + n, o + 2 * n)
+    induction = sum(float(pat[q, q - n + 1]) for q in second) / n
+    previous = sum(float(pat[q, q - 1]) for q in range(1, len(tokens))) / (len(tokens) - 1)
+    assert abs(float(roles.score("induction")[1, 3]) - induction) < 1e-6
+    assert abs(float(roles.score("previous_token")[1, 3]) - previous) < 1e-6
+    top = roles.top("sink", 3)
+    assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+    with pytest.raises(InvalidSettingError):
+        roles.score("copying")
+
+
+def test_direct_logit_attribution_sums_to_the_logit(tiny, recorded):
+    result = direct_logit_attribution(tiny, recorded)
+    _, logits = hf_hidden(tiny, recorded.token_ids)
+    p = recorded.prompt_len
+    want = logits[p - 1 : -1].gather(-1, recorded.token_ids[p:, None])[:, 0]
+    torch.testing.assert_close(result.total, want, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(result.logits, want, atol=1e-4, rtol=1e-5)
+    G, L, Hn = recorded.n_generated, tiny.n_layers, tiny.n_heads
+    assert result.heads.shape == (G, L, Hn) and result.mlp.shape == (G, L)
+    assert len(result.top_heads(5)) == 5
+    labels = [label for label, _ in result.components(0)]
+    assert labels[0] == "embed" and labels[-1] == "biases" and "L1H3" in labels
+
+
+def test_head_decomposition_equals_the_attention_output(tiny, recorded):
+    """The per-head split (z @ W_O + b_O) reproduces hook_attn_out of a full run."""
+    with torch.no_grad():
+        _, cache = tiny.bridge.run_with_cache(recorded.token_ids[None].to(tiny.device))
+    attn = tiny.bridge.blocks[1].attn
+    z = recorded.activations[H.z(1)]
+    out = torch.einsum("phd,hdm->pm", z, attn.W_O.detach().cpu())
+    if getattr(attn, "b_O", None) is not None:
+        out = out + attn.b_O.detach().cpu()
+    torch.testing.assert_close(out, cache[H.attn_out(1)][0].cpu(), atol=1e-5, rtol=1e-5)
+
+
+def test_missing_hooks_are_named(tiny):
+    trace = interp.generate(tiny, "The sun", max_new_tokens=3, seed=0, hooks=[H.resid_pre(0)])
+    with pytest.raises(HookError, match="blocks.1.hook_resid_pre"):
+        logit_lens(tiny, trace)
+    with pytest.raises(HookError, match="hook_pattern"):
+        attention(tiny, trace)
+    with pytest.raises(HookError, match="hook_z"):
+        direct_logit_attribution(tiny, trace)
+
+
+def test_analysing_with_another_model_is_refused(recorded, tiny, tmp_path_factory, device):
+    from conftest import build_tiny
+
+    other = build_tiny(
+        "llama" if tiny.name == "tiny-gpt2" else "gpt2", tmp_path_factory.mktemp("o"), device
+    )
+    with pytest.raises(ModelMismatchError):
+        logit_lens(other, recorded)
+
+
+def test_parse_heads_and_rank_heads():
+    assert parse_heads("L1H2, l0h1", 2, 3) == [(0, 1), (1, 2)]
+    assert parse_heads("L1", 2, 3) == [(1, 0), (1, 1), (1, 2)]
+    for bad, message in [
+        ("L2H0", "layer 2"),
+        ("L0H3", "head 3"),
+        ("x", "malformed"),
+        ("", "empty"),
+        ("L0H1,,L1H1", "empty"),
+    ]:
+        with pytest.raises(InvalidSettingError, match=message):
+            parse_heads(bad, 2, 3)
+    scores = torch.tensor([[0.1, -0.9], [0.5, 0.2]])
+    assert rank_heads(scores, 2) == [("L1H0", 0.5), ("L1H1", pytest.approx(0.2))]
+    assert rank_heads(scores, 1, by_magnitude=True) == [("L0H1", pytest.approx(-0.9))]
