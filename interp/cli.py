@@ -105,6 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
         "trace there is replaced, any other existing content is refused",
     )
     gen.set_defaults(func=cmd_generate)
+
+    ana = sub.add_parser(
+        "analyze",
+        help="run every analysis on a saved trace and write the results beside it",
+        description=(
+            "Logit lens, attention and head roles, and direct logit attribution on the trace in "
+            "TRACE_DIR. Writes analysis.safetensors and the headline figures under the key "
+            "'analysis' of TRACE_DIR/summary.json."
+        ),
+    )
+    ana.add_argument(
+        "trace_dir", metavar="TRACE_DIR", type=Path, help="a directory written by generate"
+    )
+    ana.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
+    ana.set_defaults(func=cmd_analyze)
     return parser
 
 
@@ -166,6 +181,56 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"{trace.timings['tokens_per_s']:.1f} tok/s]"
     )
     print(f"trace written to {out}")
+    return 0
+
+
+def load_trace(trace_dir: Path, device: str):
+    """The trace in `trace_dir` with the model it was recorded with (checked before loading)."""
+    from interp.models import load_model
+    from interp.trace import Trace, read_summary
+
+    summary = read_summary(trace_dir)  # a clear error before any model is loaded
+    model = load_model(summary["model"], device=device)
+    return model, Trace.load(trace_dir, model=model)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from interp.analysis.suite import ANALYSIS_FILE, analyze
+    from interp.trace import write_results
+
+    model, trace = load_trace(args.trace_dir, args.device)
+    result = analyze(model, trace)
+    summary = result.summary()
+    write_results(args.trace_dir, "analysis", summary, result.tensors(), ANALYSIS_FILE)
+
+    lens = summary["logit_lens"]
+    shown = range(0, len(lens["layers"]), max(1, len(lens["layers"]) // 6))
+    picks = sorted(set(shown) | {len(lens["layers"]) - 1})
+    print(f"{trace.prompt}\u2502{trace.continuation}")
+    print(
+        "logit lens, mean KL to the final layer (nats): "
+        + "  ".join(f"{lens['layers'][i]} {lens['mean_kl'][i]:.2f}" for i in picks)
+    )
+    print(
+        "logit lens, top-1 agreement with the final layer: "
+        + "  ".join(f"{lens['layers'][i]} {lens['top1_agreement'][i]:.2f}" for i in picks)
+    )
+    depth = sorted(summary["prediction_depth"])
+    median = lens["layers"][depth[len(depth) // 2]]
+    print(f"prediction depth (median over {len(depth)} generated tokens): {median}")
+    probe = summary["probe"]
+    print(
+        f"head roles on 2 x {probe['block_len']} repeated random tokens "
+        f"(loss {probe['loss_first_copy']:.2f} on the first copy, "
+        f"{probe['loss_second_copy']:.2f} on the second):"
+    )
+    for role, heads in summary["head_roles"].items():
+        print(f"  {role:16s} " + "  ".join(f"{h} {v:.2f}" for h, v in heads[:5]))
+    print(
+        "direct logit attribution, top heads (mean |logit|): "
+        + "  ".join(f"{h} {v:.3f}" for h, v in summary["dla_top_heads"][:5])
+    )
+    print(f"analysis written to {args.trace_dir} (summary.json 'analysis', {ANALYSIS_FILE})")
     return 0
 
 

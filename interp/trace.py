@@ -320,3 +320,35 @@ def replace_dir(tmp: Path, target: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def write_results(
+    directory: str | os.PathLike,
+    key: str,
+    summary: dict[str, Any],
+    tensors: dict[str, Tensor] | None = None,
+    tensors_file: str | None = None,
+) -> None:
+    """Add results to a trace directory: `summary.json[key]` and, optionally, a tensors file.
+
+    Each file is written to a temporary name and renamed into place; the tensors go first, so
+    summary.json never names results that are not there.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(directory)
+    current = read_summary(path)
+    if tensors is not None and tensors_file is not None:
+        tmp = path / f".{tensors_file}.tmp-{os.getpid()}"
+        try:
+            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
+            os.replace(tmp, path / tensors_file)
+        finally:
+            tmp.unlink(missing_ok=True)
+    current[key] = summary
+    tmp = path / f".{SUMMARY}.tmp-{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps(current, indent=1, ensure_ascii=False))
+        os.replace(tmp, path / SUMMARY)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -108,3 +108,49 @@ def test_prompt_beyond_the_context_is_refused(capsys, tmp_path, smollm):
     )
     assert code == cli.EXIT_BAD_INPUT and "context of 8192" in err and err.count("\n") == 1
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.real_model
+def test_analyze_writes_results_beside_the_trace(capsys, tmp_path, smollm):
+    out = tmp_path / "t"
+    assert (
+        run_cli(
+            ["generate", "earth revolve around", "--max-new-tokens", "6", "--out", str(out)], capsys
+        )[0]
+        == 0
+    )
+    code, text, err = run_cli(["analyze", str(out)], capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    analysis = summary["analysis"]
+    lens = analysis["logit_lens"]
+    assert lens["layers"][-1] == "final" and len(lens["layers"]) == 31
+    for key in ("mean_kl", "mean_rank", "top1_agreement"):
+        assert len(lens[key]) == 31
+    assert len(analysis["prediction_depth"]) == 6
+    assert set(analysis["head_roles"]) == {"previous_token", "duplicate_token", "induction", "sink"}
+    for pairs in list(analysis["head_roles"].values()) + [analysis["dla_top_heads"]]:
+        assert len(pairs) == 10 and all(isinstance(h, str) and h.startswith("L") for h, _ in pairs)
+    assert (out / "analysis.safetensors").exists()
+    assert "analysis written to" in text
+    # the trace itself still loads, unchanged
+    from interp.trace import Trace
+
+    assert Trace.load(out).n_generated == 6
+
+
+def test_analyze_refuses_what_is_not_a_trace(capsys, tmp_path):
+    code, _, err = run_cli(["analyze", str(tmp_path)], capsys)
+    assert code == cli.EXIT_BAD_INPUT and "not an interp trace" in err and err.count("\n") == 1
+
+
+@pytest.mark.real_model
+def test_analyze_names_missing_hooks(capsys, tmp_path, smollm):
+    import interp
+
+    trace = interp.generate(
+        smollm, "earth", max_new_tokens=2, seed=0, hooks=["blocks.0.hook_resid_pre"]
+    )
+    trace.save(tmp_path / "t")
+    code, _, err = run_cli(["analyze", str(tmp_path / "t")], capsys)
+    assert code == cli.EXIT_ERROR and "did not record" in err and "blocks.1.hook_resid_pre" in err

@@ -102,3 +102,82 @@ def test_forced_continuation_scores_known_text(smollm, smollm_hf):
     want = torch.stack([ref[p - 1 + i, t] for i, t in enumerate(trace.continuation_ids)])
     assert (trace.token_logprobs - want).abs().max() <= 1e-4
     assert trace.token_logprobs.sum() > -15  # a plausible completion, not noise
+
+
+# ---- analyses on the embedded model -------------------------------------------------------
+
+
+def test_logit_lens_equals_a_hand_computation_from_hugging_face(smollm, smollm_hf, sampled):
+    from interp.analysis import logit_lens
+
+    result = logit_lens(smollm, sampled)
+    ids = sampled.token_ids[None].to(smollm.device)
+    w_u = smollm_hf.lm_head.weight.double()
+    with torch.no_grad():  # the unembedding in float64: the reference's own error stays small
+        out = smollm_hf(ids, output_hidden_states=True)
+        hidden = out.hidden_states  # inputs of the 30 blocks, then the final (normed) state
+        per_layer = [smollm_hf.model.norm(h).double() @ w_u.T for h in hidden[:-1]]
+        per_layer.append(hidden[-1].double() @ w_u.T)
+    p, n = sampled.prompt_len, sampled.n_positions
+    targets = sampled.token_ids[p:]
+    final = per_layer[-1][0, p - 1 : n - 1].cpu().log_softmax(-1)
+    for i, logits in enumerate(per_layer):
+        lp = logits[0, p - 1 : n - 1].cpu().log_softmax(-1)
+        want = lp.exp().gather(-1, targets[:, None])[:, 0]
+        assert (result.target_probs[i] - want).abs().max() <= 1e-4, result.layers[i]
+        kl = (final.exp() * (final - lp)).sum(-1)
+        assert (result.kl[i] - kl).abs().max() <= 1e-3, result.layers[i]
+    assert result.kl[-1].abs().max() <= 1e-5
+
+
+def test_attention_patterns_equal_hugging_face_eager(smollm, smollm_hf, sampled):
+    with torch.no_grad():
+        out = smollm_hf(sampled.token_ids[None].to(smollm.device), output_attentions=True)
+    assert len(out.attentions) == smollm.n_layers
+    for layer, ref in enumerate(out.attentions):
+        got = sampled.activations[H.pattern(layer)]
+        assert got.shape == (9, sampled.n_positions, sampled.n_positions)
+        assert (got - ref[0].float().cpu()).abs().max() <= 1e-5, layer
+
+
+@pytest.fixture(scope="module")
+def roles(smollm):
+    from interp.analysis import head_roles
+
+    return head_roles(smollm, block_len=50, seed=0)
+
+
+def test_repeated_random_tokens_show_induction(roles):
+    # in-context copying: the second copy is far easier than the first
+    assert roles.loss_second_copy < 0.3 * roles.loss_first_copy
+    induction = roles.score("induction").flatten()
+    strong = int((induction > 0.3).sum())
+    assert 1 <= strong <= 20  # a small set of the 270 heads ...
+    assert float(induction.max()) > 0.5  # ... clearly above the rest
+    assert float(induction.median()) < 0.05
+
+
+def test_previous_token_heads_attend_mostly_to_the_previous_position(smollm, roles):
+    (label, score), *_ = roles.top("previous_token", 1)
+    assert score > 0.5
+    layer, head = (int(x) for x in label[1:].split("H"))
+    tokens = roles.probe_tokens
+    with torch.no_grad():
+        _, cache = smollm.bridge.run_with_cache(
+            tokens[None].to(smollm.device), names_filter=H.pattern(layer)
+        )
+    pattern = cache[H.pattern(layer)][0, head].cpu()
+    most = pattern[1:].argmax(-1)  # the key each query attends to most
+    assert float((most == torch.arange(len(tokens) - 1)).float().mean()) > 0.5
+
+
+def test_direct_logit_attribution_sums_to_the_logit(smollm, smollm_hf, sampled):
+    from interp.analysis import direct_logit_attribution
+
+    result = direct_logit_attribution(smollm, sampled)
+    with torch.no_grad():
+        ref = smollm_hf(sampled.token_ids[None].to(smollm.device)).logits[0].float().cpu()
+    p = sampled.prompt_len
+    want = ref[p - 1 : -1].gather(-1, sampled.token_ids[p:, None])[:, 0]
+    err = (result.total - want).abs()
+    assert torch.all((err <= 1e-3) | (err <= 1e-5 * want.abs()))
