@@ -1,0 +1,72 @@
+"""Time of every analysis on a 100-token trace of the embedded model, against one forward pass
+over the same tokens, in one run (compare the ratio, not absolute seconds).
+
+    .venv/bin/python benchmarks/analysis.py [--tokens 100] [--rounds 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    import interp
+    from interp.analysis import attention, direct_logit_attribution, head_roles, logit_lens
+    from interp.models import library_versions
+
+    torch.set_grad_enabled(False)
+    model = interp.load_model()
+    trace = interp.generate(
+        model, "earth revolve around", max_new_tokens=args.tokens, seed=0, stop_at_eos=False
+    )
+    ids = trace.token_ids[None]
+    cases = {
+        "forward": lambda: model.bridge(ids),
+        "logit lens": lambda: logit_lens(model, trace),
+        "attention": lambda: attention(model, trace),
+        "head roles (probe forward included)": lambda: head_roles(model),
+        "direct logit attribution": lambda: direct_logit_attribution(model, trace),
+    }
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for fn in cases.values():  # warm-up
+        fn()
+    for _ in range(args.rounds):
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    forward = med.pop("forward")
+    total = sum(med.values())
+    result = {
+        "tokens": trace.n_positions,
+        "threads": torch.get_num_threads(),
+        "versions": library_versions(),
+        "forward_s": round(forward, 3),
+        "analyses_s": {k: round(v, 3) for k, v in med.items()},
+        "all_analyses_s": round(total, 3),
+        "forward_equivalents": {k: round(v / forward, 2) for k, v in med.items()},
+        "all_analyses_forward_equivalents": round(total / forward, 2),
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
