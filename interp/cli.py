@@ -120,7 +120,75 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ana.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
     ana.set_defaults(func=cmd_analyze)
+
+    abl = sub.add_parser(
+        "ablate",
+        help="knock heads out: effect on the recorded continuation and on regenerated text",
+        description=(
+            "Ablate attention heads of the model that recorded TRACE_DIR. Measures the "
+            "teacher-forced change in log-probability of the recorded continuation, then "
+            "generates again with the same prompt, seed and sampler noise with the heads "
+            "ablated. Writes TRACE_DIR/ablations/<heads>-<mode>/ (the ablated run's trace and "
+            "effect.json)."
+        ),
+    )
+    abl.add_argument(
+        "trace_dir", metavar="TRACE_DIR", type=Path, help="a directory written by generate"
+    )
+    abl.add_argument(
+        "--heads",
+        required=True,
+        help="heads to ablate: L5H1 (layer 5, head 1), comma-separated, or L5 for a whole layer",
+    )
+    add_ablation_options(abl)
+    abl.set_defaults(func=cmd_ablate)
+
+    swp = sub.add_parser(
+        "sweep",
+        help="ablate every head alone and rank heads by their effect on the continuation",
+        description=(
+            "Ablate each head in turn and measure the change in total log-probability of the "
+            "recorded continuation (exact), with the attribution-patching estimate beside it. "
+            "--triage verifies only the heads the estimate ranks highest. Writes sweep.safetensors "
+            "and the key 'sweep' of TRACE_DIR/summary.json."
+        ),
+    )
+    swp.add_argument(
+        "trace_dir", metavar="TRACE_DIR", type=Path, help="a directory written by generate"
+    )
+    add_ablation_options(swp)
+    swp.add_argument(
+        "--triage",
+        action="store_true",
+        help="estimate every head, then verify only the --verify highest exactly (faster)",
+    )
+    swp.add_argument(
+        "--verify",
+        type=_int,
+        default=None,
+        metavar="N",
+        help="with --triage: how many heads to verify exactly (default: 3/8 of the heads)",
+    )
+    swp.set_defaults(func=cmd_sweep)
     return parser
+
+
+def add_ablation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=("mean", "zero", "resample"),
+        default="mean",
+        help="what replaces a head's output: its mean over the trace's positions (default), "
+        "zero, or its output at the same position on another text (resample)",
+    )
+    parser.add_argument(
+        "--resample-text",
+        metavar="TEXT",
+        default=None,
+        help="with --mode resample: the text whose head outputs are used (default: a fixed "
+        "neutral paragraph)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -231,6 +299,96 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         + "  ".join(f"{h} {v:.3f}" for h, v in summary["dla_top_heads"][:5])
     )
     print(f"analysis written to {args.trace_dir} (summary.json 'analysis', {ANALYSIS_FILE})")
+    return 0
+
+
+def _marked(text_ids: list[int], model, divergence: int | None) -> str:
+    """The continuation with the first diverging token onwards in brackets."""
+    if divergence is None:
+        return model.decode(text_ids)
+    return (
+        model.decode(text_ids[:divergence])
+        + "\u27e6"
+        + model.decode(text_ids[divergence:])
+        + "\u27e7"
+    )
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from interp.analysis.ablation import ablate, ablation_dirname
+    from interp.heads import parse_heads
+    from interp.trace import check_output_dir
+
+    model, trace = load_trace(args.trace_dir, args.device)
+    heads = parse_heads(args.heads, model.n_layers, model.n_heads)  # before any work
+    out = args.trace_dir / "ablations" / ablation_dirname(heads, args.mode)
+    check_output_dir(out)
+    report = ablate(
+        model,
+        trace,
+        heads,
+        args.mode,
+        resample_text=args.resample_text,
+        progress=sys.stderr.isatty(),
+    )
+    regen = report.regeneration
+    summary = report.summary()
+    regen.ablated.save(out, extra_json={"effect.json": summary})
+
+    effect = report.effect
+    print(f"ablated {report.ablation.label} ({args.mode}: {report.ablation.source})")
+    print(
+        f"teacher-forced: total log-prob of the recorded continuation changes by "
+        f"{effect.delta_logprob_total:+.3f} over {len(effect.delta_logprob)} tokens"
+    )
+    strs = trace.token_strs[trace.prompt_len :]
+    hardest = ", ".join(
+        f"#{i} {strs[i]!r} {float(effect.delta_logprob[i]):+.2f}" for i in effect.hardest(3)
+    )
+    print(f"hardest hit: {hardest}")
+    div = regen.first_divergence
+    print(f"baseline: {trace.prompt}\u2502{_marked(regen.baseline.continuation_ids, model, div)}")
+    print(f"ablated:  {trace.prompt}\u2502{_marked(regen.ablated.continuation_ids, model, div)}")
+    print("texts identical" if div is None else f"first divergence at generated token {div}")
+    print(f"written to {out}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from interp.analysis.ablation import sweep
+    from interp.trace import write_results
+
+    if args.verify is not None and args.verify < 1:
+        from interp.errors import InvalidSettingError
+
+        raise InvalidSettingError(f"--verify must be >= 1, got {args.verify}")
+    model, trace = load_trace(args.trace_dir, args.device)
+    result = sweep(
+        model,
+        trace,
+        args.mode,
+        method="triage" if args.triage else "exact",
+        verify=args.verify,
+        resample_text=args.resample_text,
+        progress=sys.stderr.isatty(),
+    )
+    tensors = {
+        "delta": result.delta,
+        "delta_per_token": result.delta_per_token,
+        "estimate": result.estimate,
+        "verified": result.verified,
+    }
+    summary = result.summary()
+    write_results(args.trace_dir, "sweep", summary, tensors, "sweep.safetensors")
+    n = int(result.verified.sum())
+    print(
+        f"{result.method} sweep ({args.mode} ablation), {n} heads computed exactly, "
+        f"estimate rank correlation {summary['estimate_spearman']:+.2f}"
+    )
+    print("largest effects on the continuation's total log-prob:")
+    for head, delta in summary["top_heads"]:
+        print(f"  {head:8s} {delta:+.3f}")
+    print(f"written to {args.trace_dir} (summary.json 'sweep', sweep.safetensors)")
     return 0
 
 

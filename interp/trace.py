@@ -187,10 +187,12 @@ class Trace:
             "provenance": self.provenance,
         }
 
-    def save(self, directory: str | os.PathLike) -> Path:
+    def save(self, directory: str | os.PathLike, extra_json: dict[str, Any] | None = None) -> Path:
         """Write the trace atomically: into a temporary sibling directory, then renamed.
 
         An existing trace at `directory` is replaced; anything else there is refused.
+        `extra_json` maps file names to JSON-able objects written in the same directory
+        (before the rename, so they appear together with the trace or not at all).
         """
         from safetensors.torch import save_file
 
@@ -210,6 +212,8 @@ class Trace:
             acts = {k: v.contiguous().cpu() for k, v in self.activations.items()}
             save_file(acts, tmp / ACTIVATIONS)
             (tmp / SUMMARY).write_text(json.dumps(self.summary(), indent=1, ensure_ascii=False))
+            for name, content in (extra_json or {}).items():
+                (tmp / name).write_text(json.dumps(content, indent=1, ensure_ascii=False))
             replace_dir(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -154,3 +154,69 @@ def test_analyze_names_missing_hooks(capsys, tmp_path, smollm):
     trace.save(tmp_path / "t")
     code, _, err = run_cli(["analyze", str(tmp_path / "t")], capsys)
     assert code == cli.EXIT_ERROR and "did not record" in err and "blocks.1.hook_resid_pre" in err
+
+
+@pytest.fixture(scope="module")
+def small_trace(tmp_path_factory, smollm):
+    import interp
+
+    out = tmp_path_factory.mktemp("cli") / "t"
+    interp.generate(smollm, "earth revolve around", max_new_tokens=6, seed=0).save(out)
+    return out
+
+
+@pytest.mark.real_model
+def test_ablate_writes_effect_and_the_regenerated_trace(capsys, small_trace):
+    code, out, err = run_cli(["ablate", str(small_trace), "--heads", "L0H8,L16H0"], capsys)
+    assert code == 0, err
+    target = small_trace / "ablations" / "L0H8_L16H0-mean"
+    effect = json.loads((target / "effect.json").read_text())
+    for key in (
+        "heads",
+        "mode",
+        "delta_logprob_total",
+        "delta_logprob",
+        "kl",
+        "baseline_text",
+        "ablated_text",
+        "first_divergence",
+    ):
+        assert key in effect, key
+    assert effect["heads"] == ["L0H8", "L16H0"] and effect["mode"] == "mean"
+    assert len(effect["delta_logprob"]) == len(effect["kl"]) == 6
+    assert abs(sum(effect["delta_logprob"]) - effect["delta_logprob_total"]) < 1e-4
+    from interp.trace import Trace
+
+    regenerated = Trace.load(target)
+    assert regenerated.continuation == effect["ablated_text"]
+    assert "baseline:" in out and "ablated:" in out and "written to" in out
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize(
+    ("heads", "message"),
+    [
+        ("L30H0", "layer 30 in 'L30H0' is out of range; valid: L0..L29 and H0..H8"),
+        ("L3H9", "head 9"),
+        ("layer3", "malformed"),
+    ],
+)
+def test_ablate_bad_heads_one_line_nothing_written(capsys, small_trace, heads, message):
+    code, _, err = run_cli(["ablate", str(small_trace), "--heads", heads], capsys)
+    assert code == cli.EXIT_BAD_INPUT and message in err and err.count("\n") == 1
+    assert not (small_trace / "ablations").exists() or not any(
+        p.name.startswith(heads) for p in (small_trace / "ablations").iterdir()
+    )
+
+
+@pytest.mark.real_model
+def test_sweep_triage_adds_sweep_to_the_summary(capsys, small_trace):
+    code, out, err = run_cli(["sweep", str(small_trace), "--triage", "--verify", "12"], capsys)
+    assert code == 0, err
+    sweep = json.loads((small_trace / "summary.json").read_text())["sweep"]
+    assert sweep["mode"] == "mean" and sweep["method"] == "triage"
+    assert len(sweep["verified_heads"]) == 12 and len(sweep["top_heads"]) == 10
+    mags = [abs(v) for _, v in sweep["top_heads"]]
+    assert mags == sorted(mags, reverse=True)
+    assert -1.0 <= sweep["estimate_spearman"] <= 1.0
+    assert (small_trace / "sweep.safetensors").exists()

@@ -181,3 +181,67 @@ def test_direct_logit_attribution_sums_to_the_logit(smollm, smollm_hf, sampled):
     want = ref[p - 1 : -1].gather(-1, sampled.token_ids[p:, None])[:, 0]
     err = (result.total - want).abs()
     assert torch.all((err <= 1e-3) | (err <= 1e-5 * want.abs()))
+
+
+# ---- ablations on the embedded model ------------------------------------------------------
+
+
+def test_fast_sweep_equals_the_naive_loop_on_the_embedded_model(smollm):
+    from interp.analysis.ablation import make_ablation, naive_sweep, sweep
+
+    short = interp.generate(smollm, PROMPT, max_new_tokens=8, seed=0)
+    exact = sweep(smollm, short, "mean")
+    heads = [(layer, head) for layer in range(30) for head in range(9)]
+    naive = naive_sweep(smollm, short, make_ablation(smollm, short, heads, "mean"))
+    err = (exact.delta - naive).abs()
+    assert torch.all((err <= 1e-3) | (err <= 1e-5 * naive.abs())), float(err.max())
+
+
+def test_regeneration_without_ablation_reproduces_the_trace(smollm, sampled):
+    from interp.analysis.ablation import make_ablation, regenerate
+
+    result = regenerate(smollm, sampled, make_ablation(smollm, sampled, [], "mean"))
+    assert result.ablated.token_ids.tolist() == sampled.token_ids.tolist()
+    assert result.first_divergence is None
+
+
+def test_a_barely_moving_ablation_leaves_the_text_unchanged(smollm, sampled):
+    from interp.analysis.ablation import ablation_effect, make_ablation, regenerate
+
+    candidates = [make_ablation(smollm, sampled, [(20, h)], "mean") for h in range(9)]
+    effects = [float(ablation_effect(smollm, sampled, a).kl.max()) for a in candidates]
+    quiet = candidates[effects.index(min(effects))]
+    assert min(effects) < 1e-3
+    div = regenerate(smollm, sampled, quiet).first_divergence
+    assert div is None or div >= 0.75 * sampled.n_generated
+
+
+def test_ablating_induction_heads_breaks_in_context_copying(smollm, roles):
+    """Olsson et al. 2022: the top induction heads carry the repeated half; five random heads
+    (outside the strongest induction and previous-token heads) do not."""
+    import random
+
+    from interp.analysis.ablation import ablation_effect, make_ablation
+
+    tokens = roles.probe_tokens.tolist()
+    probe = interp.generate(smollm, tokens[:1], continuation=tokens[1:])
+    o, n = roles.offset, roles.block_len
+    second = list(range(o + n, o + 2 * n - 1))  # token_logprobs[j] scores probe token j + 1
+
+    def loss_second_copy(heads):
+        effect = ablation_effect(smollm, probe, make_ablation(smollm, probe, heads, "mean"))
+        return float(-effect.ablated_logprobs[second].mean())
+
+    def parse(label):
+        layer, head = label[1:].split("H")
+        return int(layer), int(head)
+
+    baseline = loss_second_copy([])
+    assert abs(baseline - roles.loss_second_copy) < 1e-3
+    top = loss_second_copy([parse(h) for h, _ in roles.top("induction", 5)])
+    strong = {h for h, _ in roles.top("induction", 20) + roles.top("previous_token", 20)}
+    pool = [(l_, h_) for l_ in range(30) for h_ in range(9) if f"L{l_}H{h_}" not in strong]
+    rng = random.Random(0)
+    random_rises = [loss_second_copy(rng.sample(pool, 5)) - baseline for _ in range(3)]
+    assert top - baseline > 3.0
+    assert top - baseline > 10 * max(max(random_rises), 0.1)
