@@ -36,7 +36,9 @@ format: setup
 	$(VENV)/bin/ruff check --fix interp tests experiments benchmarks
 
 bench: setup
-	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/generation.py --json benchmarks/results/generation.json
+	$(PY) benchmarks/analysis.py --json benchmarks/results/analysis.json
+	$(PY) benchmarks/sweep.py --json benchmarks/results/sweep.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -13,6 +13,7 @@ from pathlib import Path
 DEFAULT_MODEL = "smollm2-135m"  # kept in step with interp.models.DEFAULT_MODEL (tested)
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
+AUTO_SWEEP_TOKENS = 40  # interp run sweeps by default up to this many generated tokens
 
 
 def _int(text: str) -> int:
@@ -47,63 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     gen.add_argument("prompt", metavar="PROMPT", help="the text to continue")
-    add_model_options(gen)
-    gen.add_argument(
-        "--max-new-tokens",
-        type=_int,
-        default=100,
-        metavar="N",
-        help="how many tokens to generate at most (default: 100)",
-    )
-    gen.add_argument(
-        "--temperature",
-        type=_float,
-        default=1.0,
-        metavar="T",
-        help="divide the logits by T before sampling; 0 means greedy (default: 1.0)",
-    )
-    gen.add_argument(
-        "--top-k",
-        type=_int,
-        default=None,
-        metavar="K",
-        help="sample only among the K most likely tokens (default: off)",
-    )
-    gen.add_argument(
-        "--top-p",
-        type=_float,
-        default=None,
-        metavar="P",
-        help="sample only among the most likely tokens whose probability reaches P, "
-        "0 < P <= 1 (default: off)",
-    )
-    gen.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the sampler's own random generator; same seed, same text (default: 0)",
-    )
-    gen.add_argument(
-        "--continuation",
-        metavar="TEXT",
-        default=None,
-        help="record this given continuation instead of sampling one (teacher forcing); "
-        "include its leading space, e.g. ' the sun.'",
-    )
-    gen.add_argument(
-        "--no-stop-at-eos",
-        dest="stop_at_eos",
-        action="store_false",
-        help="keep generating past the end-of-sequence token",
-    )
-    gen.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="where to write the trace (default: reports/<slug-of-prompt>/); an existing "
-        "trace there is replaced, any other existing content is refused",
-    )
+    add_generation_options(gen)
     gen.set_defaults(func=cmd_generate)
 
     ana = sub.add_parser(
@@ -170,6 +115,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --triage: how many heads to verify exactly (default: 3/8 of the heads)",
     )
     swp.set_defaults(func=cmd_sweep)
+
+    rep = sub.add_parser(
+        "report",
+        help="render the HTML report and PNG figures of an analysed trace (no model run)",
+        description=(
+            "Write TRACE_DIR/index.html (self-contained, opens offline) and TRACE_DIR/figures/ "
+            "from the saved trace and its results; the model is not run."
+        ),
+    )
+    rep.add_argument(
+        "trace_dir", metavar="TRACE_DIR", type=Path, help="an analysed trace directory"
+    )
+    rep.set_defaults(func=cmd_report)
+
+    run = sub.add_parser(
+        "run",
+        help="prompt to report in one command: generate, analyze, sweep, report",
+        description=(
+            "Generate a continuation of PROMPT with recorded activations, run every analysis, "
+            "sweep head ablations (by default for continuations of at most "
+            f"{AUTO_SWEEP_TOKENS} tokens) and write the report; prints its file:// address."
+        ),
+    )
+    run.add_argument("prompt", metavar="PROMPT", help="the text to continue")
+    add_generation_options(run)
+    run.add_argument(
+        "--sweep",
+        dest="sweep",
+        action="store_true",
+        default=None,
+        help="sweep head ablations whatever the length "
+        f"(default: only up to {AUTO_SWEEP_TOKENS} tokens)",
+    )
+    run.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the sweep")
+    run.set_defaults(func=cmd_run)
     return parser
 
 
@@ -191,6 +171,66 @@ def add_ablation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
 
 
+def add_generation_options(parser: argparse.ArgumentParser) -> None:
+    add_model_options(parser)
+    parser.add_argument(
+        "--max-new-tokens",
+        type=_int,
+        default=100,
+        metavar="N",
+        help="how many tokens to generate at most (default: 100)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=_float,
+        default=1.0,
+        metavar="T",
+        help="divide the logits by T before sampling; 0 means greedy (default: 1.0)",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=_int,
+        default=None,
+        metavar="K",
+        help="sample only among the K most likely tokens (default: off)",
+    )
+    parser.add_argument(
+        "--top-p",
+        type=_float,
+        default=None,
+        metavar="P",
+        help="sample only among the most likely tokens whose probability reaches P, "
+        "0 < P <= 1 (default: off)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the sampler's own random generator; same seed, same text (default: 0)",
+    )
+    parser.add_argument(
+        "--continuation",
+        metavar="TEXT",
+        default=None,
+        help="record this given continuation instead of sampling one (teacher forcing); "
+        "include its leading space, e.g. ' the sun.'",
+    )
+    parser.add_argument(
+        "--no-stop-at-eos",
+        dest="stop_at_eos",
+        action="store_false",
+        help="keep generating past the end-of-sequence token",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where to write the trace (default: reports/<slug-of-prompt>/); an existing "
+        "trace there is replaced, any other existing content is refused",
+    )
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -210,6 +250,19 @@ def slug(text: str, limit: int = 60) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    model, trace, out = _generate(args)
+    print(f"{trace.prompt}\u2502{trace.continuation}")
+    mean_lp = float(trace.token_logprobs.mean())
+    print(
+        f"[{trace.n_generated} tokens, {trace.stop_reason}, mean log-prob {mean_lp:.3f}, "
+        f"{trace.timings['tokens_per_s']:.1f} tok/s]"
+    )
+    print(f"trace written to {out}")
+    return 0
+
+
+def _generate(args: argparse.Namespace):
+    """Validate generation options, load the model, record and save the trace."""
     from interp.errors import InvalidSettingError
     from interp.sampling import SamplingConfig
     from interp.trace import check_output_dir
@@ -242,14 +295,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
     )
     trace.save(out)
-    print(f"{trace.prompt}\u2502{trace.continuation}")
-    mean_lp = float(trace.token_logprobs.mean())
-    print(
-        f"[{trace.n_generated} tokens, {trace.stop_reason}, mean log-prob {mean_lp:.3f}, "
-        f"{trace.timings['tokens_per_s']:.1f} tok/s]"
-    )
-    print(f"trace written to {out}")
-    return 0
+    return model, trace, out
 
 
 def load_trace(trace_dir: Path, device: str):
@@ -263,13 +309,11 @@ def load_trace(trace_dir: Path, device: str):
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from interp.analysis.suite import ANALYSIS_FILE, analyze
-    from interp.trace import write_results
+    from interp.analysis.suite import ANALYSIS_FILE
+    from interp.workflow import analyze_into
 
     model, trace = load_trace(args.trace_dir, args.device)
-    result = analyze(model, trace)
-    summary = result.summary()
-    write_results(args.trace_dir, "analysis", summary, result.tensors(), ANALYSIS_FILE)
+    summary = analyze_into(model, trace, args.trace_dir).summary()
 
     lens = summary["logit_lens"]
     shown = range(0, len(lens["layers"]), max(1, len(lens["layers"]) // 6))
@@ -315,25 +359,21 @@ def _marked(text_ids: list[int], model, divergence: int | None) -> str:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from interp.analysis.ablation import ablate, ablation_dirname
     from interp.heads import parse_heads
-    from interp.trace import check_output_dir
+    from interp.workflow import ablate_into
 
     model, trace = load_trace(args.trace_dir, args.device)
     heads = parse_heads(args.heads, model.n_layers, model.n_heads)  # before any work
-    out = args.trace_dir / "ablations" / ablation_dirname(heads, args.mode)
-    check_output_dir(out)
-    report = ablate(
+    report, out = ablate_into(
         model,
         trace,
+        args.trace_dir,
         heads,
         args.mode,
         resample_text=args.resample_text,
         progress=sys.stderr.isatty(),
     )
     regen = report.regeneration
-    summary = report.summary()
-    regen.ablated.save(out, extra_json={"effect.json": summary})
 
     effect = report.effect
     print(f"ablated {report.ablation.label} ({args.mode}: {report.ablation.source})")
@@ -355,31 +395,24 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from interp.analysis.ablation import sweep
-    from interp.trace import write_results
+    from interp.workflow import SWEEP_FILE, sweep_into
 
     if args.verify is not None and args.verify < 1:
         from interp.errors import InvalidSettingError
 
         raise InvalidSettingError(f"--verify must be >= 1, got {args.verify}")
     model, trace = load_trace(args.trace_dir, args.device)
-    result = sweep(
+    result = sweep_into(
         model,
         trace,
+        args.trace_dir,
         args.mode,
         method="triage" if args.triage else "exact",
         verify=args.verify,
         resample_text=args.resample_text,
         progress=sys.stderr.isatty(),
     )
-    tensors = {
-        "delta": result.delta,
-        "delta_per_token": result.delta_per_token,
-        "estimate": result.estimate,
-        "verified": result.verified,
-    }
     summary = result.summary()
-    write_results(args.trace_dir, "sweep", summary, tensors, "sweep.safetensors")
     n = int(result.verified.sum())
     print(
         f"{result.method} sweep ({args.mode} ablation), {n} heads computed exactly, "
@@ -388,7 +421,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print("largest effects on the continuation's total log-prob:")
     for head, delta in summary["top_heads"]:
         print(f"  {head:8s} {delta:+.3f}")
-    print(f"written to {args.trace_dir} (summary.json 'sweep', sweep.safetensors)")
+    print(f"written to {args.trace_dir} (summary.json 'sweep', {SWEEP_FILE})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from interp.report.page import build_report
+
+    page = build_report(args.trace_dir)
+    print(f"report written to {page.resolve().as_uri()}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from interp.report.page import build_report
+    from interp.workflow import analyze_into, sweep_into
+
+    model, trace, out = _generate(args)
+    print(f"{trace.prompt}\u2502{trace.continuation}")
+    analyze_into(model, trace, out)
+    do_sweep = args.sweep if args.sweep is not None else trace.n_generated <= AUTO_SWEEP_TOKENS
+    if do_sweep:
+        sweep_into(model, trace, out, progress=sys.stderr.isatty())
+    page = build_report(out)
+    print(f"report written to {page.resolve().as_uri()}")
     return 0
 
 

@@ -595,7 +595,16 @@ class AblationReport:
             "baseline_text": r.baseline.continuation if r else None,
             "ablated_text": r.ablated.continuation if r else None,
             "first_divergence": r.first_divergence if r else None,
+            # where the divergence falls in each text, for reports that mark it
+            "baseline_divergence_char": _char_offset(r.baseline, r.first_divergence) if r else None,
+            "ablated_divergence_char": _char_offset(r.ablated, r.first_divergence) if r else None,
         }
+
+
+def _char_offset(trace: Trace, step: int | None) -> int | None:
+    if step is None or trace.model is None:
+        return None
+    return len(trace.model.decode(trace.continuation_ids[:step]))
 
 
 def ablate(

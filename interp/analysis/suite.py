@@ -15,6 +15,7 @@ from interp.models import Model
 from interp.trace import Trace
 
 ANALYSIS_FILE = "analysis.safetensors"
+ANALYSIS_FORMAT_VERSION = 1
 
 
 @dataclass
@@ -25,12 +26,14 @@ class Analysis:
     attention: AttentionResult
     head_roles: HeadRoles
     attribution: AttributionResult
+    vocab: dict[int, str] = field(default_factory=dict)  # strings of every token id referenced
     timings: dict[str, float] = field(default_factory=dict)
 
     def summary(self, k: int = 10) -> dict:
         """Headline figures, under the names reports and users' scripts read."""
         roles = self.head_roles
         return {
+            "format_version": ANALYSIS_FORMAT_VERSION,
             "logit_lens": self.logit_lens.summary(),
             "prediction_depth": self.logit_lens.prediction_depth.tolist(),
             "head_roles": roles.summary(k),
@@ -42,6 +45,7 @@ class Analysis:
                 "loss_second_copy": round(roles.loss_second_copy, 4),
             },
             "timings": self.timings,
+            "vocab": {str(k): v for k, v in sorted(self.vocab.items())},
         }
 
     def tensors(self) -> dict[str, Tensor]:
@@ -83,4 +87,7 @@ def analyze(model: Model, trace: Trace) -> Analysis:
         att = timed("attention", lambda: attention(model, trace))
         roles = timed("head_roles", lambda: head_roles(model))
         dla = timed("attribution", lambda: direct_logit_attribution(model, trace))
-    return Analysis(lens, att, roles, dla, timings)
+    ids = set(trace.token_ids.tolist()) | set(trace.top_ids.flatten().tolist())
+    ids |= set(lens.top_ids.flatten().tolist())
+    vocab = {i: model.tokenizer.decode([i]) for i in sorted(ids)}
+    return Analysis(lens, att, roles, dla, vocab, timings)

@@ -1,0 +1,19 @@
+"""Shared option parsing for the experiment scripts (thin: no analysis logic here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model", default=None, help="model name (default: see the script)")
+    p.add_argument("--seed", type=int, default=0, help="sampler / probe seed (default: 0)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
+    return p
+
+
+def fail(message: object) -> int:
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2

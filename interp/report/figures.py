@@ -1,0 +1,142 @@
+"""Matplotlib figures as PNG bytes. `matplotlib.figure.Figure` directly: no pyplot state."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+DPI = 110
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _tick_labels(labels: Sequence[str], max_ticks: int = 60) -> tuple[list[int], list[str]]:
+    step = max(1, int(np.ceil(len(labels) / max_ticks)))
+    idx = list(range(0, len(labels), step))
+    return idx, [_short(labels[i]) for i in idx]
+
+
+def _short(token: str, limit: int = 12) -> str:
+    text = token.replace("\n", "\\n").replace("\t", "\\t")
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    text = text if text.strip() else repr(text)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def logit_lens_heatmap(
+    probs: np.ndarray, layers: Sequence[str], tokens: Sequence[str], title: str
+) -> bytes:
+    """[layer, step] probability of the generated token under each layer's lens."""
+    width = min(24, 4 + 0.16 * probs.shape[1])
+    fig = Figure(figsize=(width, max(3.0, 1.6 + 0.18 * probs.shape[0])))
+    ax = fig.add_subplot()
+    im = ax.imshow(probs, aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower")
+    ax.set_yticks(range(len(layers)), layers, fontsize=7)
+    idx, labels = _tick_labels(tokens)
+    ax.set_xticks(idx, labels, rotation=90, fontsize=7)
+    ax.set_xlabel("generated token")
+    ax.set_ylabel("layer (residual stream entering the block)")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="probability of the generated token")
+    return _png(fig)
+
+
+def lens_curves(mean_kl: np.ndarray, agreement: np.ndarray, layers: Sequence[str]) -> bytes:
+    """Per-layer mean KL to the final layer, and top-1 agreement with it."""
+    fig = Figure(figsize=(9, 4))
+    ax = fig.add_subplot()
+    x = np.arange(len(layers))
+    ax.plot(x, mean_kl, marker="o", color="tab:blue", label="mean KL(final || layer)")
+    ax.set_ylabel("mean KL (nats)", color="tab:blue")
+    if float(np.max(mean_kl)) > 20:
+        ax.set_yscale("symlog", linthresh=1.0)
+    ax2 = ax.twinx()
+    ax2.plot(x, agreement, marker="s", color="tab:orange", label="top-1 agreement")
+    ax2.set_ylabel("top-1 agreement with the final layer", color="tab:orange")
+    ax2.set_ylim(0, 1.05)
+    idx, labels = _tick_labels(list(layers), 32)
+    ax.set_xticks(idx, labels, rotation=90, fontsize=7)
+    ax.set_xlabel("layer")
+    ax.set_title("Logit lens: where the lens can be trusted")
+    return _png(fig)
+
+
+def attention_grid(
+    patterns: np.ndarray, names: Sequence[str], tokens: Sequence[str], title: str
+) -> bytes:
+    """A grid of [query, key] patterns, one panel per head."""
+    k = len(names)
+    cols = min(3, k)
+    rows = int(np.ceil(k / cols))
+    fig = Figure(figsize=(4.2 * cols, 4.0 * rows))
+    for i, (pattern, name) in enumerate(zip(patterns, names, strict=True)):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        im = ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        idx, labels = _tick_labels(tokens, 20)
+        ax.set_xticks(idx, labels, rotation=90, fontsize=6)
+        ax.set_yticks(idx, labels, fontsize=6)
+        ax.set_xlabel("key (attended to)", fontsize=7)
+        ax.set_ylabel("query", fontsize=7)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def head_heatmap(
+    values: np.ndarray, title: str, label: str, *, diverging: bool = False, cmap: str = "magma"
+) -> bytes:
+    """[layer, head] values; diverging maps are centred at zero."""
+    n_layers, n_heads = values.shape
+    fig = Figure(figsize=(1.2 + 0.55 * n_heads, 1.2 + 0.24 * n_layers))
+    ax = fig.add_subplot()
+    shown = np.ma.masked_invalid(values)
+    if diverging:
+        bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+        bound = bound or 1.0
+        norm = TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
+        im = ax.imshow(shown, aspect="auto", cmap="RdBu_r", norm=norm, origin="lower")
+    else:
+        im = ax.imshow(shown, aspect="auto", cmap=cmap, origin="lower")
+    ax.set_xticks(range(n_heads), [f"H{h}" for h in range(n_heads)], fontsize=7)
+    ax.set_yticks(range(n_layers), [f"L{layer}" for layer in range(n_layers)], fontsize=7)
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, label=label)
+    return _png(fig)
+
+
+def head_roles_figure(scores: np.ndarray, roles: Sequence[str]) -> bytes:
+    """One [layer, head] heatmap per role score."""
+    n_layers, n_heads = scores.shape[1:]
+    fig = Figure(figsize=(3.4 * len(roles), 1.5 + 0.2 * n_layers))
+    for i, role in enumerate(roles):
+        ax = fig.add_subplot(1, len(roles), i + 1)
+        im = ax.imshow(scores[i], aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower")
+        ax.set_title(role.replace("_", " "), fontsize=10)
+        ax.set_xticks(range(n_heads), [str(h) for h in range(n_heads)], fontsize=6)
+        ax.set_yticks(range(0, n_layers, 2), [f"L{x}" for x in range(0, n_layers, 2)], fontsize=6)
+        ax.set_xlabel("head")
+        fig.colorbar(im, ax=ax, fraction=0.05)
+    fig.suptitle("Head role scores (mean attention weight on the role's target position)")
+    return _png(fig)
+
+
+def loss_bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str) -> bytes:
+    fig = Figure(figsize=(max(5, 1.3 * len(labels)), 4))
+    ax = fig.add_subplot()
+    bars = ax.bar(range(len(labels)), values, color="tab:purple")
+    ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _png(fig)

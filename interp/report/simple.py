@@ -1,0 +1,84 @@
+"""A plain report page for experiments that are not one trace: sections of text, tables and
+figures, written with the figures and a summary.json, atomically."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from interp.errors import OutputPathError
+from interp.trace import replace_dir
+
+EXPERIMENT_FORMAT = "interp-experiment"
+
+
+@dataclass
+class Section:
+    heading: str
+    paragraphs: list[str] = field(default_factory=list)
+    table: list[list[Any]] | None = None  # first row: column names
+    images: list[str] = field(default_factory=list)  # names of figures (PNG files)
+
+
+def check_experiment_dir(path: Path) -> None:
+    """An experiment may replace its own earlier output, never anything else."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise OutputPathError(f"output path {path} exists and is not a directory")
+    if not any(path.iterdir()):
+        return
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = None
+    if not isinstance(summary, dict) or summary.get("format") != EXPERIMENT_FORMAT:
+        raise OutputPathError(
+            f"output directory {path} exists and is not an interp experiment; refusing to "
+            "overwrite it (choose another --out)"
+        )
+
+
+def write_experiment(
+    directory: str | os.PathLike,
+    title: str,
+    intro: str,
+    sections: list[Section],
+    figures: dict[str, bytes],
+    summary: dict[str, Any],
+) -> Path:
+    """Write index.html, figures/*.png and summary.json into `directory` (replaced whole)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    target = Path(directory)
+    check_experiment_dir(target)
+    env = Environment(
+        loader=PackageLoader("interp.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+    )
+    html = env.get_template("experiment.html.j2").render(
+        title=title,
+        intro=intro,
+        sections=sections,
+        images={k: base64.b64encode(v).decode("ascii") for k, v in figures.items()},
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        (tmp / "figures").mkdir()
+        for name, data in figures.items():
+            (tmp / "figures" / name).write_bytes(data)
+        (tmp / "index.html").write_text(html, encoding="utf-8")
+        record = {"format": EXPERIMENT_FORMAT, **summary}
+        (tmp / "summary.json").write_text(json.dumps(record, indent=1, ensure_ascii=False))
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target / "index.html"

@@ -1,0 +1,264 @@
+"""Reports: escaping, self-containment, the experiments, and every report opened in headless
+Chromium from file:// with the network cut off."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import interp
+from interp.errors import TraceFormatError
+from interp.report.html import circuitsvis_bundle, script_json
+from interp.report.page import build_report
+from interp.workflow import ablate_into, analyze_into, sweep_into
+
+NASTY = "A <script>alert(\"x\")</script> and 'quotes' & </SCRIPT>\nnew line"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tiny_llama, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "t"
+    trace = interp.generate(tiny_llama, NASTY, max_new_tokens=12, seed=0)
+    trace.save(out)
+    analyze_into(tiny_llama, trace, out)
+    sweep_into(tiny_llama, trace, out)
+    ablate_into(tiny_llama, trace, out, [(1, 0)])
+    return build_report(out)
+
+
+def test_script_json_cannot_end_a_script():
+    text = script_json({"token": "</script><!-- \u2028 &", "x": 0.123456789})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"token": "</script><!-- \u2028 &", "x": 0.1235}
+
+
+def test_bundle_is_escaped_not_altered():
+    bundle = circuitsvis_bundle()
+    assert re.search(r"</script", bundle, re.IGNORECASE) is None
+    assert '"<script><\\/script>"' in bundle  # the same string to JavaScript
+
+
+def test_page_inlines_the_bundle_once_and_escapes_user_text(tiny_report):
+    html = tiny_report.read_text(encoding="utf-8")
+    assert html.count("var CircuitsVis=") == 1
+    scripts = script_elements(html)  # as a browser's parser splits them
+    assert len(scripts) == 3, [s[:80] for s in scripts]  # bundle, data, code: none ended early
+    assert scripts[0] == circuitsvis_bundle()
+    data = json.loads(scripts[1])
+    assert NASTY.split()[1] in "".join(data["tokens"])  # '<script>alert("x")</script>' intact
+    assert '<script>alert("x")' not in html and "</SCRIPT>" not in html
+    assert "&lt;script&gt;alert(" in html
+    outside = html.replace(circuitsvis_bundle(), "")  # the bundle's own strings aside
+    assert "https://" not in outside and "http://" not in outside  # no CDN, no remote asset
+    assert "<img" in html and "data:image/png;base64," in html
+    figures = sorted(p.name for p in (tiny_report.parent / "figures").iterdir())
+    for name in ("logit_lens.png", "logit_lens_kl.png", "head_roles.png", "sweep.png"):
+        assert name in figures
+
+
+def script_elements(html: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    class Scripts(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.inside, self.found = False, []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "script":
+                self.inside = True
+                self.found.append("")
+
+        def handle_endtag(self, tag):
+            if tag == "script":
+                self.inside = False
+
+        def handle_data(self, data):
+            if self.inside:
+                self.found[-1] += data
+
+    parser = Scripts()
+    parser.feed(html)
+    return parser.found
+
+
+def test_report_refuses_unanalysed_and_old_results(tiny_llama, tmp_path):
+    trace = interp.generate(tiny_llama, "The sun", max_new_tokens=3, seed=0)
+    trace.save(tmp_path / "t")
+    with pytest.raises(TraceFormatError, match="interp analyze"):
+        build_report(tmp_path / "t")
+    analyze_into(tiny_llama, trace, tmp_path / "t")
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    summary["analysis"]["format_version"] = 0
+    (tmp_path / "t" / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(TraceFormatError, match="older format"):
+        build_report(tmp_path / "t")
+    assert not (tmp_path / "t" / "index.html").exists()
+
+
+def test_report_cli_on_something_that_is_not_a_trace(tmp_path, capsys):
+    from interp import cli
+
+    assert cli.main(["report", str(tmp_path)]) == cli.EXIT_BAD_INPUT
+    assert "not an interp trace" in capsys.readouterr().err
+
+
+# ---- headless Chromium ---------------------------------------------------------------------
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "Chromium is missing: `make test` installs Debian's chromium package"
+    return path
+
+
+OFFLINE_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves,
+    "--proxy-server=127.0.0.1:9",  # and nothing connects: the page must need no network
+    "--virtual-time-budget=15000",
+]
+
+
+def open_in_chromium(page: Path, tmp_path: Path) -> tuple[str, str, Path]:
+    """(DOM after scripts ran, console log, screenshot) of `page` opened from file://."""
+    url = page.resolve().as_uri()
+    dom = subprocess.run(
+        [
+            chromium(),
+            *OFFLINE_FLAGS,
+            f"--user-data-dir={tmp_path / 'p1'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            chromium(),
+            *OFFLINE_FLAGS,
+            f"--user-data-dir={tmp_path / 'p2'}",
+            "--window-size=1280,1600",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return dom.stdout, dom.stderr, shot
+
+
+def assert_renders(page: Path, tmp_path: Path, circuitsvis: bool = True) -> None:
+    import numpy as np
+    from matplotlib.image import imread
+
+    dom, log, shot = open_in_chromium(page, tmp_path)
+    console = [line for line in log.splitlines() if "CONSOLE" in line]
+    errors = [line for line in console if re.search(r"error|uncaught", line, re.IGNORECASE)]
+    assert not errors, errors
+    assert "</html>" in dom.lower(), "the page did not load"
+    containers = re.findall(r'<div id="([^"]+)" class="cv-vis">(.{0,200})', dom, re.DOTALL)
+    assert bool(containers) == circuitsvis, "CircuitsVis containers missing or unexpected"
+    for element_id, inner in containers:
+        assert inner.startswith("<div"), f"CircuitsVis visualisation {element_id} did not mount"
+    pixels = imread(shot)
+    assert pixels.shape[0] > 100 and float(np.std(pixels[..., :3])) > 0.05, "blank screenshot"
+
+
+def test_tiny_report_renders_offline_in_chromium(tiny_report, tmp_path):
+    assert_renders(tiny_report, tmp_path)
+
+
+# ---- the experiments on the embedded model ------------------------------------------------
+
+
+def run_experiment(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+@pytest.mark.parametrize("name", ["seed_run", "induction_heads", "heads_and_text"])
+def test_experiment_help(name):
+    done = run_experiment(name, "--help")
+    assert done.returncode == 0 and "--seed" in done.stdout and "--model" in done.stdout
+
+
+@pytest.mark.real_model
+def test_seed_run_experiment(tmp_path, smollm):
+    out = tmp_path / "seed_run"
+    done = run_experiment("seed_run", "--max-new-tokens", "8", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "embedded smollm2-135m" in done.stdout and "file://" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["prompt"] == "earth revolve around" and len(summary["token_logprobs"]) == 8
+    assert "analysis" in summary and "sweep" in summary
+    assert_renders(out / "index.html", tmp_path)
+
+
+@pytest.mark.real_model
+def test_induction_heads_experiment(tmp_path, smollm):
+    out = tmp_path / "induction"
+    done = run_experiment("induction_heads", "--draws", "3", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    s = json.loads((out / "summary.json").read_text())
+    for key in (
+        "loss_first_copy",
+        "loss_second_copy",
+        "top_induction_heads",
+        "loss_second_copy_ablated_top",
+        "loss_second_copy_ablated_random",
+    ):
+        assert key in s, key
+    assert s["loss_second_copy"] < 0.3 * s["loss_first_copy"]
+    assert s["loss_second_copy_ablated_top"] > s["loss_second_copy"] + 3.0
+    assert max(s["loss_second_copy_ablated_random"]) < s["loss_second_copy_ablated_top"]
+    assert all(h.startswith("L") for h, _ in s["top_induction_heads"])
+    assert len(list((out / "figures").glob("*.png"))) == 3
+    assert_renders(out / "index.html", tmp_path) if "cv-vis" in (
+        out / "index.html"
+    ).read_text() else None
+
+
+@pytest.mark.real_model
+def test_heads_and_text_experiment(tmp_path, smollm):
+    out = tmp_path / "heads"
+    done = run_experiment(
+        "heads_and_text", "--max-new-tokens", "6", "--top", "2", "--triage", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    effects = sorted(out.glob("ablations/*/effect.json"))
+    assert len(effects) == 3  # two heads alone, then both
+    html = (out / "index.html").read_text()
+    assert 'id="ablations"' in html and "baseline" in html
+    assert_renders(out / "index.html", tmp_path)
+
+
+def test_experiments_refuse_to_overwrite_foreign_output(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    done = run_experiment("induction_heads", "--out", str(tmp_path / "x"))
+    assert done.returncode != 0 and "refusing to overwrite" in done.stderr
+    assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
