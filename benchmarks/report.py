@@ -1,0 +1,57 @@
+"""Time and size of a full report for a 100-token trace of the embedded model (the report
+alone: generation and analyses are done first, the sweep is left out).
+
+    .venv/bin/python benchmarks/report.py [--tokens 100] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import interp
+    from interp.report.page import build_report
+    from interp.workflow import analyze_into
+
+    model = interp.load_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "t"
+        trace = interp.generate(
+            model, "earth revolve around", max_new_tokens=args.tokens, seed=0, stop_at_eos=False
+        )
+        trace.save(out)
+        analyze_into(model, trace, out)
+        times = []
+        for _ in range(args.rounds):
+            t0 = time.perf_counter()
+            page = build_report(out)
+            times.append(time.perf_counter() - t0)
+        figures = sum(p.stat().st_size for p in (out / "figures").iterdir())
+        result = {
+            "tokens": trace.n_positions,
+            "render_s": round(statistics.median(times), 2),
+            "html_mb": round(page.stat().st_size / 1e6, 2),
+            "figures_mb": round(figures / 1e6, 2),
+        }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
