@@ -56,6 +56,11 @@ class Trace:
     (`[pos, ...]`; attention patterns `[head, query_pos, key_pos]`).
     """
 
+    def _repr_html_(self) -> str:
+        from interp.report.notebook import trace_html
+
+        return trace_html(self)
+
     model_name: str
     prompt: str
     token_ids: Int[Tensor, " pos"]

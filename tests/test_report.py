@@ -262,3 +262,22 @@ def test_experiments_refuse_to_overwrite_foreign_output(tmp_path):
     done = run_experiment("induction_heads", "--out", str(tmp_path / "x"))
     assert done.returncode != 0 and "refusing to overwrite" in done.stderr
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+
+
+def test_results_display_themselves_offline(tiny_llama):
+    trace = interp.generate(tiny_llama, "The <b>sun</b>", max_new_tokens=4, seed=0)
+    att = interp.attention(tiny_llama, trace)
+    shown = {
+        "trace": trace._repr_html_(),
+        "lens": interp.logit_lens(tiny_llama, trace)._repr_html_(),
+        "roles": interp.head_roles(tiny_llama, block_len=8)._repr_html_(),
+        "attention": att._repr_html_(),
+        "sweep": interp.sweep(tiny_llama, trace)._repr_html_(),
+        "ablation": interp.ablate(tiny_llama, trace, "L0H1")._repr_html_(),
+    }
+    for name, html in shown.items():
+        outside = html.replace(circuitsvis_bundle(), "")
+        assert "https://" not in outside and "http://" not in outside, name
+        assert "<b>sun</b>" not in html, name  # token strings escaped
+    assert "CircuitsVis.render(" in shown["attention"]
+    assert shown["attention"].count("var CircuitsVis=") == 1

@@ -309,6 +309,11 @@ class SweepResult:
     `delta[l, h]` is exact where `verified[l, h]`; with the triage method the others are NaN.
     `estimate` is the attribution-patching estimate (always an estimate, never exact)."""
 
+    def _repr_html_(self) -> str:
+        from interp.report.notebook import sweep_html
+
+        return sweep_html(self)
+
     mode: str
     method: str  # "exact" or "triage"
     delta: Float[Tensor, "layer head"]
@@ -574,6 +579,11 @@ def attribution_estimate(
 @dataclass
 class AblationReport:
     """What `interp ablate` computes: the teacher-forced effect and the regenerated texts."""
+
+    def _repr_html_(self) -> str:
+        from interp.report.notebook import ablation_html
+
+        return ablation_html(self)
 
     ablation: Ablation
     effect: AblationEffect

@@ -27,10 +27,17 @@ class AttentionResult:
     """The trace's attention patterns, and for each generated token, the earlier positions each
     head attended to most while predicting it (query = the position before the token)."""
 
+    def _repr_html_(self) -> str:
+        """The last layer's heads; `interp.report.notebook.attention_html(r, layer)` for others."""
+        from interp.report.notebook import attention_html
+
+        return attention_html(self, self.patterns.shape[0] - 1)
+
     patterns: Float[Tensor, "layer head query key"]
     query_positions: list[int]
     top_positions: Int[Tensor, "layer head step k"]
     top_weights: Float[Tensor, "layer head step k"]
+    tokens: list[str] = field(default_factory=list)  # the sequence's token strings
 
 
 def attention(model: Model, trace: Trace, *, top_k: int = 3) -> AttentionResult:
@@ -47,6 +54,7 @@ def attention(model: Model, trace: Trace, *, top_k: int = 3) -> AttentionResult:
         query_positions=queries,
         top_positions=top.indices,
         top_weights=top.values,
+        tokens=list(trace.token_strs),
     )
 
 
@@ -63,6 +71,11 @@ class HeadRoles:
       first copy's rows, roughly halving the score);
     - sink: weight on position 0, over every q >= 1.
     """
+
+    def _repr_html_(self) -> str:
+        from interp.report.notebook import roles_html
+
+        return roles_html(self)
 
     scores: Float[Tensor, "role layer head"]
     probe_tokens: Int[Tensor, " pos"]

@@ -1,0 +1,111 @@
+"""`_repr_html_` for result objects: the same offline renderer as the reports (CircuitsVis
+inlined, no CDN, no network probe), small enough for a notebook cell."""
+
+from __future__ import annotations
+
+import base64
+import html
+import uuid
+from typing import TYPE_CHECKING
+
+from interp.report.html import circuitsvis_bundle, render_call
+
+if TYPE_CHECKING:
+    from interp.analysis.ablation import AblationReport, SweepResult
+    from interp.analysis.attention import AttentionResult, HeadRoles
+    from interp.analysis.logit_lens import LogitLensResult
+    from interp.trace import Trace
+
+
+def _color(prob: float) -> str:
+    return f"hsl({int(120 * max(0.0, min(1.0, prob)))}, 70%, 80%)"
+
+
+def trace_html(trace: Trace) -> str:
+    spans = []
+    for i, tok in enumerate(trace.token_strs):
+        if i < trace.prompt_len:
+            spans.append(f'<span style="background:#e8e8e8">{html.escape(tok)}</span>')
+            continue
+        j = i - trace.prompt_len
+        prob = float(trace.token_logprobs[j].exp())
+        title = html.escape(f"p={prob:.3f}, rank {int(trace.token_ranks[j])}", quote=True)
+        spans.append(
+            f'<span title="{title}" style="background:{_color(prob)}">{html.escape(tok)}</span>'
+        )
+    head = html.escape(
+        f"{trace.model_name}: {trace.n_generated} tokens ({trace.stop_reason}), "
+        f"seed {trace.settings.seed}"
+    )
+    body = "".join(spans)
+    style = "font-family:monospace;white-space:pre-wrap"
+    return f'<div><b>{head}</b><div style="{style}">{body}</div></div>'
+
+
+def attention_html(result: AttentionResult, layer: int) -> str:
+    element = f"interp-{uuid.uuid4().hex[:12]}"
+    props = {
+        "attention": result.patterns[layer].tolist(),
+        "tokens": result.tokens,
+        "attentionHeadNames": [f"L{layer}H{h}" for h in range(result.patterns.shape[1])],
+    }
+    return (
+        f'<div id="{element}"></div><script>{circuitsvis_bundle()}</script>'
+        f"<script>{render_call(element, 'AttentionHeads', props)}</script>"
+    )
+
+
+def table_html(header: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def roles_html(roles: HeadRoles, k: int = 10) -> str:
+    tops = {role: roles.top(role, k) for role in roles.roles}
+    k = min(len(t) for t in tops.values())
+    rows = [[f"{tops[r][i][0]} {tops[r][i][1]:.2f}" for r in roles.roles] for i in range(k)]
+    return table_html([r.replace("_", " ") for r in roles.roles], rows)
+
+
+def lens_html(lens: LogitLensResult) -> str:
+    rows = [
+        [name, f"{kl:.2f}", f"{rank:.1f}", f"{agree:.2f}"]
+        for name, kl, rank, agree in zip(
+            lens.layers,
+            lens.mean_kl.tolist(),
+            lens.mean_rank.tolist(),
+            lens.top1_agreement.tolist(),
+            strict=True,
+        )
+    ]
+    return table_html(["layer", "mean KL", "mean rank", "top-1 agreement"], rows)
+
+
+def sweep_html(result: SweepResult) -> str:
+    from interp.report.figures import head_heatmap
+
+    png = head_heatmap(
+        result.delta.numpy(),
+        f"{result.method} sweep ({result.mode}): change in total log-prob",
+        "nats",
+        diverging=True,
+    )
+    data = base64.b64encode(png).decode("ascii")
+    top = table_html(["head", "change"], [[h, f"{v:+.3f}"] for h, v in result.top_heads(10)])
+    return f'<div><img src="data:image/png;base64,{data}">{top}</div>'
+
+
+def ablation_html(report: AblationReport) -> str:
+    s = report.summary()
+    rows = [
+        ["heads", ", ".join(s["heads"])],
+        ["mode", s["mode"]],
+        ["change in total log-prob", f"{s['delta_logprob_total']:+.3f}"],
+        ["first divergence", s["first_divergence"]],
+        ["baseline text", s["baseline_text"]],
+        ["ablated text", s["ablated_text"]],
+    ]
+    return table_html(["", ""], rows)
