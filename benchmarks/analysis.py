@@ -7,11 +7,14 @@ over the same tokens, in one run (compare the ratio, not absolute seconds).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "forward_equivalents": {k: round(v / forward, 2) for k, v in med.items()},
         "all_analyses_forward_equivalents": round(total / forward, 2),
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ model load time from cache (imports excluded), `interp --help` time, peak memory
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import subprocess
@@ -20,6 +19,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit  # noqa: E402
 
 PROMPT = "earth revolve around"
 INTERP_SCRIPT = Path(sys.executable).parent / "interp"
@@ -150,11 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "trace_mb": round(trace_mb, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return emit(result, args.json)
 
 
 if __name__ == "__main__":

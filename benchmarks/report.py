@@ -7,12 +7,15 @@ alone: generation and analyses are done first, the sweep is left out).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,11 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             "html_mb": round(page.stat().st_size / 1e6, 2),
             "figures_mb": round(figures / 1e6, 2),
         }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ and the triage; the estimate's rank correlation with exact for each mode.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,11 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "estimate_spearman": {k: round(v, 3) for k, v in spearman.items()},
         "exact_top5": [[h, round(v, 3)] for h, v in exact.top_heads(5)],
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0
+    return emit(result, args.json)
 
 
 if __name__ == "__main__":
