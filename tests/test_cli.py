@@ -220,3 +220,21 @@ def test_sweep_triage_adds_sweep_to_the_summary(capsys, small_trace):
     assert mags == sorted(mags, reverse=True)
     assert -1.0 <= sweep["estimate_spearman"] <= 1.0
     assert (small_trace / "sweep.safetensors").exists()
+
+
+@pytest.mark.real_model
+def test_run_goes_from_prompt_to_report_and_report_rerenders(capsys, tmp_path, smollm):
+    out = tmp_path / "r"
+    code, text, err = run_cli(
+        ["run", "earth revolve around", "--max-new-tokens", "4", "--no-sweep", "--out", str(out)],
+        capsys,
+    )
+    assert code == 0, err
+    page = out / "index.html"
+    assert text.strip().splitlines()[-1] == f"report written to {page.resolve().as_uri()}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert "analysis" in summary and "sweep" not in summary
+    first = page.stat().st_mtime_ns
+    code, text, err = run_cli(["report", str(out)], capsys)
+    assert code == 0, err
+    assert page.stat().st_mtime_ns >= first and "file://" in text
