@@ -6,6 +6,13 @@ import argparse
 import sys
 
 
+def quiet() -> None:
+    """The CLI's output settings: progress bars only in a terminal, no library chatter."""
+    from interp.cli import configure_output
+
+    configure_output()
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", default=None, help="model name (default: see the script)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fail, parser  # noqa: E402
+from _common import fail, parser, quiet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--triage", action="store_true", help="triage sweep instead of exact")
     p.add_argument("--out", type=Path, default=Path("reports/heads_and_text"))
     args = p.parse_args(argv)
+    quiet()
     if args.top < 1:
         return fail("--top must be >= 1")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fail, parser  # noqa: E402
+from _common import fail, parser, quiet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=("mean", "zero"), default="mean")
     p.add_argument("--out", type=Path, default=Path("reports/induction_heads"))
     args = p.parse_args(argv)
+    quiet()
     if args.block_len < 2 or args.top < 1 or args.draws < 1:
         return fail("--block-len must be >= 2, --top and --draws >= 1")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fail, parser  # noqa: E402
+from _common import fail, parser, quiet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-sweep", action="store_true", help="skip the ablation sweep (~1 min)")
     p.add_argument("--out", type=Path, default=Path("reports/seed_run"))
     args = p.parse_args(argv)
+    quiet()
 
     import interp
     from interp.errors import InterpError, ModelUnavailableError

@@ -448,7 +448,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_logging() -> None:
+def configure_output() -> None:
+    """interp's log lines on stderr; library chatter off; progress bars only in a terminal."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("interp: %(message)s"))
     root = logging.getLogger("interp")
@@ -472,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (testable without a subprocess)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging()
+    configure_output()
     from interp.errors import (
         InterpError,
         InvalidSettingError,
