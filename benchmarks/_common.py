@@ -1,9 +1,20 @@
-"""What every benchmark script does with its result: print it, and save it where asked."""
+"""What every benchmark script shares: its options, and printing and saving its result."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+
+
+def arguments(doc: str, *, rounds: bool = True) -> argparse.ArgumentParser:
+    """The options every benchmark takes: --tokens, --json, and --rounds where it repeats."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=100, help="new tokens in the trace")
+    if rounds:
+        parser.add_argument("--rounds", type=int, default=3, help="repetitions (median kept)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return parser
 
 
 def emit(result: dict, path: Path | None) -> int:

@@ -6,7 +6,6 @@ over the same tokens, in one run (compare the ratio, not absolute seconds).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -14,15 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit  # noqa: E402
+from _common import arguments, emit  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
+    args = arguments(__doc__).parse_args(argv)
 
     import torch
 

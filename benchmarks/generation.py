@@ -11,7 +11,6 @@ model load time from cache (imports excluded), `interp --help` time, peak memory
 
 from __future__ import annotations
 
-import argparse
 import resource
 import statistics
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit  # noqa: E402
+from _common import arguments, emit  # noqa: E402
 
 PROMPT = "earth revolve around"
 INTERP_SCRIPT = Path(sys.executable).parent / "interp"
@@ -37,11 +36,7 @@ def timed(fn) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__).parse_args(argv)
     n = args.tokens
 
     t0 = time.perf_counter()

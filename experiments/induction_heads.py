@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import interp
     from interp.errors import InterpError
+    from interp.heads import parse_label
     from interp.report import figures
     from interp.report.simple import Section, check_experiment_dir, write_experiment
 
@@ -53,12 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             ablation = interp.make_ablation(model, probe, heads, args.mode)
             return -interp.ablation_effect(model, probe, ablation).ablated_logprobs
 
-        def label(h):
-            layer, head = h[1:].split("H")
-            return int(layer), int(head)
-
         top = roles.top("induction", args.top)
-        top_heads = [label(h) for h, _ in top]
+        top_heads = [parse_label(h) for h, _ in top]
         strong = {h for h, _ in roles.top("induction", 20) + roles.top("previous_token", 20)}
         pool = [
             (layer, head)
@@ -94,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     curves = {"no ablation": base.numpy(), f"top {args.top} induction heads": top_loss.numpy()}
     curves["random heads (mean of draws)"] = np.mean([r.numpy() for r in random_losses], axis=0)
     figs = {
-        "loss_by_position.png": _loss_curves(x, curves, o + n),
+        "loss_by_position.png": figures.loss_curves(x, curves, o + n),
         "losses.png": figures.loss_bars(
             ["first copy", "second copy", f"second, top {args.top} ablated"]
             + [f"second, random #{i + 1}" for i in range(len(draws))],
@@ -152,26 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"report written to {page.resolve().as_uri()}")
     return 0
-
-
-def _loss_curves(x, curves, boundary) -> bytes:
-    import io
-
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4))
-    ax = fig.add_subplot()
-    for name, y in curves.items():
-        ax.plot(x, y, label=name, linewidth=1.2)
-    ax.axvline(boundary, color="grey", linestyle="--", linewidth=1)
-    ax.text(boundary, ax.get_ylim()[1] * 0.95, " second copy starts", fontsize=8, color="grey")
-    ax.set_xlabel("position of the predicted token")
-    ax.set_ylabel("next-token loss (nats)")
-    ax.set_title("Loss along the probe")
-    ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
 
 
 if __name__ == "__main__":

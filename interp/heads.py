@@ -17,6 +17,14 @@ def head_label(layer: int, head: int) -> str:
     return f"L{layer}H{head}"
 
 
+def parse_label(label: str) -> tuple[int, int]:
+    """`"L5H1"` (as `head_label` writes it) -> (5, 1)."""
+    match = _SPEC.match(label.strip())
+    if match is None or match.group(2) is None:
+        raise InvalidSettingError(f"malformed head label {label!r}; expected e.g. L5H1")
+    return int(match.group(1)), int(match.group(2))
+
+
 def parse_heads(spec: str, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
     """`"L5H1,L9H3"` or `"L5"` (every head of layer 5) -> sorted unique (layer, head) pairs."""
     valid = f"valid: L0..L{n_layers - 1} and H0..H{n_heads - 1}"

@@ -10,7 +10,7 @@ from interp import hooks as H
 from interp.analysis import attention, direct_logit_attribution, head_roles, logit_lens
 from interp.analysis.logit_lens import prediction_depth
 from interp.errors import HookError, InvalidSettingError, ModelMismatchError
-from interp.heads import parse_heads, rank_heads
+from interp.heads import head_label, parse_heads, parse_label, rank_heads
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +172,9 @@ def test_parse_heads_and_rank_heads():
     ]:
         with pytest.raises(InvalidSettingError, match=message):
             parse_heads(bad, 2, 3)
+    assert parse_label(head_label(12, 7)) == (12, 7)
+    with pytest.raises(InvalidSettingError, match="malformed head label"):
+        parse_label("L5")
     scores = torch.tensor([[0.1, -0.9], [0.5, 0.2]])
     assert rank_heads(scores, 2) == [("L1H0", 0.5), ("L1H1", pytest.approx(0.2))]
     assert rank_heads(scores, 1, by_magnitude=True) == [("L0H1", pytest.approx(-0.9))]

@@ -140,3 +140,19 @@ def loss_bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return _png(fig)
+
+
+def loss_curves(x: np.ndarray, curves: dict[str, np.ndarray], boundary: int) -> bytes:
+    """Next-token loss along a sequence, one line per condition; a marker where the repeat
+    starts."""
+    fig = Figure(figsize=(10, 4))
+    ax = fig.add_subplot()
+    for name, y in curves.items():
+        ax.plot(x, y, label=name, linewidth=1.2)
+    ax.axvline(boundary, color="grey", linestyle="--", linewidth=1)
+    ax.text(boundary, ax.get_ylim()[1] * 0.95, " second copy starts", fontsize=8, color="grey")
+    ax.set_xlabel("position of the predicted token")
+    ax.set_ylabel("next-token loss (nats)")
+    ax.set_title("Loss along the probe")
+    ax.legend(fontsize=8)
+    return _png(fig)

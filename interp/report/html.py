@@ -3,6 +3,7 @@ every piece of user data escaped for the context it lands in."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -23,6 +24,17 @@ def circuitsvis_bundle() -> str:
 
     path = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"
     return _SCRIPT_END.sub(r"<\\/\1", path.read_text(encoding="utf-8"))
+
+
+def b64(data: bytes) -> str:
+    """Base64 text of binary data (PNG data URIs, compressed patterns)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def probability_color(prob: float) -> str:
+    """Low probability red, high green (HSL hue 0..120), light enough for black text."""
+    hue = int(120 * max(0.0, min(1.0, prob)))
+    return f"hsl({hue}, 70%, 80%)"
 
 
 def _rounded(value: Any, digits: int) -> Any:

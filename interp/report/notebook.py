@@ -3,22 +3,17 @@ inlined, no CDN, no network probe), small enough for a notebook cell."""
 
 from __future__ import annotations
 
-import base64
 import html
 import uuid
 from typing import TYPE_CHECKING
 
-from interp.report.html import circuitsvis_bundle, render_call
+from interp.report.html import b64, circuitsvis_bundle, probability_color, render_call
 
 if TYPE_CHECKING:
     from interp.analysis.ablation import AblationReport, SweepResult
     from interp.analysis.attention import AttentionResult, HeadRoles
     from interp.analysis.logit_lens import LogitLensResult
     from interp.trace import Trace
-
-
-def _color(prob: float) -> str:
-    return f"hsl({int(120 * max(0.0, min(1.0, prob)))}, 70%, 80%)"
 
 
 def trace_html(trace: Trace) -> str:
@@ -30,9 +25,8 @@ def trace_html(trace: Trace) -> str:
         j = i - trace.prompt_len
         prob = float(trace.token_logprobs[j].exp())
         title = html.escape(f"p={prob:.3f}, rank {int(trace.token_ranks[j])}", quote=True)
-        spans.append(
-            f'<span title="{title}" style="background:{_color(prob)}">{html.escape(tok)}</span>'
-        )
+        color = probability_color(prob)
+        spans.append(f'<span title="{title}" style="background:{color}">{html.escape(tok)}</span>')
     head = html.escape(
         f"{trace.model_name}: {trace.n_generated} tokens ({trace.stop_reason}), "
         f"seed {trace.settings.seed}"
@@ -93,7 +87,7 @@ def sweep_html(result: SweepResult) -> str:
         "nats",
         diverging=True,
     )
-    data = base64.b64encode(png).decode("ascii")
+    data = b64(png)
     top = table_html(["head", "change"], [[h, f"{v:+.3f}"] for h, v in result.top_heads(10)])
     return f'<div><img src="data:image/png;base64,{data}">{top}</div>'
 

@@ -6,7 +6,6 @@ and, where present, sweep.safetensors and ablations/*/effect.json. Never runs th
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -21,8 +20,15 @@ import torch
 
 from interp import hooks as H
 from interp.errors import TraceFormatError
+from interp.heads import parse_label
 from interp.report import figures
-from interp.report.html import circuitsvis_bundle, render_call, script_json
+from interp.report.html import (
+    b64,
+    circuitsvis_bundle,
+    probability_color,
+    render_call,
+    script_json,
+)
 from interp.trace import ACTIVATIONS, read_summary
 
 REPORT_FILE = "index.html"
@@ -157,13 +163,10 @@ def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
     }
     heads = chosen_heads(inputs)[:6]
     if heads and inputs.patterns:
-        pats = np.stack([inputs.patterns[layer][head].numpy() for layer, head in heads])
+        pats = np.stack([inputs.patterns[layer][head].numpy() for layer, head, _ in heads])
         pngs["attention_top_heads.png"] = figures.attention_grid(
             pats,
-            [
-                f"L{layer}H{head} ({why})"
-                for (layer, head), why in zip(heads, _reasons(inputs, heads), strict=True)
-            ],
+            [f"L{layer}H{head} ({why})" for layer, head, why in heads],
             inputs.tokens[inputs.window_start :],
             "Attention patterns of the heads that matter",
         )
@@ -178,48 +181,24 @@ def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
     return pngs
 
 
-def _parse(label: str) -> tuple[int, int]:
-    layer, head = label[1:].split("H")
-    return int(layer), int(head)
-
-
-def chosen_heads(inputs: ReportInputs) -> list[tuple[int, int]]:
-    """Heads worth a look: strongest by role, by direct logit attribution, by ablation."""
+def chosen_heads(inputs: ReportInputs) -> list[tuple[int, int, str]]:
+    """Heads worth a look, as (layer, head, why): strongest by role, by direct logit
+    attribution, by ablation; a head picked for several reasons appears once."""
     a = inputs.analysis
-    picks: list[str] = []
+    picks: list[tuple[str, str]] = []
     for role in ("induction", "previous_token", "duplicate_token"):
-        picks += [h for h, _ in a["head_roles"].get(role, [])[:2]]
-    picks += [h for h, _ in a["dla_top_heads"][:2]]
+        why = role.replace("_token", "").replace("_", " ")
+        picks += [(h, why) for h, _ in a["head_roles"].get(role, [])[:2]]
+    picks += [(h, "logit attribution") for h, _ in a["dla_top_heads"][:2]]
     if inputs.sweep is not None:
-        picks += [h for h, _ in inputs.sweep["top_heads"][:3]]
-    return [_parse(h) for h in dict.fromkeys(picks)]
-
-
-def _reasons(inputs: ReportInputs, heads: list[tuple[int, int]]) -> list[str]:
-    a = inputs.analysis
-    tags: dict[str, list[str]] = {}
-    for role in ("induction", "previous_token", "duplicate_token"):
-        for h, _ in a["head_roles"].get(role, [])[:2]:
-            tags.setdefault(h, []).append(role.replace("_token", "").replace("_", " "))
-    for h, _ in a["dla_top_heads"][:2]:
-        tags.setdefault(h, []).append("logit attribution")
-    if inputs.sweep is not None:
-        for h, _ in inputs.sweep["top_heads"][:3]:
-            tags.setdefault(h, []).append("ablation")
-    return [", ".join(tags.get(f"L{layer}H{head}", [])) for layer, head in heads]
+        picks += [(h, "ablation") for h, _ in inputs.sweep["top_heads"][:3]]
+    reasons: dict[str, list[str]] = {}
+    for label, why in picks:
+        reasons.setdefault(label, []).append(why)
+    return [(*parse_label(label), ", ".join(whys)) for label, whys in reasons.items()]
 
 
 # ---------------------------------------------------------------------------------------
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _color(prob: float) -> str:
-    """Low probability red, high green (HSL hue 0..120), light enough for black text."""
-    hue = int(120 * max(0.0, min(1.0, prob)))
-    return f"hsl({hue}, 70%, 80%)"
 
 
 def render_page(inputs: ReportInputs, pngs: dict[str, bytes], title: str | None = None) -> str:
@@ -246,7 +225,7 @@ def render_page(inputs: ReportInputs, pngs: dict[str, bytes], title: str | None 
         text_tokens.append(
             {
                 "text": tok,
-                "color": _color(prob),
+                "color": probability_color(prob),
                 "title": f"p={prob:.3f}, rank {s['token_ranks'][j]}\ntop: {alts}",
             }
         )
@@ -269,7 +248,7 @@ def render_page(inputs: ReportInputs, pngs: dict[str, bytes], title: str | None 
             row.append(
                 {
                     "text": inputs.token_str(int(top_ids[layer, j, 0])),
-                    "color": _color(prob),
+                    "color": probability_color(prob),
                     "title": f"{lens['layers'][layer]}, predicting {tokens[p + j]!r}: "
                     f"p={prob:.3f}, rank {int(target_ranks[layer, j])}\ntop: {alts}",
                 }
@@ -283,14 +262,11 @@ def render_page(inputs: ReportInputs, pngs: dict[str, bytes], title: str | None 
     # attention: CircuitsVis for the chosen heads, and a layer selector over compressed data
     window_tokens = tokens[inputs.window_start :]
     heads = chosen_heads(inputs)[:8]
-    reasons = _reasons(inputs, heads)
     scripts = []
     top_heads_props = {
-        "attention": [inputs.patterns[layer][head].tolist() for layer, head in heads],
+        "attention": [inputs.patterns[layer][head].tolist() for layer, head, _ in heads],
         "tokens": window_tokens,
-        "attentionHeadNames": [
-            f"L{layer}H{head} ({why})" for (layer, head), why in zip(heads, reasons, strict=True)
-        ],
+        "attentionHeadNames": [f"L{layer}H{head} ({why})" for layer, head, why in heads],
     }
     if heads:
         scripts.append(render_call("cv-top-heads", "AttentionHeads", top_heads_props))
@@ -300,10 +276,7 @@ def render_page(inputs: ReportInputs, pngs: dict[str, bytes], title: str | None 
     dla_labels, dla_values = _dla_table(t)
     dla_steps = [f"#{j} {tokens[p + j]!r}" for j in range(n_steps)]
 
-    sweep = None
-    if inputs.sweep is not None:
-        sweep = dict(inputs.sweep)
-        sweep["png"] = _b64(pngs["sweep.png"])
+    sweep = inputs.sweep
     ablations = []
     for effect in inputs.ablations:
         ablations.append(
@@ -346,7 +319,7 @@ def render_page(inputs: ReportInputs, pngs: dict[str, bytes], title: str | None 
         ablations=ablations,
         window_start=inputs.window_start,
         n_positions=len(tokens),
-        pngs={k: _b64(v) for k, v in pngs.items()},
+        pngs={k: b64(v) for k, v in pngs.items()},
         bundle=circuitsvis_bundle(),
         scripts=scripts,
         data_json=script_json(
@@ -365,7 +338,7 @@ def _pack_pattern(pattern: torch.Tensor) -> dict[str, Any]:
     heads, n, _ = pattern.shape
     rows, cols = torch.tril_indices(n, n)
     tri = (pattern[:, rows, cols].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    return {"heads": heads, "n": n, "data": _b64(zlib.compress(tri.tobytes(), 6))}
+    return {"heads": heads, "n": n, "data": b64(zlib.compress(tri.tobytes(), 6))}
 
 
 def _dla_table(t: dict[str, torch.Tensor]) -> tuple[list[str], list[list[float]]]:

@@ -3,7 +3,6 @@ figures, written with the figures and a summary.json, atomically."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.errors import OutputPathError
+from interp.report.html import b64
 from interp.trace import replace_dir
 
 EXPERIMENT_FORMAT = "interp-experiment"
@@ -66,7 +66,7 @@ def write_experiment(
         title=title,
         intro=intro,
         sections=sections,
-        images={k: base64.b64encode(v).decode("ascii") for k, v in figures.items()},
+        images={k: b64(v) for k, v in figures.items()},
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
