@@ -76,7 +76,7 @@ def attention_grid(
     k = len(names)
     cols = min(3, k)
     rows = int(np.ceil(k / cols))
-    fig = Figure(figsize=(4.2 * cols, 4.0 * rows))
+    fig = Figure(figsize=(4.2 * cols, 4.0 * rows), layout="constrained")
     for i, (pattern, name) in enumerate(zip(patterns, names, strict=True)):
         ax = fig.add_subplot(rows, cols, i + 1)
         im = ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1)
@@ -118,7 +118,7 @@ def head_heatmap(
 def head_roles_figure(scores: np.ndarray, roles: Sequence[str]) -> bytes:
     """One [layer, head] heatmap per role score."""
     n_layers, n_heads = scores.shape[1:]
-    fig = Figure(figsize=(3.4 * len(roles), 1.5 + 0.2 * n_layers))
+    fig = Figure(figsize=(3.6 * len(roles), 1.5 + 0.2 * n_layers), layout="constrained")
     for i, role in enumerate(roles):
         ax = fig.add_subplot(1, len(roles), i + 1)
         im = ax.imshow(scores[i], aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower")
