@@ -76,7 +76,7 @@ def attention_grid(
     k = len(names)
     cols = min(3, k)
     rows = int(np.ceil(k / cols))
-    fig = Figure(figsize=(4.2 * cols, 4.0 * rows), layout="constrained")
+    fig = Figure(figsize=(4.6 * cols, 4.4 * rows))
     for i, (pattern, name) in enumerate(zip(patterns, names, strict=True)):
         ax = fig.add_subplot(rows, cols, i + 1)
         im = ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1)
@@ -88,6 +88,7 @@ def attention_grid(
         ax.set_ylabel("query", fontsize=7)
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title)
+    fig.subplots_adjust(hspace=0.45, wspace=0.45)  # room for tick labels and colour bars
     return _png(fig)
 
 
@@ -118,7 +119,7 @@ def head_heatmap(
 def head_roles_figure(scores: np.ndarray, roles: Sequence[str]) -> bytes:
     """One [layer, head] heatmap per role score."""
     n_layers, n_heads = scores.shape[1:]
-    fig = Figure(figsize=(3.6 * len(roles), 1.5 + 0.2 * n_layers), layout="constrained")
+    fig = Figure(figsize=(3.6 * len(roles), 1.5 + 0.2 * n_layers))
     for i, role in enumerate(roles):
         ax = fig.add_subplot(1, len(roles), i + 1)
         im = ax.imshow(scores[i], aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower")
@@ -128,6 +129,7 @@ def head_roles_figure(scores: np.ndarray, roles: Sequence[str]) -> bytes:
         ax.set_xlabel("head")
         fig.colorbar(im, ax=ax, fraction=0.05)
     fig.suptitle("Head role scores (mean attention weight on the role's target position)")
+    fig.subplots_adjust(wspace=0.45)
     return _png(fig)
 
 
