@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         trace = interp.generate(model, PROMPT, max_new_tokens=n, seed=0, stop_at_eos=False)
         assert trace.n_generated == n
 
+    def recorded_bridge():
+        trace = interp.generate(
+            model, PROMPT, max_new_tokens=n, seed=0, stop_at_eos=False, engine="bridge"
+        )
+        assert trace.n_generated == n
+
     def hf_generate(hf):
         def run():
             torch.manual_seed(0)
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cases = {
         "interp recorded generation": recorded,
+        "interp recorded generation, bridge engine": recorded_bridge,
         PLAIN: hf_generate(hf_sdpa),
         "HF generate, plain model, eager attention": hf_generate(hf_eager),
         BRIDGED: hf_generate(hf_bridged),

@@ -33,9 +33,21 @@ def assert_resid_close(a, b, rtol=1e-5):
     assert rel <= rtol, f"relative difference {rel:.2e}"
 
 
-def test_recorded_activations_equal_one_full_run(tiny):
-    trace = interp.generate(tiny, "The earth revolves", max_new_tokens=12, seed=0)
+def every_served_hook(n_layers):
+    """The default hooks plus every other hook name the direct engine serves."""
+    extra = [f(layer) for layer in range(n_layers) for f in (H.resid_post, H.attn_out, H.mlp_out)]
+    return list(dict.fromkeys(H.default_hooks(n_layers) + extra))
+
+
+@pytest.mark.parametrize("engine", ["auto", "bridge"])
+def test_recorded_activations_equal_one_full_run(tiny, engine):
+    hooks = every_served_hook(tiny.n_layers)
+    trace = interp.generate(
+        tiny, "The earth revolves", max_new_tokens=12, seed=0, hooks=hooks, engine=engine
+    )
     assert trace.n_generated == 12
+    # both tiny layouts (GPT-2, Llama with grouped-query attention) run directly by default
+    assert trace.provenance["engine"] == {"auto": "direct", "bridge": "bridge"}[engine]
     full = full_run(tiny, trace.token_ids, trace.hook_names)
     for name in trace.hook_names:
         got, want = trace.activations[name], full[name]
@@ -44,6 +56,61 @@ def test_recorded_activations_equal_one_full_run(tiny):
             torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
         else:
             assert_resid_close(got, want)
+
+
+def test_both_engines_sample_the_same_tokens_with_the_same_statistics(tiny):
+    runs = [
+        interp.generate(tiny, "The sun", max_new_tokens=15, seed=4, top_k=20, engine=e)
+        for e in ("direct", "bridge")
+    ]
+    direct, bridge = runs
+    assert direct.token_ids.tolist() == bridge.token_ids.tolist()
+    torch.testing.assert_close(direct.token_logprobs, bridge.token_logprobs, atol=1e-5, rtol=0)
+    assert direct.token_ranks.tolist() == bridge.token_ranks.tolist()
+
+
+def _zero_head(head):
+    def hook(z, hook):
+        z = z.clone()
+        z[:, :, head] = 0.0
+        return z
+
+    return hook
+
+
+def test_edits_at_served_hooks_run_directly_and_match_the_bridge(tiny):
+    """An ablation (an edited hook_z) gives the same run on both engines."""
+    hooks = [(H.z(1), _zero_head(1)), (lambda n: n == H.resid_post(0), lambda t, hook: t * 0.5)]
+    runs = [
+        interp.generate(tiny, "The sun", max_new_tokens=10, seed=2, fwd_hooks=hooks, engine=e)
+        for e in ("auto", "bridge")
+    ]
+    direct, bridge = runs
+    assert direct.provenance["engine"] == "direct"
+    assert direct.token_ids.tolist() == bridge.token_ids.tolist()
+    torch.testing.assert_close(direct.token_logprobs, bridge.token_logprobs, atol=1e-5, rtol=0)
+    assert torch.all(direct.activations[H.z(1)][:, 1] == 0)
+    for name in direct.hook_names:
+        if not H.is_query_key(name):
+            assert_resid_close(direct.activations[name], bridge.activations[name])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        ({"hooks": ["blocks.0.attn.hook_q"]}, "a recorded hook the direct engine does not serve"),
+        ({"fwd_hooks": [(H.pattern(0), lambda t, hook: t)]}, "an edit it cannot make"),
+        ({"engine": "bridge"}, "asked for"),
+    ],
+)
+def test_the_bridge_runs_what_the_direct_engine_cannot(tiny, kwargs, why):
+    trace = interp.generate(tiny, "The sun", max_new_tokens=3, seed=0, **kwargs)
+    assert trace.provenance["engine"] == "bridge", why
+
+
+def test_an_unknown_engine_is_refused(tiny):
+    with pytest.raises(InvalidSettingError, match="engine"):
+        interp.generate(tiny, "The sun", max_new_tokens=2, engine="fast")
 
 
 def test_default_hooks_are_recorded_with_whole_sequence_shapes(tiny):

@@ -77,7 +77,7 @@ def _fake_cache(tmp_path):
         "format": models._CACHE_FORMAT,
         "source_size": stat.st_size,
         "source_mtime_ns": stat.st_mtime_ns,
-        "source_sha256": "x",
+        "source_sha256": models._sha256(source),
         "files": {p.name: p.stat().st_size for p in directory.iterdir()},
     }
     (directory / models._MARKER).write_text(json.dumps(marker))
@@ -87,6 +87,16 @@ def _fake_cache(tmp_path):
 def test_cache_check_accepts_a_complete_cache(tmp_path):
     source, directory = _fake_cache(tmp_path)
     assert models._cache_valid(directory, source) is not None
+
+
+def test_the_same_file_reinstalled_keeps_the_cache(tmp_path):
+    """Another venv's copy of the package has a new mtime; the checksum says it is the same."""
+    source, directory = _fake_cache(tmp_path)
+    os.utime(source, ns=(1, 1))
+    marker = models._cache_valid(directory, source)
+    assert marker is not None and marker["source_mtime_ns"] == 1
+    saved = json.loads((directory / models._MARKER).read_text())
+    assert saved["source_mtime_ns"] == 1  # learnt: the next load skips the checksum
 
 
 @pytest.mark.parametrize(
@@ -104,7 +114,8 @@ def test_cache_check_rejects_partial_or_stale_caches(tmp_path, damage):
         data = bytearray(weights.read_bytes())
         data[10:14] = b"\xff\xff\xff\xff"
         weights.write_bytes(bytes(data))
-    elif damage == "new-source":
+    elif damage == "new-source":  # same size, other bytes, new mtime
+        source.write_bytes(b"GGUF" * 100)
         os.utime(source, ns=(1, 1))
     elif damage == "garbled-marker":
         (directory / models._MARKER).write_text("{not json")

@@ -30,6 +30,7 @@ def test_dimensions(smollm):
 
 
 def test_recorded_activations_equal_one_full_run(smollm, sampled):
+    assert sampled.provenance["engine"] == "direct"  # SmolLM2 runs without the bridge's cost
     names = sampled.hook_names
     with torch.no_grad():
         _, full = smollm.bridge.run_with_cache(
@@ -43,6 +44,19 @@ def test_recorded_activations_equal_one_full_run(smollm, sampled):
         else:
             # residuals reach ~2,700 in magnitude: relative tolerance per position
             # (z and the norm scale are held to the same per-position bound)
+            assert rel_err_per_position(got, want) <= 1e-5, name
+
+
+def test_the_bridge_engine_records_the_same_run(smollm, sampled):
+    bridge = interp.generate(smollm, PROMPT, max_new_tokens=24, seed=0, top_p=0.95, engine="bridge")
+    assert bridge.provenance["engine"] == "bridge"
+    assert bridge.token_ids.tolist() == sampled.token_ids.tolist()
+    assert (bridge.token_logprobs - sampled.token_logprobs).abs().max() <= 1e-4
+    for name in sampled.hook_names:
+        got, want = sampled.activations[name], bridge.activations[name]
+        if H.is_query_key(name):
+            assert (got - want).abs().max() <= 1e-5, name
+        else:
             assert rel_err_per_position(got, want) <= 1e-5, name
 
 
