@@ -219,9 +219,7 @@ def choose(
     """The engine for a run: `engine` is "auto" (direct when it serves the hooks), "direct"
     (the same, for callers that insist; falls back when it cannot) or "bridge"."""
     if engine not in ("auto", "direct", "bridge"):
-        raise InvalidSettingError(
-            f"engine must be 'auto', 'direct' or 'bridge', got {engine!r}"
-        )
+        raise InvalidSettingError(f"engine must be 'auto', 'direct' or 'bridge', got {engine!r}")
     if engine != "bridge":
         direct = direct_engine(bridge)
         if direct is not None and direct.serves(record, edit):
