@@ -70,54 +70,103 @@ def lens_hooks(n_layers: int) -> list[str]:
 
 
 def logit_lens(
-    model: Model, trace: Trace, *, top_k: int = 5, rows_per_chunk: int = 2048
+    model: Model, trace: Trace, *, top_k: int = 5, rows_per_chunk: int = 512
 ) -> LogitLensResult:
-    """The logit lens at every layer and every generated position of `trace`."""
+    """The logit lens at every layer and every generated position of `trace`.
+
+    The readout (one [rows, vocab] matrix product per chunk of rows) is the whole cost, so
+    each chunk's logits are written into one reused buffer and reduced in place: top-k,
+    then the target's rank, then the log-sum-exp from the top-1 (subtract, exp, sum in
+    place). KL(final || layer) needs no pass over the vocabulary: with p the final
+    distribution, sum_v p_v logits_v = normed . (W_U p) + b_U . p, so
+    KL = sum_v p_v log p_v - normed . (W_U p) - b_U . p + lse, with W_U p computed once per
+    step. The final row's KL is 0 by definition (it is the model's own distribution).
+    """
     trace.bind(model)
     names = lens_hooks(model.n_layers)
     trace.require_hooks(names, "the logit lens")
     p, n = trace.prompt_len, trace.n_positions
     positions = list(range(p - 1, n - 1))
     steps = len(positions)
+    device = model.device
     targets = trace.token_ids[p:n]
     # [layer, step, d_model]: the residual stream at each read position, final layer last
     stack = torch.stack([trace.activations[name][p - 1 : n - 1] for name in names])
-    n_layers = stack.shape[0]
+    n_rows = stack.shape[0]
+    w_u, b_u = _unembed(model)
+    with torch.no_grad():
+        normed = model.bridge.ln_final(stack.to(device)).float()  # [layer, step, d_model]
 
-    final_logits = _logits(model, stack[-1])
-    final_lp = final_logits.log_softmax(-1)
-    final_p = final_lp.exp()
-    top_ids, top_probs, target_probs, target_ranks, kl = [], [], [], [], []
-    layers_per_chunk = max(1, rows_per_chunk // max(steps, 1))
-    for start in range(0, n_layers, layers_per_chunk):
-        chunk = stack[start : start + layers_per_chunk]
-        k = chunk.shape[0]
-        logits = _logits(model, einops.rearrange(chunk, "l s d -> (l s) d"))
-        logits = einops.rearrange(logits, "(l s) v -> l s v", l=k)
-        # log-probs are logits - lse; never materialised over the whole vocabulary
-        lse = torch.logsumexp(logits, dim=-1)  # [l, s]
-        top = logits.topk(top_k, dim=-1)
-        top_ids.append(top.indices)
-        top_probs.append((top.values - lse[..., None]).exp())
-        target_logit = logits.gather(-1, targets.view(1, -1, 1).expand(k, -1, 1))  # [l, s, 1]
-        target_probs.append((target_logit[..., 0] - lse).exp())
-        target_ranks.append((logits > target_logit).sum(-1, dtype=torch.int32).long() + 1)
-        # KL(final || layer) = sum_v p (log p - logits) + lse: the terms stay small where p is
-        # large, which keeps float32 accumulation within 1e-3 of a float64 computation
-        kl.append(((final_p * (final_lp - logits)).sum(-1) + lse).clamp_min(0))
+        final = _readout(normed[-1], w_u, b_u)  # [step, vocab]: the model's own logits
+        final_lp = final.log_softmax(-1)
+        final_p = final_lp.exp()
+        neg_entropy = (final_p.double() * final_lp.double()).sum(-1)  # [step]
+        u = final_p @ w_u.T  # [step, d_model]: W_U p for each step
+        expected = (normed.double() * u.double()).sum(-1)  # [layer, step]: E_p[logits] - b.p
+        if b_u is not None:
+            expected = expected + (final_p.double() @ b_u.double())
 
-    top_ids_t = torch.cat(top_ids)
+        rows = einops.rearrange(normed[:-1], "l s d -> (l s) d")
+        row_targets = targets.to(device).repeat(n_rows - 1)[:, None]
+        chunk = max(1, min(rows_per_chunk, rows.shape[0]))
+        vocab = w_u.shape[1]
+        buf = torch.empty(chunk, vocab, device=device)
+        above = torch.empty(chunk, vocab, dtype=torch.bool, device=device)
+        top_ids, top_vals, target_logits, ranks, lses = [], [], [], [], []
+        for start in range(0, rows.shape[0], chunk):
+            x = rows[start : start + chunk]
+            r = x.shape[0]
+            logits = _readout(x, w_u, b_u, out=buf[:r])
+            ids, vals, tgt, rank, lse = _reduce(
+                logits, row_targets[start : start + r], top_k, above[:r]
+            )
+            top_ids.append(ids)
+            top_vals.append(vals)
+            target_logits.append(tgt)
+            ranks.append(rank)
+            lses.append(lse)
+        ids, vals, tgt, rank, lse = _reduce(
+            final.clone(),
+            targets.to(device)[:, None],
+            top_k,
+            torch.empty_like(final, dtype=torch.bool),
+        )
+        top_ids.append(ids)
+        top_vals.append(vals)
+        target_logits.append(tgt)
+        ranks.append(rank)
+        lses.append(lse)
+
+    def layered(parts: list[Tensor]) -> Tensor:
+        return einops.rearrange(torch.cat(parts), "(l s) ... -> l s ...", s=steps).cpu()
+
+    lse_t = layered(lses)
+    kl = (neg_entropy.cpu()[None] - expected.cpu() + lse_t.double()).float().clamp_min(0)
+    kl[-1] = 0.0
+    top_ids_t = layered(top_ids).long()
     return LogitLensResult(
         layers=[f"L{layer}" for layer in range(model.n_layers)] + ["final"],
         positions=positions,
         target_ids=targets.clone(),
         top_ids=top_ids_t,
-        top_probs=torch.cat(top_probs),
-        target_probs=torch.cat(target_probs),
-        target_ranks=torch.cat(target_ranks),
-        kl=torch.cat(kl),
+        top_probs=(layered(top_vals) - lse_t[..., None]).exp(),
+        target_probs=(layered(target_logits) - lse_t).exp(),
+        target_ranks=layered(ranks).long(),
+        kl=kl,
         prediction_depth=prediction_depth(top_ids_t[:, :, 0]),
     )
+
+
+def _reduce(
+    logits: Tensor, targets: Tensor, top_k: int, above: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Top-k, target logit, target rank and log-sum-exp of each row; consumes `logits`."""
+    top = logits.topk(top_k, dim=-1)
+    target = logits.gather(-1, targets)  # [rows, 1]
+    rank = torch.gt(logits, target, out=above).sum(-1, dtype=torch.int32) + 1
+    peak = top.values[:, :1]
+    lse = logits.sub_(peak).exp_().sum(-1).log_() + peak[:, 0]
+    return top.indices, top.values, target[:, 0], rank, lse
 
 
 def prediction_depth(top1: Int[Tensor, "layer step"]) -> Int[Tensor, " step"]:
@@ -129,13 +178,18 @@ def prediction_depth(top1: Int[Tensor, "layer step"]) -> Int[Tensor, " step"]:
     return n_layers - stays.sum(0)
 
 
-def _logits(model: Model, vectors: Float[Tensor, "row d_model"]) -> Float[Tensor, "row vocab"]:
-    """Logits of residual vectors read through the final norm module and the unembedding."""
+def _unembed(model: Model) -> tuple[Tensor, Tensor | None]:
+    """The unembedding [d_model, vocab] and its bias (None when the model has none)."""
     bridge = model.bridge
-    with torch.no_grad():
-        normed = bridge.ln_final(vectors.to(model.device))
-        logits = normed @ bridge.W_U
-        b_u = getattr(bridge, "b_U", None)
-        if b_u is not None:
-            logits = logits + b_u
-        return logits.float().cpu()
+    b_u = getattr(bridge, "b_U", None)
+    if b_u is not None and not torch.any(b_u != 0):
+        b_u = None
+    return bridge.W_U.float(), None if b_u is None else b_u.float()
+
+
+def _readout(normed: Tensor, w_u: Tensor, b_u: Tensor | None, out: Tensor | None = None) -> Tensor:
+    """Logits of already-normalised residual vectors."""
+    logits = torch.matmul(normed, w_u, out=out)
+    if b_u is not None:
+        logits += b_u
+    return logits
