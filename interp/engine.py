@@ -228,12 +228,14 @@ def choose(
 
 
 def direct_engine(bridge: Any) -> DirectEngine | None:
-    """The bridge's direct engine, built once and kept on the bridge."""
-    cached = getattr(bridge, "_interp_direct_engine", False)
-    if cached is False:
-        cached = DirectEngine.for_bridge(bridge)
+    """The bridge's direct engine, built once per device and kept on the bridge (moving the
+    bridge replaces its buffers, so an engine built on another device is rebuilt)."""
+    device = next(bridge.parameters()).device
+    cached = getattr(bridge, "_interp_direct_engine", None)
+    if cached is None or cached[0] != device:
+        cached = (device, DirectEngine.for_bridge(bridge))
         object.__setattr__(bridge, "_interp_direct_engine", cached)
-    return cached
+    return cached[1]
 
 
 def _register(site: _Site, fn: HookFn, info: _HookPointInfo) -> Any:
