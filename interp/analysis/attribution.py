@@ -117,13 +117,12 @@ def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult:
         constant = b_u[targets] if b_u is not None else torch.zeros(len(targets))
         if b_ln is not None:
             constant = constant + b_ln @ w_u
-        # the model's own logit, read through its real final norm module (not the algebra above)
-        from transformer_lens.tools.analysis.logit_lens import logit_readout
-
-        readout = logit_readout(
-            bridge, resid[-1].to(model.device), targets=targets.to(model.device)
-        )
-        logits = readout.values[..., 0].float().cpu()
+        # the model's own logit, read through its real final norm module (not the algebra
+        # above), for the target tokens only: no product over the whole vocabulary
+        normed = ln(resid[-1].to(model.device)).float().cpu()
+        logits = (normed * w_u.T).sum(-1)
+        if b_u is not None:
+            logits = logits + b_u[targets]
 
     return AttributionResult(
         positions=list(range(p - 1, n - 1)),
