@@ -51,6 +51,10 @@ def test_logit_lens_equals_a_hand_computation(tiny, recorded):
         kl = (final.exp() * (final - lp)).sum(-1)
         torch.testing.assert_close(result.kl[i], kl, atol=1e-3, rtol=0)
         assert result.top_ids[i, :, 0].tolist() == lp.argmax(-1).tolist()
+        top = probs.topk(result.top_probs.shape[-1], dim=-1)
+        torch.testing.assert_close(result.top_probs[i], top.values, atol=1e-5, rtol=0)
+        target_lp = lp.gather(-1, targets[:, None])
+        assert result.target_ranks[i].tolist() == ((lp > target_lp).sum(-1) + 1).tolist()
     assert result.kl[-1].abs().max() <= 1e-5
 
 
