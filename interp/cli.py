@@ -222,6 +222,14 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
         help="keep generating past the end-of-sequence token",
     )
     parser.add_argument(
+        "--engine",
+        choices=("auto", "bridge"),
+        default="auto",
+        help="auto (default): run the Hugging Face modules directly where the layout is known "
+        "(Llama, GPT-2), else the TransformerLens bridge; bridge: always the bridge. Both "
+        "record the same activations",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -293,6 +301,7 @@ def _generate(args: argparse.Namespace):
         continuation=args.continuation,
         stop_at_eos=args.stop_at_eos,
         progress=sys.stderr.isatty(),
+        engine=args.engine,
     )
     trace.save(out)
     return model, trace, out

@@ -94,11 +94,16 @@ def test_generate_writes_a_trace_and_says_where(capsys, tmp_path, monkeypatch, s
     assert out.splitlines()[0] == "earth revolve around\u2502" + summary["continuation"]
     assert f"trace written to {target.relative_to(tmp_path)}" in out
     assert len(summary["token_logprobs"]) == 5 and summary["seed"] == 3
-    # the same command again gives the same text (and replaces its own trace)
+    assert summary["provenance"]["engine"] == "direct"
+    # the same command again gives the same text (and replaces its own trace), on either engine
     code, out2, _ = run_cli(
-        ["generate", "earth revolve around", "--max-new-tokens", "5", "--seed", "3"], capsys
+        ["generate", "earth revolve around", "--max-new-tokens", "5", "--seed", "3"]
+        + ["--engine", "bridge"],
+        capsys,
     )
     assert code == 0 and out2.splitlines()[0] == out.splitlines()[0]
+    summary = json.loads((target / "summary.json").read_text())
+    assert summary["provenance"]["engine"] == "bridge"
 
 
 @pytest.mark.real_model
