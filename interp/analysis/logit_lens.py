@@ -5,7 +5,7 @@ through the model's own final norm module (statistics recomputed per vector, as
 TransformerLens's `logit_readout` does) and unembedding, so the "final" row reproduces the
 model's logits. The readout is the lens's whole cost (31 x positions x 49,152 logits on
 SmolLM2, about six forward passes of arithmetic): it runs as a few large matrix products over
-chunks of layers rather than one call per layer.
+chunks of rows (layer x position) rather than one call per layer.
 """
 
 from __future__ import annotations
