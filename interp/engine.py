@@ -30,7 +30,6 @@ from interp import hooks as H
 from interp.errors import InvalidSettingError
 
 HookFn = Callable[..., Tensor | None]
-FwdHook = tuple[str | Callable[[str], bool], HookFn]
 
 
 class BridgeEngine:

@@ -226,10 +226,10 @@ def _resolve_hooks(model: Model, hooks: Sequence[str] | None) -> list[str]:
 class _Recorder:
     """Forward hooks that keep each forward's new positions, then whole-sequence tensors.
 
-    The hooks stay registered for the whole run (one `bridge.hooks` context): TransformerLens
-    4.3's `run_with_cache` rebuilds its hook registry and alias map on every call, about
-    30 ms a step on SmolLM2, a fifth of a decoding step. Tests check the result against one
-    full-sequence `run_with_cache`.
+    The hooks stay registered for the whole run (one `hooked` context of the engine, see
+    `interp.engine`): TransformerLens 4.3's `run_with_cache` rebuilds its hook registry and
+    alias map on every call, about 30 ms a step on SmolLM2, a fifth of a decoding step.
+    Tests check the result against one full-sequence `run_with_cache`.
     """
 
     def __init__(self, names: list[str]) -> None:

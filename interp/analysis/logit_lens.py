@@ -112,30 +112,17 @@ def logit_lens(
         vocab = w_u.shape[1]
         buf = torch.empty(chunk, vocab, device=device)
         above = torch.empty(chunk, vocab, device=device)
-        top_ids, top_vals, target_logits, ranks, lses = [], [], [], [], []
+        reduced = []  # per chunk of rows: (top ids, top logits, target logit, rank, lse)
         for start in range(0, rows.shape[0], chunk):
             x = rows[start : start + chunk]
             r = x.shape[0]
             logits = _readout(x, w_u, b_u, out=buf[:r])
-            ids, vals, tgt, rank, lse = _reduce(
-                logits, row_targets[start : start + r], top_k, above[:r]
-            )
-            top_ids.append(ids)
-            top_vals.append(vals)
-            target_logits.append(tgt)
-            ranks.append(rank)
-            lses.append(lse)
-        ids, vals, tgt, rank, lse = _reduce(
-            final.clone(),
-            targets.to(device)[:, None],
-            top_k,
-            torch.empty_like(final),
+            reduced.append(_reduce(logits, row_targets[start : start + r], top_k, above[:r]))
+        final_targets = targets.to(device)[:, None]
+        reduced.append(_reduce(final, final_targets, top_k, torch.empty_like(final)))  # last use
+        top_ids, top_vals, target_logits, ranks, lses = (
+            list(column) for column in zip(*reduced, strict=True)
         )
-        top_ids.append(ids)
-        top_vals.append(vals)
-        target_logits.append(tgt)
-        ranks.append(rank)
-        lses.append(lse)
 
     def layered(parts: list[Tensor]) -> Tensor:
         return einops.rearrange(torch.cat(parts), "(l s) ... -> l s ...", s=steps).cpu()
