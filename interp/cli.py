@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         "generate",
         help="sample a continuation of a prompt and record its activations as a trace",
         description=(
-            "Sample a continuation of PROMPT token by token (KV cache, one run_with_cache per "
-            "step), record the activations, print the text and write the trace to --out."
+            "Sample a continuation of PROMPT token by token (KV cache, one new token per "
+            "forward), record the activations, print the text and write the trace to --out."
         ),
     )
     gen.add_argument("prompt", metavar="PROMPT", help="the text to continue")
