@@ -53,6 +53,10 @@ class BridgeEngine:
             logits, past = self.bridge(ids, past_key_values=past, return_type="logits_and_cache")
         return logits[0, -1], past
 
+    def logits(self, ids: Tensor) -> Tensor:
+        """Logits of every position ([pos, vocab]) of one sequence, without a KV cache."""
+        return self.bridge(ids, return_type="logits")[0]
+
 
 @dataclass(frozen=True)
 class _Site:
@@ -210,6 +214,10 @@ class DirectEngine:
         """Logits of the last position ([vocab]) and the updated KV cache."""
         out = self.hf(input_ids=ids, past_key_values=past, use_cache=True, logits_to_keep=1)
         return out.logits[0, -1], out.past_key_values
+
+    def logits(self, ids: Tensor) -> Tensor:
+        """Logits of every position ([pos, vocab]) of one sequence, without a KV cache."""
+        return self.hf(input_ids=ids, use_cache=False).logits[0]
 
 
 def choose(

@@ -75,7 +75,7 @@ def generate(
             f"prompt ({len(prompt_ids)} tokens) plus {max_new_tokens} new tokens exceeds "
             f"{model.name}'s context of {model.n_ctx} tokens"
         )
-    names, user_hooks = _resolve_hooks(model, hooks, fwd_hooks)
+    names, user_hooks = resolve_hooks(model, hooks, fwd_hooks)
     runner = choose(model.bridge, names, [name for name, _ in user_hooks], engine)
     if forced is None and seed is None:
         seed = secrets.randbits(31)
@@ -197,7 +197,7 @@ def _check_vocab(model: Model, ids: list[int], what: str) -> None:
         )
 
 
-def _resolve_hooks(
+def resolve_hooks(
     model: Model,
     hooks: Sequence[str] | None,
     fwd_hooks: Sequence[tuple[str | Callable[[str], bool], HookFn]],

@@ -8,7 +8,7 @@ from conftest import reference
 import interp
 from interp import hooks as H
 from interp.analysis import attention, direct_logit_attribution, head_roles, logit_lens
-from interp.analysis.logit_lens import prediction_depth
+from interp.analysis.logit_lens import Unembedding, prediction_depth, top_k_rows
 from interp.errors import HookError, InvalidSettingError, ModelMismatchError
 from interp.heads import head_label, parse_heads, parse_label, rank_heads
 
@@ -182,3 +182,53 @@ def test_parse_heads_and_rank_heads():
     scores = torch.tensor([[0.1, -0.9], [0.5, 0.2]])
     assert rank_heads(scores, 2) == [("L1H0", 0.5), ("L1H1", pytest.approx(0.2))]
     assert rank_heads(scores, 1, by_magnitude=True) == [("L0H1", pytest.approx(-0.9))]
+
+
+def _halve_head(head):
+    def hook(z, hook):
+        z = z.clone()
+        z[..., head, :] *= 0.5
+        return z
+
+    return hook
+
+
+@pytest.mark.parametrize(
+    "fwd_hooks",
+    [
+        [],
+        [(H.z(1), _halve_head(2))],  # an edit the direct engine serves
+        [(lambda n: n == H.pattern(0), lambda t, hook: t * 0.5)],  # one only the bridge serves
+    ],
+)
+def test_head_roles_agree_on_both_engines(tiny, fwd_hooks):
+    direct = head_roles(tiny, block_len=10, seed=1, fwd_hooks=fwd_hooks)
+    bridge = head_roles(tiny, block_len=10, seed=1, fwd_hooks=fwd_hooks, engine="bridge")
+    torch.testing.assert_close(direct.scores, bridge.scores, atol=1e-6, rtol=0)
+    torch.testing.assert_close(direct.token_loss, bridge.token_loss, atol=1e-4, rtol=1e-5)
+    if fwd_hooks:  # the edit took effect
+        plain = head_roles(tiny, block_len=10, seed=1)
+        assert not torch.allclose(plain.token_loss, direct.token_loss, atol=1e-4)
+
+
+@pytest.mark.parametrize(("n", "k"), [(49152, 5), (50257, 10), (130, 3), (70, 5), (9, 4)])
+def test_blocked_top_k_equals_torch_topk(n, k):
+    x = torch.randn(37, n, generator=torch.Generator().manual_seed(n))
+    x[3, -1] = 50.0  # the winner in the last, shorter block
+    x[4, :5] = 40.0 + torch.arange(5.0)  # all winners in the first block
+    values, ids = top_k_rows(x, k)
+    want = x.topk(k, dim=-1)
+    assert torch.equal(values, want.values) and torch.equal(ids, want.indices)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_unembedding_kernels_agree(tiny, bias):
+    fast, plain = Unembedding(tiny), Unembedding(tiny, onednn=False)
+    assert plain.kernel == "matmul"
+    assert fast.kernel == ("onednn" if tiny.device.type == "cpu" else "matmul")
+    if bias:
+        fast.b_u = plain.b_u = torch.randn(tiny.d_vocab, device=tiny.device)
+    x = torch.randn(19, tiny.d_model, device=tiny.device)
+    want = x @ plain.w_u + (plain.b_u if bias else 0)
+    torch.testing.assert_close(plain(x), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast(x), want, atol=1e-5, rtol=1e-5)

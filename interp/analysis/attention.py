@@ -8,13 +8,16 @@ each query head has its own pattern, so each gets its own score.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp import hooks as H
+from interp.engine import choose
 from interp.errors import InvalidSettingError
+from interp.generation import resolve_hooks
 from interp.heads import rank_heads
 from interp.models import Model
 from interp.trace import Trace
@@ -125,15 +128,26 @@ def head_roles(
     block_len: int = 50,
     seed: int = 0,
     fwd_hooks: list | tuple = (),
+    engine: str = "auto",
 ) -> HeadRoles:
-    """Score every head on a repeated random-token probe (see `HeadRoles` for definitions)."""
+    """Score every head on a repeated random-token probe (see `HeadRoles` for definitions).
+
+    `fwd_hooks` are TransformerLens `(name or name filter, fn)` pairs active during the probe
+    (an ablation, say). The probe runs on the direct engine where that engine serves them
+    (see `interp.engine`), else through the bridge; `engine="bridge"` insists on the bridge.
+    """
     tokens, offset = repeated_random_tokens(model, block_len, seed)
-    names = [H.pattern(layer) for layer in range(model.n_layers)]
-    with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
-        logits, cache = model.bridge.run_with_cache(
-            tokens[None].to(model.device), names_filter=lambda n: n in set(names)
-        )
-    patterns = torch.stack([cache[name][0] for name in names]).float().cpu()  # [l, h, q, k]
+    patterns_of = [H.pattern(layer) for layer in range(model.n_layers)]
+    names, user_hooks = resolve_hooks(model, patterns_of, fwd_hooks)
+    runner = choose(model.bridge, names, [name for name, _ in user_hooks], engine)
+    recorded: dict[str, Tensor] = {}
+
+    def keep(pattern: Tensor, hook: Any) -> None:
+        recorded[hook.name] = pattern[0].detach()
+
+    with torch.no_grad(), runner.hooked([*user_hooks, *((name, keep) for name in names)]):
+        logits = runner.logits(tokens[None].to(model.device))[None]
+    patterns = torch.stack([recorded[name] for name in names]).float().cpu()  # [l, h, q, k]
     n, total = block_len, tokens.shape[0]
     q_all = torch.arange(1, total)
     q_second = torch.arange(offset + n, offset + 2 * n)
