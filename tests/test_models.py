@@ -142,11 +142,22 @@ def test_an_invalid_cache_is_rebuilt_never_used(tmp_path, monkeypatch):
         models.load_model("smollm2-135m")
 
 
-def test_kv_guard_passes_on_a_working_model(tiny):
+@pytest.fixture(params=["cut back", "rebuilt"])
+def prefix_cache(request, monkeypatch):
+    """The guard's two ways to the prefix's KV cache: the full forward's own cut back by one
+    token, or (for a cache without `crop`) a forward over the prefix."""
+    if request.param == "rebuilt":
+        from transformers import DynamicCache
+
+        monkeypatch.setattr(DynamicCache, "crop", None)
+    return request.param
+
+
+def test_kv_guard_passes_on_a_working_model(tiny, prefix_cache):
     assert models.check_kv_cache(tiny) < 1e-4
 
 
-def test_kv_guard_refuses_a_broken_cached_forward(tiny, monkeypatch):
+def test_kv_guard_refuses_a_broken_cached_forward(tiny, monkeypatch, prefix_cache):
     bridge = tiny.bridge
     original = type(bridge).forward
 
