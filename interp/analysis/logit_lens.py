@@ -197,8 +197,9 @@ class Unembedding:
     On the CPU in fp32 the product runs through oneDNN's inner product
     (`torch.ops.mkldnn._linear_pointwise`, the kernel torch's own compiler emits for linear
     layers): ~100 GFLOPS on this project's machines against MKL's 70-80 at the lens's chunk
-    sizes. Elsewhere (CUDA, other dtypes, a torch built without oneDNN) it is a plain matmul.
-    Both are fp32 products in different summation orders: logits agree to ~1e-6 relative.
+    sizes. Elsewhere (CUDA, or a torch built without oneDNN) it is a plain matmul. Both are
+    fp32 products (the lens reads in fp32 whatever the model's dtype) in different summation
+    orders: logits agree to ~1e-6 relative.
     """
 
     def __init__(self, model: Model, *, onednn: bool = True) -> None:
