@@ -232,3 +232,17 @@ def test_unembedding_kernels_agree(tiny, bias):
     want = x @ plain.w_u + (plain.b_u if bias else 0)
     torch.testing.assert_close(plain(x), want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast(x), want, atol=1e-5, rtol=1e-5)
+
+
+def test_logit_lens_matmul_path_agrees_with_the_default(tiny, recorded, monkeypatch):
+    """The matmul path (CUDA, or a torch without oneDNN) writes chunks into one reused buffer:
+    several chunks, the last one short, give what the default path gives."""
+    import importlib
+
+    lens_module = importlib.import_module("interp.analysis.logit_lens")
+    default = logit_lens(tiny, recorded, rows_per_chunk=7)
+    monkeypatch.setattr(lens_module, "_onednn_linear", lambda: None)
+    plain = logit_lens(tiny, recorded, rows_per_chunk=7)
+    assert torch.equal(plain.top_ids, default.top_ids)
+    for name in ("top_probs", "target_probs", "kl"):
+        torch.testing.assert_close(getattr(plain, name), getattr(default, name), atol=1e-5, rtol=0)

@@ -146,7 +146,7 @@ def head_roles(
         recorded[hook.name] = pattern[0].detach()
 
     with torch.no_grad(), runner.hooked([*user_hooks, *((name, keep) for name in names)]):
-        logits = runner.logits(tokens[None].to(model.device))[None]
+        logits = runner.logits(tokens[None].to(model.device))  # [pos, vocab]
     patterns = torch.stack([recorded[name] for name in names]).float().cpu()  # [l, h, q, k]
     n, total = block_len, tokens.shape[0]
     q_all = torch.arange(1, total)
@@ -155,7 +155,7 @@ def head_roles(
     dup = patterns[:, :, q_second, q_second - n].mean(-1)
     ind = patterns[:, :, q_second, q_second - n + 1].mean(-1)
     sink = patterns[:, :, q_all, 0].mean(-1)
-    logprobs = logits[0, :-1].float().log_softmax(-1).cpu()
+    logprobs = logits[:-1].float().log_softmax(-1).cpu()
     loss = -logprobs.gather(-1, tokens[1:, None]).squeeze(-1)
     return HeadRoles(
         scores=torch.stack([prev, dup, ind, sink]),

@@ -11,6 +11,7 @@ each chunk is reduced in place before the next.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import einops
@@ -111,14 +112,10 @@ def logit_lens(
         rows = einops.rearrange(normed[:-1], "l s d -> (l s) d")
         row_targets = targets.to(device).repeat(n_rows - 1)[:, None]
         chunk = max(1, min(rows_per_chunk, rows.shape[0]))
-        vocab = w_u.shape[1]
-        buf = torch.empty(chunk, vocab, device=device)
-        above = torch.empty(chunk, vocab, device=device)
+        above = torch.empty(chunk, w_u.shape[1], device=device)
         reduced = []  # per chunk of rows: (top ids, top logits, target logit, rank, lse)
-        for start in range(0, rows.shape[0], chunk):
-            x = rows[start : start + chunk]
-            r = x.shape[0]
-            logits = unembed(x, out=buf[:r])
+        for start, logits in unembed.chunks(rows, chunk):
+            r = logits.shape[0]
             reduced.append(_reduce(logits, row_targets[start : start + r], top_k, above[:r]))
         final_targets = targets.to(device)[:, None]
         reduced.append(_reduce(final, final_targets, top_k, torch.empty_like(final)))  # last use
@@ -229,6 +226,16 @@ class Unembedding:
         if self.b_u is not None:
             logits += self.b_u
         return logits
+
+    def chunks(self, rows: Tensor, size: int) -> Iterator[tuple[int, Tensor]]:
+        """(first row, logits) for each chunk of `size` rows. The matmul path writes every
+        chunk into one reused buffer, so a chunk's logits are valid until the next is made."""
+        buf = None
+        if self._kernel is None:
+            buf = torch.empty(size, self.w_u.shape[1], device=rows.device)
+        for start in range(0, rows.shape[0], size):
+            x = rows[start : start + size]
+            yield start, self(x, out=None if buf is None else buf[: x.shape[0]])
 
 
 def _onednn_linear():
