@@ -145,11 +145,14 @@ def test_an_invalid_cache_is_rebuilt_never_used(tmp_path, monkeypatch):
 @pytest.fixture(params=["cut back", "rebuilt"])
 def prefix_cache(request, monkeypatch):
     """The guard's two ways to the prefix's KV cache: the full forward's own cut back by one
-    token, or (for a cache without `crop`) a forward over the prefix."""
+    token, or (for a cache that refuses to be cut back) a forward over the prefix."""
     if request.param == "rebuilt":
         from transformers import DynamicCache
 
-        monkeypatch.setattr(DynamicCache, "crop", None)
+        def refuse(self, tokens_to_remove):
+            raise RuntimeError("this layer keeps no past states")
+
+        monkeypatch.setattr(DynamicCache, "crop", refuse)
     return request.param
 
 
