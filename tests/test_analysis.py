@@ -37,8 +37,12 @@ def hand_lens(model, token_ids):
     return [x.log_softmax(-1) for x in layers + [logits]]
 
 
-def test_logit_lens_equals_a_hand_computation(tiny, recorded):
-    result = logit_lens(tiny, recorded)
+@pytest.mark.parametrize(
+    ("rows_per_chunk", "vocab_block"),
+    [(512, None), (7, 64), (7, 3)],  # one tile; several, the last short; narrower than top-k
+)
+def test_logit_lens_equals_a_hand_computation(tiny, recorded, rows_per_chunk, vocab_block):
+    result = logit_lens(tiny, recorded, rows_per_chunk=rows_per_chunk, vocab_block=vocab_block)
     ref = hand_lens(tiny, recorded.token_ids)
     p, n = recorded.prompt_len, recorded.n_positions
     targets = recorded.token_ids[p:]
@@ -235,14 +239,15 @@ def test_unembedding_kernels_agree(tiny, bias):
 
 
 def test_logit_lens_matmul_path_agrees_with_the_default(tiny, recorded, monkeypatch):
-    """The matmul path (CUDA, or a torch without oneDNN) writes chunks into one reused buffer:
-    several chunks, the last one short, give what the default path gives."""
+    """The matmul path (CUDA, or a torch without oneDNN), over several chunks of rows and
+    several tiles of the vocabulary, the last of each short, gives what the default path
+    gives."""
     import importlib
 
     lens_module = importlib.import_module("interp.analysis.logit_lens")
-    default = logit_lens(tiny, recorded, rows_per_chunk=7)
+    default = logit_lens(tiny, recorded, rows_per_chunk=7, vocab_block=64)
     monkeypatch.setattr(lens_module, "_onednn_linear", lambda: None)
-    plain = logit_lens(tiny, recorded, rows_per_chunk=7)
+    plain = logit_lens(tiny, recorded, rows_per_chunk=7, vocab_block=64)
     assert torch.equal(plain.top_ids, default.top_ids)
     for name in ("top_probs", "target_probs", "kl"):
         torch.testing.assert_close(getattr(plain, name), getattr(default, name), atol=1e-5, rtol=0)

@@ -93,11 +93,15 @@ def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult:
         direction = w_u if w_ln is None else w_u * w_ln[:, None]
         scale = acts[H.FINAL_SCALE][read].float()  # [step, 1]
 
+        rows = direction.T.contiguous()  # [step, d_model]
+
         def project(vectors: Float[Tensor, "step ... d_model"]) -> Tensor:
+            # a product and a sum, not an einsum: the einsum runs one tiny matmul per step
             if layer_norm:
                 vectors = vectors - vectors.mean(-1, keepdim=True)
-            vectors = vectors / scale.view(-1, *([1] * (vectors.dim() - 1)))
-            return einops.einsum(vectors, direction, "step ... d, d step -> step ...")
+            middle = [1] * (vectors.dim() - 2)
+            dots = (vectors * rows.view(-1, *middle, rows.shape[-1])).sum(-1)
+            return dots / scale.view(-1, *middle)
 
         resid = [acts[H.resid_pre(layer)][read].float() for layer in range(n_layers)]
         resid.append(acts[H.resid_post(n_layers - 1)][read].float())
