@@ -156,6 +156,13 @@ def prefix_cache(request, monkeypatch):
     return request.param
 
 
+def test_a_model_built_in_training_mode_is_wrapped_in_eval_mode(tiny):
+    # the tiny models are built in training mode (GPT-2's with dropout): loading skips
+    # `.eval()` only where every module is already in eval mode
+    assert not any(m.training for m in tiny.bridge.modules())
+    assert not any(m.training for m in tiny.bridge.original_model.modules())
+
+
 def test_kv_guard_passes_on_a_working_model(tiny, prefix_cache):
     assert models.check_kv_cache(tiny) < 1e-4
 
