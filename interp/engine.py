@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from interp import hooks as H
 from interp.errors import InvalidSettingError
+from interp.kernels import UnembeddingLinear
 
 HookFn = Callable[..., Tensor | None]
 
@@ -299,6 +300,8 @@ def _plain_copy(wrapped: nn.Module) -> nn.Module | None:
                 module._parameters[leaf] = value
             else:
                 module._buffers[leaf] = value
+    # the unembedding is the one product where oneDNN beats the default kernel here
+    hf.set_output_embeddings(UnembeddingLinear.wrapping(hf.get_output_embeddings()))
     hf.eval()
     return hf
 

@@ -246,7 +246,7 @@ def test_logit_lens_matmul_path_agrees_with_the_default(tiny, recorded, monkeypa
 
     lens_module = importlib.import_module("interp.analysis.logit_lens")
     default = logit_lens(tiny, recorded, rows_per_chunk=7, vocab_block=64)
-    monkeypatch.setattr(lens_module, "_onednn_linear", lambda: None)
+    monkeypatch.setattr(lens_module, "onednn_linear", lambda: None)
     plain = logit_lens(tiny, recorded, rows_per_chunk=7, vocab_block=64)
     assert torch.equal(plain.top_ids, default.top_ids)
     for name in ("top_probs", "target_probs", "kl"):

@@ -4,9 +4,9 @@ Each layer's residual stream (entering the block; the last block's output for "f
 through the model's own final norm module (statistics recomputed per vector, as
 TransformerLens's `logit_readout` does) and unembedding, so the "final" row reproduces the
 model's logits. The readout is most of the lens's cost (31 x positions x 49,152 logits on
-SmolLM2, three to four forward passes of arithmetic): it runs as a few large matrix products
-over chunks of rows (layer x position), through oneDNN on the CPU (see `Unembedding`), and
-each chunk is reduced in place before the next.
+SmolLM2, about three forward passes of arithmetic): it runs through oneDNN on the CPU (see
+`interp.kernels`) in tiles of rows (layer x position) by vocabulary ids, each tile reduced while
+it is in cache (see `_readout`); no [rows, vocabulary] block of logits is ever held.
 """
 
 from __future__ import annotations
@@ -20,8 +20,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp import hooks as H
+from interp.kernels import onednn_linear
 from interp.models import Model
 from interp.trace import Trace
+
+# Vocabulary ids per tile on the CPU: [512 rows, 4,096 ids] of logits are 8 MB, within the L3
+# cache of this project's machines; oneDNN runs the tiled product ~15% faster than whole rows.
+VOCAB_BLOCK = 4096
 
 
 @dataclass
@@ -243,10 +248,9 @@ def prediction_depth(top1: Int[Tensor, "layer step"]) -> Int[Tensor, " step"]:
 class Unembedding:
     """The model's final unembedding as one readout: normalised residual rows -> logits.
 
-    On the CPU in fp32 the product runs through oneDNN's inner product
-    (`torch.ops.mkldnn._linear_pointwise`, the kernel torch's own compiler emits for linear
-    layers): ~100 GFLOPS on this project's machines against MKL's 70-80 at the lens's chunk
-    sizes. Elsewhere (CUDA, or a torch built without oneDNN) it is a plain matmul. Both are
+    On the CPU in fp32 the product runs through oneDNN's inner product (`interp.kernels`):
+    ~130 GFLOPS in the lens's tiles on this project's machines, against MKL's 100-110.
+    Elsewhere (CUDA, or a torch built without oneDNN) it is a plain matmul. Both are
     fp32 products (the lens reads in fp32 whatever the model's dtype) in different summation
     orders: logits agree to ~1e-6 relative.
     """
@@ -260,7 +264,7 @@ class Unembedding:
             b_u = None
         self.w_u: Tensor = bridge.W_U.float()  # [d_model, vocab]
         self.b_u: Tensor | None = None if b_u is None else b_u.float()
-        kernel = _onednn_linear() if onednn else None
+        kernel = onednn_linear() if onednn else None
         if self.w_u.device.type != "cpu":
             kernel = None
         self._kernel = kernel
@@ -297,18 +301,3 @@ class Unembedding:
         """Row i's logit for token ids[i], as one dot product per row."""
         logits = (rows * self.w_u.T[ids]).sum(-1)
         return logits if self.b_u is None else logits + self.b_u[ids]
-
-
-# Vocabulary ids per tile on the CPU: [512 rows, 4096] logits are 8 MB, within the L3 cache of
-# this project's machines, and oneDNN runs the tiled product ~15% faster than whole rows here.
-VOCAB_BLOCK = 4096
-
-
-def _onednn_linear():
-    """oneDNN's fp32 linear op where this torch build has it, else None."""
-    if not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        return torch.ops.mkldnn._linear_pointwise
-    except (AttributeError, RuntimeError):
-        return None
