@@ -84,6 +84,29 @@ def _fake_cache(tmp_path):
     return source, directory
 
 
+def test_recording_the_added_tokens_keeps_the_tokenizer(tiny, tmp_path):
+    """`_record_added_tokens` puts tokenizer.json's added tokens in tokenizer_config.json, so
+    that transformers skips its legacy parse of tokenizer.json: the same tokenizer either way."""
+    from transformers import AutoTokenizer
+
+    tiny.tokenizer.save_pretrained(tmp_path)
+    config_path = tmp_path / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("added_tokens_decoder", None)  # as transformers saved the GGUF's tokenizer
+    config_path.write_text(json.dumps(config))
+    legacy = AutoTokenizer.from_pretrained(tmp_path)
+    models._record_added_tokens(tmp_path)
+    recorded = json.loads(config_path.read_text())["added_tokens_decoder"]
+    assert sorted(recorded) == sorted(str(i) for i in legacy.added_tokens_decoder)
+    models._record_added_tokens(tmp_path)  # idempotent
+    assert json.loads(config_path.read_text())["added_tokens_decoder"] == recorded
+    direct = AutoTokenizer.from_pretrained(tmp_path)
+    assert str(direct.added_tokens_decoder) == str(legacy.added_tokens_decoder)
+    assert direct.all_special_ids == legacy.all_special_ids
+    for text in ["The earth revolves around the sun.", "", "<s>x<|endoftext|> y"]:
+        assert direct(text)["input_ids"] == legacy(text)["input_ids"]
+
+
 def test_cache_check_accepts_a_complete_cache(tmp_path):
     source, directory = _fake_cache(tmp_path)
     assert models._cache_valid(directory, source) is not None

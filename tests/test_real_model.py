@@ -100,6 +100,37 @@ def test_smollm2_tokenizer_adds_no_bos(smollm, sampled):
     assert ids[0] != smollm.tokenizer.bos_token_id
 
 
+def test_the_cached_tokenizer_equals_the_one_in_the_gguf(smollm):
+    """The cache's tokenizer_config.json lists the added tokens (see
+    `models._record_added_tokens`): the tokenizer it loads must be the GGUF's own."""
+    from transformers import AutoTokenizer
+
+    from interp import models
+
+    gguf = models.embedded_weights_file(models.EMBEDDED["smollm2-135m"])
+    want = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    got = smollm.tokenizer
+    assert "added_tokens_decoder" in got.init_kwargs
+    assert str(got.added_tokens_decoder) == str(want.added_tokens_decoder)
+    assert got.all_special_ids == want.all_special_ids
+    assert (got.bos_token, got.eos_token, got.pad_token) == (
+        want.bos_token,
+        want.eos_token,
+        want.pad_token,
+    )
+    texts = [
+        PROMPT,
+        "",
+        "<|im_start|>user\nWhy does the earth revolve around the sun?<|im_end|>\n",
+        " leading space, tabs\t\tand\n\nnewlines 12345 ünïcödé 日本語 😀",
+        "<|endoftext|>after the end",
+    ]
+    for text in texts:
+        assert got(text)["input_ids"] == want(text)["input_ids"], text
+        ids = want(text)["input_ids"]
+        assert got.decode(ids) == want.decode(ids), text
+
+
 def test_greedy_continuation_of_the_seed_prompt(smollm, smollm_hf):
     trace = interp.generate(smollm, PROMPT, max_new_tokens=8, temperature=0, hooks=[])
     ids = torch.tensor([smollm.encode(PROMPT)], device=smollm.device)
