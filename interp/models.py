@@ -394,11 +394,13 @@ def _record_added_tokens(directory: Path) -> None:
     twice (its own tokenizer and TransformerLens's). The entries are the ones that path would
     build; the tests check the result against the tokenizer read straight from the GGUF.
     """
-    config_path = directory / "tokenizer_config.json"
+    config_path, tokenizer_path = directory / "tokenizer_config.json", directory / "tokenizer.json"
+    if not (config_path.exists() and tokenizer_path.exists()):
+        return  # not a `tokenizers` tokenizer: nothing to record
     config = json.loads(config_path.read_text())
     if "added_tokens_decoder" in config:
         return
-    added = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))["added_tokens"]
+    added = json.loads(tokenizer_path.read_text(encoding="utf-8")).get("added_tokens", [])
     config["added_tokens_decoder"] = {
         str(token["id"]): {key: value for key, value in token.items() if key != "id"}
         for token in added
