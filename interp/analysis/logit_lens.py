@@ -6,12 +6,12 @@ TransformerLens's `logit_readout` does) and unembedding, so the "final" row repr
 model's logits. The readout is most of the lens's cost (31 x positions x 49,152 logits on
 SmolLM2, about three forward passes of arithmetic): it runs through oneDNN on the CPU (see
 `interp.kernels`) in tiles of rows (layer x position) by vocabulary ids, each tile reduced while
-it is in cache (see `_readout`); no [rows, vocabulary] block of logits is ever held.
+it is in cache (see `_reduce`); no [rows, vocabulary] block of logits is ever held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import einops
@@ -90,7 +90,7 @@ def logit_lens(
     on the CPU, the whole vocabulary elsewhere) set the readout's tiles; results do not
     depend on them beyond rounding.
 
-    The readout is the whole cost: see `_readout` for how each chunk of rows (layer x step)
+    The readout is the whole cost: see `_reduce` for how each chunk of rows (layer x step)
     is read out and reduced tile by tile without ever holding its logits.
     KL(final || layer) needs no pass over the vocabulary: with p the final distribution,
     sum_v p_v logits_v = normed . (W_U p) + b_U . p, so
@@ -125,12 +125,14 @@ def logit_lens(
         rows = einops.rearrange(normed[:-1], "l s d -> (l s) d")
         row_targets = targets.to(device).repeat(n_rows - 1)
         chunk = max(1, rows_per_chunk)
-        reduced = [
-            _readout(unembed, rows[i : i + chunk], row_targets[i : i + chunk], top_k)
-            for i in range(0, rows.shape[0], chunk)
-        ]
-        final_targets = targets.to(device)[:, None]
-        reduced.append(_reduce(final, final_targets, top_k, torch.empty_like(final)))  # last use
+        reduced = []
+        for i in range(0, rows.shape[0], chunk):
+            x, x_targets = rows[i : i + chunk].contiguous(), row_targets[i : i + chunk]
+            threshold = unembed.logits_at(x, x_targets)  # the target's logit, before the tiles
+            reduced.append(_reduce(unembed.tiles(x), x_targets, threshold, top_k))
+        final_targets = targets.to(device)
+        final_threshold = final.gather(-1, final_targets[:, None])[:, 0]
+        reduced.append(_reduce([(0, final)], final_targets, final_threshold, top_k))
         top_ids, top_vals, target_logits, ranks, lses = (
             list(column) for column in zip(*reduced, strict=True)
         )
@@ -155,28 +157,27 @@ def logit_lens(
     )
 
 
-def _readout(
-    unembed: Unembedding, rows: Tensor, targets: Tensor, top_k: int
+def _reduce(
+    tiles: Iterable[tuple[int, Tensor]], targets: Tensor, threshold: Tensor, top_k: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Top-k ids and logits, the target's logit, its rank and the log-sum-exp of each row's
-    logits, reduced tile by tile (`Unembedding.tiles`): a tile of a few MB stays in cache
-    through its reductions, where a [rows, vocab] block would go through memory once per
-    reduction.
+    logits, from `(first vocabulary id, logits [rows, block])` tiles that together cover the
+    vocabulary (`Unembedding.tiles`, or one whole-vocabulary tile). A tile of a few MB stays
+    in cache through its reductions, where a [rows, vocab] block would go through memory once
+    per reduction.
 
-    Per tile: its top-k (merged at the end), the count of logits above the target's, and its
-    log-sum-exp, from torch's softmax kernel (whose exp is ~2x faster than `torch.exp` here):
-    with p the tile's softmax, lse = max - log p[argmax]. The rank threshold is the target's
-    logit as a dot product, computed before the tiles; its own tile's value replaces it
-    afterwards, so a rank can differ from a count over the tile values only among logits
-    equal to the target's within rounding.
+    Per tile: its top-k (merged at the end), the count of logits above `threshold` (the
+    target's logit, needed before the tiles), and its log-sum-exp, from torch's softmax kernel
+    (whose exp is ~2x faster than `torch.exp` here): with p the tile's softmax,
+    lse = max - log p[argmax]. The target's own tile value replaces the threshold afterwards,
+    so where the threshold was computed apart (a dot product) a rank can differ from a count
+    over the tile values only among logits equal to the target's within rounding.
     """
-    rows = rows.contiguous()
-    threshold = unembed.logits_at(rows, targets)[:, None]  # [rows, 1]
-    target = threshold[:, 0].clone()
-    above = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
+    target = threshold.clone()
+    above = torch.zeros_like(targets)
     values, ids, lses = [], [], []
     buf = None
-    for start, tile in unembed.tiles(rows):
+    for start, tile in tiles:
         width = tile.shape[1]
         if buf is None:
             buf = torch.empty(tile.numel(), device=tile.device)
@@ -186,7 +187,7 @@ def _readout(
         values.append(top_values)
         ids.append(top_ids + start)
         # a float 0/1 buffer: its sum is 4x faster than a bool one's here, and exact (< 2**24)
-        above += torch.gt(tile, threshold, out=scratch).sum(-1).long()
+        above += torch.gt(tile, threshold[:, None], out=scratch).sum(-1).long()
         inside = (targets >= start) & (targets < start + width)
         if inside.any():
             local = (targets - start).clamp(0, width - 1)[:, None]
@@ -195,22 +196,9 @@ def _readout(
         lses.append(top_values[:, 0] - scratch.gather(-1, top_ids[:, :1])[:, 0].log())
     merged = torch.cat(values, dim=-1).topk(top_k, dim=-1)
     top_ids = torch.cat(ids, dim=-1).gather(-1, merged.indices)
-    rank = above + 1 - (target > threshold[:, 0]).long()  # the target never outranks itself
+    rank = above + 1 - (target > threshold).long()  # the target never outranks itself
     lse = torch.logsumexp(torch.stack(lses, dim=-1), dim=-1)
     return top_ids, merged.values, target, rank, lse
-
-
-def _reduce(
-    logits: Tensor, targets: Tensor, top_k: int, above: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Top-k, target logit, target rank and log-sum-exp of each row; consumes `logits`."""
-    top_values, top_ids = top_k_rows(logits, top_k)
-    target = logits.gather(-1, targets)  # [rows, 1]
-    # a float 0/1 buffer: its sum is 4x faster than a bool one's here, and exact (< 2**24)
-    rank = torch.gt(logits, target, out=above).sum(-1).long() + 1
-    peak = top_values[:, :1]
-    lse = logits.sub_(peak).exp_().sum(-1).log_() + peak[:, 0]
-    return top_ids, top_values, target[:, 0], rank, lse
 
 
 def top_k_rows(x: Tensor, k: int, block: int = 64) -> tuple[Tensor, Tensor]:
