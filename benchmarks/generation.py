@@ -5,7 +5,9 @@ Measures tokens/s of: interp's recorded generation (default hooks), the same wei
 Hugging Face `generate` (no recording), TransformerLens's `generate(return_cache=True)`, and the
 seed's naive loop (re-tokenise the whole string and `run_with_cache` over it every step: as the
 seed did, caching every hook, and a stricter variant caching only interp's default hooks); also
-model load time from cache (imports excluded), `interp --help` time, peak memory and trace size.
+model load time from cache (imports excluded: in fresh processes as the CLI loads, in a fresh
+process as a notebook's first load, and repeated in one process), `interp --help` time, peak
+memory and trace size.
 
     .venv/bin/python benchmarks/generation.py [--tokens 100] [--rounds 3] [--json out.json]
 """
@@ -35,6 +37,36 @@ SEED = "seed's naive loop (run_with_cache, every hook)"
 SEED_FILTERED = "naive loop, run_with_cache of interp's default hooks only"
 
 
+# One load from the cache in a fresh process, as `interp generate` and the experiment scripts do
+# it (imports, then `freeze_imports`, then `load_model`), or as a notebook's first load does it
+# (no freeze). Prints the import and load times.
+FRESH_LOAD = """
+import sys, time
+t = time.perf_counter()
+from interp.models import freeze_imports, load_model
+import transformers
+from transformer_lens.model_bridge import TransformerBridge
+if sys.argv[1] == "cli":
+    freeze_imports()
+t1 = time.perf_counter()
+load_model()
+print(t1 - t, time.perf_counter() - t1)
+"""
+
+
+def fresh_loads(kind: str, n: int) -> tuple[list[float], list[float]]:
+    """Import and load times of `n` fresh processes (`kind`: "cli" or "api")."""
+    imports, loads = [], []
+    for _ in range(n):
+        out = subprocess.run(
+            [sys.executable, "-c", FRESH_LOAD, kind], check=True, capture_output=True, text=True
+        )
+        i, load = map(float, out.stdout.split()[-2:])
+        imports.append(i)
+        loads.append(load)
+    return imports, loads
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -61,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 
     imports_s = time.perf_counter() - t
     interp.load_model()  # make sure the cache exists before timing a load from it
-    load_runs = [timed(lambda: interp.load_model()) for _ in range(3)]
+    load_runs = [timed(lambda: interp.load_model()) for _ in range(3)]  # a notebook reloading
+    cli_imports, cli_loads = fresh_loads("cli", 5)
+    _, api_loads = fresh_loads("api", 3)
+    print(f"  fresh-process loads: CLI {cli_loads}, API {api_loads}", file=sys.stderr)
     model = interp.load_model()
     rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     torch.set_grad_enabled(False)
@@ -158,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         "recorded_vs_tl_generate": round(
             rec / tps["TransformerLens generate(return_cache=True)"], 3
         ),
-        "load_from_cache_s": round(statistics.median(load_runs), 3),
+        "load_from_cache_s": round(statistics.median(cli_loads), 3),
+        "load_from_cache_fresh_api_process_s": round(statistics.median(api_loads), 3),
+        "load_from_cache_repeated_in_process_s": round(statistics.median(load_runs), 3),
         "imports_s": round(imports_s, 3),
+        "imports_fresh_process_s": round(statistics.median(cli_imports), 3),
         "interp_help_s": round(statistics.median(help_runs), 3),
         "peak_rss_mb_after_load": round(rss_after_load),
         "peak_rss_mb": round(rss_peak),

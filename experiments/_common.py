@@ -7,10 +7,13 @@ import sys
 
 
 def quiet() -> None:
-    """The CLI's output settings: progress bars only in a terminal, no library chatter."""
+    """The CLI's process settings: progress bars only in a terminal, no library chatter, the
+    imported model stack frozen out of garbage collection (`interp.models.freeze_imports`)."""
     from interp.cli import configure_output
+    from interp.models import freeze_imports
 
     configure_output()
+    freeze_imports()
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ DEFAULT_MODEL = "smollm2-135m"  # kept in step with interp.models.DEFAULT_MODEL 
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 AUTO_SWEEP_TOKENS = 40  # interp run sweeps by default up to this many generated tokens
+_OWN_PROCESS = False  # set by console_main: the process runs the CLI alone
 
 
 def _int(text: str) -> int:
@@ -287,9 +288,8 @@ def _generate(args: argparse.Namespace):
     check_output_dir(out)
 
     from interp.generation import generate
-    from interp.models import load_model
 
-    model = load_model(args.model, device=args.device)
+    model = _load_model(args.model, args.device)
     trace = generate(
         model,
         args.prompt,
@@ -307,13 +307,23 @@ def _generate(args: argparse.Namespace):
     return model, trace, out
 
 
+def _load_model(name: str, device: str):
+    """`load_model`, with the imported model stack frozen out of garbage collection first when
+    the process is the CLI's own (`interp.models.freeze_imports`; not when `main` is called
+    from another program, the tests included)."""
+    from interp.models import freeze_imports, load_model
+
+    if _OWN_PROCESS:
+        freeze_imports()
+    return load_model(name, device=device)
+
+
 def load_trace(trace_dir: Path, device: str):
     """The trace in `trace_dir` with the model it was recorded with (checked before loading)."""
-    from interp.models import load_model
     from interp.trace import Trace, read_summary
 
     summary = read_summary(trace_dir)  # a clear error before any model is loaded
-    model = load_model(summary["model"], device=device)
+    model = _load_model(summary["model"], device)
     return model, Trace.load(trace_dir, model=model)
 
 
@@ -510,6 +520,8 @@ def _error(message: object) -> None:
 
 
 def console_main() -> None:
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     sys.exit(main())
 
 

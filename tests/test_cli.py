@@ -1,5 +1,6 @@
 """The `interp` command: fast help, one clear error line per bad input, nothing half-written."""
 
+import gc
 import json
 import subprocess
 import sys
@@ -20,6 +21,24 @@ def test_help_answers_without_importing_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False False"
     assert "--max-new-tokens" in out.stdout and "--continuation" in out.stdout
+
+
+def test_only_the_clis_own_process_freezes_the_imports(tmp_path):
+    """`interp` run as a program freezes the imported stack out of garbage collection before
+    loading (`interp.models.freeze_imports`); `cli.main` called from another program does not."""
+    code = (
+        "import gc, sys\nfrom interp import cli, models\n"
+        "class Loaded(Exception):\n    pass\n"
+        "def load(name, device):\n"
+        "    print('frozen', gc.get_freeze_count() > 100_000)\n    raise Loaded\n"
+        "models.load_model = load\n"
+        f"argv = ['generate', 'hi', '--out', {str(tmp_path / 'x')!r}]\n"
+        "try:\n    cli.main(argv)\nexcept Loaded:\n    pass\n"
+        "sys.argv = ['interp', *argv]\n"
+        "try:\n    cli.console_main()\nexcept Loaded:\n    pass\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["frozen", "False", "frozen", "True"]
 
 
 def test_slug():
@@ -89,6 +108,7 @@ def test_generate_writes_a_trace_and_says_where(capsys, tmp_path, monkeypatch, s
         ["generate", "earth revolve around", "--max-new-tokens", "5", "--seed", "3"], capsys
     )
     assert code == 0, err
+    assert gc.get_freeze_count() == 0  # called in-process: the caller's collector is untouched
     target = tmp_path / "reports" / "earth-revolve-around"
     summary = json.loads((target / "summary.json").read_text())
     assert out.splitlines()[0] == "earth revolve around\u2502" + summary["continuation"]

@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from conftest import reference
 from safetensors.torch import save_file
 
 from interp import models
@@ -204,3 +205,52 @@ def test_kv_guard_refuses_a_broken_cached_forward(tiny, monkeypatch, prefix_cach
     monkeypatch.setattr(type(bridge), "forward", broken)
     with pytest.raises(KVCacheMismatchError, match="transformers"):
         models.check_kv_cache(tiny)
+
+
+def _same_model(read, expected) -> None:
+    """Same class, config, tensors (parameters and buffers, non-persistent ones included),
+    tying, generation config and mode."""
+    assert type(read) is type(expected)
+    assert read.config.to_dict() == expected.config.to_dict()
+    for kind in ("named_parameters", "named_buffers"):
+        got = dict(getattr(read, kind)(remove_duplicate=False))
+        want = dict(getattr(expected, kind)(remove_duplicate=False))
+        assert got.keys() == want.keys()
+        for name, tensor in want.items():
+            assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
+    assert (read.get_output_embeddings().weight is read.get_input_embeddings().weight) == (
+        expected.get_output_embeddings().weight is expected.get_input_embeddings().weight
+    )
+    assert read.generation_config.to_dict() == expected.generation_config.to_dict()
+    assert not any(m.training for m in read.modules())
+
+
+def test_reading_the_cache_equals_from_pretrained(tiny, tmp_path):
+    """`read_cached_model` against transformers' own `from_pretrained` of the same files, for
+    both layouts (GPT-2's output embedding tied to the input one, the tiny Llama's not)."""
+    from transformers import AutoModelForCausalLM
+
+    reference(tiny).save_pretrained(tmp_path)
+    read = models.read_cached_model(tmp_path)
+    expected = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)
+    _same_model(read, expected)
+    ids = torch.tensor([[1, 5, 9, 42, 7]])
+    with torch.no_grad():
+        assert torch.equal(read(ids).logits, expected(ids).logits)
+
+
+@pytest.mark.parametrize("damage", ["missing", "extra"])
+def test_reading_a_cache_with_wrong_tensors_fails(tiny, tmp_path, damage):
+    """A weights file that does not fit the config is an error (the loader then rebuilds the
+    cache), never a model with uninitialised parameters."""
+    from safetensors.torch import load_file, save_file
+
+    reference(tiny).save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    if damage == "missing":
+        del tensors[sorted(k for k in tensors if "weight" in k)[-1]]
+    else:
+        tensors["extra.weight"] = torch.zeros(3)
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="do not fit"):
+        models.read_cached_model(tmp_path)

@@ -131,6 +131,22 @@ def test_the_cached_tokenizer_equals_the_one_in_the_gguf(smollm):
         assert got.decode(ids) == want.decode(ids), text
 
 
+def test_the_cache_reads_as_from_pretrained_reads_it(smollm_hf):
+    """`read_cached_model` (the loader's fast path) against transformers' `from_pretrained`
+    of the same cache: every parameter and buffer, the tied output embedding."""
+    from interp import models
+
+    read = models.read_cached_model(models.cache_root() / "models" / "smollm2-135m")
+    for kind in ("named_parameters", "named_buffers"):
+        got = dict(getattr(read, kind)(remove_duplicate=False))
+        want = dict(getattr(smollm_hf, kind)(remove_duplicate=False))
+        assert got.keys() == want.keys()
+        for name, tensor in want.items():
+            assert torch.equal(got[name], tensor.to(got[name].device)), name
+    assert read.lm_head.weight is read.model.embed_tokens.weight
+    assert read.config.tie_word_embeddings and not read.training
+
+
 def test_greedy_continuation_of_the_seed_prompt(smollm, smollm_hf):
     trace = interp.generate(smollm, PROMPT, max_new_tokens=8, temperature=0, hooks=[])
     ids = torch.tensor([smollm.encode(PROMPT)], device=smollm.device)
