@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "load_model": "interp.models",
+    "freeze_imports": "interp.models",
     "Model": "interp.models",
     "DEFAULT_MODEL": "interp.models",
     "generate": "interp.generation",
@@ -54,6 +55,7 @@ __all__ = [
     "attention",
     "default_hooks",
     "direct_logit_attribution",
+    "freeze_imports",
     "generate",
     "head_roles",
     "load_model",
@@ -80,7 +82,7 @@ if TYPE_CHECKING:
     from interp.generation import generate
     from interp.heads import parse_heads
     from interp.hooks import default_hooks
-    from interp.models import DEFAULT_MODEL, Model, load_model
+    from interp.models import DEFAULT_MODEL, Model, freeze_imports, load_model
     from interp.sampling import Sampler, SamplingConfig
     from interp.trace import GenerationSettings, Trace
 
