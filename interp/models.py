@@ -6,6 +6,8 @@ This module owns every loading error message.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -15,6 +17,7 @@ import shutil
 import socket
 import struct
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -371,9 +374,10 @@ def _convert_gguf(spec: EmbeddedSpec, source: Path, directory: Path) -> dict:
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
-        hf = AutoModelForCausalLM.from_pretrained(
-            str(source.parent), gguf_file=source.name, dtype=torch.float32
-        )
+        with _gguf_progress_bar_follows_transformers():
+            hf = AutoModelForCausalLM.from_pretrained(
+                str(source.parent), gguf_file=source.name, dtype=torch.float32
+            )
         tok = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
         # save_pretrained refuses a GGUF-loaded model ("not serializable") while it carries
         # the GGUF quantizer; the tensors are already dequantised to fp32.
@@ -403,6 +407,29 @@ def _convert_gguf(spec: EmbeddedSpec, source: Path, directory: Path) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return marker
+
+
+@contextlib.contextmanager
+def _gguf_progress_bar_follows_transformers() -> Iterator[None]:
+    """Make the GGUF conversion's progress bar obey transformers' progress-bar switch.
+
+    transformers draws that bar with a bare `tqdm` (`modeling_gguf_pytorch_utils`), which
+    ignores `transformers.utils.logging.disable_progress_bar()`: the CLI turns bars off when
+    stderr is not a terminal, and a log file would otherwise fill with carriage-return frames.
+    While bars are off, the module's `tqdm` is a disabled one; it is restored afterwards.
+    """
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None or hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
 
 
 def _record_added_tokens(directory: Path) -> None:

@@ -2,8 +2,10 @@
 
 import gc
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -124,6 +126,23 @@ def test_generate_writes_a_trace_and_says_where(capsys, tmp_path, monkeypatch, s
     assert code == 0 and out2.splitlines()[0] == out.splitlines()[0]
     summary = json.loads((target / "summary.json").read_text())
     assert summary["provenance"]["engine"] == "bridge"
+
+
+@pytest.mark.real_model
+def test_first_run_converts_quietly_when_stderr_is_not_a_terminal(tmp_path):
+    """`interp` from a fresh cache, its output piped: the conversion is announced in one log
+    line, without transformers' progress bar (which ignores its own switch, see
+    `models._gguf_progress_bar_follows_transformers`), and the converted cache works."""
+    env = {**os.environ, "INTERP_CACHE_DIR": str(tmp_path / "cache")}
+    argv = [str(Path(sys.executable).parent / "interp"), "generate", "earth revolve around"]
+    argv += ["--max-new-tokens", "2", "--out", str(tmp_path / "trace")]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "interp: converting smollm2-135m from SmolLM2-135M-Instruct.Q4_1.gguf "
+        "(one time, about 15 s)"
+    ]
+    assert (tmp_path / "trace" / "summary.json").exists()
 
 
 @pytest.mark.real_model
