@@ -268,22 +268,21 @@ class Unembedding:
 
     def __call__(self, normed: Tensor) -> Tensor:
         """Logits [rows, vocab] of normalised rows [rows, d_model]."""
-        if self._kernel is not None:
-            return self._kernel(normed.contiguous(), self._w_rows, self.b_u, "none", [], "")
-        logits = normed @ self.w_u
-        return logits if self.b_u is None else logits.add_(self.b_u)
+        return self._readout(normed.contiguous(), 0, self.w_u.shape[1])
 
     def tiles(self, rows: Tensor) -> Iterator[tuple[int, Tensor]]:
         """(first vocabulary id, logits [rows, block]) for each block of `vocab_block` ids."""
         vocab = self.w_u.shape[1]
         for start in range(0, vocab, self.vocab_block):
-            stop = min(start + self.vocab_block, vocab)
-            bias = None if self.b_u is None else self.b_u[start:stop]
-            if self._kernel is not None:
-                yield start, self._kernel(rows, self._w_rows[start:stop], bias, "none", [], "")
-            else:
-                logits = rows @ self.w_u[:, start:stop]
-                yield start, logits if bias is None else logits.add_(bias)
+            yield start, self._readout(rows, start, min(start + self.vocab_block, vocab))
+
+    def _readout(self, rows: Tensor, start: int, stop: int) -> Tensor:
+        """Logits [rows, stop - start] of vocabulary ids start..stop-1 (`rows` contiguous)."""
+        bias = None if self.b_u is None else self.b_u[start:stop]
+        if self._kernel is not None:
+            return self._kernel(rows, self._w_rows[start:stop], bias, "none", [], "")
+        logits = rows @ self.w_u[:, start:stop]
+        return logits if bias is None else logits.add_(bias)
 
     def logits_at(self, rows: Tensor, ids: Tensor) -> Tensor:
         """Row i's logit for token ids[i], as one dot product per row."""
