@@ -7,13 +7,21 @@ import sys
 
 
 def quiet() -> None:
-    """The CLI's process settings: progress bars only in a terminal, no library chatter, the
-    imported model stack frozen out of garbage collection (`interp.models.freeze_imports`)."""
+    """The CLI's output settings: progress bars only in a terminal, no library chatter."""
     from interp.cli import configure_output
-    from interp.models import freeze_imports
 
     configure_output()
+
+
+def load_model(name: str, device: str):
+    """`interp.load_model`, with the imported model stack frozen out of garbage collection
+    first, as the CLI does (`interp.models.freeze_imports`): a script owns its process. Called
+    only once the options are checked, so a bad option fails without importing the stack."""
+    from interp.models import freeze_imports
+    from interp.models import load_model as load
+
     freeze_imports()
+    return load(name, device=device)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

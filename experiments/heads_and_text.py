@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fail, parser, quiet  # noqa: E402
+from _common import fail, load_model, parser, quiet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         check_output_dir(args.out)
-        model = interp.load_model(args.model or interp.DEFAULT_MODEL, device=args.device)
+        model = load_model(args.model or interp.DEFAULT_MODEL, device=args.device)
         trace = interp.generate(
             model, args.prompt, max_new_tokens=args.max_new_tokens, seed=args.seed
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fail, parser, quiet  # noqa: E402
+from _common import fail, load_model, parser, quiet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         check_experiment_dir(args.out)
-        model = interp.load_model(args.model or interp.DEFAULT_MODEL, device=args.device)
+        model = load_model(args.model or interp.DEFAULT_MODEL, device=args.device)
         roles = interp.head_roles(model, block_len=args.block_len, seed=args.seed)
         tokens = roles.probe_tokens.tolist()
         # the probe as a trace (teacher-forced), so that ablations score it like any text

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fail, parser, quiet  # noqa: E402
+from _common import fail, load_model, parser, quiet  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,12 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         check_output_dir(args.out)
         if args.model is None:
             try:
-                model = interp.load_model("gpt2", device=args.device)
+                model = load_model("gpt2", device=args.device)
             except ModelUnavailableError:
                 print("GPT-2 small is not reachable here: using the embedded smollm2-135m")
-                model = interp.load_model(interp.DEFAULT_MODEL, device=args.device)
+                model = load_model(interp.DEFAULT_MODEL, device=args.device)
         else:
-            model = interp.load_model(args.model, device=args.device)
+            model = load_model(args.model, device=args.device)
         trace = interp.generate(
             model,
             args.prompt,
