@@ -41,6 +41,7 @@ test: setup browser
 check: setup
 	$(VENV)/bin/ruff check interp tests experiments benchmarks
 	$(VENV)/bin/ruff format --check interp tests experiments benchmarks
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff format interp tests experiments benchmarks
@@ -52,4 +53,4 @@ bench: setup
 	$(PY) benchmarks/sweep.py --json benchmarks/results/sweep.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+# tests/naive.py holds the slow, obviously right reference implementations the benchmarks
+# compare against (the tests hold interp to them too)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def arguments(doc: str, *, rounds: bool = True) -> argparse.ArgumentParser:

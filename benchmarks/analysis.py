@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import interp
+    from interp import library_versions
     from interp.analysis import attention, direct_logit_attribution, head_roles, logit_lens
-    from interp.models import library_versions
 
     torch.set_grad_enabled(False)
     model = interp.load_model()

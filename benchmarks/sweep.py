@@ -20,16 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments(__doc__, rounds=False).parse_args(argv)
 
     import torch
+    from naive import naive_sweep
 
     import interp
-    from interp.analysis.ablation import (
-        MODES,
-        attribution_estimate,
-        make_ablation,
-        naive_sweep,
-        sweep,
-    )
-    from interp.models import library_versions
+    from interp import library_versions
+    from interp.interventions import MODES, attribution_estimate, make_ablation, sweep
 
     torch.set_grad_enabled(False)
     model = interp.load_model()

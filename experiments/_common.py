@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def quiet() -> None:
     """The CLI's output settings: progress bars only in a terminal, no library chatter."""
-    from interp.cli import configure_output
+    import interp
 
-    configure_output()
+    interp.configure_output()
 
 
-def load_model(name: str, device: str):
+def load_model(name: str, device: str) -> Any:
     """`interp.load_model`, with the imported model stack frozen out of garbage collection
-    first, as the CLI does (`interp.models.freeze_imports`): a script owns its process. Called
-    only once the options are checked, so a bad option fails without importing the stack."""
-    from interp.models import freeze_imports
-    from interp.models import load_model as load
+    first, as the CLI does (`interp.freeze_imports`): a script owns its process. Called only
+    once the options are checked, so a bad option fails without importing the stack."""
+    import interp
 
-    freeze_imports()
-    return load(name, device=device)
+    interp.freeze_imports()
+    return interp.load_model(name, device=device)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -35,10 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     import interp
+    from interp import parse_label
     from interp.errors import InterpError
-    from interp.heads import parse_label
-    from interp.report import figures
-    from interp.report.simple import Section, check_experiment_dir, write_experiment
+    from interp.report import Section, check_experiment_dir, figures, write_experiment
 
     try:
         check_experiment_dir(args.out)

@@ -26,10 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet()
 
     import interp
+    from interp import analyze_into, check_output_dir, sweep_into
     from interp.errors import InterpError, ModelUnavailableError
-    from interp.report.page import build_report
-    from interp.trace import check_output_dir
-    from interp.workflow import analyze_into, sweep_into
+    from interp.report import build_report
 
     try:
         check_output_dir(args.out)

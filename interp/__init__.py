@@ -14,13 +14,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from interp.report import display as _display
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_model": "interp.models",
-    "freeze_imports": "interp.models",
-    "Model": "interp.models",
-    "DEFAULT_MODEL": "interp.models",
+    "load_model": "interp.models.load",
+    "freeze_imports": "interp.program",
+    "Model": "interp.models.model",
+    "DEFAULT_MODEL": "interp.models.registry",
     "generate": "interp.generation",
     "Trace": "interp.trace",
     "GenerationSettings": "interp.trace",
@@ -33,12 +35,19 @@ _EXPORTS = {
     "attention": "interp.analysis.attention",
     "head_roles": "interp.analysis.attention",
     "direct_logit_attribution": "interp.analysis.attribution",
-    "make_ablation": "interp.analysis.ablation",
-    "ablate": "interp.analysis.ablation",
-    "ablation_effect": "interp.analysis.ablation",
-    "regenerate": "interp.analysis.ablation",
-    "sweep": "interp.analysis.ablation",
+    "make_ablation": "interp.interventions.ablation",
+    "ablate": "interp.interventions.ablate",
+    "ablation_effect": "interp.interventions.effect",
+    "regenerate": "interp.interventions.regenerate",
+    "sweep": "interp.interventions.sweep",
     "parse_heads": "interp.heads",
+    "parse_label": "interp.heads",
+    "configure_output": "interp.program",
+    "library_versions": "interp.provenance",
+    "check_output_dir": "interp.trace",
+    "analyze_into": "interp.workflow",
+    "sweep_into": "interp.workflow",
+    "ablate_into": "interp.workflow",
 }
 
 __all__ = [
@@ -50,41 +59,54 @@ __all__ = [
     "SamplingConfig",
     "Trace",
     "ablate",
+    "ablate_into",
     "ablation_effect",
     "analyze",
+    "analyze_into",
     "attention",
+    "check_output_dir",
+    "configure_output",
     "default_hooks",
     "direct_logit_attribution",
     "freeze_imports",
     "generate",
     "head_roles",
+    "library_versions",
     "load_model",
     "logit_lens",
     "make_ablation",
     "parse_heads",
+    "parse_label",
     "regenerate",
     "sweep",
+    "sweep_into",
 ]
 
 if TYPE_CHECKING:
-    from interp.analysis.ablation import (
-        ablate,
-        ablation_effect,
-        make_ablation,
-        regenerate,
-        sweep,
-    )
     from interp.analysis.attention import attention, head_roles
     from interp.analysis.attribution import direct_logit_attribution
     from interp.analysis.logit_lens import logit_lens
     from interp.analysis.suite import analyze
     from interp.errors import InterpError
     from interp.generation import generate
-    from interp.heads import parse_heads
+    from interp.heads import parse_heads, parse_label
     from interp.hooks import default_hooks
-    from interp.models import DEFAULT_MODEL, Model, freeze_imports, load_model
+    from interp.interventions.ablate import ablate
+    from interp.interventions.ablation import make_ablation
+    from interp.interventions.effect import ablation_effect
+    from interp.interventions.regenerate import regenerate
+    from interp.interventions.sweep import sweep
+    from interp.models.load import load_model
+    from interp.models.model import Model
+    from interp.models.registry import DEFAULT_MODEL
+    from interp.program import configure_output, freeze_imports
+    from interp.provenance import library_versions
     from interp.sampling import Sampler, SamplingConfig
-    from interp.trace import GenerationSettings, Trace
+    from interp.trace import GenerationSettings, Trace, check_output_dir
+    from interp.workflow import ablate_into, analyze_into, sweep_into
+
+
+_display.register()  # notebook display of results, in a running IPython
 
 
 def __getattr__(name: str) -> Any:

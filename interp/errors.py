@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "HookError",
+    "InterpError",
+    "InvalidSettingError",
+    "KVCacheMismatchError",
+    "ModelMismatchError",
+    "ModelUnavailableError",
+    "OutputPathError",
+    "SamplingError",
+    "TraceFormatError",
+    "UnknownModelError",
+]
+
 
 class InterpError(Exception):
     """Base class of every error the toolkit raises on purpose."""

@@ -12,16 +12,16 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp import hooks as H
-from interp.engine import choose
+from interp.engine import EngineName, choose
 from interp.errors import HookError, InvalidSettingError
-from interp.models import Model, library_versions
+from interp.models.model import Model
+from interp.provenance import provenance
 from interp.sampling import Sampler, SamplingConfig, check_finite
 from interp.trace import GenerationSettings, Trace
 
@@ -44,7 +44,7 @@ def generate(
     fwd_hooks: Sequence[tuple[str | Callable[[str], bool], HookFn]] = (),
     top_alternatives: int = DEFAULT_TOP_ALTERNATIVES,
     progress: bool = False,
-    engine: str = "auto",
+    engine: EngineName = "auto",
 ) -> Trace:
     """Sample a continuation of `prompt` token by token and record it as a `Trace`.
 
@@ -56,8 +56,9 @@ def generate(
     - `fwd_hooks`: `(name or filter, fn)` pairs active during every forward (ablations);
       recorded activations and log-probs are those of the hooked model.
     - `engine`: "auto" runs the Hugging Face modules directly where `interp.engine` knows the
-      layout and the hooks (1.2x to 1.5x faster on SmolLM2), else the TransformerLens bridge;
-      "bridge" always uses the bridge. Both record the same activations.
+      layout and the hooks (faster: no bridge overhead per module), else the TransformerLens
+      bridge; "direct" insists (an error where it cannot); "bridge" always uses the bridge.
+      Both record the same activations.
     """
     config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     if top_alternatives < 1:
@@ -77,9 +78,10 @@ def generate(
         )
     names, user_hooks = resolve_hooks(model, hooks, fwd_hooks)
     runner = choose(model.bridge, names, [name for name, _ in user_hooks], engine)
-    if forced is None and seed is None:
-        seed = secrets.randbits(31)
-    sampler = Sampler(config, seed) if forced is None else None
+    sampler = None
+    if forced is None:
+        seed = secrets.randbits(31) if seed is None else seed
+        sampler = Sampler(config, seed)
     settings = GenerationSettings(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
@@ -87,7 +89,7 @@ def generate(
         top_p=top_p,
         seed=seed,
         stop_at_eos=stop_at_eos,
-        continuation=None if continuation is None else model.decode(forced),
+        continuation=None if forced is None else model.decode(forced),
     )
 
     recorder = _Recorder(names)
@@ -105,7 +107,7 @@ def generate(
         t_prompt = time.perf_counter() - t0
         for step in range(max_new_tokens):
             check_finite(last)
-            token = forced[step] if forced is not None else sampler.draw(last)
+            token = sampler.draw(last) if sampler is not None else _forced(forced, step)
             lp = torch.log_softmax(last.float(), dim=-1)
             top = torch.topk(lp, min(top_alternatives, lp.numel()))
             step_lp.append(lp[token])
@@ -147,18 +149,9 @@ def generate(
     )
 
 
-def provenance(model: Model) -> dict[str, str]:
-    """What it takes to reproduce a run: library versions, weights checksum, device, dtype."""
-    record = {k.replace("-", "_"): v for k, v in library_versions().items()}
-    record.update(
-        model_checksum=model.checksum,
-        model_source=model.source,
-        device=str(model.device),
-        dtype=str(model.dtype).removeprefix("torch."),
-        torch_threads=str(torch.get_num_threads()),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    return record
+def _forced(forced: list[int] | None, step: int) -> int:
+    assert forced is not None  # a run without a sampler forces its tokens
+    return forced[step]
 
 
 def _prompt_ids(model: Model, prompt: str | Sequence[int]) -> tuple[list[int], str]:

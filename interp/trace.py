@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,12 +18,14 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp import atomic
 from interp.errors import HookError, ModelMismatchError, OutputPathError, TraceFormatError
+from interp.hooks import missing
 
 if TYPE_CHECKING:
     from transformer_lens import ActivationCache
 
-    from interp.models import Model
+    from interp.models.model import Model
 
 FORMAT = "interp-trace"
 FORMAT_VERSION = 1
@@ -55,11 +55,6 @@ class Trace:
     full-sequence `run_with_cache` gives for that hook, without the batch dimension
     (`[pos, ...]`; attention patterns `[head, query_pos, key_pos]`).
     """
-
-    def _repr_html_(self) -> str:
-        from interp.report.notebook import trace_html
-
-        return trace_html(self)
 
     model_name: str
     prompt: str
@@ -108,8 +103,6 @@ class Trace:
 
     def require_hooks(self, names: list[str], purpose: str) -> None:
         """Raise a clear error naming the hooks this trace lacks for `purpose`."""
-        from interp.hooks import missing
-
         absent = missing(names, self.activations)
         if absent:
             shown = ", ".join(absent[:6]) + (
@@ -203,9 +196,7 @@ class Trace:
 
         target = Path(directory)
         check_output_dir(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
+        with atomic.atomic_dir(target) as tmp:
             steps = {
                 "token_ids": self.token_ids,
                 "token_logprobs": self.token_logprobs,
@@ -219,22 +210,26 @@ class Trace:
             (tmp / SUMMARY).write_text(json.dumps(self.summary(), indent=1, ensure_ascii=False))
             for name, content in (extra_json or {}).items():
                 (tmp / name).write_text(json.dumps(content, indent=1, ensure_ascii=False))
-            replace_dir(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, model: Model | None = None) -> Trace:
-        """Read a trace written by `save`; with `model`, also bind it (same model only)."""
+    def load(
+        cls,
+        directory: str | os.PathLike[str],
+        model: Model | None = None,
+        *,
+        activations: bool = True,
+    ) -> Trace:
+        """Read a trace written by `save`; with `model`, also bind it (same model only).
+        `activations=False` skips the activations file (for readers of the tokens and
+        statistics alone, such as the report): the trace then has no activations."""
         from safetensors.torch import load_file
 
         path = Path(directory)
         summary = read_summary(path)
         try:
             steps = load_file(path / STEPS)
-            acts = load_file(path / ACTIVATIONS)
+            acts = load_file(path / ACTIVATIONS) if activations else {}
             settings = GenerationSettings(**summary["settings"])
             trace = cls(
                 model_name=summary["model"],
@@ -248,7 +243,7 @@ class Trace:
                 token_ranks=steps["token_ranks"],
                 top_ids=steps["top_ids"],
                 top_probs=steps["top_probs"],
-                activations={k: acts[k] for k in summary["hooks"]},
+                activations={k: acts[k] for k in summary["hooks"]} if activations else {},
                 stop_reason=summary["stop_reason"],
                 timings=dict(summary["timings"]),
                 provenance=dict(summary["provenance"]),
@@ -313,51 +308,3 @@ def check_output_dir(path: Path) -> None:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise OutputPathError(f"cannot write output directory {path}: {parent} is not writable")
-
-
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Move a finished directory into place; an old one is removed only after the move."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def write_results(
-    directory: str | os.PathLike,
-    key: str,
-    summary: dict[str, Any],
-    tensors: dict[str, Tensor] | None = None,
-    tensors_file: str | None = None,
-) -> None:
-    """Add results to a trace directory: `summary.json[key]` and, optionally, a tensors file.
-
-    Each file is written to a temporary name and renamed into place; the tensors go first, so
-    summary.json never names results that are not there.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(directory)
-    current = read_summary(path)
-    if tensors is not None and tensors_file is not None:
-        tmp = path / f".{tensors_file}.tmp-{os.getpid()}"
-        try:
-            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
-            os.replace(tmp, path / tensors_file)
-        finally:
-            tmp.unlink(missing_ok=True)
-    current[key] = summary
-    tmp = path / f".{SUMMARY}.tmp-{os.getpid()}"
-    try:
-        tmp.write_text(json.dumps(current, indent=1, ensure_ascii=False))
-        os.replace(tmp, path / SUMMARY)
-    finally:
-        tmp.unlink(missing_ok=True)

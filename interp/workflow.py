@@ -7,28 +7,29 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from interp.analysis.ablation import AblationReport, SweepResult, ablate, ablation_dirname, sweep
-from interp.analysis.suite import ANALYSIS_FILE, Analysis, analyze
-from interp.models import Model
-from interp.trace import Trace, check_output_dir, write_results
+from interp import store
+from interp.analysis.suite import Analysis, analyze
+from interp.interventions.ablate import AblationReport, ablate
+from interp.interventions.ablation import AblationMode, ablation_dirname
+from interp.interventions.sweep import SweepMethod, SweepResult, sweep
+from interp.models.model import Model
+from interp.trace import Trace, check_output_dir
 
-SWEEP_FILE = "sweep.safetensors"
 
-
-def analyze_into(model: Model, trace: Trace, directory: str | os.PathLike) -> Analysis:
+def analyze_into(model: Model, trace: Trace, directory: str | os.PathLike[str]) -> Analysis:
     """Run every analysis; write analysis.safetensors and summary.json's `analysis`."""
     result = analyze(model, trace)
-    write_results(directory, "analysis", result.summary(), result.tensors(), ANALYSIS_FILE)
+    result.save(directory)
     return result
 
 
 def sweep_into(
     model: Model,
     trace: Trace,
-    directory: str | os.PathLike,
-    mode: str = "mean",
+    directory: str | os.PathLike[str],
+    mode: AblationMode = "mean",
     *,
-    method: str = "exact",
+    method: SweepMethod = "exact",
     verify: int | None = None,
     resample_text: str | None = None,
     progress: bool = False,
@@ -43,30 +44,25 @@ def sweep_into(
         resample_text=resample_text,
         progress=progress,
     )
-    tensors = {
-        "delta": result.delta,
-        "delta_per_token": result.delta_per_token,
-        "estimate": result.estimate,
-        "verified": result.verified,
-    }
-    write_results(directory, "sweep", result.summary(), tensors, SWEEP_FILE)
+    result.save(directory)
     return result
 
 
 def ablate_into(
     model: Model,
     trace: Trace,
-    directory: str | os.PathLike,
+    directory: str | os.PathLike[str],
     heads: Sequence[tuple[int, int]],
-    mode: str = "mean",
+    mode: AblationMode = "mean",
     *,
     resample_text: str | None = None,
     progress: bool = False,
 ) -> tuple[AblationReport, Path]:
     """Ablate `heads`; write DIR/ablations/<heads>-<mode>/ (the ablated run's trace and
     effect.json). The output directory is checked before any work."""
-    out = Path(directory) / "ablations" / ablation_dirname(sorted(set(heads)), mode)
+    out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(sorted(set(heads)), mode)
     check_output_dir(out)
     report = ablate(model, trace, heads, mode, resample_text=resample_text, progress=progress)
-    report.regeneration.ablated.save(out, extra_json={"effect.json": report.summary()})
+    assert report.regeneration is not None  # ablate regenerates by default
+    report.regeneration.ablated.save(out, extra_json={store.EFFECT_FILE: report.summary()})
     return report, out

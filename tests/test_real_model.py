@@ -102,12 +102,14 @@ def test_smollm2_tokenizer_adds_no_bos(smollm, sampled):
 
 def test_the_cached_tokenizer_equals_the_one_in_the_gguf(smollm):
     """The cache's tokenizer_config.json lists the added tokens (see
-    `models._record_added_tokens`): the tokenizer it loads must be the GGUF's own."""
+    `interp.models.tokenizer.record_added_tokens`): the tokenizer it loads must be the
+    GGUF's own."""
     from transformers import AutoTokenizer
 
     from interp import models
+    from interp.models.embedded import embedded_weights_file
 
-    gguf = models.embedded_weights_file(models.EMBEDDED["smollm2-135m"])
+    gguf = embedded_weights_file(models.EMBEDDED["smollm2-135m"])
     want = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     got = smollm.tokenizer
     assert "added_tokens_decoder" in got.init_kwargs
@@ -251,7 +253,9 @@ def test_direct_logit_attribution_sums_to_the_logit(smollm, smollm_hf, sampled):
 
 
 def test_fast_sweep_equals_the_naive_loop_on_the_embedded_model(smollm):
-    from interp.analysis.ablation import make_ablation, naive_sweep, sweep
+    from naive import naive_sweep
+
+    from interp.interventions import make_ablation, sweep
 
     short = interp.generate(smollm, PROMPT, max_new_tokens=8, seed=0)
     exact = sweep(smollm, short, "mean")
@@ -262,7 +266,7 @@ def test_fast_sweep_equals_the_naive_loop_on_the_embedded_model(smollm):
 
 
 def test_regeneration_without_ablation_reproduces_the_trace(smollm, sampled):
-    from interp.analysis.ablation import make_ablation, regenerate
+    from interp.interventions import make_ablation, regenerate
 
     result = regenerate(smollm, sampled, make_ablation(smollm, sampled, [], "mean"))
     assert result.ablated.token_ids.tolist() == sampled.token_ids.tolist()
@@ -270,7 +274,7 @@ def test_regeneration_without_ablation_reproduces_the_trace(smollm, sampled):
 
 
 def test_a_barely_moving_ablation_leaves_the_text_unchanged(smollm, sampled):
-    from interp.analysis.ablation import ablation_effect, make_ablation, regenerate
+    from interp.interventions import ablation_effect, make_ablation, regenerate
 
     candidates = [make_ablation(smollm, sampled, [(20, h)], "mean") for h in range(9)]
     effects = [float(ablation_effect(smollm, sampled, a).kl.max()) for a in candidates]
@@ -285,7 +289,7 @@ def test_ablating_induction_heads_breaks_in_context_copying(smollm, roles):
     (outside the strongest induction and previous-token heads) do not."""
     import random
 
-    from interp.analysis.ablation import ablation_effect, make_ablation
+    from interp.interventions import ablation_effect, make_ablation
 
     tokens = roles.probe_tokens.tolist()
     probe = interp.generate(smollm, tokens[:1], continuation=tokens[1:])

@@ -265,15 +265,26 @@ def test_experiments_refuse_to_overwrite_foreign_output(tmp_path):
 
 
 def test_results_display_themselves_offline(tiny_llama):
+    """Through IPython's own display formatter, as a notebook shows them."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from interp.report import display
+
+    shell = InteractiveShell.instance()
+    assert display.register(shell)
+
+    def html_of(result):
+        return shell.display_formatter.format(result)[0]["text/html"]
+
     trace = interp.generate(tiny_llama, "The <b>sun</b>", max_new_tokens=4, seed=0)
     att = interp.attention(tiny_llama, trace)
     shown = {
-        "trace": trace._repr_html_(),
-        "lens": interp.logit_lens(tiny_llama, trace)._repr_html_(),
-        "roles": interp.head_roles(tiny_llama, block_len=8)._repr_html_(),
-        "attention": att._repr_html_(),
-        "sweep": interp.sweep(tiny_llama, trace)._repr_html_(),
-        "ablation": interp.ablate(tiny_llama, trace, "L0H1")._repr_html_(),
+        "trace": html_of(trace),
+        "lens": html_of(interp.logit_lens(tiny_llama, trace)),
+        "roles": html_of(interp.head_roles(tiny_llama, block_len=8)),
+        "attention": html_of(att),
+        "sweep": html_of(interp.sweep(tiny_llama, trace)),
+        "ablation": html_of(interp.ablate(tiny_llama, trace, "L0H1")),
     }
     for name, html in shown.items():
         outside = html.replace(circuitsvis_bundle(), "")
@@ -281,3 +292,19 @@ def test_results_display_themselves_offline(tiny_llama):
         assert "<b>sun</b>" not in html, name  # token strings escaped
     assert "CircuitsVis.render(" in shown["attention"]
     assert shown["attention"].count("var CircuitsVis=") == 1
+
+
+def test_importing_interp_in_a_running_ipython_registers_the_display():
+    """The result types know nothing of rendering: `import interp` registers the report's
+    renderers with a running IPython, by name, without importing torch."""
+    code = (
+        "import sys\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "shell = InteractiveShell.instance()\n"
+        "import interp\n"
+        "printers = shell.display_formatter.formatters['text/html'].deferred_printers\n"
+        "print(sorted(printers) == sorted(interp.report.display.RENDERERS))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import interp
+from interp import atomic
 from interp import hooks as H
-from interp import trace as trace_mod
 from interp.errors import ModelMismatchError, OutputPathError, TraceFormatError
 from interp.trace import Trace
 
@@ -121,7 +121,7 @@ def test_an_interrupted_overwrite_keeps_the_old_trace(recorded, tmp_path, monkey
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(trace_mod, "replace_dir", boom)
+    monkeypatch.setattr(atomic, "replace_dir", boom)
     with pytest.raises(OSError):
         recorded.save(tmp_path / "t")
     assert (tmp_path / "t" / "summary.json").read_text() == before

@@ -15,11 +15,11 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp import hooks as H
-from interp.engine import choose
+from interp.engine import EngineName, choose
 from interp.errors import InvalidSettingError
 from interp.generation import resolve_hooks
 from interp.heads import rank_heads
-from interp.models import Model
+from interp.models.model import Model
 from interp.trace import Trace
 
 ROLES = ("previous_token", "duplicate_token", "induction", "sink")
@@ -28,19 +28,17 @@ ROLES = ("previous_token", "duplicate_token", "induction", "sink")
 @dataclass
 class AttentionResult:
     """The trace's attention patterns, and for each generated token, the earlier positions each
-    head attended to most while predicting it (query = the position before the token)."""
+    head attended to most while predicting it (query = the position before the token).
 
-    def _repr_html_(self) -> str:
-        """The last layer's heads; `interp.report.notebook.attention_html(r, layer)` for others."""
-        from interp.report.notebook import attention_html
-
-        return attention_html(self, self.patterns.shape[0] - 1)
+    `patterns` covers the positions from `window_start` on (query and key); a result loaded
+    from disk may hold only a window of the last positions, a computed one holds them all."""
 
     patterns: Float[Tensor, "layer head query key"]
     query_positions: list[int]
     top_positions: Int[Tensor, "layer head step k"]
     top_weights: Float[Tensor, "layer head step k"]
     tokens: list[str] = field(default_factory=list)  # the sequence's token strings
+    window_start: int = 0
 
 
 def attention(model: Model, trace: Trace, *, top_k: int = 3) -> AttentionResult:
@@ -74,11 +72,6 @@ class HeadRoles:
       first copy's rows, roughly halving the score);
     - sink: weight on position 0, over every q >= 1.
     """
-
-    def _repr_html_(self) -> str:
-        from interp.report.notebook import roles_html
-
-        return roles_html(self)
 
     scores: Float[Tensor, "role layer head"]
     probe_tokens: Int[Tensor, " pos"]
@@ -128,7 +121,7 @@ def head_roles(
     block_len: int = 50,
     seed: int = 0,
     fwd_hooks: list | tuple = (),
-    engine: str = "auto",
+    engine: EngineName = "auto",
 ) -> HeadRoles:
     """Score every head on a repeated random-token probe (see `HeadRoles` for definitions).
 

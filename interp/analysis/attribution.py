@@ -21,7 +21,8 @@ from torch import Tensor
 
 from interp import hooks as H
 from interp.heads import rank_heads
-from interp.models import Model
+from interp.models.model import Model
+from interp.surgery import norm_parameter
 from interp.trace import Trace
 
 
@@ -87,8 +88,8 @@ def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult:
         w_u = bridge.W_U.detach().float().cpu()[:, targets]  # [d_model, step]
         b_u = _param(bridge, "b_U")
         ln = bridge.ln_final
-        w_ln = _norm_param(ln, "weight")
-        b_ln = _norm_param(ln, "bias")
+        w_ln = norm_parameter(ln, "weight")
+        b_ln = norm_parameter(ln, "bias")
         layer_norm = model.cfg.normalization_type in ("LN", "LNPre")
         direction = w_u if w_ln is None else w_u * w_ln[:, None]
         scale = acts[H.FINAL_SCALE][read].float()  # [step, 1]
@@ -142,10 +143,4 @@ def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult:
 
 def _param(module, name: str) -> Tensor | None:
     value = getattr(module, name, None)
-    return None if value is None else value.detach().float().cpu()
-
-
-def _norm_param(ln, name: str) -> Tensor | None:
-    original = getattr(ln, "original_component", None)
-    value = getattr(original if original is not None else ln, name, None)
     return None if value is None else value.detach().float().cpu()

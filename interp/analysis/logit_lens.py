@@ -21,7 +21,7 @@ from torch import Tensor
 
 from interp import hooks as H
 from interp.kernels import onednn_linear
-from interp.models import Model
+from interp.models.model import Model
 from interp.trace import Trace
 
 # Vocabulary ids per tile on the CPU: [512 rows, 4,096 ids] of logits are 8 MB, within the L3
@@ -34,11 +34,6 @@ class LogitLensResult:
     """Per layer x generated step. Row `i` of the layer axis is labelled `layers[i]`; `L5` is
     the residual stream entering block 5, `final` the last block's output. Step `j` reads the
     position before generated token `j` and scores that token (`target_ids[j]`)."""
-
-    def _repr_html_(self) -> str:
-        from interp.report.notebook import lens_html
-
-        return lens_html(self)
 
     layers: list[str]
     positions: list[int]  # sequence positions read (each predicts the next token)
@@ -279,7 +274,7 @@ class Unembedding:
     def _readout(self, rows: Tensor, start: int, stop: int) -> Tensor:
         """Logits [rows, stop - start] of vocabulary ids start..stop-1 (`rows` contiguous)."""
         bias = None if self.b_u is None else self.b_u[start:stop]
-        if self._kernel is not None:
+        if self._kernel is not None and self._w_rows is not None:
             return self._kernel(rows, self._w_rows[start:stop], bias, "none", [], "")
         logits = rows @ self.w_u[:, start:stop]
         return logits if bias is None else logits.add_(bias)

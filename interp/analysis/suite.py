@@ -1,21 +1,45 @@
-"""All analyses of one trace together, with the headline figures `interp analyze` writes."""
+"""All analyses of one trace together: the headline figures `interp analyze` writes, and the
+whole result saved beside the trace and read back typed."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
+from interp import hooks as H
+from interp import store
 from interp.analysis.attention import AttentionResult, HeadRoles, attention, head_roles
 from interp.analysis.attribution import AttributionResult, direct_logit_attribution
 from interp.analysis.logit_lens import LogitLensResult, logit_lens
-from interp.models import Model
-from interp.trace import Trace
+from interp.errors import TraceFormatError
+from interp.models.model import Model
+from interp.trace import Trace, read_summary
 
-ANALYSIS_FILE = "analysis.safetensors"
+KEY = "analysis"
 ANALYSIS_FORMAT_VERSION = 1
+T = TypeVar("T")
+
+# The tensors file's keys: `<analysis>.<field>`, each a field of that analysis's result.
+_FIELDS = {
+    "logit_lens": (
+        "top_ids",
+        "top_probs",
+        "target_probs",
+        "target_ranks",
+        "kl",
+        "prediction_depth",
+    ),
+    "attention": ("top_positions", "top_weights"),
+    "head_roles": ("scores", "probe_tokens", "token_loss"),
+    "attribution": ("embed", "heads", "attn_bias", "mlp", "constant", "logits"),
+}
 
 
 @dataclass
@@ -29,7 +53,7 @@ class Analysis:
     vocab: dict[int, str] = field(default_factory=dict)  # strings of every token id referenced
     timings: dict[str, float] = field(default_factory=dict)
 
-    def summary(self, k: int = 10) -> dict:
+    def summary(self, k: int = 10) -> dict[str, Any]:
         """Headline figures, under the names reports and users' scripts read."""
         roles = self.head_roles
         return {
@@ -50,33 +74,85 @@ class Analysis:
 
     def tensors(self) -> dict[str, Tensor]:
         """Every result tensor, keyed `<analysis>.<field>` (safetensors-ready)."""
-        lens, att, roles, dla = self.logit_lens, self.attention, self.head_roles, self.attribution
         return {
-            "logit_lens.top_ids": lens.top_ids,
-            "logit_lens.top_probs": lens.top_probs,
-            "logit_lens.target_probs": lens.target_probs,
-            "logit_lens.target_ranks": lens.target_ranks,
-            "logit_lens.kl": lens.kl,
-            "logit_lens.prediction_depth": lens.prediction_depth,
-            "attention.top_positions": att.top_positions,
-            "attention.top_weights": att.top_weights,
-            "head_roles.scores": roles.scores,
-            "head_roles.probe_tokens": roles.probe_tokens,
-            "head_roles.token_loss": roles.token_loss,
-            "attribution.embed": dla.embed,
-            "attribution.heads": dla.heads,
-            "attribution.attn_bias": dla.attn_bias,
-            "attribution.mlp": dla.mlp,
-            "attribution.constant": dla.constant,
-            "attribution.logits": dla.logits,
+            f"{part}.{name}": getattr(getattr(self, part), name)
+            for part, names in _FIELDS.items()
+            for name in names
         }
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        """Write analysis.safetensors and summary.json's `analysis` into a trace directory."""
+        store.write_results(directory, KEY, self.summary(), self.tensors(), store.ANALYSIS_FILE)
+
+    def token_str(self, token_id: int) -> str:
+        """A token id's string, for every id the results reference."""
+        return self.vocab.get(int(token_id), f"<{int(token_id)}>")
+
+    @classmethod
+    def load(
+        cls, directory: str | os.PathLike[str], trace: Trace, *, pattern_window: int | None = None
+    ) -> Analysis:
+        """The analysis saved beside `trace` (loaded from `directory`). The attention
+        patterns are read from the trace's activations; with `pattern_window`, only those of
+        the last that-many positions."""
+        path = str(directory)
+        if KEY not in read_summary(Path(directory)):
+            raise TraceFormatError(
+                f"{path} has no analysis results: run `interp analyze {path}` first "
+                "(or `interp run`)"
+            )
+        needed = [f"{part}.{name}" for part, names in _FIELDS.items() for name in names]
+        summary, t = store.read_results(directory, KEY, store.ANALYSIS_FILE, needed)
+        version = summary.get("format_version")
+        if version != ANALYSIS_FORMAT_VERSION or "vocab" not in summary:
+            raise TraceFormatError(
+                f"{path} holds analysis results of an older format (version {version}); "
+                f"run `interp analyze {path}` again"
+            )
+
+        def fields_of(part: str) -> dict[str, Tensor]:
+            return {name: t[f"{part}.{name}"] for name in _FIELDS[part]}
+
+        p, n = trace.prompt_len, trace.n_positions
+        positions = list(range(p - 1, n - 1))
+        targets = trace.token_ids[p:n].clone()
+        lens = LogitLensResult(
+            layers=list(summary["logit_lens"]["layers"]),
+            positions=positions,
+            target_ids=targets,
+            **fields_of("logit_lens"),
+        )
+        n_layers = len(lens.layers) - 1
+        start = 0 if pattern_window is None else max(0, n - pattern_window)
+        names = [H.pattern(layer) for layer in range(n_layers)]
+        patterns = store.read_window(directory, names, start)
+        if len(patterns) != n_layers:
+            raise TraceFormatError(f"{path} lacks the attention patterns its analysis read")
+        att = AttentionResult(
+            patterns=torch.stack(patterns),
+            query_positions=positions,
+            tokens=list(trace.token_strs),
+            window_start=start,
+            **fields_of("attention"),
+        )
+        block_len = int(summary["probe"]["block_len"])
+        roles_fields = fields_of("head_roles")
+        roles = HeadRoles(
+            block_len=block_len,
+            offset=len(roles_fields["probe_tokens"]) - 2 * block_len,
+            roles=tuple(summary["head_roles"]),
+            **roles_fields,
+        )
+        dla = AttributionResult(positions=positions, target_ids=targets, **fields_of("attribution"))
+        vocab = {int(k): str(v) for k, v in summary["vocab"].items()}
+        return cls(lens, att, roles, dla, vocab, dict(summary.get("timings", {})))
 
 
 def analyze(model: Model, trace: Trace) -> Analysis:
     """Run the logit lens, attention, head roles and direct logit attribution on `trace`."""
     timings: dict[str, float] = {}
 
-    def timed(name, fn):
+    def timed(name: str, fn: Callable[[], T]) -> T:
         t0 = time.perf_counter()
         out = fn()
         timings[f"{name}_s"] = round(time.perf_counter() - t0, 4)
@@ -89,5 +165,6 @@ def analyze(model: Model, trace: Trace) -> Analysis:
         dla = timed("attribution", lambda: direct_logit_attribution(model, trace))
     ids = set(trace.token_ids.tolist()) | set(trace.top_ids.flatten().tolist())
     ids |= set(lens.top_ids.flatten().tolist())
-    vocab = {i: model.tokenizer.decode([i]) for i in sorted(ids)}
+    order = sorted(ids)
+    vocab = dict(zip(order, model.token_strs(order), strict=True))
     return Analysis(lens, att, roles, dla, vocab, timings)

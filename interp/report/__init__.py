@@ -1,2 +1,34 @@
-"""Reports: read saved results, write one self-contained HTML page and PNG figures.
-Nothing here runs the model."""
+"""Reports: read saved results, write one self-contained HTML page and figures; register the
+notebook display of results (`display`). Nothing here runs the model.
+
+Public: `build_report` (a trace's page), `write_experiment` and `Section` (an experiment's
+page), `check_experiment_dir`, and the `figures` module. Imported lazily, so `import interp`
+stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "build_report": "interp.report.page",
+    "write_experiment": "interp.report.simple",
+    "check_experiment_dir": "interp.report.simple",
+    "Section": "interp.report.simple",
+}
+
+__all__ = ["Section", "build_report", "check_experiment_dir", "figures", "write_experiment"]
+
+if TYPE_CHECKING:
+    from interp.report import figures
+    from interp.report.page import build_report
+    from interp.report.simple import Section, check_experiment_dir, write_experiment
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name == "figures":
+        return importlib.import_module("interp.report.figures")
+    raise AttributeError(f"module 'interp.report' has no attribute {name!r}")

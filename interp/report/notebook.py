@@ -1,18 +1,22 @@
-"""`_repr_html_` for result objects: the same offline renderer as the reports (CircuitsVis
-inlined, no CDN, no network probe), small enough for a notebook cell."""
+"""HTML for result objects in a notebook (registered by `interp.report.display`): the same
+offline renderer as the reports (CircuitsVis inlined, no CDN, no network probe), small enough
+for a notebook cell."""
 
 from __future__ import annotations
 
 import html
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from interp.report.figures import head_heatmap
 from interp.report.html import b64, circuitsvis_bundle, probability_color, render_call
 
 if TYPE_CHECKING:
-    from interp.analysis.ablation import AblationReport, SweepResult
     from interp.analysis.attention import AttentionResult, HeadRoles
     from interp.analysis.logit_lens import LogitLensResult
+    from interp.interventions.ablate import AblationReport
+    from interp.interventions.sweep import SweepResult
     from interp.trace import Trace
 
 
@@ -36,7 +40,9 @@ def trace_html(trace: Trace) -> str:
     return f'<div><b>{head}</b><div style="{style}">{body}</div></div>'
 
 
-def attention_html(result: AttentionResult, layer: int) -> str:
+def attention_html(result: AttentionResult, layer: int | None = None) -> str:
+    """One layer's heads (default: the last layer)."""
+    layer = result.patterns.shape[0] - 1 if layer is None else layer
     element = f"interp-{uuid.uuid4().hex[:12]}"
     props = {
         "attention": result.patterns[layer].tolist(),
@@ -49,7 +55,7 @@ def attention_html(result: AttentionResult, layer: int) -> str:
     )
 
 
-def table_html(header: list[str], rows: list[list[object]]) -> str:
+def table_html(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
@@ -79,8 +85,6 @@ def lens_html(lens: LogitLensResult) -> str:
 
 
 def sweep_html(result: SweepResult) -> str:
-    from interp.report.figures import head_heatmap
-
     png = head_heatmap(
         result.delta.numpy(),
         f"{result.method} sweep ({result.mode}): change in total log-prob",

@@ -1,15 +1,14 @@
 """Build `index.html` (and PNG figures beside it) from a trace directory's saved results.
 
-Reads summary.json, analysis.safetensors, the attention patterns in activations.safetensors,
-and, where present, sweep.safetensors and ablations/*/effect.json. Never runs the model.
+Reads the trace (tokens and statistics), its analysis (with the attention patterns of the last
+positions), and, where present, its sweep and its ablations, all as typed results
+(`Analysis.load`, `SweepResult.load`, `AblationRecord.load_all`). Never runs the model.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import shutil
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp import hooks as H
-from interp.errors import TraceFormatError
+from interp import atomic
+from interp.analysis.suite import Analysis
 from interp.heads import parse_label
+from interp.interventions.ablate import AblationRecord
+from interp.interventions.sweep import SweepResult
 from interp.report import figures
 from interp.report.html import (
     b64,
@@ -29,12 +30,11 @@ from interp.report.html import (
     render_call,
     script_json,
 )
-from interp.trace import ACTIVATIONS, read_summary
+from interp.trace import Trace
 
 REPORT_FILE = "index.html"
 FIGURES_DIR = "figures"
 ATTENTION_WINDOW = 128  # attention views show at most the last this-many positions
-SUPPORTED_ANALYSIS_VERSION = 1
 
 
 @dataclass
@@ -42,73 +42,40 @@ class ReportInputs:
     """Everything the page shows, loaded from disk."""
 
     directory: Path
-    summary: dict[str, Any]
-    analysis: dict[str, Any]
-    tensors: dict[str, torch.Tensor]
-    patterns: list[torch.Tensor]  # per layer [head, q, k], window-cropped
-    window_start: int
-    sweep: dict[str, Any] | None = None
-    sweep_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    ablations: list[dict[str, Any]] = field(default_factory=list)
+    trace: Trace  # without activations
+    analysis: Analysis  # attention patterns of the last ATTENTION_WINDOW positions
+    sweep: SweepResult | None = None
+    ablations: list[AblationRecord] = field(default_factory=list)
 
     @property
     def tokens(self) -> list[str]:
-        return self.summary["token_strs"]
+        return self.trace.token_strs
 
     @property
     def prompt_len(self) -> int:
-        return int(self.summary["prompt_len"])
+        return self.trace.prompt_len
 
-    def token_str(self, token_id: int) -> str:
-        return self.analysis["vocab"].get(str(int(token_id)), f"<{int(token_id)}>")
+    @property
+    def window_start(self) -> int:
+        return self.analysis.attention.window_start
+
+    def pattern(self, layer: int, head: int) -> torch.Tensor:
+        return self.analysis.attention.patterns[layer, head]
 
 
-def load_inputs(directory: str | os.PathLike) -> ReportInputs:
+def load_inputs(directory: str | os.PathLike[str]) -> ReportInputs:
     """Read a trace directory's results; a clear error if they are missing or too old."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = Path(directory)
-    summary = read_summary(path)
-    analysis = summary.get("analysis")
-    if analysis is None:
-        raise TraceFormatError(
-            f"{path} has no analysis results: run `interp analyze {path}` first (or `interp run`)"
-        )
-    version = analysis.get("format_version")
-    if version != SUPPORTED_ANALYSIS_VERSION or "vocab" not in analysis:
-        raise TraceFormatError(
-            f"{path} holds analysis results of an older format (version {version}); "
-            f"run `interp analyze {path}` again"
-        )
-    try:
-        tensors = load_file(path / "analysis.safetensors")
-        n = len(summary["token_ids"])
-        start = max(0, n - ATTENTION_WINDOW)
-        patterns = []
-        with safe_open(path / ACTIVATIONS, framework="pt") as fh:
-            layer = 0
-            while H.pattern(layer) in fh.keys():  # noqa: SIM118 (safe_open has no __contains__)
-                patterns.append(fh.get_slice(H.pattern(layer))[:, start:, start:])
-                layer += 1
-    except (OSError, KeyError, ValueError) as exc:
-        raise TraceFormatError(f"{path}: cannot read the saved results ({exc})") from None
-    inputs = ReportInputs(path, summary, analysis, tensors, patterns, start)
-    if "sweep" in summary and (path / "sweep.safetensors").exists():
-        inputs.sweep = summary["sweep"]
-        inputs.sweep_tensors = load_file(path / "sweep.safetensors")
-    for effect in sorted((path / "ablations").glob("*/effect.json")):
-        try:
-            inputs.ablations.append(json.loads(effect.read_text()))
-        except (OSError, ValueError):
-            continue  # a stray file is not worth refusing the report for
-    return inputs
+    trace = Trace.load(path, activations=False)
+    analysis = Analysis.load(path, trace, pattern_window=ATTENTION_WINDOW)
+    sweep = SweepResult.load(path) if SweepResult.saved_in(path) else None
+    return ReportInputs(path, trace, analysis, sweep, AblationRecord.load_all(path))
 
 
 # ---------------------------------------------------------------------------------------
 
 
-def build_report(directory: str | os.PathLike, title: str | None = None) -> Path:
+def build_report(directory: str | os.PathLike[str], title: str | None = None) -> Path:
     """Write DIR/index.html and DIR/figures/*.png atomically; returns the page's path."""
     inputs = load_inputs(directory)
     pngs = make_figures(inputs)
@@ -117,53 +84,40 @@ def build_report(directory: str | os.PathLike, title: str | None = None) -> Path
 
 
 def write_report(directory: Path, html: str, pngs: dict[str, bytes]) -> Path:
-    """Figures into a temporary folder renamed into place, then the page by rename."""
-    tmp = Path(tempfile.mkdtemp(prefix=".figures.tmp-", dir=directory))
-    page_tmp = directory / f".{REPORT_FILE}.tmp-{os.getpid()}"
-    try:
+    """The figures' folder replaced whole, then the page."""
+    with atomic.atomic_dir(directory / FIGURES_DIR) as tmp:
         for name, data in pngs.items():
             (tmp / name).write_bytes(data)
-        page_tmp.write_text(html, encoding="utf-8")
-        target = directory / FIGURES_DIR
-        old = directory / f".{FIGURES_DIR}.old-{os.getpid()}"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(page_tmp, directory / REPORT_FILE)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        page_tmp.unlink(missing_ok=True)
+    atomic.write_text(directory / REPORT_FILE, html)
     return directory / REPORT_FILE
 
 
 def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
-    a, t = inputs.analysis, inputs.tensors
-    p = inputs.prompt_len
-    generated = inputs.tokens[p:]
-    lens = a["logit_lens"]
+    a = inputs.analysis
+    lens = a.logit_lens
+    generated = inputs.tokens[inputs.prompt_len :]
     pngs = {
         "logit_lens.png": figures.logit_lens_heatmap(
-            t["logit_lens.target_probs"].numpy(),
-            lens["layers"],
+            lens.target_probs.numpy(),
+            lens.layers,
             generated,
             "Logit lens: probability of each generated token, layer by layer",
         ),
         "logit_lens_kl.png": figures.lens_curves(
-            np.array(lens["mean_kl"]), np.array(lens["top1_agreement"]), lens["layers"]
+            lens.mean_kl.numpy(), lens.top1_agreement.numpy(), lens.layers
         ),
         "head_roles.png": figures.head_roles_figure(
-            t["head_roles.scores"].numpy(), list(a["head_roles"])
+            a.head_roles.scores.numpy(), list(a.head_roles.roles)
         ),
         "dla_heads.png": figures.head_heatmap(
-            t["attribution.heads"].abs().mean(0).numpy(),
+            a.attribution.heads.abs().mean(0).numpy(),
             "Direct logit attribution: mean |contribution| to the generated tokens' logits",
             "mean |logit|",
         ),
     }
     heads = chosen_heads(inputs)[:6]
-    if heads and inputs.patterns:
-        pats = np.stack([inputs.patterns[layer][head].numpy() for layer, head, _ in heads])
+    if heads:
+        pats = np.stack([inputs.pattern(layer, head).numpy() for layer, head, _ in heads])
         pngs["attention_top_heads.png"] = figures.attention_grid(
             pats,
             [f"L{layer}H{head} ({why})" for layer, head, why in heads],
@@ -172,8 +126,8 @@ def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
         )
     if inputs.sweep is not None:
         pngs["sweep.png"] = figures.head_heatmap(
-            inputs.sweep_tensors["delta"].numpy(),
-            f"Ablation sweep ({inputs.sweep['mode']}, {inputs.sweep['method']}): change in the "
+            inputs.sweep.delta.numpy(),
+            f"Ablation sweep ({inputs.sweep.mode}, {inputs.sweep.method}): change in the "
             "continuation's total log-prob",
             "change in total log-prob (nats)",
             diverging=True,
@@ -187,11 +141,12 @@ def chosen_heads(inputs: ReportInputs) -> list[tuple[int, int, str]]:
     a = inputs.analysis
     picks: list[tuple[str, str]] = []
     for role in ("induction", "previous_token", "duplicate_token"):
-        why = role.replace("_token", "").replace("_", " ")
-        picks += [(h, why) for h, _ in a["head_roles"].get(role, [])[:2]]
-    picks += [(h, "logit attribution") for h, _ in a["dla_top_heads"][:2]]
+        if role in a.head_roles.roles:
+            why = role.replace("_token", "").replace("_", " ")
+            picks += [(h, why) for h, _ in a.head_roles.top(role, 2)]
+    picks += [(h, "logit attribution") for h, _ in a.attribution.top_heads(2)]
     if inputs.sweep is not None:
-        picks += [(h, "ablation") for h, _ in inputs.sweep["top_heads"][:3]]
+        picks += [(h, "ablation") for h, _ in inputs.sweep.top_heads(3)]
     reasons: dict[str, list[str]] = {}
     for label, why in picks:
         reasons.setdefault(label, []).append(why)
@@ -210,113 +165,102 @@ def render_page(inputs: ReportInputs, pngs: dict[str, bytes], title: str | None 
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    s, a, t = inputs.summary, inputs.analysis, inputs.tensors
+    trace, a = inputs.trace, inputs.analysis
     p = inputs.prompt_len
     tokens = inputs.tokens
-    logprobs = s["token_logprobs"]
     text_tokens = []
     for i, tok in enumerate(tokens):
         if i < p:
             text_tokens.append({"text": tok, "color": "#e8e8e8", "title": "prompt"})
             continue
         j = i - p
-        prob = float(np.exp(logprobs[j]))
-        alts = ", ".join(f"{inputs.token_str(k)!r} {q:.3f}" for k, q in s["top_alternatives"][j])
+        prob = math.exp(float(trace.token_logprobs[j]))
+        alts = ", ".join(
+            f"{a.token_str(k)!r} {q:.3f}"
+            for k, q in zip(trace.top_ids[j].tolist(), trace.top_probs[j].tolist(), strict=True)
+        )
         text_tokens.append(
             {
                 "text": tok,
                 "color": probability_color(prob),
-                "title": f"p={prob:.3f}, rank {s['token_ranks'][j]}\ntop: {alts}",
+                "title": f"p={prob:.3f}, rank {int(trace.token_ranks[j])}\ntop: {alts}",
             }
         )
 
-    lens = a["logit_lens"]
-    top_ids, top_probs = t["logit_lens.top_ids"], t["logit_lens.top_probs"]
-    target_probs, target_ranks = t["logit_lens.target_probs"], t["logit_lens.target_ranks"]
-    n_layers, n_steps = target_probs.shape
+    lens = a.logit_lens
+    n_layers, n_steps = lens.target_probs.shape
     grid = []
     for layer in reversed(range(n_layers)):  # final layer on top
         row = []
         for j in range(n_steps):
             alts = ", ".join(
-                f"{inputs.token_str(k)!r} {q:.2f}"
+                f"{a.token_str(k)!r} {q:.2f}"
                 for k, q in zip(
-                    top_ids[layer, j].tolist(), top_probs[layer, j].tolist(), strict=True
+                    lens.top_ids[layer, j].tolist(), lens.top_probs[layer, j].tolist(), strict=True
                 )
             )
-            prob = float(target_probs[layer, j])
+            prob = float(lens.target_probs[layer, j])
             row.append(
                 {
-                    "text": inputs.token_str(int(top_ids[layer, j, 0])),
+                    "text": a.token_str(int(lens.top_ids[layer, j, 0])),
                     "color": probability_color(prob),
-                    "title": f"{lens['layers'][layer]}, predicting {tokens[p + j]!r}: "
-                    f"p={prob:.3f}, rank {int(target_ranks[layer, j])}\ntop: {alts}",
+                    "title": f"{lens.layers[layer]}, predicting {tokens[p + j]!r}: "
+                    f"p={prob:.3f}, rank {int(lens.target_ranks[layer, j])}\ntop: {alts}",
                 }
             )
-        grid.append({"label": lens["layers"][layer], "cells": row})
+        grid.append({"label": lens.layers[layer], "cells": row})
 
-    depth = a["prediction_depth"]
-    layer_names = lens["layers"]
-    depth_text = [{"token": tokens[p + j], "layer": layer_names[d]} for j, d in enumerate(depth)]
+    depth = lens.prediction_depth.tolist()
+    depth_text = [{"token": tokens[p + j], "layer": lens.layers[d]} for j, d in enumerate(depth)]
 
     # attention: CircuitsVis for the chosen heads, and a layer selector over compressed data
     window_tokens = tokens[inputs.window_start :]
     heads = chosen_heads(inputs)[:8]
     scripts = []
     top_heads_props = {
-        "attention": [inputs.patterns[layer][head].tolist() for layer, head, _ in heads],
+        "attention": [inputs.pattern(layer, head).tolist() for layer, head, _ in heads],
         "tokens": window_tokens,
         "attentionHeadNames": [f"L{layer}H{head} ({why})" for layer, head, why in heads],
     }
     if heads:
         scripts.append(render_call("cv-top-heads", "AttentionHeads", top_heads_props))
-    layers_data = [_pack_pattern(pattern) for pattern in inputs.patterns]
+    layers_data = [_pack_pattern(pattern) for pattern in a.attention.patterns]
 
-    # direct logit attribution for a chosen token
-    dla_labels, dla_values = _dla_table(t)
+    # direct logit attribution for a chosen token: every component, in model order
+    components = [a.attribution.components(j) for j in range(n_steps)]
+    dla_labels = [label for label, _ in components[0]] if components else []
+    dla_values = [[value for _, value in step] for step in components]
     dla_steps = [f"#{j} {tokens[p + j]!r}" for j in range(n_steps)]
 
-    sweep = inputs.sweep
-    ablations = []
-    for effect in inputs.ablations:
-        ablations.append(
-            {
-                **effect,
-                "baseline_parts": _split(effect["baseline_text"], effect),
-                "ablated_parts": _split(effect["ablated_text"], effect, ablated=True),
-            }
-        )
-
-    settings = s["settings"]
-    rows = [
-        ("model", s["model"]),
-        ("prompt", s["prompt"]),
-        ("seed", settings["seed"]),
-        ("temperature", settings["temperature"]),
-        ("top-k", settings["top_k"] or "off"),
-        ("top-p", settings["top_p"] or "off"),
-        ("max new tokens", settings["max_new_tokens"]),
-        ("forced continuation", "yes" if settings["continuation"] is not None else "no"),
-        ("stop reason", s["stop_reason"]),
+    settings = trace.settings
+    rows: list[tuple[str, Any]] = [
+        ("model", trace.model_name),
+        ("prompt", trace.prompt),
+        ("seed", settings.seed),
+        ("temperature", settings.temperature),
+        ("top-k", settings.top_k or "off"),
+        ("top-p", settings.top_p or "off"),
+        ("max new tokens", settings.max_new_tokens),
+        ("forced continuation", "yes" if settings.continuation is not None else "no"),
+        ("stop reason", trace.stop_reason),
         ("generated tokens", len(tokens) - p),
     ]
-    prov = s["provenance"]
-    rows += [(k.replace("_", " "), v) for k, v in prov.items()]
+    rows += [(k.replace("_", " "), v) for k, v in trace.provenance.items()]
+    roles = a.head_roles
     template = env.get_template("report.html.j2")
     return template.render(
-        title=title or f"interp report: {s['prompt'][:60]}",
-        prompt=s["prompt"],
+        title=title or f"interp report: {trace.prompt[:60]}",
+        prompt=trace.prompt,
         rows=rows,
         text_tokens=text_tokens,
         grid=grid,
         steps=[tokens[p + j] for j in range(n_steps)],
         depth=depth_text,
-        lens=lens,
-        roles=a["head_roles"],
-        probe=a["probe"],
-        dla_top=a["dla_top_heads"],
-        sweep=sweep,
-        ablations=ablations,
+        roles={role: roles.top(role, 10) for role in roles.roles},
+        probe=roles,
+        dla_top=a.attribution.top_heads(10),
+        sweep=inputs.sweep,
+        ablations=inputs.ablations,
         window_start=inputs.window_start,
         n_positions=len(tokens),
         pngs={k: b64(v) for k, v in pngs.items()},
@@ -339,32 +283,3 @@ def _pack_pattern(pattern: torch.Tensor) -> dict[str, Any]:
     rows, cols = torch.tril_indices(n, n)
     tri = (pattern[:, rows, cols].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return {"heads": heads, "n": n, "data": b64(zlib.compress(tri.tobytes(), 6))}
-
-
-def _dla_table(t: dict[str, torch.Tensor]) -> tuple[list[str], list[list[float]]]:
-    heads = t["attribution.heads"]  # [step, layer, head]
-    steps, n_layers, n_heads = heads.shape
-    labels = ["embed"]
-    columns = [t["attribution.embed"][:, None]]
-    for layer in range(n_layers):
-        labels += [f"L{layer}H{h}" for h in range(n_heads)]
-        columns.append(heads[:, layer])
-        if torch.any(t["attribution.attn_bias"][:, layer] != 0):
-            labels.append(f"L{layer} attn bias")
-            columns.append(t["attribution.attn_bias"][:, layer : layer + 1])
-        labels.append(f"L{layer} MLP")
-        columns.append(t["attribution.mlp"][:, layer : layer + 1])
-    labels.append("biases")
-    columns.append(t["attribution.constant"][:, None])
-    values = torch.cat(columns, dim=1)
-    return labels, values.tolist()
-
-
-def _split(text: str | None, effect: dict[str, Any], ablated: bool = False) -> list[str]:
-    """(before, from the first divergence on) using the stored token boundary if present."""
-    if text is None:
-        return ["", ""]
-    cut = effect.get("ablated_divergence_char" if ablated else "baseline_divergence_char")
-    if cut is None or effect.get("first_divergence") is None:
-        return [text, ""]
-    return [text[:cut], text[cut:]]

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interp.atomic import atomic_dir
 from interp.errors import OutputPathError
 from interp.report.html import b64
-from interp.trace import replace_dir
 
 EXPERIMENT_FORMAT = "interp-experiment"
 
@@ -68,17 +66,11 @@ def write_experiment(
         sections=sections,
         images={k: b64(v) for k, v in figures.items()},
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         (tmp / "figures").mkdir()
         for name, data in figures.items():
             (tmp / "figures" / name).write_bytes(data)
         (tmp / "index.html").write_text(html, encoding="utf-8")
         record = {"format": EXPERIMENT_FORMAT, **summary}
         (tmp / "summary.json").write_text(json.dumps(record, indent=1, ensure_ascii=False))
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target / "index.html"

@@ -1,0 +1,3 @@
+from interp.cli.app import console_main
+
+console_main()

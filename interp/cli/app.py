@@ -1,0 +1,50 @@
+"""The `interp` command. Thin: it parses options, calls the library, prints, and turns typed
+errors into one line and an exit status. `--help` never imports torch."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from interp.cli.options import build_parser
+from interp.errors import (
+    InterpError,
+    InvalidSettingError,
+    OutputPathError,
+    TraceFormatError,
+    UnknownModelError,
+)
+from interp.program import configure_output
+
+EXIT_ERROR = 1
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Run the CLI; returns the exit status (testable without a subprocess). `own_process`:
+    the process runs the CLI alone (see `console_main`)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.own_process = own_process
+    configure_output()
+    try:
+        return int(args.func(args))
+    except (InvalidSettingError, UnknownModelError, OutputPathError, TraceFormatError) as exc:
+        _error(exc)
+        return EXIT_BAD_INPUT
+    except InterpError as exc:
+        _error(exc)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted; nothing was written")
+        return 130
+
+
+def _error(message: object) -> None:
+    text = " ".join(str(message).split())
+    print(f"interp: error: {text}", file=sys.stderr)
+
+
+def console_main() -> None:
+    """The `interp` program's entry point: the process is the CLI's own."""
+    sys.exit(main(own_process=True))

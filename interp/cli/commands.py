@@ -1,0 +1,231 @@
+"""The subcommands: each validates what it can before loading the model, calls the library,
+and prints what it did."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+AUTO_SWEEP_TOKENS = 40  # interp run sweeps by default up to this many generated tokens
+
+
+def slug(text: str, limit: int = 60) -> str:
+    """A directory name for a prompt: lower case, words joined by '-'."""
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return words[:limit].rstrip("-") or "trace"
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    model, trace, out = _generate(args)
+    print(f"{trace.prompt}\u2502{trace.continuation}")
+    mean_lp = float(trace.token_logprobs.mean())
+    print(
+        f"[{trace.n_generated} tokens, {trace.stop_reason}, mean log-prob {mean_lp:.3f}, "
+        f"{trace.timings['tokens_per_s']:.1f} tok/s]"
+    )
+    print(f"trace written to {out}")
+    return 0
+
+
+def _generate(args: argparse.Namespace):
+    """Validate generation options, load the model, record and save the trace."""
+    from interp.errors import InvalidSettingError
+    from interp.sampling import SamplingConfig
+    from interp.trace import check_output_dir
+
+    # Everything that can be checked without the model is checked before loading it.
+    if not args.prompt.strip():
+        raise InvalidSettingError("the prompt is empty")
+    if args.max_new_tokens < 1:
+        raise InvalidSettingError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if args.continuation is not None and not args.continuation:
+        raise InvalidSettingError("--continuation is empty")
+    SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    out = args.out if args.out is not None else Path("reports") / slug(args.prompt)
+    check_output_dir(out)
+
+    from interp.generation import generate
+
+    model = _load_model(args, args.model)
+    trace = generate(
+        model,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        continuation=args.continuation,
+        stop_at_eos=args.stop_at_eos,
+        progress=sys.stderr.isatty(),
+        engine=args.engine,
+    )
+    trace.save(out)
+    return model, trace, out
+
+
+def _load_model(args: argparse.Namespace, name: str) -> Any:
+    """`load_model`, with the imported model stack frozen out of garbage collection first when
+    the process is the CLI's own (`interp.program.freeze_imports`; not when `main` is called
+    from another program, the tests included)."""
+    from interp import models
+    from interp.program import freeze_imports
+
+    if getattr(args, "own_process", False):
+        freeze_imports()
+    return models.load_model(name, device=args.device)
+
+
+def load_trace(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The trace in `args.trace_dir` with the model it was recorded with (the trace is
+    checked before the model loads)."""
+    from interp.trace import Trace, read_summary
+
+    summary = read_summary(args.trace_dir)  # a clear error before any model is loaded
+    model = _load_model(args, summary["model"])
+    return model, Trace.load(args.trace_dir, model=model)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from interp.store import ANALYSIS_FILE
+    from interp.workflow import analyze_into
+
+    model, trace = load_trace(args)
+    summary = analyze_into(model, trace, args.trace_dir).summary()
+
+    lens = summary["logit_lens"]
+    shown = range(0, len(lens["layers"]), max(1, len(lens["layers"]) // 6))
+    picks = sorted(set(shown) | {len(lens["layers"]) - 1})
+    print(f"{trace.prompt}\u2502{trace.continuation}")
+    print(
+        "logit lens, mean KL to the final layer (nats): "
+        + "  ".join(f"{lens['layers'][i]} {lens['mean_kl'][i]:.2f}" for i in picks)
+    )
+    print(
+        "logit lens, top-1 agreement with the final layer: "
+        + "  ".join(f"{lens['layers'][i]} {lens['top1_agreement'][i]:.2f}" for i in picks)
+    )
+    depth = sorted(summary["prediction_depth"])
+    median = lens["layers"][depth[len(depth) // 2]]
+    print(f"prediction depth (median over {len(depth)} generated tokens): {median}")
+    probe = summary["probe"]
+    print(
+        f"head roles on 2 x {probe['block_len']} repeated random tokens "
+        f"(loss {probe['loss_first_copy']:.2f} on the first copy, "
+        f"{probe['loss_second_copy']:.2f} on the second):"
+    )
+    for role, heads in summary["head_roles"].items():
+        print(f"  {role:16s} " + "  ".join(f"{h} {v:.2f}" for h, v in heads[:5]))
+    print(
+        "direct logit attribution, top heads (mean |logit|): "
+        + "  ".join(f"{h} {v:.3f}" for h, v in summary["dla_top_heads"][:5])
+    )
+    print(f"analysis written to {args.trace_dir} (summary.json 'analysis', {ANALYSIS_FILE})")
+    return 0
+
+
+def _marked(text_ids: list[int], model, divergence: int | None) -> str:
+    """The continuation with the first diverging token onwards in brackets."""
+    if divergence is None:
+        return model.decode(text_ids)
+    return (
+        model.decode(text_ids[:divergence])
+        + "\u27e6"
+        + model.decode(text_ids[divergence:])
+        + "\u27e7"
+    )
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from interp.heads import parse_heads
+    from interp.workflow import ablate_into
+
+    model, trace = load_trace(args)
+    heads = parse_heads(args.heads, model.n_layers, model.n_heads)  # before any work
+    report, out = ablate_into(
+        model,
+        trace,
+        args.trace_dir,
+        heads,
+        args.mode,
+        resample_text=args.resample_text,
+        progress=sys.stderr.isatty(),
+    )
+    regen = report.regeneration
+    assert regen is not None  # ablate_into always regenerates
+
+    effect = report.effect
+    print(f"ablated {report.ablation.label} ({args.mode}: {report.ablation.source})")
+    print(
+        f"teacher-forced: total log-prob of the recorded continuation changes by "
+        f"{effect.delta_logprob_total:+.3f} over {len(effect.delta_logprob)} tokens"
+    )
+    strs = trace.token_strs[trace.prompt_len :]
+    hardest = ", ".join(
+        f"#{i} {strs[i]!r} {float(effect.delta_logprob[i]):+.2f}" for i in effect.hardest(3)
+    )
+    print(f"hardest hit: {hardest}")
+    div = regen.first_divergence
+    print(f"baseline: {trace.prompt}\u2502{_marked(regen.baseline.continuation_ids, model, div)}")
+    print(f"ablated:  {trace.prompt}\u2502{_marked(regen.ablated.continuation_ids, model, div)}")
+    print("texts identical" if div is None else f"first divergence at generated token {div}")
+    print(f"written to {out}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from interp.store import SWEEP_FILE
+    from interp.workflow import sweep_into
+
+    if args.verify is not None and args.verify < 1:
+        from interp.errors import InvalidSettingError
+
+        raise InvalidSettingError(f"--verify must be >= 1, got {args.verify}")
+    model, trace = load_trace(args)
+    result = sweep_into(
+        model,
+        trace,
+        args.trace_dir,
+        args.mode,
+        method="triage" if args.triage else "exact",
+        verify=args.verify,
+        resample_text=args.resample_text,
+        progress=sys.stderr.isatty(),
+    )
+    summary = result.summary()
+    n = int(result.verified.sum())
+    print(
+        f"{result.method} sweep ({args.mode} ablation), {n} heads computed exactly, "
+        f"estimate rank correlation {summary['estimate_spearman']:+.2f}"
+    )
+    print("largest effects on the continuation's total log-prob:")
+    for head, delta in summary["top_heads"]:
+        print(f"  {head:8s} {delta:+.3f}")
+    print(f"written to {args.trace_dir} (summary.json 'sweep', {SWEEP_FILE})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from interp.report.page import build_report
+
+    page = build_report(args.trace_dir)
+    print(f"report written to {page.resolve().as_uri()}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from interp.report.page import build_report
+    from interp.workflow import analyze_into, sweep_into
+
+    model, trace, out = _generate(args)
+    print(f"{trace.prompt}\u2502{trace.continuation}")
+    analyze_into(model, trace, out)
+    do_sweep = args.sweep if args.sweep is not None else trace.n_generated <= AUTO_SWEEP_TOKENS
+    if do_sweep:
+        sweep_into(model, trace, out, progress=sys.stderr.isatty())
+    page = build_report(out)
+    print(f"report written to {page.resolve().as_uri()}")
+    return 0

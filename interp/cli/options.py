@@ -1,0 +1,253 @@
+"""The command line's options: one parser, its subcommands, their options and help."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from interp.cli.commands import (
+    AUTO_SWEEP_TOKENS,
+    cmd_ablate,
+    cmd_analyze,
+    cmd_generate,
+    cmd_report,
+    cmd_run,
+    cmd_sweep,
+)
+
+DEFAULT_MODEL = "smollm2-135m"  # kept in step with interp.models.DEFAULT_MODEL (tested)
+
+
+def _int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="interp",
+        description="Record a model's sampled generation with TransformerLens and analyse it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    gen = sub.add_parser(
+        "generate",
+        help="sample a continuation of a prompt and record its activations as a trace",
+        description=(
+            "Sample a continuation of PROMPT token by token (KV cache, one new token per "
+            "forward), record the activations, print the text and write the trace to --out."
+        ),
+    )
+    gen.add_argument("prompt", metavar="PROMPT", help="the text to continue")
+    add_generation_options(gen)
+    gen.set_defaults(func=cmd_generate)
+
+    ana = sub.add_parser(
+        "analyze",
+        help="run every analysis on a saved trace and write the results beside it",
+        description=(
+            "Logit lens, attention and head roles, and direct logit attribution on the trace in "
+            "TRACE_DIR. Writes analysis.safetensors and the headline figures under the key "
+            "'analysis' of TRACE_DIR/summary.json."
+        ),
+    )
+    ana.add_argument(
+        "trace_dir", metavar="TRACE_DIR", type=Path, help="a directory written by generate"
+    )
+    ana.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
+    ana.set_defaults(func=cmd_analyze)
+
+    abl = sub.add_parser(
+        "ablate",
+        help="knock heads out: effect on the recorded continuation and on regenerated text",
+        description=(
+            "Ablate attention heads of the model that recorded TRACE_DIR. Measures the "
+            "teacher-forced change in log-probability of the recorded continuation, then "
+            "generates again with the same prompt, seed and sampler noise with the heads "
+            "ablated. Writes TRACE_DIR/ablations/<heads>-<mode>/ (the ablated run's trace and "
+            "effect.json)."
+        ),
+    )
+    abl.add_argument(
+        "trace_dir", metavar="TRACE_DIR", type=Path, help="a directory written by generate"
+    )
+    abl.add_argument(
+        "--heads",
+        required=True,
+        help="heads to ablate: L5H1 (layer 5, head 1), comma-separated, or L5 for a whole layer",
+    )
+    add_ablation_options(abl)
+    abl.set_defaults(func=cmd_ablate)
+
+    swp = sub.add_parser(
+        "sweep",
+        help="ablate every head alone and rank heads by their effect on the continuation",
+        description=(
+            "Ablate each head in turn and measure the change in total log-probability of the "
+            "recorded continuation (exact), with the attribution-patching estimate beside it. "
+            "--triage verifies only the heads the estimate ranks highest. Writes sweep.safetensors "
+            "and the key 'sweep' of TRACE_DIR/summary.json."
+        ),
+    )
+    swp.add_argument(
+        "trace_dir", metavar="TRACE_DIR", type=Path, help="a directory written by generate"
+    )
+    add_ablation_options(swp)
+    swp.add_argument(
+        "--triage",
+        action="store_true",
+        help="estimate every head, then verify only the --verify highest exactly (faster)",
+    )
+    swp.add_argument(
+        "--verify",
+        type=_int,
+        default=None,
+        metavar="N",
+        help="with --triage: how many heads to verify exactly (default: 3/8 of the heads)",
+    )
+    swp.set_defaults(func=cmd_sweep)
+
+    rep = sub.add_parser(
+        "report",
+        help="render the HTML report and PNG figures of an analysed trace (no model run)",
+        description=(
+            "Write TRACE_DIR/index.html (self-contained, opens offline) and TRACE_DIR/figures/ "
+            "from the saved trace and its results; the model is not run."
+        ),
+    )
+    rep.add_argument(
+        "trace_dir", metavar="TRACE_DIR", type=Path, help="an analysed trace directory"
+    )
+    rep.set_defaults(func=cmd_report)
+
+    run = sub.add_parser(
+        "run",
+        help="prompt to report in one command: generate, analyze, sweep, report",
+        description=(
+            "Generate a continuation of PROMPT with recorded activations, run every analysis, "
+            "sweep head ablations (by default for continuations of at most "
+            f"{AUTO_SWEEP_TOKENS} tokens) and write the report; prints its file:// address."
+        ),
+    )
+    run.add_argument("prompt", metavar="PROMPT", help="the text to continue")
+    add_generation_options(run)
+    run.add_argument(
+        "--sweep",
+        dest="sweep",
+        action="store_true",
+        default=None,
+        help="sweep head ablations whatever the length "
+        f"(default: only up to {AUTO_SWEEP_TOKENS} tokens)",
+    )
+    run.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the sweep")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def add_ablation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=("mean", "zero", "resample"),
+        default="mean",
+        help="what replaces a head's output: its mean over the trace's positions (default), "
+        "zero, or its output at the same position on another text (resample)",
+    )
+    parser.add_argument(
+        "--resample-text",
+        metavar="TEXT",
+        default=None,
+        help="with --mode resample: the text whose head outputs are used (default: a fixed "
+        "neutral paragraph)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
+
+
+def add_generation_options(parser: argparse.ArgumentParser) -> None:
+    add_model_options(parser)
+    parser.add_argument(
+        "--max-new-tokens",
+        type=_int,
+        default=100,
+        metavar="N",
+        help="how many tokens to generate at most (default: 100)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=_float,
+        default=1.0,
+        metavar="T",
+        help="divide the logits by T before sampling; 0 means greedy (default: 1.0)",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=_int,
+        default=None,
+        metavar="K",
+        help="sample only among the K most likely tokens (default: off)",
+    )
+    parser.add_argument(
+        "--top-p",
+        type=_float,
+        default=None,
+        metavar="P",
+        help="sample only among the most likely tokens whose probability reaches P, "
+        "0 < P <= 1 (default: off)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the sampler's own random generator; same seed, same text (default: 0)",
+    )
+    parser.add_argument(
+        "--continuation",
+        metavar="TEXT",
+        default=None,
+        help="record this given continuation instead of sampling one (teacher forcing); "
+        "include its leading space, e.g. ' the sun.'",
+    )
+    parser.add_argument(
+        "--no-stop-at-eos",
+        dest="stop_at_eos",
+        action="store_false",
+        help="keep generating past the end-of-sequence token",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "direct", "bridge"),
+        default="auto",
+        help="auto (default): run the Hugging Face modules directly where the layout is known "
+        "(Llama, GPT-2), else the TransformerLens bridge; direct: insist on that (an error "
+        "where it cannot); bridge: always the bridge. Both record the same activations",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where to write the trace (default: reports/<slug-of-prompt>/); an existing "
+        "trace there is replaced, any other existing content is refused",
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"model name: {DEFAULT_MODEL} (embedded, the default), gpt2, or a Hugging Face "
+        "repo id",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps"
+    )

@@ -1,0 +1,37 @@
+"""Interventions: change what the model computes and measure the effect.
+
+- `ablation`: what replaces a head's output (mean, zero, resample), as hooks;
+- `effect`: the teacher-forced effect on a recorded continuation;
+- `regenerate`: generating again with the same prompt, settings and sampler noise;
+- `sweep`: every head alone, exact (from the intervened layer on) or triaged;
+- `attribution_patching`: the first-order estimate the triage ranks by;
+- `ablate`: effect plus regeneration in one call, and its record on disk.
+"""
+
+from interp.interventions.ablate import AblationRecord, AblationReport, ablate
+from interp.interventions.ablation import MODES, Ablation, AblationMode, make_ablation
+from interp.interventions.attribution_patching import attribution_estimate
+from interp.interventions.effect import AblationEffect, ablation_effect, continuation_logprobs
+from interp.interventions.regenerate import Regeneration, first_divergence, regenerate
+from interp.interventions.sweep import SweepMethod, SweepResult, exact_effects, sweep
+
+__all__ = [
+    "MODES",
+    "Ablation",
+    "AblationEffect",
+    "AblationMode",
+    "AblationRecord",
+    "AblationReport",
+    "Regeneration",
+    "SweepMethod",
+    "SweepResult",
+    "ablate",
+    "ablation_effect",
+    "attribution_estimate",
+    "continuation_logprobs",
+    "exact_effects",
+    "first_divergence",
+    "make_ablation",
+    "regenerate",
+    "sweep",
+]

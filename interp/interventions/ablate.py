@@ -1,0 +1,130 @@
+"""`ablate`: one call for an ablation's teacher-forced effect and its regenerated text, and
+the record of it saved beside the trace (`effect.json`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from interp import store
+from interp.errors import TraceFormatError
+from interp.heads import parse_heads
+from interp.interventions.ablation import Ablation, AblationMode, make_ablation
+from interp.interventions.effect import AblationEffect, ablation_effect
+from interp.interventions.regenerate import Regeneration, regenerate
+from interp.models.model import Model
+from interp.trace import Trace
+
+
+@dataclass
+class AblationReport:
+    """What `interp ablate` computes: the teacher-forced effect and the regenerated texts."""
+
+    ablation: Ablation
+    effect: AblationEffect
+    regeneration: Regeneration | None
+
+    def record(self) -> AblationRecord:
+        e, r = self.effect, self.regeneration
+        return AblationRecord(
+            heads=e.heads,
+            mode=e.mode,
+            source=e.source,
+            delta_logprob_total=round(e.delta_logprob_total, 6),
+            delta_logprob=[round(float(x), 6) for x in e.delta_logprob],
+            kl=[round(float(x), 6) for x in e.kl],
+            baseline_logprobs=[round(float(x), 6) for x in e.baseline_logprobs],
+            ablated_logprobs=[round(float(x), 6) for x in e.ablated_logprobs],
+            hardest=e.hardest(),
+            baseline_text=r.baseline.continuation if r else None,
+            ablated_text=r.ablated.continuation if r else None,
+            first_divergence=r.first_divergence if r else None,
+            baseline_divergence_char=_char_offset(r.baseline, r.first_divergence) if r else None,
+            ablated_divergence_char=_char_offset(r.ablated, r.first_divergence) if r else None,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The content of effect.json."""
+        return asdict(self.record())
+
+
+@dataclass
+class AblationRecord:
+    """An ablation as saved in effect.json: its effect, and both texts with where they part
+    (`*_divergence_char`: the character offset of the first diverging token in each text)."""
+
+    heads: list[str]
+    mode: str
+    source: str
+    delta_logprob_total: float
+    delta_logprob: list[float]
+    kl: list[float]
+    baseline_logprobs: list[float]
+    ablated_logprobs: list[float]
+    hardest: list[int]
+    baseline_text: str | None
+    ablated_text: str | None
+    first_divergence: int | None
+    baseline_divergence_char: int | None
+    ablated_divergence_char: int | None
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> AblationRecord:
+        names = [f.name for f in fields(cls)]
+        absent = [name for name in names if name not in value]
+        if absent:
+            raise TraceFormatError(f"{store.EFFECT_FILE} lacks {', '.join(absent[:3])}")
+        return cls(**{name: value[name] for name in names})
+
+    @classmethod
+    def load_all(cls, directory: str | os.PathLike[str]) -> list[AblationRecord]:
+        """Every ablation saved under a trace directory, in name order; a stray or partial
+        file is skipped."""
+        out = []
+        pattern = f"{store.ABLATIONS_DIR}/*/{store.EFFECT_FILE}"
+        for value in store.read_json_files(directory, pattern):
+            try:
+                out.append(cls.from_json(value))
+            except TraceFormatError:
+                continue
+        return out
+
+    def parts(self, ablated: bool = False) -> tuple[str, str]:
+        """One text split at its first diverging token: (before, from there on)."""
+        text = self.ablated_text if ablated else self.baseline_text
+        if text is None:
+            return "", ""
+        cut = self.ablated_divergence_char if ablated else self.baseline_divergence_char
+        if cut is None or self.first_divergence is None:
+            return text, ""
+        return text[:cut], text[cut:]
+
+
+def _char_offset(trace: Trace, step: int | None) -> int | None:
+    if step is None or trace.model is None:
+        return None
+    return len(trace.model.decode(trace.continuation_ids[:step]))
+
+
+def ablate(
+    model: Model,
+    trace: Trace,
+    heads: str | Sequence[tuple[int, int]],
+    mode: AblationMode = "mean",
+    *,
+    resample_text: str | None = None,
+    regenerate_text: bool = True,
+    progress: bool = False,
+) -> AblationReport:
+    """Ablate `heads` ("L5H1,L9H3", "L5", or (layer, head) pairs): the effect on the recorded
+    continuation, and (unless `regenerate_text=False`) a regeneration with the same seed."""
+    if isinstance(heads, str):
+        heads = parse_heads(heads, model.n_layers, model.n_heads)
+    ablation = make_ablation(model, trace, heads, mode, resample_text=resample_text)
+    effect = ablation_effect(model, trace, ablation)
+    regeneration = (
+        regenerate(model, trace, ablation, progress=progress) if regenerate_text else None
+    )
+    return AblationReport(ablation, effect, regeneration)

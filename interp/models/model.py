@@ -1,0 +1,130 @@
+"""`Model`: a Hugging Face causal LM wrapped in a TransformerLens 4 `TransformerBridge`, with
+its tokenizer and where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from interp.errors import InvalidSettingError, UnknownModelError
+from interp.models.guards import check_model
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerBase
+
+
+@dataclass
+class Model:
+    """A loaded model: the TransformerLens bridge, its tokenizer, and where it came from."""
+
+    name: str
+    bridge: TransformerBridge
+    tokenizer: PreTrainedTokenizerBase
+    checksum: str  # sha256 of the weights file, or the Hub commit, or "random-init"
+    source: str = ""  # a human-readable origin (file path or Hub id)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cfg(self) -> Any:
+        return self.bridge.cfg
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.cfg.n_layers)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.cfg.n_heads)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.cfg.d_model)
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.cfg.n_ctx)
+
+    @property
+    def d_vocab(self) -> int:
+        return int(self.cfg.d_vocab)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.bridge.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.bridge.parameters()).dtype
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self.tokenizer.eos_token_id
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """Token ids following the tokenizer's own BOS convention (never forced on or off)."""
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids))
+
+    def token_strs(self, ids: list[int]) -> list[str]:
+        """One string per token, exactly as the token contributes to the decoded text."""
+        return [str(self.tokenizer.decode([i])) for i in ids]
+
+    @classmethod
+    def from_hf(
+        cls,
+        name: str,
+        hf_model: Any,
+        tokenizer: Any,
+        *,
+        device: str | torch.device = "cpu",
+        checksum: str = "random-init",
+        source: str = "",
+        check_kv: bool = True,
+    ) -> Model:
+        """Wrap an in-memory Hugging Face causal LM in a TransformerLens bridge; with
+        `check_kv`, run the load-time guards (`interp.models.guards`)."""
+        from transformer_lens.model_bridge import TransformerBridge
+
+        # `.to` and `.eval` walk every module: only when needed (a model from
+        # `from_pretrained` is already in eval mode)
+        device = torch.device(device)
+        if any(t.device != device for t in (*hf_model.parameters(), *hf_model.buffers())):
+            hf_model = hf_model.to(device)
+        eval_mode(hf_model)
+        try:
+            bridge = TransformerBridge.boot_transformers(
+                name, hf_model=hf_model, tokenizer=tokenizer, device=device
+            )
+        except Exception as exc:  # TransformerLens raises plain errors for unsupported layouts
+            raise UnknownModelError(
+                f"TransformerLens cannot wrap model {name!r} ({type(hf_model).__name__}): {exc}"
+            ) from exc
+        eval_mode(bridge)
+        model = cls(name=name, bridge=bridge, tokenizer=tokenizer, checksum=checksum, source=source)
+        if check_kv:
+            check_model(model)
+        return model
+
+
+def eval_mode(module: torch.nn.Module) -> None:
+    """Put `module` in eval mode unless every submodule already is."""
+    if any(m.training for m in module.modules()):
+        module.eval()
+
+
+def validate_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists here, or a clear error."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InvalidSettingError(f"unknown device {str(device)!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidSettingError("device 'cuda' was asked for, but no CUDA GPU is available")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidSettingError("device 'mps' was asked for, but MPS is not available")
+    return dev

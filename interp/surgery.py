@@ -1,0 +1,223 @@
+"""Everything that knows Hugging Face module paths and the bridge's internals: the layouts the
+direct engine runs, where each TransformerLens hook point sits in a Hugging Face module tree,
+a plain module tree over the bridge's own tensors, and running the model from block L on.
+
+Nothing else in interp spells a module path or reaches into a bridge component.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from interp import hooks as H
+
+if TYPE_CHECKING:
+    from interp.models.model import Model
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Attribute paths of one family of Hugging Face causal LMs."""
+
+    model_types: tuple[str, ...]
+    layers: str  # the list of decoder blocks
+    attn: str  # in a block: the attention module, returning (output, weights) when eager
+    out_proj: str  # in the attention module: the output projection (input: heads merged)
+    mlp: str  # in a block
+    final_norm: str
+    rms_norm: bool
+
+
+LAYOUTS = (
+    Layout(("llama",), "model.layers", "self_attn", "o_proj", "mlp", "model.norm", True),
+    Layout(("gpt2",), "transformer.h", "attn", "c_proj", "mlp", "transformer.ln_f", False),
+)
+
+
+def layout_for(config: Any) -> Layout | None:
+    """The known layout of a Hugging Face config's model type, or None."""
+    return next((lo for lo in LAYOUTS if config.model_type in lo.model_types), None)
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a TransformerLens hook point sits in the Hugging Face module tree.
+
+    `pre`: the hook sees the module's first input (else its output, or `output[index]`).
+    `to_tl` turns that tensor into the hook point's tensor; `from_tl` (None: read-only) turns
+    an edited hook tensor back into the module's tensor.
+    """
+
+    module: nn.Module
+    pre: bool
+    index: int | None = None
+    to_tl: Callable[[Tensor], Tensor] = lambda t: t
+    from_tl: Callable[[Tensor, Tensor], Tensor] | None = lambda new, old: new
+
+
+_LAYER_HOOK = re.compile(
+    r"blocks\.(\d+)\.(hook_resid_pre|hook_resid_post|hook_attn_out|hook_mlp_out|"
+    r"attn\.hook_pattern|attn\.hook_z)$"
+)
+
+
+def site(hf: nn.Module, layout: Layout, n_heads: int, norm_eps: float, name: str) -> Site | None:
+    """The module and tensor behind a TransformerLens hook name, or None if unknown.
+
+    resid_pre is a block's input, resid_post its output, hook_pattern eager attention's
+    weights, hook_z the output projection's input with heads split, hook_attn_out and
+    hook_mlp_out module outputs, ln_final.hook_scale recomputed with TransformerLens's formula.
+    """
+    if name == H.FINAL_SCALE:
+        scale = _hook_scale(norm_eps, layout.rms_norm)
+        return Site(get(hf, layout.final_norm), pre=True, to_tl=scale, from_tl=None)
+    match = _LAYER_HOOK.match(name)
+    layers = get(hf, layout.layers)
+    if match is None or int(match[1]) >= len(layers):
+        return None
+    block = layers[int(match[1])]
+    attn = get(block, layout.attn)
+    kind = match[2]
+    if kind == "hook_resid_pre":
+        return Site(block, pre=True)
+    if kind == "hook_resid_post":
+        return Site(block, pre=False)
+    if kind == "hook_mlp_out":
+        return Site(get(block, layout.mlp), pre=False)
+    if kind == "hook_attn_out":
+        return Site(get(attn, layout.out_proj), pre=False)
+    if kind == "attn.hook_pattern":
+        return Site(attn, pre=False, index=1, from_tl=None)
+    return Site(  # attn.hook_z
+        get(attn, layout.out_proj),
+        pre=True,
+        to_tl=lambda t: t.view(*t.shape[:-1], n_heads, t.shape[-1] // n_heads),
+        from_tl=lambda new, old: new.reshape(old.shape),
+    )
+
+
+def _hook_scale(eps: float, rms: bool) -> Callable[[Tensor], Tensor]:
+    """TransformerLens's hook_scale: sqrt(mean(x^2) + eps) in float32, x centred for LayerNorm
+    (transformer_lens/model_bridge/generalized_components/normalization.py)."""
+
+    def scale(x: Tensor) -> Tensor:
+        x = x.float()
+        if not rms:
+            x = x - x.mean(-1, keepdim=True)
+        return (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+
+    return scale
+
+
+def final_norm_eps(hf: nn.Module, layout: Layout) -> float | None:
+    norm = get(hf, layout.final_norm)
+    eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
+    return None if eps is None else float(eps)
+
+
+def plain_copy(wrapped: Any) -> Any | None:
+    """A Hugging Face model of the wrapped model's class whose parameters and buffers are the
+    wrapped model's own tensors (the bridge inserts `_original_component` levels), in eager
+    attention (which returns the weights: hook_pattern); None if a tensor has no counterpart."""
+    config = wrapped.config.__class__.from_dict(wrapped.config.to_dict())
+    config._attn_implementation = "eager"
+    with torch.device("meta"):
+        hf = type(wrapped)(config)
+    tensors = {}
+    for kind in ("named_parameters", "named_buffers"):
+        for name, tensor in getattr(wrapped, kind)(remove_duplicate=False):
+            tensors[name.replace("._original_component", "")] = tensor
+    for kind in ("named_parameters", "named_buffers"):
+        for name, _ in list(getattr(hf, kind)(remove_duplicate=False)):
+            if name not in tensors:
+                return None
+            owner, _, leaf = name.rpartition(".")
+            module = hf.get_submodule(owner) if owner else hf
+            value = tensors[name]
+            if kind == "named_parameters":
+                module._parameters[leaf] = value
+            else:
+                module._buffers[leaf] = value
+    hf.eval()
+    return hf
+
+
+def norm_parameter(ln: nn.Module, name: str) -> Tensor | None:
+    """A bridge norm component's weight or bias (from the Hugging Face module it wraps)."""
+    original = getattr(ln, "original_component", None)
+    value = getattr(original if original is not None else ln, name, None)
+    return None if value is None else value.detach().float().cpu()
+
+
+def get(obj: Any, path: str) -> Any:
+    """`obj.a.b.c` for the path "a.b.c"."""
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# ---------------------------------------------------------------------------------------
+# Running from block L on
+
+
+def run_from_layer(
+    model: Model, resid: Float[Tensor, "batch pos d_model"], layer: int, keep: int | None = None
+) -> Tensor:
+    """Logits of the model run from block `layer` on, given the residual entering it.
+
+    TransformerLens's `start_at_layer` swaps `resid` in at block `layer` but still runs the
+    blocks before it; here those blocks are also taken out of the Hugging Face layer list for
+    the call, so only blocks `layer`.. run. `keep`: unembed only the last `keep` positions
+    (Hugging Face's `logits_to_keep`), where the model accepts it.
+    """
+    kwargs = {}
+    if keep is not None and _accepts_logits_to_keep(model):
+        kwargs["logits_to_keep"] = keep
+    with _blocks_from(model, layer):
+        return model.bridge(resid, start_at_layer=layer, return_type="logits", **kwargs)
+
+
+def _accepts_logits_to_keep(model: Model) -> bool:
+    forward = model.bridge.original_model.forward
+    return "logits_to_keep" in inspect.signature(forward).parameters
+
+
+@contextlib.contextmanager
+def _blocks_from(model: Model, layer: int) -> Iterator[None]:
+    blocks = model.bridge.blocks
+    parent, name = _layer_list_owner(model)
+    if parent is None or layer == 0:
+        yield  # nothing to skip (or the layer list was not found: run everything, exactly)
+        return
+    setattr(parent, name, torch.nn.ModuleList(list(blocks)[layer:]))
+    try:
+        yield
+    finally:
+        setattr(parent, name, blocks)
+
+
+def _layer_list_owner(model: Model) -> tuple[nn.Module | None, str]:
+    """The module holding the Hugging Face layer list that the bridge's blocks are."""
+    cached = model.extra.get("_layer_list_owner")
+    if cached is not None:
+        return cached
+    blocks = model.bridge.blocks
+    found: tuple[nn.Module | None, str] = (None, "")
+    for module in model.bridge.original_model.modules():
+        for child_name, child in module.named_children():
+            if child is blocks:
+                found = (module, child_name)
+                break
+        if found[0] is not None:
+            break
+    model.extra["_layer_list_owner"] = found
+    return found

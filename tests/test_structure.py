@@ -1,0 +1,147 @@
+"""The tree's shape: no import cycle (lazy imports included), modules of a readable size, and
+experiments and benchmarks that use only the public API."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import interp
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "interp"
+MAX_LINES = 350
+# Public modules: the package's own `__all__` and the curated exports of these subpackages.
+PUBLIC = ("interp", "interp.report", "interp.errors", "interp.analysis", "interp.interventions")
+PUBLIC_EXTRA = {"interp.models": {"cache_root"}}  # the benchmark's plain HF reference load
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
+    """(module, imported names) of every import statement, inside functions too, except
+    those under `if TYPE_CHECKING:` (never executed)."""
+    found: list[tuple[str, list[str]]] = []
+
+    def walk(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if _type_checking_only(child):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, []) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                found.append((child.module, [alias.name for alias in child.names]))
+            walk(child)
+
+    walk(tree)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        edges = graph.setdefault(name, set())
+        for module, names in imports(ast.parse(path.read_text())):
+            if not module.startswith("interp"):
+                continue
+            targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in MODULES]
+            edges.update(targets or [module])
+        edges.discard(name)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    assert "interp.report.notebook" in graph["interp.report.display"]  # lazy imports count
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_results_know_nothing_of_rendering():
+    graph = import_graph()
+    for name in graph:
+        if name.startswith(("interp.analysis", "interp.interventions", "interp.trace")):
+            assert not any(t.startswith("interp.report") for t in graph[name]), name
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_modules_stay_readable(name):
+    n = len(MODULES[name].read_text().splitlines())
+    assert n <= MAX_LINES, f"{name} has {n} lines; split it by concern (DEVELOPERS.md)"
+
+
+def _public_names(module: str) -> set[str]:
+    import importlib
+
+    mod = importlib.import_module(module)
+    return set(getattr(mod, "__all__", ())) | PUBLIC_EXTRA.get(module, set())
+
+
+@pytest.mark.parametrize(
+    "path", sorted([*ROOT.glob("experiments/*.py"), *ROOT.glob("benchmarks/*.py")]), ids=str
+)
+def test_experiments_and_benchmarks_use_only_the_public_api(path):
+    for module, names in imports(ast.parse(path.read_text())):
+        if not module.startswith("interp"):
+            continue
+        if not names:  # `import interp`
+            assert module == "interp", f"{path.name} imports {module}"
+            continue
+        assert module in PUBLIC or module in PUBLIC_EXTRA, f"{path.name} imports {module}"
+        assert set(names) <= _public_names(module), f"{path.name}: {module} {names}"
+
+
+def test_the_public_api_resolves():
+    for module in PUBLIC:
+        for name in _public_names(module):
+            assert getattr(__import__(module, fromlist=[name]), name) is not None
+    assert interp.__all__
+
+
+def test_shapes_are_checked_while_the_tests_run():
+    """jaxtyping's import hook (pyproject.toml) instruments interp: a tensor of the wrong
+    rank for a `Float[Tensor, "layer head"]` parameter is refused, not silently used."""
+    import torch
+    from jaxtyping import TypeCheckError
+
+    from interp.heads import rank_heads
+
+    assert rank_heads(torch.ones(2, 3), 1) == [("L0H0", 1.0)]
+    with pytest.raises(TypeCheckError):
+        rank_heads(torch.ones(6), 1)
