@@ -51,6 +51,8 @@ bench: setup
 	$(PY) benchmarks/generation.py --json benchmarks/results/generation.json
 	$(PY) benchmarks/analysis.py --json benchmarks/results/analysis.json
 	$(PY) benchmarks/sweep.py --json benchmarks/results/sweep.json
+	$(PY) benchmarks/report.py --json benchmarks/results/report.json
+	$(PY) benchmarks/tables.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1,11 +1,14 @@
-"""What every benchmark script shares: its options, and printing and saving its result."""
+"""What every benchmark script shares: its options, the settings line, and printing and saving
+its result with the table the README shows (`benchmarks/tables.py` writes it there)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 # tests/naive.py holds the slow, obviously right reference implementations the benchmarks
 # compare against (the tests hold interp to them too)
@@ -22,10 +25,33 @@ def arguments(doc: str, *, rounds: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def emit(result: dict, path: Path | None) -> int:
-    text = json.dumps(result, indent=2)
+def settings_line(what: str) -> str:
+    """The machine and library versions a table was measured with, and `what` was measured."""
+    import torch
+
+    import interp
+
+    v = interp.library_versions()
+    return (
+        f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, fp32, "
+        f"torch {v['torch']}, transformers {v['transformers']}, transformer-lens "
+        f"{v['transformer-lens']}; {what}"
+    )
+
+
+def emit(result: dict[str, Any], path: Path | None, rows: list[list[str]], settings: str) -> int:
+    """Print the result and, with --json, save it with its README table (`rows`: measure,
+    result; `settings`: the line above the table)."""
+    result = {**result, "table": {"settings": settings, "rows": rows}}
+    text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_text(text + "\n")
     return 0
+
+
+def met(value: float, target: float, *, at_most: bool = False) -> str:
+    """'met' or 'not met' for a target (at least `target`, or at most with `at_most`)."""
+    ok = value <= target if at_most else value >= target
+    return "met" if ok else "**not met**"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import arguments, emit  # noqa: E402
+from _common import arguments, emit, met, settings_line  # noqa: E402
 
 PROMPT = "earth revolve around"
 INTERP_SCRIPT = Path(sys.executable).parent / "interp"
@@ -205,7 +205,54 @@ def main(argv: list[str] | None = None) -> int:
         "trace_mb": round(trace_mb, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    return emit(result, args.json)
+    r = result
+    rows = [[f"{name}", f"{value:.2f} tok/s"] for name, value in r["tokens_per_s"].items()]
+    ratio = r["recorded_vs_plain_hf_generate"]
+    seed_ratio = r["recorded_vs_seed_loop"]
+    load = r["load_from_cache_s"]
+    rows += [
+        [
+            "recorded ÷ plain HF `generate` (target ≥ 0.85)",
+            f"**{ratio:.2f}x** ({met(ratio, 0.85)})",
+        ],
+        [
+            "recorded ÷ HF `generate` through the bridge",
+            f"{r['recorded_vs_bridged_hf_generate']:.2f}x",
+        ],
+        [
+            "recorded ÷ the seed's naive loop (target ≥ 4)",
+            f"**{seed_ratio:.1f}x** ({met(seed_ratio, 4)})",
+        ],
+        [
+            "recorded ÷ the naive loop caching only the default hooks",
+            f"{r['recorded_vs_seed_loop_default_hooks_only']:.1f}x",
+        ],
+        [
+            "recorded ÷ TransformerLens `generate(return_cache=True)`",
+            f"{r['recorded_vs_tl_generate']:.2f}x",
+        ],
+        [
+            "model load from cache in a fresh process, as `interp` loads (target ≤ 2 s)",
+            f"**{load:.2f} s** ({met(load, 2, at_most=True)}; median of 5 processes)",
+        ],
+        [
+            "the same through the Python API, no `freeze_imports()`",
+            f"{r['load_from_cache_fresh_api_process_s']:.2f} s (median of 3 processes)",
+        ],
+        [
+            "the same, repeated in one process",
+            f"{r['load_from_cache_repeated_in_process_s']:.2f} s",
+        ],
+        ["imports in a fresh process", f"{r['imports_fresh_process_s']:.2f} s"],
+        ["`interp --help`", f"{r['interp_help_s']:.2f} s"],
+        [
+            "peak memory (RSS) after load / whole benchmark",
+            f"{r['peak_rss_mb_after_load']} MB / {r['peak_rss_mb']} MB",
+        ],
+        [f"trace of {n} tokens on disk (default hooks)", f"{r['trace_mb']} MB"],
+    ]
+    what = f"{n} new tokens, median of {args.rounds} interleaved rounds"
+    return emit(result, args.json, rows, settings_line(what))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import arguments, emit  # noqa: E402
+from _common import arguments, emit, met, settings_line  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +44,20 @@ def main(argv: list[str] | None = None) -> int:
             "html_mb": round(page.stat().st_size / 1e6, 2),
             "figures_mb": round(figures / 1e6, 2),
         }
-    return emit(result, args.json)
+    r = result
+    rows = [
+        [
+            "rendering `index.html` and figures (target ≤ 10 s)",
+            f"{r['render_s']:.1f} s ({met(r['render_s'], 10, at_most=True)})",
+        ],
+        [
+            "`index.html`, self-contained (target ≤ 5 MB)",
+            f"{r['html_mb']:.1f} MB ({met(r['html_mb'], 5, at_most=True)}; figures beside it: "
+            f"{r['figures_mb']:.1f} MB)",
+        ],
+    ]
+    what = f"{trace.n_positions}-token trace without a sweep, median of {args.rounds} rounds"
+    return emit(result, args.json, rows, settings_line(what))
 
 
 if __name__ == "__main__":

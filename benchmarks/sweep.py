@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import arguments, emit  # noqa: E402
+from _common import arguments, emit, met, settings_line  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +66,27 @@ def main(argv: list[str] | None = None) -> int:
         "estimate_spearman": {k: round(v, 3) for k, v in spearman.items()},
         "exact_top5": [[h, round(v, 3)] for h, v in exact.top_heads(5)],
     }
-    return emit(result, args.json)
+    r = result
+    fast, tri = r["fast_vs_naive"], r["triage_vs_naive"]
+    rho = ", ".join(f"{k} {v:.2f}" for k, v in r["estimate_spearman"].items())
+    rows = [
+        [f"naive sweep (one full forward per head, {len(heads)} heads)", f"{t_naive:.0f} s"],
+        [
+            "fast exact sweep (target ≤ 0.5x naive)",
+            f"{t_exact:.0f} s, **{fast:.2f}x** ({met(fast, 0.5, at_most=True)}), "
+            f"max difference {r['fast_max_abs_error']:.1e} nats",
+        ],
+        ["attribution-patching estimate", f"{t_estimate:.1f} s"],
+        [
+            "triage (target ≤ 0.25x naive, ≥ 18 of the exact top 20)",
+            f"{t_triage:.0f} s, **{tri:.2f}x** ({met(tri, 0.25, at_most=True)}), "
+            f"{r['triage_verified']} heads verified, **{recovered} of 20** recovered "
+            f"({met(recovered, 18)})",
+        ],
+        ["estimate's Spearman correlation with exact", rho],
+    ]
+    what = f"{trace.n_positions}-token trace, mean ablation"
+    return emit(result, args.json, rows, settings_line(what))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--prompt", default="earth revolve around")
     p.add_argument("--max-new-tokens", type=int, default=100)
-    p.add_argument("--no-sweep", action="store_true", help="skip the ablation sweep (~1 min)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the ablation sweep")
     p.add_argument("--out", type=Path, default=Path("reports/seed_run"))
     args = p.parse_args(argv)
     quiet()

@@ -216,7 +216,7 @@ class _Recorder:
 
     The hooks stay registered for the whole run (one `hooked` context of the engine, see
     `interp.engine`): TransformerLens 4.3's `run_with_cache` rebuilds its hook registry and
-    alias map on every call, about 30 ms a step on SmolLM2, a fifth of a decoding step.
+    alias map on every call, a large share of a decoding step (DEVELOPERS.md).
     Tests check the result against one full-sequence `run_with_cache`.
     """
 

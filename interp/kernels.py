@@ -1,7 +1,7 @@
 """The one CPU kernel interp picks itself: oneDNN's fp32 inner product for products with the
-unembedding, where it runs ~2x faster than the default (MKL) matmul on this project's
-machines (measured at 104 x 576 -> 49,152: 102 against 51 GFLOPS; one decoding step's head:
-6 against 4). For the model's other layers MKL is as fast or faster, so they are left alone.
+unembedding, where it beats the default (MKL) matmul on this project's machines (see
+DEVELOPERS.md and benchmarks/). For the model's other layers MKL is as fast or faster, so
+they are left alone.
 
 `torch.ops.mkldnn._linear_pointwise` is the op torch's own compiler emits for CPU linear
 layers; torch is pinned exactly, and every caller falls back to a plain matmul where it is

@@ -3,8 +3,8 @@
 Each layer's residual stream (entering the block; the last block's output for "final") is read
 through the model's own final norm module (statistics recomputed per vector, as
 TransformerLens's `logit_readout` does) and unembedding, so the "final" row reproduces the
-model's logits. The readout is most of the lens's cost (31 x positions x 49,152 logits on
-SmolLM2, about three forward passes of arithmetic): it runs through oneDNN on the CPU (see
+model's logits. The readout is most of the lens's cost (layers x positions x vocabulary
+logits): it runs through oneDNN on the CPU (see
 `interp.kernels`) in tiles of rows (layer x position) by vocabulary ids, each tile reduced while
 it is in cache (see `_reduce`); no [rows, vocabulary] block of logits is ever held.
 """
@@ -24,8 +24,8 @@ from interp.kernels import onednn_linear
 from interp.models.model import Model
 from interp.trace import Trace
 
-# Vocabulary ids per tile on the CPU: [512 rows, 4,096 ids] of logits are 8 MB, within the L3
-# cache of this project's machines; oneDNN runs the tiled product ~15% faster than whole rows.
+# Vocabulary ids per tile on the CPU: a tile of [512 rows, 4,096 ids] of logits stays in the
+# L3 cache of this project's machines through its reductions (DEVELOPERS.md).
 VOCAB_BLOCK = 4096
 
 
@@ -163,7 +163,7 @@ def _reduce(
 
     Per tile: its top-k (merged at the end), the count of logits above `threshold` (the
     target's logit, needed before the tiles), and its log-sum-exp, from torch's softmax kernel
-    (whose exp is ~2x faster than `torch.exp` here): with p the tile's softmax,
+    (whose exp beats `torch.exp` here): with p the tile's softmax,
     lse = max - log p[argmax]. The target's own tile value replaces the threshold afterwards,
     so where the threshold was computed apart (a dot product) a rank can differ from a count
     over the tile values only among logits equal to the target's within rounding.
@@ -181,7 +181,7 @@ def _reduce(
         top_values, top_ids = top_k_rows(tile, min(top_k, width))
         values.append(top_values)
         ids.append(top_ids + start)
-        # a float 0/1 buffer: its sum is 4x faster than a bool one's here, and exact (< 2**24)
+        # a float 0/1 buffer: its sum is faster than a bool one's, and exact (< 2**24)
         above += torch.gt(tile, threshold[:, None], out=scratch).sum(-1).long()
         inside = (targets >= start) & (targets < start + width)
         if inside.any():
@@ -197,8 +197,8 @@ def _reduce(
 
 
 def top_k_rows(x: Tensor, k: int, block: int = 64) -> tuple[Tensor, Tensor]:
-    """Exact `x.topk(k, dim=-1)` (values, indices) of a [rows, n] tensor, ~3x faster than
-    torch's on [512, 49152] logits here: the k largest values of a row lie in the k blocks of
+    """Exact `x.topk(k, dim=-1)` (values, indices) of a [rows, n] tensor, faster than
+    torch's on wide rows of logits: the k largest values of a row lie in the k blocks of
     `block` columns with the largest maxima (any other block's maximum is below k distinct
     larger values), so one max per block and a top-k over k * block candidates suffice.
     Indices can differ from torch's only between exactly equal values."""
@@ -232,7 +232,7 @@ class Unembedding:
     """The model's final unembedding as one readout: normalised residual rows -> logits.
 
     On the CPU in fp32 the product runs through oneDNN's inner product (`interp.kernels`):
-    ~130 GFLOPS in the lens's tiles on this project's machines, against MKL's 100-110.
+    faster than MKL in the lens's tiles (DEVELOPERS.md).
     Elsewhere (CUDA, or a torch built without oneDNN) it is a plain matmul. Both are
     fp32 products (the lens reads in fp32 whatever the model's dtype) in different summation
     orders: logits agree to ~1e-6 relative.

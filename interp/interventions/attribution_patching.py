@@ -20,8 +20,9 @@ def attribution_estimate(
 ) -> Float[Tensor, "layer head"]:
     """First-order estimate of each head's effect on the continuation's total log-prob:
     (z_ablated - z_clean) . d(total log-prob)/dz, from one forward and one backward pass
-    (attribution patching, Kramar et al. 2024). An estimate, not an effect: on SmolLM2 it
-    ranks heads only loosely and can get the sign of the largest effects wrong."""
+    (attribution patching, Kramar et al. 2024). An estimate, not an effect: it can rank heads
+    only loosely and get the sign of the largest effects wrong (benchmarks/sweep.py measures
+    its rank correlation with the exact sweep)."""
     p, n = trace.prompt_len, trace.n_positions
     targets = trace.token_ids[p:n].to(model.device)
     layers = sorted({layer for layer, _ in ablation.heads})

@@ -126,8 +126,8 @@ def sweep(
 ) -> SweepResult:
     """Ablate every head alone. `method="exact"` runs them all (fast path); `"triage"` ranks
     heads by the attribution-patching estimate and verifies the `verify` largest exactly
-    (default: 3/8 of the heads; on SmolLM2 the exact top 20 sat at estimate ranks up to
-    ~150 of 270, and the top 100 held 19 of them)."""
+    (default: 3/8 of the heads, since the estimate ranks loosely: benchmarks/sweep.py counts
+    how many of the exact top 20 a triage recovers)."""
     if method not in ("exact", "triage"):
         raise InvalidSettingError(f"unknown sweep method {method!r}; choose exact or triage")
     trace.bind(model)

@@ -32,7 +32,7 @@ def resolve_hf_name(name: str) -> str:
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP check (huggingface_hub itself retries an unreachable host for ~30 s)."""
+    """A quick TCP check (huggingface_hub itself keeps retrying an unreachable host)."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")

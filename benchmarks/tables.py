@@ -1,0 +1,44 @@
+"""Write the README's benchmark tables from benchmarks/results/*.json (`make bench` runs it
+after the benchmarks). Each table sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`
+in the README, NAME being the results file's stem; everything else is left as it is."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def table(result: dict) -> str:
+    t = result["table"]
+    lines = [f"Latest run: {t['settings']}.", "", "| measure | result |", "|---|---|"]
+    lines += [f"| {measure} | {value} |" for measure, value in t["rows"]]
+    return "\n".join(lines)
+
+
+def render(readme: str, results: dict[str, dict]) -> str:
+    for name, result in sorted(results.items()):
+        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(\n<!-- /bench:{name} -->)", re.S)
+        if not pattern.search(readme):
+            raise SystemExit(f"README.md has no <!-- bench:{name} --> section")
+        body = table(result)
+        readme = pattern.sub(lambda m, body=body: m[1] + body + m[2], readme)
+    return readme
+
+
+def main() -> int:
+    results = {
+        path.stem: json.loads(path.read_text())
+        for path in sorted((ROOT / "benchmarks" / "results").glob("*.json"))
+    }
+    readme = ROOT / "README.md"
+    readme.write_text(render(readme.read_text(), results))
+    print(f"README.md: {len(results)} benchmark tables written", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
