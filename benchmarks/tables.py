@@ -21,11 +21,11 @@ def table(result: dict) -> str:
 
 def render(readme: str, results: dict[str, dict]) -> str:
     for name, result in sorted(results.items()):
-        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(\n<!-- /bench:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- bench:{name} -->\n)(?:.*?\n)?(<!-- /bench:{name} -->)", re.S)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- bench:{name} --> section")
         body = table(result)
-        readme = pattern.sub(lambda m, body=body: m[1] + body + m[2], readme)
+        readme = pattern.sub(lambda m, body=body: m[1] + body + "\n" + m[2], readme)
     return readme
 
 

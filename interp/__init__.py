@@ -44,7 +44,7 @@ _EXPORTS = {
     "parse_label": "interp.heads",
     "configure_output": "interp.program",
     "library_versions": "interp.provenance",
-    "check_output_dir": "interp.trace",
+    "check_output_dir": "interp.store",
     "analyze_into": "interp.workflow",
     "sweep_into": "interp.workflow",
     "ablate_into": "interp.workflow",
@@ -102,7 +102,8 @@ if TYPE_CHECKING:
     from interp.program import configure_output, freeze_imports
     from interp.provenance import library_versions
     from interp.sampling import Sampler, SamplingConfig
-    from interp.trace import GenerationSettings, Trace, check_output_dir
+    from interp.store import check_output_dir
+    from interp.trace import GenerationSettings, Trace
     from interp.workflow import ablate_into, analyze_into, sweep_into
 
 

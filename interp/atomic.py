@@ -1,12 +1,20 @@
 """Atomic writes: a directory or a file is built under a temporary name beside its target and
-renamed into place, so a reader sees the old version or the new one, never half of either."""
+renamed into place, so a reader sees the old version or the new one, never half of either.
+
+Temporary names carry the writer's process id (`.<name>.tmp-<pid>-...`), so a later write to
+the same target removes the leftovers of a writer that was killed, and puts back a directory
+that a killed writer had moved aside. Everything written gets the user's umask. `exclusive`
+is the lock that keeps two writers off one target.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -14,7 +22,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-TMP_MARK = ".tmp-"  # every temporary name is ".<target name>.tmp-<suffix>"
+from interp.errors import OutputPathError, WriteError
+
+TMP_MARK = ".tmp-"  # every temporary name is ".<target name>.tmp-<pid>[-<suffix>]"
+OLD_MARK = ".old-"  # a directory moved aside during a replacement: ".<name>.old-<pid>"
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -24,12 +35,17 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary sibling of `target` to fill. When the block ends without an
     error, it replaces `target` whole (an old `target` is deleted only after the swap); when
     the block raises, it is deleted and `target` stays as it was."""
-    target = Path(target)
+    target = resolve_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}", dir=target.parent))
+    recover(target)
+    prefix = f".{target.name}{TMP_MARK}{os.getpid()}-"
+    with _as_write_error(target):
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     try:
-        yield tmp
-        replace_dir(tmp, target)
+        with _as_write_error(target):
+            yield tmp
+            _apply_umask(tmp)
+            replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -39,13 +55,31 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write; renamed onto `path` when the block ends
     without an error, deleted either way."""
-    path = Path(path)
+    path = resolve_target(path)
+    _remove_stale(path)
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with _as_write_error(path):
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _as_write_error(target: Path) -> Iterator[None]:
+    """An OS error (or safetensors' own error for one) while writing becomes a `WriteError`
+    naming the target."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except WriteError:
+        raise
+    except (OSError, SafetensorError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise WriteError(f"cannot write {target}: {reason}") from exc
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -60,6 +94,112 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def resolve_target(target: str | os.PathLike[str]) -> Path:
+    """The path a write lands on: a symbolic link is followed (the write goes where it
+    points, and the link stays as it was)."""
+    path = Path(target)
+    try:
+        return Path(os.path.realpath(path)) if path.is_symlink() else path
+    except OSError:  # a name too long to look up: whoever writes there gets the error
+        return path
+
+
+def recover(target: Path) -> None:
+    """Undo what killed writers left beside `target`: put back a directory moved aside when
+    the target itself is missing, and remove their temporaries."""
+    for old in _leftovers(target, OLD_MARK):
+        if not target.exists():
+            os.replace(old, target)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    _remove_stale(target)
+
+
+def _remove_stale(target: Path) -> None:
+    for tmp in _leftovers(target, TMP_MARK):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def _leftovers(target: Path, mark: str) -> list[Path]:
+    """Siblings of `target` named `.<name><mark><pid>...` whose process is gone."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}{re.escape(mark)}(\d+)(?:-.*)?")
+    try:
+        siblings = list(target.parent.iterdir())
+    except OSError:
+        return []
+    return [p for p in siblings if (m := pattern.fullmatch(p.name)) and not _alive(int(m[1]))]
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers are never in use once a new write starts
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(directory: Path) -> None:
+    """Give a finished temporary directory the modes a plain mkdir and open would have
+    (`mkdtemp` makes it 0700, some writers make files 0600)."""
+    mask = _umask()
+    for root, dirs, files in os.walk(directory):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+
+
+@contextlib.contextmanager
+def exclusive(target: str | os.PathLike[str], what: str = "an interp run") -> Iterator[None]:
+    """Hold an exclusive lock on `target` (a lock file `.<name>.lock` beside it, or beside
+    its first missing parent, removed on release): a second writer is refused at once with
+    one clear error."""
+    target = Path(os.path.abspath(resolve_target(target)))
+    anchor = target
+    while not anchor.parent.is_dir() and anchor.parent != anchor:
+        anchor = anchor.parent
+    lock = anchor.with_name(f".{anchor.name}.lock")
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as exc:
+            raise OutputPathError(f"cannot write {target}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputPathError(
+                f"{target} is being written by another run ({what}); wait for it to finish "
+                "or choose another output"
+            ) from None
+        try:  # the file may have been removed by its last holder between open and lock
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Move the finished directory `new` onto `target`. An existing `target` is swapped out in
     one step where the platform can (Linux `renameat2(RENAME_EXCHANGE)`), else renamed aside
@@ -70,7 +210,7 @@ def replace_dir(new: Path, target: Path) -> None:
     if _exchange(new, target):
         shutil.rmtree(new, ignore_errors=True)  # `new` now holds the old directory
         return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    old = target.with_name(f".{target.name}{OLD_MARK}{os.getpid()}")
     os.replace(target, old)
     try:
         os.replace(new, target)

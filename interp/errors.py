@@ -13,6 +13,7 @@ __all__ = [
     "SamplingError",
     "TraceFormatError",
     "UnknownModelError",
+    "WriteError",
 ]
 
 
@@ -57,3 +58,8 @@ class ModelMismatchError(InterpError):
 
 class OutputPathError(InterpError):
     """An output directory cannot be written, or holds something that is not ours to replace."""
+
+
+class WriteError(InterpError, OSError):
+    """Writing an output failed part-way (a full disk, a read-only file system); what was
+    there before is unchanged."""

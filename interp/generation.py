@@ -18,6 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp import hooks as H
+from interp import inputs
 from interp.engine import EngineName, choose
 from interp.errors import HookError, InvalidSettingError
 from interp.models.model import Model
@@ -61,6 +62,7 @@ def generate(
       Both record the same activations.
     """
     config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    seed = inputs.seed(seed)
     if top_alternatives < 1:
         raise InvalidSettingError(f"top_alternatives must be >= 1, got {top_alternatives}")
     prompt_ids, prompt_text = _prompt_ids(model, prompt)
@@ -77,6 +79,7 @@ def generate(
             f"{model.name}'s context of {model.n_ctx} tokens"
         )
     names, user_hooks = resolve_hooks(model, hooks, fwd_hooks)
+    check_memory(model, names, total)
     runner = choose(model.bridge, names, [name for name, _ in user_hooks], engine)
     sampler = None
     if forced is None:
@@ -156,13 +159,10 @@ def _forced(forced: list[int] | None, step: int) -> int:
 
 def _prompt_ids(model: Model, prompt: str | Sequence[int]) -> tuple[list[int], str]:
     if isinstance(prompt, str):
-        if not prompt.strip():
-            raise InvalidSettingError("the prompt is empty")
-        ids = model.encode(prompt)
-        text = prompt
+        text = inputs.text(prompt, "the prompt")
+        ids = model.encode(text)
     else:
-        ids = [int(i) for i in prompt]
-        _check_vocab(model, ids, "prompt")
+        ids = inputs.token_ids(prompt, "prompt", model.d_vocab)
         text = model.decode(ids)
     if not ids:
         raise InvalidSettingError("the prompt tokenises to no tokens")
@@ -171,23 +171,54 @@ def _prompt_ids(model: Model, prompt: str | Sequence[int]) -> tuple[list[int], s
 
 def _continuation_ids(model: Model, continuation: str | Sequence[int]) -> list[int]:
     if isinstance(continuation, str):
-        if not continuation:
-            raise InvalidSettingError("the forced continuation is empty")
-        ids = model.encode(continuation, add_special_tokens=False)
+        text = inputs.text(continuation, "the forced continuation", blank_ok=True)
+        ids = model.encode(text, add_special_tokens=False)
     else:
-        ids = [int(i) for i in continuation]
-        _check_vocab(model, ids, "continuation")
+        ids = inputs.token_ids(continuation, "continuation", model.d_vocab)
     if not ids:
         raise InvalidSettingError("the forced continuation tokenises to no tokens")
     return ids
 
 
-def _check_vocab(model: Model, ids: list[int], what: str) -> None:
-    bad = [i for i in ids if not 0 <= i < model.d_vocab]
-    if bad:
-        raise InvalidSettingError(
-            f"{what} token id {bad[0]} is outside the vocabulary [0, {model.d_vocab})"
-        )
+def recording_bytes(model: Model, names: Sequence[str], n: int) -> int:
+    """About how many bytes recording `names` over `n` positions takes: query-key hooks
+    ([head, query, key], assembled from per-step rows) grow with n squared; the others are
+    [pos, ...], counted at d_model floats a position where their size is not known here."""
+    per_position = {"attn.hook_z": model.n_heads * int(model.cfg.d_head), "hook_scale": 1}
+    total = 0
+    for name in names:
+        if H.is_query_key(name):
+            total += 2 * model.n_heads * n * n  # the whole tensor and its rows before assembly
+        else:
+            suffix = next((s for s in per_position if name.endswith(s)), None)
+            total += n * (per_position[suffix] if suffix else model.d_model)
+    return total * model.dtype.itemsize
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(model: Model, names: Sequence[str], n: int) -> None:
+    """Refuse a run whose recording cannot fit in the memory available, before it starts."""
+    need, have = recording_bytes(model, names, n), available_memory()
+    if have is None or need <= have:
+        return
+    patterns = sum(H.is_query_key(name) for name in names)
+    raise InvalidSettingError(
+        f"recording {len(names)} hooks over {n} positions needs about {need / 1e9:.1f} GB, more "
+        f"than the {have / 1e9:.1f} GB available; record fewer hooks (hooks=...)"
+        + (f", leave out the {patterns} attention-pattern hooks" if patterns else "")
+        + ", or use a shorter prompt or fewer new tokens"
+    )
 
 
 def resolve_hooks(

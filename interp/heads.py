@@ -10,7 +10,8 @@ from torch import Tensor
 
 from interp.errors import InvalidSettingError
 
-_SPEC = re.compile(r"^L(\d+)(?:H(\d+))?$", re.IGNORECASE)
+# ASCII digits only (`\d` would read other scripts' digits), and few of them
+_SPEC = re.compile(r"^L([0-9]{1,6})(?:H([0-9]{1,6}))?$", re.IGNORECASE)
 
 
 def head_label(layer: int, head: int) -> str:

@@ -18,6 +18,8 @@ from torch import Tensor
 
 from interp.errors import InvalidSettingError, SamplingError
 
+MIN_TEMPERATURE = 1e-6  # logits / T must stay finite in float32
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -28,12 +30,22 @@ class SamplingConfig:
     top_p: float | None = None
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise InvalidSettingError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise InvalidSettingError(f"top-k must be >= 1, got {self.top_k}")
-        if self.top_p is not None and not (0 < self.top_p <= 1):
-            raise InvalidSettingError(f"top-p must be in (0, 1], got {self.top_p}")
+        t, k, p = self.temperature, self.top_k, self.top_p
+        if isinstance(t, bool) or not isinstance(t, (int, float)):
+            raise InvalidSettingError(f"temperature must be a number, got {type(t).__name__}")
+        if math.isnan(t) or t < 0:
+            raise InvalidSettingError(f"temperature must be >= 0, got {t}")
+        if math.isinf(t):
+            raise InvalidSettingError(f"temperature must be finite, got {t}")
+        if 0 < t < MIN_TEMPERATURE:
+            raise InvalidSettingError(
+                f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g} (smaller "
+                f"values overflow the logits), got {t:g}"
+            )
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise InvalidSettingError(f"top-k must be >= 1, got {k}")
+        if p is not None and (isinstance(p, bool) or not (0 < p <= 1)):
+            raise InvalidSettingError(f"top-p must be in (0, 1], got {p}")
 
     @property
     def greedy(self) -> bool:

@@ -1,5 +1,6 @@
-"""Results on disk beside a trace: which file holds what, written atomically, read back
-checked. Each result type's `save` and `load` go through here; nothing else names the files.
+"""The on-disk layout of a trace directory: which file holds what, read back safely (regular
+files only, sizes checked before anything is read), written atomically, and where a new trace
+may go. Each result type's `save` and `load` go through here; nothing else names the files.
 
 A result is a key of the trace's summary.json (its headline figures and labels) and, where it
 has tensors, one safetensors file. The tensors are written first, so summary.json never names
@@ -9,7 +10,11 @@ results that are not there.
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
+import struct
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,13 +22,183 @@ from typing import Any
 from torch import Tensor
 
 from interp import atomic
-from interp.errors import TraceFormatError
-from interp.trace import ACTIVATIONS, SUMMARY, read_summary
+from interp.errors import OutputPathError, TraceFormatError
 
+FORMAT = "interp-trace"
+FORMAT_VERSION = 1
+SUMMARY = "summary.json"
+STEPS = "steps.safetensors"
+ACTIVATIONS = "activations.safetensors"
 ANALYSIS_FILE = "analysis.safetensors"
 SWEEP_FILE = "sweep.safetensors"
+REPORT_FILE = "index.html"
+FIGURES_DIR = "figures"
 ABLATIONS_DIR = "ablations"
 EFFECT_FILE = "effect.json"
+# What interp writes in a trace directory: replacing the trace replaces these, and a trace
+# directory holding anything else is not replaced (the user's files, or ablations of it).
+TRACE_ENTRIES = frozenset(
+    {SUMMARY, STEPS, ACTIVATIONS, ANALYSIS_FILE, SWEEP_FILE, REPORT_FILE, FIGURES_DIR}
+)
+MAX_JSON_BYTES = 256 << 20
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own bound on a header
+_ITEMSIZE = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+
+
+def regular_file(path: Path) -> int:
+    """The size of `path`, which must be a regular file (a FIFO, a device or a directory is
+    refused before it is opened)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise TraceFormatError(f"{path} is missing") from None
+    except OSError as exc:
+        raise TraceFormatError(f"{path} cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise TraceFormatError(f"{path} is not a regular file")
+    return info.st_size
+
+
+def read_json(path: Path, limit: int | None = None) -> Any:
+    """A JSON file of at most `limit` bytes (default `MAX_JSON_BYTES`), or a clear error."""
+    limit = MAX_JSON_BYTES if limit is None else limit
+    size = regular_file(path)
+    if size > limit:
+        raise TraceFormatError(f"{path} is {size:,} bytes, more than a trace's {limit:,}")
+    try:
+        with path.open("rb") as fh:
+            return json.loads(fh.read(limit + 1))
+    except RecursionError:
+        raise TraceFormatError(f"{path} is nested too deeply to be interp's") from None
+    except (OSError, ValueError) as exc:
+        raise TraceFormatError(f"{path} is not readable JSON ({exc})") from None
+
+
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """The header of a safetensors file, checked against the file: a sane size, known dtypes,
+    and every tensor's bytes inside the file and matching its shape (ValueError otherwise)."""
+    size = os.stat(path).st_size
+    with path.open("rb") as fh:
+        raw = fh.read(8)
+        if len(raw) < 8:
+            raise ValueError("too short for a safetensors file")
+        (n,) = struct.unpack("<Q", raw)
+        if not 0 < n <= min(MAX_HEADER_BYTES, size - 8):
+            raise ValueError(f"its header claims {n:,} bytes of a {size:,}-byte file")
+        header = json.loads(fh.read(n))
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    data = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            itemsize = _ITEMSIZE[info["dtype"]]
+            shape = [int(d) for d in info["shape"]]
+            start, end = (int(x) for x in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"tensor {name!r} has a malformed entry") from None
+        if min(shape, default=0) < 0 or not 0 <= start <= end <= data:
+            raise ValueError(f"tensor {name!r} lies outside the file")
+        if end - start != math.prod(shape) * itemsize:
+            raise ValueError(f"tensor {name!r} does not match its shape {shape}")
+    return header
+
+
+def load_tensors(path: Path, what: str) -> dict[str, Tensor]:
+    """Every tensor of a safetensors file, after checking the file (a clear error naming it)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    regular_file(path)
+    try:
+        safetensors_header(path)
+        return load_file(path)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise TraceFormatError(f"{path}: cannot read the {what} ({exc})") from None
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """summary.json of a trace directory, after checking that it is one, of a known version."""
+    if not path.is_dir():
+        raise TraceFormatError(f"{path} is not a trace directory (it does not exist)")
+    if not (path / SUMMARY).exists():
+        raise TraceFormatError(f"{path} is not an interp trace (no {SUMMARY})")
+    summary = read_json(path / SUMMARY)
+    if not isinstance(summary, dict) or summary.get("format") != FORMAT:
+        raise TraceFormatError(f"{path} is not an interp trace ({SUMMARY} has no interp format)")
+    version = summary.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise TraceFormatError(
+            f"{path} holds a trace of format version {json.dumps(version)} ({SUMMARY}'s "
+            f"format_version); this interp reads version {FORMAT_VERSION}: record it again"
+        )
+    return summary
+
+
+def is_trace_dir(path: Path) -> bool:
+    try:
+        read_summary(path)
+    except TraceFormatError:
+        return False
+    return True
+
+
+def has_results(directory: str | os.PathLike[str], key: str, tensors_file: str) -> bool:
+    """True when the trace directory holds the results `key` and their tensors file."""
+    path = Path(directory)
+    return key in read_summary(path) and (path / tensors_file).exists()
+
+
+def read_results(
+    directory: str | os.PathLike[str], key: str, tensors_file: str, needed: Sequence[str] = ()
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """`summary.json[key]` and the tensors file, with a clear error if either is missing or
+    lacks one of the `needed` tensors."""
+    path = Path(directory)
+    summary = read_summary(path).get(key)
+    if not isinstance(summary, dict):
+        raise TraceFormatError(f"{path} holds no {key} results")
+    tensors = load_tensors(path / tensors_file, f"{key} results")
+    absent = [name for name in needed if name not in tensors]
+    if absent:
+        raise TraceFormatError(f"{path / tensors_file} lacks {', '.join(absent[:3])}")
+    return summary, tensors
+
+
+def read_window(
+    directory: str | os.PathLike[str], names: Sequence[str], start: int
+) -> list[Tensor]:
+    """Query-key activations ([head, query, key]) of a trace, cropped to positions start..,
+    read without loading the rest of the file."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(directory) / ACTIVATIONS
+    regular_file(path)
+    try:
+        safetensors_header(path)
+        with safe_open(path, framework="pt") as fh:
+            keys = set(fh.keys())
+            return [fh.get_slice(name)[:, start:, start:] for name in names if name in keys]
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise TraceFormatError(f"{path}: cannot read the activations ({exc})") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+
+
+def dumps(value: Any) -> str:
+    """JSON as interp writes it: strict (a NaN or infinity is an error, never a bare `NaN`
+    that other parsers reject), UTF-8 text kept readable."""
+    return json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False)
 
 
 def write_results(
@@ -38,66 +213,71 @@ def write_results(
 
     path = Path(directory)
     current = read_summary(path)
+    current[key] = summary
+    text = dumps(current)  # before any write: a value JSON cannot hold fails here
     if tensors is not None and tensors_file is not None:
         with atomic.atomic_file(path / tensors_file) as tmp:
             save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
-    current[key] = summary
-    atomic.write_text(path / SUMMARY, json.dumps(current, indent=1, ensure_ascii=False))
+    atomic.write_text(path / SUMMARY, text)
 
 
-def has_results(directory: str | os.PathLike[str], key: str, tensors_file: str) -> bool:
-    """True when the trace directory holds the results `key` and their tensors file."""
-    path = Path(directory)
-    return key in read_summary(path) and (path / tensors_file).is_file()
+def check_output_dir(path: Path, *, own: frozenset[str] = TRACE_ENTRIES) -> None:
+    """Refuse an output directory we may not (over)write, before any work is done.
+
+    Allowed: a path that does not exist yet, an empty directory, or an interp trace holding
+    only what interp writes there (`own`), which is replaced. The location is tried by
+    creating the temporary directory the write will use, so a path that cannot be written
+    fails now, not after the work.
+    """
+    target = Path(os.path.abspath(atomic.resolve_target(path)))
+    cwd = Path.cwd()
+    if target == cwd or target in cwd.parents:
+        raise OutputPathError(
+            f"output directory {str(path) or '.'!r} is the current directory or holds it; "
+            "name a directory inside it"
+        )
+    if target.exists():
+        if not target.is_dir():
+            raise OutputPathError(f"output path {path} exists and is not a directory")
+        entries = list(target.iterdir())
+        if entries and not is_trace_dir(target):
+            raise OutputPathError(
+                f"output directory {path} exists and is not an interp trace; refusing to "
+                "overwrite it (choose another --out)"
+            )
+        others = sorted(e.name + ("/" if e.is_dir() else "") for e in entries if e.name not in own)
+        if others:
+            shown = ", ".join(others[:4]) + (
+                f" and {len(others) - 4} more" if len(others) > 4 else ""
+            )
+            raise OutputPathError(
+                f"output directory {path} holds a trace and other files that replacing it "
+                f"would delete ({shown}); move them or choose another --out"
+            )
+    _try_location(path, target)
 
 
-def read_results(
-    directory: str | os.PathLike[str], key: str, tensors_file: str, needed: Sequence[str] = ()
-) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """`summary.json[key]` and the tensors file, with a clear error if either is missing or
-    lacks one of the `needed` tensors."""
-    from safetensors.torch import load_file
-
-    path = Path(directory)
-    summary = read_summary(path).get(key)
-    if not isinstance(summary, dict):
-        raise TraceFormatError(f"{path} holds no {key} results")
+def _try_location(path: Path, target: Path) -> None:
+    """Create (and remove) the temporary directory a write to `target` would make."""
+    existing = target.parent
+    missing = [target.name]
+    while not existing.exists():
+        missing.append(existing.name)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"{path} is not writable: {existing} is a file, not a directory")
     try:
-        tensors = load_file(path / tensors_file)
-    except (OSError, ValueError, RuntimeError) as exc:
-        message = f"{path / tensors_file}: cannot read the {key} results ({exc})"
-        raise TraceFormatError(message) from None
-    absent = [name for name in needed if name not in tensors]
-    if absent:
-        raise TraceFormatError(f"{path / tensors_file} lacks {', '.join(absent[:3])}")
-    return summary, tensors
-
-
-def read_window(
-    directory: str | os.PathLike[str], names: Sequence[str], start: int
-) -> list[Tensor]:
-    """Query-key activations ([head, query, key]) of a trace, cropped to positions start..,
-    read without loading the rest of the file."""
-    from safetensors import safe_open
-
-    path = Path(directory) / ACTIVATIONS
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    probe_name = f".{target.name}{atomic.TMP_MARK}{os.getpid()}-xxxxxxxx"
+    for name in [*missing[1:], probe_name]:
+        if len(os.fsencode(name)) > name_max:
+            raise OutputPathError(f"cannot write {path}: the name {name[:40]!r}... is too long")
     try:
-        with safe_open(path, framework="pt") as fh:
-            keys = set(fh.keys())
-            return [fh.get_slice(name)[:, start:, start:] for name in names if name in keys]
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise TraceFormatError(f"{path}: cannot read the activations ({exc})") from None
-
-
-def read_json_files(directory: str | os.PathLike[str], pattern: str) -> list[dict[str, Any]]:
-    """Every JSON object in files matching `pattern` below `directory`, in name order; a
-    stray unreadable file is skipped (not worth refusing a report for)."""
-    out = []
-    for file in sorted(Path(directory).glob(pattern)):
-        try:
-            value = json.loads(file.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(value, dict):
-            out.append(value)
-    return out
+        probe = tempfile.mkdtemp(
+            prefix=f".{target.name}{atomic.TMP_MARK}{os.getpid()}-", dir=existing
+        )
+        os.rmdir(probe)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write output directory {path}: {exc.strerror}") from None

@@ -8,7 +8,6 @@ On disk a trace is a directory:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,20 +17,28 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp import atomic
-from interp.errors import HookError, ModelMismatchError, OutputPathError, TraceFormatError
+from interp import atomic, schema
+from interp import hooks as H
+from interp.errors import HookError, ModelMismatchError, TraceFormatError
 from interp.hooks import missing
+from interp.store import (
+    ACTIVATIONS,
+    FORMAT,
+    FORMAT_VERSION,
+    STEPS,
+    SUMMARY,
+    check_output_dir,
+    dumps,
+    load_tensors,
+    read_summary,
+)
 
 if TYPE_CHECKING:
     from transformer_lens import ActivationCache
 
     from interp.models.model import Model
 
-FORMAT = "interp-trace"
-FORMAT_VERSION = 1
-SUMMARY = "summary.json"
-STEPS = "steps.safetensors"
-ACTIVATIONS = "activations.safetensors"
+STOP_REASONS = ("max_new_tokens", "eos", "forced")
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,12 @@ class Trace:
                 f"this trace was recorded with other weights for {self.model_name!r} "
                 f"(checksum {recorded}, loaded {model.checksum})"
             )
+        for name, ids in (("token_ids", self.token_ids), ("top_ids", self.top_ids)):
+            if ids.numel() and int(ids.max()) >= model.d_vocab:
+                raise TraceFormatError(
+                    f"this trace's {name} hold id {int(ids.max())}, outside {model.name}'s "
+                    f"vocabulary of {model.d_vocab}"
+                )
         self.model = model
         return self
 
@@ -207,9 +220,9 @@ class Trace:
             save_file({k: v.contiguous().cpu() for k, v in steps.items()}, tmp / STEPS)
             acts = {k: v.contiguous().cpu() for k, v in self.activations.items()}
             save_file(acts, tmp / ACTIVATIONS)
-            (tmp / SUMMARY).write_text(json.dumps(self.summary(), indent=1, ensure_ascii=False))
+            (tmp / SUMMARY).write_text(dumps(self.summary()), encoding="utf-8")
             for name, content in (extra_json or {}).items():
-                (tmp / name).write_text(json.dumps(content, indent=1, ensure_ascii=False))
+                (tmp / name).write_text(dumps(content), encoding="utf-8")
         return target
 
     @classmethod
@@ -220,91 +233,83 @@ class Trace:
         *,
         activations: bool = True,
     ) -> Trace:
-        """Read a trace written by `save`; with `model`, also bind it (same model only).
-        `activations=False` skips the activations file (for readers of the tokens and
-        statistics alone, such as the report): the trace then has no activations."""
-        from safetensors.torch import load_file
-
+        """Read a trace written by `save`, checking every field and tensor against the others
+        (`TraceFormatError` names the file and the field); with `model`, also bind it (same
+        model only). `activations=False` skips the activations file (for readers of the
+        tokens and statistics alone, such as the report): the trace then has none."""
         path = Path(directory)
         summary = read_summary(path)
-        try:
-            steps = load_file(path / STEPS)
-            acts = load_file(path / ACTIVATIONS) if activations else {}
-            settings = GenerationSettings(**summary["settings"])
-            trace = cls(
-                model_name=summary["model"],
-                prompt=summary["prompt"],
-                token_ids=steps["token_ids"],
-                prompt_len=int(summary["prompt_len"]),
-                token_strs=list(summary["token_strs"]),
-                continuation=summary["continuation"],
-                settings=settings,
-                token_logprobs=steps["token_logprobs"],
-                token_ranks=steps["token_ranks"],
-                top_ids=steps["top_ids"],
-                top_probs=steps["top_probs"],
-                activations={k: acts[k] for k in summary["hooks"]} if activations else {},
-                stop_reason=summary["stop_reason"],
-                timings=dict(summary["timings"]),
-                provenance=dict(summary["provenance"]),
+        where = path / SUMMARY
+        prompt_len = schema.field(summary, "prompt_len", int, where)
+        token_strs = schema.items(summary, "token_strs", str, where)
+        hooks = schema.items(summary, "hooks", str, where)
+        stop_reason = schema.field(summary, "stop_reason", str, where)
+        if stop_reason not in STOP_REASONS:
+            raise TraceFormatError(f"{where}: stop_reason {stop_reason!r} is not one of interp's")
+        steps = load_tensors(path / STEPS, "per-step tensors")
+        n = len(token_strs)
+        if not 1 <= prompt_len < n:
+            raise TraceFormatError(
+                f"{where}: prompt_len {prompt_len} is out of range for {n} tokens"
             )
-        except (OSError, KeyError, TypeError, ValueError) as exc:
-            raise TraceFormatError(f"{path} is not a readable interp trace ({exc})") from None
+        gen = n - prompt_len
+        token_ids = schema.tensor(steps, "token_ids", path / STEPS, "int", [n])
+        if bool((token_ids < 0).any()):
+            raise TraceFormatError(f"{path / STEPS}: tensor 'token_ids' holds negative ids")
+        top_ids = schema.tensor(steps, "top_ids", path / STEPS, "int", [gen, None])
+        k = top_ids.shape[1]
+        acts = load_tensors(path / ACTIVATIONS, "activations") if activations else {}
+        trace = cls(
+            model_name=schema.field(summary, "model", str, where),
+            prompt=schema.field(summary, "prompt", str, where),
+            token_ids=token_ids,
+            prompt_len=prompt_len,
+            token_strs=token_strs,
+            continuation=schema.field(summary, "continuation", str, where),
+            settings=_settings(summary, where),
+            token_logprobs=schema.tensor(steps, "token_logprobs", path / STEPS, "float", [gen]),
+            token_ranks=schema.tensor(steps, "token_ranks", path / STEPS, "int", [gen]),
+            top_ids=top_ids,
+            top_probs=schema.tensor(steps, "top_probs", path / STEPS, "float", [gen, k]),
+            activations={name: _activation(acts, name, n, path) for name in hooks}
+            if activations
+            else {},
+            stop_reason=stop_reason,
+            timings=schema.mapping(summary, "timings", float, where),
+            provenance=schema.mapping(summary, "provenance", str, where),
+        )
         if model is not None:
             trace.bind(model)
         return trace
 
 
+def _settings(summary: dict[str, Any], where: Path) -> GenerationSettings:
+    record = schema.field(summary, "settings", dict, where)
+    f = schema.field
+    return GenerationSettings(
+        max_new_tokens=f(record, "max_new_tokens", int, where),
+        temperature=f(record, "temperature", float, where),
+        top_k=f(record, "top_k", int, where, none=True),
+        top_p=f(record, "top_p", float, where, none=True),
+        seed=f(record, "seed", int, where, none=True),
+        stop_at_eos=f(record, "stop_at_eos", bool, where),
+        continuation=f(record, "continuation", str, where, none=True),
+    )
+
+
+def _activation(acts: dict[str, Tensor], name: str, n: int, path: Path) -> Tensor:
+    """One recorded hook, [pos, ...] (query-key hooks [head, query, key]) over `n` positions."""
+    where = path / ACTIVATIONS
+    if name not in acts:
+        raise TraceFormatError(f"{where}: the hook {name!r} listed in {SUMMARY} is missing")
+    value = acts[name]
+    if H.is_query_key(name):
+        shape: list[int | None] = [None, n, n]
+    else:
+        shape = [n, *([None] * (value.dim() - 1))] if value.dim() >= 1 else [n]
+    scores = name.endswith("hook_attn_scores")
+    return schema.tensor(acts, name, where, "float", shape, allow_neg_inf=scores)
+
+
 def _same(a: Tensor, b: Tensor) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and bool(torch.equal(a.cpu(), b.cpu()))
-
-
-def read_summary(path: Path) -> dict[str, Any]:
-    """summary.json of a trace directory, after checking that it is one, of a known version."""
-    file = path / SUMMARY
-    if not path.is_dir():
-        raise TraceFormatError(f"{path} is not a trace directory (it does not exist)")
-    try:
-        summary = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise TraceFormatError(f"{path} is not an interp trace (no {SUMMARY})") from None
-    except (OSError, ValueError) as exc:
-        raise TraceFormatError(f"{file} is not readable JSON ({exc})") from None
-    if not isinstance(summary, dict) or summary.get("format") != FORMAT:
-        raise TraceFormatError(f"{path} is not an interp trace ({SUMMARY} has no interp format)")
-    version = summary.get("format_version")
-    if version != FORMAT_VERSION:
-        raise TraceFormatError(
-            f"{path} holds a trace of format version {version}; this interp reads version "
-            f"{FORMAT_VERSION}: record it again"
-        )
-    return summary
-
-
-def is_trace_dir(path: Path) -> bool:
-    try:
-        read_summary(path)
-    except TraceFormatError:
-        return False
-    return True
-
-
-def check_output_dir(path: Path) -> None:
-    """Refuse an output directory we may not (over)write, before any work is done.
-
-    Allowed: a path that does not exist yet (its parent creatable and writable), an empty
-    directory, or an existing interp trace (which is replaced).
-    """
-    if path.exists():
-        if not path.is_dir():
-            raise OutputPathError(f"output path {path} exists and is not a directory")
-        if any(path.iterdir()) and not is_trace_dir(path):
-            raise OutputPathError(
-                f"output directory {path} exists and is not an interp trace; refusing to "
-                "overwrite it (choose another --out)"
-            )
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(f"cannot write output directory {path}: {parent} is not writable")

@@ -13,7 +13,8 @@ from interp.interventions.ablate import AblationReport, ablate
 from interp.interventions.ablation import AblationMode, ablation_dirname
 from interp.interventions.sweep import SweepMethod, SweepResult, sweep
 from interp.models.model import Model
-from interp.trace import Trace, check_output_dir
+from interp.store import check_output_dir
+from interp.trace import Trace
 
 
 def analyze_into(model: Model, trace: Trace, directory: str | os.PathLike[str]) -> Analysis:

@@ -34,6 +34,17 @@ def _seed_everything():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def unchecked():
+    """For tests that pass ill-typed values on purpose to reach interp's own validation: the
+    suite's runtime type checker (tests/typecheck.py) would refuse them first."""
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", False)
+
+
 def _tiny_tokenizer(with_bos: bool, directory):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast

@@ -132,7 +132,8 @@ def test_generate_writes_a_trace_and_says_where(capsys, tmp_path, monkeypatch, s
 def test_first_run_converts_quietly_when_stderr_is_not_a_terminal(tmp_path):
     """`interp` from a fresh cache, its output piped: the conversion is announced in one log
     line, without transformers' progress bar (which ignores its own switch, see
-    `models._gguf_progress_bar_follows_transformers`), and the converted cache works."""
+    `interp.models.cache._gguf_progress_bar_follows_transformers`), and the converted cache
+    works."""
     env = {**os.environ, "INTERP_CACHE_DIR": str(tmp_path / "cache")}
     argv = [str(Path(sys.executable).parent / "interp"), "generate", "earth revolve around"]
     argv += ["--max-new-tokens", "2", "--out", str(tmp_path / "trace")]

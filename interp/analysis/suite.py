@@ -14,13 +14,14 @@ import torch
 from torch import Tensor
 
 from interp import hooks as H
-from interp import store
+from interp import schema, store
 from interp.analysis.attention import AttentionResult, HeadRoles, attention, head_roles
 from interp.analysis.attribution import AttributionResult, direct_logit_attribution
 from interp.analysis.logit_lens import LogitLensResult, logit_lens
 from interp.errors import TraceFormatError
 from interp.models.model import Model
-from interp.trace import Trace, read_summary
+from interp.store import read_summary
+from interp.trace import Trace
 
 KEY = "analysis"
 ANALYSIS_FORMAT_VERSION = 1
@@ -101,28 +102,31 @@ class Analysis:
                 f"{path} has no analysis results: run `interp analyze {path}` first "
                 "(or `interp run`)"
             )
-        needed = [f"{part}.{name}" for part, names in _FIELDS.items() for name in names]
-        summary, t = store.read_results(directory, KEY, store.ANALYSIS_FILE, needed)
+        summary, t = store.read_results(directory, KEY, store.ANALYSIS_FILE)
         version = summary.get("format_version")
         if version != ANALYSIS_FORMAT_VERSION or "vocab" not in summary:
             raise TraceFormatError(
                 f"{path} holds analysis results of an older format (version {version}); "
                 f"run `interp analyze {path}` again"
             )
-
-        def fields_of(part: str) -> dict[str, Tensor]:
-            return {name: t[f"{part}.{name}"] for name in _FIELDS[part]}
-
+        where = Path(directory) / store.SUMMARY
+        layers = schema.items(
+            schema.field(summary, "logit_lens", dict, where), "layers", str, where
+        )
+        roles_summary = schema.field(summary, "head_roles", dict, where)
+        probe = schema.field(summary, "probe", dict, where)
+        block_len = schema.field(probe, "block_len", int, where)
+        vocab = schema.mapping(summary, "vocab", str, where)
+        if not all(k.isdigit() for k in vocab):
+            raise TraceFormatError(f"{where}: the keys of 'vocab' must be token ids")
         p, n = trace.prompt_len, trace.n_positions
+        fields = _check_tensors(t, Path(directory) / store.ANALYSIS_FILE, len(layers), n - p)
         positions = list(range(p - 1, n - 1))
         targets = trace.token_ids[p:n].clone()
         lens = LogitLensResult(
-            layers=list(summary["logit_lens"]["layers"]),
-            positions=positions,
-            target_ids=targets,
-            **fields_of("logit_lens"),
+            layers=layers, positions=positions, target_ids=targets, **fields["logit_lens"]
         )
-        n_layers = len(lens.layers) - 1
+        n_layers = len(layers) - 1
         start = 0 if pattern_window is None else max(0, n - pattern_window)
         names = [H.pattern(layer) for layer in range(n_layers)]
         patterns = store.read_window(directory, names, start)
@@ -133,19 +137,51 @@ class Analysis:
             query_positions=positions,
             tokens=list(trace.token_strs),
             window_start=start,
-            **fields_of("attention"),
+            **fields["attention"],
         )
-        block_len = int(summary["probe"]["block_len"])
-        roles_fields = fields_of("head_roles")
         roles = HeadRoles(
             block_len=block_len,
-            offset=len(roles_fields["probe_tokens"]) - 2 * block_len,
-            roles=tuple(summary["head_roles"]),
-            **roles_fields,
+            offset=len(fields["head_roles"]["probe_tokens"]) - 2 * block_len,
+            roles=tuple(roles_summary),
+            **fields["head_roles"],
         )
-        dla = AttributionResult(positions=positions, target_ids=targets, **fields_of("attribution"))
-        vocab = {int(k): str(v) for k, v in summary["vocab"].items()}
-        return cls(lens, att, roles, dla, vocab, dict(summary.get("timings", {})))
+        dla = AttributionResult(positions=positions, target_ids=targets, **fields["attribution"])
+        timings = schema.mapping(summary, "timings", float, where) if "timings" in summary else {}
+        return cls(lens, att, roles, dla, {int(k): v for k, v in vocab.items()}, timings)
+
+
+def _check_tensors(
+    t: dict[str, Tensor], where: Path, n_rows: int, steps: int
+) -> dict[str, dict[str, Tensor]]:
+    """The stored tensors, each of its kind and shape (rows = layers + 1, steps generated)."""
+    scores = schema.tensor(t, "head_roles.scores", where, "float", [None, n_rows - 1, None])
+    heads = scores.shape[2]
+    probe = schema.tensor(t, "head_roles.probe_tokens", where, "int", [None])
+    shapes: dict[str, tuple[schema.Kind, list[int | None]]] = {
+        "logit_lens.top_ids": ("int", [n_rows, steps, None]),
+        "logit_lens.top_probs": ("float", [n_rows, steps, None]),
+        "logit_lens.target_probs": ("float", [n_rows, steps]),
+        "logit_lens.target_ranks": ("int", [n_rows, steps]),
+        "logit_lens.kl": ("float", [n_rows, steps]),
+        "logit_lens.prediction_depth": ("int", [steps]),
+        "attention.top_positions": ("int", [n_rows - 1, heads, steps, None]),
+        "attention.top_weights": ("float", [n_rows - 1, heads, steps, None]),
+        "head_roles.scores": ("float", [None, n_rows - 1, heads]),
+        "head_roles.probe_tokens": ("int", [None]),
+        "head_roles.token_loss": ("float", [max(len(probe) - 1, 0)]),
+        "attribution.embed": ("float", [steps]),
+        "attribution.heads": ("float", [steps, n_rows - 1, heads]),
+        "attribution.attn_bias": ("float", [steps, n_rows - 1]),
+        "attribution.mlp": ("float", [steps, n_rows - 1]),
+        "attribution.constant": ("float", [steps]),
+        "attribution.logits": ("float", [steps]),
+    }
+    out: dict[str, dict[str, Tensor]] = {part: {} for part in _FIELDS}
+    for part, names in _FIELDS.items():
+        for name in names:
+            kind, shape = shapes[f"{part}.{name}"]
+            out[part][name] = schema.tensor(t, f"{part}.{name}", where, kind, shape)
+    return out
 
 
 def analyze(model: Model, trace: Trace) -> Analysis:

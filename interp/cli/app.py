@@ -26,14 +26,17 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
     parser = build_parser()
     args = parser.parse_args(argv)
     args.own_process = own_process
-    configure_output()
     try:
+        configure_output()
         return int(args.func(args))
     except (InvalidSettingError, UnknownModelError, OutputPathError, TraceFormatError) as exc:
         _error(exc)
         return EXIT_BAD_INPUT
     except InterpError as exc:
         _error(exc)
+        return EXIT_ERROR
+    except OSError as exc:  # a file system that failed under us, outside interp's own writes
+        _error(f"{exc.strerror or exc}: {exc.filename or ''}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _error("interrupted; nothing was written")
@@ -47,4 +50,9 @@ def _error(message: object) -> None:
 
 def console_main() -> None:
     """The `interp` program's entry point: the process is the CLI's own."""
-    sys.exit(main(own_process=True))
+    try:
+        code = main(own_process=True)
+    except KeyboardInterrupt:  # before main's own handler is in place
+        _error("interrupted; nothing was written")
+        code = 130
+    sys.exit(code)

@@ -13,13 +13,18 @@ AUTO_SWEEP_TOKENS = 40  # interp run sweeps by default up to this many generated
 
 
 def slug(text: str, limit: int = 60) -> str:
-    """A directory name for a prompt: lower case, words joined by '-'."""
-    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    """A directory name for a prompt: lower case, words (of any script) joined by '-'."""
+    words = re.sub(r"[\W_]+", "-", text.lower()).strip("-")
     return words[:limit].rstrip("-") or "trace"
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    model, trace, out = _generate(args)
+    from interp.atomic import exclusive
+
+    out = _check_generation(args)
+    with exclusive(out):
+        _check_output(args, out)
+        model, trace = _generate(args, out)
     print(f"{trace.prompt}\u2502{trace.continuation}")
     mean_lp = float(trace.token_logprobs.mean())
     print(
@@ -30,23 +35,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generate(args: argparse.Namespace):
-    """Validate generation options, load the model, record and save the trace."""
+def _check_generation(args: argparse.Namespace) -> Path:
+    """Every generation option that can be checked without the model; the output path."""
+    from interp import inputs
     from interp.errors import InvalidSettingError
     from interp.sampling import SamplingConfig
-    from interp.trace import check_output_dir
 
-    # Everything that can be checked without the model is checked before loading it.
-    if not args.prompt.strip():
-        raise InvalidSettingError("the prompt is empty")
+    inputs.text(args.prompt, "the prompt")
     if args.max_new_tokens < 1:
         raise InvalidSettingError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if args.continuation is not None and not args.continuation:
-        raise InvalidSettingError("--continuation is empty")
+    if args.continuation is not None:
+        inputs.text(args.continuation, "--continuation", blank_ok=True)
     SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    out = args.out if args.out is not None else Path("reports") / slug(args.prompt)
-    check_output_dir(out)
+    inputs.seed(args.seed)
+    return args.out if args.out is not None else Path("reports") / slug(args.prompt)
 
+
+def _check_output(args: argparse.Namespace, out: Path) -> None:
+    """The output directory may be written; a default one that holds another prompt's trace
+    is never replaced without --out."""
+    from interp.errors import OutputPathError
+    from interp.store import check_output_dir, is_trace_dir, read_summary
+
+    check_output_dir(out)
+    if args.out is None and is_trace_dir(out):
+        other = read_summary(out).get("prompt")
+        if other != args.prompt:
+            raise OutputPathError(
+                f"{out} holds the trace of another prompt ({str(other)[:40]!r}); pass "
+                f"--out {out} to replace it, or another --out"
+            )
+
+
+def _generate(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
+    """Load the model, record the trace and save it to `out`."""
     from interp.generation import generate
 
     model = _load_model(args, args.model)
@@ -64,7 +86,7 @@ def _generate(args: argparse.Namespace):
         engine=args.engine,
     )
     trace.save(out)
-    return model, trace, out
+    return model, trace
 
 
 def _load_model(args: argparse.Namespace, name: str) -> Any:
@@ -80,21 +102,23 @@ def _load_model(args: argparse.Namespace, name: str) -> Any:
 
 
 def load_trace(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The trace in `args.trace_dir` with the model it was recorded with (the trace is
-    checked before the model loads)."""
-    from interp.trace import Trace, read_summary
+    """The trace in `args.trace_dir` (read and checked first), then the model it was recorded
+    with, bound to it."""
+    from interp.trace import Trace
 
-    summary = read_summary(args.trace_dir)  # a clear error before any model is loaded
-    model = _load_model(args, summary["model"])
-    return model, Trace.load(args.trace_dir, model=model)
+    trace = Trace.load(args.trace_dir)  # a clear error before any model is loaded
+    model = _load_model(args, trace.model_name)
+    return model, trace.bind(model)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from interp.atomic import exclusive
     from interp.store import ANALYSIS_FILE
     from interp.workflow import analyze_into
 
-    model, trace = load_trace(args)
-    summary = analyze_into(model, trace, args.trace_dir).summary()
+    with exclusive(args.trace_dir):
+        model, trace = load_trace(args)
+        summary = analyze_into(model, trace, args.trace_dir).summary()
 
     lens = summary["logit_lens"]
     shown = range(0, len(lens["layers"]), max(1, len(lens["layers"]) // 6))
@@ -140,20 +164,23 @@ def _marked(text_ids: list[int], model, divergence: int | None) -> str:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    from interp.atomic import exclusive
     from interp.heads import parse_heads
     from interp.workflow import ablate_into
 
-    model, trace = load_trace(args)
-    heads = parse_heads(args.heads, model.n_layers, model.n_heads)  # before any work
-    report, out = ablate_into(
-        model,
-        trace,
-        args.trace_dir,
-        heads,
-        args.mode,
-        resample_text=args.resample_text,
-        progress=sys.stderr.isatty(),
-    )
+    _check_resample_text(args)
+    with exclusive(args.trace_dir):
+        model, trace = load_trace(args)
+        heads = parse_heads(args.heads, model.n_layers, model.n_heads)  # before any work
+        report, out = ablate_into(
+            model,
+            trace,
+            args.trace_dir,
+            heads,
+            args.mode,
+            resample_text=args.resample_text,
+            progress=sys.stderr.isatty(),
+        )
     regen = report.regeneration
     assert regen is not None  # ablate_into always regenerates
 
@@ -177,29 +204,32 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from interp.atomic import exclusive
+    from interp.errors import InvalidSettingError
     from interp.store import SWEEP_FILE
     from interp.workflow import sweep_into
 
     if args.verify is not None and args.verify < 1:
-        from interp.errors import InvalidSettingError
-
         raise InvalidSettingError(f"--verify must be >= 1, got {args.verify}")
-    model, trace = load_trace(args)
-    result = sweep_into(
-        model,
-        trace,
-        args.trace_dir,
-        args.mode,
-        method="triage" if args.triage else "exact",
-        verify=args.verify,
-        resample_text=args.resample_text,
-        progress=sys.stderr.isatty(),
-    )
+    _check_resample_text(args)
+    with exclusive(args.trace_dir):
+        model, trace = load_trace(args)
+        result = sweep_into(
+            model,
+            trace,
+            args.trace_dir,
+            args.mode,
+            method="triage" if args.triage else "exact",
+            verify=args.verify,
+            resample_text=args.resample_text,
+            progress=sys.stderr.isatty(),
+        )
     summary = result.summary()
     n = int(result.verified.sum())
+    rho = summary["estimate_spearman"]
     print(
         f"{result.method} sweep ({args.mode} ablation), {n} heads computed exactly, "
-        f"estimate rank correlation {summary['estimate_spearman']:+.2f}"
+        f"estimate rank correlation {'n/a' if rho is None else f'{rho:+.2f}'}"
     )
     print("largest effects on the continuation's total log-prob:")
     for head, delta in summary["top_heads"]:
@@ -208,24 +238,37 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_resample_text(args: argparse.Namespace) -> None:
+    from interp import inputs
+
+    if args.resample_text is not None:
+        inputs.text(args.resample_text, "--resample-text")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from interp.atomic import exclusive
     from interp.report.page import build_report
 
-    page = build_report(args.trace_dir)
+    with exclusive(args.trace_dir):
+        page = build_report(args.trace_dir)
     print(f"report written to {page.resolve().as_uri()}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from interp.atomic import exclusive
     from interp.report.page import build_report
     from interp.workflow import analyze_into, sweep_into
 
-    model, trace, out = _generate(args)
-    print(f"{trace.prompt}\u2502{trace.continuation}")
-    analyze_into(model, trace, out)
-    do_sweep = args.sweep if args.sweep is not None else trace.n_generated <= AUTO_SWEEP_TOKENS
-    if do_sweep:
-        sweep_into(model, trace, out, progress=sys.stderr.isatty())
-    page = build_report(out)
+    out = _check_generation(args)
+    with exclusive(out):
+        _check_output(args, out)
+        model, trace = _generate(args, out)
+        print(f"{trace.prompt}\u2502{trace.continuation}")
+        analyze_into(model, trace, out)
+        auto = trace.n_generated <= AUTO_SWEEP_TOKENS
+        if args.sweep if args.sweep is not None else auto:
+            sweep_into(model, trace, out, progress=sys.stderr.isatty())
+        page = build_report(out)
     print(f"report written to {page.resolve().as_uri()}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NoReturn
 
 from interp.cli.commands import (
     AUTO_SWEEP_TOKENS,
@@ -33,8 +34,15 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with interp's error form: one `interp: error:` line and a hint, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"interp: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="interp",
         description="Record a model's sampled generation with TransformerLens and analyse it.",
     )
@@ -206,7 +214,7 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=_int,
         default=0,
         help="seed of the sampler's own random generator; same seed, same text (default: 0)",
     )

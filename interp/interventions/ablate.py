@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from interp import store
+from interp import schema, store
 from interp.errors import TraceFormatError
 from interp.heads import parse_heads
 from interp.interventions.ablation import Ablation, AblationMode, make_ablation
@@ -71,24 +72,37 @@ class AblationRecord:
     ablated_divergence_char: int | None
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> AblationRecord:
-        names = [f.name for f in fields(cls)]
-        absent = [name for name in names if name not in value]
-        if absent:
-            raise TraceFormatError(f"{store.EFFECT_FILE} lacks {', '.join(absent[:3])}")
-        return cls(**{name: value[name] for name in names})
+    def from_json(cls, value: dict[str, Any], where: Path) -> AblationRecord:
+        """An effect.json's content, every field of its type (or a `TraceFormatError`)."""
+        f, items = schema.field, schema.items
+        return cls(
+            heads=items(value, "heads", str, where),
+            mode=f(value, "mode", str, where),
+            source=f(value, "source", str, where),
+            delta_logprob_total=f(value, "delta_logprob_total", float, where),
+            delta_logprob=items(value, "delta_logprob", float, where),
+            kl=items(value, "kl", float, where),
+            baseline_logprobs=items(value, "baseline_logprobs", float, where),
+            ablated_logprobs=items(value, "ablated_logprobs", float, where),
+            hardest=items(value, "hardest", int, where),
+            baseline_text=f(value, "baseline_text", str, where, none=True),
+            ablated_text=f(value, "ablated_text", str, where, none=True),
+            first_divergence=f(value, "first_divergence", int, where, none=True),
+            baseline_divergence_char=f(value, "baseline_divergence_char", int, where, none=True),
+            ablated_divergence_char=f(value, "ablated_divergence_char", int, where, none=True),
+        )
 
     @classmethod
     def load_all(cls, directory: str | os.PathLike[str]) -> list[AblationRecord]:
-        """Every ablation saved under a trace directory, in name order; a stray or partial
-        file is skipped."""
-        out = []
+        """Every ablation saved under a trace directory, in name order. A malformed effect.json
+        is an error naming it; a directory without one is skipped (an unfinished write)."""
         pattern = f"{store.ABLATIONS_DIR}/*/{store.EFFECT_FILE}"
-        for value in store.read_json_files(directory, pattern):
-            try:
-                out.append(cls.from_json(value))
-            except TraceFormatError:
-                continue
+        out = []
+        for file in sorted(Path(directory).glob(pattern)):
+            value = store.read_json(file)
+            if not isinstance(value, dict):
+                raise TraceFormatError(f"{file} is not a JSON object")
+            out.append(cls.from_json(value, file))
         return out
 
     def parts(self, ablated: bool = False) -> tuple[str, str]:

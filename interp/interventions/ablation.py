@@ -8,6 +8,7 @@ With grouped-query attention one query head is ablated, not its whole KV group. 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 
 from interp import hooks as H
+from interp import inputs
 from interp.errors import InvalidSettingError
 from interp.heads import head_label
 from interp.models.model import Model
@@ -23,6 +25,7 @@ from interp.trace import Trace
 
 AblationMode = Literal["mean", "zero", "resample"]
 MODES: tuple[AblationMode, ...] = ("mean", "zero", "resample")
+MAX_DIRNAME_HEADS = 80  # characters of head labels in a directory name
 
 DEFAULT_RESAMPLE_TEXT = (
     "The committee met on Tuesday to review the budget for the coming year. After a long "
@@ -65,8 +68,13 @@ def heads_label(heads: Sequence[tuple[int, int]]) -> str:
 
 
 def ablation_dirname(heads: Sequence[tuple[int, int]], mode: str) -> str:
-    """The directory name of an ablation under TRACE_DIR/ablations/."""
-    return f"{heads_label(heads).replace(',', '_')}-{mode}"
+    """The directory name of an ablation under TRACE_DIR/ablations/: the heads themselves, or
+    for a long list their count and a hash of it (effect.json lists them all)."""
+    label = heads_label(heads)
+    if len(label) > MAX_DIRNAME_HEADS:
+        digest = hashlib.sha256(label.encode()).hexdigest()[:12]
+        return f"{len(heads)}-heads-{digest}-{mode}"
+    return f"{label.replace(',', '_')}-{mode}"
 
 
 def _replace_z_hook(heads: list[int], value: Tensor) -> Callable:
@@ -129,7 +137,11 @@ def make_ablation(
         values = {layer: torch.zeros(1, model.n_heads, d_head) for layer in layers}
         source = "zeros"
     else:
-        text = resample_text or DEFAULT_RESAMPLE_TEXT
+        text = (
+            DEFAULT_RESAMPLE_TEXT
+            if resample_text is None
+            else inputs.text(resample_text, "the resample text")
+        )
         needed = max(
             min_positions or 0, trace.n_positions, trace.prompt_len + trace.settings.max_new_tokens
         )

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Bool, Float
@@ -67,12 +67,14 @@ class SweepResult:
     def verified_heads(self) -> list[str]:
         return [head_label(l_, h_) for l_, h_ in self.verified.nonzero().tolist()]
 
-    def summary(self, k: int = 10) -> dict:
+    def summary(self, k: int = 10) -> dict[str, Any]:
+        rho = self.estimate_spearman
         return {
             "mode": self.mode,
             "method": self.method,
             "top_heads": [[h, round(v, 5)] for h, v in self.top_heads(k)],
-            "estimate_spearman": round(self.estimate_spearman, 4),
+            # None where it is undefined (fewer than two heads verified): JSON has no NaN
+            "estimate_spearman": None if math.isnan(rho) else round(rho, 4),
             "verified_heads": self.verified_heads,
             "timings": self.timings,
         }

@@ -87,7 +87,7 @@ def convert_gguf(spec: EmbeddedSpec, source: Path, directory: Path) -> dict[str,
     """Dequantise the GGUF to fp32 safetensors in a temporary directory, then swap it in."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting %s from %s (once; it is cached)", spec.name, source.name)
+    log.info("converting %s from %s (one time, about 15 s)", spec.name, source.name)
     with atomic.atomic_dir(directory) as tmp:
         with _gguf_progress_bar_follows_transformers():
             hf: Any = AutoModelForCausalLM.from_pretrained(

@@ -15,20 +15,28 @@ from interp.models.registry import DEFAULT_MODEL, EMBEDDED
 
 
 def resolve_hf_name(name: str) -> str:
-    """A Hub repo id for a name: TransformerLens's official names and aliases, or `org/model`."""
+    """A Hub repo id for a name: TransformerLens's official names and aliases, or `org/model`.
+    A repo id that is also a path here is refused: transformers would load that folder, and a
+    trace's `model` field must never steer which local folder is loaded."""
     from transformer_lens.supported_models import get_official_model_name
 
     try:
-        return get_official_model_name(name)
+        repo = get_official_model_name(name)
     except ValueError:
-        pass
-    if "/" in name and all(part.strip() for part in name.split("/")):
-        return name
-    embedded = ", ".join(sorted(EMBEDDED))
-    raise UnknownModelError(
-        f"unknown model {name!r}: use an embedded model ({embedded}), 'gpt2', or a Hugging "
-        "Face repo id (org/name) of a causal LM that TransformerLens supports"
-    )
+        if not ("/" in name and all(part.strip() for part in name.split("/"))):
+            embedded = ", ".join(sorted(EMBEDDED))
+            raise UnknownModelError(
+                f"unknown model {name!r}: use an embedded model ({embedded}), 'gpt2', or a "
+                "Hugging Face repo id (org/name) of a causal LM that TransformerLens supports"
+            ) from None
+        repo = name
+    if os.path.exists(repo):
+        raise UnknownModelError(
+            f"model name {name!r} is also a path on this machine ({os.path.abspath(repo)}); "
+            "interp loads models by name (an embedded model or a Hugging Face repo id), not "
+            "from local folders: run from another directory"
+        )
+    return repo
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -57,7 +65,7 @@ def load_hub(name: str, hf_name: str, device: torch.device, *, check_kv: bool) -
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def fetch(local_only: bool) -> tuple[Any, Any]:
-        kwargs = {"local_files_only": local_only}
+        kwargs = {"local_files_only": local_only, "trust_remote_code": False}
         hf = AutoModelForCausalLM.from_pretrained(hf_name, dtype=torch.float32, **kwargs)
         tok = AutoTokenizer.from_pretrained(hf_name, **kwargs)
         return hf, tok
