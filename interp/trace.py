@@ -27,6 +27,7 @@ from interp.store import (
     FORMAT_VERSION,
     STEPS,
     SUMMARY,
+    TRACE_ENTRIES,
     check_output_dir,
     dumps,
     load_tensors,
@@ -208,7 +209,7 @@ class Trace:
         from safetensors.torch import save_file
 
         target = Path(directory)
-        check_output_dir(target)
+        check_output_dir(target, own=TRACE_ENTRIES | set(extra_json or {}))
         with atomic.atomic_dir(target) as tmp:
             steps = {
                 "token_ids": self.token_ids,

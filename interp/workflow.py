@@ -62,7 +62,7 @@ def ablate_into(
     """Ablate `heads`; write DIR/ablations/<heads>-<mode>/ (the ablated run's trace and
     effect.json). The output directory is checked before any work."""
     out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(sorted(set(heads)), mode)
-    check_output_dir(out)
+    check_output_dir(out, own=store.TRACE_ENTRIES | {store.EFFECT_FILE})
     report = ablate(model, trace, heads, mode, resample_text=resample_text, progress=progress)
     assert report.regeneration is not None  # ablate regenerates by default
     report.regeneration.ablated.save(out, extra_json={store.EFFECT_FILE: report.summary()})

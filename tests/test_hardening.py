@@ -506,3 +506,10 @@ def test_a_recording_that_cannot_fit_in_memory_is_refused_before_it_starts(tiny_
     monkeypatch.setattr(generation, "choose", lambda *a: pytest.fail("started"))
     with pytest.raises(InvalidSettingError, match="attention-pattern hooks"):
         interp.generate(tiny_llama, "The sun", max_new_tokens=38)
+
+
+def test_an_ablation_can_be_run_again_into_its_own_directory(tiny_llama, recorded, tmp_path):
+    saved = recorded.save(tmp_path / "t")
+    _, first = interp.ablate_into(tiny_llama, recorded, saved, [(0, 1)], "zero")
+    _, again = interp.ablate_into(tiny_llama, recorded, saved, [(0, 1)], "zero")
+    assert first == again and (again / "effect.json").exists()
