@@ -513,3 +513,20 @@ def test_an_ablation_can_be_run_again_into_its_own_directory(tiny_llama, recorde
     _, first = interp.ablate_into(tiny_llama, recorded, saved, [(0, 1)], "zero")
     _, again = interp.ablate_into(tiny_llama, recorded, saved, [(0, 1)], "zero")
     assert first == again and (again / "effect.json").exists()
+
+
+def test_a_failing_disk_during_an_analysis_leaves_the_summary_as_it_was(
+    tiny_llama, saved, monkeypatch
+):
+    before = (saved / "summary.json").read_text()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("safetensors.torch.save_file", full)
+    with pytest.raises(WriteError, match="No space left"):
+        interp.analyze_into(tiny_llama, Trace.load(saved, model=tiny_llama), saved)
+    assert (saved / "summary.json").read_text() == before
+    assert sorted(p.name for p in saved.iterdir()) == sorted(
+        ["summary.json", "steps.safetensors", "activations.safetensors"]
+    )

@@ -4,8 +4,10 @@ and prints what it did."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,8 @@ def slug(text: str, limit: int = 60) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from interp.atomic import exclusive
-
-    out = _check_generation(args)
-    with exclusive(out):
-        _check_output(args, out)
-        model, trace = _generate(args, out)
+    with _recorded(args) as (_, trace, out):
+        pass
     print(f"{trace.prompt}\u2502{trace.continuation}")
     mean_lp = float(trace.token_logprobs.mean())
     print(
@@ -33,6 +31,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     print(f"trace written to {out}")
     return 0
+
+
+@contextlib.contextmanager
+def _recorded(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Path]]:
+    """Check the options and the output, take the output's lock, record and save the trace:
+    (model, trace, output directory), the lock held until the block ends."""
+    from interp.atomic import exclusive
+
+    out = _check_generation(args)
+    with exclusive(out):
+        _check_output(args, out)
+        model, trace = _generate(args, out)
+        yield model, trace, out
 
 
 def _check_generation(args: argparse.Namespace) -> Path:
@@ -256,14 +267,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from interp.atomic import exclusive
     from interp.report.page import build_report
     from interp.workflow import analyze_into, sweep_into
 
-    out = _check_generation(args)
-    with exclusive(out):
-        _check_output(args, out)
-        model, trace = _generate(args, out)
+    with _recorded(args) as (model, trace, out):
         print(f"{trace.prompt}\u2502{trace.continuation}")
         analyze_into(model, trace, out)
         auto = trace.n_generated <= AUTO_SWEEP_TOKENS

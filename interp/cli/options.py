@@ -70,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
             "'analysis' of TRACE_DIR/summary.json."
         ),
     )
-    ana.add_argument(
-        "trace_dir", metavar="TRACE_DIR", type=Path, help="a directory written by generate"
-    )
+    add_trace_dir(ana)
     ana.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
     ana.set_defaults(func=cmd_analyze)
 
@@ -87,9 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
             "effect.json)."
         ),
     )
-    abl.add_argument(
-        "trace_dir", metavar="TRACE_DIR", type=Path, help="a directory written by generate"
-    )
+    add_trace_dir(abl)
     abl.add_argument(
         "--heads",
         required=True,
@@ -108,9 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
             "and the key 'sweep' of TRACE_DIR/summary.json."
         ),
     )
-    swp.add_argument(
-        "trace_dir", metavar="TRACE_DIR", type=Path, help="a directory written by generate"
-    )
+    add_trace_dir(swp)
     add_ablation_options(swp)
     swp.add_argument(
         "--triage",
@@ -134,9 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
             "from the saved trace and its results; the model is not run."
         ),
     )
-    rep.add_argument(
-        "trace_dir", metavar="TRACE_DIR", type=Path, help="an analysed trace directory"
-    )
+    add_trace_dir(rep, "an analysed trace directory")
     rep.set_defaults(func=cmd_report)
 
     run = sub.add_parser(
@@ -161,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the sweep")
     run.set_defaults(func=cmd_run)
     return parser
+
+
+def add_trace_dir(
+    parser: argparse.ArgumentParser, help: str = "a directory written by generate"
+) -> None:
+    parser.add_argument("trace_dir", metavar="TRACE_DIR", type=Path, help=help)
 
 
 def add_ablation_options(parser: argparse.ArgumentParser) -> None:
