@@ -52,6 +52,7 @@ bench: setup
 	$(PY) benchmarks/analysis.py --json benchmarks/results/analysis.json
 	$(PY) benchmarks/sweep.py --json benchmarks/results/sweep.json
 	$(PY) benchmarks/report.py --json benchmarks/results/report.json
+	$(PY) benchmarks/batch.py --json benchmarks/results/batch.json
 	$(PY) benchmarks/tables.py
 
 clean:

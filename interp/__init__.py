@@ -25,6 +25,7 @@ _EXPORTS = {
     "DEFAULT_MODEL": "interp.models.registry",
     "generate": "interp.generation",
     "Trace": "interp.trace",
+    "TraceSet": "interp.traceset",
     "GenerationSettings": "interp.trace",
     "SamplingConfig": "interp.sampling",
     "Sampler": "interp.sampling",
@@ -58,6 +59,7 @@ __all__ = [
     "Sampler",
     "SamplingConfig",
     "Trace",
+    "TraceSet",
     "ablate",
     "ablate_into",
     "ablation_effect",
@@ -104,6 +106,7 @@ if TYPE_CHECKING:
     from interp.sampling import Sampler, SamplingConfig
     from interp.store import check_output_dir
     from interp.trace import GenerationSettings, Trace
+    from interp.traceset import TraceSet
     from interp.workflow import ablate_into, analyze_into, sweep_into
 
 

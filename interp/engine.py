@@ -43,13 +43,18 @@ class BridgeEngine:
         with self.bridge.hooks(fwd_hooks=list(hooks)):
             yield
 
-    def forward(self, ids: Tensor, past: Any | None) -> tuple[Tensor, Any]:
-        """Logits of the last position ([vocab]) and the updated KV cache."""
+    def forward(
+        self, ids: Tensor, past: Any | None, mask: Tensor | None = None, positions: Any = None
+    ) -> tuple[Tensor, Any]:
+        """Logits of each row's last position ([row, vocab]) and the updated KV cache. Rows
+        of one length only: padding (`mask`) needs the direct engine."""
+        if mask is not None:
+            raise ValueError("the bridge engine runs rows of one length only")
         if past is None:
             logits, past = self.bridge(ids, return_type="logits_and_cache", use_cache=True)
         else:
             logits, past = self.bridge(ids, past_key_values=past, return_type="logits_and_cache")
-        return logits[0, -1], past
+        return logits[:, -1], past
 
     def logits(self, ids: Tensor) -> Tensor:
         """Logits of every position ([pos, vocab]) of one sequence, without a KV cache."""
@@ -130,10 +135,25 @@ class DirectEngine:
             for handle in handles:
                 handle.remove()
 
-    def forward(self, ids: Tensor, past: Any | None) -> tuple[Tensor, Any]:
-        """Logits of the last position ([vocab]) and the updated KV cache."""
-        out = self.hf(input_ids=ids, past_key_values=past, use_cache=True, logits_to_keep=1)
-        return out.logits[0, -1], out.past_key_values
+    def forward(
+        self,
+        ids: Tensor,
+        past: Any | None,
+        mask: Tensor | None = None,
+        positions: Tensor | None = None,
+    ) -> tuple[Tensor, Any]:
+        """Logits of each row's last position ([row, vocab]) and the updated KV cache;
+        left-padded rows take their attention `mask` (every position so far) and their own
+        `positions` (of the new tokens)."""
+        out = self.hf(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=past,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1], out.past_key_values
 
     def logits(self, ids: Tensor) -> Tensor:
         """Logits of every position ([pos, vocab]) of one sequence, without a KV cache."""

@@ -1,58 +1,96 @@
-"""The recording loop: sample (or force) a continuation and record activations at every step.
-
-The prompt is tokenised once and run once; every later step runs the model on the new token
-only, with the KV cache, and caching hooks on the recorded hook names keep that one
-position's activations. Nothing keeps a whole-sequence cache per step, so memory grows
-linearly with the number of steps (attention patterns aside, which are quadratic anyway).
-"""
+"""`generate`: one prompt or a batch -> rows (prompt, sampler or forced tokens, settings),
+checked before anything runs, recorded by `interp.recording`."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-import sys
-import time
 from collections.abc import Callable, Sequence
-
-import torch
-from torch import Tensor
-from tqdm.auto import tqdm
+from typing import Any, Literal, TypedDict, Unpack, overload
 
 from interp import hooks as H
 from interp import inputs
-from interp.engine import EngineName, choose
+from interp.engine import EngineName, HookFn, choose
 from interp.errors import HookError, InvalidSettingError
+from interp.memory import check_memory
 from interp.models.model import Model
-from interp.provenance import provenance
-from interp.sampling import Sampler, SamplingConfig, check_finite
+from interp.recording import Row, run
+from interp.sampling import Sampler, SamplingConfig
 from interp.trace import GenerationSettings, Trace
+from interp.traceset import TraceSet
 
-HookFn = Callable[..., Tensor | None]
 DEFAULT_TOP_ALTERNATIVES = 5
+
+
+class GenerateOptions(TypedDict, total=False):
+    """`generate`'s keyword options (for the type checker's overloads)."""
+
+    max_new_tokens: int
+    temperature: float
+    top_k: int | None
+    top_p: float | None
+    seed: int | None
+    continuation: str | Sequence[int] | Sequence[str | Sequence[int]] | None
+    stop_at_eos: bool
+    hooks: Sequence[str] | None
+    fwd_hooks: Sequence[tuple[str | Callable[[str], bool], HookFn]]
+    top_alternatives: int
+    progress: bool
+    engine: EngineName
+
+
+@overload
+def generate(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]
+    model: Model,
+    prompt: str | Sequence[int],
+    *,
+    num_samples: Literal[1] = 1,
+    **options: Unpack[GenerateOptions],
+) -> Trace: ...
+
+
+@overload
+def generate(
+    model: Model,
+    prompt: Sequence[str | Sequence[int]],
+    *,
+    num_samples: int = 1,
+    **options: Unpack[GenerateOptions],
+) -> TraceSet: ...
 
 
 def generate(
     model: Model,
-    prompt: str | Sequence[int],
+    prompt: str | Sequence[int] | Sequence[str | Sequence[int]],
     *,
+    num_samples: int = 1,
     max_new_tokens: int = 100,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
-    continuation: str | Sequence[int] | None = None,
+    continuation: str | Sequence[int] | Sequence[str | Sequence[int]] | None = None,
     stop_at_eos: bool = True,
     hooks: Sequence[str] | None = None,
     fwd_hooks: Sequence[tuple[str | Callable[[str], bool], HookFn]] = (),
     top_alternatives: int = DEFAULT_TOP_ALTERNATIVES,
     progress: bool = False,
     engine: EngineName = "auto",
-) -> Trace:
-    """Sample a continuation of `prompt` token by token and record it as a `Trace`.
+) -> Trace | TraceSet:
+    """Sample a continuation of `prompt` token by token and record it as a `Trace`; for a
+    batch, a `TraceSet`.
 
+    - `prompt`: a string or a list of token ids (one trace), or a list of those (a batch).
+      `num_samples=N` draws N samples of each prompt; the rows of a batch are prompt-major.
+      A batch runs as one KV-cached loop (prompts of different lengths left-padded, each row
+      stopping at its own end), and row i equals a single `generate` of its prompt with its
+      own seed.
     - `seed`: the sampler's own generator (None picks one and records it). Same seed, same
-      tokens. `temperature=0` is greedy.
+      tokens. `temperature=0` is greedy. In a batch, row i's seed is derived from `seed` and
+      i (`row_seed`) and recorded in its settings.
     - `continuation`: record this given text (or token ids) instead of sampling: teacher
-      forcing through the same loop, with the log-prob and rank of each given token.
+      forcing through the same loop, with the log-prob and rank of each given token. In a
+      batch, one continuation per prompt.
     - `hooks`: hook names to record (default: `interp.hooks.default_hooks`).
     - `fwd_hooks`: `(name or filter, fn)` pairs active during every forward (ablations);
       recorded activations and log-probs are those of the hooked model.
@@ -65,96 +103,88 @@ def generate(
     seed = inputs.seed(seed)
     if top_alternatives < 1:
         raise InvalidSettingError(f"top_alternatives must be >= 1, got {top_alternatives}")
-    prompt_ids, prompt_text = _prompt_ids(model, prompt)
-    forced: list[int] | None = None
-    if continuation is not None:
-        forced = _continuation_ids(model, continuation)
-        max_new_tokens = len(forced)
-    elif max_new_tokens < 1:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise InvalidSettingError(f"num_samples must be an integer >= 1, got {num_samples}")
+    single = _is_one_prompt(prompt) and num_samples == 1
+    prompts: list[Any] = [prompt] if _is_one_prompt(prompt) else list(prompt)
+    if not prompts:
+        raise InvalidSettingError("the batch of prompts is empty")
+    forced_all = _forced_continuations(model, continuation, len(prompts), single, num_samples)
+    if forced_all is None and max_new_tokens < 1:
         raise InvalidSettingError(f"max-new-tokens must be >= 1, got {max_new_tokens}")
-    total = len(prompt_ids) + max_new_tokens
-    if total > model.n_ctx:
-        raise InvalidSettingError(
-            f"prompt ({len(prompt_ids)} tokens) plus {max_new_tokens} new tokens exceeds "
-            f"{model.name}'s context of {model.n_ctx} tokens"
-        )
+    base = secrets.randbits(31) if seed is None else seed
+    rows: list[Row] = []
+    for p, text in enumerate(prompts):
+        ids, prompt_text = _prompt_ids(model, text)
+        for _ in range(num_samples):
+            forced = None if forced_all is None else forced_all[p]
+            row_seed_ = base if single else row_seed(base, len(rows))
+            n_new = len(forced) if forced is not None else max_new_tokens
+            if len(ids) + n_new > model.n_ctx:
+                raise InvalidSettingError(
+                    f"prompt ({len(ids)} tokens) plus {n_new} new tokens exceeds "
+                    f"{model.name}'s context of {model.n_ctx} tokens"
+                    + ("" if single else f" (prompt {p})")
+                )
+            settings = GenerationSettings(
+                max_new_tokens=n_new,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                seed=None if forced is not None else row_seed_,
+                stop_at_eos=stop_at_eos,
+                continuation=None if forced is None else model.decode(forced),
+            )
+            sampler = None if forced is not None else Sampler(config, row_seed_)
+            rows.append(Row(ids, prompt_text, forced, sampler, settings))
     names, user_hooks = resolve_hooks(model, hooks, fwd_hooks)
-    check_memory(model, names, total)
+    longest = max(len(r.prompt_ids) + r.settings.max_new_tokens for r in rows)
+    check_memory(model, names, longest, len(rows))
     runner = choose(model.bridge, names, [name for name, _ in user_hooks], engine)
-    sampler = None
-    if forced is None:
-        seed = secrets.randbits(31) if seed is None else seed
-        sampler = Sampler(config, seed)
-    settings = GenerationSettings(
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        seed=seed,
-        stop_at_eos=stop_at_eos,
-        continuation=None if forced is None else model.decode(forced),
-    )
-
-    recorder = _Recorder(names)
-    device = model.device
-    tokens = list(prompt_ids)
-    step_lp, step_rank, step_top_ids, step_top_p = [], [], [], []
-    stop_reason = "forced" if forced is not None else "max_new_tokens"
-    bar = tqdm(
-        total=max_new_tokens, desc="generating", unit="tok", disable=not progress, file=sys.stderr
-    )
-    t0 = time.perf_counter()
-    # The user's hooks go first, so the recorder sees what they changed.
-    with torch.no_grad(), runner.hooked([*user_hooks, *recorder.hooks()]):
-        last, past = runner.forward(torch.tensor([prompt_ids], device=device), None)
-        t_prompt = time.perf_counter() - t0
-        for step in range(max_new_tokens):
-            check_finite(last)
-            token = sampler.draw(last) if sampler is not None else _forced(forced, step)
-            lp = torch.log_softmax(last.float(), dim=-1)
-            top = torch.topk(lp, min(top_alternatives, lp.numel()))
-            step_lp.append(lp[token])
-            step_rank.append((last > last[token]).sum() + 1)
-            step_top_ids.append(top.indices)
-            step_top_p.append(top.values.exp())
-            tokens.append(token)
-            last, past = runner.forward(torch.tensor([[token]], device=device), past)
-            bar.update(1)
-            if forced is None and stop_at_eos and token == model.eos_token_id:
-                stop_reason = "eos"
-                break
-    bar.close()
-    elapsed = time.perf_counter() - t0
-    n_new = len(tokens) - len(prompt_ids)
-    generated = tokens[len(prompt_ids) :]
-    token_ids = torch.tensor(tokens, dtype=torch.long)
-    return Trace(
-        model_name=model.name,
-        prompt=prompt_text,
-        token_ids=token_ids,
-        prompt_len=len(prompt_ids),
-        token_strs=model.token_strs(tokens),
-        continuation=model.decode(generated),
-        settings=settings,
-        token_logprobs=torch.stack(step_lp).float().cpu(),
-        token_ranks=torch.stack(step_rank).long().cpu(),
-        top_ids=torch.stack(step_top_ids).long().cpu(),
-        top_probs=torch.stack(step_top_p).float().cpu(),
-        activations=recorder.assemble(len(tokens)),
-        stop_reason=stop_reason,
-        timings={
-            "prompt_forward_s": round(t_prompt, 4),
-            "generation_s": round(elapsed, 4),
-            "tokens_per_s": round(n_new / elapsed, 3) if elapsed > 0 else 0.0,
-        },
-        provenance={**provenance(model), "engine": runner.name},
-        model=model,
-    )
+    padded = len({len(r.prompt_ids) for r in rows}) > 1
+    if padded and runner.name == "bridge":
+        raise InvalidSettingError(
+            "prompts of different lengths run batched on the direct engine only, and this "
+            "run needs the bridge (its hooks or engine='bridge'): batch prompts of one "
+            "length, or generate them one at a time"
+        )
+    traces = run(model, runner, rows, names, user_hooks, top_alternatives, progress, padded)
+    return traces[0] if single else TraceSet(traces)
 
 
-def _forced(forced: list[int] | None, step: int) -> int:
-    assert forced is not None  # a run without a sampler forces its tokens
-    return forced[step]
+def row_seed(seed: int, row: int) -> int:
+    """Row `row`'s seed in a batch run with `seed`: deterministic, different for every row."""
+    digest = hashlib.sha256(f"interp-row-seed:{seed}:{row}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _is_one_prompt(prompt: Any) -> bool:
+    """A string, or a flat sequence of token ids (a batch is a list of those)."""
+    if isinstance(prompt, str):
+        return True
+    if hasattr(prompt, "dim"):
+        return bool(prompt.dim() <= 1)
+    if isinstance(prompt, (bytes, bytearray)) or not isinstance(prompt, Sequence):
+        return True  # not a batch: `_prompt_ids` says what is wrong with it
+    return not any(isinstance(p, (str, Sequence)) or hasattr(p, "dim") for p in prompt)
+
+
+def _forced_continuations(
+    model: Model, continuation: Any, n_prompts: int, single: bool, num_samples: int
+) -> list[list[int]] | None:
+    if continuation is None:
+        return None
+    if num_samples > 1:
+        raise InvalidSettingError(
+            "num_samples > 1 with a forced continuation: a forced continuation has one sample"
+        )
+    if single:
+        return [_continuation_ids(model, continuation)]
+    if _is_one_prompt(continuation) or len(continuation) != n_prompts:
+        raise InvalidSettingError(
+            f"a batch of {n_prompts} prompts takes a list of {n_prompts} continuations"
+        )
+    return [_continuation_ids(model, c) for c in continuation]
 
 
 def _prompt_ids(model: Model, prompt: str | Sequence[int]) -> tuple[list[int], str]:
@@ -180,47 +210,6 @@ def _continuation_ids(model: Model, continuation: str | Sequence[int]) -> list[i
     return ids
 
 
-def recording_bytes(model: Model, names: Sequence[str], n: int) -> int:
-    """About how many bytes recording `names` over `n` positions takes: query-key hooks
-    ([head, query, key], assembled from per-step rows) grow with n squared; the others are
-    [pos, ...], counted at d_model floats a position where their size is not known here."""
-    per_position = {"attn.hook_z": model.n_heads * int(model.cfg.d_head), "hook_scale": 1}
-    total = 0
-    for name in names:
-        if H.is_query_key(name):
-            total += 2 * model.n_heads * n * n  # the whole tensor and its rows before assembly
-        else:
-            suffix = next((s for s in per_position if name.endswith(s)), None)
-            total += n * (per_position[suffix] if suffix else model.d_model)
-    return total * model.dtype.itemsize
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to this process now (Linux's MemAvailable), or None."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def check_memory(model: Model, names: Sequence[str], n: int) -> None:
-    """Refuse a run whose recording cannot fit in the memory available, before it starts."""
-    need, have = recording_bytes(model, names, n), available_memory()
-    if have is None or need <= have:
-        return
-    patterns = sum(H.is_query_key(name) for name in names)
-    raise InvalidSettingError(
-        f"recording {len(names)} hooks over {n} positions needs about {need / 1e9:.1f} GB, more "
-        f"than the {have / 1e9:.1f} GB available; record fewer hooks (hooks=...)"
-        + (f", leave out the {patterns} attention-pattern hooks" if patterns else "")
-        + ", or use a shorter prompt or fewer new tokens"
-    )
-
-
 def resolve_hooks(
     model: Model,
     hooks: Sequence[str] | None,
@@ -240,54 +229,3 @@ def resolve_hooks(
     if unknown:
         raise HookError(f"{model.name} has no hook named {unknown[0]!r}")
     return names, user
-
-
-class _Recorder:
-    """Forward hooks that keep each forward's new positions, then whole-sequence tensors.
-
-    The hooks stay registered for the whole run (one `hooked` context of the engine, see
-    `interp.engine`): TransformerLens 4.3's `run_with_cache` rebuilds its hook registry and
-    alias map on every call, a large share of a decoding step (DEVELOPERS.md).
-    Tests check the result against one full-sequence `run_with_cache`.
-    """
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
-        self.parts: dict[str, list[Tensor]] = {n: [] for n in names}
-
-    def hooks(self) -> list[tuple[str, HookFn]]:
-        return [(name, self._hook(name)) for name in self.names]
-
-    def _hook(self, name: str) -> HookFn:
-        parts = self.parts[name]
-
-        def record(tensor, hook):
-            value = tensor[0] if isinstance(tensor, tuple) else tensor
-            # [batch=1, ...] -> [...]; kept on the CPU so a long run does not hold the device
-            parts.append(value.detach()[0].cpu())
-            return tensor
-
-        return record
-
-    def assemble(self, n_positions: int) -> dict[str, Tensor]:
-        out = {}
-        for name, parts in self.parts.items():
-            if H.is_query_key(name):
-                out[name] = _assemble_query_key(name, parts, n_positions)
-            else:
-                out[name] = torch.cat(parts, dim=0)  # parts are [new_pos, ...]
-        return out
-
-
-def _assemble_query_key(name: str, parts: list[Tensor], n: int) -> Tensor:
-    """Rows [head, new_q, keys_so_far] -> [head, n, n], future keys filled as a full causal run
-    fills them (0 probability in patterns, -inf in scores)."""
-    fill = 0.0 if name.endswith("hook_pattern") else float("-inf")
-    n_heads = parts[0].shape[0]
-    out = torch.full((n_heads, n, n), fill, dtype=parts[0].dtype)
-    row = 0
-    for part in parts:
-        q, k = part.shape[1], part.shape[2]
-        out[:, row : row + q, :k] = part
-        row += q
-    return out

@@ -227,7 +227,7 @@ def test_user_hooks_act_on_every_step_and_are_recorded(tiny):
 
 
 def test_each_step_records_only_its_new_position(tiny, monkeypatch):
-    from interp import generation
+    from interp import recording as generation
 
     seen = {}
     original = generation._Recorder.assemble

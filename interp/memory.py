@@ -1,0 +1,53 @@
+"""What a run will record, in bytes, against the memory available: a run that cannot finish
+is refused before it starts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from interp import hooks as H
+from interp.errors import InvalidSettingError
+from interp.models.model import Model
+
+
+def recording_bytes(model: Model, names: Sequence[str], n: int, rows: int = 1) -> int:
+    """About how many bytes recording `names` over `n` positions of `rows` rows takes:
+    query-key hooks ([head, query, key], assembled from per-step parts) grow with n squared;
+    the others are [pos, ...], counted at d_model floats a position where their size is not
+    known here."""
+    per_position = {"attn.hook_z": model.n_heads * int(model.cfg.d_head), "hook_scale": 1}
+    total = 0
+    for name in names:
+        if H.is_query_key(name):
+            total += 2 * model.n_heads * n * n  # the whole tensor and its parts before assembly
+        else:
+            suffix = next((s for s in per_position if name.endswith(s)), None)
+            total += n * (per_position[suffix] if suffix else model.d_model)
+    return rows * total * model.dtype.itemsize
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(model: Model, names: Sequence[str], n: int, rows: int = 1) -> None:
+    """Refuse a run whose recording cannot fit in the memory available, before it starts."""
+    need, have = recording_bytes(model, names, n, rows), available_memory()
+    if have is None or need <= have:
+        return
+    patterns = sum(H.is_query_key(name) for name in names)
+    where = f"{rows} rows of {n} positions" if rows > 1 else f"{n} positions"
+    raise InvalidSettingError(
+        f"recording {len(names)} hooks over {where} needs about {need / 1e9:.1f} GB, more than "
+        f"the {have / 1e9:.1f} GB available; record fewer hooks (hooks=...)"
+        + (f", leave out the {patterns} attention-pattern hooks" if patterns else "")
+        + ", or use fewer or shorter prompts or fewer new tokens"
+    )

@@ -1,0 +1,114 @@
+"""Batches: many prompts and many samples through one recording loop. Row i must equal a
+single-prompt `generate` of its prompt with its own seed, token for token, on both tiny
+layouts and the embedded model."""
+
+import pytest
+import torch
+
+import interp
+from interp import hooks as H
+from interp.errors import InvalidSettingError
+from interp.generation import row_seed
+
+PROMPTS = ["The earth revolves around", "The sun", "Attention heads copy tokens; induction"]
+
+
+def assert_rows_equal_single_runs(model, ts, prompts, num_samples, **kwargs):
+    assert len(ts) == len(prompts) * num_samples
+    for i, row in enumerate(ts):
+        prompt = prompts[i // num_samples]
+        assert row.prompt == prompt and row.settings.seed == ts.seeds[i]
+        single = interp.generate(model, prompt, seed=ts.seeds[i], **kwargs)
+        assert row.token_ids.tolist() == single.token_ids.tolist(), i
+        assert row.stop_reason == single.stop_reason
+        torch.testing.assert_close(row.token_logprobs, single.token_logprobs, atol=1e-4, rtol=0)
+        assert row.token_ranks.tolist() == single.token_ranks.tolist()
+        assert row.hook_names == single.hook_names
+        for name in single.hook_names:
+            a, b = row.activations[name], single.activations[name]
+            assert a.shape == b.shape, name
+            if H.is_query_key(name):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+            else:
+                scale = b.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+                assert ((a - b).norm(dim=-1, keepdim=True) / scale).max() <= 1e-5, name
+
+
+def test_rows_of_different_lengths_equal_single_runs(tiny):
+    kwargs = {"max_new_tokens": 6, "top_k": 20}
+    ts = interp.generate(tiny, PROMPTS, num_samples=2, seed=3, **kwargs)
+    assert isinstance(ts, interp.TraceSet)
+    assert len({t.prompt_len for t in ts}) > 1  # the prompts really differ in length
+    assert ts.seeds == [row_seed(3, i) for i in range(6)]
+    assert len(set(ts.seeds)) == 6 and ts.prompts == [p for p in PROMPTS for _ in range(2)]
+    assert_rows_equal_single_runs(tiny, ts, PROMPTS, 2, **kwargs)
+    assert all(t.provenance["engine"] == "direct" for t in ts)
+
+
+def test_samples_of_one_prompt_run_on_both_engines(tiny):
+    for engine in ("direct", "bridge"):
+        kwargs = {"max_new_tokens": 5, "engine": engine}
+        ts = interp.generate(tiny, "The sun", num_samples=3, seed=1, **kwargs)
+        assert [t.provenance["engine"] for t in ts] == [engine] * 3
+        assert_rows_equal_single_runs(tiny, ts, ["The sun"], 3, **kwargs)
+        assert len({tuple(t.continuation_ids) for t in ts}) > 1  # different seeds, other text
+
+
+def test_forced_continuations_of_different_lengths_stop_each_row_at_its_end(tiny):
+    continuations = [" the sun.", " is hot and bright today", " heads"]
+    ts = interp.generate(tiny, PROMPTS, continuation=continuations)
+    for row, prompt, text in zip(ts, PROMPTS, continuations, strict=True):
+        single = interp.generate(tiny, prompt, continuation=text)
+        assert row.token_ids.tolist() == single.token_ids.tolist()
+        assert row.stop_reason == "forced" and row.settings.seed is None
+        torch.testing.assert_close(row.token_logprobs, single.token_logprobs, atol=1e-4, rtol=0)
+        for name in single.hook_names:  # nothing recorded past a row's own end
+            assert row.activations[name].shape == single.activations[name].shape, name
+    assert len({t.n_generated for t in ts}) == 3
+
+
+def test_a_trace_set_is_a_list_of_traces_with_a_padded_view(tiny):
+    ts = interp.generate(tiny, PROMPTS, max_new_tokens=3, seed=0)
+    assert [t.n_positions for t in ts] == ts.lengths and list(ts)[1] is ts[1]
+    assert len(ts[1:]) == 2 and ts[1:][0] is ts[1]
+    resid = ts.stacked(H.resid_pre(1))  # [row, pos, d_model]
+    mask = ts.mask
+    assert resid.shape[:2] == mask.shape == (3, max(ts.lengths))
+    for i, row in enumerate(ts):
+        n = row.n_positions
+        assert torch.equal(resid[i, :n], row.activations[H.resid_pre(1)])
+        assert mask[i, :n].all() and not mask[i, n:].any() and not resid[i, n:].any()
+    patterns = ts.stacked(H.pattern(0))  # [row, head, query, key]
+    assert patterns.shape == (3, tiny.n_heads, max(ts.lengths), max(ts.lengths))
+    interp.logit_lens(tiny, ts[2])  # a row is a real trace: every analysis works on it
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prompt": "The sun", "num_samples": 2, "continuation": " x"}, "num_samples > 1"),
+        ({"prompt": PROMPTS, "continuation": [" a", " b"]}, "takes a list of 3 continuations"),
+        ({"prompt": PROMPTS, "engine": "bridge"}, "different lengths"),
+        ({"prompt": [], "num_samples": 1}, "no tokens"),
+        ({"prompt": "The sun", "num_samples": 0}, "num_samples"),
+    ],
+)
+def test_bad_batches_are_refused(tiny, kwargs, message):
+    with pytest.raises(InvalidSettingError, match=message):
+        interp.generate(tiny, max_new_tokens=2, **kwargs)
+
+
+@pytest.mark.real_model
+def test_a_batch_on_the_embedded_model_equals_single_runs(smollm):
+    prompts = ["earth revolve around", "The capital of France is", "Once upon a time, in a"]
+    kwargs = {"max_new_tokens": 8, "top_p": 0.95}
+    ts = interp.generate(smollm, prompts, num_samples=2, seed=0, **kwargs)
+    assert len({t.prompt_len for t in ts}) > 1
+    assert_rows_equal_single_runs(smollm, ts, prompts, 2, **kwargs)
+
+
+@pytest.mark.real_model
+def test_samples_on_the_embedded_model_through_the_bridge_equal_single_runs(smollm):
+    kwargs = {"max_new_tokens": 6, "engine": "bridge"}
+    ts = interp.generate(smollm, "earth revolve around", num_samples=2, seed=5, **kwargs)
+    assert_rows_equal_single_runs(smollm, ts, ["earth revolve around"], 2, **kwargs)
