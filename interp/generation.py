@@ -12,7 +12,7 @@ from interp import hooks as H
 from interp import inputs
 from interp.engine import EngineName, HookFn, choose
 from interp.errors import HookError, InvalidSettingError
-from interp.memory import check_memory
+from interp.memory import check_memory, default_batch_size
 from interp.models.model import Model
 from interp.recording import Row, run
 from interp.sampling import Sampler, SamplingConfig
@@ -37,6 +37,7 @@ class GenerateOptions(TypedDict, total=False):
     top_alternatives: int
     progress: bool
     engine: EngineName
+    batch_size: int | None
 
 
 @overload
@@ -76,6 +77,7 @@ def generate(
     top_alternatives: int = DEFAULT_TOP_ALTERNATIVES,
     progress: bool = False,
     engine: EngineName = "auto",
+    batch_size: int | None = None,
 ) -> Trace | TraceSet:
     """Sample a continuation of `prompt` token by token and record it as a `Trace`; for a
     batch, a `TraceSet`.
@@ -98,6 +100,8 @@ def generate(
       layout and the hooks (faster: no bridge overhead per module), else the TransformerLens
       bridge; "direct" insists (an error where it cannot); "bridge" always uses the bridge.
       Both record the same activations.
+    - `batch_size`: how many rows run at once (default: as many as fit comfortably in the
+      memory available, at most 64); results do not depend on it.
     """
     config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     seed = inputs.seed(seed)
@@ -141,14 +145,21 @@ def generate(
     longest = max(len(r.prompt_ids) + r.settings.max_new_tokens for r in rows)
     check_memory(model, names, longest, len(rows))
     runner = choose(model.bridge, names, [name for name, _ in user_hooks], engine)
-    padded = len({len(r.prompt_ids) for r in rows}) > 1
-    if padded and runner.name == "bridge":
+    if batch_size is None:
+        batch_size = default_batch_size(model, names, longest, len(rows))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidSettingError(f"batch_size must be an integer >= 1, got {batch_size}")
+    chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    padded = [len({len(r.prompt_ids) for r in chunk}) > 1 for chunk in chunks]
+    if any(padded) and runner.name == "bridge":
         raise InvalidSettingError(
             "prompts of different lengths run batched on the direct engine only, and this "
             "run needs the bridge (its hooks or engine='bridge'): batch prompts of one "
             "length, or generate them one at a time"
         )
-    traces = run(model, runner, rows, names, user_hooks, top_alternatives, progress, padded)
+    traces = []
+    for chunk, pad in zip(chunks, padded, strict=True):
+        traces += run(model, runner, chunk, names, user_hooks, top_alternatives, progress, pad)
     return traces[0] if single else TraceSet(traces)
 
 

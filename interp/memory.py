@@ -26,6 +26,15 @@ def recording_bytes(model: Model, names: Sequence[str], n: int, rows: int = 1) -
     return rows * total * model.dtype.itemsize
 
 
+def default_batch_size(model: Model, names: Sequence[str], n: int, rows: int, cap: int = 64) -> int:
+    """How many rows to run at once when the caller does not say: as many as keep one
+    chunk's recording within a quarter of the memory available, at most `cap`."""
+    have = available_memory()
+    per_row = max(1, recording_bytes(model, names, n))
+    fit = rows if have is None else have // (4 * per_row)
+    return max(1, min(rows, cap, fit))
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to this process now (Linux's MemAvailable), or None."""
     try:

@@ -25,6 +25,7 @@ from interp import atomic
 from interp.errors import OutputPathError, TraceFormatError
 
 FORMAT = "interp-trace"
+SET_FORMAT = "interp-trace-set"  # a TraceSet: every row in one summary.json and two files
 FORMAT_VERSION = 1
 SUMMARY = "summary.json"
 STEPS = "steps.safetensors"
@@ -125,14 +126,22 @@ def load_tensors(path: Path, what: str) -> dict[str, Tensor]:
         raise TraceFormatError(f"{path}: cannot read the {what} ({exc})") from None
 
 
-def read_summary(path: Path) -> dict[str, Any]:
-    """summary.json of a trace directory, after checking that it is one, of a known version."""
+def read_summary(path: Path, formats: tuple[str, ...] = (FORMAT,)) -> dict[str, Any]:
+    """summary.json of a trace directory (or of a trace set, where `formats` has it), after
+    checking that it is one, of a known version."""
     if not path.is_dir():
         raise TraceFormatError(f"{path} is not a trace directory (it does not exist)")
     if not (path / SUMMARY).exists():
         raise TraceFormatError(f"{path} is not an interp trace (no {SUMMARY})")
     summary = read_json(path / SUMMARY)
-    if not isinstance(summary, dict) or summary.get("format") != FORMAT:
+    kind = summary.get("format") if isinstance(summary, dict) else None
+    if kind == SET_FORMAT and kind not in formats:
+        raise TraceFormatError(
+            f"{path} holds a trace set, not one trace: load it with interp.TraceSet.load"
+        )
+    if kind == FORMAT and kind not in formats:
+        raise TraceFormatError(f"{path} holds one trace, not a set: load it with interp.Trace.load")
+    if not isinstance(summary, dict) or kind not in (FORMAT, SET_FORMAT):
         raise TraceFormatError(f"{path} is not an interp trace ({SUMMARY} has no interp format)")
     version = summary.get("format_version")
     if type(version) is not int or version != FORMAT_VERSION:
@@ -144,8 +153,9 @@ def read_summary(path: Path) -> dict[str, Any]:
 
 
 def is_trace_dir(path: Path) -> bool:
+    """A directory holding a trace or a trace set."""
     try:
-        read_summary(path)
+        read_summary(path, (FORMAT, SET_FORMAT))
     except TraceFormatError:
         return False
     return True

@@ -199,6 +199,16 @@ class Trace:
             "provenance": self.provenance,
         }
 
+    def step_tensors(self) -> dict[str, Tensor]:
+        """The per-step tensors as saved in steps.safetensors."""
+        return {
+            "token_ids": self.token_ids,
+            "token_logprobs": self.token_logprobs,
+            "token_ranks": self.token_ranks,
+            "top_ids": self.top_ids,
+            "top_probs": self.top_probs,
+        }
+
     def save(self, directory: str | os.PathLike, extra_json: dict[str, Any] | None = None) -> Path:
         """Write the trace atomically: into a temporary sibling directory, then renamed.
 
@@ -211,14 +221,9 @@ class Trace:
         target = Path(directory)
         check_output_dir(target, own=TRACE_ENTRIES | set(extra_json or {}))
         with atomic.atomic_dir(target) as tmp:
-            steps = {
-                "token_ids": self.token_ids,
-                "token_logprobs": self.token_logprobs,
-                "token_ranks": self.token_ranks,
-                "top_ids": self.top_ids,
-                "top_probs": self.top_probs,
-            }
-            save_file({k: v.contiguous().cpu() for k, v in steps.items()}, tmp / STEPS)
+            save_file(
+                {k: v.contiguous().cpu() for k, v in self.step_tensors().items()}, tmp / STEPS
+            )
             acts = {k: v.contiguous().cpu() for k, v in self.activations.items()}
             save_file(acts, tmp / ACTIVATIONS)
             (tmp / SUMMARY).write_text(dumps(self.summary()), encoding="utf-8")
@@ -240,27 +245,42 @@ class Trace:
         tokens and statistics alone, such as the report): the trace then has none."""
         path = Path(directory)
         summary = read_summary(path)
-        where = path / SUMMARY
+        steps = load_tensors(path / STEPS, "per-step tensors")
+        acts = load_tensors(path / ACTIVATIONS, "activations") if activations else None
+        trace = cls.from_record(summary, steps, acts, SourceFiles(path))
+        if model is not None:
+            trace.bind(model)
+        return trace
+
+    @classmethod
+    def from_record(
+        cls,
+        summary: dict[str, Any],
+        steps: dict[str, Tensor],
+        acts: dict[str, Tensor] | None,
+        files: SourceFiles,
+    ) -> Trace:
+        """A trace from its summary record and tensors as read from disk, every field and
+        tensor checked against the others (`files` names where each came from)."""
+        where = files.summary
         prompt_len = schema.field(summary, "prompt_len", int, where)
         token_strs = schema.items(summary, "token_strs", str, where)
         hooks = schema.items(summary, "hooks", str, where)
         stop_reason = schema.field(summary, "stop_reason", str, where)
         if stop_reason not in STOP_REASONS:
             raise TraceFormatError(f"{where}: stop_reason {stop_reason!r} is not one of interp's")
-        steps = load_tensors(path / STEPS, "per-step tensors")
         n = len(token_strs)
         if not 1 <= prompt_len < n:
             raise TraceFormatError(
                 f"{where}: prompt_len {prompt_len} is out of range for {n} tokens"
             )
         gen = n - prompt_len
-        token_ids = schema.tensor(steps, "token_ids", path / STEPS, "int", [n])
+        token_ids = schema.tensor(steps, "token_ids", files.steps, "int", [n])
         if bool((token_ids < 0).any()):
-            raise TraceFormatError(f"{path / STEPS}: tensor 'token_ids' holds negative ids")
-        top_ids = schema.tensor(steps, "top_ids", path / STEPS, "int", [gen, None])
+            raise TraceFormatError(f"{files.steps}: tensor 'token_ids' holds negative ids")
+        top_ids = schema.tensor(steps, "top_ids", files.steps, "int", [gen, None])
         k = top_ids.shape[1]
-        acts = load_tensors(path / ACTIVATIONS, "activations") if activations else {}
-        trace = cls(
+        return cls(
             model_name=schema.field(summary, "model", str, where),
             prompt=schema.field(summary, "prompt", str, where),
             token_ids=token_ids,
@@ -268,20 +288,32 @@ class Trace:
             token_strs=token_strs,
             continuation=schema.field(summary, "continuation", str, where),
             settings=_settings(summary, where),
-            token_logprobs=schema.tensor(steps, "token_logprobs", path / STEPS, "float", [gen]),
-            token_ranks=schema.tensor(steps, "token_ranks", path / STEPS, "int", [gen]),
+            token_logprobs=schema.tensor(steps, "token_logprobs", files.steps, "float", [gen]),
+            token_ranks=schema.tensor(steps, "token_ranks", files.steps, "int", [gen]),
             top_ids=top_ids,
-            top_probs=schema.tensor(steps, "top_probs", path / STEPS, "float", [gen, k]),
-            activations={name: _activation(acts, name, n, path) for name in hooks}
-            if activations
-            else {},
+            top_probs=schema.tensor(steps, "top_probs", files.steps, "float", [gen, k]),
+            activations={}
+            if acts is None
+            else {name: _activation(acts, name, n, files.activations) for name in hooks},
             stop_reason=stop_reason,
             timings=schema.mapping(summary, "timings", float, where),
             provenance=schema.mapping(summary, "provenance", str, where),
         )
-        if model is not None:
-            trace.bind(model)
-        return trace
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """Where a trace's record came from, for error messages (a row of a set: its files,
+    labelled with the row)."""
+
+    summary: Path
+    steps: Path
+    activations: Path
+
+    def __init__(self, directory: Path, label: str = "") -> None:
+        object.__setattr__(self, "summary", Path(str(directory / SUMMARY) + label))
+        object.__setattr__(self, "steps", Path(str(directory / STEPS) + label))
+        object.__setattr__(self, "activations", Path(str(directory / ACTIVATIONS) + label))
 
 
 def _settings(summary: dict[str, Any], where: Path) -> GenerationSettings:
@@ -298,9 +330,8 @@ def _settings(summary: dict[str, Any], where: Path) -> GenerationSettings:
     )
 
 
-def _activation(acts: dict[str, Tensor], name: str, n: int, path: Path) -> Tensor:
+def _activation(acts: dict[str, Tensor], name: str, n: int, where: Path) -> Tensor:
     """One recorded hook, [pos, ...] (query-key hooks [head, query, key]) over `n` positions."""
-    where = path / ACTIVATIONS
     if name not in acts:
         raise TraceFormatError(f"{where}: the hook {name!r} listed in {SUMMARY} is missing")
     value = acts[name]

@@ -1,18 +1,39 @@
 """`TraceSet`: the rows of one batched run (several prompts, several samples each), each a
-real `Trace`, with a padded batched view for vectorised work."""
+real `Trace`, with a padded batched view for vectorised work, and its on-disk form: one
+directory whose summary.json holds every row's record and whose two safetensors files hold
+every row's tensors under `row<i>.` keys (nothing duplicated per row)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import overload
+from pathlib import Path
+from typing import TYPE_CHECKING, overload
 
 import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from interp import atomic, schema
 from interp import hooks as H
-from interp.trace import GenerationSettings, Trace
+from interp.errors import TraceFormatError
+from interp.store import (
+    ACTIVATIONS,
+    FORMAT_VERSION,
+    SET_FORMAT,
+    STEPS,
+    SUMMARY,
+    TRACE_ENTRIES,
+    check_output_dir,
+    dumps,
+    load_tensors,
+    read_summary,
+)
+from interp.trace import GenerationSettings, SourceFiles, Trace
+
+if TYPE_CHECKING:
+    from interp.models.model import Model
 
 
 @dataclass(eq=False)
@@ -76,4 +97,58 @@ class TraceSet:
             out = first.new_zeros((len(parts), n, *first.shape[1:]))
             for i, part in enumerate(parts):
                 out[i, : part.shape[0]] = part
+        return out
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the set atomically (an existing trace or set there is replaced; anything
+        else is refused, as for a trace)."""
+        from safetensors.torch import save_file
+
+        if not self.traces:
+            raise TraceFormatError("an empty trace set cannot be saved")
+        target = Path(directory)
+        check_output_dir(target, own=TRACE_ENTRIES)
+        steps, acts = {}, {}
+        for i, trace in enumerate(self.traces):
+            steps.update(
+                {f"row{i}.{k}": v.contiguous().cpu() for k, v in trace.step_tensors().items()}
+            )
+            acts.update({f"row{i}.{k}": v.contiguous().cpu() for k, v in trace.activations.items()})
+        record = {
+            "format": SET_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "rows": [trace.summary() for trace in self.traces],
+        }
+        with atomic.atomic_dir(target) as tmp:
+            save_file(steps, tmp / STEPS)
+            save_file(acts, tmp / ACTIVATIONS)
+            (tmp / SUMMARY).write_text(dumps(record), encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], model: Model | None = None) -> TraceSet:
+        """Read a set written by `save`, every row checked as `Trace.load` checks a trace;
+        with `model`, bind every row to it (the same model only)."""
+        path = Path(directory)
+        summary = read_summary(path, (SET_FORMAT,))
+        rows = schema.items(summary, "rows", dict, path / SUMMARY)
+        if not rows:
+            raise TraceFormatError(f"{path / SUMMARY}: the set has no rows")
+        steps = load_tensors(path / STEPS, "per-step tensors")
+        acts = load_tensors(path / ACTIVATIONS, "activations")
+        traces = []
+        for i, row in enumerate(rows):
+            prefix = f"row{i}."
+            traces.append(
+                Trace.from_record(
+                    row,
+                    {k[len(prefix) :]: v for k, v in steps.items() if k.startswith(prefix)},
+                    {k[len(prefix) :]: v for k, v in acts.items() if k.startswith(prefix)},
+                    SourceFiles(path, f" (row {i})"),
+                )
+            )
+        out = cls(traces)
+        if model is not None:
+            for trace in out:
+                trace.bind(model)
         return out

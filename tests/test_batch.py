@@ -112,3 +112,45 @@ def test_samples_on_the_embedded_model_through_the_bridge_equal_single_runs(smol
     kwargs = {"max_new_tokens": 6, "engine": "bridge"}
     ts = interp.generate(smollm, "earth revolve around", num_samples=2, seed=5, **kwargs)
     assert_rows_equal_single_runs(smollm, ts, ["earth revolve around"], 2, **kwargs)
+
+
+def test_a_trace_set_saves_and_loads_in_one_directory(tiny, tmp_path):
+    import json
+
+    from interp.errors import ModelMismatchError, TraceFormatError
+
+    ts = interp.generate(tiny, PROMPTS, num_samples=2, max_new_tokens=3, seed=0)
+    out = ts.save(tmp_path / "set")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "activations.safetensors",
+        "steps.safetensors",
+        "summary.json",
+    ]
+    again = interp.TraceSet.load(out, model=tiny)
+    assert len(again) == len(ts) and all(a == b for a, b in zip(again, ts, strict=True))
+    ts.save(out)  # a set may be replaced
+    with pytest.raises(TraceFormatError, match="TraceSet.load"):
+        interp.Trace.load(out)
+    ts[0].save(tmp_path / "one")
+    with pytest.raises(TraceFormatError, match="Trace.load"):
+        interp.TraceSet.load(tmp_path / "one")
+    summary = json.loads((out / "summary.json").read_text())
+    summary["rows"][1]["prompt_len"] = 10**9
+    (out / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(TraceFormatError, match=r"row 1.*prompt_len|prompt_len.*row 1"):
+        interp.TraceSet.load(out)
+    other = interp.generate(tiny, PROMPTS, max_new_tokens=2, seed=0)
+    other[0].model_name = "another"
+    interp.TraceSet(other.traces).save(tmp_path / "x")
+    with pytest.raises(ModelMismatchError):
+        interp.TraceSet.load(tmp_path / "x", model=tiny)
+
+
+def test_results_do_not_depend_on_the_batch_size(tiny):
+    whole = interp.generate(tiny, PROMPTS, num_samples=2, max_new_tokens=4, seed=7)
+    chunked = interp.generate(tiny, PROMPTS, num_samples=2, max_new_tokens=4, seed=7, batch_size=4)
+    assert [t.token_ids.tolist() for t in whole] == [t.token_ids.tolist() for t in chunked]
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a.token_logprobs, b.token_logprobs, atol=1e-4, rtol=0)
+    with pytest.raises(InvalidSettingError, match="batch_size"):
+        interp.generate(tiny, PROMPTS, max_new_tokens=2, batch_size=0)
