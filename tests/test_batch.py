@@ -154,3 +154,76 @@ def test_results_do_not_depend_on_the_batch_size(tiny):
         torch.testing.assert_close(a.token_logprobs, b.token_logprobs, atol=1e-4, rtol=0)
     with pytest.raises(InvalidSettingError, match="batch_size"):
         interp.generate(tiny, PROMPTS, max_new_tokens=2, batch_size=0)
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("p.txt", None, "cannot read the prompts file"),
+        ("p.txt", "\n\n  \n", "holds no prompts"),
+        ("p.jsonl", '{"prompt": "a"}\n{nope\n', "p.jsonl:2: not valid JSON"),
+        (
+            "p.jsonl",
+            '{"prompt": "a"}\n\n{"text": "b"}\n',
+            'p.jsonl:3: expected an object with a "prompt"',
+        ),
+        ("p.jsonl", '{"prompt": ""}\n', "p.jsonl:1: the prompt is empty"),
+        ("p.jsonl", '{"prompt": "a", "continuation": " b"}\n{"prompt": "c"}\n', "or none"),
+    ],
+)
+def test_a_bad_prompts_file_is_one_line_naming_the_line(
+    tmp_path, capsys, monkeypatch, name, content, message
+):
+    from interp import cli
+
+    monkeypatch.setattr(interp.models, "load_model", lambda *a, **k: pytest.fail("loaded"))
+    path = tmp_path / name if content is None else _write(tmp_path / name, content)
+    code = cli.main(["generate", "--prompts", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["generate"], "give a PROMPT"),
+        (["generate", "hi", "--prompts", "f.txt"], "not both"),
+        (["generate", "hi", "--num-samples", "0"], "--num-samples must be >= 1"),
+        (["generate", "hi", "--batch-size", "0"], "--batch-size must be >= 1"),
+        (["generate", "hi", "--num-samples", "2", "--continuation", " x"], "--num-samples > 1"),
+    ],
+)
+def test_bad_batch_options_are_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    from interp import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(interp.models, "load_model", lambda *a, **k: pytest.fail("loaded"))
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT and err.count("\n") == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.real_model
+def test_the_cli_writes_a_set_from_a_prompts_file(smollm, tmp_path, capsys):
+    from interp import cli
+
+    prompts = _write(tmp_path / "prompts.txt", "earth revolve around\n\nThe capital of France is\n")
+    out = tmp_path / "set"
+    argv = ["generate", "--prompts", prompts, "--num-samples", "2", "--max-new-tokens", "3"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "[4 rows," in printed and f"trace set written to {out}" in printed
+    ts = interp.TraceSet.load(out, model=smollm)
+    assert ts.prompts == ["earth revolve around"] * 2 + ["The capital of France is"] * 2
+    single = interp.generate(smollm, ts.prompts[3], max_new_tokens=3, seed=ts.seeds[3])
+    assert ts[3].token_ids.tolist() == single.token_ids.tolist()
+    long = _write(tmp_path / "long.txt", "hi\n" + "word " * 9000 + "\n")
+    assert cli.main(["generate", "--prompts", long, "--out", str(tmp_path / "l")]) == 2
+    assert "long.txt:2: the prompt" in capsys.readouterr().err

@@ -23,6 +23,14 @@ def slug(text: str, limit: int = 60) -> str:
 def cmd_generate(args: argparse.Namespace) -> int:
     with _recorded(args) as (_, trace, out):
         pass
+    if not hasattr(trace, "token_logprobs"):  # a set of rows
+        for i, row in enumerate(trace):
+            print(f"[{i}] {row.prompt}\u2502{row.continuation}")
+        tokens = sum(row.n_generated for row in trace)
+        rate = trace[0].timings["tokens_per_s"]
+        print(f"[{len(trace)} rows, {tokens} tokens, {rate:.1f} tok/s]")
+        print(f"trace set written to {out}")
+        return 0
     print(f"{trace.prompt}\u2502{trace.continuation}")
     mean_lp = float(trace.token_logprobs.mean())
     print(
@@ -50,28 +58,54 @@ def _check_generation(args: argparse.Namespace) -> Path:
     """Every generation option that can be checked without the model; the output path."""
     from interp import inputs
     from interp.errors import InvalidSettingError
+    from interp.prompts import read_prompts
     from interp.sampling import SamplingConfig
 
-    inputs.text(args.prompt, "the prompt")
+    file = getattr(args, "prompts", None)
+    args.rows = None
+    if file is not None:
+        if args.prompt is not None:
+            raise InvalidSettingError("give a PROMPT or --prompts FILE, not both")
+        if args.continuation is not None:
+            raise InvalidSettingError(
+                '--continuation with --prompts: give each line its "continuation" (JSON Lines)'
+            )
+        args.rows = read_prompts(file)
+    elif args.prompt is None:
+        raise InvalidSettingError("give a PROMPT (or --prompts FILE)")
+    else:
+        inputs.text(args.prompt, "the prompt")
     if args.max_new_tokens < 1:
         raise InvalidSettingError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.continuation is not None:
         inputs.text(args.continuation, "--continuation", blank_ok=True)
+    for option in ("num_samples", "batch_size"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            raise InvalidSettingError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+    if getattr(args, "num_samples", 1) > 1 and (args.continuation or _forced_rows(args)):
+        raise InvalidSettingError("--num-samples > 1 with forced continuations: they have one")
     SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     inputs.seed(args.seed)
-    return args.out if args.out is not None else Path("reports") / slug(args.prompt)
+    if args.out is not None:
+        return args.out
+    return Path("reports") / slug(str(file.stem if file is not None else args.prompt))
+
+
+def _forced_rows(args: argparse.Namespace) -> bool:
+    return bool(args.rows) and args.rows[0].continuation is not None
 
 
 def _check_output(args: argparse.Namespace, out: Path) -> None:
     """The output directory may be written; a default one that holds another prompt's trace
     is never replaced without --out."""
     from interp.errors import OutputPathError
-    from interp.store import check_output_dir, is_trace_dir, read_summary
+    from interp.store import FORMAT, SET_FORMAT, check_output_dir, is_trace_dir, read_summary
 
     check_output_dir(out)
     if args.out is None and is_trace_dir(out):
-        other = read_summary(out).get("prompt")
-        if other != args.prompt:
+        other = read_summary(out, (FORMAT, SET_FORMAT)).get("prompt", "a trace set")
+        if other != args.prompt or args.rows is not None:
             raise OutputPathError(
                 f"{out} holds the trace of another prompt ({str(other)[:40]!r}); pass "
                 f"--out {out} to replace it, or another --out"
@@ -83,21 +117,46 @@ def _generate(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
     from interp.generation import generate
 
     model = _load_model(args, args.model)
+    rows = args.rows
+    if rows is not None:
+        _check_lengths(model, args, rows)
     trace = generate(
         model,
-        args.prompt,
+        args.prompt if rows is None else [r.prompt for r in rows],
+        num_samples=getattr(args, "num_samples", 1),
+        batch_size=getattr(args, "batch_size", None),
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
         seed=args.seed,
-        continuation=args.continuation,
+        continuation=args.continuation
+        if not _forced_rows(args)
+        else [r.continuation for r in rows],
         stop_at_eos=args.stop_at_eos,
         progress=sys.stderr.isatty(),
         engine=args.engine,
     )
     trace.save(out)
     return model, trace
+
+
+def _check_lengths(model: Any, args: argparse.Namespace, rows: list[Any]) -> None:
+    """Each prompt of a file fits the context with its new tokens (the error names its line)."""
+    from interp.errors import InvalidSettingError
+
+    for row in rows:
+        n = len(model.encode(row.prompt))
+        new = (
+            args.max_new_tokens
+            if row.continuation is None
+            else len(model.encode(row.continuation, add_special_tokens=False))
+        )
+        if n + new > model.n_ctx:
+            raise InvalidSettingError(
+                f"{args.prompts}:{row.line}: the prompt ({n} tokens) plus {new} new tokens "
+                f"exceeds {model.name}'s context of {model.n_ctx} tokens"
+            )
 
 
 def _load_model(args: argparse.Namespace, name: str) -> Any:

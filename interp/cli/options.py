@@ -57,8 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
             "forward), record the activations, print the text and write the trace to --out."
         ),
     )
-    gen.add_argument("prompt", metavar="PROMPT", help="the text to continue")
+    gen.add_argument(
+        "prompt", metavar="PROMPT", nargs="?", default=None, help="the text to continue"
+    )
     add_generation_options(gen)
+    gen.add_argument(
+        "--prompts",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a batch: one prompt a line (blank lines skipped), or JSON Lines (.jsonl) with "
+        '"prompt" and an optional "continuation"; the output directory holds the set',
+    )
+    gen.add_argument(
+        "--num-samples",
+        type=_int,
+        default=1,
+        metavar="N",
+        help="draw N samples of each prompt, batched, each with its own seed (default: 1)",
+    )
+    gen.add_argument(
+        "--batch-size",
+        type=_int,
+        default=None,
+        metavar="N",
+        help="run at most N rows at once (default: as many as fit comfortably in memory)",
+    )
     gen.set_defaults(func=cmd_generate)
 
     ana = sub.add_parser(
