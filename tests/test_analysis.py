@@ -8,7 +8,8 @@ from conftest import reference
 import interp
 from interp import hooks as H
 from interp.analysis import attention, direct_logit_attribution, head_roles, logit_lens
-from interp.analysis.logit_lens import Unembedding, prediction_depth, top_k_rows
+from interp.analysis.logit_lens import prediction_depth
+from interp.analysis.readout import Unembedding, top_k_rows
 from interp.errors import HookError, InvalidSettingError, ModelMismatchError
 from interp.heads import head_label, parse_heads, parse_label, rank_heads
 
@@ -244,7 +245,7 @@ def test_logit_lens_matmul_path_agrees_with_the_default(tiny, recorded, monkeypa
     gives."""
     import importlib
 
-    lens_module = importlib.import_module("interp.analysis.logit_lens")
+    lens_module = importlib.import_module("interp.analysis.readout")
     default = logit_lens(tiny, recorded, rows_per_chunk=7, vocab_block=64)
     monkeypatch.setattr(lens_module, "onednn_linear", lambda: None)
     plain = logit_lens(tiny, recorded, rows_per_chunk=7, vocab_block=64)

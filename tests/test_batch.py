@@ -227,3 +227,35 @@ def test_the_cli_writes_a_set_from_a_prompts_file(smollm, tmp_path, capsys):
     long = _write(tmp_path / "long.txt", "hi\n" + "word " * 9000 + "\n")
     assert cli.main(["generate", "--prompts", long, "--out", str(tmp_path / "l")]) == 2
     assert "long.txt:2: the prompt" in capsys.readouterr().err
+
+
+def test_the_lens_and_attribution_of_a_set_equal_each_rows_own(tiny):
+    from interp.analysis import AttributionSetResult, LogitLensSetResult
+
+    ts = interp.generate(tiny, PROMPTS, num_samples=2, max_new_tokens=4, seed=1)
+    lens = interp.logit_lens(tiny, ts)
+    dla = interp.direct_logit_attribution(tiny, ts)
+    assert isinstance(lens, LogitLensSetResult) and len(lens.rows) == len(ts)
+    assert isinstance(dla, AttributionSetResult) and len(dla.rows) == len(ts)
+    for row_lens, row_dla, trace in zip(lens.rows, dla.rows, ts, strict=True):
+        one = interp.logit_lens(tiny, trace)
+        assert row_lens.positions == one.positions and row_lens.layers == one.layers
+        assert torch.equal(row_lens.target_ids, one.target_ids)
+        assert torch.equal(row_lens.top_ids[..., 0], one.top_ids[..., 0])
+        for name in ("top_probs", "target_probs", "kl"):
+            torch.testing.assert_close(
+                getattr(row_lens, name), getattr(one, name), atol=1e-5, rtol=0
+            )
+        assert torch.equal(row_lens.prediction_depth, one.prediction_depth)
+        alone = interp.direct_logit_attribution(tiny, trace)
+        for name in ("embed", "heads", "attn_bias", "mlp", "constant", "logits"):
+            torch.testing.assert_close(
+                getattr(row_dla, name), getattr(alone, name), atol=1e-5, rtol=1e-5
+            )
+        torch.testing.assert_close(row_dla.total, row_dla.logits, atol=1e-4, rtol=1e-4)
+    per_row = torch.stack([r.mean_kl for r in lens.rows]).double()
+    mean, se = lens.mean_kl
+    torch.testing.assert_close(mean, per_row.mean(0).float())
+    torch.testing.assert_close(se, (per_row.std(0) / len(ts) ** 0.5).float())
+    heads, heads_se = dla.heads_mean()
+    assert heads.shape == heads_se.shape == (tiny.n_layers, tiny.n_heads)

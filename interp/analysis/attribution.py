@@ -13,6 +13,7 @@ apart, so that components plus constant equal the model's logit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import einops
 import torch
@@ -20,10 +21,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp import hooks as H
+from interp.analysis.stats import mean_and_se
 from interp.heads import rank_heads
 from interp.models.model import Model
 from interp.surgery import norm_parameter
 from interp.trace import Trace
+from interp.traceset import TraceSet
 
 
 @dataclass
@@ -73,15 +76,46 @@ def attribution_hooks(n_layers: int) -> list[str]:
     return names + [H.resid_post(n_layers - 1), H.FINAL_SCALE]
 
 
-def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult:
-    """Attribution of every head, MLP layer and the embeddings to each generated token's logit."""
-    trace.bind(model)
+@dataclass
+class AttributionSetResult:
+    """Direct logit attribution of every row of a `TraceSet` (`rows[i]`, as for one trace)."""
+
+    rows: list[AttributionResult]
+
+    def heads_mean(self) -> tuple[Float[Tensor, "layer head"], Float[Tensor, "layer head"]]:
+        """(mean over rows, standard error) of each row's mean attribution per head."""
+        return mean_and_se([r.heads.mean(0) for r in self.rows])
+
+    def top_heads(self, k: int = 10) -> list[tuple[str, float]]:
+        """Heads with the largest mean absolute attribution over every row's steps."""
+        return rank_heads(torch.stack([r.heads.abs().mean(0) for r in self.rows]).mean(0), k)
+
+
+@overload
+def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult: ...
+
+
+@overload
+def direct_logit_attribution(model: Model, trace: TraceSet) -> AttributionSetResult: ...
+
+
+def direct_logit_attribution(
+    model: Model, trace: Trace | TraceSet
+) -> AttributionResult | AttributionSetResult:
+    """Attribution of every head, MLP layer and the embeddings to each generated token's logit;
+    of a `TraceSet`, every row's in one pass (the rows' steps side by side), then split."""
+    traces = [trace] if isinstance(trace, Trace) else list(trace)
     n_layers = model.n_layers
-    trace.require_hooks(attribution_hooks(n_layers), "direct logit attribution")
-    acts = trace.activations
-    p, n = trace.prompt_len, trace.n_positions
-    read = slice(p - 1, n - 1)  # the positions whose logits predict the generated tokens
-    targets = trace.token_ids[p:n]
+    for t in traces:
+        t.bind(model)
+        t.require_hooks(attribution_hooks(n_layers), "direct logit attribution")
+    # the positions whose logits predict the generated tokens, every row's side by side
+    reads = [slice(t.prompt_len - 1, t.n_positions - 1) for t in traces]
+
+    def read(name: str) -> Tensor:
+        return torch.cat([t.activations[name][r] for t, r in zip(traces, reads, strict=True)])
+
+    targets = torch.cat([t.token_ids[t.prompt_len :] for t in traces])
     bridge = model.bridge
 
     with torch.no_grad():
@@ -92,7 +126,7 @@ def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult:
         b_ln = norm_parameter(ln, "bias")
         layer_norm = model.cfg.normalization_type in ("LN", "LNPre")
         direction = w_u if w_ln is None else w_u * w_ln[:, None]
-        scale = acts[H.FINAL_SCALE][read].float()  # [step, 1]
+        scale = read(H.FINAL_SCALE).float()  # [step, 1]
 
         rows = direction.T.contiguous()  # [step, d_model]
 
@@ -104,13 +138,13 @@ def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult:
             dots = (vectors * rows.view(-1, *middle, rows.shape[-1])).sum(-1)
             return dots / scale.view(-1, *middle)
 
-        resid = [acts[H.resid_pre(layer)][read].float() for layer in range(n_layers)]
-        resid.append(acts[H.resid_post(n_layers - 1)][read].float())
+        resid = [read(H.resid_pre(layer)).float() for layer in range(n_layers)]
+        resid.append(read(H.resid_post(n_layers - 1)).float())
         head_out, bias_out, mlp_out = [], [], []
         for layer in range(n_layers):
             attn = bridge.blocks[layer].attn
             w_o = attn.W_O.detach().float().cpu()  # [head, d_head, d_model]
-            z = acts[H.z(layer)][read].float()  # [step, head, d_head]
+            z = read(H.z(layer)).float()  # [step, head, d_head]
             per_head = einops.einsum(z, w_o, "step head dh, head dh d -> step head d")
             b_o = getattr(attn, "b_O", None)
             b_o = torch.zeros(model.d_model) if b_o is None else b_o.detach().float().cpu()
@@ -129,16 +163,22 @@ def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult:
         if b_u is not None:
             logits = logits + b_u[targets]
 
-    return AttributionResult(
-        positions=list(range(p - 1, n - 1)),
-        target_ids=targets.clone(),
-        embed=project(resid[0]),
-        heads=torch.stack(head_out, dim=1),
-        attn_bias=torch.stack(bias_out, dim=1),
-        mlp=torch.stack(mlp_out, dim=1),
-        constant=constant,
-        logits=logits,
-    )
+    fields = {
+        "target_ids": targets.clone(),
+        "embed": project(resid[0]),
+        "heads": torch.stack(head_out, dim=1),
+        "attn_bias": torch.stack(bias_out, dim=1),
+        "mlp": torch.stack(mlp_out, dim=1),
+        "constant": constant,
+        "logits": logits,
+    }
+    results, start = [], 0
+    for r in reads:
+        cut = slice(start, start + r.stop - r.start)
+        start = cut.stop
+        positions = list(range(r.start, r.stop))
+        results.append(AttributionResult(positions, **{k: v[cut] for k, v in fields.items()}))
+    return results[0] if isinstance(trace, Trace) else AttributionSetResult(results)
 
 
 def _param(module, name: str) -> Tensor | None:
