@@ -46,14 +46,18 @@ class BridgeEngine:
     def forward(
         self, ids: Tensor, past: Any | None, mask: Tensor | None = None, positions: Any = None
     ) -> tuple[Tensor, Any]:
-        """Logits of each row's last position ([row, vocab]) and the updated KV cache. Rows
-        of one length only: padding (`mask`) needs the direct engine."""
-        if mask is not None:
-            raise ValueError("the bridge engine runs rows of one length only")
+        """Logits of each row's last position ([row, vocab]) and the updated KV cache;
+        left-padded rows take their attention `mask` and `positions`, as for the direct
+        engine (the bridge hands both to the Hugging Face model)."""
+        padding = {} if mask is None else {"attention_mask": mask, "position_ids": positions}
         if past is None:
-            logits, past = self.bridge(ids, return_type="logits_and_cache", use_cache=True)
+            logits, past = self.bridge(
+                ids, return_type="logits_and_cache", use_cache=True, **padding
+            )
         else:
-            logits, past = self.bridge(ids, past_key_values=past, return_type="logits_and_cache")
+            logits, past = self.bridge(
+                ids, past_key_values=past, return_type="logits_and_cache", **padding
+            )
         return logits[:, -1], past
 
     def logits(self, ids: Tensor) -> Tensor:

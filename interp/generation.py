@@ -151,12 +151,6 @@ def generate(
         raise InvalidSettingError(f"batch_size must be an integer >= 1, got {batch_size}")
     chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     padded = [len({len(r.prompt_ids) for r in chunk}) > 1 for chunk in chunks]
-    if any(padded) and runner.name == "bridge":
-        raise InvalidSettingError(
-            "prompts of different lengths run batched on the direct engine only, and this "
-            "run needs the bridge (its hooks or engine='bridge'): batch prompts of one "
-            "length, or generate them one at a time"
-        )
     traces = []
     for chunk, pad in zip(chunks, padded, strict=True):
         traces += run(model, runner, chunk, names, user_hooks, top_alternatives, progress, pad)

@@ -34,15 +34,17 @@ def assert_rows_equal_single_runs(model, ts, prompts, num_samples, **kwargs):
                 assert ((a - b).norm(dim=-1, keepdim=True) / scale).max() <= 1e-5, name
 
 
-def test_rows_of_different_lengths_equal_single_runs(tiny):
-    kwargs = {"max_new_tokens": 6, "top_k": 20}
+@pytest.mark.parametrize("engine", ["auto", "bridge"])
+def test_rows_of_different_lengths_equal_single_runs(tiny, engine):
+    kwargs = {"max_new_tokens": 6, "top_k": 20, "engine": engine}
     ts = interp.generate(tiny, PROMPTS, num_samples=2, seed=3, **kwargs)
     assert isinstance(ts, interp.TraceSet)
     assert len({t.prompt_len for t in ts}) > 1  # the prompts really differ in length
     assert ts.seeds == [row_seed(3, i) for i in range(6)]
     assert len(set(ts.seeds)) == 6 and ts.prompts == [p for p in PROMPTS for _ in range(2)]
     assert_rows_equal_single_runs(tiny, ts, PROMPTS, 2, **kwargs)
-    assert all(t.provenance["engine"] == "direct" for t in ts)
+    want = {"auto": "direct", "bridge": "bridge"}[engine]
+    assert all(t.provenance["engine"] == want for t in ts)
 
 
 def test_samples_of_one_prompt_run_on_both_engines(tiny):
@@ -88,7 +90,6 @@ def test_a_trace_set_is_a_list_of_traces_with_a_padded_view(tiny):
     [
         ({"prompt": "The sun", "num_samples": 2, "continuation": " x"}, "num_samples > 1"),
         ({"prompt": PROMPTS, "continuation": [" a", " b"]}, "takes a list of 3 continuations"),
-        ({"prompt": PROMPTS, "engine": "bridge"}, "different lengths"),
         ({"prompt": [], "num_samples": 1}, "no tokens"),
         ({"prompt": "The sun", "num_samples": 0}, "num_samples"),
     ],
@@ -108,10 +109,12 @@ def test_a_batch_on_the_embedded_model_equals_single_runs(smollm):
 
 
 @pytest.mark.real_model
-def test_samples_on_the_embedded_model_through_the_bridge_equal_single_runs(smollm):
+def test_a_batch_through_the_bridge_on_the_embedded_model_equals_single_runs(smollm):
+    prompts = ["earth revolve around", "The capital of France is"]
     kwargs = {"max_new_tokens": 6, "engine": "bridge"}
-    ts = interp.generate(smollm, "earth revolve around", num_samples=2, seed=5, **kwargs)
-    assert_rows_equal_single_runs(smollm, ts, ["earth revolve around"], 2, **kwargs)
+    ts = interp.generate(smollm, prompts, num_samples=2, seed=5, **kwargs)
+    assert len({t.prompt_len for t in ts}) > 1
+    assert_rows_equal_single_runs(smollm, ts, prompts, 2, **kwargs)
 
 
 def test_a_trace_set_saves_and_loads_in_one_directory(tiny, tmp_path):
