@@ -109,8 +109,9 @@ def generate(
         raise InvalidSettingError(f"top_alternatives must be >= 1, got {top_alternatives}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise InvalidSettingError(f"num_samples must be an integer >= 1, got {num_samples}")
-    single = _is_one_prompt(prompt) and num_samples == 1
-    prompts: list[Any] = [prompt] if _is_one_prompt(prompt) else list(prompt)
+    one = _is_one_prompt(prompt)
+    single = one and num_samples == 1
+    prompts: list[Any] = [prompt] if one else list(prompt)
     if not prompts:
         raise InvalidSettingError("the batch of prompts is empty")
     forced_all = _forced_continuations(model, continuation, len(prompts), single, num_samples)

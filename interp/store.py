@@ -168,14 +168,20 @@ def has_results(directory: str | os.PathLike[str], key: str, tensors_file: str) 
 
 
 def read_results(
-    directory: str | os.PathLike[str], key: str, tensors_file: str, needed: Sequence[str] = ()
+    directory: str | os.PathLike[str],
+    key: str,
+    tensors_file: str,
+    needed: Sequence[str] = (),
+    *,
+    missing: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """`summary.json[key]` and the tensors file, with a clear error if either is missing or
-    lacks one of the `needed` tensors."""
+    """`summary.json[key]` and the tensors file, with a clear error if either is missing
+    (`missing`: what to say when the results are absent) or lacks one of the `needed`
+    tensors."""
     path = Path(directory)
     summary = read_summary(path).get(key)
     if not isinstance(summary, dict):
-        raise TraceFormatError(f"{path} holds no {key} results")
+        raise TraceFormatError(missing or f"{path} holds no {key} results")
     tensors = load_tensors(path / tensors_file, f"{key} results")
     absent = [name for name in needed if name not in tensors]
     if absent:

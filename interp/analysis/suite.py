@@ -20,7 +20,6 @@ from interp.analysis.attribution import AttributionResult, direct_logit_attribut
 from interp.analysis.logit_lens import LogitLensResult, logit_lens
 from interp.errors import TraceFormatError
 from interp.models.model import Model
-from interp.store import read_summary
 from interp.trace import Trace
 
 KEY = "analysis"
@@ -97,12 +96,10 @@ class Analysis:
         patterns are read from the trace's activations; with `pattern_window`, only those of
         the last that-many positions."""
         path = str(directory)
-        if KEY not in read_summary(Path(directory)):
-            raise TraceFormatError(
-                f"{path} has no analysis results: run `interp analyze {path}` first "
-                "(or `interp run`)"
-            )
-        summary, t = store.read_results(directory, KEY, store.ANALYSIS_FILE)
+        missing = (
+            f"{path} has no analysis results: run `interp analyze {path}` first (or `interp run`)"
+        )
+        summary, t = store.read_results(directory, KEY, store.ANALYSIS_FILE, missing=missing)
         version = summary.get("format_version")
         if version != ANALYSIS_FORMAT_VERSION or "vocab" not in summary:
             raise TraceFormatError(
