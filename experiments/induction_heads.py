@@ -4,7 +4,8 @@ watch the loss on the repeated half rise (Olsson et al. 2022).
 Writes reports/induction_heads/: index.html, figures/, summary.json with loss_first_copy,
 loss_second_copy, top_induction_heads, loss_second_copy_ablated_top (the top five heads
 ablated) and loss_second_copy_ablated_random (five random heads, several draws, drawn outside
-the strongest induction and previous-token heads).
+the strongest induction and previous-token heads). Heads are ranked by their scores over the
+probe's 16 sequences; the losses and ablations are measured on its first sequence.
 
     python experiments/induction_heads.py [--model smollm2-135m] [--seed 0] [--block-len 50]
 """
@@ -43,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         check_experiment_dir(args.out)
         model = load_model(args.model or interp.DEFAULT_MODEL, device=args.device)
         roles = interp.head_roles(model, block_len=args.block_len, seed=args.seed)
-        tokens = roles.probe_tokens.tolist()
-        # the probe as a trace (teacher-forced), so that ablations score it like any text
+        tokens = roles.probe_tokens[0].tolist()
+        # the probe's first sequence as a trace (teacher-forced), so that ablations score it
+        # like any text (the role scores are means over all of the probe's sequences)
         probe = interp.generate(model, tokens[:1], continuation=tokens[1:])
         o, n = roles.offset, roles.block_len
         second = list(range(o + n, o + 2 * n - 1))  # token_logprobs[j] scores token j + 1
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "block_len": n,
         "mode": args.mode,
-        "loss_first_copy": round(roles.loss_first_copy, 4),
+        "probe_sequences": roles.sequences,  # role scores: means over these
+        "loss_first_copy": round(float(roles.first_copy_losses[0]), 4),  # the first sequence
         "loss_second_copy": round(mean_second(base), 4),
         "top_induction_heads": [[h, round(s, 4)] for h, s in roles.top("induction", 10)],
         "ablated_top_heads": [h for h, _ in top],

@@ -61,8 +61,9 @@ class BridgeEngine:
         return logits[:, -1], past
 
     def logits(self, ids: Tensor) -> Tensor:
-        """Logits of every position ([pos, vocab]) of one sequence, without a KV cache."""
-        return self.bridge(ids, return_type="logits")[0]
+        """Logits of every position ([batch, pos, vocab]) of unpadded sequences, without a KV
+        cache."""
+        return self.bridge(ids, return_type="logits")
 
 
 class _HookPointInfo:
@@ -160,8 +161,9 @@ class DirectEngine:
         return out.logits[:, -1], out.past_key_values
 
     def logits(self, ids: Tensor) -> Tensor:
-        """Logits of every position ([pos, vocab]) of one sequence, without a KV cache."""
-        return self.hf(input_ids=ids, use_cache=False).logits[0]
+        """Logits of every position ([batch, pos, vocab]) of unpadded sequences, without a KV
+        cache."""
+        return self.hf(input_ids=ids, use_cache=False).logits
 
 
 def choose(

@@ -14,7 +14,7 @@ from interp.engine import EngineName, HookFn, choose
 from interp.errors import HookError, InvalidSettingError
 from interp.memory import check_memory, default_batch_size
 from interp.models.model import Model
-from interp.recording import Row, run
+from interp.recording import Progress, Row, run
 from interp.sampling import Sampler, SamplingConfig
 from interp.trace import GenerationSettings, Trace
 from interp.traceset import TraceSet
@@ -153,8 +153,12 @@ def generate(
     chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     padded = [len({len(r.prompt_ids) for r in chunk}) > 1 for chunk in chunks]
     traces = []
-    for chunk, pad in zip(chunks, padded, strict=True):
-        traces += run(model, runner, chunk, names, user_hooks, top_alternatives, progress, pad)
+    bar = Progress(rows, progress)
+    try:
+        for chunk, pad in zip(chunks, padded, strict=True):
+            traces += run(model, runner, chunk, names, user_hooks, top_alternatives, bar, pad)
+    finally:
+        bar.close()
     return traces[0] if single else TraceSet(traces)
 
 

@@ -41,6 +41,30 @@ class Row:
         return not self.stop_reason
 
 
+class Progress:
+    """One bar over every row and step of a run (all its batches): tokens, and rows done."""
+
+    def __init__(self, rows: list[Row], enabled: bool) -> None:
+        self.rows, self.done = len(rows), 0
+        self.bar = tqdm(
+            total=sum(r.settings.max_new_tokens for r in rows), desc="generating", unit="tok",
+            disable=not enabled, file=sys.stderr,
+        )  # fmt: skip
+
+    def tokens(self, n: int) -> None:
+        self.bar.update(n)
+
+    def row_done(self, unused_steps: int) -> None:
+        """A row stopped; it will not take `unused_steps` of its maximum."""
+        self.done += 1
+        if unused_steps and self.bar.total is not None:
+            self.bar.total -= unused_steps
+        self.bar.set_postfix_str(f"rows {self.done}/{self.rows}", refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def run(
     model: Model,
     runner: Any,
@@ -48,7 +72,7 @@ def run(
     names: list[str],
     user_hooks: list[tuple[str, HookFn]],
     top_alternatives: int,
-    progress: bool,
+    progress: Progress,
     padded: bool,
 ) -> list[Trace]:
     """The recording loop over a batch of rows: the prompts once (left-padded), then one
@@ -71,10 +95,6 @@ def run(
     positions = None if mask is None else (mask.cumsum(-1) - 1).clamp_min(0)
     steps = max(r.settings.max_new_tokens for r in rows)
     recorder = BatchRecorder(names)
-    bar = tqdm(
-        total=steps * len(rows), desc="generating", unit="tok", disable=not progress,
-        file=sys.stderr,
-    )  # fmt: skip
     t0 = time.perf_counter()
     # The user's hooks go first, so the recorder sees what they changed.
     with torch.no_grad(), runner.hooked([*user_hooks, *recorder.hooks()]):
@@ -103,7 +123,7 @@ def run(
             last, past = runner.forward(
                 torch.tensor(feed, device=device)[:, None], past, mask, positions
             )
-            bar.update(len(live))
+            progress.tokens(len(live))
             for i in live:
                 r = rows[i]
                 token = r.tokens[-1]
@@ -111,9 +131,10 @@ def run(
                     r.stop_reason = "eos"
                 elif len(r.tokens) == r.settings.max_new_tokens:
                     r.stop_reason = "forced" if r.forced is not None else "max_new_tokens"
+                if r.stop_reason:
+                    progress.row_done(r.settings.max_new_tokens - len(r.tokens))
             if not any(r.active for r in rows):
                 break
-    bar.close()
     elapsed = time.perf_counter() - t0
     n_new = sum(len(r.tokens) for r in rows)
     timings = {

@@ -36,10 +36,11 @@ REPORT_FILE = "index.html"
 FIGURES_DIR = "figures"
 ABLATIONS_DIR = "ablations"
 EFFECT_FILE = "effect.json"
+ROWS_DIR = "rows"  # a trace set's report: one page per row
 # What interp writes in a trace directory: replacing the trace replaces these, and a trace
 # directory holding anything else is not replaced (the user's files, or ablations of it).
 TRACE_ENTRIES = frozenset(
-    {SUMMARY, STEPS, ACTIVATIONS, ANALYSIS_FILE, SWEEP_FILE, REPORT_FILE, FIGURES_DIR}
+    {SUMMARY, STEPS, ACTIVATIONS, ANALYSIS_FILE, SWEEP_FILE, REPORT_FILE, FIGURES_DIR, ROWS_DIR}
 )
 MAX_JSON_BYTES = 256 << 20
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own bound on a header
@@ -179,7 +180,7 @@ def read_results(
     (`missing`: what to say when the results are absent) or lacks one of the `needed`
     tensors."""
     path = Path(directory)
-    summary = read_summary(path).get(key)
+    summary = read_summary(path, (FORMAT, SET_FORMAT)).get(key)
     if not isinstance(summary, dict):
         raise TraceFormatError(missing or f"{path} holds no {key} results")
     tensors = load_tensors(path / tensors_file, f"{key} results")
@@ -190,10 +191,10 @@ def read_results(
 
 
 def read_window(
-    directory: str | os.PathLike[str], names: Sequence[str], start: int
+    directory: str | os.PathLike[str], names: Sequence[str], start: int, prefix: str = ""
 ) -> list[Tensor]:
-    """Query-key activations ([head, query, key]) of a trace, cropped to positions start..,
-    read without loading the rest of the file."""
+    """Query-key activations ([head, query, key]) of a trace (of a set's row: its key
+    `prefix`), cropped to positions start.., read without loading the rest of the file."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(directory) / ACTIVATIONS
@@ -202,7 +203,11 @@ def read_window(
         safetensors_header(path)
         with safe_open(path, framework="pt") as fh:
             keys = set(fh.keys())
-            return [fh.get_slice(name)[:, start:, start:] for name in names if name in keys]
+            return [
+                fh.get_slice(prefix + name)[:, start:, start:]
+                for name in names
+                if prefix + name in keys
+            ]
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise TraceFormatError(f"{path}: cannot read the activations ({exc})") from None
 
@@ -228,7 +233,7 @@ def write_results(
     from safetensors.torch import save_file
 
     path = Path(directory)
-    current = read_summary(path)
+    current = read_summary(path, (FORMAT, SET_FORMAT))
     current[key] = summary
     text = dumps(current)  # before any write: a value JSON cannot hold fails here
     if tensors is not None and tensors_file is not None:

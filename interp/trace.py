@@ -79,6 +79,7 @@ class Trace:
     stop_reason: str  # "max_new_tokens", "eos" or "forced"
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # a prompts file's other fields (JSONL)
     model: Model | None = field(default=None, repr=False)
 
     # ---- views -------------------------------------------------------------------------
@@ -147,17 +148,8 @@ class Trace:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trace):
             return NotImplemented
-        plain = (
-            "model_name",
-            "prompt",
-            "prompt_len",
-            "token_strs",
-            "continuation",
-            "settings",
-            "stop_reason",
-            "timings",
-            "provenance",
-        )
+        plain: tuple[str, ...] = ("model_name", "prompt", "prompt_len", "token_strs")
+        plain += ("continuation", "settings", "stop_reason", "timings", "provenance", "meta")
         if any(getattr(self, a) != getattr(other, a) for a in plain):
             return False
         tensors = ("token_ids", "token_logprobs", "token_ranks", "top_ids", "top_probs")
@@ -197,6 +189,7 @@ class Trace:
             "hooks": self.hook_names,
             "timings": self.timings,
             "provenance": self.provenance,
+            "meta": self.meta,
         }
 
     def step_tensors(self) -> dict[str, Tensor]:
@@ -298,6 +291,7 @@ class Trace:
             stop_reason=stop_reason,
             timings=schema.mapping(summary, "timings", float, where),
             provenance=schema.mapping(summary, "provenance", str, where),
+            meta=schema.field(summary, "meta", dict, where) if "meta" in summary else {},
         )
 
 

@@ -20,6 +20,7 @@ from interp import hooks as H
 from interp.errors import TraceFormatError
 from interp.store import (
     ACTIVATIONS,
+    FORMAT,
     FORMAT_VERSION,
     SET_FORMAT,
     STEPS,
@@ -33,6 +34,8 @@ from interp.store import (
 from interp.trace import GenerationSettings, SourceFiles, Trace
 
 if TYPE_CHECKING:
+    from transformer_lens import ActivationCache
+
     from interp.models.model import Model
 
 
@@ -99,6 +102,17 @@ class TraceSet:
                 out[i, : part.shape[0]] = part
         return out
 
+    @property
+    def cache(self) -> ActivationCache:
+        """Every recorded hook as a TransformerLens `ActivationCache` over the padded batch
+        ([row, pos, ...], zeros after each row's end: read it with `mask`), bound to the
+        first row's model where it has one."""
+        from transformer_lens import ActivationCache
+
+        model = self.traces[0].model
+        stacked = {name: self.stacked(name) for name in self.traces[0].hook_names}
+        return ActivationCache(stacked, model.bridge if model is not None else None)
+
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the set atomically (an existing trace or set there is replaced; anything
         else is refused, as for a trace)."""
@@ -126,16 +140,23 @@ class TraceSet:
         return target
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], model: Model | None = None) -> TraceSet:
+    def load(
+        cls,
+        directory: str | os.PathLike[str],
+        model: Model | None = None,
+        *,
+        activations: bool = True,
+    ) -> TraceSet:
         """Read a set written by `save`, every row checked as `Trace.load` checks a trace;
-        with `model`, bind every row to it (the same model only)."""
+        with `model`, bind every row to it (the same model only); `activations=False` as for
+        `Trace.load`."""
         path = Path(directory)
         summary = read_summary(path, (SET_FORMAT,))
         rows = schema.items(summary, "rows", dict, path / SUMMARY)
         if not rows:
             raise TraceFormatError(f"{path / SUMMARY}: the set has no rows")
         steps = load_tensors(path / STEPS, "per-step tensors")
-        acts = load_tensors(path / ACTIVATIONS, "activations")
+        acts = load_tensors(path / ACTIVATIONS, "activations") if activations else {}
         traces = []
         for i, row in enumerate(rows):
             prefix = f"row{i}."
@@ -143,7 +164,9 @@ class TraceSet:
                 Trace.from_record(
                     row,
                     {k[len(prefix) :]: v for k, v in steps.items() if k.startswith(prefix)},
-                    {k[len(prefix) :]: v for k, v in acts.items() if k.startswith(prefix)},
+                    {k[len(prefix) :]: v for k, v in acts.items() if k.startswith(prefix)}
+                    if activations
+                    else None,
                     SourceFiles(path, f" (row {i})"),
                 )
             )
@@ -152,3 +175,13 @@ class TraceSet:
             for trace in out:
                 trace.bind(model)
         return out
+
+
+def load_recorded(
+    directory: str | os.PathLike[str], model: Model | None = None, *, activations: bool = True
+) -> Trace | TraceSet:
+    """The trace or the trace set in `directory`, whichever it holds."""
+    kind = read_summary(Path(directory), (FORMAT, SET_FORMAT))["format"]
+    if kind == SET_FORMAT:
+        return TraceSet.load(directory, model, activations=activations)
+    return Trace.load(directory, model, activations=activations)

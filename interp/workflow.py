@@ -3,23 +3,63 @@ and the experiment scripts compose."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from interp import store
-from interp.analysis.suite import Analysis, analyze
+from interp import atomic, store
+from interp.analysis.attention import PROBE_SEQUENCES, ROLES, HeadRoles, head_roles
+from interp.analysis.stored import ANALYSIS_FORMAT_VERSION, role_tensors, roles_from
+from interp.analysis.suite import Analysis, SetAnalysis, analyze, default_probe_block
+from interp.errors import TraceFormatError, WriteError
 from interp.interventions.ablate import AblationReport, ablate
 from interp.interventions.ablation import AblationMode, ablation_dirname
 from interp.interventions.sweep import SweepMethod, SweepResult, sweep
+from interp.models.cache import cache_root
 from interp.models.model import Model
 from interp.store import check_output_dir
 from interp.trace import Trace
+from interp.traceset import TraceSet
+
+PROBES_DIR = "probes"  # under the model cache: each model's default head-role probe
 
 
-def analyze_into(model: Model, trace: Trace, directory: str | os.PathLike[str]) -> Analysis:
-    """Run every analysis; write analysis.safetensors and summary.json's `analysis`."""
-    result = analyze(model, trace)
+def model_head_roles(model: Model) -> HeadRoles:
+    """The model's default head-role probe (`interp.analysis.head_roles`), a property of its
+    weights: read from the cache beside converted models where it was run before, else run
+    and kept there (a model without a weights checksum is never cached; a cache that cannot
+    be read or written is passed over)."""
+    from safetensors.torch import save_file
+
+    block = default_probe_block(model)
+    if model.checksum in ("", "random-init") or model.checksum.endswith("@unknown"):
+        return head_roles(model, block_len=block)
+    key = f"{model.name}:{model.checksum}:{block}:{PROBE_SEQUENCES}:{ANALYSIS_FORMAT_VERSION}"
+    path = (
+        cache_root() / PROBES_DIR / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+    )
+    if path.is_file():
+        try:
+            return roles_from(store.load_tensors(path, "cached head roles"), path, block, ROLES)
+        except TraceFormatError:
+            pass  # run the probe again, and replace the file
+    roles = head_roles(model, block_len=block)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.atomic_file(path) as tmp:
+            save_file({k: v.contiguous() for k, v in role_tensors(roles).items()}, tmp)
+    except (OSError, WriteError):
+        pass
+    return roles
+
+
+def analyze_into(
+    model: Model, trace: Trace | TraceSet, directory: str | os.PathLike[str]
+) -> Analysis | SetAnalysis:
+    """Run every analysis (of a trace or of every row of a set; the head roles from the
+    model's cached probe); write analysis.safetensors and summary.json's `analysis`."""
+    result = analyze(model, trace, roles=model_head_roles(model))
     result.save(directory)
     return result
 

@@ -1,6 +1,9 @@
 """Analyses on tiny models of both layouts: against hand computations from the plain Hugging
 Face model, and shapes, labels and dtypes of every result."""
 
+import math
+import statistics
+
 import pytest
 import torch
 from conftest import reference
@@ -8,6 +11,7 @@ from conftest import reference
 import interp
 from interp import hooks as H
 from interp.analysis import attention, direct_logit_attribution, head_roles, logit_lens
+from interp.analysis.attention import ROLES
 from interp.analysis.logit_lens import prediction_depth
 from interp.analysis.readout import Unembedding, top_k_rows
 from interp.errors import HookError, InvalidSettingError, ModelMismatchError
@@ -105,22 +109,43 @@ def test_attention_patterns_equal_hugging_face_eager(tiny, recorded):
 
 
 def test_head_roles_by_hand_on_a_probe(tiny):
-    roles = head_roles(tiny, block_len=12, seed=3)
+    roles = head_roles(tiny, block_len=12, sequences=3, seed=3)
     tokens, n, o = roles.probe_tokens, roles.block_len, roles.offset
-    assert torch.equal(tokens[o : o + n], tokens[o + n : o + 2 * n])
-    assert roles.scores.shape == (4, tiny.n_layers, tiny.n_heads)
+    assert tokens.shape == (3, o + 2 * n) and roles.sequences == 3
+    assert torch.equal(tokens[:, o : o + n], tokens[:, o + n : o + 2 * n])
+    assert not torch.equal(tokens[0], tokens[1])
+    assert roles.scores.shape == roles.score_se.shape == (4, tiny.n_layers, tiny.n_heads)
     with torch.no_grad():
-        _, cache = tiny.bridge.run_with_cache(tokens[None].to(tiny.device))
-    pat = cache[H.pattern(1)][0, 3].cpu()  # layer 1, head 3
+        logits, cache = tiny.bridge.run_with_cache(tokens.to(tiny.device))
     second = range(o + n, o + 2 * n)
-    induction = sum(float(pat[q, q - n + 1]) for q in second) / n
-    previous = sum(float(pat[q, q - 1]) for q in range(1, len(tokens))) / (len(tokens) - 1)
-    assert abs(float(roles.score("induction")[1, 3]) - induction) < 1e-6
-    assert abs(float(roles.score("previous_token")[1, 3]) - previous) < 1e-6
+    induction, previous = [], []
+    for seq in range(3):
+        pat = cache[H.pattern(1)][seq, 3].cpu()  # layer 1, head 3
+        induction.append(sum(float(pat[q, q - n + 1]) for q in second) / n)
+        total = tokens.shape[1]
+        previous.append(sum(float(pat[q, q - 1]) for q in range(1, total)) / (total - 1))
+    assert abs(float(roles.score("induction")[1, 3]) - statistics.mean(induction)) < 1e-6
+    assert abs(float(roles.score("previous_token")[1, 3]) - statistics.mean(previous)) < 1e-6
+    se = statistics.stdev(induction) / math.sqrt(3)
+    assert abs(float(roles.score_se[ROLES.index("induction"), 1, 3]) - se) < 1e-6
+    lp = logits[:, :-1].float().log_softmax(-1).cpu()
+    want = -lp.gather(-1, tokens[:, 1:, None])[..., 0]
+    torch.testing.assert_close(roles.token_loss, want, atol=1e-5, rtol=1e-5)
+    first = [float(want[seq, o : o + n - 1].mean()) for seq in range(3)]
+    assert abs(roles.loss_first_copy - statistics.mean(first)) < 1e-5
+    assert roles.probe_summary()["loss_first_copy_per_sequence"] == [round(x, 4) for x in first]
     top = roles.top("sink", 3)
     assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
     with pytest.raises(InvalidSettingError):
         roles.score("copying")
+
+
+def test_the_first_probe_sequence_is_the_same_for_any_number_of_sequences(tiny):
+    one = head_roles(tiny, block_len=8, sequences=1, seed=5)
+    four = head_roles(tiny, block_len=8, sequences=4, seed=5)
+    assert torch.equal(one.probe_tokens[0], four.probe_tokens[0])
+    torch.testing.assert_close(one.token_loss[0], four.token_loss[0], atol=1e-5, rtol=1e-5)
+    assert torch.isnan(one.score_se).all() and one.probe_summary()["loss_first_copy_sd"] is None
 
 
 def test_direct_logit_attribution_sums_to_the_logit(tiny, recorded):

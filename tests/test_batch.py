@@ -83,6 +83,9 @@ def test_a_trace_set_is_a_list_of_traces_with_a_padded_view(tiny):
     patterns = ts.stacked(H.pattern(0))  # [row, head, query, key]
     assert patterns.shape == (3, tiny.n_heads, max(ts.lengths), max(ts.lengths))
     interp.logit_lens(tiny, ts[2])  # a row is a real trace: every analysis works on it
+    cache = ts.cache  # TransformerLens's own cache over the padded batch
+    assert cache.has_batch_dim and torch.equal(cache[H.pattern(0)], patterns)
+    assert torch.equal(cache["resid_pre", 1], resid)  # TransformerLens's own key lookup
 
 
 @pytest.mark.parametrize(
@@ -262,3 +265,39 @@ def test_the_lens_and_attribution_of_a_set_equal_each_rows_own(tiny):
     torch.testing.assert_close(se, (per_row.std(0) / len(ts) ** 0.5).float())
     heads, heads_se = dla.heads_mean()
     assert heads.shape == heads_se.shape == (tiny.n_layers, tiny.n_heads)
+
+
+@pytest.mark.real_model
+def test_the_cli_analyses_and_reports_a_set_and_keeps_each_lines_fields(smollm, tmp_path, capsys):
+    import json
+
+    from interp import cli
+
+    lines = [
+        {"prompt": "When Mary and John went to the store, John gave a drink to", "answer": " Mary"},
+        {"prompt": "The capital of France is", "answer": " Paris", "tags": ["geo"]},
+    ]
+    prompts = _write(tmp_path / "p.jsonl", "".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "set"
+    argv = ["generate", "--prompts", prompts, "--num-samples", "2", "--max-new-tokens", "3"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    ts = interp.TraceSet.load(out)
+    assert [row.meta for row in ts] == [{"answer": " Mary"}] * 2 + [
+        {"answer": " Paris", "tags": ["geo"]}
+    ] * 2
+    capsys.readouterr()
+    assert cli.main(["analyze", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 rows, 12 generated tokens" in printed and "±" in printed
+    assert "head roles on 16 x 2 x 50 repeated random tokens" in printed
+    saved = json.loads((out / "summary.json").read_text())["analysis"]
+    assert len(saved["rows"]) == 4 and saved["set"]["rows"] == 4
+    one = interp.logit_lens(smollm, ts[1].bind(smollm)).summary()
+    for key in ("mean_kl", "top1_agreement", "mean_rank"):
+        assert saved["rows"][1]["logit_lens"][key] == pytest.approx(one[key], rel=1e-3, abs=1e-4)
+    assert cli.main(["report", str(out)]) == 0
+    assert (out / "rows" / "row3.html").is_file() and "Mary" in (out / "index.html").read_text()
+    capsys.readouterr()
+    assert cli.main(["sweep", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a trace set (4 rows)" in err, err

@@ -214,8 +214,10 @@ def roles(smollm):
 
 
 def test_repeated_random_tokens_show_induction(roles):
-    # in-context copying: the second copy is far easier than the first
+    # in-context copying: the second copy is far easier than the first, in every sequence
+    assert roles.sequences == 16
     assert roles.loss_second_copy < 0.3 * roles.loss_first_copy
+    assert bool((roles.second_copy_losses < 0.5 * roles.first_copy_losses).all())
     induction = roles.score("induction").flatten()
     strong = int((induction > 0.3).sum())
     assert 1 <= strong <= 20  # a small set of the 270 heads ...
@@ -227,14 +229,14 @@ def test_previous_token_heads_attend_mostly_to_the_previous_position(smollm, rol
     (label, score), *_ = roles.top("previous_token", 1)
     assert score > 0.5
     layer, head = (int(x) for x in label[1:].split("H"))
-    tokens = roles.probe_tokens
+    tokens = roles.probe_tokens  # [sequence, pos]
     with torch.no_grad():
         _, cache = smollm.bridge.run_with_cache(
-            tokens[None].to(smollm.device), names_filter=H.pattern(layer)
+            tokens.to(smollm.device), names_filter=H.pattern(layer)
         )
-    pattern = cache[H.pattern(layer)][0, head].cpu()
-    most = pattern[1:].argmax(-1)  # the key each query attends to most
-    assert float((most == torch.arange(len(tokens) - 1)).float().mean()) > 0.5
+    pattern = cache[H.pattern(layer)][:, head].cpu()  # [sequence, q, k]
+    most = pattern[:, 1:].argmax(-1)  # the key each query attends to most
+    assert float((most == torch.arange(tokens.shape[1] - 1)).float().mean()) > 0.5
 
 
 def test_direct_logit_attribution_sums_to_the_logit(smollm, smollm_hf, sampled):
@@ -291,7 +293,7 @@ def test_ablating_induction_heads_breaks_in_context_copying(smollm, roles):
 
     from interp.interventions import ablation_effect, make_ablation
 
-    tokens = roles.probe_tokens.tolist()
+    tokens = roles.probe_tokens[0].tolist()  # the first of the probe's sequences
     probe = interp.generate(smollm, tokens[:1], continuation=tokens[1:])
     o, n = roles.offset, roles.block_len
     second = list(range(o + n, o + 2 * n - 1))  # token_logprobs[j] scores probe token j + 1
@@ -305,7 +307,7 @@ def test_ablating_induction_heads_breaks_in_context_copying(smollm, roles):
         return int(layer), int(head)
 
     baseline = loss_second_copy([])
-    assert abs(baseline - roles.loss_second_copy) < 1e-3
+    assert abs(baseline - float(roles.second_copy_losses[0])) < 1e-3
     top = loss_second_copy([parse(h) for h, _ in roles.top("induction", 5)])
     strong = {h for h, _ in roles.top("induction", 20) + roles.top("previous_token", 20)}
     pool = [(l_, h_) for l_ in range(30) for h_ in range(9) if f"L{l_}H{h_}" not in strong]

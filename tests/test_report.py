@@ -12,8 +12,8 @@ import pytest
 
 import interp
 from interp.errors import TraceFormatError
+from interp.report.build import build_report
 from interp.report.html import circuitsvis_bundle, script_json
-from interp.report.page import build_report
 from interp.workflow import ablate_into, analyze_into, sweep_into
 
 NASTY = "A <script>alert(\"x\")</script> and 'quotes' & </SCRIPT>\nnew line"

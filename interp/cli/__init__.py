@@ -1,8 +1,9 @@
-"""The `interp` command line: `options` (the parser), `commands` (one function a subcommand),
-`app` (`main`: errors to one line and an exit status)."""
+"""The `interp` command line: `options` (the parser), `commands` (one function a
+subcommand), `inputs` (what they read and check first), `app` (`main`: errors to one line
+and an exit status)."""
 
 from interp.cli.app import EXIT_BAD_INPUT, EXIT_ERROR, console_main, main
-from interp.cli.commands import slug
+from interp.cli.inputs import slug
 from interp.cli.options import DEFAULT_MODEL, build_parser
 
 __all__ = [

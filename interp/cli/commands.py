@@ -4,24 +4,16 @@ and prints what it did."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import re
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+from interp.cli.inputs import load_trace, recorded
 
 AUTO_SWEEP_TOKENS = 40  # interp run sweeps by default up to this many generated tokens
 
 
-def slug(text: str, limit: int = 60) -> str:
-    """A directory name for a prompt: lower case, words (of any script) joined by '-'."""
-    words = re.sub(r"[\W_]+", "-", text.lower()).strip("-")
-    return words[:limit].rstrip("-") or "trace"
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
-    with _recorded(args) as (_, trace, out):
+    with recorded(args) as (_, trace, out):
         pass
     if not hasattr(trace, "token_logprobs"):  # a set of rows
         for i, row in enumerate(trace):
@@ -41,158 +33,66 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _recorded(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Path]]:
-    """Check the options and the output, take the output's lock, record and save the trace:
-    (model, trace, output directory), the lock held until the block ends."""
-    from interp.atomic import exclusive
-
-    out = _check_generation(args)
-    with exclusive(out):
-        _check_output(args, out)
-        model, trace = _generate(args, out)
-        yield model, trace, out
-
-
-def _check_generation(args: argparse.Namespace) -> Path:
-    """Every generation option that can be checked without the model; the output path."""
-    from interp import inputs
-    from interp.errors import InvalidSettingError
-    from interp.prompts import read_prompts
-    from interp.sampling import SamplingConfig
-
-    file = getattr(args, "prompts", None)
-    args.rows = None
-    if file is not None:
-        if args.prompt is not None:
-            raise InvalidSettingError("give a PROMPT or --prompts FILE, not both")
-        if args.continuation is not None:
-            raise InvalidSettingError(
-                '--continuation with --prompts: give each line its "continuation" (JSON Lines)'
-            )
-        args.rows = read_prompts(file)
-    elif args.prompt is None:
-        raise InvalidSettingError("give a PROMPT (or --prompts FILE)")
-    else:
-        inputs.text(args.prompt, "the prompt")
-    if args.max_new_tokens < 1:
-        raise InvalidSettingError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if args.continuation is not None:
-        inputs.text(args.continuation, "--continuation", blank_ok=True)
-    for option in ("num_samples", "batch_size"):
-        value = getattr(args, option, None)
-        if value is not None and value < 1:
-            raise InvalidSettingError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
-    if getattr(args, "num_samples", 1) > 1 and (args.continuation or _forced_rows(args)):
-        raise InvalidSettingError("--num-samples > 1 with forced continuations: they have one")
-    SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    inputs.seed(args.seed)
-    if args.out is not None:
-        return args.out
-    return Path("reports") / slug(str(file.stem if file is not None else args.prompt))
-
-
-def _forced_rows(args: argparse.Namespace) -> bool:
-    return bool(args.rows) and args.rows[0].continuation is not None
-
-
-def _check_output(args: argparse.Namespace, out: Path) -> None:
-    """The output directory may be written; a default one that holds another prompt's trace
-    is never replaced without --out."""
-    from interp.errors import OutputPathError
-    from interp.store import FORMAT, SET_FORMAT, check_output_dir, is_trace_dir, read_summary
-
-    check_output_dir(out)
-    if args.out is None and is_trace_dir(out):
-        other = read_summary(out, (FORMAT, SET_FORMAT)).get("prompt", "a trace set")
-        if other != args.prompt or args.rows is not None:
-            raise OutputPathError(
-                f"{out} holds the trace of another prompt ({str(other)[:40]!r}); pass "
-                f"--out {out} to replace it, or another --out"
-            )
-
-
-def _generate(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
-    """Load the model, record the trace and save it to `out`."""
-    from interp.generation import generate
-
-    model = _load_model(args, args.model)
-    rows = args.rows
-    if rows is not None:
-        _check_lengths(model, args, rows)
-    trace = generate(
-        model,
-        args.prompt if rows is None else [r.prompt for r in rows],
-        num_samples=getattr(args, "num_samples", 1),
-        batch_size=getattr(args, "batch_size", None),
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-        continuation=args.continuation
-        if not _forced_rows(args)
-        else [r.continuation for r in rows],
-        stop_at_eos=args.stop_at_eos,
-        progress=sys.stderr.isatty(),
-        engine=args.engine,
-    )
-    trace.save(out)
-    return model, trace
-
-
-def _check_lengths(model: Any, args: argparse.Namespace, rows: list[Any]) -> None:
-    """Each prompt of a file fits the context with its new tokens (the error names its line)."""
-    from interp.errors import InvalidSettingError
-
-    for row in rows:
-        n = len(model.encode(row.prompt))
-        new = (
-            args.max_new_tokens
-            if row.continuation is None
-            else len(model.encode(row.continuation, add_special_tokens=False))
-        )
-        if n + new > model.n_ctx:
-            raise InvalidSettingError(
-                f"{args.prompts}:{row.line}: the prompt ({n} tokens) plus {new} new tokens "
-                f"exceeds {model.name}'s context of {model.n_ctx} tokens"
-            )
-
-
-def _load_model(args: argparse.Namespace, name: str) -> Any:
-    """`load_model`, with the imported model stack frozen out of garbage collection first when
-    the process is the CLI's own (`interp.program.freeze_imports`; not when `main` is called
-    from another program, the tests included)."""
-    from interp import models
-    from interp.program import freeze_imports
-
-    if getattr(args, "own_process", False):
-        freeze_imports()
-    return models.load_model(name, device=args.device)
-
-
-def load_trace(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The trace in `args.trace_dir` (read and checked first), then the model it was recorded
-    with, bound to it."""
-    from interp.trace import Trace
-
-    trace = Trace.load(args.trace_dir)  # a clear error before any model is loaded
-    model = _load_model(args, trace.model_name)
-    return model, trace.bind(model)
-
-
 def cmd_analyze(args: argparse.Namespace) -> int:
     from interp.atomic import exclusive
     from interp.store import ANALYSIS_FILE
     from interp.workflow import analyze_into
 
     with exclusive(args.trace_dir):
-        model, trace = load_trace(args)
+        model, trace = load_trace(args, sets=True)
         summary = analyze_into(model, trace, args.trace_dir).summary()
+    if "set" in summary:
+        _print_set_analysis(trace, summary)
+    else:
+        _print_analysis(trace, summary)
+    print(f"analysis written to {args.trace_dir} (summary.json 'analysis', {ANALYSIS_FILE})")
+    return 0
 
+
+def _layer_picks(layers: list[str]) -> list[int]:
+    shown = range(0, len(layers), max(1, len(layers) // 6))
+    return sorted(set(shown) | {len(layers) - 1})
+
+
+def _print_set_analysis(traces: Any, summary: dict[str, Any]) -> None:
+    lens = summary["set"]["logit_lens"]
+    picks = _layer_picks(lens["layers"])
+
+    def spread(name: str, i: int) -> str:
+        se = lens[f"{name}_se"][i]
+        return f"{lens['layers'][i]} {lens[name][i]:.2f}" + ("" if se is None else f"±{se:.2f}")
+
+    tokens = sum(t.n_generated for t in traces)
+    print(f"{len(traces)} rows, {tokens} generated tokens; means over rows ± standard error")
+    print("logit lens, mean KL to the final layer (nats): " + "  ".join(
+        spread("mean_kl", i) for i in picks
+    ))  # fmt: skip
+    print("logit lens, top-1 agreement with the final layer: " + "  ".join(
+        spread("top1_agreement", i) for i in picks
+    ))  # fmt: skip
+    _print_roles(summary)
+    print(
+        "direct logit attribution over every row, top heads (mean |logit|): "
+        + "  ".join(f"{h} {v:.3f}" for h, v in summary["set"]["dla_top_heads"][:5])
+    )
+
+
+def _print_roles(summary: dict[str, Any]) -> None:
+    probe = summary["probe"]
+    sd = probe["loss_first_copy_sd"], probe["loss_second_copy_sd"]
+    spread = "" if sd[0] is None else f" (sd over sequences {sd[0]:.2f}, {sd[1]:.2f})"
+    print(
+        f"head roles on {probe['sequences']} x 2 x {probe['block_len']} repeated random tokens "
+        f"(loss {probe['loss_first_copy']:.2f} on the first copy, "
+        f"{probe['loss_second_copy']:.2f} on the second{spread}):"
+    )
+    for role, heads in summary["head_roles"].items():
+        print(f"  {role:16s} " + "  ".join(f"{h} {v:.2f}" for h, v in heads[:5]))
+
+
+def _print_analysis(trace: Any, summary: dict[str, Any]) -> None:
     lens = summary["logit_lens"]
-    shown = range(0, len(lens["layers"]), max(1, len(lens["layers"]) // 6))
-    picks = sorted(set(shown) | {len(lens["layers"]) - 1})
+    picks = _layer_picks(lens["layers"])
     print(f"{trace.prompt}\u2502{trace.continuation}")
     print(
         "logit lens, mean KL to the final layer (nats): "
@@ -205,20 +105,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     depth = sorted(summary["prediction_depth"])
     median = lens["layers"][depth[len(depth) // 2]]
     print(f"prediction depth (median over {len(depth)} generated tokens): {median}")
-    probe = summary["probe"]
-    print(
-        f"head roles on 2 x {probe['block_len']} repeated random tokens "
-        f"(loss {probe['loss_first_copy']:.2f} on the first copy, "
-        f"{probe['loss_second_copy']:.2f} on the second):"
-    )
-    for role, heads in summary["head_roles"].items():
-        print(f"  {role:16s} " + "  ".join(f"{h} {v:.2f}" for h, v in heads[:5]))
+    _print_roles(summary)
     print(
         "direct logit attribution, top heads (mean |logit|): "
         + "  ".join(f"{h} {v:.3f}" for h, v in summary["dla_top_heads"][:5])
     )
-    print(f"analysis written to {args.trace_dir} (summary.json 'analysis', {ANALYSIS_FILE})")
-    return 0
 
 
 def _marked(text_ids: list[int], model, divergence: int | None) -> str:
@@ -317,7 +208,7 @@ def _check_resample_text(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from interp.atomic import exclusive
-    from interp.report.page import build_report
+    from interp.report.build import build_report
 
     with exclusive(args.trace_dir):
         page = build_report(args.trace_dir)
@@ -326,10 +217,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from interp.report.page import build_report
+    from interp.report.build import build_report
     from interp.workflow import analyze_into, sweep_into
 
-    with _recorded(args) as (model, trace, out):
+    with recorded(args) as (model, trace, out):
         print(f"{trace.prompt}\u2502{trace.continuation}")
         analyze_into(model, trace, out)
         auto = trace.n_generated <= AUTO_SWEEP_TOKENS

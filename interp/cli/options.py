@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every analysis on a saved trace and write the results beside it",
         description=(
             "Logit lens, attention and head roles, and direct logit attribution on the trace in "
-            "TRACE_DIR. Writes analysis.safetensors and the headline figures under the key "
-            "'analysis' of TRACE_DIR/summary.json."
+            "TRACE_DIR (or on every row of a trace set, with means over rows). Writes "
+            "analysis.safetensors and the headline figures under the key 'analysis' of "
+            "TRACE_DIR/summary.json."
         ),
     )
     add_trace_dir(ana)
@@ -149,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="render the HTML report and PNG figures of an analysed trace (no model run)",
         description=(
             "Write TRACE_DIR/index.html (self-contained, opens offline) and TRACE_DIR/figures/ "
-            "from the saved trace and its results; the model is not run."
+            "from the saved trace and its results; the model is not run. Of a trace set: the "
+            "set's summary, with a page per row under TRACE_DIR/rows/."
         ),
     )
     add_trace_dir(rep, "an analysed trace directory")

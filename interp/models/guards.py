@@ -107,7 +107,7 @@ def direct_engine_mismatch(
     first disagreeing hook, or the logits), or None when it agrees everywhere."""
     seen: dict[str, Tensor] = {}
     with torch.no_grad(), direct.hooked([(n, _keep(seen, n)) for n in bridge_acts]):
-        logits = direct.logits(ids)
+        logits = direct.logits(ids)[0]
     for name, want in bridge_acts.items():
         got = seen.get(name)
         if got is None or got.shape != want.shape:

@@ -1,9 +1,9 @@
 """Reports: read saved results, write one self-contained HTML page and figures; register the
 notebook display of results (`display`). Nothing here runs the model.
 
-Public: `build_report` (a trace's page), `write_experiment` and `Section` (an experiment's
-page), `check_experiment_dir`, and the `figures` module. Imported lazily, so `import interp`
-stays light.
+Public: `build_report` (a trace's or a set's page), `write_experiment` and `Section` (an
+experiment's page), `check_experiment_dir`, and the `figures` module. Imported lazily, so
+`import interp` stays light.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "build_report": "interp.report.page",
+    "build_report": "interp.report.build",
     "write_experiment": "interp.report.simple",
     "check_experiment_dir": "interp.report.simple",
     "Section": "interp.report.simple",
@@ -22,7 +22,7 @@ __all__ = ["Section", "build_report", "check_experiment_dir", "figures", "write_
 
 if TYPE_CHECKING:
     from interp.report import figures
-    from interp.report.page import build_report
+    from interp.report.build import build_report
     from interp.report.simple import Section, check_experiment_dir, write_experiment
 
 

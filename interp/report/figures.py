@@ -49,17 +49,29 @@ def logit_lens_heatmap(
     return _png(fig)
 
 
-def lens_curves(mean_kl: np.ndarray, agreement: np.ndarray, layers: Sequence[str]) -> bytes:
-    """Per-layer mean KL to the final layer, and top-1 agreement with it."""
+def lens_curves(
+    mean_kl: np.ndarray,
+    agreement: np.ndarray,
+    layers: Sequence[str],
+    errors: tuple[np.ndarray, np.ndarray] | None = None,
+) -> bytes:
+    """Per-layer mean KL to the final layer, and top-1 agreement with it; with `errors`
+    (their standard errors over a set's rows), a band of one standard error each side."""
     fig = Figure(figsize=(9, 4))
     ax = fig.add_subplot()
     x = np.arange(len(layers))
     ax.plot(x, mean_kl, marker="o", color="tab:blue", label="mean KL(final || layer)")
+    if errors is not None:
+        kl_se = np.nan_to_num(errors[0])
+        ax.fill_between(x, mean_kl - kl_se, mean_kl + kl_se, color="tab:blue", alpha=0.2)
     ax.set_ylabel("mean KL (nats)", color="tab:blue")
     if float(np.max(mean_kl)) > 20:
         ax.set_yscale("symlog", linthresh=1.0)
     ax2 = ax.twinx()
     ax2.plot(x, agreement, marker="s", color="tab:orange", label="top-1 agreement")
+    if errors is not None:
+        a_se = np.nan_to_num(errors[1])
+        ax2.fill_between(x, agreement - a_se, agreement + a_se, color="tab:orange", alpha=0.2)
     ax2.set_ylabel("top-1 agreement with the final layer", color="tab:orange")
     ax2.set_ylim(0, 1.05)
     idx, labels = _tick_labels(list(layers), 32)

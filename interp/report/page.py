@@ -75,7 +75,7 @@ def load_inputs(directory: str | os.PathLike[str]) -> ReportInputs:
 # ---------------------------------------------------------------------------------------
 
 
-def build_report(directory: str | os.PathLike[str], title: str | None = None) -> Path:
+def build_trace_report(directory: str | os.PathLike[str], title: str | None = None) -> Path:
     """Write DIR/index.html and DIR/figures/*.png atomically; returns the page's path."""
     inputs = load_inputs(directory)
     pngs = make_figures(inputs)
@@ -156,7 +156,15 @@ def chosen_heads(inputs: ReportInputs) -> list[tuple[int, int, str]]:
 # ---------------------------------------------------------------------------------------
 
 
-def render_page(inputs: ReportInputs, pngs: dict[str, bytes], title: str | None = None) -> str:
+def render_page(
+    inputs: ReportInputs,
+    pngs: dict[str, bytes],
+    title: str | None = None,
+    *,
+    bundle_src: str | None = None,
+) -> str:
+    """The page's HTML; the CircuitsVis bundle inlined, or where `bundle_src` names a script
+    file beside the page (a set's row pages share one), loaded from there."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(
@@ -264,7 +272,8 @@ def render_page(inputs: ReportInputs, pngs: dict[str, bytes], title: str | None 
         window_start=inputs.window_start,
         n_positions=len(tokens),
         pngs={k: b64(v) for k, v in pngs.items()},
-        bundle=circuitsvis_bundle(),
+        bundle=None if bundle_src else circuitsvis_bundle(),
+        bundle_src=bundle_src,
         scripts=scripts,
         data_json=script_json(
             {

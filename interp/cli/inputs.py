@@ -1,0 +1,171 @@
+"""Reading a subcommand's inputs: the generation options and prompts file, checked before
+the model loads; the output directory; the model; a saved trace or set."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def slug(text: str, limit: int = 60) -> str:
+    """A directory name for a prompt: lower case, words (of any script) joined by '-'."""
+    words = re.sub(r"[\W_]+", "-", text.lower()).strip("-")
+    return words[:limit].rstrip("-") or "trace"
+
+
+@contextlib.contextmanager
+def recorded(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Path]]:
+    """Check the options and the output, take the output's lock, record and save the trace:
+    (model, trace, output directory), the lock held until the block ends."""
+    from interp.atomic import exclusive
+
+    out = _check_generation(args)
+    with exclusive(out):
+        _check_output(args, out)
+        model, trace = _generate(args, out)
+        yield model, trace, out
+
+
+def _check_generation(args: argparse.Namespace) -> Path:
+    """Every generation option that can be checked without the model; the output path."""
+    from interp import inputs
+    from interp.errors import InvalidSettingError
+    from interp.prompts import read_prompts
+    from interp.sampling import SamplingConfig
+
+    file = getattr(args, "prompts", None)
+    args.rows = None
+    if file is not None:
+        if args.prompt is not None:
+            raise InvalidSettingError("give a PROMPT or --prompts FILE, not both")
+        if args.continuation is not None:
+            raise InvalidSettingError(
+                '--continuation with --prompts: give each line its "continuation" (JSON Lines)'
+            )
+        args.rows = read_prompts(file)
+    elif args.prompt is None:
+        raise InvalidSettingError("give a PROMPT (or --prompts FILE)")
+    else:
+        inputs.text(args.prompt, "the prompt")
+    if args.max_new_tokens < 1:
+        raise InvalidSettingError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if args.continuation is not None:
+        inputs.text(args.continuation, "--continuation", blank_ok=True)
+    for option in ("num_samples", "batch_size"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            raise InvalidSettingError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+    if getattr(args, "num_samples", 1) > 1 and (args.continuation or _forced_rows(args)):
+        raise InvalidSettingError("--num-samples > 1 with forced continuations: they have one")
+    SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    inputs.seed(args.seed)
+    if args.out is not None:
+        return args.out
+    return Path("reports") / slug(str(file.stem if file is not None else args.prompt))
+
+
+def _forced_rows(args: argparse.Namespace) -> bool:
+    return bool(args.rows) and args.rows[0].continuation is not None
+
+
+def _check_output(args: argparse.Namespace, out: Path) -> None:
+    """The output directory may be written; a default one that holds another prompt's trace
+    is never replaced without --out."""
+    from interp.errors import OutputPathError
+    from interp.store import FORMAT, SET_FORMAT, check_output_dir, is_trace_dir, read_summary
+
+    check_output_dir(out)
+    if args.out is None and is_trace_dir(out):
+        other = read_summary(out, (FORMAT, SET_FORMAT)).get("prompt", "a trace set")
+        if other != args.prompt or args.rows is not None:
+            raise OutputPathError(
+                f"{out} holds the trace of another prompt ({str(other)[:40]!r}); pass "
+                f"--out {out} to replace it, or another --out"
+            )
+
+
+def _generate(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
+    """Load the model, record the trace and save it to `out`."""
+    from interp.generation import generate
+
+    model = load_model(args, args.model)
+    rows = args.rows
+    if rows is not None:
+        _check_lengths(model, args, rows)
+    samples = getattr(args, "num_samples", 1)
+    trace = generate(
+        model,
+        args.prompt if rows is None else [r.prompt for r in rows],
+        num_samples=samples,
+        batch_size=getattr(args, "batch_size", None),
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        continuation=args.continuation
+        if not _forced_rows(args)
+        else [r.continuation for r in rows],
+        stop_at_eos=args.stop_at_eos,
+        progress=sys.stderr.isatty(),
+        engine=args.engine,
+    )
+    if rows is not None:  # a prompts file's other fields, kept with each of its rows
+        for i, row in enumerate(trace):
+            row.meta = dict(rows[i // samples].fields)
+    trace.save(out)
+    return model, trace
+
+
+def _check_lengths(model: Any, args: argparse.Namespace, rows: list[Any]) -> None:
+    """Each prompt of a file fits the context with its new tokens (the error names its line)."""
+    from interp.errors import InvalidSettingError
+
+    for row in rows:
+        n = len(model.encode(row.prompt))
+        new = (
+            args.max_new_tokens
+            if row.continuation is None
+            else len(model.encode(row.continuation, add_special_tokens=False))
+        )
+        if n + new > model.n_ctx:
+            raise InvalidSettingError(
+                f"{args.prompts}:{row.line}: the prompt ({n} tokens) plus {new} new tokens "
+                f"exceeds {model.name}'s context of {model.n_ctx} tokens"
+            )
+
+
+def load_model(args: argparse.Namespace, name: str) -> Any:
+    """`load_model`, with the imported model stack frozen out of garbage collection first when
+    the process is the CLI's own (`interp.program.freeze_imports`; not when `main` is called
+    from another program, the tests included)."""
+    from interp import models
+    from interp.program import freeze_imports
+
+    if getattr(args, "own_process", False):
+        freeze_imports()
+    return models.load_model(name, device=args.device)
+
+
+def load_trace(args: argparse.Namespace, *, sets: bool = False) -> tuple[Any, Any]:
+    """The trace (with `sets`, or the trace set) in `args.trace_dir`, read and checked first,
+    then the model it was recorded with, bound to it."""
+    from interp.errors import InvalidSettingError
+    from interp.traceset import TraceSet, load_recorded
+
+    recorded = load_recorded(args.trace_dir)  # a clear error before any model is loaded
+    if isinstance(recorded, TraceSet) and not sets:
+        raise InvalidSettingError(
+            f"{args.trace_dir} holds a trace set ({len(recorded)} rows); `interp "
+            f"{args.command}` takes one trace"
+        )
+    rows = list(recorded) if isinstance(recorded, TraceSet) else [recorded]
+    model = load_model(args, rows[0].model_name)
+    for trace in rows:
+        trace.bind(model)
+    return model, recorded
