@@ -37,6 +37,7 @@ _EXPORTS = {
     "head_roles": "interp.analysis.attention",
     "direct_logit_attribution": "interp.analysis.attribution",
     "make_ablation": "interp.interventions.ablation",
+    "make_intervention": "interp.interventions.ablation",
     "ablate": "interp.interventions.ablate",
     "ablation_effect": "interp.interventions.effect",
     "regenerate": "interp.interventions.regenerate",
@@ -49,6 +50,8 @@ _EXPORTS = {
     "analyze_into": "interp.workflow",
     "sweep_into": "interp.workflow",
     "ablate_into": "interp.workflow",
+    "model_head_roles": "interp.workflow",
+    "metrics": "interp.metrics",  # the module itself
 }
 
 __all__ = [
@@ -77,6 +80,9 @@ __all__ = [
     "load_model",
     "logit_lens",
     "make_ablation",
+    "make_intervention",
+    "metrics",
+    "model_head_roles",
     "parse_heads",
     "parse_label",
     "regenerate",
@@ -85,6 +91,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from interp import metrics
     from interp.analysis.attention import attention, head_roles
     from interp.analysis.attribution import direct_logit_attribution
     from interp.analysis.logit_lens import logit_lens
@@ -94,7 +101,7 @@ if TYPE_CHECKING:
     from interp.heads import parse_heads, parse_label
     from interp.hooks import default_hooks
     from interp.interventions.ablate import ablate
-    from interp.interventions.ablation import make_ablation
+    from interp.interventions.ablation import make_ablation, make_intervention
     from interp.interventions.effect import ablation_effect
     from interp.interventions.regenerate import regenerate
     from interp.interventions.sweep import sweep
@@ -107,13 +114,15 @@ if TYPE_CHECKING:
     from interp.store import check_output_dir
     from interp.trace import GenerationSettings, Trace
     from interp.traceset import TraceSet
-    from interp.workflow import ablate_into, analyze_into, sweep_into
+    from interp.workflow import ablate_into, analyze_into, model_head_roles, sweep_into
 
 
 _display.register()  # notebook display of results, in a running IPython
 
 
 def __getattr__(name: str) -> Any:
+    if name == "metrics":
+        return importlib.import_module(_EXPORTS[name])
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'interp' has no attribute {name!r}")

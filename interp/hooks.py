@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 EMBED = "hook_embed"
+POS_EMBED = "hook_pos_embed"
 FINAL_SCALE = "ln_final.hook_scale"
 
 # Hooks whose tensor is [batch, head, query_pos, key_pos]; every other recorded hook has

@@ -103,12 +103,17 @@ class Trace:
     @property
     def cache(self) -> ActivationCache:
         """The activations as a TransformerLens `ActivationCache` over the whole sequence
-        (batch dimension 1). Methods that need the model (`accumulated_resid`, `logit_lens`,
-        ...) need a bound model: `Trace.load(dir, model=model)` or `trace.bind(model)`."""
+        (batch dimension 1), its norm-dependent methods right on interp's unfolded bridge
+        (`interp.activation_cache`). Methods that need the model need a bound model:
+        `Trace.load(dir, model=model)` or `trace.bind(model)`."""
         from transformer_lens import ActivationCache
 
-        bridge = self.model.bridge if self.model is not None else None
-        return ActivationCache({k: v.unsqueeze(0) for k, v in self.activations.items()}, bridge)
+        from interp.activation_cache import InterpCache
+
+        acts = {k: v.unsqueeze(0) for k, v in self.activations.items()}
+        if self.model is None:
+            return ActivationCache(acts, None)
+        return InterpCache(acts, self.model, self.token_ids[None])
 
     def require_hooks(self, names: list[str], purpose: str) -> None:
         """Raise a clear error naming the hooks this trace lacks for `purpose`."""

@@ -105,13 +105,23 @@ class TraceSet:
     @property
     def cache(self) -> ActivationCache:
         """Every recorded hook as a TransformerLens `ActivationCache` over the padded batch
-        ([row, pos, ...], zeros after each row's end: read it with `mask`), bound to the
-        first row's model where it has one."""
+        ([row, pos, ...], zeros after each row's end: read it with `mask`; the norm scale
+        is 1 there), bound to the first row's model where it has one, its norm-dependent
+        methods right as `Trace.cache`'s are."""
         from transformer_lens import ActivationCache
+
+        from interp.activation_cache import InterpCache, pad_scale
 
         model = self.traces[0].model
         stacked = {name: self.stacked(name) for name in self.traces[0].hook_names}
-        return ActivationCache(stacked, model.bridge if model is not None else None)
+        if H.FINAL_SCALE in stacked:
+            stacked[H.FINAL_SCALE] = pad_scale(stacked[H.FINAL_SCALE], self.mask)
+        if model is None:
+            return ActivationCache(stacked, None)
+        ids = torch.zeros(len(self), max(self.lengths), dtype=torch.long)
+        for i, trace in enumerate(self.traces):
+            ids[i, : trace.n_positions] = trace.token_ids
+        return InterpCache(stacked, model, ids)
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the set atomically (an existing trace or set there is replaced; anything

@@ -13,9 +13,12 @@ from interp.analysis.attention import PROBE_SEQUENCES, ROLES, HeadRoles, head_ro
 from interp.analysis.stored import ANALYSIS_FORMAT_VERSION, role_tensors, roles_from
 from interp.analysis.suite import Analysis, SetAnalysis, analyze, default_probe_block
 from interp.errors import TraceFormatError, WriteError
+from interp.interventions import sites
 from interp.interventions.ablate import AblationReport, ablate
 from interp.interventions.ablation import AblationMode, ablation_dirname
+from interp.interventions.sites import Site, Target
 from interp.interventions.sweep import SweepMethod, SweepResult, sweep
+from interp.metrics import Metric, MetricFn
 from interp.models.cache import cache_root
 from interp.models.model import Model
 from interp.store import check_output_dir
@@ -54,6 +57,24 @@ def model_head_roles(model: Model) -> HeadRoles:
     return roles
 
 
+def reference_rows(model: Model, path: str | os.PathLike[str]) -> Trace | TraceSet:
+    """A reference distribution for mean ablation: the trace or set in a directory, or each
+    prompt of a prompts file (`interp.prompts`) recorded with one greedy token."""
+    from interp.generation import generate
+    from interp.prompts import read_prompts
+    from interp.traceset import load_recorded
+
+    if Path(path).is_dir():
+        recorded = load_recorded(path)
+        for row in [recorded] if isinstance(recorded, Trace) else recorded:
+            row.bind(model)
+        return recorded
+    prompts = [line.prompt for line in read_prompts(path)]
+    return generate(
+        model, prompts + [prompts[0]] * (len(prompts) == 1), max_new_tokens=1, temperature=0.0
+    )
+
+
 def analyze_into(
     model: Model, trace: Trace | TraceSet, directory: str | os.PathLike[str]
 ) -> Analysis | SetAnalysis:
@@ -66,20 +87,25 @@ def analyze_into(
 
 def sweep_into(
     model: Model,
-    trace: Trace,
+    trace: Trace | TraceSet,
     directory: str | os.PathLike[str],
     mode: AblationMode = "mean",
     *,
+    metric: Metric | MetricFn | str | None = None,
+    reference: TraceSet | Trace | None = None,
     method: SweepMethod = "exact",
     verify: int | None = None,
     resample_text: str | None = None,
     progress: bool = False,
 ) -> SweepResult:
-    """Sweep every head; write sweep.safetensors and summary.json's `sweep`."""
+    """Sweep every head (of a trace, or of every row of a set); write sweep.safetensors and
+    summary.json's `sweep`."""
     result = sweep(
         model,
         trace,
         mode,
+        metric=metric,
+        reference=reference,
         method=method,
         verify=verify,
         resample_text=resample_text,
@@ -93,17 +119,32 @@ def ablate_into(
     model: Model,
     trace: Trace,
     directory: str | os.PathLike[str],
-    heads: Sequence[tuple[int, int]],
+    heads: Sequence[Target],
     mode: AblationMode = "mean",
     *,
+    site: Site = "heads",
+    metric: Metric | MetricFn | str | None = None,
+    reference: TraceSet | Trace | None = None,
     resample_text: str | None = None,
     progress: bool = False,
 ) -> tuple[AblationReport, Path]:
-    """Ablate `heads`; write DIR/ablations/<heads>-<mode>/ (the ablated run's trace and
-    effect.json). The output directory is checked before any work."""
-    out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(sorted(set(heads)), mode)
+    """Ablate `heads` (or a layer's site's targets); write DIR/ablations/<targets>-<mode>/
+    (the ablated run's trace and effect.json). The output directory is checked before any
+    work."""
+    targets = sites.check_targets(site, heads, model)
+    out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(targets, mode, site)
     check_output_dir(out, own=store.TRACE_ENTRIES | {store.EFFECT_FILE})
-    report = ablate(model, trace, heads, mode, resample_text=resample_text, progress=progress)
+    report = ablate(
+        model,
+        trace,
+        targets,
+        mode,
+        site=site,
+        metric=metric,
+        reference=reference,
+        resample_text=resample_text,
+        progress=progress,
+    )
     assert report.regeneration is not None  # ablate regenerates by default
     report.regeneration.ablated.save(out, extra_json={store.EFFECT_FILE: report.summary()})
     return report, out

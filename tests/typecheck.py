@@ -12,7 +12,8 @@ from typing import Literal
 from beartype import BeartypeConf, FrozenDict, beartype
 
 _WIDENED = {
-    Literal["mean", "zero", "resample"]: str,
+    Literal["mean", "zero", "resample", "reference"]: str,
+    Literal["heads", "resid_pre", "attn_out", "mlp_out"]: str,
     Literal["exact", "triage"]: str,
     Literal["auto", "direct", "bridge"]: str,
 }

@@ -12,17 +12,20 @@ apart, so that components plus constant equal the model's logit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import overload
 
-import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp import components
 from interp import hooks as H
 from interp.analysis.stats import mean_and_se
+from interp.errors import InvalidSettingError
 from interp.heads import rank_heads
+from interp.metrics import single_token
 from interp.models.model import Model
 from interp.surgery import norm_parameter
 from interp.trace import Trace
@@ -34,13 +37,14 @@ class AttributionResult:
     """Per generated step `j` (read at `positions[j]`, scoring `target_ids[j]`)."""
 
     positions: list[int]
-    target_ids: Int[Tensor, " step"]
+    target_ids: Int[Tensor, " step"]  # the generated token, or the answer asked about
     embed: Float[Tensor, " step"]
     heads: Float[Tensor, "step layer head"]
     attn_bias: Float[Tensor, "step layer"]
     mlp: Float[Tensor, "step layer"]
     constant: Float[Tensor, " step"]  # final-norm bias and unembedding bias
-    logits: Float[Tensor, " step"]  # the model's own logit of the target token
+    logits: Float[Tensor, " step"]  # the model's own logit of the target (minus distractor)
+    distractor_ids: Int[Tensor, " step"] | None = None  # a logit difference: target - this
 
     @property
     def total(self) -> Float[Tensor, " step"]:
@@ -91,19 +95,33 @@ class AttributionSetResult:
         return rank_heads(torch.stack([r.heads.abs().mean(0) for r in self.rows]).mean(0), k)
 
 
-@overload
-def direct_logit_attribution(model: Model, trace: Trace) -> AttributionResult: ...
+Tokens = str | int | Sequence[str | int] | None
 
 
 @overload
-def direct_logit_attribution(model: Model, trace: TraceSet) -> AttributionSetResult: ...
+def direct_logit_attribution(
+    model: Model, trace: Trace, *, answer: Tokens = ..., distractor: Tokens = ...
+) -> AttributionResult: ...
+
+
+@overload
+def direct_logit_attribution(
+    model: Model, trace: TraceSet, *, answer: Tokens = ..., distractor: Tokens = ...
+) -> AttributionSetResult: ...
 
 
 def direct_logit_attribution(
-    model: Model, trace: Trace | TraceSet
+    model: Model,
+    trace: Trace | TraceSet,
+    *,
+    answer: Tokens = None,
+    distractor: Tokens = None,
 ) -> AttributionResult | AttributionSetResult:
-    """Attribution of every head, MLP layer and the embeddings to each generated token's logit;
-    of a `TraceSet`, every row's in one pass (the rows' steps side by side), then split."""
+    """Attribution of every head, MLP layer and the embeddings to each generated token's logit
+    (at the position predicting it); with `answer`, to that token's logit at the same positions,
+    and with `distractor` too, to the logit difference answer - distractor (the IOI question
+    reads step 0, the last prompt position). A list gives one token per row of a set. Of a
+    `TraceSet`, every row's in one pass (the rows' steps side by side), then split."""
     traces = [trace] if isinstance(trace, Trace) else list(trace)
     n_layers = model.n_layers
     for t in traces:
@@ -115,11 +133,21 @@ def direct_logit_attribution(
     def read(name: str) -> Tensor:
         return torch.cat([t.activations[name][r] for t, r in zip(traces, reads, strict=True)])
 
-    targets = torch.cat([t.token_ids[t.prompt_len :] for t in traces])
+    if distractor is not None and answer is None:
+        raise InvalidSettingError("a distractor needs an answer: the difference is answer - it")
+    steps = [t.n_generated for t in traces]
+    if answer is None:
+        targets = torch.cat([t.token_ids[t.prompt_len :] for t in traces])
+    else:
+        targets = _per_step(model, answer, steps, "answer")
+    against = None if distractor is None else _per_step(model, distractor, steps, "distractor")
     bridge = model.bridge
 
     with torch.no_grad():
-        w_u = bridge.W_U.detach().float().cpu()[:, targets]  # [d_model, step]
+        w_u_all = bridge.W_U.detach().float().cpu()
+        w_u = w_u_all[:, targets]  # [d_model, step]
+        if against is not None:
+            w_u = w_u - w_u_all[:, against]
         b_u = _param(bridge, "b_U")
         ln = bridge.ln_final
         w_ln = norm_parameter(ln, "weight")
@@ -142,18 +170,16 @@ def direct_logit_attribution(
         resid.append(read(H.resid_post(n_layers - 1)).float())
         head_out, bias_out, mlp_out = [], [], []
         for layer in range(n_layers):
-            attn = bridge.blocks[layer].attn
-            w_o = attn.W_O.detach().float().cpu()  # [head, d_head, d_model]
-            z = read(H.z(layer)).float()  # [step, head, d_head]
-            per_head = einops.einsum(z, w_o, "step head dh, head dh d -> step head d")
-            b_o = getattr(attn, "b_O", None)
-            b_o = torch.zeros(model.d_model) if b_o is None else b_o.detach().float().cpu()
-            attn_out = per_head.sum(1) + b_o
+            per_head = components.head_outputs(model, read(H.z(layer)), layer)  # [step, h, d]
+            bias = components.b_o(model, layer)
+            attn_out = per_head.sum(1) + bias
             head_out.append(project(per_head))
-            bias_out.append(project(b_o.expand_as(attn_out)))
+            bias_out.append(project(bias.expand_as(attn_out)))
             mlp_out.append(project(resid[layer + 1] - resid[layer] - attn_out))
 
-        constant = b_u[targets] if b_u is not None else torch.zeros(len(targets))
+        constant = torch.zeros(len(targets))
+        if b_u is not None:
+            constant = b_u[targets] - (b_u[against] if against is not None else 0.0)
         if b_ln is not None:
             constant = constant + b_ln @ w_u
         # the model's own logit, read through its real final norm module (not the algebra
@@ -161,7 +187,7 @@ def direct_logit_attribution(
         normed = ln(resid[-1].to(model.device)).float().cpu()
         logits = (normed * w_u.T).sum(-1)
         if b_u is not None:
-            logits = logits + b_u[targets]
+            logits = logits + b_u[targets] - (b_u[against] if against is not None else 0.0)
 
     fields = {
         "target_ids": targets.clone(),
@@ -177,8 +203,26 @@ def direct_logit_attribution(
         cut = slice(start, start + r.stop - r.start)
         start = cut.stop
         positions = list(range(r.start, r.stop))
-        results.append(AttributionResult(positions, **{k: v[cut] for k, v in fields.items()}))
+        part = {k: v[cut] for k, v in fields.items()}
+        results.append(
+            AttributionResult(
+                positions, **part, distractor_ids=None if against is None else against[cut]
+            )
+        )
     return results[0] if isinstance(trace, Trace) else AttributionSetResult(results)
+
+
+def _per_step(model: Model, tokens: Tokens, steps: list[int], what: str) -> Tensor:
+    """One token id per step: one token for every row, or a list with one per row."""
+    if isinstance(tokens, (str, int)):
+        tokens = [tokens] * len(steps)
+    assert tokens is not None
+    if len(tokens) != len(steps):
+        raise InvalidSettingError(f"{len(tokens)} {what} tokens for {len(steps)} rows")
+    ids = [single_token(model, t, f"the {what}") for t in tokens]
+    return torch.cat(
+        [torch.full((n,), i, dtype=torch.long) for i, n in zip(ids, steps, strict=True)]
+    )
 
 
 def _param(module, name: str) -> Tensor | None:

@@ -126,19 +126,25 @@ def _marked(text_ids: list[int], model, divergence: int | None) -> str:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from interp.atomic import exclusive
-    from interp.heads import parse_heads
+    from interp.interventions import sites
     from interp.workflow import ablate_into
 
-    _check_resample_text(args)
+    metric, mode = _check_ablation(args)
+    site = args.site.replace("-", "_")
     with exclusive(args.trace_dir):
         model, trace = load_trace(args)
-        heads = parse_heads(args.heads, model.n_layers, model.n_heads)  # before any work
+        targets = sites.parse_targets(args.heads, site, model)  # before any work
+        metric.bind(model, [trace])  # its tokens checked before any work too
+        reference = _reference(args, model)
         report, out = ablate_into(
             model,
             trace,
             args.trace_dir,
-            heads,
-            args.mode,
+            targets,
+            mode,
+            site=site,
+            metric=metric,
+            reference=reference,
             resample_text=args.resample_text,
             progress=sys.stderr.isatty(),
         )
@@ -146,11 +152,16 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     assert regen is not None  # ablate_into always regenerates
 
     effect = report.effect
-    print(f"ablated {report.ablation.label} ({args.mode}: {report.ablation.source})")
+    print(f"ablated {report.ablation.label} ({mode}: {report.ablation.source})")
     print(
         f"teacher-forced: total log-prob of the recorded continuation changes by "
         f"{effect.delta_logprob_total:+.3f} over {len(effect.delta_logprob)} tokens"
     )
+    if effect.metric != "logprob":
+        print(
+            f"{effect.metric}: {effect.baseline_metric:.3f} -> {effect.ablated_metric:.3f} "
+            f"({effect.delta_metric:+.3f})"
+        )
     strs = trace.token_strs[trace.prompt_len :]
     hardest = ", ".join(
         f"#{i} {strs[i]!r} {float(effect.delta_logprob[i]):+.2f}" for i in effect.hardest(3)
@@ -167,19 +178,26 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from interp.atomic import exclusive
     from interp.errors import InvalidSettingError
+    from interp.metrics import describe
     from interp.store import SWEEP_FILE
+    from interp.traceset import TraceSet
     from interp.workflow import sweep_into
 
     if args.verify is not None and args.verify < 1:
         raise InvalidSettingError(f"--verify must be >= 1, got {args.verify}")
-    _check_resample_text(args)
+    metric, mode = _check_ablation(args)
     with exclusive(args.trace_dir):
-        model, trace = load_trace(args)
+        model, trace = load_trace(args, sets=True)
+        rows = list(trace) if isinstance(trace, TraceSet) else [trace]
+        metric.bind(model, rows)  # every row's answer checked before any work
+        reference = _reference(args, model)
         result = sweep_into(
             model,
             trace,
             args.trace_dir,
-            args.mode,
+            mode,
+            metric=metric,
+            reference=reference,
             method="triage" if args.triage else "exact",
             verify=args.verify,
             resample_text=args.resample_text,
@@ -188,22 +206,44 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     summary = result.summary()
     n = int(result.verified.sum())
     rho = summary["estimate_spearman"]
+    over = f", mean over {len(rows)} rows" if isinstance(trace, TraceSet) else ""
     print(
-        f"{result.method} sweep ({args.mode} ablation), {n} heads computed exactly, "
+        f"{result.method} sweep ({mode} ablation{over}), {n} heads computed exactly, "
         f"estimate rank correlation {'n/a' if rho is None else f'{rho:+.2f}'}"
     )
-    print("largest effects on the continuation's total log-prob:")
+    print(f"largest effects on {describe(result.metric)}:")
+    se = result.delta_se
     for head, delta in summary["top_heads"]:
-        print(f"  {head:8s} {delta:+.3f}")
+        layer, h = (int(x) for x in head[1:].split("H"))
+        spread = "" if se is None else f" ± {float(se[layer, h]):.3f}"
+        print(f"  {head:8s} {delta:+.3f}{spread}")
     print(f"written to {args.trace_dir} (summary.json 'sweep', {SWEEP_FILE})")
     return 0
 
 
-def _check_resample_text(args: argparse.Namespace) -> None:
-    from interp import inputs
+def _check_ablation(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The metric (parsed) and the mode, checked before any model loads."""
+    from interp import inputs, metrics
+    from interp.errors import InvalidSettingError
 
     if args.resample_text is not None:
         inputs.text(args.resample_text, "--resample-text")
+    mode = args.mode or "mean"
+    if args.reference is not None:
+        if args.mode not in (None, "mean"):
+            raise InvalidSettingError(
+                f"--reference replaces by a mean: not with --mode {args.mode}"
+            )
+        if not args.reference.exists():
+            raise InvalidSettingError(f"--reference {args.reference}: no such file or directory")
+        mode = "reference"
+    return metrics.parse(args.metric), mode
+
+
+def _reference(args: argparse.Namespace, model: Any) -> Any:
+    from interp.workflow import reference_rows
+
+    return None if args.reference is None else reference_rows(model, args.reference)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -114,7 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument(
         "--heads",
         required=True,
-        help="heads to ablate: L5H1 (layer 5, head 1), comma-separated, or L5 for a whole layer",
+        help="heads to ablate: L5H1 (layer 5, head 1), comma-separated, or L5 for a whole layer; "
+        "with a layer --site, layers (L5,L7)",
+    )
+    abl.add_argument(
+        "--site",
+        choices=("heads", "resid-pre", "attn-out", "mlp-out"),
+        default="heads",
+        help="where: heads' outputs (hook_z, default), the residual stream entering a block, a "
+        "layer's attention or MLP output",
     )
     add_ablation_options(abl)
     abl.set_defaults(func=cmd_ablate)
@@ -123,10 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help="ablate every head alone and rank heads by their effect on the continuation",
         description=(
-            "Ablate each head in turn and measure the change in total log-probability of the "
-            "recorded continuation (exact), with the attribution-patching estimate beside it. "
-            "--triage verifies only the heads the estimate ranks highest. Writes sweep.safetensors "
-            "and the key 'sweep' of TRACE_DIR/summary.json."
+            "Ablate each head in turn and measure the change in --metric (the total "
+            "log-probability of the recorded continuation by default; exact), with the "
+            "attribution-patching "
+            "estimate beside it. --triage verifies only the heads the estimate ranks highest. Of "
+            "a trace set: every row, the mean over rows. Writes sweep.safetensors and the key "
+            "'sweep' of TRACE_DIR/summary.json."
         ),
     )
     add_trace_dir(swp)
@@ -191,9 +201,25 @@ def add_ablation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
         choices=("mean", "zero", "resample"),
-        default="mean",
+        default=None,
         help="what replaces a head's output: its mean over the trace's positions (default), "
         "zero, or its output at the same position on another text (resample)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        metavar="FILE_OR_DIR",
+        help="replace by the mean over a reference distribution instead: a trace set (or trace) "
+        "directory, or a prompts file (each prompt recorded with one greedy token)",
+    )
+    parser.add_argument(
+        "--metric",
+        default="logprob",
+        metavar="SPEC",
+        help="what the effect is measured by: logprob (the continuation's total log-prob, "
+        'default), kl, logit-diff:" Mary"," John" (at the last prompt position), prob:" Paris"; '
+        'logit-diff or prob alone read each row\'s "answer" and "distractor" fields',
     )
     parser.add_argument(
         "--resample-text",

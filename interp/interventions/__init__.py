@@ -9,7 +9,15 @@
 """
 
 from interp.interventions.ablate import AblationRecord, AblationReport, ablate
-from interp.interventions.ablation import MODES, Ablation, AblationMode, make_ablation
+from interp.interventions.ablation import (
+    MODES,
+    TRACE_MODES,
+    Ablation,
+    AblationMode,
+    Intervention,
+    make_ablation,
+    make_intervention,
+)
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import AblationEffect, ablation_effect, continuation_logprobs
 from interp.interventions.regenerate import Regeneration, first_divergence, regenerate
@@ -17,6 +25,9 @@ from interp.interventions.sweep import SweepMethod, SweepResult, exact_effects, 
 
 __all__ = [
     "MODES",
+    "TRACE_MODES",
+    "Intervention",
+    "make_intervention",
     "Ablation",
     "AblationEffect",
     "AblationMode",

@@ -3,6 +3,7 @@ the record of it saved beside the trace (`effect.json`)."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -11,12 +12,15 @@ from typing import Any
 
 from interp import schema, store
 from interp.errors import TraceFormatError
-from interp.heads import parse_heads
-from interp.interventions.ablation import Ablation, AblationMode, make_ablation
+from interp.interventions import sites
+from interp.interventions.ablation import Ablation, AblationMode, make_intervention
 from interp.interventions.effect import AblationEffect, ablation_effect
 from interp.interventions.regenerate import Regeneration, regenerate
+from interp.interventions.sites import Site, Target
+from interp.metrics import Metric, MetricFn
 from interp.models.model import Model
 from interp.trace import Trace
+from interp.traceset import TraceSet
 
 
 @dataclass
@@ -39,6 +43,10 @@ class AblationReport:
             baseline_logprobs=[round(float(x), 6) for x in e.baseline_logprobs],
             ablated_logprobs=[round(float(x), 6) for x in e.ablated_logprobs],
             hardest=e.hardest(),
+            site=e.site,
+            metric=e.metric,
+            baseline_metric=round(e.baseline_metric, 6),
+            ablated_metric=round(e.ablated_metric, 6),
             baseline_text=r.baseline.continuation if r else None,
             ablated_text=r.ablated.continuation if r else None,
             first_divergence=r.first_divergence if r else None,
@@ -65,6 +73,10 @@ class AblationRecord:
     baseline_logprobs: list[float]
     ablated_logprobs: list[float]
     hardest: list[int]
+    site: str
+    metric: str
+    baseline_metric: float
+    ablated_metric: float
     baseline_text: str | None
     ablated_text: str | None
     first_divergence: int | None
@@ -85,12 +97,25 @@ class AblationRecord:
             baseline_logprobs=items(value, "baseline_logprobs", float, where),
             ablated_logprobs=items(value, "ablated_logprobs", float, where),
             hardest=items(value, "hardest", int, where),
+            # effect.json before metrics: heads, measured by the continuation's log-prob
+            site=f(value, "site", str, where) if "site" in value else "heads",
+            metric=f(value, "metric", str, where) if "metric" in value else "logprob",
+            baseline_metric=f(value, "baseline_metric", float, where)
+            if "baseline_metric" in value
+            else math.fsum(items(value, "baseline_logprobs", float, where)),
+            ablated_metric=f(value, "ablated_metric", float, where)
+            if "ablated_metric" in value
+            else math.fsum(items(value, "ablated_logprobs", float, where)),
             baseline_text=f(value, "baseline_text", str, where, none=True),
             ablated_text=f(value, "ablated_text", str, where, none=True),
             first_divergence=f(value, "first_divergence", int, where, none=True),
             baseline_divergence_char=f(value, "baseline_divergence_char", int, where, none=True),
             ablated_divergence_char=f(value, "ablated_divergence_char", int, where, none=True),
         )
+
+    @property
+    def delta_metric(self) -> float:
+        return self.ablated_metric - self.baseline_metric
 
     @classmethod
     def load_all(cls, directory: str | os.PathLike[str]) -> list[AblationRecord]:
@@ -125,19 +150,24 @@ def _char_offset(trace: Trace, step: int | None) -> int | None:
 def ablate(
     model: Model,
     trace: Trace,
-    heads: str | Sequence[tuple[int, int]],
+    heads: str | Sequence[Target],
     mode: AblationMode = "mean",
     *,
+    site: Site = "heads",
+    metric: Metric | MetricFn | str | None = None,
+    reference: TraceSet | Trace | None = None,
     resample_text: str | None = None,
     regenerate_text: bool = True,
     progress: bool = False,
 ) -> AblationReport:
-    """Ablate `heads` ("L5H1,L9H3", "L5", or (layer, head) pairs): the effect on the recorded
-    continuation, and (unless `regenerate_text=False`) a regeneration with the same seed."""
-    if isinstance(heads, str):
-        heads = parse_heads(heads, model.n_layers, model.n_heads)
-    ablation = make_ablation(model, trace, heads, mode, resample_text=resample_text)
-    effect = ablation_effect(model, trace, ablation)
+    """Ablate `heads` ("L5H1,L9H3", "L5", or (layer, head) pairs; for a layer's `site`, layers
+    "L5,L7" or (layer, None) pairs): the effect on the recorded continuation (per token, and
+    by `metric`), and (unless `regenerate_text=False`) a regeneration with the same seed."""
+    targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
+    ablation = make_intervention(
+        model, trace, targets, mode, site=site, reference=reference, resample_text=resample_text
+    )
+    effect = ablation_effect(model, trace, ablation, metric=metric)
     regeneration = (
         regenerate(model, trace, ablation, progress=progress) if regenerate_text else None
     )

@@ -1,9 +1,16 @@
-"""Head ablations: what replaces a head's output `hook_z` ([batch, pos, head, d_head]).
+"""Interventions: what replaces the value at a site (`interp.interventions.sites`: a head's
+`hook_z`, a block's `hook_resid_pre`, a layer's `hook_attn_out` or `hook_mlp_out`), at all
+positions or named ones. Ablation, the sweep, patching and regeneration all use this one
+mechanism: hooks that swap the value in, tracking absolute positions under the KV cache.
 
-With grouped-query attention one query head is ablated, not its whole KV group. Modes:
-- mean (the default): the head's mean z over every position of the trace;
-- zero: z = 0;
-- resample: the head's z at the same position on another text (`resample_text`).
+Sources of the replacement (the `mode`):
+- mean (the default): the site's mean over every position of the trace;
+- zero: 0;
+- reference: the site's mean over every position of every row of a reference `TraceSet`
+  (the ABC-dataset style of the IOI work);
+- resample: the site's value at the same position in another run: a text (`resample_text`) or
+  a recorded trace (`source=`, of at least the trace's length: a patch).
+With grouped-query attention one query head is replaced, not its whole KV group.
 """
 
 from __future__ import annotations
@@ -16,15 +23,17 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from interp import hooks as H
 from interp import inputs
 from interp.errors import InvalidSettingError
-from interp.heads import head_label
+from interp.interventions import sites
+from interp.interventions.sites import Site, Target
 from interp.models.model import Model
 from interp.trace import Trace
+from interp.traceset import TraceSet
 
-AblationMode = Literal["mean", "zero", "resample"]
-MODES: tuple[AblationMode, ...] = ("mean", "zero", "resample")
+AblationMode = Literal["mean", "zero", "resample", "reference"]
+MODES: tuple[AblationMode, ...] = ("mean", "zero", "resample", "reference")
+TRACE_MODES: tuple[AblationMode, ...] = ("mean", "zero", "resample")  # need only the trace
 MAX_DIRNAME_HEADS = 80  # characters of head labels in a directory name
 
 DEFAULT_RESAMPLE_TEXT = (
@@ -35,74 +44,187 @@ DEFAULT_RESAMPLE_TEXT = (
 
 
 @dataclass
-class Ablation:
-    """A set of heads and what replaces their output (`values[layer]`: [pos or 1, head, d_head],
-    only the listed heads' entries are used)."""
+class Intervention:
+    """Targets at a site and what replaces their value (`values[layer]`: [pos or 1, head,
+    d_head] for heads, only the listed heads' entries used; [pos or 1, d_model] for a layer's
+    site), at `positions` (absolute; None: every position)."""
 
-    heads: list[tuple[int, int]]
+    targets: list[Target]
     mode: AblationMode
     values: dict[int, Tensor]
     source: str  # a sentence saying where the replacement values come from
+    site: Site = "heads"
+    positions: list[int] | None = None
+
+    @property
+    def heads(self) -> list[tuple[int, int]]:
+        return [(layer, head) for layer, head in self.targets if head is not None]
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({layer for layer, _ in self.targets})
 
     @property
     def label(self) -> str:
-        return heads_label(self.heads)
+        return sites.targets_label(self.site, self.targets)
 
     @property
     def dirname(self) -> str:
-        return ablation_dirname(self.heads, self.mode)
+        return ablation_dirname(self.targets, self.mode, self.site)
+
+    def only(self, targets: Sequence[Target]) -> Intervention:
+        """The same intervention on fewer targets (their values unchanged)."""
+        return Intervention(
+            list(targets), self.mode, self.values, self.source, self.site, self.positions
+        )
 
     def hooks(self, device: torch.device) -> list[tuple[str, Callable]]:
-        """Fresh forward hooks on `hook_z` (each tracks absolute positions for the KV cache)."""
-        by_layer: dict[int, list[int]] = {}
-        for layer, head in self.heads:
-            by_layer.setdefault(layer, []).append(head)
-        return [
-            (H.z(layer), _replace_z_hook(heads, self.values[layer].to(device)))
-            for layer, heads in sorted(by_layer.items())
-        ]
+        """Fresh forward hooks at the site (each tracks absolute positions for the KV cache)."""
+        out = []
+        for layer in self.layers:
+            heads = [h for l_, h in self.heads if l_ == layer] if self.site == "heads" else None
+            value = self.values[layer].to(device)
+            out.append(
+                (sites.hook_name(self.site, layer), _replace_hook(heads, value, self.positions))
+            )
+        return out
 
 
-def heads_label(heads: Sequence[tuple[int, int]]) -> str:
-    return ",".join(head_label(layer, head) for layer, head in heads) or "none"
+Ablation = Intervention  # the name the head ablations have always had
 
 
-def ablation_dirname(heads: Sequence[tuple[int, int]], mode: str) -> str:
-    """The directory name of an ablation under TRACE_DIR/ablations/: the heads themselves, or
-    for a long list their count and a hash of it (effect.json lists them all)."""
-    label = heads_label(heads)
+def ablation_dirname(targets: Sequence[Target], mode: str, site: Site = "heads") -> str:
+    """The directory name of an ablation under TRACE_DIR/ablations/: the targets themselves,
+    or for a long list their count and a hash of it (effect.json lists them all)."""
+    label = sites.targets_label(site, targets).replace(" ", "-")
+    kind = "heads" if site == "heads" else site.replace("_", "-")
     if len(label) > MAX_DIRNAME_HEADS:
         digest = hashlib.sha256(label.encode()).hexdigest()[:12]
-        return f"{len(heads)}-heads-{digest}-{mode}"
+        return f"{len(targets)}-{kind}-{digest}-{mode}"
     return f"{label.replace(',', '_')}-{mode}"
 
 
-def _replace_z_hook(heads: list[int], value: Tensor) -> Callable:
-    """Replace z[:, :, heads] by `value` ([1 or source_pos, head, d_head]) at each position.
+def _replace_hook(heads: list[int] | None, value: Tensor, positions: list[int] | None) -> Callable:
+    """Replace x[:, :, heads] (a head site) or x (a layer's site) by `value` ([1 or
+    source_pos, ...]) at each position, or at `positions` only.
 
     The hook counts the positions it has seen, so that with a KV cache (one new position a
-    call) a position-dependent value is read at the right absolute position.
+    call) a position-dependent value, and a position list, are read at absolute positions.
     """
     seen = [0]
-    index = torch.tensor(heads, device=value.device)
+    index = None if heads is None else torch.tensor(heads, device=value.device)
+    chosen = None if positions is None else torch.tensor(sorted(set(positions)))
 
-    def hook(z: Tensor, hook) -> Tensor:
-        start, n = seen[0], z.shape[1]
+    def hook(x: Tensor, hook) -> Tensor:
+        start, n = seen[0], x.shape[1]
         seen[0] += n
         if value.shape[0] == 1:
-            rows = value
+            rows = value.expand(n, *value.shape[1:])
         else:
             if start + n > value.shape[0]:
                 raise InvalidSettingError(
-                    f"the resample source has {value.shape[0]} positions; position "
+                    f"the replacement source has {value.shape[0]} positions; position "
                     f"{start + n - 1} was asked for"
                 )
             rows = value[start : start + n]
-        z = z.clone()
-        z[:, :, index] = rows[:, index].to(z.dtype).expand(z.shape[0], n, len(heads), -1)
-        return z
+        local = (
+            torch.arange(n)
+            if chosen is None
+            else chosen[(chosen >= start) & (chosen < start + n)] - start
+        )
+        if local.numel() == 0:
+            return x
+        local = local.to(x.device)
+        x = x.clone()
+        if index is None:
+            x[:, local] = rows[local].to(x.dtype)
+        else:
+            picked = rows[local][:, index].to(x.dtype)  # [pos, head, d_head]
+            for k, head in enumerate(index.tolist()):
+                x[:, local, head] = picked[:, k]
+        return x
 
     return hook
+
+
+def make_intervention(
+    model: Model,
+    trace: Trace,
+    targets: Sequence[Target],
+    mode: AblationMode = "mean",
+    *,
+    site: Site = "heads",
+    positions: Sequence[int] | None = None,
+    reference: TraceSet | Trace | None = None,
+    source: Trace | None = None,
+    resample_text: str | None = None,
+    min_positions: int | None = None,
+) -> Intervention:
+    """Build the replacement values for `targets` at `site` from `mode`'s source (see the
+    module's docstring); `positions` (absolute) limits where they replace."""
+    trace.bind(model)
+    site = sites.check_site(site)
+    if mode not in MODES:
+        raise InvalidSettingError(f"unknown ablation mode {mode!r}; choose one of {MODES}")
+    targets = sites.check_targets(site, targets, model)
+    if (mode == "reference") != (reference is not None):
+        raise InvalidSettingError(
+            "mode 'reference' needs a reference set, and a reference set needs mode 'reference'"
+        )
+    chosen = _positions(trace, positions)
+    layers = sorted({layer for layer, _ in targets})
+    what = "head's" if site == "heads" else f"{site}'s"
+    if mode == "mean":
+        values = {
+            layer: sites.activation(model, trace.activations, site, layer).mean(0, keepdim=True)
+            for layer in layers
+        }
+        described = f"the {what} mean over the {trace.n_positions} positions of the trace"
+    elif mode == "zero":
+        shape = (model.n_heads, int(model.cfg.d_head)) if site == "heads" else (model.d_model,)
+        values = {layer: torch.zeros(1, *shape) for layer in layers}
+        described = "zeros"
+    elif mode == "reference":
+        assert reference is not None
+        rows = [reference] if isinstance(reference, Trace) else list(reference)
+        for row in rows:
+            row.bind(model)
+        values = {
+            layer: torch.cat(
+                [sites.activation(model, row.activations, site, layer) for row in rows]
+            ).mean(0, keepdim=True)
+            for layer in layers
+        }
+        count = sum(row.n_positions for row in rows)
+        described = f"the {what} mean over {count} positions of {len(rows)} reference rows"
+    else:
+        needed = max(
+            min_positions or 0, trace.n_positions, trace.prompt_len + trace.settings.max_new_tokens
+        )
+        if source is not None:
+            if resample_text is not None:
+                raise InvalidSettingError("give a resample text or a source trace, not both")
+            source.bind(model)
+            if source.n_positions < trace.n_positions:
+                raise InvalidSettingError(
+                    f"the source run has {source.n_positions} positions, the trace "
+                    f"{trace.n_positions}: a patch needs a run at least as long"
+                )
+            values = {
+                layer: sites.activation(model, source.activations, site, layer) for layer in layers
+            }
+            described = (
+                f"the {what} value at the same position in the run of {source.prompt[:60]!r}"
+            )
+        else:
+            text = (
+                DEFAULT_RESAMPLE_TEXT
+                if resample_text is None
+                else inputs.text(resample_text, "the resample text")
+            )
+            values = _resample_values(model, text, site, layers, needed)
+            described = f"the {what} value at the same position on the text {text[:60]!r}"
+    return Intervention(list(targets), mode, values, described, site, chosen)
 
 
 def make_ablation(
@@ -111,46 +233,39 @@ def make_ablation(
     heads: Sequence[tuple[int, int]],
     mode: AblationMode = "mean",
     *,
+    reference: TraceSet | Trace | None = None,
     resample_text: str | None = None,
     min_positions: int | None = None,
-) -> Ablation:
-    """Build the replacement values for `heads` (validated (layer, head) pairs) in `mode`."""
-    trace.bind(model)
-    if mode not in MODES:
-        raise InvalidSettingError(f"unknown ablation mode {mode!r}; choose one of {MODES}")
-    heads = sorted(set(heads))
-    for layer, head in heads:
-        if not (0 <= layer < model.n_layers and 0 <= head < model.n_heads):
-            raise InvalidSettingError(
-                f"head L{layer}H{head} is out of range; valid: L0..L{model.n_layers - 1} "
-                f"and H0..H{model.n_heads - 1}"
-            )
-    layers = sorted({layer for layer, _ in heads})
-    if mode == "mean":
-        trace.require_hooks([H.z(layer) for layer in layers], "mean ablation")
-        values = {
-            layer: trace.activations[H.z(layer)].float().mean(0, keepdim=True) for layer in layers
-        }
-        source = f"the head's mean output over the {trace.n_positions} positions of the trace"
-    elif mode == "zero":
-        d_head = int(model.cfg.d_head)
-        values = {layer: torch.zeros(1, model.n_heads, d_head) for layer in layers}
-        source = "zeros"
-    else:
-        text = (
-            DEFAULT_RESAMPLE_TEXT
-            if resample_text is None
-            else inputs.text(resample_text, "the resample text")
-        )
-        needed = max(
-            min_positions or 0, trace.n_positions, trace.prompt_len + trace.settings.max_new_tokens
-        )
-        values = _resample_values(model, text, layers, needed)
-        source = f"the head's output at the same position on the text {text[:60]!r}"
-    return Ablation(heads=heads, mode=mode, values=values, source=source)
+) -> Intervention:
+    """Heads (validated (layer, head) pairs) and what replaces their output in `mode`."""
+    return make_intervention(
+        model,
+        trace,
+        list(heads),
+        mode,
+        reference=reference,
+        resample_text=resample_text,
+        min_positions=min_positions,
+    )
 
 
-def _resample_values(model: Model, text: str, layers: list[int], needed: int) -> dict[int, Tensor]:
+def _positions(trace: Trace, positions: Sequence[int] | None) -> list[int] | None:
+    if positions is None:
+        return None
+    out = []
+    for p in positions:
+        if isinstance(p, bool) or not isinstance(p, int):
+            raise InvalidSettingError(f"positions are integers, got {p!r}")
+        at = p if p >= 0 else trace.n_positions + p
+        if not 0 <= at < trace.n_positions:
+            raise InvalidSettingError(f"position {p} is outside the trace's {trace.n_positions}")
+        out.append(at)
+    return sorted(set(out))
+
+
+def _resample_values(
+    model: Model, text: str, site: Site, layers: list[int], needed: int
+) -> dict[int, Tensor]:
     ids = model.encode(text)
     if not ids:
         raise InvalidSettingError("the resample text tokenises to no tokens")
@@ -158,9 +273,9 @@ def _resample_values(model: Model, text: str, layers: list[int], needed: int) ->
     while len(ids) < needed:  # repeat the text until it covers every position
         ids += body
     ids = ids[:needed]
-    names = [H.z(layer) for layer in layers]
+    names = {sites.hook_name(site, layer) for layer in layers}
     with torch.no_grad():
         _, cache = model.bridge.run_with_cache(
-            torch.tensor([ids], device=model.device), names_filter=lambda n: n in set(names)
+            torch.tensor([ids], device=model.device), names_filter=lambda n: n in names
         )
-    return {layer: cache[H.z(layer)][0].float().cpu() for layer in layers}
+    return {layer: cache[sites.hook_name(site, layer)][0].float().cpu() for layer in layers}

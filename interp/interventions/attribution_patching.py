@@ -10,22 +10,36 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp import hooks as H
-from interp.interventions.ablation import Ablation
+from interp.errors import InvalidSettingError
+from interp.interventions.ablation import Intervention
+from interp.metrics import KL, Metric, MetricFn, as_metric
 from interp.models.model import Model
 from interp.trace import Trace
 
 
 def attribution_estimate(
-    model: Model, trace: Trace, ablation: Ablation
+    model: Model,
+    trace: Trace,
+    ablation: Intervention,
+    *,
+    metric: Metric | MetricFn | str | None = None,
 ) -> Float[Tensor, "layer head"]:
-    """First-order estimate of each head's effect on the continuation's total log-prob:
-    (z_ablated - z_clean) . d(total log-prob)/dz, from one forward and one backward pass
-    (attribution patching, Kramar et al. 2024). An estimate, not an effect: it can rank heads
-    only loosely and get the sign of the largest effects wrong (benchmarks/sweep.py measures
-    its rank correlation with the exact sweep)."""
-    p, n = trace.prompt_len, trace.n_positions
-    targets = trace.token_ids[p:n].to(model.device)
-    layers = sorted({layer for layer, _ in ablation.heads})
+    """First-order estimate of each head's effect on `metric` (default: the continuation's
+    total log-prob): (z_ablated - z_clean) . d(metric)/dz, from one forward and one backward
+    pass (attribution patching, Kramar et al. 2024). An estimate, not an effect: it can rank
+    heads only loosely and get the sign of the largest effects wrong (benchmarks/sweep.py
+    measures its rank correlation with the exact sweep). A KL from the unablated run has no
+    first-order term (it is zero, and flat, there), so it has no estimate."""
+    chosen = as_metric(metric)
+    if isinstance(chosen, KL):
+        raise InvalidSettingError(
+            "the KL from the baseline has no first-order estimate (zero, with zero gradient, at "
+            "the baseline): use the exact sweep"
+        )
+    if ablation.site != "heads" or ablation.positions is not None:
+        raise InvalidSettingError("the attribution estimate is of heads at every position")
+    bound = chosen.bind(model, [trace])
+    layers = ablation.layers
     seen: dict[int, Tensor] = {}
 
     def keep(layer: int) -> Callable:
@@ -39,9 +53,14 @@ def attribution_estimate(
 
     with torch.enable_grad(), model.bridge.hooks(fwd_hooks=[(H.z(l_), keep(l_)) for l_ in layers]):
         logits = model.bridge(trace.token_ids[None].to(model.device), return_type="logits")
-        lp = logits[0, p - 1 : n - 1].float().log_softmax(-1)
-        metric = lp.gather(-1, targets[:, None]).sum()
-        grads = torch.autograd.grad(metric, [seen[layer] for layer in layers])
+        value = bound.score(logits[:, bound.start :])[0]
+        try:
+            grads = torch.autograd.grad(value, [seen[layer] for layer in layers])
+        except RuntimeError as exc:
+            raise InvalidSettingError(
+                f"the metric {bound.label!r} is not differentiable, so it has no attribution "
+                f"estimate ({str(exc).splitlines()[0]})"
+            ) from None
     out = torch.zeros(model.n_layers, model.n_heads)
     for layer, grad in zip(layers, grads, strict=True):
         z = seen[layer][0].detach().float().cpu()  # [pos, head, d_head]

@@ -1,4 +1,5 @@
-"""The teacher-forced effect of an ablation on a trace's recorded continuation."""
+"""The teacher-forced effect of an intervention on a trace's recorded continuation, per token
+and by a metric (`interp.metrics`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.heads import head_label
-from interp.interventions.ablation import Ablation
+from interp.interventions import sites
+from interp.interventions.ablation import Intervention
+from interp.metrics import Metric, MetricFn, as_metric
 from interp.models.model import Model
 from interp.trace import Trace
 
@@ -20,12 +22,20 @@ class AblationEffect:
     """Per generated token: log-prob of the recorded token with and without the ablation, and
     the KL divergence KL(baseline || ablated) of the next-token distribution."""
 
-    heads: list[str]
+    heads: list[str]  # the targets' labels (heads, or a layer's site)
     mode: str  # an AblationMode
     source: str
     baseline_logprobs: Float[Tensor, " step"]
     ablated_logprobs: Float[Tensor, " step"]
     kl: Float[Tensor, " step"]
+    metric: str = "logprob"  # what baseline_metric and ablated_metric measure
+    baseline_metric: float = 0.0
+    ablated_metric: float = 0.0
+    site: str = "heads"
+
+    @property
+    def delta_metric(self) -> float:
+        return self.ablated_metric - self.baseline_metric
 
     @property
     def delta_logprob(self) -> Float[Tensor, " step"]:
@@ -41,28 +51,61 @@ class AblationEffect:
         return order[:k].tolist()
 
 
+def forced_logits(
+    model: Model, traces: Sequence[Trace], fwd_hooks: Sequence = ()
+) -> Float[Tensor, "row pos vocab"]:
+    """Logits of a full teacher-forced forward over the traces' tokens (right-padded: a causal
+    model's real positions never see the padding after them)."""
+    n = max(t.n_positions for t in traces)
+    ids = torch.zeros(len(traces), n, dtype=torch.long)
+    for i, t in enumerate(traces):
+        ids[i, : t.n_positions] = t.token_ids
+    with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+        return model.bridge(ids.to(model.device), return_type="logits")
+
+
 def continuation_logprobs(
     model: Model, trace: Trace, fwd_hooks: Sequence = ()
 ) -> tuple[Float[Tensor, " step"], Float[Tensor, "step vocab"]]:
     """Teacher-forced log-probs of the recorded continuation: (of each token, full rows)."""
+    return _step_logprobs(trace, forced_logits(model, [trace], fwd_hooks)[0])
+
+
+def _step_logprobs(trace: Trace, logits: Tensor) -> tuple[Tensor, Tensor]:
     p, n = trace.prompt_len, trace.n_positions
-    with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
-        logits = model.bridge(trace.token_ids[None].to(model.device), return_type="logits")
-    rows = logits[0, p - 1 : n - 1].float().log_softmax(-1).cpu()
+    rows = logits[p - 1 : n - 1].float().log_softmax(-1).cpu()
     return rows.gather(-1, trace.token_ids[p:n, None])[:, 0], rows
 
 
-def ablation_effect(model: Model, trace: Trace, ablation: Ablation) -> AblationEffect:
-    """The teacher-forced effect of `ablation` on the trace's continuation."""
+def ablation_effect(
+    model: Model,
+    trace: Trace,
+    ablation: Intervention,
+    *,
+    metric: Metric | MetricFn | str | None = None,
+) -> AblationEffect:
+    """The teacher-forced effect of `ablation` on the trace's continuation: per token, and by
+    `metric` (default: the continuation's total log-prob)."""
     trace.bind(model)
-    base, base_rows = continuation_logprobs(model, trace)
-    abl, abl_rows = continuation_logprobs(model, trace, ablation.hooks(model.device))
+    bound = as_metric(metric).bind(model, [trace])
+    base_logits = forced_logits(model, [trace])
+    abl_logits = forced_logits(model, [trace], ablation.hooks(model.device))
+    base, base_rows = _step_logprobs(trace, base_logits[0])
+    abl, abl_rows = _step_logprobs(trace, abl_logits[0])
     kl = (base_rows.exp() * (base_rows - abl_rows)).sum(-1).clamp_min(0)
+    with torch.no_grad():
+        bound.prepare(base_logits[:, bound.start :])
+        base_metric = float(bound.score(base_logits[:, bound.start :])[0])
+        abl_metric = float(bound.score(abl_logits[:, bound.start :])[0])
     return AblationEffect(
-        heads=[head_label(layer, head) for layer, head in ablation.heads],
+        heads=[sites.label(ablation.site, t) for t in ablation.targets],
         mode=ablation.mode,
         source=ablation.source,
         baseline_logprobs=base,
         ablated_logprobs=abl,
         kl=kl,
+        metric=bound.label,
+        baseline_metric=base_metric,
+        ablated_metric=abl_metric,
+        site=ablation.site,
     )

@@ -1,8 +1,11 @@
-"""Sweeps: every head ablated alone, exactly, or triaged by the attribution-patching estimate.
+"""Sweeps: every head ablated alone, exactly, or triaged by the attribution-patching estimate,
+measured by any metric (`interp.metrics`; the continuation's total log-prob by default), on a
+trace or on every row of a set.
 
 Ablating a head in layer L cannot change anything before layer L, so the exact sweep runs only
 blocks L.. on the recorded residual stream entering block L (`interp.surgery.run_from_layer`),
-one batch item per head of the layer; the result equals a full forward per head (tested).
+one batch item per head of the layer, and unembeds only the positions the metric reads; the
+result equals a full forward per head (tested).
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from interp import hooks as H
 from interp import store
 from interp.errors import InvalidSettingError
 from interp.heads import head_label, rank_heads
-from interp.interventions.ablation import Ablation, AblationMode, make_ablation
+from interp.interventions.ablation import AblationMode, Intervention, make_ablation
 from interp.interventions.attribution_patching import attribution_estimate
-from interp.interventions.effect import continuation_logprobs
+from interp.interventions.effect import forced_logits
+from interp.metrics import KL, LogProb, Metric, MetricFn, as_metric
 from interp.models.model import Model
 from interp.surgery import run_from_layer
 from interp.trace import Trace
+from interp.traceset import TraceSet
 
 SweepMethod = Literal["exact", "triage"]
 
@@ -38,18 +43,30 @@ TRIAGE_FRACTION = 3 / 8  # of all heads, verified exactly by a triage sweep
 
 @dataclass
 class SweepResult:
-    """Change in the continuation's total log-prob with each head ablated alone.
+    """Change in the metric with each head ablated alone (of a set: the mean over rows, each
+    row's in `delta_rows`).
 
     `delta[l, h]` is exact where `verified[l, h]`; with the triage method the others are NaN.
-    `estimate` is the attribution-patching estimate (always an estimate, never exact)."""
+    `estimate` is the attribution-patching estimate (always an estimate, never exact; NaN for
+    a metric without one, such as KL). `delta_per_token`: for the log-prob metric of one
+    trace, each generated token's part of `delta`."""
 
     mode: AblationMode
     method: SweepMethod
     delta: Float[Tensor, "layer head"]
-    delta_per_token: Float[Tensor, "layer head step"]
+    delta_per_token: Float[Tensor, "layer head step"] | None
     estimate: Float[Tensor, "layer head"]
     verified: Bool[Tensor, "layer head"]
     timings: dict[str, float] = field(default_factory=dict)
+    metric: str = "logprob"
+    delta_rows: Float[Tensor, "row layer head"] | None = None
+
+    @property
+    def delta_se(self) -> Float[Tensor, "layer head"] | None:
+        """The standard error of `delta` over a set's rows (None for one trace)."""
+        if self.delta_rows is None or self.delta_rows.shape[0] < 2:
+            return None
+        return self.delta_rows.std(0) / math.sqrt(self.delta_rows.shape[0])
 
     def top_heads(self, k: int = 10) -> list[tuple[str, float]]:
         """The k largest exact effects, signed, largest magnitude first."""
@@ -72,6 +89,8 @@ class SweepResult:
         return {
             "mode": self.mode,
             "method": self.method,
+            "metric": self.metric,
+            "rows": None if self.delta_rows is None else int(self.delta_rows.shape[0]),
             "top_heads": [[h, round(v, 5)] for h, v in self.top_heads(k)],
             # None where it is undefined (fewer than two heads verified): JSON has no NaN
             "estimate_spearman": None if math.isnan(rho) else round(rho, 4),
@@ -80,7 +99,8 @@ class SweepResult:
         }
 
     def tensors(self) -> dict[str, Tensor]:
-        return {name: getattr(self, name) for name in _TENSORS}
+        names = _TENSORS + tuple(n for n in _OPTIONAL if getattr(self, n) is not None)
+        return {name: getattr(self, name) for name in names}
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Write sweep.safetensors and summary.json's `sweep` into a trace directory."""
@@ -93,8 +113,13 @@ class SweepResult:
         return cls(
             mode=summary["mode"],
             method=summary["method"],
-            **{name: tensors[name] for name in _TENSORS},
+            delta=tensors["delta"],
+            delta_per_token=tensors.get("delta_per_token"),
+            estimate=tensors["estimate"],
+            verified=tensors["verified"],
             timings=dict(summary.get("timings", {})),
+            metric=str(summary.get("metric", "logprob")),
+            delta_rows=tensors.get("delta_rows"),
         )
 
     @staticmethod
@@ -103,12 +128,14 @@ class SweepResult:
 
 
 KEY = "sweep"
-_TENSORS = ("delta", "delta_per_token", "estimate", "verified")
+_TENSORS = ("delta", "estimate", "verified")
+_OPTIONAL = ("delta_per_token", "delta_rows")
 
 
 def spearman(a: Tensor, b: Tensor) -> float:
-    """Spearman rank correlation (no tie correction; ties are measure-zero here)."""
-    if a.numel() < 2:
+    """Spearman rank correlation (no tie correction; ties are measure-zero here); NaN where
+    either side has a NaN (a metric without an estimate)."""
+    if a.numel() < 2 or bool(a.isnan().any() or b.isnan().any()):
         return float("nan")
     ra = a.double().argsort().argsort().double()
     rb = b.double().argsort().argsort().double()
@@ -118,27 +145,46 @@ def spearman(a: Tensor, b: Tensor) -> float:
 
 def sweep(
     model: Model,
-    trace: Trace,
+    trace: Trace | TraceSet,
     mode: AblationMode = "mean",
     *,
+    metric: Metric | MetricFn | str | None = None,
+    reference: TraceSet | Trace | None = None,
     method: SweepMethod = "exact",
     verify: int | None = None,
     resample_text: str | None = None,
     progress: bool = False,
 ) -> SweepResult:
-    """Ablate every head alone. `method="exact"` runs them all (fast path); `"triage"` ranks
-    heads by the attribution-patching estimate and verifies the `verify` largest exactly
-    (default: 3/8 of the heads, since the estimate ranks loosely: benchmarks/sweep.py counts
-    how many of the exact top 20 a triage recovers)."""
+    """Ablate every head alone, measured by `metric`. `method="exact"` runs them all (fast
+    path); `"triage"` ranks heads by the attribution-patching estimate and verifies the
+    `verify` largest exactly (default: 3/8 of the heads, since the estimate ranks loosely:
+    benchmarks/sweep.py counts how many of the exact top 20 a triage recovers). Of a set:
+    every row swept (its own means, or the `reference` set's), the deltas averaged."""
     if method not in ("exact", "triage"):
         raise InvalidSettingError(f"unknown sweep method {method!r}; choose exact or triage")
-    trace.bind(model)
+    chosen_metric = as_metric(metric)
+    if method == "triage" and isinstance(chosen_metric, KL):
+        raise InvalidSettingError("a triage ranks by the first-order estimate, which a KL has not")
+    rows = [trace] if isinstance(trace, Trace) else list(trace)
+    for row in rows:
+        row.bind(model)
     n_layers, n_heads = model.n_layers, model.n_heads
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    ablation = make_ablation(model, trace, all_heads, mode, resample_text=resample_text)
+    ablations = [
+        make_ablation(model, row, all_heads, mode, reference=reference, resample_text=resample_text)
+        for row in rows
+    ]
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    estimate = attribution_estimate(model, trace, ablation)
+    if isinstance(chosen_metric, KL):
+        estimate = torch.full((n_layers, n_heads), math.nan)
+    else:
+        estimate = torch.stack(
+            [
+                attribution_estimate(model, row, ab, metric=chosen_metric)
+                for row, ab in zip(rows, ablations, strict=True)
+            ]
+        ).mean(0)
     timings["estimate_s"] = round(time.perf_counter() - t0, 4)
     if method == "exact":
         chosen = all_heads
@@ -148,49 +194,79 @@ def sweep(
         order = estimate.abs().flatten().argsort(descending=True)[: max(1, verify)]
         chosen = sorted((int(i) // n_heads, int(i) % n_heads) for i in order)
     t0 = time.perf_counter()
-    per_token = exact_effects(model, trace, ablation, chosen, progress=progress)
+    deltas = torch.full((len(rows), n_layers, n_heads), math.nan)
+    per_token = None
+    bar = tqdm(
+        total=len(chosen) * len(rows), desc="sweep", unit="head", disable=not progress,
+        file=sys.stderr,
+    )  # fmt: skip
+    for i, (row, ab) in enumerate(zip(rows, ablations, strict=True)):
+        effects = exact_effects(model, row, ab, chosen, metric=chosen_metric, bar=bar)
+        if isinstance(trace, Trace) and isinstance(chosen_metric, LogProb):
+            per_token = torch.full((n_layers, n_heads, row.n_generated), math.nan)
+        for (layer, head), (delta, tokens) in effects.items():
+            deltas[i, layer, head] = delta
+            if per_token is not None and tokens is not None:
+                per_token[layer, head] = tokens
+    bar.close()
     timings["exact_s"] = round(time.perf_counter() - t0, 4)
-    steps = trace.n_generated
-    delta_tok = torch.full((n_layers, n_heads, steps), float("nan"))
     verified = torch.zeros(n_layers, n_heads, dtype=torch.bool)
-    for (layer, head), row in per_token.items():
-        delta_tok[layer, head] = row
+    for layer, head in chosen:
         verified[layer, head] = True
     return SweepResult(
         mode=mode,
         method=method,
-        delta=delta_tok.sum(-1),
-        delta_per_token=delta_tok,
+        delta=deltas.mean(0),
+        delta_per_token=per_token,
         estimate=estimate,
         verified=verified,
         timings=timings,
+        metric=chosen_metric.label,
+        delta_rows=None if isinstance(trace, Trace) else deltas,
     )
 
 
 def exact_effects(
     model: Model,
     trace: Trace,
-    ablation: Ablation,
+    ablation: Intervention,
     heads: Sequence[tuple[int, int]],
     *,
-    progress: bool = False,
+    metric: Metric | MetricFn | str | None = None,
+    bar: Any = None,
     max_logits: int = 64_000_000,
-) -> dict[tuple[int, int], Tensor]:
-    """Per-token change in log-prob with each head in `heads` ablated alone (exact).
+) -> dict[tuple[int, int], tuple[float, Tensor | None]]:
+    """The change in `metric` with each head in `heads` ablated alone (exact), and for the
+    log-prob metric each generated token's part of it.
 
-    Runs blocks L.. only, on the recorded residual entering block L, one batch item per head;
-    the batch is capped so that its logits stay under `max_logits` numbers.
+    Runs blocks L.. only, on the recorded residual entering block L, one batch item per head,
+    unembedding only the positions from the metric's first on; the batch is capped so that its
+    logits stay under `max_logits` numbers.
     """
     trace.require_hooks([H.resid_pre(layer) for layer, _ in heads], "the exact sweep")
-    base, _ = continuation_logprobs(model, trace)
-    p, n = trace.prompt_len, trace.n_positions
-    targets = trace.token_ids[p:n].to(model.device)
+    chosen = as_metric(metric)
+    logprob = isinstance(chosen, LogProb)
+    n = trace.n_positions
+    bound = chosen.bind(model, [trace])
+    keep = n - bound.start
+    base_window = forced_logits(model, [trace])[:, bound.start :]
+    with torch.no_grad():
+        bound.prepare(base_window)
+        base = float(bound.score(base_window)[0])
+        base_tokens = LogProb.per_token(base_window, [trace], bound.start)[0] if logprob else None
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
         by_layer.setdefault(layer, []).append(head)
-    batch_cap = max(1, max_logits // (n * model.d_vocab))
-    out: dict[tuple[int, int], Tensor] = {}
-    bar = tqdm(total=len(heads), desc="sweep", unit="head", disable=not progress, file=sys.stderr)
+    batch_cap = max(1, max_logits // (keep * model.d_vocab))
+    bounds: dict[int, Any] = {}
+
+    def bound_for(size: int) -> Any:  # the metric over `size` copies of the trace
+        if size not in bounds:
+            bounds[size] = chosen.bind(model, [trace] * size)
+            bounds[size].prepare(base_window.expand(size, -1, -1))
+        return bounds[size]
+
+    out: dict[tuple[int, int], tuple[float, Tensor | None]] = {}
     for layer, layer_heads in sorted(by_layer.items()):
         resid = trace.activations[H.resid_pre(layer)].to(model.device)
         value = ablation.values[layer].to(model.device)
@@ -199,13 +275,21 @@ def exact_effects(
             hook = _one_head_per_item_hook(group, value)
             batch = resid.unsqueeze(0).expand(len(group), -1, -1).contiguous()
             with torch.no_grad(), model.bridge.hooks(fwd_hooks=[(H.z(layer), hook)]):
-                logits = run_from_layer(model, batch, layer, keep=n - p + 1)
-            lp = logits[:, -(n - p + 1) : -1].float().log_softmax(-1)
-            lp = lp.gather(-1, targets.view(1, -1, 1).expand(len(group), -1, 1))[..., 0].cpu()
+                window = run_from_layer(model, batch, layer, keep=keep)[:, -keep:]
+                scores = bound_for(len(group)).score(window).float().cpu()
+                tokens = (
+                    LogProb.per_token(window, [trace] * len(group), bound.start).cpu()
+                    if logprob
+                    else None
+                )
             for i, head in enumerate(group):
-                out[(layer, head)] = lp[i] - base
-            bar.update(len(group))
-    bar.close()
+                if tokens is not None and base_tokens is not None:
+                    per_token = tokens[i] - base_tokens.cpu()  # the total: their sum
+                    out[(layer, head)] = (float(per_token.sum()), per_token)
+                else:
+                    out[(layer, head)] = (float(scores[i]) - base, None)
+            if bar is not None:
+                bar.update(len(group))
     return out
 
 

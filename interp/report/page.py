@@ -22,6 +22,7 @@ from interp.analysis.suite import Analysis
 from interp.heads import parse_label
 from interp.interventions.ablate import AblationRecord
 from interp.interventions.sweep import SweepResult
+from interp.metrics import describe
 from interp.report import figures
 from interp.report.html import (
     b64,
@@ -127,9 +128,9 @@ def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
     if inputs.sweep is not None:
         pngs["sweep.png"] = figures.head_heatmap(
             inputs.sweep.delta.numpy(),
-            f"Ablation sweep ({inputs.sweep.mode}, {inputs.sweep.method}): change in the "
-            "continuation's total log-prob",
-            "change in total log-prob (nats)",
+            f"Ablation sweep ({inputs.sweep.mode}, {inputs.sweep.method}): change in "
+            f"{describe(inputs.sweep.metric)}",
+            f"change in {inputs.sweep.metric}",
             diverging=True,
         )
     return pngs
@@ -268,6 +269,7 @@ def render_page(
         probe=roles,
         dla_top=a.attribution.top_heads(10),
         sweep=inputs.sweep,
+        sweep_metric=describe(inputs.sweep.metric) if inputs.sweep is not None else "",
         ablations=inputs.ablations,
         window_start=inputs.window_start,
         n_positions=len(tokens),

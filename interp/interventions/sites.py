@@ -1,0 +1,95 @@
+"""Where an intervention acts: a *site* of a layer, and the *targets* it names.
+
+- `heads`: a head's output `hook_z` ([pos, head, d_head]); targets (layer, head);
+- `resid_pre`: the residual stream entering a block ([pos, d_model]); targets (layer, None);
+- `attn_out`, `mlp_out`: a layer's attention or MLP output ([pos, d_model]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from torch import Tensor
+
+from interp import components
+from interp import hooks as H
+from interp.errors import InvalidSettingError
+from interp.heads import head_label, parse_heads
+from interp.models.model import Model
+
+Site = Literal["heads", "resid_pre", "attn_out", "mlp_out"]
+SITES: tuple[Site, ...] = ("heads", "resid_pre", "attn_out", "mlp_out")
+Target = tuple[int, int | None]  # (layer, head), head None for a layer's site
+
+
+def check_site(site: str) -> Site:
+    if site not in SITES:
+        raise InvalidSettingError(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
+    return site
+
+
+def hook_name(site: Site, layer: int) -> str:
+    return {
+        "heads": H.z,
+        "resid_pre": H.resid_pre,
+        "attn_out": H.attn_out,
+        "mlp_out": H.mlp_out,
+    }[site](layer)
+
+
+def label(site: Site, target: Target) -> str:
+    layer, head = target
+    if site == "heads":
+        assert head is not None
+        return head_label(layer, head)
+    return f"L{layer} {site}"
+
+
+def targets_label(site: Site, targets: Sequence[Target]) -> str:
+    return ",".join(label(site, t) for t in targets) or "none"
+
+
+def parse_targets(spec: str, site: Site, model: Model) -> list[Target]:
+    """Heads (`L5H1,L9H3`, `L5` for every head of layer 5) for the heads site; layers (`L5,L7`)
+    for a layer's site."""
+    heads = parse_heads(spec, model.n_layers, model.n_heads)
+    if site == "heads":
+        return [(layer, head) for layer, head in heads]
+    if any(item.strip().upper().count("H") for item in spec.split(",")):
+        raise InvalidSettingError(f"the {site} site takes layers (L5,L7), not heads: {spec!r}")
+    return sorted({(layer, None) for layer, _ in heads})
+
+
+def check_targets(site: Site, targets: Sequence[Target], model: Model) -> list[Target]:
+    """Sorted unique targets, each in range and of the site's kind."""
+    out = sorted(set(targets), key=lambda t: (t[0], -1 if t[1] is None else t[1]))
+    for layer, head in out:
+        if not 0 <= layer < model.n_layers:
+            raise InvalidSettingError(
+                f"layer {layer} is out of range; valid: L0..L{model.n_layers - 1}"
+            )
+        if (head is None) != (site != "heads"):
+            kind = "(layer, head) pairs" if site == "heads" else "(layer, None) pairs"
+            raise InvalidSettingError(f"the {site} site takes {kind}, got {(layer, head)}")
+        if head is not None and not 0 <= head < model.n_heads:
+            raise InvalidSettingError(
+                f"head L{layer}H{head} is out of range; valid: H0..H{model.n_heads - 1}"
+            )
+    return out
+
+
+def activation(model: Model, acts: dict[str, Tensor], site: Site, layer: int) -> Tensor:
+    """A run's value at the site ([pos, ...]), recorded or derived exactly from what was
+    (`interp.components`)."""
+    name = hook_name(site, layer)
+    if site == "attn_out":
+        return components.attn_out(model, acts, layer)
+    if site == "mlp_out":
+        return components.mlp_out(model, acts, layer)
+    if name not in acts:
+        raise InvalidSettingError(
+            f"the run lacks {name}, which this intervention reads; record it again with the "
+            "default hooks"
+        )
+    return acts[name].float()

@@ -1,0 +1,337 @@
+"""Metrics: the number an effect is measured by, one per row.
+
+A metric reads the logits of a teacher-forced run over one or more traces (`[row, pos, vocab]`,
+the rows right-padded) and gives one number per row. Built in:
+- `log_prob()`: the continuation's total log-prob (the default; the sum of the recorded tokens'
+  log-probs);
+- `logit_diff(answer, distractor)`: logit(answer) - logit(distractor) at the last prompt
+  position (the one predicting the first continuation token) or a named position;
+- `prob(answer)`: the probability of `answer` there;
+- `kl()`: the mean over the continuation's steps of KL(baseline || this run), 0 for the
+  baseline itself;
+- any callable `(logits [row, pos, vocab], traces) -> [row]`.
+An answer or distractor left out is read per row from the row's `meta` ("answer",
+"distractor": a JSON Lines prompts file's fields).
+
+`bind(model, traces)` resolves a metric for some rows: its answers as token ids (a text that
+is not one token is an error showing how it tokenizes) and the first position it reads, so a
+runner need only unembed positions from there on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.errors import InvalidSettingError
+from interp.models.model import Model
+from interp.trace import Trace
+
+Position = int | Literal["last_prompt"]
+Answer = str | int | None
+MetricFn = Callable[[Tensor, Sequence[Trace]], Tensor]
+METRIC_NAMES = ("logprob", "logit-diff", "prob", "kl")
+
+
+@dataclass
+class Bound:
+    """A metric resolved for some rows: `score(window)` of logits over positions `start..`
+    (`[row, pos - start, vocab]`) -> `[row]`. `prepare(window)` shows it the baseline run's
+    logits first (KL keeps them)."""
+
+    label: str
+    start: int
+    score: Callable[[Tensor], Tensor]
+    prepare: Callable[[Tensor], None] = field(default=lambda window: None)
+
+
+class Metric:
+    """A metric (see the module's docstring); `label` names it in results."""
+
+    label: str = "metric"
+
+    def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
+        raise NotImplementedError
+
+
+class LogProb(Metric):
+    """The recorded continuation's total log-prob."""
+
+    label = "logprob"
+
+    def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
+        start = min(t.prompt_len - 1 for t in traces)
+        index, mask = _continuation_index(traces, start)
+
+        def score(window: Tensor) -> Tensor:
+            return (_token_logprobs(window, index) * mask.to(window.device)).sum(-1)
+
+        return Bound(self.label, start, score)
+
+    @staticmethod
+    def per_token(window: Tensor, traces: Sequence[Trace], start: int) -> Tensor:
+        """Each recorded continuation token's log-prob, `[row, step]` (0 after a row's end)."""
+        index, mask = _continuation_index(traces, start)
+        return _token_logprobs(window, index) * mask.to(window.device)
+
+
+@dataclass
+class LogitDiff(Metric):
+    answer: Answer = None
+    distractor: Answer = None
+    position: Position = "last_prompt"
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return f"logit-diff:{_shown(self.answer)},{_shown(self.distractor)}"
+
+    def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
+        answers = _tokens(model, traces, self.answer, "answer")
+        distractors = _tokens(model, traces, self.distractor, "distractor")
+        positions = _positions(traces, self.position)
+        start = min(positions)
+
+        def score(window: Tensor) -> Tensor:
+            at = _at(window, positions, start)  # [row, vocab]
+            rows = torch.arange(len(positions), device=at.device)
+            return at[rows, answers.to(at.device)] - at[rows, distractors.to(at.device)]
+
+        return Bound(self.label, start, score)
+
+
+@dataclass
+class Prob(Metric):
+    answer: Answer = None
+    position: Position = "last_prompt"
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return f"prob:{_shown(self.answer)}"
+
+    def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
+        answers = _tokens(model, traces, self.answer, "answer")
+        positions = _positions(traces, self.position)
+        start = min(positions)
+
+        def score(window: Tensor) -> Tensor:
+            at = _at(window, positions, start).float().softmax(-1)
+            return at[torch.arange(len(positions), device=at.device), answers.to(at.device)]
+
+        return Bound(self.label, start, score)
+
+
+class KL(Metric):
+    """Mean over the continuation's steps of KL(baseline || this run), in nats."""
+
+    label = "kl"
+
+    def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
+        start = min(t.prompt_len - 1 for t in traces)
+        index, mask = _continuation_index(traces, start)
+        kept: dict[str, Tensor] = {}
+
+        def steps(window: Tensor) -> Tensor:  # [row, step, vocab] log-probs
+            rows = torch.arange(window.shape[0], device=window.device)[:, None]
+            return window[rows, index[0].to(window.device)].float().log_softmax(-1)
+
+        def prepare(window: Tensor) -> None:
+            kept["base"] = steps(window).detach()
+
+        def score(window: Tensor) -> Tensor:
+            if "base" not in kept:
+                raise InvalidSettingError("the KL metric needs the baseline run first")
+            base, run = kept["base"].to(window.device), steps(window)
+            kl = (base.exp() * (base - run)).sum(-1).clamp_min(0)  # [row, step]
+            m = mask.to(kl.device)
+            return (kl * m).sum(-1) / m.sum(-1).clamp_min(1)
+
+        return Bound(self.label, start, score, prepare)
+
+
+@dataclass
+class Custom(Metric):
+    """Any callable `(logits [row, pos, vocab], traces) -> [row]`, over every position."""
+
+    fn: MetricFn
+    name: str = "custom"
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return self.name
+
+    def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
+        rows = list(traces)
+
+        def score(window: Tensor) -> Tensor:
+            out = self.fn(window, rows)
+            if not isinstance(out, Tensor) or out.shape != (len(rows),):
+                shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise InvalidSettingError(
+                    f"the metric {self.name!r} must return a tensor of shape [{len(rows)}] "
+                    f"(one number per row), got {shape}"
+                )
+            return out
+
+        return Bound(self.label, 0, score)
+
+
+def log_prob() -> Metric:
+    return LogProb()
+
+
+def logit_diff(
+    answer: Answer = None, distractor: Answer = None, *, position: Position = "last_prompt"
+) -> Metric:
+    return LogitDiff(answer, distractor, position)
+
+
+def prob(answer: Answer = None, *, position: Position = "last_prompt") -> Metric:
+    return Prob(answer, position)
+
+
+def kl() -> Metric:
+    return KL()
+
+
+def as_metric(metric: Metric | MetricFn | str | None) -> Metric:
+    """A metric from what a caller gave: None (log-prob), a Metric, a callable, or a spec
+    as the CLI writes it (`parse`)."""
+    if metric is None:
+        return LogProb()
+    if isinstance(metric, Metric):
+        return metric
+    if isinstance(metric, str):
+        return parse(metric)
+    if callable(metric):
+        return Custom(metric, getattr(metric, "__name__", "custom"))
+    raise InvalidSettingError(f"a metric must be a Metric, a callable or a name, got {metric!r}")
+
+
+def parse(spec: str) -> Metric:
+    """`logprob`, `kl`, `logit-diff` (answers per row), `logit-diff:" Mary"," John"`,
+    `prob` or `prob:" Paris"` (the texts as JSON strings, so spaces are kept)."""
+    import json
+
+    name, _, rest = spec.partition(":")
+    if name not in METRIC_NAMES:
+        raise InvalidSettingError(
+            f'unknown metric {spec!r}; choose logprob, kl, logit-diff[:"A","B"] or prob[:"A"]'
+        )
+    texts: list[str] = []
+    if rest:
+        try:
+            texts = json.loads(f"[{rest}]")
+        except ValueError:
+            texts = []
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidSettingError(
+                f'the metric {spec!r}: give its tokens as JSON strings, e.g. logit-diff:" Mary",'
+                '" John"'
+            )
+    wanted = {"logprob": 0, "kl": 0, "logit-diff": 2, "prob": 1}[name]
+    if texts and len(texts) != wanted:
+        raise InvalidSettingError(f"the metric {name} takes {wanted} tokens, got {len(texts)}")
+    if name == "logprob":
+        return LogProb()
+    if name == "kl":
+        return KL()
+    if name == "prob":
+        return Prob(texts[0] if texts else None)
+    return LogitDiff(texts[0], texts[1]) if texts else LogitDiff()
+
+
+def describe(label: str) -> str:
+    """A metric's label (as results carry it) in words."""
+    if label == "logprob":
+        return "the continuation's total log-prob"
+    if label == "kl":
+        return "the mean KL from the baseline"
+    return label
+
+
+def single_token(model: Model, text: str | int, what: str = "the token") -> int:
+    """The id of a text that is one token of the model's tokenizer (or an id in range)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if not 0 <= text < model.d_vocab:
+            raise InvalidSettingError(f"{what} id {text} is outside the vocabulary")
+        return text
+    if not isinstance(text, str) or not text:
+        raise InvalidSettingError(f"{what} must be a non-empty text or a token id, got {text!r}")
+    ids = model.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        pieces = " + ".join(repr(s) for s in model.token_strs(ids))
+        raise InvalidSettingError(
+            f"{what} {text!r} is not a single token of {model.name}: it tokenizes as {pieces}"
+        )
+    return ids[0]
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _shown(answer: Answer) -> str:
+    return "per-row" if answer is None else repr(answer)
+
+
+def _tokens(model: Model, traces: Sequence[Trace], given: Answer, key: str) -> Tensor:
+    """One token id per row: `given`, or each row's `meta[key]`."""
+    out = []
+    for i, trace in enumerate(traces):
+        text = given if given is not None else trace.meta.get(key)
+        if text is None:
+            raise InvalidSettingError(
+                f"row {i} ({trace.prompt[:40]!r}) has no {key!r} field: give the metric's "
+                f"{key}, or a JSON Lines prompts file with {key!r} on every line"
+            )
+        out.append(single_token(model, text, f"the {key} of row {i}" if given is None else key))
+    return torch.tensor(out)
+
+
+def _positions(traces: Sequence[Trace], position: Position) -> list[int]:
+    """The absolute position each row is read at."""
+    out = []
+    for trace in traces:
+        if position == "last_prompt":
+            out.append(trace.prompt_len - 1)
+            continue
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise InvalidSettingError(f"a position is an index or 'last_prompt', got {position!r}")
+        at = position if position >= 0 else trace.n_positions + position
+        if not 0 <= at < trace.n_positions:
+            raise InvalidSettingError(
+                f"position {position} is outside a row of {trace.n_positions} positions"
+            )
+        out.append(at)
+    return out
+
+
+def _at(window: Tensor, positions: list[int], start: int) -> Tensor:
+    index = torch.tensor([p - start for p in positions], device=window.device)
+    return window[torch.arange(len(positions), device=window.device), index]
+
+
+def _continuation_index(traces: Sequence[Trace], start: int) -> tuple[Tensor, Tensor]:
+    """For each row and continuation step: the window position that predicts the step's
+    token, and the token ([row, step] each, padded), and a mask of real steps."""
+    steps = max(t.n_generated for t in traces)
+    pos = torch.zeros(len(traces), steps, dtype=torch.long)
+    tok = torch.zeros(len(traces), steps, dtype=torch.long)
+    mask = torch.zeros(len(traces), steps)
+    for i, t in enumerate(traces):
+        g = t.n_generated
+        pos[i, :g] = torch.arange(t.prompt_len - 1, t.n_positions - 1) - start
+        tok[i, :g] = t.token_ids[t.prompt_len :]
+        mask[i, :g] = 1.0
+    return torch.stack([pos, tok]), mask
+
+
+def _token_logprobs(window: Tensor, index: Tensor) -> Float[Tensor, "row step"]:
+    pos, tok = index[0].to(window.device), index[1].to(window.device)
+    rows = torch.arange(window.shape[0], device=window.device)[:, None]
+    picked = window[rows, pos].float()  # [row, step, vocab]
+    return picked.log_softmax(-1).gather(-1, tok[..., None])[..., 0]

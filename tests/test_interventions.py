@@ -1,0 +1,284 @@
+"""One intervention mechanism: every source at every site against a plain Hugging Face forward
+with the same replacement done by hand (on both tiny layouts), and metrics against the logits
+themselves."""
+
+import math
+
+import pytest
+import torch
+from conftest import reference
+from naive import naive_sweep
+
+import interp
+from interp import metrics
+from interp.errors import InvalidSettingError
+from interp.interventions import ablation_effect, make_intervention, sweep
+
+SITES = ("heads", "resid_pre", "attn_out", "mlp_out")
+
+
+def blocks(hf):
+    """The plain model's layer list (GPT-2: transformer.h, Llama: model.layers)."""
+    return hf.transformer.h if hasattr(hf, "transformer") else hf.model.layers
+
+
+def site_module(hf, site, layer):
+    block = blocks(hf)[layer]
+    attn = block.attn if hasattr(block, "attn") else block.self_attn
+    return {
+        "heads": attn.c_proj if hasattr(attn, "c_proj") else attn.o_proj,
+        "resid_pre": block,
+        "attn_out": attn,
+        "mlp_out": block.mlp,
+    }[site]
+
+
+def hf_run(hf, ids, site, layer, n_heads, edit=None):
+    """Logits of a plain forward, and the site's value at every position ([pos, ...]);
+    `edit(value) -> value` replaces it on the way."""
+    seen = {}
+    module = site_module(hf, site, layer)
+
+    def take(x):
+        if site == "heads":
+            x = x.view(*x.shape[:2], n_heads, -1)
+        seen["value"] = x[0].detach().clone()
+        if edit is not None:
+            x = edit(x.clone())
+        return x.reshape(*x.shape[:2], -1) if site == "heads" else x
+
+    if site in ("heads", "resid_pre"):
+
+        def pre(mod, args, kwargs):
+            if args:
+                return (take(args[0]), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": take(kwargs["hidden_states"])}
+
+        handle = module.register_forward_pre_hook(pre, with_kwargs=True)
+    else:
+
+        def post(mod, args, output):
+            if isinstance(output, tuple):
+                return (take(output[0]), *output[1:])
+            return take(output)
+
+        handle = module.register_forward_hook(post)
+    try:
+        with torch.no_grad():
+            logits = hf(ids[None]).logits[0].float()
+    finally:
+        handle.remove()
+    return logits, seen["value"]
+
+
+def continuation_lp(trace, logits):
+    p = trace.prompt_len
+    lp = logits[p - 1 : -1].log_softmax(-1)
+    return lp.gather(-1, trace.token_ids[p:, None])[:, 0]
+
+
+@pytest.fixture
+def runs(tiny):
+    trace = interp.generate(tiny, "The earth revolves around", max_new_tokens=5, seed=2)
+    other = interp.generate(tiny, "Induction heads copy the tokens", max_new_tokens=8, seed=4)
+    ref = interp.generate(tiny, ["A cat sat", "Some dogs ran far away"], max_new_tokens=3, seed=1)
+    return trace, other, ref
+
+
+@pytest.mark.parametrize("site", SITES)
+@pytest.mark.parametrize("mode", ["zero", "mean", "reference", "resample"])
+def test_every_source_at_every_site_equals_hugging_face_by_hand(tiny, runs, site, mode):
+    trace, other, ref = runs
+    hf, layer, n_heads = reference(tiny), 1, tiny.n_heads
+    target = (layer, 2) if site == "heads" else (layer, None)
+    intervention = make_intervention(
+        tiny,
+        trace,
+        [target],
+        mode,
+        site=site,
+        reference=ref if mode == "reference" else None,
+        source=other if mode == "resample" else None,
+    )
+    ours = ablation_effect(tiny, trace, intervention).ablated_logprobs
+
+    ids = trace.token_ids
+    _, clean = hf_run(hf, ids, site, layer, n_heads)  # the site's values on the trace
+    if mode == "zero":
+        value = torch.zeros_like(clean[:1])
+    elif mode == "mean":
+        value = clean.mean(0, keepdim=True)
+    elif mode == "reference":
+        values = [hf_run(hf, row.token_ids, site, layer, n_heads)[1] for row in ref]
+        value = torch.cat(values).mean(0, keepdim=True)
+    else:
+        value = hf_run(hf, other.token_ids, site, layer, n_heads)[1][: len(ids)]
+
+    def edit(x):
+        if site == "heads":
+            x[0, :, 2] = value[:, 2].expand(len(ids), -1)
+        else:
+            x[0] = value.expand(len(ids), -1)
+        return x
+
+    logits, _ = hf_run(hf, ids, site, layer, n_heads, edit)
+    torch.testing.assert_close(ours, continuation_lp(trace, logits), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(ours, trace.token_logprobs, atol=1e-6)  # it did something
+
+
+@pytest.mark.parametrize("site", ["heads", "resid_pre"])
+def test_an_intervention_at_one_position_leaves_the_others(tiny, runs, site):
+    trace, _, _ = runs
+    hf, layer, at = reference(tiny), 1, trace.prompt_len - 1
+    target = (layer, 0) if site == "heads" else (layer, None)
+    intervention = make_intervention(tiny, trace, [target], "zero", site=site, positions=[at])
+    ours = ablation_effect(tiny, trace, intervention).ablated_logprobs
+
+    def edit(x):
+        if site == "heads":
+            x[0, at, 0] = 0
+        else:
+            x[0, at] = 0
+        return x
+
+    logits, _ = hf_run(hf, trace.token_ids, site, layer, tiny.n_heads, edit)
+    torch.testing.assert_close(ours, continuation_lp(trace, logits), atol=1e-4, rtol=1e-4)
+
+
+def test_regeneration_applies_a_layer_site_under_the_kv_cache(tiny, runs):
+    trace, _, _ = runs
+    intervention = make_intervention(tiny, trace, [(1, None)], "zero", site="mlp_out")
+    again = interp.regenerate(tiny, trace, intervention).ablated
+    # step by step under the KV cache, the edit gave the same log-probs as over the whole text
+    forced = interp.generate(
+        tiny,
+        again.token_ids[: again.prompt_len].tolist(),
+        continuation=again.continuation_ids,
+        fwd_hooks=intervention.hooks(tiny.device),
+    )
+    torch.testing.assert_close(forced.token_logprobs, again.token_logprobs, atol=1e-4, rtol=0)
+
+
+# ---- metrics --------------------------------------------------------------------------------
+
+
+def test_metrics_read_the_logits_they_say(tiny, runs):
+    trace, _, _ = runs
+    hf = reference(tiny)
+    with torch.no_grad():
+        logits = hf(trace.token_ids[None]).logits[0].float()
+    last = trace.prompt_len - 1
+    a, d = trace.token_ids[last + 1].item(), 5
+    window = logits[None]
+    diff = metrics.logit_diff(a, d).bind(tiny, [trace])
+    assert diff.start == last
+    assert float(diff.score(window[:, diff.start :])[0]) == pytest.approx(
+        float(logits[last, a] - logits[last, d]), abs=1e-5
+    )
+    prob = metrics.prob(a, position=-2).bind(tiny, [trace])
+    want = float(logits[trace.n_positions - 2].softmax(-1)[a])
+    assert float(prob.score(window[:, prob.start :])[0]) == pytest.approx(want, abs=1e-6)
+    total = metrics.log_prob().bind(tiny, [trace])
+    got = float(total.score(window[:, total.start :])[0])
+    assert got == pytest.approx(float(continuation_lp(trace, logits).sum()), abs=1e-4)
+    kl = metrics.kl().bind(tiny, [trace])
+    kl.prepare(window[:, kl.start :])
+    assert float(kl.score(window[:, kl.start :])[0]) == pytest.approx(0.0, abs=1e-6)
+    shifted = window.clone()
+    shifted[..., 0] += 3.0
+    p = trace.prompt_len
+    base = logits[p - 1 : -1].log_softmax(-1)
+    other = shifted[0, p - 1 : -1].log_softmax(-1)
+    want_kl = float((base.exp() * (base - other)).sum(-1).mean())
+    assert float(kl.score(shifted[:, kl.start :])[0]) == pytest.approx(want_kl, abs=1e-5)
+    custom = metrics.as_metric(lambda lg, rows: lg[:, 0, 7]).bind(tiny, [trace])
+    assert custom.start == 0 and float(custom.score(window)[0]) == pytest.approx(
+        float(logits[0, 7])
+    )
+
+
+def test_answers_come_from_each_rows_fields(tiny, runs):
+    trace, _, _ = runs
+    a, d = tiny.token_strs([40, 41])
+    trace.meta = {"answer": a, "distractor": d}
+    bound = metrics.logit_diff().bind(tiny, [trace])
+    explicit = metrics.logit_diff(a, d).bind(tiny, [trace])
+    window = torch.randn(1, trace.n_positions - bound.start, tiny.d_vocab)
+    assert torch.equal(bound.score(window), explicit.score(window))
+    trace.meta = {}
+    with pytest.raises(InvalidSettingError, match="row 0 .* has no 'answer' field"):
+        metrics.logit_diff().bind(tiny, [trace])
+
+
+def test_bad_metric_specs_and_tokens_are_one_clear_error(tiny, runs):
+    trace, _, _ = runs
+    assert isinstance(metrics.parse("logprob"), metrics.LogProb)
+    parsed = metrics.parse('logit-diff:" Mary"," John"')
+    assert isinstance(parsed, metrics.LogitDiff) and parsed.answer == " Mary"
+    assert metrics.parse('prob:" Paris"').answer == " Paris"
+    for spec, message in [
+        ("accuracy", "unknown metric"),
+        ("logit-diff: Mary, John", "JSON strings"),
+        ('prob:" a"," b"', "takes 1 tokens"),
+    ]:
+        with pytest.raises(InvalidSettingError, match=message):
+            metrics.parse(spec)
+    several = tiny.decode(tiny.encode("cat dog bird", add_special_tokens=False))
+    with pytest.raises(InvalidSettingError, match="not a single token .* tokenizes as"):
+        metrics.single_token(tiny, several)
+    with pytest.raises(InvalidSettingError, match="shape"):
+        bad = metrics.as_metric(lambda lg, rows: lg.sum()).bind(tiny, [trace])
+        bad.score(torch.zeros(1, 3, tiny.d_vocab))
+
+
+# ---- sweeps by any metric -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [metrics.logit_diff(40, 41), metrics.prob(40), metrics.kl()],
+    ids=lambda m: m.label.split(":")[0],
+)
+def test_the_sweep_by_any_metric_equals_the_naive_loop(tiny, runs, metric):
+    trace, _, _ = runs
+    exact = sweep(tiny, trace, "mean", metric=metric)
+    heads = [(layer, head) for layer in range(tiny.n_layers) for head in range(tiny.n_heads)]
+    naive = naive_sweep(tiny, trace, make_intervention(tiny, trace, heads), metric)
+    torch.testing.assert_close(exact.delta, naive, atol=1e-5, rtol=1e-4)
+    assert exact.metric == metric.label and exact.delta_per_token is None
+    if isinstance(metric, metrics.KL):
+        assert torch.isnan(exact.estimate).all() and exact.summary()["estimate_spearman"] is None
+        with pytest.raises(InvalidSettingError, match="first-order"):
+            sweep(tiny, trace, metric=metric, method="triage")
+    else:
+        assert torch.isfinite(exact.estimate).all()
+
+
+def test_a_sweep_of_a_set_is_the_mean_of_its_rows(tiny, runs, tmp_path):
+    _, _, ref = runs
+    result = sweep(tiny, ref, "reference", reference=ref, metric=metrics.logit_diff(40, 41))
+    rows = [
+        sweep(tiny, row, "reference", reference=ref, metric=metrics.logit_diff(40, 41))
+        for row in ref
+    ]
+    want = torch.stack([r.delta for r in rows])
+    assert result.delta_rows is not None and torch.allclose(result.delta_rows, want, atol=1e-6)
+    assert torch.allclose(result.delta, want.mean(0), atol=1e-6)
+    assert torch.allclose(result.delta_se, want.std(0) / math.sqrt(len(ref)), atol=1e-6)
+    out = ref.save(tmp_path / "set")
+    result.save(out)
+    back = interp.interventions.SweepResult.load(out)
+    assert torch.equal(back.delta_rows, result.delta_rows) and back.metric == result.metric
+    assert back.summary()["rows"] == len(ref)
+
+
+def test_reference_mode_and_a_reference_set_go_together(tiny, runs):
+    trace, other, ref = runs
+    with pytest.raises(InvalidSettingError, match="reference"):
+        make_intervention(tiny, trace, [(0, 0)], "reference")
+    with pytest.raises(InvalidSettingError, match="reference"):
+        make_intervention(tiny, trace, [(0, 0)], "mean", reference=ref)
+    with pytest.raises(InvalidSettingError, match="at least as long"):
+        make_intervention(tiny, other, [(0, 0)], "resample", source=ref[0])
+    with pytest.raises(InvalidSettingError, match="takes"):
+        make_intervention(tiny, trace, [(0, 1)], "zero", site="resid_pre")
