@@ -42,6 +42,7 @@ _EXPORTS = {
     "ablation_effect": "interp.interventions.effect",
     "regenerate": "interp.interventions.regenerate",
     "sweep": "interp.interventions.sweep",
+    "patch": "interp.interventions.patching",
     "parse_heads": "interp.heads",
     "parse_label": "interp.heads",
     "configure_output": "interp.program",
@@ -85,6 +86,7 @@ __all__ = [
     "model_head_roles",
     "parse_heads",
     "parse_label",
+    "patch",
     "regenerate",
     "sweep",
     "sweep_into",
@@ -103,6 +105,7 @@ if TYPE_CHECKING:
     from interp.interventions.ablate import ablate
     from interp.interventions.ablation import make_ablation, make_intervention
     from interp.interventions.effect import ablation_effect
+    from interp.interventions.patching import patch
     from interp.interventions.regenerate import regenerate
     from interp.interventions.sweep import sweep
     from interp.models.load import load_model

@@ -88,7 +88,7 @@ class LogitDiff(Metric):
 
     @property
     def label(self) -> str:  # type: ignore[override]
-        return f"logit-diff:{_shown(self.answer)},{_shown(self.distractor)}"
+        return f"logit-diff:{_shown(self.answer, 'answer')},{_shown(self.distractor, 'distractor')}"
 
     def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
         answers = _tokens(model, traces, self.answer, "answer")
@@ -111,7 +111,7 @@ class Prob(Metric):
 
     @property
     def label(self) -> str:  # type: ignore[override]
-        return f"prob:{_shown(self.answer)}"
+        return f"prob:{_shown(self.answer, 'answer')}"
 
     def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
         answers = _tokens(model, traces, self.answer, "answer")
@@ -274,8 +274,9 @@ def single_token(model: Model, text: str | int, what: str = "the token") -> int:
 # ---------------------------------------------------------------------------------------
 
 
-def _shown(answer: Answer) -> str:
-    return "per-row" if answer is None else repr(answer)
+def _shown(answer: Answer, key: str) -> str:
+    """A token as a label shows it; each row's own field as `<answer>`."""
+    return f"<{key}>" if answer is None else repr(answer)
 
 
 def _tokens(model: Model, traces: Sequence[Trace], given: Answer, key: str) -> Tensor:
@@ -284,9 +285,10 @@ def _tokens(model: Model, traces: Sequence[Trace], given: Answer, key: str) -> T
     for i, trace in enumerate(traces):
         text = given if given is not None else trace.meta.get(key)
         if text is None:
+            where = trace.origin or f"row {i} ({trace.prompt[:40]!r})"
             raise InvalidSettingError(
-                f"row {i} ({trace.prompt[:40]!r}) has no {key!r} field: give the metric's "
-                f"{key}, or a JSON Lines prompts file with {key!r} on every line"
+                f"{where}: no {key!r} field for the metric: give the metric's {key}, or a "
+                f"JSON Lines prompts file with {key!r} on every line"
             )
         out.append(single_token(model, text, f"the {key} of row {i}" if given is None else key))
     return torch.tensor(out)

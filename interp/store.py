@@ -142,7 +142,7 @@ def read_summary(path: Path, formats: tuple[str, ...] = (FORMAT,)) -> dict[str, 
         )
     if kind == FORMAT and kind not in formats:
         raise TraceFormatError(f"{path} holds one trace, not a set: load it with interp.Trace.load")
-    if not isinstance(summary, dict) or kind not in (FORMAT, SET_FORMAT):
+    if not isinstance(summary, dict) or kind not in (FORMAT, SET_FORMAT, *formats):
         raise TraceFormatError(f"{path} is not an interp trace ({SUMMARY} has no interp format)")
     version = summary.get("format_version")
     if type(version) is not int or version != FORMAT_VERSION:
@@ -153,10 +153,10 @@ def read_summary(path: Path, formats: tuple[str, ...] = (FORMAT,)) -> dict[str, 
     return summary
 
 
-def is_trace_dir(path: Path) -> bool:
-    """A directory holding a trace or a trace set."""
+def is_trace_dir(path: Path, formats: tuple[str, ...] = ()) -> bool:
+    """A directory holding a trace or a trace set (or a directory of one of `formats`)."""
     try:
-        read_summary(path, (FORMAT, SET_FORMAT))
+        read_summary(path, (FORMAT, SET_FORMAT, *formats))
     except TraceFormatError:
         return False
     return True
@@ -165,7 +165,7 @@ def is_trace_dir(path: Path) -> bool:
 def has_results(directory: str | os.PathLike[str], key: str, tensors_file: str) -> bool:
     """True when the trace directory holds the results `key` and their tensors file."""
     path = Path(directory)
-    return key in read_summary(path) and (path / tensors_file).exists()
+    return key in read_summary(path, (FORMAT, SET_FORMAT)) and (path / tensors_file).exists()
 
 
 def read_results(
@@ -242,13 +242,15 @@ def write_results(
     atomic.write_text(path / SUMMARY, text)
 
 
-def check_output_dir(path: Path, *, own: frozenset[str] = TRACE_ENTRIES) -> None:
+def check_output_dir(
+    path: Path, *, own: frozenset[str] = TRACE_ENTRIES, formats: tuple[str, ...] = ()
+) -> None:
     """Refuse an output directory we may not (over)write, before any work is done.
 
-    Allowed: a path that does not exist yet, an empty directory, or an interp trace holding
-    only what interp writes there (`own`), which is replaced. The location is tried by
-    creating the temporary directory the write will use, so a path that cannot be written
-    fails now, not after the work.
+    Allowed: a path that does not exist yet, an empty directory, or an interp trace (or a
+    directory of one of `formats`) holding only what interp writes there (`own`), which is
+    replaced. The location is tried by creating the temporary directory the write will use,
+    so a path that cannot be written fails now, not after the work.
     """
     target = Path(os.path.abspath(atomic.resolve_target(path)))
     cwd = Path.cwd()
@@ -261,7 +263,7 @@ def check_output_dir(path: Path, *, own: frozenset[str] = TRACE_ENTRIES) -> None
         if not target.is_dir():
             raise OutputPathError(f"output path {path} exists and is not a directory")
         entries = list(target.iterdir())
-        if entries and not is_trace_dir(target):
+        if entries and not is_trace_dir(target, formats):
             raise OutputPathError(
                 f"output directory {path} exists and is not an interp trace; refusing to "
                 "overwrite it (choose another --out)"

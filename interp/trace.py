@@ -80,6 +80,7 @@ class Trace:
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # a prompts file's other fields (JSONL)
+    origin: str = ""  # where the prompt came from ("prompts.jsonl:7"), for error messages
     model: Model | None = field(default=None, repr=False)
 
     # ---- views -------------------------------------------------------------------------
@@ -155,6 +156,7 @@ class Trace:
             return NotImplemented
         plain: tuple[str, ...] = ("model_name", "prompt", "prompt_len", "token_strs")
         plain += ("continuation", "settings", "stop_reason", "timings", "provenance", "meta")
+        plain += ("origin",)
         if any(getattr(self, a) != getattr(other, a) for a in plain):
             return False
         tensors = ("token_ids", "token_logprobs", "token_ranks", "top_ids", "top_probs")
@@ -195,6 +197,7 @@ class Trace:
             "timings": self.timings,
             "provenance": self.provenance,
             "meta": self.meta,
+            "origin": self.origin,
         }
 
     def step_tensors(self) -> dict[str, Tensor]:
@@ -297,6 +300,7 @@ class Trace:
             timings=schema.mapping(summary, "timings", float, where),
             provenance=schema.mapping(summary, "provenance", str, where),
             meta=schema.field(summary, "meta", dict, where) if "meta" in summary else {},
+            origin=schema.field(summary, "origin", str, where) if "origin" in summary else "",
         )
 
 

@@ -282,6 +282,7 @@ def test_the_cli_analyses_and_reports_a_set_and_keeps_each_lines_fields(smollm, 
     argv = ["generate", "--prompts", prompts, "--num-samples", "2", "--max-new-tokens", "3"]
     assert cli.main([*argv, "--out", str(out)]) == 0
     ts = interp.TraceSet.load(out)
+    assert [row.origin for row in ts] == [f"{prompts}:1"] * 2 + [f"{prompts}:2"] * 2
     assert [row.meta for row in ts] == [{"answer": " Mary"}] * 2 + [
         {"answer": " Paris", "tags": ["geo"]}
     ] * 2
@@ -298,6 +299,6 @@ def test_the_cli_analyses_and_reports_a_set_and_keeps_each_lines_fields(smollm, 
     assert cli.main(["report", str(out)]) == 0
     assert (out / "rows" / "row3.html").is_file() and "Mary" in (out / "index.html").read_text()
     capsys.readouterr()
-    assert cli.main(["sweep", str(out)]) == 2
+    assert cli.main(["ablate", str(out), "--heads", "L0H0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds a trace set (4 rows)" in err, err

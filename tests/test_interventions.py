@@ -145,6 +145,17 @@ def test_an_intervention_at_one_position_leaves_the_others(tiny, runs, site):
     torch.testing.assert_close(ours, continuation_lp(trace, logits), atol=1e-4, rtol=1e-4)
 
 
+def test_positions_by_label_and_last_prompt_are_each_rows_own(tiny, runs):
+    trace, _, _ = runs
+    trace.meta = {"s2": 2}
+    by_label = make_intervention(tiny, trace, [(1, 0)], "zero", positions="s2")
+    last = make_intervention(tiny, trace, [(1, 0)], "zero", positions=["last_prompt", -1])
+    assert by_label.positions == [2]
+    assert last.positions == [trace.prompt_len - 1, trace.n_positions - 1]
+    with pytest.raises(InvalidSettingError, match="no position 'io'"):
+        make_intervention(tiny, trace, [(1, 0)], "zero", positions="io")
+
+
 def test_regeneration_applies_a_layer_site_under_the_kv_cache(tiny, runs):
     trace, _, _ = runs
     intervention = make_intervention(tiny, trace, [(1, None)], "zero", site="mlp_out")
@@ -206,7 +217,10 @@ def test_answers_come_from_each_rows_fields(tiny, runs):
     window = torch.randn(1, trace.n_positions - bound.start, tiny.d_vocab)
     assert torch.equal(bound.score(window), explicit.score(window))
     trace.meta = {}
-    with pytest.raises(InvalidSettingError, match="row 0 .* has no 'answer' field"):
+    with pytest.raises(InvalidSettingError, match="row 0 .*: no 'answer' field"):
+        metrics.logit_diff().bind(tiny, [trace])
+    trace.origin = "ioi.jsonl:7"  # a row from a prompts file is named by its line
+    with pytest.raises(InvalidSettingError, match="^ioi.jsonl:7: no 'answer' field"):
         metrics.logit_diff().bind(tiny, [trace])
 
 
@@ -282,3 +296,65 @@ def test_reference_mode_and_a_reference_set_go_together(tiny, runs):
         make_intervention(tiny, other, [(0, 0)], "resample", source=ref[0])
     with pytest.raises(InvalidSettingError, match="takes"):
         make_intervention(tiny, trace, [(0, 1)], "zero", site="resid_pre")
+
+
+def test_the_exact_runner_serves_every_site_in_one_batch(tiny, runs):
+    from interp.interventions.runner import run_candidates
+
+    trace, other, _ = runs
+    last = trace.prompt_len - 1
+    candidates = [
+        make_intervention(tiny, trace, [(1, 3)], "mean"),
+        make_intervention(tiny, trace, [(1, None)], "zero", site="resid_pre"),
+        make_intervention(tiny, trace, [(1, None)], "zero", site="resid_pre", positions=[last]),
+        make_intervention(tiny, trace, [(1, None)], "resample", site="attn_out", source=other),
+        make_intervention(tiny, trace, [(1, None)], "mean", site="mlp_out", positions=[0, last]),
+    ]
+    metric = metrics.logit_diff(40, 41)
+    bound = metric.bind(tiny, [trace] * len(candidates))
+    got, window = run_candidates(tiny, trace, candidates, bound)
+    assert window.shape == (len(candidates), trace.n_positions - last, tiny.d_vocab)
+    for value, candidate in zip(got.tolist(), candidates, strict=True):
+        full = ablation_effect(tiny, trace, candidate, metric=metric)  # a full forward each
+        assert value == pytest.approx(full.ablated_metric, abs=1e-4), candidate.label
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("site", SITES)
+def test_every_source_at_every_site_on_the_embedded_model(smollm, smollm_hf, site):
+    trace = interp.generate(smollm, "The capital of France is", max_new_tokens=4, seed=0)
+    other = interp.generate(smollm, "Paris is a city of many bridges and", max_new_tokens=4, seed=1)
+    ref = interp.generate(smollm, ["A cat sat on the mat", "Rain fell"], max_new_tokens=2, seed=2)
+    layer, ids = 12, trace.token_ids
+    target = (layer, 4) if site == "heads" else (layer, None)
+    _, clean = hf_run(smollm_hf, ids, site, layer, smollm.n_heads)
+    values = {
+        "zero": torch.zeros_like(clean[:1]),
+        "mean": clean.mean(0, keepdim=True),
+        "reference": torch.cat(
+            [hf_run(smollm_hf, row.token_ids, site, layer, smollm.n_heads)[1] for row in ref]
+        ).mean(0, keepdim=True),
+        "resample": hf_run(smollm_hf, other.token_ids, site, layer, smollm.n_heads)[1][: len(ids)],
+    }
+    for mode, value in values.items():
+        intervention = make_intervention(
+            smollm,
+            trace,
+            [target],
+            mode,
+            site=site,
+            reference=ref if mode == "reference" else None,
+            source=other if mode == "resample" else None,
+        )
+        ours = ablation_effect(smollm, trace, intervention).ablated_logprobs
+
+        def edit(x, value=value):
+            if site == "heads":
+                x[0, :, 4] = value[:, 4].expand(len(ids), -1)
+            else:
+                x[0] = value.expand(len(ids), -1)
+            return x
+
+        logits, _ = hf_run(smollm_hf, ids, site, layer, smollm.n_heads, edit)
+        want = continuation_lp(trace, logits)
+        torch.testing.assert_close(ours, want, atol=2e-3, rtol=1e-4, msg=f"{site} {mode}")

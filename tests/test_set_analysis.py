@@ -153,3 +153,12 @@ def test_the_model_probe_is_cached_by_weights_and_rerun_when_unreadable(
     monkeypatch.setattr(tiny_llama, "checksum", "sha256:other")
     workflow.model_head_roles(tiny_llama)
     assert len(list((tmp_path / "cache" / "probes").iterdir())) == 2  # other weights, other file
+
+
+def test_a_set_report_shows_its_sweep_with_standard_errors(tiny, rows, tmp_path):
+    out = rows.save(tmp_path / "set")
+    interp.analyze_into(tiny, rows, out)
+    interp.sweep_into(tiny, rows, out, metric=interp.metrics.logit_diff(40, 41))
+    html = build_report(out).read_text(encoding="utf-8")
+    assert 'id="sweep"' in html and "mean change in logit-diff:40,41" in html and " ± " in html
+    assert (out / "figures" / "sweep.png").is_file()

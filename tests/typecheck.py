@@ -14,6 +14,8 @@ from beartype import BeartypeConf, FrozenDict, beartype
 _WIDENED = {
     Literal["mean", "zero", "resample", "reference"]: str,
     Literal["heads", "resid_pre", "attn_out", "mlp_out"]: str,
+    Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]: str,
+    Literal["denoise", "noise"]: str,
     Literal["exact", "triage"]: str,
     Literal["auto", "direct", "bridge"]: str,
 }

@@ -118,6 +118,7 @@ def _generate(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
     if rows is not None:  # a prompts file's other fields, kept with each of its rows
         for i, row in enumerate(trace):
             row.meta = dict(rows[i // samples].fields)
+            row.origin = f"{args.prompts}:{rows[i // samples].line}"
     trace.save(out)
     return model, trace
 

@@ -5,7 +5,9 @@
 - `regenerate`: generating again with the same prompt, settings and sampler noise;
 - `sweep`: every head alone, exact (from the intervened layer on) or triaged;
 - `attribution_patching`: the first-order estimate the triage ranks by;
-- `ablate`: effect plus regeneration in one call, and its record on disk.
+- `ablate`: effect plus regeneration in one call, and its record on disk;
+- `sites`, `runner`: where an intervention acts, and the exact batched run from that layer;
+- `patching`: activation patching between a clean and a corrupted run.
 """
 
 from interp.interventions.ablate import AblationRecord, AblationReport, ablate
@@ -20,14 +22,19 @@ from interp.interventions.ablation import (
 )
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import AblationEffect, ablation_effect, continuation_logprobs
+from interp.interventions.patching import PATCH_SITES, Patching, PatchingResult, patch
 from interp.interventions.regenerate import Regeneration, first_divergence, regenerate
 from interp.interventions.sweep import SweepMethod, SweepResult, exact_effects, sweep
 
 __all__ = [
+    "PATCH_SITES",
+    "Patching",
+    "PatchingResult",
     "MODES",
     "TRACE_MODES",
     "Intervention",
     "make_intervention",
+    "patch",
     "Ablation",
     "AblationEffect",
     "AblationMode",

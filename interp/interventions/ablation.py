@@ -78,19 +78,23 @@ class Intervention:
             list(targets), self.mode, self.values, self.source, self.site, self.positions
         )
 
+    def heads_at(self, layer: int) -> list[int] | None:
+        """The heads replaced in `layer` (None for a layer's site: all of its value)."""
+        return [h for l_, h in self.heads if l_ == layer] if self.site == "heads" else None
+
     def hooks(self, device: torch.device) -> list[tuple[str, Callable]]:
         """Fresh forward hooks at the site (each tracks absolute positions for the KV cache)."""
         out = []
         for layer in self.layers:
-            heads = [h for l_, h in self.heads if l_ == layer] if self.site == "heads" else None
-            value = self.values[layer].to(device)
-            out.append(
-                (sites.hook_name(self.site, layer), _replace_hook(heads, value, self.positions))
+            hook = _replace_hook(
+                self.heads_at(layer), self.values[layer].to(device), self.positions
             )
+            out.append((sites.hook_name(self.site, layer), hook))
         return out
 
 
 Ablation = Intervention  # the name the head ablations have always had
+Positions = int | str | Sequence[int | str] | None
 
 
 def ablation_dirname(targets: Sequence[Target], mode: str, site: Site = "heads") -> str:
@@ -105,46 +109,56 @@ def ablation_dirname(targets: Sequence[Target], mode: str, site: Site = "heads")
 
 
 def _replace_hook(heads: list[int] | None, value: Tensor, positions: list[int] | None) -> Callable:
-    """Replace x[:, :, heads] (a head site) or x (a layer's site) by `value` ([1 or
-    source_pos, ...]) at each position, or at `positions` only.
-
-    The hook counts the positions it has seen, so that with a KV cache (one new position a
-    call) a position-dependent value, and a position list, are read at absolute positions.
-    """
+    """A hook that replaces its activation's values (`replace_values`), counting the positions
+    it has seen, so that with a KV cache (one new position a call) a position-dependent value,
+    and a position list, are read at absolute positions."""
     seen = [0]
-    index = None if heads is None else torch.tensor(heads, device=value.device)
-    chosen = None if positions is None else torch.tensor(sorted(set(positions)))
 
     def hook(x: Tensor, hook) -> Tensor:
-        start, n = seen[0], x.shape[1]
-        seen[0] += n
-        if value.shape[0] == 1:
-            rows = value.expand(n, *value.shape[1:])
-        else:
-            if start + n > value.shape[0]:
-                raise InvalidSettingError(
-                    f"the replacement source has {value.shape[0]} positions; position "
-                    f"{start + n - 1} was asked for"
-                )
-            rows = value[start : start + n]
-        local = (
-            torch.arange(n)
-            if chosen is None
-            else chosen[(chosen >= start) & (chosen < start + n)] - start
-        )
-        if local.numel() == 0:
-            return x
-        local = local.to(x.device)
-        x = x.clone()
-        if index is None:
-            x[:, local] = rows[local].to(x.dtype)
-        else:
-            picked = rows[local][:, index].to(x.dtype)  # [pos, head, d_head]
-            for k, head in enumerate(index.tolist()):
-                x[:, local, head] = picked[:, k]
-        return x
+        start = seen[0]
+        seen[0] += x.shape[1]
+        return replace_values(x, start, heads, value, positions)
 
     return hook
+
+
+def replace_values(
+    x: Tensor,
+    start: int,
+    heads: list[int] | None,
+    value: Tensor,
+    positions: list[int] | None,
+) -> Tensor:
+    """`x` ([batch, n, ...], absolute positions start..start+n) with x[:, :, heads] (a head
+    site) or x (a layer's site) replaced by `value` ([1 or source_pos, ...]), at every
+    position or at `positions` only."""
+    n = x.shape[1]
+    if value.shape[0] == 1:
+        rows = value.expand(n, *value.shape[1:])
+    else:
+        if start + n > value.shape[0]:
+            raise InvalidSettingError(
+                f"the replacement source has {value.shape[0]} positions; position "
+                f"{start + n - 1} was asked for"
+            )
+        rows = value[start : start + n]
+    if positions is None:
+        local = torch.arange(n)
+    else:
+        chosen = torch.tensor(positions, dtype=torch.long)
+        local = chosen[(chosen >= start) & (chosen < start + n)] - start
+    if local.numel() == 0:
+        return x
+    local = local.to(x.device)
+    rows = rows.to(x.device)
+    x = x.clone()
+    if heads is None:
+        x[:, local] = rows[local].to(x.dtype)
+    else:
+        picked = rows[local].to(x.dtype)  # [pos, head, d_head]
+        for head in heads:
+            x[:, local, head] = picked[:, head]
+    return x
 
 
 def make_intervention(
@@ -154,14 +168,14 @@ def make_intervention(
     mode: AblationMode = "mean",
     *,
     site: Site = "heads",
-    positions: Sequence[int] | None = None,
+    positions: Positions = None,
     reference: TraceSet | Trace | None = None,
     source: Trace | None = None,
     resample_text: str | None = None,
     min_positions: int | None = None,
 ) -> Intervention:
     """Build the replacement values for `targets` at `site` from `mode`'s source (see the
-    module's docstring); `positions` (absolute) limits where they replace."""
+    module's docstring); `positions` limits where they replace (see `_positions`)."""
     trace.bind(model)
     site = sites.check_site(site)
     if mode not in MODES:
@@ -249,13 +263,25 @@ def make_ablation(
     )
 
 
-def _positions(trace: Trace, positions: Sequence[int] | None) -> list[int] | None:
+def _positions(trace: Trace, positions: Positions) -> list[int] | None:
+    """Absolute positions: indices (negative from the end), "last_prompt" (the position that
+    predicts the first continuation token), or a name the row's `meta` gives an index (a
+    prompts file's field, e.g. {"s2": 9}: a position label per row)."""
     if positions is None:
         return None
     out = []
-    for p in positions:
+    for p in [positions] if isinstance(positions, (str, int)) else positions:
+        if p == "last_prompt":
+            p = trace.prompt_len - 1
+        elif isinstance(p, str):
+            if not isinstance(trace.meta.get(p), int) or isinstance(trace.meta.get(p), bool):
+                raise InvalidSettingError(
+                    f"{trace.origin or repr(trace.prompt[:40])}: no position {p!r} (a position "
+                    f"label is an integer field of the row, such as {{{p!r}: 9}})"
+                )
+            p = trace.meta[p]
         if isinstance(p, bool) or not isinstance(p, int):
-            raise InvalidSettingError(f"positions are integers, got {p!r}")
+            raise InvalidSettingError(f"positions are integers or labels, got {p!r}")
         at = p if p >= 0 else trace.n_positions + p
         if not 0 <= at < trace.n_positions:
             raise InvalidSettingError(f"position {p} is outside the trace's {trace.n_positions}")

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,16 +23,15 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp import hooks as H
 from interp import store
 from interp.errors import InvalidSettingError
 from interp.heads import head_label, rank_heads
 from interp.interventions.ablation import AblationMode, Intervention, make_ablation
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import forced_logits
+from interp.interventions.runner import run_candidates
 from interp.metrics import KL, LogProb, Metric, MetricFn, as_metric
 from interp.models.model import Model
-from interp.surgery import run_from_layer
 from interp.trace import Trace
 from interp.traceset import TraceSet
 
@@ -237,23 +236,18 @@ def exact_effects(
     max_logits: int = 64_000_000,
 ) -> dict[tuple[int, int], tuple[float, Tensor | None]]:
     """The change in `metric` with each head in `heads` ablated alone (exact), and for the
-    log-prob metric each generated token's part of it.
-
-    Runs blocks L.. only, on the recorded residual entering block L, one batch item per head,
-    unembedding only the positions from the metric's first on; the batch is capped so that its
-    logits stay under `max_logits` numbers.
-    """
-    trace.require_hooks([H.resid_pre(layer) for layer, _ in heads], "the exact sweep")
+    log-prob metric each generated token's part of it: the exact runner
+    (`interp.interventions.runner`), one batch item per head of a layer, the batch capped so
+    that its logits stay under `max_logits` numbers."""
     chosen = as_metric(metric)
     logprob = isinstance(chosen, LogProb)
-    n = trace.n_positions
     bound = chosen.bind(model, [trace])
-    keep = n - bound.start
+    keep = trace.n_positions - bound.start
     base_window = forced_logits(model, [trace])[:, bound.start :]
     with torch.no_grad():
         bound.prepare(base_window)
         base = float(bound.score(base_window)[0])
-        base_tokens = LogProb.per_token(base_window, [trace], bound.start)[0] if logprob else None
+        base_tokens = LogProb.per_token(base_window, [trace], bound.start)[0].cpu()
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
         by_layer.setdefault(layer, []).append(head)
@@ -268,40 +262,19 @@ def exact_effects(
 
     out: dict[tuple[int, int], tuple[float, Tensor | None]] = {}
     for layer, layer_heads in sorted(by_layer.items()):
-        resid = trace.activations[H.resid_pre(layer)].to(model.device)
-        value = ablation.values[layer].to(model.device)
         for start in range(0, len(layer_heads), batch_cap):
             group = layer_heads[start : start + batch_cap]
-            hook = _one_head_per_item_hook(group, value)
-            batch = resid.unsqueeze(0).expand(len(group), -1, -1).contiguous()
-            with torch.no_grad(), model.bridge.hooks(fwd_hooks=[(H.z(layer), hook)]):
-                window = run_from_layer(model, batch, layer, keep=keep)[:, -keep:]
-                scores = bound_for(len(group)).score(window).float().cpu()
-                tokens = (
-                    LogProb.per_token(window, [trace] * len(group), bound.start).cpu()
-                    if logprob
-                    else None
-                )
-            for i, head in enumerate(group):
-                if tokens is not None and base_tokens is not None:
-                    per_token = tokens[i] - base_tokens.cpu()  # the total: their sum
+            candidates = [ablation.only([(layer, head)]) for head in group]
+            scores, window = run_candidates(model, trace, candidates, bound_for(len(group)))
+            if logprob:
+                with torch.no_grad():
+                    tokens = LogProb.per_token(window, [trace] * len(group), bound.start).cpu()
+                for i, head in enumerate(group):
+                    per_token = tokens[i] - base_tokens  # the total: their sum
                     out[(layer, head)] = (float(per_token.sum()), per_token)
-                else:
+            else:
+                for i, head in enumerate(group):
                     out[(layer, head)] = (float(scores[i]) - base, None)
             if bar is not None:
                 bar.update(len(group))
     return out
-
-
-def _one_head_per_item_hook(heads: list[int], value: Tensor) -> Callable:
-    """Batch item i ablates head heads[i] (value: [1 or pos, head, d_head])."""
-
-    def hook(z: Tensor, hook) -> Tensor:
-        z = z.clone()
-        n = z.shape[1]
-        rows = value if value.shape[0] == 1 else value[:n]
-        for i, head in enumerate(heads):
-            z[i, :, head] = rows[:, head].to(z.dtype).expand(n, -1)
-        return z
-
-    return hook

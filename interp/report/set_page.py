@@ -11,6 +11,9 @@ from pathlib import Path
 
 from interp import atomic, store
 from interp.analysis.suite import SetAnalysis
+from interp.heads import parse_label
+from interp.interventions.sweep import SweepResult
+from interp.metrics import describe
 from interp.report import figures
 from interp.report.html import b64, circuitsvis_bundle
 from interp.report.page import (
@@ -42,8 +45,9 @@ def build_set_report(directory: str | os.PathLike[str], title: str | None = None
         pages[row_page(i)] = render_page(
             inputs, make_figures(inputs), f"interp report, {label}", bundle_src=BUNDLE_FILE
         )
-    pngs = set_figures(analysis)
-    html = render_set_page(traces, analysis, pngs, title)
+    sweep = SweepResult.load(path) if SweepResult.saved_in(path) else None
+    pngs = set_figures(analysis, sweep)
+    html = render_set_page(traces, analysis, sweep, pngs, title)
     with atomic.atomic_dir(path / store.ROWS_DIR) as tmp:
         (tmp / BUNDLE_FILE).write_text(circuitsvis_bundle(), encoding="utf-8")
         for name, text in pages.items():
@@ -55,12 +59,12 @@ def build_set_report(directory: str | os.PathLike[str], title: str | None = None
     return path / REPORT_FILE
 
 
-def set_figures(analysis: SetAnalysis) -> dict[str, bytes]:
+def set_figures(analysis: SetAnalysis, sweep: SweepResult | None = None) -> dict[str, bytes]:
     lens = analysis.logit_lens
     kl, kl_se = lens.mean_kl
     agree, agree_se = lens.top1_agreement
     heads, _ = analysis.attribution.heads_mean()
-    return {
+    out = {
         "logit_lens_kl.png": figures.lens_curves(
             kl.numpy(), agree.numpy(), lens.layers, (kl_se.numpy(), agree_se.numpy())
         ),
@@ -75,10 +79,23 @@ def set_figures(analysis: SetAnalysis) -> dict[str, bytes]:
             diverging=True,
         ),
     }
+    if sweep is not None:
+        out["sweep.png"] = figures.head_heatmap(
+            sweep.delta.numpy(),
+            f"Ablation sweep ({sweep.mode}, {sweep.method}): mean change in "
+            f"{describe(sweep.metric)} over rows",
+            f"change in {sweep.metric}",
+            diverging=True,
+        )
+    return out
 
 
 def render_set_page(
-    traces: TraceSet, analysis: SetAnalysis, pngs: dict[str, bytes], title: str | None
+    traces: TraceSet,
+    analysis: SetAnalysis,
+    sweep: SweepResult | None,
+    pngs: dict[str, bytes],
+    title: str | None,
 ) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -134,5 +151,18 @@ def render_set_page(
         roles={role: roles.top(role, 10) for role in roles.roles},
         probe=roles,
         dla_top=analysis.attribution.top_heads(10),
+        sweep=None if sweep is None else _sweep_rows(sweep),
+        sweep_result=sweep,
+        sweep_metric="" if sweep is None else describe(sweep.metric),
         pngs={k: b64(v) for k, v in pngs.items()},
     )
+
+
+def _sweep_rows(sweep: SweepResult) -> list[tuple[str, float, float | None]]:
+    """(head, mean change, its standard error over rows) of the largest effects."""
+    se = sweep.delta_se
+    out = []
+    for label, value in sweep.top_heads(10):
+        layer, head = parse_label(label)
+        out.append((label, value, None if se is None else float(se[layer, head])))
+    return out

@@ -1,0 +1,106 @@
+"""Activation patching against TransformerLens's own `transformer_lens.patching` functions run
+on the bridge with the same metric, on both tiny layouts."""
+
+import pytest
+import torch
+from transformer_lens import patching as tl_patching
+
+import interp
+from interp import metrics
+from interp.errors import InvalidSettingError
+from interp.interventions import ablation_effect, make_intervention
+from interp.interventions.patching import patch
+
+TL = {
+    "heads": tl_patching.get_act_patch_attn_head_out_all_pos,
+    "heads-by-pos": tl_patching.get_act_patch_attn_head_out_by_pos,
+    "resid": tl_patching.get_act_patch_resid_pre,
+    "attn-out": tl_patching.get_act_patch_attn_out,
+    "mlp-out": tl_patching.get_act_patch_mlp_out,
+}
+
+
+@pytest.fixture
+def pair(tiny):
+    clean = interp.generate(tiny, "The earth revolves around the", max_new_tokens=1, temperature=0)
+    ids = clean.token_ids[: clean.prompt_len].tolist()
+    ids[-3] = (ids[-3] + 7) % tiny.d_vocab  # one prompt token changed: the corruption
+    corrupted = interp.generate(tiny, ids, continuation=clean.continuation_ids)
+    return clean, corrupted
+
+
+def tl_metric(clean, a, d):
+    last = clean.prompt_len - 1
+    return lambda logits: logits[0, last, a] - logits[0, last, d]
+
+
+@pytest.mark.parametrize("direction", ["denoise", "noise"])
+def test_every_site_equals_transformer_lens_patching(tiny, pair, direction):
+    clean, corrupted = pair
+    target, source = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
+    a, d = 40, 41
+    results = patch(
+        tiny, clean, corrupted, sites=list(TL), metric=metrics.logit_diff(a, d), direction=direction
+    )
+    with torch.no_grad():
+        _, source_cache = tiny.bridge.run_with_cache(source.token_ids[None])
+        base = float(tl_metric(clean, a, d)(tiny.bridge(target.token_ids[None])))
+    for site, fn in TL.items():
+        with torch.no_grad():
+            want = fn(tiny.bridge, target.token_ids[None], source_cache, tl_metric(clean, a, d))
+        if site == "heads-by-pos":
+            want = want.permute(0, 2, 1)  # TransformerLens: [layer, pos, head]
+        got = results[site]
+        assert got.per_row.shape == (1, *want.shape) and got.stderr is None
+        torch.testing.assert_close(got.effect + base, want.float(), atol=1e-4, rtol=1e-4)
+    span = results["heads"].clean_metric - results["heads"].corrupted_metric
+    sign = 1 if direction == "denoise" else -1
+    torch.testing.assert_close(
+        results["resid"].effect_normalized, results["resid"].effect / (sign * span)
+    )
+
+
+def test_patching_a_run_into_itself_does_nothing_and_all_of_it_everything(tiny, pair):
+    clean, corrupted = pair
+    same = patch(tiny, clean, clean, sites=["heads", "resid"], metric=metrics.logit_diff(40, 41))
+    assert same["heads"].effect.abs().max() < 1e-5 and same["resid"].effect.abs().max() < 1e-5
+    whole = make_intervention(
+        tiny, corrupted, [(0, None)], "resample", site="resid_pre", source=clean
+    )
+    metric = metrics.logit_diff(40, 41)
+    effect = ablation_effect(tiny, corrupted, whole, metric=metric)
+    result = patch(tiny, clean, corrupted, sites=["resid"], metric=metric)["resid"]
+    normalized = (effect.ablated_metric - result.corrupted_metric) / (
+        result.clean_metric - result.corrupted_metric
+    )
+    assert normalized == pytest.approx(1.0, abs=1e-4)  # every position of block 0's input
+
+
+def test_a_set_of_pairs_gives_means_standard_errors_and_each_row(tiny, pair):
+    clean, corrupted = pair
+    other = interp.generate(tiny, "A cat sat on the", max_new_tokens=1, temperature=0)
+    ids = other.token_ids[: other.prompt_len].tolist()
+    ids[1] = (ids[1] + 3) % tiny.d_vocab
+    other_corrupted = interp.generate(tiny, ids, continuation=other.continuation_ids)
+    cleans = interp.TraceSet([clean, other])
+    corrupts = interp.TraceSet([corrupted, other_corrupted])
+    metric = metrics.logit_diff(40, 41)
+    both = patch(tiny, cleans, corrupts, sites=["heads"], metric=metric)["heads"]
+    first = patch(tiny, clean, corrupted, sites=["heads"], metric=metric)["heads"]
+    second = patch(tiny, other, other_corrupted, sites=["heads"], metric=metric)["heads"]
+    torch.testing.assert_close(both.per_row[0], first.effect)
+    torch.testing.assert_close(both.effect, (first.effect + second.effect) / 2)
+    torch.testing.assert_close(both.stderr, (first.effect - second.effect).abs() / 2)
+    label, value = both.top(1)[0]
+    assert label.startswith("L") and abs(value) == float(both.effect.abs().max())
+
+
+def test_bad_pairs_and_sites_are_one_clear_error(tiny, pair):
+    clean, _ = pair
+    longer = interp.generate(tiny, "The earth revolves around the sun and", max_new_tokens=1)
+    with pytest.raises(InvalidSettingError, match="row 0: the clean run has"):
+        patch(tiny, clean, longer)
+    with pytest.raises(InvalidSettingError, match="unknown site"):
+        patch(tiny, clean, clean, sites=["neurons"])
+    with pytest.raises(InvalidSettingError, match="pair up by index"):
+        patch(tiny, interp.TraceSet([clean, clean]), interp.TraceSet([clean]))
