@@ -53,6 +53,7 @@ bench: setup
 	$(PY) benchmarks/sweep.py --json benchmarks/results/sweep.json
 	$(PY) benchmarks/report.py --json benchmarks/results/report.json
 	$(PY) benchmarks/batch.py --json benchmarks/results/batch.json
+	$(PY) benchmarks/patching.py --json benchmarks/results/patching.json
 	$(PY) benchmarks/tables.py
 
 clean:

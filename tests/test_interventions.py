@@ -77,6 +77,33 @@ def continuation_lp(trace, logits):
     return lp.gather(-1, trace.token_ids[p:, None])[:, 0]
 
 
+def interp_ablated(model, trace, target, mode, site, ref, other):
+    """interp's teacher-forced log-probs with one target replaced from `mode`'s source."""
+    intervention = make_intervention(
+        model,
+        trace,
+        [target],
+        mode,
+        site=site,
+        reference=ref if mode == "reference" else None,
+        source=other if mode == "resample" else None,
+    )
+    return ablation_effect(model, trace, intervention).ablated_logprobs
+
+
+def replacing(site, value, n, head):
+    """A Hugging Face edit putting `value` at every position (of `head`, for the heads site)."""
+
+    def edit(x):
+        if site == "heads":
+            x[0, :, head] = value[:, head].expand(n, -1)
+        else:
+            x[0] = value.expand(n, -1)
+        return x
+
+    return edit
+
+
 @pytest.fixture
 def runs(tiny):
     trace = interp.generate(tiny, "The earth revolves around", max_new_tokens=5, seed=2)
@@ -91,16 +118,7 @@ def test_every_source_at_every_site_equals_hugging_face_by_hand(tiny, runs, site
     trace, other, ref = runs
     hf, layer, n_heads = reference(tiny), 1, tiny.n_heads
     target = (layer, 2) if site == "heads" else (layer, None)
-    intervention = make_intervention(
-        tiny,
-        trace,
-        [target],
-        mode,
-        site=site,
-        reference=ref if mode == "reference" else None,
-        source=other if mode == "resample" else None,
-    )
-    ours = ablation_effect(tiny, trace, intervention).ablated_logprobs
+    ours = interp_ablated(tiny, trace, target, mode, site, ref, other)
 
     ids = trace.token_ids
     _, clean = hf_run(hf, ids, site, layer, n_heads)  # the site's values on the trace
@@ -114,14 +132,7 @@ def test_every_source_at_every_site_equals_hugging_face_by_hand(tiny, runs, site
     else:
         value = hf_run(hf, other.token_ids, site, layer, n_heads)[1][: len(ids)]
 
-    def edit(x):
-        if site == "heads":
-            x[0, :, 2] = value[:, 2].expand(len(ids), -1)
-        else:
-            x[0] = value.expand(len(ids), -1)
-        return x
-
-    logits, _ = hf_run(hf, ids, site, layer, n_heads, edit)
+    logits, _ = hf_run(hf, ids, site, layer, n_heads, replacing(site, value, len(ids), 2))
     torch.testing.assert_close(ours, continuation_lp(trace, logits), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(ours, trace.token_logprobs, atol=1e-6)  # it did something
 
@@ -337,24 +348,8 @@ def test_every_source_at_every_site_on_the_embedded_model(smollm, smollm_hf, sit
         "resample": hf_run(smollm_hf, other.token_ids, site, layer, smollm.n_heads)[1][: len(ids)],
     }
     for mode, value in values.items():
-        intervention = make_intervention(
-            smollm,
-            trace,
-            [target],
-            mode,
-            site=site,
-            reference=ref if mode == "reference" else None,
-            source=other if mode == "resample" else None,
-        )
-        ours = ablation_effect(smollm, trace, intervention).ablated_logprobs
-
-        def edit(x, value=value):
-            if site == "heads":
-                x[0, :, 4] = value[:, 4].expand(len(ids), -1)
-            else:
-                x[0] = value.expand(len(ids), -1)
-            return x
-
+        ours = interp_ablated(smollm, trace, target, mode, site, ref, other)
+        edit = replacing(site, value, len(ids), 4)
         logits, _ = hf_run(smollm_hf, ids, site, layer, smollm.n_heads, edit)
         want = continuation_lp(trace, logits)
         torch.testing.assert_close(ours, want, atol=2e-3, rtol=1e-4, msg=f"{site} {mode}")

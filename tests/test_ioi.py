@@ -82,6 +82,15 @@ def test_the_logit_difference_ablated_and_attributed_against_hugging_face(smollm
     final = cache["resid_post", smollm.n_layers - 1]
     attrs = cache.logit_attrs(final[None], " Mary", " John")[0, 0].detach()
     assert float(attrs[at]) == pytest.approx(base, abs=1e-3)  # TransformerLens alone: 4.88
+    for stack in (
+        cache.decompose_resid(),
+        cache.get_full_resid_decomposition(expand_neurons=False),
+    ):
+        total = cache.logit_attrs(stack, " Mary", " John").sum(0)[0, at].detach()
+        assert float(total) == pytest.approx(base, abs=2e-3)
+    normed = cache.apply_ln_to_stack(final[None])[0, 0, at]
+    with torch.no_grad():
+        assert torch.allclose(normed, smollm.bridge.ln_final(final)[0, at], atol=1e-4)
     per_head = cache.logit_attrs(cache.stack_head_results(), " Mary", " John")[:, 0, at].detach()
     dla = interp.direct_logit_attribution(smollm, ioi, answer=" Mary", distractor=" John")
     assert dla.total[0] == pytest.approx(base, abs=1e-3)

@@ -91,6 +91,9 @@ def test_a_set_of_pairs_gives_means_standard_errors_and_each_row(tiny, pair):
     torch.testing.assert_close(both.per_row[0], first.effect)
     torch.testing.assert_close(both.effect, (first.effect + second.effect) / 2)
     torch.testing.assert_close(both.stderr, (first.effect - second.effect).abs() / 2)
+    if clean.n_positions != other.n_positions:  # rows of two lengths: batched apart
+        with pytest.raises(InvalidSettingError, match="per position: every row needs one length"):
+            patch(tiny, cleans, corrupts, sites=["resid"], metric=metric)
     label, value = both.top(1)[0]
     assert label.startswith("L") and abs(value) == float(both.effect.abs().max())
 

@@ -31,7 +31,7 @@ from interp.heads import head_label
 from interp.interventions.ablation import Intervention
 from interp.interventions.effect import forced_logits
 from interp.interventions.runner import run_candidates
-from interp.interventions.sites import Site, activation
+from interp.interventions.sites import Site, Target, activation
 from interp.metrics import Metric, MetricFn, as_metric
 from interp.models.model import Model
 from interp.trace import Trace
@@ -166,29 +166,30 @@ def patch(
                 f"unknown site {site!r}; choose from {', '.join(PATCH_SITES)}"
             )
     chosen = as_metric(metric)
-    per_site: dict[str, list[Tensor]] = {site: [] for site in sites}
-    clean_m, corrupt_m = [], []
-    for c, k in zip(cleans, corrupts, strict=True):
-        target, source = (k, c) if direction == "denoise" else (c, k)
-        bound = chosen.bind(model, [c])  # the clean row's answers, at positions both share
-        windows = {
-            "clean": forced_logits(model, [c])[:, bound.start :],
-            "corrupted": forced_logits(model, [k])[:, bound.start :],
-        }
-        bound.prepare(windows["clean" if direction == "noise" else "corrupted"])
-        with torch.no_grad():
-            m_clean = float(bound.score(windows["clean"])[0])
-            m_corrupt = float(bound.score(windows["corrupted"])[0])
-        clean_m.append(m_clean)
-        corrupt_m.append(m_corrupt)
-        base = m_corrupt if direction == "denoise" else m_clean
-        for site in sites:
-            per_site[site].append(_site_effects(model, site, target, source, c, chosen) - base)
+    targets, sources = (corrupts, cleans) if direction == "denoise" else (cleans, corrupts)
+    bound = chosen.bind(model, cleans)  # the clean rows' answers, at positions both share
+    windows = {
+        "clean": forced_logits(model, cleans)[:, bound.start :],
+        "corrupted": forced_logits(model, corrupts)[:, bound.start :],
+    }
+    bound.prepare(windows["clean" if direction == "noise" else "corrupted"])
+    with torch.no_grad():
+        clean_m = bound.score(windows["clean"]).float().cpu()
+        corrupt_m = bound.score(windows["corrupted"]).float().cpu()
+    base = corrupt_m if direction == "denoise" else clean_m
+    target_windows = windows["corrupted" if direction == "denoise" else "clean"]
+    per_site = {
+        site: _site_effects(model, site, targets, sources, cleans, chosen, target_windows)
+        - base.view(-1, *([1] * (3 if site == "heads-by-pos" else 2)))
+        for site in sites
+    }
+    clean_m_list, corrupt_m_list = clean_m.tolist(), corrupt_m.tolist()
     results: dict[PatchSite, PatchingResult] = {}
-    clean_mean, corrupt_mean = sum(clean_m) / len(clean_m), sum(corrupt_m) / len(corrupt_m)
+    clean_mean = sum(clean_m_list) / len(clean_m_list)
+    corrupt_mean = sum(corrupt_m_list) / len(corrupt_m_list)
     span = clean_mean - corrupt_mean if direction == "denoise" else corrupt_mean - clean_mean
     for site in sites:
-        rows = torch.stack(per_site[site])
+        rows = per_site[site]
         effect = rows.mean(0)
         stderr = rows.std(0) / math.sqrt(len(rows)) if len(rows) > 1 else None
         normalized = effect / span if span != 0 else torch.full_like(effect, math.nan)
@@ -219,54 +220,63 @@ def _pairs(model: Model, clean: Any, corrupted: Any) -> tuple[list[Trace], list[
 
 
 def _site_effects(
-    model: Model, site: PatchSite, target: Trace, source: Trace, answers: Trace, metric: Metric
+    model: Model,
+    site: PatchSite,
+    targets: list[Trace],
+    sources: list[Trace],
+    answers: list[Trace],
+    metric: Metric,
+    target_windows: Tensor,
 ) -> Tensor:
-    """m(patched) for every candidate of `site`, on `target` with `source`'s values."""
-    n_layers, n_heads, n = model.n_layers, model.n_heads, target.n_positions
-    out: Tensor
-    cells: list[tuple[Any, Any, Any]]  # (index into out, target, positions)
+    """m(patched) `[row, ...]` for every candidate of `site`: each row's target run with its
+    source run's value, the rows of a length batched together, layer by layer."""
+    n_layers, n_heads, n = model.n_layers, model.n_heads, targets[0].n_positions
+    if site != "heads":
+        for i, t in enumerate(targets):
+            if t.n_positions != n:
+                raise InvalidSettingError(
+                    f"the {site} site is per position: every row needs one length ({n} "
+                    f"tokens), row {i} has {t.n_positions}"
+                )
+    cells: list[tuple[Any, Target, list[int] | None]]  # (index into a row's out, target, positions)
     if site == "heads":
-        out = torch.zeros(n_layers, n_heads)
-        cells = [
-            ((layer, head), (layer, head), None)
-            for layer in range(n_layers)
-            for head in range(n_heads)
-        ]
+        shape: tuple[int, ...] = (n_layers, n_heads)
+        cells = [((l_, h), (l_, h), None) for l_ in range(n_layers) for h in range(n_heads)]
     elif site == "heads-by-pos":
-        out = torch.zeros(n_layers, n_heads, n)
+        shape = (n_layers, n_heads, n)
         cells = [
-            ((layer, head, p), (layer, head), [p])
-            for layer in range(n_layers)
-            for head in range(n_heads)
+            ((l_, h, p), (l_, h), [p])
+            for l_ in range(n_layers)
+            for h in range(n_heads)
             for p in range(n)
         ]
     else:
-        out = torch.zeros(n_layers, n)
-        cells = [((layer, p), (layer, None), [p]) for layer in range(n_layers) for p in range(n)]
+        shape = (n_layers, n)
+        cells = [((l_, p), (l_, None), [p]) for l_ in range(n_layers) for p in range(n)]
     layer_site: Site = "heads" if site.startswith("heads") else _LAYER_SITE[site]
-    values: dict[int, Tensor] = {}
-    by_layer: dict[int, list[tuple[Any, Any, Any]]] = {}
-    for cell in cells:
-        by_layer.setdefault(cell[1][0], []).append(cell)
-    bounds: dict[int, Any] = {}
-    window = n - metric.bind(model, [answers]).start
-    cap = max(1, MAX_LOGITS // (window * model.d_vocab))
-    for layer, layer_cells in sorted(by_layer.items()):
-        if layer not in values:
-            values[layer] = activation(model, source.activations, layer_site, layer)
-        for i in range(0, len(layer_cells), cap):
-            group = layer_cells[i : i + cap]
+    out = torch.zeros(len(targets), *shape)
+    start0 = metric.bind(model, answers).start  # where `target_windows` begin
+    cap = max(1, MAX_LOGITS // ((max(t.n_positions for t in targets) - start0) * model.d_vocab))
+    # every (row, cell) of a layer is one candidate; rows of one shape share a batch
+    by_layer: dict[tuple[int, int, int], list[tuple[int, Any]]] = {}
+    for r, t in enumerate(targets):
+        for cell in cells:
+            key = (cell[1][0], t.n_positions, t.prompt_len)
+            by_layer.setdefault(key, []).append((r, cell))
+    for (layer, _, _), layer_jobs in sorted(by_layer.items()):
+        values = [activation(model, s.activations, layer_site, layer) for s in sources]
+        for i in range(0, len(layer_jobs), cap):
+            group = layer_jobs[i : i + cap]
             candidates = [
-                Intervention([target_], "resample", {layer: values[layer]}, "the other run",
+                Intervention([target], "resample", {layer: values[r]}, "the other run",
                              layer_site, positions)
-                for _, target_, positions in group
+                for r, (_, target, positions) in group
             ]  # fmt: skip
-            if len(group) not in bounds:  # the metric over copies; KL from the target's run
-                bound = metric.bind(model, [answers] * len(group))
-                base = forced_logits(model, [target])[:, bound.start :]
-                bound.prepare(base.expand(len(group), -1, -1))
-                bounds[len(group)] = bound
-            scores, _ = run_candidates(model, target, candidates, bounds[len(group)])
-            for (index, _, _), score in zip(group, scores.float().cpu().tolist(), strict=True):
-                out[index] = score
+            bound = metric.bind(model, [answers[r] for r, _ in group])
+            runs = [targets[r] for r, _ in group]
+            cut = slice(bound.start - start0, runs[0].n_positions - start0)
+            bound.prepare(target_windows[[r for r, _ in group]][:, cut])  # KL: the target's run
+            scores, _ = run_candidates(model, runs, candidates, bound)
+            for (r, (index, _, _)), score in zip(group, scores.float().cpu().tolist(), strict=True):
+                out[(r, *index)] = score
     return out

@@ -26,14 +26,22 @@ from interp.trace import Trace
 
 
 def run_candidates(
-    model: Model, trace: Trace, candidates: Sequence[Intervention], bound: Bound
+    model: Model,
+    trace: Trace | Sequence[Trace],
+    candidates: Sequence[Intervention],
+    bound: Bound,
 ) -> tuple[Tensor, Tensor]:
     """(the metric of each candidate's run `[candidate]`, its logits window `[candidate,
-    pos - bound.start, vocab]`); `bound` is bound to `len(candidates)` copies of the trace."""
+    pos - bound.start, vocab]`). `trace` is the run every candidate edits, or one run per
+    candidate (all of one length: the rows of a set, batched together); `bound` is bound to
+    the candidates' rows."""
+    runs = [trace] * len(candidates) if isinstance(trace, Trace) else list(trace)
+    if len(runs) != len(candidates) or len({r.n_positions for r in runs}) != 1:
+        raise ValueError("one run per candidate, all of one length")
     start = min(layer for c in candidates for layer in c.layers)
-    trace.require_hooks([H.resid_pre(start)], "the exact runner")
-    resid = trace.activations[H.resid_pre(start)].to(model.device)
-    batch = resid.unsqueeze(0).expand(len(candidates), -1, -1).contiguous()
+    for run in {id(r): r for r in runs}.values():
+        run.require_hooks([H.resid_pre(start)], "the exact runner")
+    batch = torch.stack([r.activations[H.resid_pre(start)] for r in runs]).to(model.device)
     edits: dict[str, list[tuple[int, Intervention, int]]] = {}
     for i, candidate in enumerate(candidates):
         for layer in candidate.layers:
@@ -47,7 +55,7 @@ def run_candidates(
                 (i, candidate, layer)
             )
     hooks = [(name, _per_item_hook(items, model.device)) for name, items in edits.items()]
-    keep = trace.n_positions - bound.start
+    keep = runs[0].n_positions - bound.start
     with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
         window = run_from_layer(model, batch, start, keep=keep)[:, -keep:]
         return bound.score(window), window
