@@ -169,10 +169,13 @@ def sweep(
         row.bind(model)
     n_layers, n_heads = model.n_layers, model.n_heads
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    ablations = [
-        make_ablation(model, row, all_heads, mode, reference=reference, resample_text=resample_text)
-        for row in rows
-    ]
+    if mode in ("reference", "zero"):  # the same values for every row: computed once
+        shared = make_ablation(model, rows[0], all_heads, mode, reference=reference)
+        ablations = [shared] * len(rows)
+    else:
+        ablations = [
+            make_ablation(model, row, all_heads, mode, resample_text=resample_text) for row in rows
+        ]
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if isinstance(chosen_metric, KL):
