@@ -43,6 +43,7 @@ _EXPORTS = {
     "regenerate": "interp.interventions.regenerate",
     "sweep": "interp.interventions.sweep",
     "patch": "interp.interventions.patching",
+    "path_patch": "interp.interventions.path_patching",
     "parse_heads": "interp.heads",
     "parse_label": "interp.heads",
     "configure_output": "interp.program",
@@ -87,6 +88,7 @@ __all__ = [
     "parse_heads",
     "parse_label",
     "patch",
+    "path_patch",
     "regenerate",
     "sweep",
     "sweep_into",
@@ -106,6 +108,7 @@ if TYPE_CHECKING:
     from interp.interventions.ablation import make_ablation, make_intervention
     from interp.interventions.effect import ablation_effect
     from interp.interventions.patching import patch
+    from interp.interventions.path_patching import path_patch
     from interp.interventions.regenerate import regenerate
     from interp.interventions.sweep import sweep
     from interp.models.load import load_model

@@ -41,6 +41,12 @@ def z(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_z"
 
 
+def qkv_input(layer: int, kind: str) -> str:
+    """A block's per-head copy of its query, key or value input (`kind`: q, k or v), present
+    while TransformerLens's split Q/K/V input is on."""
+    return f"blocks.{layer}.attn.hook_{kind}_input"
+
+
 def is_query_key(name: str) -> bool:
     """True for hooks shaped [batch, head, query, key] (attention patterns and scores)."""
     return name.endswith(_QUERY_KEY_SUFFIXES)

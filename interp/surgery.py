@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -170,20 +170,65 @@ def get(obj: Any, path: str) -> Any:
 
 
 def run_from_layer(
-    model: Model, resid: Float[Tensor, "batch pos d_model"], layer: int, keep: int | None = None
+    model: Model,
+    resid: Float[Tensor, "batch pos d_model"],
+    layer: int,
+    keep: int | None = None,
+    until: int | None = None,
 ) -> Tensor:
     """Logits of the model run from block `layer` on, given the residual entering it.
 
     TransformerLens's `start_at_layer` swaps `resid` in at block `layer` but still runs the
     blocks before it; here those blocks are also taken out of the Hugging Face layer list for
-    the call, so only blocks `layer`.. run. `keep`: unembed only the last `keep` positions
-    (Hugging Face's `logits_to_keep`), where the model accepts it.
+    the call, so only blocks `layer`.. run (`layer`..`until - 1` with `until`: then the logits
+    read the residual leaving block `until - 1`, and the caller wants only its hooks). `keep`:
+    unembed only the last `keep` positions (Hugging Face's `logits_to_keep`), where the model
+    accepts it.
     """
     kwargs = {}
     if keep is not None and _accepts_logits_to_keep(model):
         kwargs["logits_to_keep"] = keep
-    with _blocks_from(model, layer):
+    with _blocks_from(model, layer, until):
         return model.bridge(resid, start_at_layer=layer, return_type="logits", **kwargs)
+
+
+def readout(model: Model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
+    """Logits of a final residual stream: the model's own final norm and unembedding."""
+    return model.bridge.unembed(model.bridge.ln_final(resid))
+
+
+@contextlib.contextmanager
+def split_qkv_input(model: Model) -> Iterator[None]:
+    """TransformerLens's per-head copies of each block's Q/K/V input
+    (`blocks.L.attn.hook_q_input` etc., `[batch, pos, head, d_model]`), on for the call."""
+    bridge = model.bridge
+    saved_split = bool(getattr(bridge.cfg, "use_split_qkv_input", False))
+    saved_attn_in = bool(getattr(bridge.cfg, "use_attn_in", False))
+    try:
+        if saved_attn_in:  # the two forks exclude each other
+            bridge.set_use_attn_in(False)
+        bridge.set_use_split_qkv_input(True)
+        yield
+    finally:
+        bridge.set_use_split_qkv_input(saved_split)
+        if saved_attn_in:
+            bridge.set_use_attn_in(True)
+
+
+def head_write_obstruction(model: Model, layers: Collection[int]) -> str | None:
+    """Why a head's write into the residual stream is not `z @ W_O` in one of `layers` (a norm,
+    scale or parallel mixer after the head sum, as in Gemma 3), or None where it is."""
+    from transformer_lens.tools.analysis.attribution_patching import (
+        _attention_write_obstruction,
+    )
+
+    return _attention_write_obstruction(model.bridge, set(layers))
+
+
+def kv_heads(model: Model) -> int:
+    """Key/value heads per layer (fewer than the query heads with grouped-query attention)."""
+    cfg = model.bridge.cfg
+    return int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
 
 
 def _accepts_logits_to_keep(model: Model) -> bool:
@@ -192,13 +237,13 @@ def _accepts_logits_to_keep(model: Model) -> bool:
 
 
 @contextlib.contextmanager
-def _blocks_from(model: Model, layer: int) -> Iterator[None]:
+def _blocks_from(model: Model, layer: int, until: int | None = None) -> Iterator[None]:
     blocks = model.bridge.blocks
     parent, name = _layer_list_owner(model)
-    if parent is None or layer == 0:
+    if parent is None or (layer == 0 and until is None):
         yield  # nothing to skip (or the layer list was not found: run everything, exactly)
         return
-    setattr(parent, name, torch.nn.ModuleList(list(blocks)[layer:]))
+    setattr(parent, name, torch.nn.ModuleList(list(blocks)[layer:until]))
     try:
         yield
     finally:

@@ -30,8 +30,10 @@ def assert_rows_equal_single_runs(model, ts, prompts, num_samples, **kwargs):
             if H.is_query_key(name):
                 torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
             else:
+                # fp32 rounding of other batch shapes, relative to each vector: a small
+                # head output's can pass 1e-5 on some CPUs' kernels; a wrong row is off by ~1
                 scale = b.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-                assert ((a - b).norm(dim=-1, keepdim=True) / scale).max() <= 1e-5, name
+                assert ((a - b).norm(dim=-1, keepdim=True) / scale).max() <= 5e-5, name
 
 
 @pytest.mark.parametrize("engine", ["auto", "bridge"])

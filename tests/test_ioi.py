@@ -191,3 +191,72 @@ def test_head_patching_equals_transformer_lens_and_the_cli_writes_it(smollm, tmp
     assert {"heads.stderr", "heads.effect_normalized"} <= set(tensors)
     assert cli.main([*argv[:3], "--sites", "neurons"]) == 2
     assert "unknown site 'neurons'" in capsys.readouterr().err
+
+
+def test_path_patching_equals_transformer_lens_and_the_cli_reports_it(smollm, tmp_path, capsys):
+    """Into a name mover's query: TransformerLens's direct path from each sender of layer 22;
+    into the logits: the sender's write added to the final norm's input in plain HF."""
+    from transformer_lens import patching as tl_patching
+
+    from interp import cli
+    from interp.interventions.path_patching import path_patch
+
+    abc = "When Paul and Lisa went to the store, Mark gave a drink to"
+    clean = interp.generate(smollm, IOI, continuation=" Mary")
+    clean.meta = {"answer": " Mary", "distractor": " John"}
+    corrupted = interp.generate(smollm, abc, continuation=" Mary")
+    mary, john = (metrics.single_token(smollm, t) for t in (" Mary", " John"))
+    last = clean.prompt_len - 1
+
+    def metric(logits):
+        return logits[0, last, mary] - logits[0, last, john]
+
+    with torch.no_grad():
+        _, clean_cache = smollm.bridge.run_with_cache(clean.token_ids[None])
+        _, bad_cache = smollm.bridge.run_with_cache(corrupted.token_ids[None])
+        base = float(metric(smollm.bridge(corrupted.token_ids[None])))
+        want = torch.stack([
+            tl_patching.get_act_patch_direct_path(
+                smollm.bridge, corrupted.token_ids[None], clean_cache, bad_cache, metric, 22, h,
+                "q", verbose=False,
+            )
+            for h in range(smollm.n_heads)
+        ]).float()  # fmt: skip  # [sender head, layer, head]
+    for receiver in ((23, 3), (29, 1)):
+        got = path_patch(
+            smollm, clean, corrupted, receivers=f"L{receiver[0]}H{receiver[1]}.q",
+            metric=metrics.logit_diff(),
+        )["path"]  # fmt: skip
+        torch.testing.assert_close(
+            got.effect[22] + base, want[:, receiver[0], receiver[1]], atol=1e-3, rtol=1e-4
+        )
+        assert got.effect[receiver[0] :].abs().max() == 0  # no path from there
+
+    into_logits = path_patch(smollm, clean, corrupted, metric=metrics.logit_diff())["path"]
+    z = "blocks.23.attn.hook_z"
+    w_o = smollm.bridge.blocks[23].attn.W_O[3]
+    delta = (clean_cache[z][0, :, 3] - bad_cache[z][0, :, 3]) @ w_o
+    final = bad_cache[f"blocks.{smollm.n_layers - 1}.hook_resid_post"][0] + delta
+    with torch.no_grad():
+        logits = smollm.bridge.unembed(smollm.bridge.ln_final(final[None]))
+    assert float(into_logits.effect[23, 3]) == pytest.approx(float(metric(logits)) - base, abs=1e-3)
+    assert float(into_logits.effect[23, 3]) > 1.0  # a name mover writes " Mary" directly
+
+    for name, trace in (("clean", clean), ("abc", corrupted)):
+        trace.save(tmp_path / name)
+    capsys.readouterr()
+    argv = ["path-patch", str(tmp_path / "clean"), str(tmp_path / "abc"), "--receivers"]
+    assert cli.main([*argv, "L23H3.q"]) == 0
+    printed = capsys.readouterr().out
+    assert "denoise path-patching into L23H3.q by logit-diff" in printed
+    out = tmp_path / "clean" / "patching" / "path-denoise-logit-diff-answer-distractor-l23h3-q"
+    summary = json.loads((out / "summary.json").read_text())["patching"]
+    assert summary["receivers"] == "L23H3.q" and summary["path"]["top"][0][0].startswith("L")
+    page = (out / "index.html").read_text()
+    assert "path patching into L23H3.q" in page and (out / "figures" / "path.png").exists()
+    assert cli.main([*argv, "L23H3.x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown receiver 'L23H3.x'" in err
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # nothing else written
+    assert cli.main([*argv[:3], "--receivers", "L23H3.k"]) == 2
+    assert "grouped-query attention" in capsys.readouterr().err

@@ -107,3 +107,31 @@ def test_bad_pairs_and_sites_are_one_clear_error(tiny, pair):
         patch(tiny, clean, clean, sites=["neurons"])
     with pytest.raises(InvalidSettingError, match="pair up by index"):
         patch(tiny, interp.TraceSet([clean, clean]), interp.TraceSet([clean]))
+
+
+def test_a_saved_result_loads_back_and_renders_its_page(tiny, pair, tmp_path):
+    from interp.errors import OutputPathError, TraceFormatError
+    from interp.interventions import Patching
+    from interp.report.build import build_report
+
+    clean, corrupted = pair
+    sets = interp.TraceSet([clean, clean]), interp.TraceSet([corrupted, clean])
+    result = patch(tiny, *sets, sites=["heads", "resid"], metric=metrics.logit_diff(40, 41))
+    out = result.save(tmp_path / "p")
+    back = Patching.load(out)
+    assert back.summary() == result.summary() and back.tokens == clean.token_strs
+    for site in ("heads", "resid"):
+        torch.testing.assert_close(back[site].per_row, result[site].per_row)
+        torch.testing.assert_close(back[site].stderr, result[site].stderr)
+    page = build_report(out).read_text()
+    assert "heads patching (denoise)" in page and "resid patching (denoise)" in page
+    assert {p.name for p in (out / "figures").iterdir()} == {
+        "heads.png", "heads_rows.png", "resid.png", "resid_rows.png"
+    }  # fmt: skip
+    result.save(out)  # its own directory, report included, is replaced
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputPathError, match="notes.txt"):
+        result.save(out)
+    (out / "summary.json").write_text('{"format": "interp-patching", "format_version": 1}')
+    with pytest.raises(TraceFormatError, match="malformed patching result"):
+        Patching.load(out)

@@ -246,46 +246,6 @@ def _reference(args: argparse.Namespace, model: Any) -> Any:
     return None if args.reference is None else reference_rows(model, args.reference)
 
 
-def cmd_patch(args: argparse.Namespace) -> int:
-    from interp import metrics
-    from interp.atomic import exclusive
-    from interp.cli.inputs import load_model, slug
-    from interp.errors import InvalidSettingError
-    from interp.interventions.patching import PATCH_FILE, PATCH_FORMAT, PATCH_SITES, patch
-    from interp.store import check_output_dir
-    from interp.traceset import TraceSet, load_recorded
-
-    sites = [s.strip() for s in args.sites.split(",")]
-    unknown = [s for s in sites if s not in PATCH_SITES]
-    if unknown or not sites:
-        raise InvalidSettingError(
-            f"unknown site {unknown[0] if unknown else args.sites!r}; choose from "
-            + ", ".join(PATCH_SITES)
-        )
-    metric = metrics.parse(args.metric)
-    clean, corrupted = load_recorded(args.clean_dir), load_recorded(args.corrupted_dir)
-    name = f"{args.direction}-{slug(metric.label)}"
-    out = args.out or args.clean_dir / "patching" / name
-    check_output_dir(out, own=frozenset({"summary.json", PATCH_FILE}), formats=(PATCH_FORMAT,))
-    with exclusive(out):
-        first = clean[0] if isinstance(clean, TraceSet) else clean
-        model = load_model(args, first.model_name)
-        result = patch(
-            model, clean, corrupted, sites=sites, metric=metric, direction=args.direction
-        )
-        result.save(out)
-    rows = f" (means over {result.rows} pairs)" if result.rows > 1 else ""
-    print(
-        f"{args.direction} patching by {result.metric}{rows}: clean {result.clean_metric:.3f}, "
-        f"corrupted {result.corrupted_metric:.3f}"
-    )
-    for site in sites:
-        top = "  ".join(f"{label} {v:+.3f}" for label, v in result[site].top(5))
-        print(f"  {site:12s} {top}")
-    print(f"written to {out}")
-    return 0
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from interp.atomic import exclusive
     from interp.report.build import build_report

@@ -11,11 +11,11 @@ from interp.cli.commands import (
     cmd_ablate,
     cmd_analyze,
     cmd_generate,
-    cmd_patch,
     cmd_report,
     cmd_run,
     cmd_sweep,
 )
+from interp.cli.patching import add_patching_parsers
 
 DEFAULT_MODEL = "smollm2-135m"  # kept in step with interp.models.DEFAULT_MODEL (tested)
 
@@ -156,35 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     swp.set_defaults(func=cmd_sweep)
 
-    pat = sub.add_parser(
-        "patch",
-        help="activation patching between a clean and a corrupted run (traces or sets)",
-        description=(
-            "Patch each candidate of each site from one run into the other and measure "
-            "--metric: denoise (the clean value into the corrupted run, default) or noise. "
-            "Rows pair up by index and must have the same token length. Writes DIR (default "
-            "CLEAN_DIR/patching/<direction>-<metric>/): patch.safetensors and summary.json."
-        ),
-    )
-    pat.add_argument("clean_dir", type=Path, metavar="CLEAN_DIR", help="the clean trace or set")
-    pat.add_argument(
-        "corrupted_dir", type=Path, metavar="CORRUPTED_DIR", help="the corrupted trace or set"
-    )
-    pat.add_argument(
-        "--sites",
-        default="heads",
-        help="comma-separated: heads, heads-by-pos, resid, attn-out, mlp-out (default: heads)",
-    )
-    pat.add_argument(
-        "--metric",
-        default="logit-diff",
-        metavar="SPEC",
-        help='as for sweep; default logit-diff (each clean row\'s "answer" and "distractor")',
-    )
-    pat.add_argument("--direction", choices=("denoise", "noise"), default="denoise")
-    pat.add_argument("--out", type=Path, default=None, metavar="DIR")
-    pat.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
-    pat.set_defaults(func=cmd_patch)
+    add_patching_parsers(sub)
 
     rep = sub.add_parser(
         "report",

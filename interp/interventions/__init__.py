@@ -7,7 +7,8 @@
 - `attribution_patching`: the first-order estimate the triage ranks by;
 - `ablate`: effect plus regeneration in one call, and its record on disk;
 - `sites`, `runner`: where an intervention acts, and the exact batched run from that layer;
-- `patching`: activation patching between a clean and a corrupted run.
+- `patching`, `path_patching`, `patching_result`: activation and path patching between a
+  clean and a corrupted run, and their results.
 """
 
 from interp.interventions.ablate import AblationRecord, AblationReport, ablate
@@ -22,7 +23,9 @@ from interp.interventions.ablation import (
 )
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import AblationEffect, ablation_effect, continuation_logprobs
-from interp.interventions.patching import PATCH_SITES, Patching, PatchingResult, patch
+from interp.interventions.patching import patch
+from interp.interventions.patching_result import PATCH_SITES, Patching, PatchingResult
+from interp.interventions.path_patching import path_patch
 from interp.interventions.regenerate import Regeneration, first_divergence, regenerate
 from interp.interventions.sweep import SweepMethod, SweepResult, exact_effects, sweep
 
@@ -35,6 +38,7 @@ __all__ = [
     "Intervention",
     "make_intervention",
     "patch",
+    "path_patch",
     "Ablation",
     "AblationEffect",
     "AblationMode",

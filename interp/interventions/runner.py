@@ -17,12 +17,15 @@ import torch
 from torch import Tensor
 
 from interp import hooks as H
+from interp.errors import InvalidSettingError
 from interp.interventions import sites
 from interp.interventions.ablation import Intervention, replace_values
-from interp.metrics import Bound
+from interp.metrics import Bound, Metric
 from interp.models.model import Model
 from interp.surgery import run_from_layer
 from interp.trace import Trace
+
+MAX_LOGITS = 64_000_000  # numbers of logits one batch of candidates may hold
 
 
 def run_candidates(
@@ -37,7 +40,7 @@ def run_candidates(
     the candidates' rows."""
     runs = [trace] * len(candidates) if isinstance(trace, Trace) else list(trace)
     if len(runs) != len(candidates) or len({r.n_positions for r in runs}) != 1:
-        raise ValueError("one run per candidate, all of one length")
+        raise InvalidSettingError("the exact runner takes one run per candidate, all of one length")
     start = min(layer for c in candidates for layer in c.layers)
     for run in {id(r): r for r in runs}.values():
         run.require_hooks([H.resid_pre(start)], "the exact runner")
@@ -77,3 +80,36 @@ def _per_item_hook(
         return x
 
     return hook
+
+
+def run_jobs(
+    model: Model,
+    jobs: Sequence[tuple[int, Intervention]],
+    targets: list[Trace],
+    answers: list[Trace],
+    metric: Metric,
+    target_windows: Tensor,
+) -> Tensor:
+    """m(row's target run with the intervention) for each job `(row, intervention)` `[job]`:
+    jobs of one first layer and one row length share a batch, run from that layer on.
+    `target_windows`: the target runs' own logits from the metric's first position (a KL
+    compares with them)."""
+    start0 = metric.bind(model, answers).start  # where `target_windows` begin
+    longest = max(t.n_positions for t in targets) - start0
+    cap = max(1, MAX_LOGITS // (longest * model.d_vocab))
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for j, (r, intervention) in enumerate(jobs):
+        key = (min(intervention.layers), targets[r].n_positions, targets[r].prompt_len)
+        groups.setdefault(key, []).append(j)
+    out = torch.zeros(len(jobs))
+    for _, members in sorted(groups.items()):
+        for i in range(0, len(members), cap):
+            group = members[i : i + cap]
+            rows = [jobs[j][0] for j in group]
+            bound = metric.bind(model, [answers[r] for r in rows])
+            runs = [targets[r] for r in rows]
+            cut = slice(bound.start - start0, runs[0].n_positions - start0)
+            bound.prepare(target_windows[rows][:, cut])  # KL: the target's run
+            scores, _ = run_candidates(model, runs, [jobs[j][1] for j in group], bound)
+            out[group] = scores.float().cpu()
+    return out

@@ -250,7 +250,9 @@ def exact_effects(
     with torch.no_grad():
         bound.prepare(base_window)
         base = float(bound.score(base_window)[0])
-        base_tokens = LogProb.per_token(base_window, [trace], bound.start)[0].cpu()
+        base_tokens = (
+            LogProb.per_token(base_window, [trace], bound.start)[0].cpu() if logprob else None
+        )
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
         by_layer.setdefault(layer, []).append(head)
@@ -273,6 +275,7 @@ def exact_effects(
                 with torch.no_grad():
                     tokens = LogProb.per_token(window, [trace] * len(group), bound.start).cpu()
                 for i, head in enumerate(group):
+                    assert base_tokens is not None
                     per_token = tokens[i] - base_tokens  # the total: their sum
                     out[(layer, head)] = (float(per_token.sum()), per_token)
             else:

@@ -1,18 +1,25 @@
-"""`build_report`: the page of whatever a directory holds, a trace or a trace set."""
+"""`build_report`: the page of whatever a directory holds: a trace, a trace set or a patching
+result."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from interp.interventions.patching_result import PATCH_FORMAT
 from interp.report.page import build_trace_report
+from interp.report.patching import build_patching_report
 from interp.report.set_page import build_set_report
 from interp.store import FORMAT, SET_FORMAT, read_summary
 
 
 def build_report(directory: str | os.PathLike[str], title: str | None = None) -> Path:
     """Write DIR/index.html (and its figures) from the saved results; returns the page's
-    path. Of a trace set: the set's page, and one page per row under DIR/rows/."""
-    if read_summary(Path(directory), (FORMAT, SET_FORMAT))["format"] == SET_FORMAT:
+    path. Of a trace set: the set's page, and one page per row under DIR/rows/.
+    Of a patching result: its sites' heatmaps and tables."""
+    kind = read_summary(Path(directory), (FORMAT, SET_FORMAT, PATCH_FORMAT))["format"]
+    if kind == PATCH_FORMAT:
+        return build_patching_report(directory, title)
+    if kind == SET_FORMAT:
         return build_set_report(directory, title)
     return build_trace_report(directory, title)

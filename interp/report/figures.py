@@ -170,3 +170,43 @@ def loss_curves(x: np.ndarray, curves: dict[str, np.ndarray], boundary: int) -> 
     ax.set_title("Loss along the probe")
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def position_heatmap(
+    values: np.ndarray, rows: Sequence[str], tokens: Sequence[str], title: str, label: str
+) -> bytes:
+    """[row, pos] values (a layer or a head per row), diverging at zero, every position
+    labelled with its token."""
+    n_rows, n_pos = values.shape
+    fig = Figure(figsize=(min(24.0, 2.4 + 0.34 * n_pos), 1.4 + 0.22 * n_rows))
+    ax = fig.add_subplot()
+    bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-(bound or 1.0), vmax=bound or 1.0)
+    im = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="RdBu_r", norm=norm,
+                   origin="lower")  # fmt: skip
+    ax.set_xticks(range(n_pos), [f"{_short(t)} ({i})" for i, t in enumerate(tokens)],
+                  rotation=90, fontsize=7)  # fmt: skip
+    ax.set_yticks(range(n_rows), list(rows), fontsize=7)
+    ax.set_xlabel("position (token)")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, label=label)
+    return _png(fig)
+
+
+def row_spread(labels: Sequence[str], per_row: np.ndarray, title: str, label: str) -> bytes:
+    """Each row's value (dots) of a few candidates ([row, candidate]), with their mean and
+    its standard error (bars), candidates left to right."""
+    n_rows, k = per_row.shape
+    fig = Figure(figsize=(1.6 + 0.7 * k, 3.2))
+    ax = fig.add_subplot()
+    jitter = np.linspace(-0.18, 0.18, n_rows) if n_rows > 1 else np.zeros(1)
+    for j in range(k):
+        ax.scatter(j + jitter, per_row[:, j], s=9, color="#7b8794", zorder=2)
+    mean = per_row.mean(0)
+    se = per_row.std(0, ddof=1) / np.sqrt(n_rows) if n_rows > 1 else np.zeros(k)
+    ax.errorbar(range(k), mean, yerr=se, fmt="o", color="#c0392b", capsize=4, zorder=3)
+    ax.axhline(0.0, color="#444", linewidth=0.7)
+    ax.set_xticks(range(k), list(labels), rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel(label)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp.atomic import atomic_dir
+from interp import atomic
 from interp.errors import OutputPathError
 from interp.report.html import b64
 
@@ -43,6 +43,33 @@ def check_experiment_dir(path: Path) -> None:
         )
 
 
+def render_experiment(
+    title: str, intro: str, sections: list[Section], figures: dict[str, bytes]
+) -> str:
+    """The page: sections of text, tables and figures (inlined)."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("interp.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+    )
+    return env.get_template("experiment.html.j2").render(
+        title=title,
+        intro=intro,
+        sections=sections,
+        images={k: b64(v) for k, v in figures.items()},
+    )
+
+
+def write_pages(directory: Path, html: str, figures: dict[str, bytes]) -> Path:
+    """DIR/index.html and DIR/figures/ (each replaced atomically), beside what DIR holds."""
+    with atomic.atomic_dir(directory / "figures") as tmp:
+        for name, data in figures.items():
+            (tmp / name).write_bytes(data)
+    atomic.write_text(directory / "index.html", html)
+    return directory / "index.html"
+
+
 def write_experiment(
     directory: str | os.PathLike,
     title: str,
@@ -52,21 +79,10 @@ def write_experiment(
     summary: dict[str, Any],
 ) -> Path:
     """Write index.html, figures/*.png and summary.json into `directory` (replaced whole)."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
     target = Path(directory)
     check_experiment_dir(target)
-    env = Environment(
-        loader=PackageLoader("interp.report", "templates"),
-        autoescape=select_autoescape(["html", "j2"]),
-    )
-    html = env.get_template("experiment.html.j2").render(
-        title=title,
-        intro=intro,
-        sections=sections,
-        images={k: b64(v) for k, v in figures.items()},
-    )
-    with atomic_dir(target) as tmp:
+    html = render_experiment(title, intro, sections, figures)
+    with atomic.atomic_dir(target) as tmp:
         (tmp / "figures").mkdir()
         for name, data in figures.items():
             (tmp / "figures" / name).write_bytes(data)

@@ -1,0 +1,134 @@
+"""The patching subcommands: `interp patch` (activation patching) and `interp path-patch`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_patching_parsers(sub: Any) -> None:
+    pat = sub.add_parser(
+        "patch",
+        help="activation patching between a clean and a corrupted run (traces or sets)",
+        description=(
+            "Patch each candidate of each site from one run into the other and measure "
+            "--metric: denoise (the clean value into the corrupted run, default) or noise. "
+            "Rows pair up by index and must have the same token length. Writes DIR (default "
+            "CLEAN_DIR/patching/<direction>-<metric>/): patch.safetensors and summary.json."
+        ),
+    )
+    _patching_arguments(pat)
+    pat.add_argument(
+        "--sites",
+        default="heads",
+        help="comma-separated: heads, heads-by-pos, resid, attn-out, mlp-out (default: heads)",
+    )
+    pat.set_defaults(func=cmd_patch)
+
+    path = sub.add_parser(
+        "path-patch",
+        help="path patching: every sender head along its direct path into the receivers",
+        description=(
+            "Patch each sender head's output only along its direct path into --receivers (the "
+            "logits, or named heads' query, key or value inputs), everything else at the run "
+            "the patch goes into; measure --metric. Writes DIR (default CLEAN_DIR/patching/"
+            "path-<direction>-<metric>-<receivers>/): patch.safetensors (path.effect, ...) "
+            "and summary.json."
+        ),
+    )
+    _patching_arguments(path)
+    path.add_argument(
+        "--receivers",
+        default="logits",
+        metavar="SPEC",
+        help="logits (default), or heads' inputs: L23H3.q,L23H3.k,L23H3.v",
+    )
+    path.set_defaults(func=cmd_path_patch)
+
+
+def _patching_arguments(p: argparse.ArgumentParser) -> None:
+    """What `patch` and `path-patch` share: the two runs, the metric, direction and output."""
+    p.add_argument("clean_dir", type=Path, metavar="CLEAN_DIR", help="the clean trace or set")
+    p.add_argument(
+        "corrupted_dir", type=Path, metavar="CORRUPTED_DIR", help="the corrupted trace or set"
+    )
+    p.add_argument(
+        "--metric",
+        default="logit-diff",
+        metavar="SPEC",
+        help='as for sweep; default logit-diff (each clean row\'s "answer" and "distractor")',
+    )
+    p.add_argument("--direction", choices=("denoise", "noise"), default="denoise")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    from interp.errors import InvalidSettingError
+    from interp.interventions.patching import patch
+    from interp.interventions.patching_result import PATCH_SITES
+
+    sites = [s.strip() for s in args.sites.split(",")]
+    unknown = [s for s in sites if s not in PATCH_SITES]
+    if unknown or not sites:
+        raise InvalidSettingError(
+            f"unknown site {unknown[0] if unknown else args.sites!r}; choose from "
+            + ", ".join(PATCH_SITES)
+        )
+    return _patching(
+        args, "", lambda model, c, k, metric: patch(
+            model, c, k, sites=sites, metric=metric, direction=args.direction
+        ),
+    )  # fmt: skip
+
+
+def cmd_path_patch(args: argparse.Namespace) -> int:
+    from interp.interventions.path_patching import path_patch
+
+    return _patching(
+        args, "path-", lambda model, c, k, metric: path_patch(
+            model, c, k, receivers=args.receivers, metric=metric, direction=args.direction
+        ),
+    )  # fmt: skip
+
+
+def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
+    """Load both runs, check the output, run `run(model, clean, corrupted, metric)` under the
+    output's lock, save the result and print its top effects."""
+    from interp import metrics
+    from interp.atomic import exclusive
+    from interp.cli.inputs import load_model, slug
+    from interp.interventions.patching_result import Patching
+    from interp.report.build import build_report
+    from interp.traceset import TraceSet, load_recorded
+
+    metric = metrics.parse(args.metric)
+    clean, corrupted = load_recorded(args.clean_dir), load_recorded(args.corrupted_dir)
+    name = f"{kind}{args.direction}-{slug(metric.label)}"
+    if kind:
+        name += f"-{slug(args.receivers, 40)}"
+    out = args.out or args.clean_dir / "patching" / name
+    Patching.check_output(out)
+    with exclusive(out):
+        first = clean[0] if isinstance(clean, TraceSet) else clean
+        model = load_model(args, first.model_name)
+        if kind:  # receivers are checked before the runs are measured
+            from interp.interventions.path_patching import parse_receivers
+
+            parse_receivers(args.receivers, model)
+        result = run(model, clean, corrupted, metric)
+        result.save(out)
+    rows = f" (means over {result.rows} pairs)" if result.rows > 1 else ""
+    into = f" into {result.receivers}" if result.receivers else ""
+    print(
+        f"{args.direction} {kind}patching{into} by {result.metric}{rows}: clean "
+        f"{result.clean_metric:.3f}, corrupted {result.corrupted_metric:.3f}"
+    )
+    for site, r in result.results.items():
+        top = "  ".join(f"{label} {v:+.3f}" for label, v in r.top(5))
+        print(f"  {site:12s} {top}")
+    with exclusive(out):
+        page = build_report(out)
+    print(f"written to {out}; report: {page.resolve().as_uri()}")
+    return 0

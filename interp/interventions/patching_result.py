@@ -1,0 +1,194 @@
+"""Patching results and their on-disk form: a directory with patch.safetensors (`<site>.effect`,
+`.effect_normalized`, `.stderr`, `.per_row`) and summary.json's `patching`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from torch import Tensor
+
+from interp import atomic, store
+from interp.errors import TraceFormatError
+from interp.heads import head_label
+
+PatchSite = Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]
+PATCH_SITES: tuple[PatchSite, ...] = ("heads", "heads-by-pos", "resid", "attn-out", "mlp-out")
+ResultSite = Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out", "path"]
+RESULT_SITES: tuple[ResultSite, ...] = (*PATCH_SITES, "path")
+Direction = Literal["denoise", "noise"]
+
+PATCH_FORMAT = "interp-patching"
+PATCH_FORMAT_VERSION = 1
+PATCH_FILE = "patch.safetensors"
+# what a patching directory holds: the result, and the report rendered from it
+PATCH_ENTRIES = frozenset({store.SUMMARY, PATCH_FILE, "index.html", "figures"})
+
+
+@dataclass
+class PatchingResult:
+    """One site's patching effects: `[layer, head]` (heads; path: the sender heads),
+    `[layer, head, pos]` (heads-by-pos) or `[layer, pos]` (resid, attn-out, mlp-out);
+    `per_row` rows first. `effect` is exact where `verified` (None: everywhere); elsewhere
+    (a triage) it is NaN, and `estimate` holds the attribution-patching estimate."""
+
+    site: ResultSite
+    direction: Direction
+    metric: str
+    effect: Tensor
+    effect_normalized: Tensor
+    stderr: Tensor | None  # over rows; None for one pair
+    per_row: Tensor
+    clean_metric: float  # means over rows
+    corrupted_metric: float
+    estimate: Tensor | None = None  # attribution patching: an estimate, never an effect
+    verified: Tensor | None = None  # bool, where `effect` was computed exactly
+
+    def label(self, index: Sequence[int]) -> str:
+        if self.site in ("heads", "path"):
+            return head_label(index[0], index[1])
+        if self.site == "heads-by-pos":
+            return f"{head_label(index[0], index[1])}@{index[2]}"
+        return f"L{index[0]}@{index[1]}"
+
+    def top(self, k: int = 10) -> list[tuple[str, float]]:
+        """The k largest exact |effect|, signed, largest magnitude first."""
+        flat = self.effect.flatten()
+        known = ~flat.isnan()
+        order = flat.nan_to_num(0.0).abs().argsort(descending=True, stable=True)
+        shape = self.effect.shape
+        out: list[tuple[str, float]] = []
+        for i in order.tolist():
+            if len(out) == k:
+                break
+            if not known[i]:
+                continue
+            index, rest = [], i
+            for size in reversed(shape):
+                index.append(rest % size)
+                rest //= size
+            out.append((self.label(list(reversed(index))), float(flat[i])))
+        return out
+
+
+@dataclass
+class Patching:
+    """Every site patched between the same runs (`patching[site]` is one `PatchingResult`).
+    `receivers` names where a path patching's paths end ("logits" or "L23H3.q,..."), `method`
+    is "exact" or "triage"; `tokens` label the positions of the per-position sites."""
+
+    results: dict[ResultSite, PatchingResult]
+    direction: Direction
+    metric: str
+    clean_metric: float
+    corrupted_metric: float
+    rows: int
+    receivers: str | None = None
+    method: str = "exact"
+    tokens: list[str] | None = None  # the first clean row's, to label positions
+
+    def __getitem__(self, site: ResultSite) -> PatchingResult:
+        return self.results[site]
+
+    def summary(self, k: int = 10) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "direction": self.direction,
+            "metric": self.metric,
+            "method": self.method,
+            "rows": self.rows,
+            "clean_metric": round(self.clean_metric, 6),
+            "corrupted_metric": round(self.corrupted_metric, 6),
+        }
+        if self.receivers is not None:
+            out["receivers"] = self.receivers
+        if self.tokens is not None:
+            out["tokens"] = list(self.tokens)
+        for site, result in self.results.items():
+            out[site] = {"top": [[label, round(v, 6)] for label, v in result.top(k)]}
+        return out
+
+    def tensors(self) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for site, r in self.results.items():
+            out |= {f"{site}.effect": r.effect, f"{site}.effect_normalized": r.effect_normalized}
+            out[f"{site}.per_row"] = r.per_row
+            for name in ("stderr", "estimate", "verified"):
+                value = getattr(r, name)
+                if value is not None:
+                    out[f"{site}.{name}"] = value
+        return out
+
+    @staticmethod
+    def check_output(directory: str | os.PathLike[str]) -> None:
+        """Refuse, before any work, a directory a patching result may not be written to."""
+        store.check_output_dir(Path(directory), own=PATCH_ENTRIES, formats=(PATCH_FORMAT,))
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the directory atomically (an earlier patching result there is replaced;
+        anything else is refused)."""
+        from safetensors.torch import save_file
+
+        target = Path(directory)
+        self.check_output(target)
+        record = {
+            "format": PATCH_FORMAT,
+            "format_version": PATCH_FORMAT_VERSION,
+            "patching": self.summary(),
+        }
+        text = store.dumps(record)
+        with atomic.atomic_dir(target) as tmp:
+            save_file(
+                {k: v.contiguous().cpu() for k, v in self.tensors().items()}, tmp / PATCH_FILE
+            )
+            (tmp / store.SUMMARY).write_text(text, encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Patching:
+        """A patching result saved by `save` (checked: a clear error for anything else)."""
+        path = Path(directory)
+        if not (path / store.SUMMARY).is_file():
+            raise TraceFormatError(f"{path} holds no patching result (no {store.SUMMARY})")
+        record = store.read_json(path / store.SUMMARY)
+        if not isinstance(record, dict) or record.get("format") != PATCH_FORMAT:
+            raise TraceFormatError(f"{path} holds no patching result")
+        if record.get("format_version") != PATCH_FORMAT_VERSION:
+            raise TraceFormatError(
+                f"{path} holds a patching result of format version "
+                f"{record.get('format_version')!r}; this interp reads {PATCH_FORMAT_VERSION}: "
+                "patch again"
+            )
+        summary = record.get("patching")
+        tensors = store.load_tensors(path / PATCH_FILE, "patching results")
+        try:
+            assert isinstance(summary, dict)
+            direction, metric = summary["direction"], str(summary["metric"])
+            clean, corrupted = float(summary["clean_metric"]), float(summary["corrupted_metric"])
+            results: dict[ResultSite, PatchingResult] = {}
+            for site in RESULT_SITES:
+                if site not in summary:
+                    continue
+                results[site] = PatchingResult(
+                    site, direction, metric, tensors[f"{site}.effect"],
+                    tensors[f"{site}.effect_normalized"], tensors.get(f"{site}.stderr"),
+                    tensors[f"{site}.per_row"], clean, corrupted,
+                    tensors.get(f"{site}.estimate"), tensors.get(f"{site}.verified"),
+                )  # fmt: skip
+            return cls(
+                results, direction, metric, clean, corrupted, int(summary["rows"]),
+                summary.get("receivers"), str(summary.get("method", "exact")),
+                _strings(summary.get("tokens")),
+            )  # fmt: skip
+        except (AssertionError, KeyError, TypeError, ValueError) as exc:
+            raise TraceFormatError(f"{path}: a malformed patching result ({exc!r})") from None
+
+
+def _strings(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("tokens is not a list of strings")
+    return value

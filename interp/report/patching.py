@@ -1,0 +1,117 @@
+"""Patching results on a page: each site as a heatmap diverging at zero (layer x head, or layer
+x position labelled with the prompt's tokens), its ten largest effects, and how they spread
+over rows. Reads a saved `Patching`; never runs the model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from interp.heads import head_label
+from interp.interventions.patching_result import Patching, PatchingResult
+from interp.metrics import describe
+from interp.report import figures
+from interp.report.simple import Section, render_experiment, write_pages
+
+_WHAT = {
+    "heads": "each head's output (all positions)",
+    "heads-by-pos": "each head's output at one position",
+    "resid": "the residual stream entering each block, at one position",
+    "attn-out": "each layer's attention output, at one position",
+    "mlp-out": "each layer's MLP output, at one position",
+    "path": "each sender head's output, along its direct path only",
+}
+
+
+def patching_sections(
+    patching: Patching, prefix: str = "", heading: str = ""
+) -> tuple[list[Section], dict[str, bytes]]:
+    """A section per site (`prefix` names its figures apart from others on the page)."""
+    sections, pngs = [], {}
+    into = f" into {patching.receivers}" if patching.receivers else ""
+    how = (
+        "the clean value into the corrupted run"
+        if patching.direction == "denoise"
+        else "the corrupted value into the clean run"
+    )
+    for site, result in patching.results.items():
+        name = f"{prefix}{site}"
+        heat, spread = f"{name}.png", f"{name}_rows.png"
+        pngs[heat] = _heatmap(result, patching.tokens, into)
+        intro = (
+            f"Patched: {_WHAT[site]}{into}, {how} ({patching.direction}). Effect: the change "
+            f"in {describe(patching.metric)} from the run patched into; normalised, 1 is "
+            f"the whole way to the other run (clean {patching.clean_metric:.3f}, corrupted "
+            f"{patching.corrupted_metric:.3f}"
+            + (f", means over {patching.rows} pairs" if patching.rows > 1 else "")
+            + "). Red raises the metric, blue lowers it."
+        )
+        images = [heat]
+        top = result.top(10)
+        if patching.rows > 1 and top:
+            pngs[spread] = _spread(result, top)
+            images.append(spread)
+        table: list[list[object]] = [["candidate", "effect", "± SE", "normalised"]]
+        for label, value in top:
+            se, norm = _at(result, label)
+            table.append([label, f"{value:+.4f}", se, norm])
+        title = f"{heading}{site} patching{into} ({patching.direction})"
+        sections.append(Section(title, [intro], table, images))
+    return sections, pngs
+
+
+def build_patching_report(directory: str | os.PathLike[str], title: str | None = None) -> Path:
+    """Write DIR/index.html and DIR/figures/ of a saved patching result."""
+    path = Path(directory)
+    patching = Patching.load(path)
+    sections, pngs = patching_sections(patching)
+    kind = "path patching" if patching.receivers else "activation patching"
+    html = render_experiment(
+        title or f"interp: {kind} ({patching.direction}, {describe(patching.metric)})",
+        f"{patching.rows} pair(s) of runs; {patching.method}.",
+        sections,
+        pngs,
+    )
+    return write_pages(path, html, pngs)
+
+
+def _heatmap(result: PatchingResult, tokens: list[str] | None, into: str) -> bytes:
+    values = result.effect.float().numpy()
+    label = f"change in {result.metric}"
+    title = f"{result.site} patching{into}: mean effect"
+    if result.site in ("heads", "path"):
+        return figures.head_heatmap(values, title, label, diverging=True)
+    n_pos = values.shape[-1]
+    labels = (tokens or [])[:n_pos] + [str(i) for i in range(len(tokens or []), n_pos)]
+    if result.site == "heads-by-pos":  # the ten heads with the largest effect anywhere
+        peak = np.nan_to_num(np.abs(values)).max(-1)
+        order = np.argsort(-peak, axis=None, kind="stable")[:10]
+        picked = [divmod(int(i), values.shape[1]) for i in order]
+        rows = [head_label(layer, head) for layer, head in picked]
+        grid = np.stack([values[layer, head] for layer, head in picked])
+        return figures.position_heatmap(grid, rows, labels, f"{title} (top heads)", label)
+    rows = [f"L{layer}" for layer in range(values.shape[0])]
+    return figures.position_heatmap(values, rows, labels, title, label)
+
+
+def _flat(result: PatchingResult, label: str) -> int:
+    """The index of a candidate's label in the flattened effect."""
+    labels = [result.label(ix) for ix in np.ndindex(*result.effect.shape)]
+    return labels.index(label)
+
+
+def _at(result: PatchingResult, label: str) -> tuple[str, str]:
+    i = _flat(result, label)
+    se = "" if result.stderr is None else f"{float(result.stderr.flatten()[i]):.4f}"
+    return se, f"{float(result.effect_normalized.flatten()[i]):+.3f}"
+
+
+def _spread(result: PatchingResult, top: list[tuple[str, float]]) -> bytes:
+    rows = result.per_row.flatten(1).float()
+    per_row = np.stack([rows[:, _flat(result, label)].numpy() for label, _ in top], axis=1)
+    return figures.row_spread(
+        [label for label, _ in top], per_row, f"{result.site}: each row's effect (top ten)",
+        f"change in {result.metric}",
+    )  # fmt: skip
