@@ -135,3 +135,49 @@ def test_a_saved_result_loads_back_and_renders_its_page(tiny, pair, tmp_path):
     (out / "summary.json").write_text('{"format": "interp-patching", "format_version": 1}')
     with pytest.raises(TraceFormatError, match="malformed patching result"):
         Patching.load(out)
+
+
+@pytest.mark.parametrize("site", ["heads", "resid", "mlp-out"])
+def test_the_triage_estimate_is_the_patchs_derivative_and_verifies_exactly(tiny, pair, site):
+    """The estimate against a central finite difference of exact patched runs, each value moved
+    a little way from the corrupted run's towards the clean run's; the verified candidates
+    against the exact patching."""
+    from interp.interventions import Intervention
+    from interp.interventions.sites import activation
+
+    clean, corrupted = pair
+    metric = metrics.logit_diff(40, 41)
+    exact = patch(tiny, clean, corrupted, sites=[site], metric=metric)[site]
+    triage = patch(tiny, clean, corrupted, sites=[site], metric=metric, method="triage", verify=3)
+    result = triage[site]
+    assert int(result.verified.sum()) == 3 and result.effect[~result.verified].isnan().all()
+    torch.testing.assert_close(
+        result.effect[result.verified], exact.effect[result.verified], atol=1e-5, rtol=1e-4
+    )
+    assert triage.method == "triage" and triage.summary()["method"] == "triage"
+    assert all(label in {lb for lb, _ in exact.top(100)} for label, _ in result.top(10))
+
+    kind = {"heads": "heads", "resid": "resid_pre", "mlp-out": "mlp_out"}[site]
+    eps = 1e-2
+    for index in result.estimate.abs().flatten().argsort(descending=True)[:3].tolist():
+        layer, rest = divmod(index, result.estimate.shape[1])
+        here = activation(tiny, corrupted.activations, kind, layer)
+        there = activation(tiny, clean.activations, kind, layer)
+        target = (layer, rest) if site == "heads" else (layer, None)
+        positions = None if site == "heads" else [rest]
+
+        def moved(a, here=here, there=there, target=target, positions=positions):
+            value = here + a * (there - here)
+            move = Intervention([target], "resample", {layer: value}, "", kind, positions)
+            return ablation_effect(tiny, corrupted, move, metric=metric).ablated_metric
+
+        slope = (moved(eps) - moved(-eps)) / (2 * eps)
+        assert float(result.estimate.flatten()[index]) == pytest.approx(slope, rel=0.02, abs=1e-5)
+
+
+def test_a_kl_has_no_triage(tiny, pair):
+    clean, corrupted = pair
+    with pytest.raises(InvalidSettingError, match="no first-order estimate"):
+        patch(tiny, clean, corrupted, metric="kl", method="triage")
+    with pytest.raises(InvalidSettingError, match="verify must be at least 1"):
+        patch(tiny, clean, corrupted, method="triage", verify=0)

@@ -24,6 +24,19 @@ def add_patching_parsers(sub: Any) -> None:
         default="heads",
         help="comma-separated: heads, heads-by-pos, resid, attn-out, mlp-out (default: heads)",
     )
+    pat.add_argument(
+        "--triage",
+        action="store_true",
+        help="rank candidates by the attribution-patching estimate (one forward and backward "
+        "pass per row) and patch only the largest exactly; the others' effects are NaN",
+    )
+    pat.add_argument(
+        "--verify",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --triage: candidates of each site patched exactly (default: 3/8 of them)",
+    )
     pat.set_defaults(func=cmd_patch)
 
     path = sub.add_parser(
@@ -76,9 +89,13 @@ def cmd_patch(args: argparse.Namespace) -> int:
             f"unknown site {unknown[0] if unknown else args.sites!r}; choose from "
             + ", ".join(PATCH_SITES)
         )
+    if args.verify is not None and not args.triage:
+        raise InvalidSettingError("--verify goes with --triage")
+    method = "triage" if args.triage else "exact"
     return _patching(
         args, "", lambda model, c, k, metric: patch(
-            model, c, k, sites=sites, metric=metric, direction=args.direction
+            model, c, k, sites=sites, metric=metric, direction=args.direction, method=method,
+            verify=args.verify,
         ),
     )  # fmt: skip
 
@@ -121,8 +138,9 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
         result.save(out)
     rows = f" (means over {result.rows} pairs)" if result.rows > 1 else ""
     into = f" into {result.receivers}" if result.receivers else ""
+    how = " (triage: the largest estimates patched exactly)" if result.method == "triage" else ""
     print(
-        f"{args.direction} {kind}patching{into} by {result.metric}{rows}: clean "
+        f"{args.direction} {kind}patching{into}{how} by {result.metric}{rows}: clean "
         f"{result.clean_metric:.3f}, corrupted {result.corrupted_metric:.3f}"
     )
     for site, r in result.results.items():

@@ -1,9 +1,10 @@
-"""Attribution patching: a first-order estimate of every head's ablation effect from one
-forward and one backward pass (Kramar et al. 2024)."""
+"""Attribution patching: a first-order estimate of every head's ablation effect, and of every
+candidate's activation-patching effect, from one forward and one backward pass (Syed et al.
+2023; Kramar et al. 2024)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from jaxtyping import Float
@@ -11,7 +12,9 @@ from torch import Tensor
 
 from interp import hooks as H
 from interp.errors import InvalidSettingError
+from interp.interventions import sites
 from interp.interventions.ablation import Intervention
+from interp.interventions.sites import Site
 from interp.metrics import KL, Metric, MetricFn, as_metric
 from interp.models.model import Model
 from interp.trace import Trace
@@ -72,3 +75,62 @@ def attribution_estimate(
     for layer, head in ablation.heads:
         selected[layer, head] = True
     return torch.where(selected, out, torch.zeros_like(out))
+
+
+def patch_estimates(
+    model: Model,
+    targets: list[Trace],
+    sources: list[Trace],
+    answers: list[Trace],
+    metric: Metric,
+    at: Sequence[Site],
+) -> dict[Site, list[Tensor]]:
+    """Attribution patching of every candidate at each site (Syed et al. 2023): (source value
+    - target value) . d(metric)/d(value) at the target run, from one forward and one backward
+    pass per row: each row's `[layer, pos]` (heads: `[layer, pos, head]`), summed over the
+    value's last axis (d_head or d_model)."""
+    if isinstance(metric, KL):
+        raise InvalidSettingError(
+            "the KL from the run patched into has no first-order estimate (zero, with zero "
+            "gradient, there): patch exactly"
+        )
+    layers = range(model.n_layers)
+    out: dict[Site, list[Tensor]] = {site: [] for site in at}
+    for target, source, answer in zip(targets, sources, answers, strict=True):
+        bound = metric.bind(model, [answer])
+        seen: dict[tuple[Site, int], Tensor] = {}
+        hooks = [
+            (sites.hook_name(site, layer), _fresh(seen, (site, layer)))
+            for site in at
+            for layer in layers
+        ]
+        with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooks):
+            logits = model.bridge(target.token_ids[None].to(model.device), return_type="logits")
+            value = bound.score(logits[:, bound.start :])[0]
+            keys = list(seen)
+            try:
+                found = torch.autograd.grad(value, [seen[k] for k in keys])
+                grads = dict(zip(keys, found, strict=True))
+            except RuntimeError as exc:
+                raise InvalidSettingError(
+                    f"the metric {bound.label!r} is not differentiable, so it has no "
+                    f"attribution estimate ({str(exc).splitlines()[0]})"
+                ) from None
+        for site in at:
+            per_layer = []
+            for layer in layers:
+                here = seen[(site, layer)][0].detach().float().cpu()
+                there = sites.activation(model, source.activations, site, layer)
+                grad = grads[(site, layer)][0].float().cpu()
+                per_layer.append(((there[: here.shape[0]] - here) * grad).sum(-1))
+            out[site].append(torch.stack(per_layer))
+    return out
+
+
+def _fresh(seen: dict[tuple[Site, int], Tensor], key: tuple[Site, int]) -> Callable:
+    def hook(x: Tensor, hook) -> Tensor:
+        # a fresh node that the rest of the forward consumes, so autograd can reach it
+        seen[key] = x * 1.0
+        return seen[key]
+
+    return hook

@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from interp.errors import InvalidSettingError
 from interp.interventions.ablation import Intervention
+from interp.interventions.attribution_patching import patch_estimates
 from interp.interventions.effect import forced_logits
 from interp.interventions.patching_result import (
     PATCH_SITES,
@@ -41,6 +42,7 @@ from interp.models.model import Model
 from interp.trace import Trace
 from interp.traceset import TraceSet
 
+TRIAGE_FRACTION = 3 / 8  # of a site's candidates, patched exactly by a triage
 _LAYER_SITE: dict[str, Site] = {"resid": "resid_pre", "attn-out": "attn_out", "mlp-out": "mlp_out"}
 
 
@@ -127,20 +129,54 @@ def patch(
     sites: Sequence[PatchSite] = ("heads",),
     metric: Metric | MetricFn | str | None = None,
     direction: Direction = "denoise",
+    method: Literal["exact", "triage"] = "exact",
+    verify: int | None = None,
 ) -> Patching:
     """Patch every candidate of each site (see the module's docstring), measured by `metric`
     (a logit difference with each clean row's answer and distractor is the usual one; its
-    answers are read from the clean rows)."""
+    answers are read from the clean rows). `method="triage"` ranks the candidates by the
+    attribution-patching estimate (kept as `estimate`, labelled as one) and patches only the
+    `verify` largest exactly (default: 3/8 of each site's candidates); the others' effects
+    are NaN."""
     for site in sites:
         if site not in PATCH_SITES:
             raise InvalidSettingError(
                 f"unknown site {site!r}; choose from {', '.join(PATCH_SITES)}"
             )
+    if method not in ("exact", "triage"):
+        raise InvalidSettingError(f"method must be 'exact' or 'triage', got {method!r}")
+    if verify is not None and verify < 1:
+        raise InvalidSettingError(f"verify must be at least 1, got {verify}")
     runs = pair_runs(model, clean, corrupted, metric, direction)
-    results: dict[ResultSite, PatchingResult] = {
-        site: runs.result(site, _site_effects(model, site, runs)) for site in sites
-    }
-    return runs.patching(results)
+    if method == "exact":
+        results: dict[ResultSite, PatchingResult] = {
+            site: runs.result(site, _site_effects(model, site, runs)) for site in sites
+        }
+        return runs.patching(results)
+    at = sorted({_LAYER_SITE.get(site, "heads") for site in sites})
+    estimates = patch_estimates(model, runs.targets, runs.sources, runs.cleans, runs.metric, at)
+    results = {}
+    for site in sites:
+        estimate = _site_estimate(site, estimates).mean(0)
+        k = verify if verify is not None else max(1, round(TRIAGE_FRACTION * estimate.numel()))
+        only = estimate.abs().flatten().argsort(descending=True, stable=True)[:k].tolist()
+        verified = torch.zeros(estimate.numel(), dtype=torch.bool)
+        verified[only] = True
+        scores = _site_effects(model, site, runs, only)
+        results[site] = runs.result(
+            site, scores, estimate=estimate, verified=verified.view(estimate.shape)
+        )
+    return runs.patching(results, method="triage")
+
+
+def _site_estimate(site: PatchSite, estimates: dict[Site, list[Tensor]]) -> Tensor:
+    """The attribution estimate of each row `[row, ...]`, shaped as the site's effects."""
+    rows = estimates[_LAYER_SITE.get(site, "heads")]
+    if site == "heads":
+        return torch.stack([e.sum(1) for e in rows])  # [layer, pos, head] -> [layer, head]
+    if site == "heads-by-pos":
+        return torch.stack([e.permute(0, 2, 1) for e in rows])  # -> [layer, head, pos]
+    return torch.stack(rows)  # [layer, pos]
 
 
 def _pairs(model: Model, clean: Any, corrupted: Any) -> tuple[list[Trace], list[Trace]]:
@@ -162,9 +198,12 @@ def _pairs(model: Model, clean: Any, corrupted: Any) -> tuple[list[Trace], list[
     return cleans, corrupts
 
 
-def _site_effects(model: Model, site: PatchSite, runs: Runs) -> Tensor:
-    """m(patched) `[row, ...]` for every candidate of `site`: each row's target run with its
-    source run's value, the rows of a length batched together, layer by layer."""
+def _site_effects(
+    model: Model, site: PatchSite, runs: Runs, only: list[int] | None = None
+) -> Tensor:
+    """m(patched) `[row, ...]` for every candidate of `site` (or those at flat indices `only`;
+    NaN elsewhere): each row's target run with its source run's value, the rows of a length
+    batched together, layer by layer."""
     targets, sources = runs.targets, runs.sources
     n_layers, n_heads, n = model.n_layers, model.n_heads, targets[0].n_positions
     if site != "heads":
@@ -189,11 +228,14 @@ def _site_effects(model: Model, site: PatchSite, runs: Runs) -> Tensor:
         layer: [activation(model, s.activations, layer_site, layer) for s in sources]
         for layer in range(n_layers)
     }
+    chosen = range(len(cells)) if only is None else only
     jobs = [
-        (r, Intervention([target], "resample", {target[0]: values[target[0]][r]},
-                         "the other run", layer_site, positions))
+        (r, Intervention([cells[c][0]], "resample", {cells[c][0][0]: values[cells[c][0][0]][r]},
+                         "the other run", layer_site, cells[c][1]))
         for r in range(len(targets))
-        for target, positions in cells
+        for c in chosen
     ]  # fmt: skip
     scores = run_jobs(model, jobs, targets, runs.cleans, runs.metric, runs.target_windows)
-    return scores.view(len(targets), *shape)
+    out = torch.full((len(targets), len(cells)), math.nan)
+    out[:, list(chosen)] = scores.view(len(targets), len(chosen))
+    return out.view(len(targets), *shape)

@@ -48,6 +48,12 @@ def patching_sections(
             + (f", means over {patching.rows} pairs" if patching.rows > 1 else "")
             + "). Red raises the metric, blue lowers it."
         )
+        if result.verified is not None:
+            intro += (
+                f" Triage: the {int(result.verified.sum())} of {result.verified.numel()} "
+                "candidates with the largest attribution-patching estimates were patched "
+                "exactly; the others are blank (an estimate ranks, it is not an effect)."
+            )
         images = [heat]
         top = result.top(10)
         if patching.rows > 1 and top:
