@@ -1,7 +1,8 @@
 """Activation patching on a 12-prompt IOI set of the embedded model (6 name pairs x 2 orders;
 corrupted: the ABC set, three other names), in one run: interp's `heads` and `resid` patching
 against TransformerLens's own functions on the bridge, with the same metric (the mean logit
-difference over rows), comparing time and numbers.
+difference over rows), comparing time and numbers; the `heads` triage against the same exact
+numbers; path patching of every sender into the logits and into a name mover's query.
 
     .venv/bin/python benchmarks/patching.py [--json out.json]
 """
@@ -95,6 +96,37 @@ def main(argv: list[str] | None = None) -> int:
             f"{t_ours:.0f} s, **{ratio:.2f}x** ({met(ratio, 0.5, at_most=True)}), max "
             f"difference {err:.1e}",
         ])  # fmt: skip
+        if site == "heads":  # the triage against the same exact numbers
+            t_tl_heads, exact = t_tl, ours["heads"]
+            tri, t_tri = timed(lambda: interp.patch(
+                model, clean, corrupted, sites=["heads"], metric=metrics.logit_diff(),
+                method="triage",
+            ))  # fmt: skip
+            top20 = {h for h, _ in exact.top(20)}
+            recovered = len(top20 & {h for h, _ in tri["heads"].top(20)})
+            verified = int(tri["heads"].verified.sum())
+            ratio = t_tri / t_tl_heads
+            result["heads_triage"] = {
+                "interp_s": round(t_tri, 1),
+                "ratio_to_transformer_lens_exact": round(ratio, 3),
+                "verified": verified,
+                "recovers_of_exact_top20": recovered,
+            }
+            table.append([
+                "`heads` triage: interp (target ≤ 0.25x TransformerLens's exact time, ≥ 18 "
+                "of the exact top 20)",
+                f"{t_tri:.0f} s, **{ratio:.2f}x** ({met(ratio, 0.25, at_most=True)}), "
+                f"{verified} heads patched exactly, **{recovered} of 20** recovered "
+                f"({met(recovered, 18)})",
+            ])  # fmt: skip
+    for receivers in ("logits", "L23H3.q"):
+        paths, t_path = timed(lambda receivers=receivers: interp.path_patch(
+            model, clean, corrupted, receivers=receivers, metric=metrics.logit_diff()
+        ))  # fmt: skip
+        top = ", ".join(f"{h} {v:+.2f}" for h, v in paths["path"].top(3))
+        result[f"path_{receivers}"] = {"interp_s": round(t_path, 1), "top3": top}
+        table.append([f"path patching of every sender into {receivers}: interp",
+                      f"{t_path:.0f} s (top: {top})"])  # fmt: skip
     table.append(["top heads by denoising effect on the logit difference",
                   ", ".join(f"{h} {v:+.2f}" for h, v in result["heads"]["top5"])])  # fmt: skip
     what = f"{len(clean)}-prompt IOI set against the ABC set, logit difference, denoising"

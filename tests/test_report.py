@@ -200,7 +200,7 @@ def run_experiment(name: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("name", ["seed_run", "induction_heads", "heads_and_text"])
+@pytest.mark.parametrize("name", ["seed_run", "induction_heads", "heads_and_text", "ioi"])
 def test_experiment_help(name):
     done = run_experiment(name, "--help")
     assert done.returncode == 0 and "--seed" in done.stdout and "--model" in done.stdout
@@ -308,3 +308,30 @@ def test_importing_interp_in_a_running_ipython_registers_the_display():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.real_model
+def test_ioi_experiment(tmp_path, smollm):
+    out = tmp_path / "ioi"
+    done = run_experiment("ioi", "--pairs", "1", "--templates", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "logit difference IO - S:" in done.stdout and "name mover candidates" in done.stdout
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_prompts"] == 4 and 4.0 < s["logit_diff_mean"] < 8.0 and s["logit_diff_stderr"] > 0
+    assert s["dla_top_heads"][0][0] == "L23H3"  # the name mover the interventions tests found
+    abc = s["patching"]["abc"]
+    assert abc["denoise"]["heads"]["top"][0][0] == "L23H3"
+    assert abc["noise"]["direction"] == "noise" and abc["noise"]["heads"]["top"][0][1] < 0
+    assert s["patching"]["s2_swap"]["denoise"]["heads"]["top"]
+    last = [r["resid"]["top"][0][0] for r in s["patching"]["resid_by_template"]]
+    assert all(label.startswith("L") for label in last) and len(last) == 2
+    paths = s["path_patching"]
+    assert paths["logits"]["receivers"] == "logits" and paths["logits"]["path"]["top"][0][0] == (
+        "L23H3"
+    )
+    assert paths["queries"]["receivers"].endswith(".q")
+    assert "L23H3" in [c["head"] for c in s["candidate_roles"]["name_movers"]]
+    page = (out / "index.html").read_text()
+    assert "Candidate roles (hypotheses, not verdicts)" in page
+    assert len(list((out / "figures").glob("*.png"))) == 15
+    assert run_experiment("ioi", "--pairs", "0", "--out", str(out)).returncode == 2

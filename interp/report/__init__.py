@@ -1,7 +1,8 @@
 """Reports: read saved results, write one self-contained HTML page and figures; register the
 notebook display of results (`display`). Nothing here runs the model.
 
-Public: `build_report` (a trace's or a set's page), `write_experiment` and `Section` (an
+Public: `build_report` (a trace's, a set's or a patching result's page), `patching_sections`
+(patching results as sections of another page), `write_experiment` and `Section` (an
 experiment's page), `check_experiment_dir`, and the `figures` module. Imported lazily, so
 `import interp` stays light.
 """
@@ -16,13 +17,22 @@ _EXPORTS = {
     "write_experiment": "interp.report.simple",
     "check_experiment_dir": "interp.report.simple",
     "Section": "interp.report.simple",
+    "patching_sections": "interp.report.patching",
 }
 
-__all__ = ["Section", "build_report", "check_experiment_dir", "figures", "write_experiment"]
+__all__ = [
+    "Section",
+    "build_report",
+    "check_experiment_dir",
+    "figures",
+    "patching_sections",
+    "write_experiment",
+]
 
 if TYPE_CHECKING:
     from interp.report import figures
     from interp.report.build import build_report
+    from interp.report.patching import patching_sections
     from interp.report.simple import Section, check_experiment_dir, write_experiment
 
 
