@@ -166,7 +166,7 @@ def test_the_triage_estimate_is_the_patchs_derivative_and_verifies_exactly(tiny,
         target = (layer, rest) if site == "heads" else (layer, None)
         positions = None if site == "heads" else [rest]
 
-        def moved(a, here=here, there=there, target=target, positions=positions):
+        def moved(a, here=here, there=there, target=target, positions=positions, layer=layer):
             value = here + a * (there - here)
             move = Intervention([target], "resample", {layer: value}, "", kind, positions)
             return ablation_effect(tiny, corrupted, move, metric=metric).ablated_metric
