@@ -260,3 +260,39 @@ def test_path_patching_equals_transformer_lens_and_the_cli_reports_it(smollm, tm
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # nothing else written
     assert cli.main([*argv[:3], "--receivers", "L23H3.k"]) == 2
     assert "grouped-query attention" in capsys.readouterr().err
+
+
+def test_every_layer_site_equals_transformer_lens_on_the_embedded_model(smollm):
+    """resid, attn-out and mlp-out patching against TransformerLens's functions, on a few
+    layers (its `index_df`) at every position."""
+    import pandas as pd
+    from transformer_lens import patching as tl_patching
+
+    from interp.interventions.patching import patch
+
+    clean = interp.generate(smollm, IOI, continuation=" Mary")
+    clean.meta = {"answer": " Mary", "distractor": " John"}
+    corrupted = interp.generate(
+        smollm, "When Paul and Lisa went to the store, Mark gave a drink to", continuation=" Mary"
+    )
+    mary, john = (metrics.single_token(smollm, t) for t in (" Mary", " John"))
+    last = clean.prompt_len - 1
+    sites = ["resid", "attn-out", "mlp-out"]
+    ours = patch(smollm, clean, corrupted, sites=sites, metric=metrics.logit_diff())
+    layers = [0, 14, 23, 29]
+    cells = pd.DataFrame(
+        [(layer, pos) for layer in layers for pos in range(clean.n_positions)],
+        columns=["layer", "pos"],
+    )
+    with torch.no_grad():
+        _, clean_cache = smollm.bridge.run_with_cache(clean.token_ids[None])
+        for site, fn in (("resid", tl_patching.get_act_patch_resid_pre),
+                         ("attn-out", tl_patching.get_act_patch_attn_out),
+                         ("mlp-out", tl_patching.get_act_patch_mlp_out)):  # fmt: skip
+            want = fn(
+                smollm.bridge, corrupted.token_ids[None], clean_cache,
+                lambda logits: logits[0, last, mary] - logits[0, last, john], index_df=cells,
+            ).float().view(len(layers), -1)  # fmt: skip
+            got = ours[site].effect[layers] + ours.corrupted_metric
+            assert (want - ours.corrupted_metric).abs().max() > 1.0, site  # real effects
+            torch.testing.assert_close(got, want, atol=2e-3, rtol=1e-4)

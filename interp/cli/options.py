@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Write TRACE_DIR/index.html (self-contained, opens offline) and TRACE_DIR/figures/ "
             "from the saved trace and its results; the model is not run. Of a trace set: the "
-            "set's summary, with a page per row under TRACE_DIR/rows/."
+            "set's summary, with a page per row under TRACE_DIR/rows/. Of a patching "
+            "directory (interp patch, path-patch): its heatmaps and tables."
         ),
     )
     add_trace_dir(rep, "an analysed trace directory")
