@@ -292,6 +292,7 @@ def test_every_layer_site_equals_transformer_lens_on_the_embedded_model(smollm):
             want = fn(
                 smollm.bridge, corrupted.token_ids[None], clean_cache,
                 lambda logits: logits[0, last, mary] - logits[0, last, john], index_df=cells,
+                index_axis_names=None,
             ).float().view(len(layers), -1)  # fmt: skip
             got = ours[site].effect[layers] + ours.corrupted_metric
             assert (want - ours.corrupted_metric).abs().max() > 1.0, site  # real effects
