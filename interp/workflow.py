@@ -13,6 +13,7 @@ from interp.analysis.attention import PROBE_SEQUENCES, ROLES, HeadRoles, head_ro
 from interp.analysis.stored import ANALYSIS_FORMAT_VERSION, role_tensors, roles_from
 from interp.analysis.suite import Analysis, SetAnalysis, analyze, default_probe_block
 from interp.errors import TraceFormatError, WriteError
+from interp.heads import parse_label
 from interp.interventions import sites
 from interp.interventions.ablate import AblationReport, ablate
 from interp.interventions.ablation import AblationMode, ablation_dirname
@@ -115,6 +116,18 @@ def sweep_into(
     return result
 
 
+def strong_heads(
+    model: Model, directory: str | os.PathLike[str] | None = None
+) -> list[tuple[int, int]]:
+    """The heads that matter, which random controls leave out: the ten strongest of each head
+    role (the model's probe) and, where DIR holds a sweep, its twenty largest effects."""
+    roles = model_head_roles(model)
+    labels = {label for role in roles.roles for label, _ in roles.top(role, 10)}
+    if directory is not None and SweepResult.saved_in(directory):
+        labels |= {label for label, _ in SweepResult.load(directory).top_heads(20)}
+    return sorted(parse_label(label) for label in labels)
+
+
 def ablate_into(
     model: Model,
     trace: Trace,
@@ -126,6 +139,9 @@ def ablate_into(
     metric: Metric | MetricFn | str | None = None,
     reference: TraceSet | Trace | None = None,
     resample_text: str | None = None,
+    samples: int = 0,
+    controls: int = 0,
+    max_new_tokens: int | None = None,
     progress: bool = False,
 ) -> tuple[AblationReport, Path]:
     """Ablate `heads` (or a layer's site's targets); write DIR/ablations/<targets>-<mode>/
@@ -143,6 +159,10 @@ def ablate_into(
         metric=metric,
         reference=reference,
         resample_text=resample_text,
+        samples=samples,
+        controls=controls,
+        exclude=strong_heads(model, directory) if controls else (),
+        max_new_tokens=max_new_tokens,
         progress=progress,
     )
     assert report.regeneration is not None  # ablate regenerates by default

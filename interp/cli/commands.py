@@ -126,11 +126,18 @@ def _marked(text_ids: list[int], model, divergence: int | None) -> str:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from interp.atomic import exclusive
+    from interp.errors import InvalidSettingError
     from interp.interventions import sites
     from interp.workflow import ablate_into
 
     metric, mode = _check_ablation(args)
     site = args.site.replace("-", "_")
+    if args.samples < 0 or args.controls < 0:
+        raise InvalidSettingError("--samples and --controls must be >= 0")
+    if (args.controls or args.max_new_tokens is not None) and not args.samples:
+        raise InvalidSettingError("--controls and --max-new-tokens go with --samples N")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise InvalidSettingError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     with exclusive(args.trace_dir):
         model, trace = load_trace(args)
         targets = sites.parse_targets(args.heads, site, model)  # before any work
@@ -146,6 +153,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             metric=metric,
             reference=reference,
             resample_text=args.resample_text,
+            samples=args.samples,
+            controls=args.controls,
+            max_new_tokens=args.max_new_tokens,
             progress=sys.stderr.isatty(),
         )
     regen = report.regeneration
@@ -171,8 +181,25 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     print(f"baseline: {trace.prompt}\u2502{_marked(regen.baseline.continuation_ids, model, div)}")
     print(f"ablated:  {trace.prompt}\u2502{_marked(regen.ablated.continuation_ids, model, div)}")
     print("texts identical" if div is None else f"first divergence at generated token {div}")
+    if report.samples is not None:
+        _print_samples(report.samples, trace.prompt)
     print(f"written to {out}")
     return 0
+
+
+def _print_samples(paired: Any, prompt: str, shown: int = 3) -> None:
+    """The aggregate line of the ablation and of each control, and the first pairs with
+    their divergence marked."""
+    print(f"{paired.samples} paired samples, {paired.effect.horizon} tokens each:")
+    print(f"  ablated {paired.effect.label}: {paired.effect.line()}")
+    for control in paired.controls:
+        print(f"  control {control.label}: {control.line()}")
+    print(f"  {paired.comparison()}")
+    for pair in paired.effect.pairs[:shown]:
+        where = "identical" if pair.first_divergence is None else f"from {pair.first_divergence}"
+        print(f"  seed {pair.seed} ({where}):")
+        print(f"    baseline: {prompt}\u2502{pair.baseline_text!r}")
+        print(f"    ablated:  {prompt}\u2502{pair.ablated_text!r}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

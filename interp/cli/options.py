@@ -126,6 +126,29 @@ def build_parser() -> argparse.ArgumentParser:
         "layer's attention or MLP output",
     )
     add_ablation_options(abl)
+    abl.add_argument(
+        "--samples",
+        type=_int,
+        default=0,
+        metavar="N",
+        help="N paired regenerations (one seed each for the baseline and the ablated run): "
+        "divergence rate, first divergence, KL and log-prob change with 95%% intervals",
+    )
+    abl.add_argument(
+        "--controls",
+        type=_int,
+        default=0,
+        metavar="K",
+        help="with --samples: K random head sets of the same size, outside the strongest heads "
+        "by role score and by the trace's sweep, measured the same way",
+    )
+    abl.add_argument(
+        "--max-new-tokens",
+        type=_int,
+        default=None,
+        metavar="T",
+        help="with --samples: tokens per regeneration (default: the trace's)",
+    )
     abl.set_defaults(func=cmd_ablate)
 
     swp = sub.add_parser(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 def add_patching_parsers(sub: Any) -> None:
@@ -91,7 +91,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
         )
     if args.verify is not None and not args.triage:
         raise InvalidSettingError("--verify goes with --triage")
-    method = "triage" if args.triage else "exact"
+    method: Literal["exact", "triage"] = "triage" if args.triage else "exact"
     return _patching(
         args, "", lambda model, c, k, metric: patch(
             model, c, k, sites=sites, metric=metric, direction=args.direction, method=method,

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from interp import schema, store
-from interp.errors import TraceFormatError
+from interp.errors import InvalidSettingError, TraceFormatError
 from interp.interventions import sites
 from interp.interventions.ablation import Ablation, AblationMode, make_intervention
 from interp.interventions.effect import AblationEffect, ablation_effect
 from interp.interventions.regenerate import Regeneration, regenerate
+from interp.interventions.samples import PairedSamples, control_targets, paired_samples
 from interp.interventions.sites import Site, Target
 from interp.metrics import Metric, MetricFn
 from interp.models.model import Model
@@ -30,6 +31,7 @@ class AblationReport:
     ablation: Ablation
     effect: AblationEffect
     regeneration: Regeneration | None
+    samples: PairedSamples | None = None  # paired regenerations, with `samples=N`
 
     def record(self) -> AblationRecord:
         e, r = self.effect, self.regeneration
@@ -52,11 +54,13 @@ class AblationReport:
             first_divergence=r.first_divergence if r else None,
             baseline_divergence_char=_char_offset(r.baseline, r.first_divergence) if r else None,
             ablated_divergence_char=_char_offset(r.ablated, r.first_divergence) if r else None,
+            paired=None if self.samples is None else self.samples.summary(),
         )
 
     def summary(self) -> dict[str, Any]:
-        """The content of effect.json."""
-        return asdict(self.record())
+        """The content of effect.json (paired samples' keys beside the others)."""
+        out = asdict(self.record())
+        return out | (out.pop("paired") or {})
 
 
 @dataclass
@@ -82,6 +86,7 @@ class AblationRecord:
     first_divergence: int | None
     baseline_divergence_char: int | None
     ablated_divergence_char: int | None
+    paired: dict[str, Any] | None = None  # `PairedSamples.summary()`, with --samples
 
     @classmethod
     def from_json(cls, value: dict[str, Any], where: Path) -> AblationRecord:
@@ -111,6 +116,7 @@ class AblationRecord:
             first_divergence=f(value, "first_divergence", int, where, none=True),
             baseline_divergence_char=f(value, "baseline_divergence_char", int, where, none=True),
             ablated_divergence_char=f(value, "ablated_divergence_char", int, where, none=True),
+            paired=_paired(value, where),
         )
 
     @property
@@ -141,6 +147,26 @@ class AblationRecord:
         return text[:cut], text[cut:]
 
 
+PAIRED_KEYS = (
+    "samples", "horizon", "pairs", "divergence_rate", "first_divergence_median", "kl_mean",
+    "delta_logprob_per_token", "kl_curve", "greedy", "controls",
+)  # fmt: skip
+
+
+def _paired(value: dict[str, Any], where: Path) -> dict[str, Any] | None:
+    """The paired samples' keys of an effect.json (checked for their kinds), or None."""
+    if "samples" not in value:
+        return None
+    schema.field(value, "samples", int, where)
+    for key in ("pairs", "controls"):
+        if not isinstance(value.get(key), list):
+            raise TraceFormatError(f"{where}: {key!r} is not a list")
+    for key in ("divergence_rate", "first_divergence_median", "kl_mean", "delta_logprob_per_token"):
+        if not isinstance(value.get(key), dict):
+            raise TraceFormatError(f"{where}: {key!r} is not an object")
+    return {key: value.get(key) for key in PAIRED_KEYS}
+
+
 def _char_offset(trace: Trace, step: int | None) -> int | None:
     if step is None or trace.model is None:
         return None
@@ -158,17 +184,45 @@ def ablate(
     reference: TraceSet | Trace | None = None,
     resample_text: str | None = None,
     regenerate_text: bool = True,
+    samples: int = 0,
+    controls: int = 0,
+    exclude: Sequence[tuple[int, int]] = (),
+    max_new_tokens: int | None = None,
     progress: bool = False,
 ) -> AblationReport:
     """Ablate `heads` ("L5H1,L9H3", "L5", or (layer, head) pairs; for a layer's `site`, layers
     "L5,L7" or (layer, None) pairs): the effect on the recorded continuation (per token, and
-    by `metric`), and (unless `regenerate_text=False`) a regeneration with the same seed."""
+    by `metric`), and (unless `regenerate_text=False`) a regeneration with the same seed.
+
+    `samples=N`: N paired regenerations, one seed each for the baseline and the ablated run,
+    `max_new_tokens` long (`interp.interventions.samples`), with `controls` random head sets of
+    the same size drawn outside the ablated heads and `exclude` (the heads that matter: the
+    CLI excludes the strongest by role score and by the trace's sweep)."""
     targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
-    ablation = make_intervention(
-        model, trace, targets, mode, site=site, reference=reference, resample_text=resample_text
-    )
+
+    def ablation_for(targets: Sequence[Target]) -> Ablation:
+        return make_intervention(
+            model, trace, targets, mode, site=site, reference=reference,
+            resample_text=resample_text,
+        )  # fmt: skip
+
+    ablation = ablation_for(targets)
     effect = ablation_effect(model, trace, ablation, metric=metric)
     regeneration = (
         regenerate(model, trace, ablation, progress=progress) if regenerate_text else None
     )
-    return AblationReport(ablation, effect, regeneration)
+    paired = None
+    if samples or controls:
+        if samples < 1:
+            raise InvalidSettingError("controls need samples: give samples=N as well")
+        if controls and site != "heads":
+            raise InvalidSettingError("controls are random heads: they need the heads site")
+        drawn = control_targets(
+            model, len(ablation.targets), controls, [*ablation.heads, *exclude],
+            seed=trace.settings.seed or 0,
+        )  # fmt: skip
+        paired = paired_samples(
+            model, trace, ablation, samples=samples, max_new_tokens=max_new_tokens,
+            controls=[ablation_for(heads) for heads in drawn], progress=progress,
+        )  # fmt: skip
+    return AblationReport(ablation, effect, regeneration, paired)

@@ -1,0 +1,63 @@
+"""Statistics over paired samples: a value with its percentile-bootstrap 95% interval."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+BOOTSTRAP_DRAWS = 2000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic of the samples and its 95% interval (NaN where it is undefined)."""
+
+    value: float
+    lo: float
+    hi: float
+
+    def json(self) -> dict[str, Any]:
+        """`{"value": x, "ci95": [lo, hi]}`, None for an undefined number (JSON has no NaN)."""
+
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else round(x, 6)
+
+        return {"value": num(self.value), "ci95": [num(self.lo), num(self.hi)]}
+
+    def text(self, digits: int = 3) -> str:
+        if math.isnan(self.value):
+            return "n/a"
+        return f"{self.value:.{digits}f} [{self.lo:.{digits}f}, {self.hi:.{digits}f}]"
+
+
+def bootstrap(
+    values: Sequence[float] | Tensor,
+    statistic: Callable[[Tensor], Tensor] = lambda x: x.mean(-1),
+    *,
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = 0,
+) -> Estimate:
+    """`statistic` of `values` with the 2.5th and 97.5th percentiles of the statistic over
+    `draws` resamples (with replacement, seeded: the same values give the same interval).
+    `statistic` maps `[..., n]` to `[...]`. One value: its interval is the value itself."""
+    x = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if x.numel() == 0:
+        return Estimate(math.nan, math.nan, math.nan)
+    value = float(statistic(x))
+    if x.numel() == 1:
+        return Estimate(value, value, value)
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, x.numel(), (draws, x.numel()), generator=generator)
+    stats = statistic(x[index])
+    lo, hi = torch.quantile(stats, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return Estimate(value, lo, hi)
+
+
+def median(x: Tensor) -> Tensor:
+    """The median along the last axis (the mean of the two middle values for an even count)."""
+    return x.quantile(0.5, dim=-1)

@@ -1,0 +1,111 @@
+"""Ablation effects over paired samples: pairs against single regenerations with their seeds,
+per-pair KL and log-prob change against the teacher-forced effect of that text, the bootstrap
+against a known proportion, controls, and effect.json."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import interp
+from interp.errors import InvalidSettingError
+from interp.generation import row_seed
+from interp.interventions import ablate, ablation_effect, make_ablation
+from interp.interventions.ablate import AblationRecord
+from interp.interventions.samples import control_targets, paired_samples
+from interp.stats import bootstrap, median
+
+
+@pytest.fixture(scope="module")
+def sampled(tiny):
+    return interp.generate(tiny, "The earth revolves around", max_new_tokens=10, seed=5, top_k=40)
+
+
+def test_with_nothing_ablated_every_pair_is_identical(tiny, sampled):
+    nothing = make_ablation(tiny, sampled, [(0, 0)], "zero").only([])
+    result = paired_samples(tiny, sampled, nothing, samples=5)
+    stats = result.effect
+    assert all(p.first_divergence is None for p in stats.pairs)
+    assert stats.divergence_rate.value == 0 and stats.kl_mean.value == pytest.approx(0, abs=1e-6)
+    assert stats.first_divergence_median.value == 10  # censored at the horizon
+    assert result.greedy is not None and result.greedy.first_divergence is None
+
+
+def test_pair_k_is_a_single_run_with_its_seed_and_its_kl_the_forced_effect(tiny, sampled):
+    ablation = make_ablation(tiny, sampled, [(0, 1), (1, 3)], "zero")
+    result = paired_samples(tiny, sampled, ablation, samples=4, max_new_tokens=8)
+    prompt = sampled.token_ids[: sampled.prompt_len].tolist()
+    options = {"max_new_tokens": 8, "top_k": 40}
+    assert any(p.first_divergence is not None for p in result.effect.pairs)
+    for k, pair in enumerate(result.effect.pairs):
+        seed = row_seed(5, k)
+        assert pair.seed == seed
+        base = interp.generate(tiny, prompt, seed=seed, **options)
+        moved = interp.generate(
+            tiny, prompt, seed=seed, fwd_hooks=ablation.hooks(tiny.device), **options
+        )
+        assert (pair.baseline_text, pair.ablated_text) == (base.continuation, moved.continuation)
+        effect = ablation_effect(tiny, base, ablation)  # along this pair's baseline tokens
+        torch.testing.assert_close(pair.kl, effect.kl.float(), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(pair.delta_logprob, effect.delta_logprob.float(), atol=1e-5,
+                                   rtol=1e-4)  # fmt: skip
+    rate = sum(p.first_divergence is not None for p in result.effect.pairs) / 4
+    assert result.effect.divergence_rate.value == rate
+    kl = [float(p.kl.mean()) for p in result.effect.pairs]
+    assert result.effect.kl_mean.value == pytest.approx(sum(kl) / 4)
+    curve = result.effect.kl_curve
+    assert curve.shape == (3, 8) and torch.all(curve[1] <= curve[0] + 1e-9)
+
+
+def test_the_bootstrap_interval_of_a_known_proportion():
+    ones = [1.0] * 30 + [0.0] * 70
+    est = bootstrap(ones)
+    half = 1.96 * math.sqrt(0.3 * 0.7 / 100)  # the normal approximation's half-width
+    assert est.value == pytest.approx(0.3)
+    assert est.lo == pytest.approx(0.3 - half, abs=0.02)
+    assert est.hi == pytest.approx(0.3 + half, abs=0.02)
+    assert bootstrap(ones) == est  # seeded: the same values, the same interval
+    assert bootstrap([4.0, 1.0, 3.0], median).value == 3.0
+    assert bootstrap([2.5]).json() == {"value": 2.5, "ci95": [2.5, 2.5]}
+    assert bootstrap([]).json() == {"value": None, "ci95": [None, None]}
+
+
+def test_controls_are_seeded_random_heads_outside_the_excluded(tiny):
+    excluded = [(0, 0), (0, 1), (1, 0)]
+    sets = control_targets(tiny, 2, 6, excluded, seed=3)
+    assert sets == control_targets(tiny, 2, 6, excluded, seed=3) and len(sets) == 6
+    assert all(len(s) == 2 and not set(s) & set(excluded) for s in sets)
+    with pytest.raises(InvalidSettingError, match="too few for a control"):
+        control_targets(tiny, tiny.n_layers * tiny.n_heads, 1, excluded)
+
+
+def test_ablate_with_samples_writes_its_pairs_and_controls_into_effect_json(tiny, sampled):
+    report = ablate(
+        tiny, sampled, "L0H1,L1H3", "zero", samples=3, controls=2, exclude=[(0, 0)],
+        max_new_tokens=6, regenerate_text=False,
+    )  # fmt: skip
+    summary = report.summary()
+    assert summary["samples"] == 3 and summary["horizon"] == 6 and len(summary["pairs"]) == 3
+    assert set(summary["pairs"][0]) == {
+        "seed", "baseline_text", "ablated_text", "first_divergence", "kl_mean",
+        "delta_logprob_mean",
+    }  # fmt: skip
+    for key in ("divergence_rate", "first_divergence_median", "kl_mean"):
+        assert set(summary[key]) == {"value", "ci95"} and len(summary[key]["ci95"]) == 2
+    assert len(summary["controls"]) == 2
+    for control in summary["controls"]:
+        assert len(control["heads"]) == 2 and "L0H0" not in control["heads"]
+        assert not {"L0H1", "L1H3"} & set(control["heads"]) and "kl_mean" in control
+    assert summary["delta_logprob_total"] == pytest.approx(
+        report.effect.delta_logprob_total, abs=1e-6
+    )
+    back = AblationRecord.from_json(summary, Path("effect.json"))
+    assert back.paired is not None and back.paired["samples"] == 3
+    plain = ablate(tiny, sampled, "L0H1", "zero", regenerate_text=False).summary()
+    assert "samples" not in plain
+    assert AblationRecord.from_json(plain, Path("effect.json")).paired is None
+    with pytest.raises(InvalidSettingError, match="controls need samples"):
+        ablate(tiny, sampled, "L0H1", controls=2, regenerate_text=False)
+    with pytest.raises(InvalidSettingError, match="samples must be at least 1"):
+        paired_samples(tiny, sampled, report.ablation, samples=0)
