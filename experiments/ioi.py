@@ -121,7 +121,8 @@ def study(model, rows: list[dict], sets: dict, n_receivers: int) -> dict:
     movers = [h for h, v in logits["path"].top(4 * n_receivers) if v > 0][:n_receivers]
     receivers = ",".join(f"{h}.q" for h in movers)
     out["path_logits"] = logits
-    out["path_queries"] = interp.path_patch(model, clean, abc, receivers=receivers, metric=diff)
+    for key, corrupted in (("path_queries", abc), ("path_queries_s2", s2)):
+        out[key] = interp.path_patch(model, clean, corrupted, receivers=receivers, metric=diff)
     return out
 
 
@@ -132,30 +133,35 @@ def roles(model, results: dict) -> dict:
     from interp import parse_label
 
     dla = results["dla"]
-    into_logits = results["path_logits"]["path"].effect
-    patched = results["abc_denoise"]["heads"].effect
-    into_queries = results["path_queries"]["path"].effect
     scale = float(dla.abs().max()) or 1.0
+    measures = {
+        "path_into_logits": results["path_logits"]["path"],
+        "patching_abc_denoise": results["abc_denoise"]["heads"],
+        "patching_abc_noise": results["abc_noise"]["heads"],
+        "patching_s2_swap_denoise": results["s2_denoise"]["heads"],
+        "path_into_name_mover_queries_abc": results["path_queries"]["path"],
+        "path_into_name_mover_queries_s2_swap": results["path_queries_s2"]["path"],
+    }
 
     def evidence(label: str) -> dict:
-        layer, head = parse_label(label)
-        return {
-            "head": label,
-            "dla": round(float(dla[layer, head]), 3),
-            "path_into_logits": round(float(into_logits[layer, head]), 3),
-            "patching_denoise": round(float(patched[layer, head]), 3),
-            "path_into_name_mover_queries": round(float(into_queries[layer, head]), 3),
-        }
+        at = parse_label(label)
+        found = {"head": label, "dla": round(float(dla[at]), 3)}
+        return found | {k: round(float(r.effect[at]), 3) for k, r in measures.items()}
 
     movers = [
-        evidence(h) for h, v in results["path_logits"]["path"].top(10)
+        evidence(h) for h, v in measures["path_into_logits"].top(10)
         if v > 0 and float(dla[parse_label(h)]) > 0.25 * scale
     ][:5]  # fmt: skip
-    mover_heads = {m["head"] for m in movers}
+    taken = {m["head"] for m in movers}
+    patched = [k for k in measures if k.startswith("patching")]
+    strongest: dict[str, float] = {}  # a head's largest |patching effect| in any setting
+    for key in patched:
+        for label, value in measures[key].top(15):
+            strongest[label] = max(strongest.get(label, 0.0), abs(value))
     upstream = [
-        evidence(h) for h, _ in results["abc_denoise"]["heads"].top(15)
-        if h not in mover_heads and abs(float(dla[parse_label(h)])) < 0.25 * scale
-    ][:5]  # fmt: skip
+        evidence(h) for h in sorted(strongest, key=lambda h: -strongest[h])
+        if h not in taken and abs(float(dla[parse_label(h)])) < 0.25 * scale
+    ][:6]  # fmt: skip
     return {"name_movers": movers, "upstream": upstream}
 
 
@@ -196,6 +202,7 @@ def write(args, model, rows, clean, results: dict, write_experiment) -> int:
         "path_patching": {
             "logits": results["path_logits"].summary(),
             "queries": results["path_queries"].summary(),
+            "queries_s2_swap": results["path_queries_s2"].summary(),
         },
         "candidate_roles": candidates,
     }
@@ -244,28 +251,29 @@ def write(args, model, rows, clean, results: dict, write_experiment) -> int:
         more, pngs = patching_sections(resid, prefix=f"t{t}_", heading=f"template {t}: ")
         sections += more
         figs |= pngs
-    for key in ("path_logits", "path_queries"):
-        more, pngs = patching_sections(results[key], prefix=f"{key}_", heading="ABC: ")
+    for key, heading in (("path_logits", "ABC: "), ("path_queries", "ABC: "),
+                         ("path_queries_s2", "S2 swap: ")):  # fmt: skip
+        more, pngs = patching_sections(results[key], prefix=f"{key}_", heading=heading)
         sections += more
         figs |= pngs
-    role_table = [["candidate role", "head", "DLA", "path into logits", "patching (denoise)",
-                   "path into name movers' queries"]]  # fmt: skip
+    role_table = [["candidate role", "head", "DLA", "path into logits", "patching ABC denoise",
+                   "ABC noise", "S2 swap denoise", "path into movers' queries: ABC",
+                   "S2 swap"]]  # fmt: skip
     for role, found in (("name mover", candidates["name_movers"]),
                         ("upstream of the name movers", candidates["upstream"])):  # fmt: skip
         for c in found:
-            role_table.append([role, c["head"], c["dla"], c["path_into_logits"],
-                               c["patching_denoise"],
-                               c["path_into_name_mover_queries"]])  # fmt: skip
+            role_table.append([role, *c.values()])
     sections.append(
         Section(
             "Candidate roles (hypotheses, not verdicts)",
             [
                 "Name movers: heads whose direct path into the logits carries a large part of "
                 "the denoising effect and whose direct attribution is large. Upstream heads: "
-                "large patching effect but little direct attribution: they act through later "
-                "heads (for example through the name movers' queries, as S-inhibition heads "
-                "would). Each needs its own test (attention to the names, ablation) before it "
-                "is called one."
+                "a large patching effect in some setting (ABC either way, or the S2 swap) but "
+                "little direct attribution: they act through later heads (for example through "
+                "the name movers' queries, as S-inhibition heads would). With grouped-query "
+                "attention only the queries' paths can be patched on their own. Each needs its "
+                "own test (attention to the names, ablation) before it is called one."
             ],
             table=role_table,
         )

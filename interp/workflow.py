@@ -119,12 +119,15 @@ def sweep_into(
 def strong_heads(
     model: Model, directory: str | os.PathLike[str] | None = None
 ) -> list[tuple[int, int]]:
-    """The heads that matter, which random controls leave out: the ten strongest of each head
-    role (the model's probe) and, where DIR holds a sweep, its twenty largest effects."""
+    """The heads that matter, which random controls leave out: the strongest 4% of the heads
+    by each head role (the model's probe; 11 of SmolLM2's 270) and, where DIR holds a sweep,
+    its 7.5% largest effects (20)."""
+    total = model.n_layers * model.n_heads
     roles = model_head_roles(model)
-    labels = {label for role in roles.roles for label, _ in roles.top(role, 10)}
+    per_role, swept = max(1, round(0.04 * total)), max(1, round(0.075 * total))
+    labels = {label for role in roles.roles for label, _ in roles.top(role, per_role)}
     if directory is not None and SweepResult.saved_in(directory):
-        labels |= {label for label, _ in SweepResult.load(directory).top_heads(20)}
+        labels |= {label for label, _ in SweepResult.load(directory).top_heads(swept)}
     return sorted(parse_label(label) for label in labels)
 
 

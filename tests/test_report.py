@@ -330,8 +330,9 @@ def test_ioi_experiment(tmp_path, smollm):
         "L23H3"
     )
     assert paths["queries"]["receivers"].endswith(".q")
+    assert paths["queries_s2_swap"]["receivers"] == paths["queries"]["receivers"]
     assert "L23H3" in [c["head"] for c in s["candidate_roles"]["name_movers"]]
     page = (out / "index.html").read_text()
     assert "Candidate roles (hypotheses, not verdicts)" in page
-    assert len(list((out / "figures").glob("*.png"))) == 15
+    assert len(list((out / "figures").glob("*.png"))) == 17
     assert run_experiment("ioi", "--pairs", "0", "--out", str(out)).returncode == 2

@@ -89,7 +89,7 @@ def test_ablate_with_samples_writes_its_pairs_and_controls_into_effect_json(tiny
     assert summary["samples"] == 3 and summary["horizon"] == 6 and len(summary["pairs"]) == 3
     assert set(summary["pairs"][0]) == {
         "seed", "baseline_text", "ablated_text", "first_divergence", "kl_mean",
-        "delta_logprob_mean",
+        "delta_logprob_mean", "divergence_chars",
     }  # fmt: skip
     for key in ("divergence_rate", "first_divergence_median", "kl_mean"):
         assert set(summary[key]) == {"value", "ci95"} and len(summary[key]["ci95"]) == 2
@@ -109,3 +109,26 @@ def test_ablate_with_samples_writes_its_pairs_and_controls_into_effect_json(tiny
         ablate(tiny, sampled, "L0H1", controls=2, regenerate_text=False)
     with pytest.raises(InvalidSettingError, match="samples must be at least 1"):
         paired_samples(tiny, sampled, report.ablation, samples=0)
+
+
+def test_the_report_shows_the_pairs_their_aggregates_and_figures(tiny, sampled, tmp_path):
+    from test_report import assert_renders
+
+    from interp.report import build_report
+    from interp.workflow import ablate_into, analyze_into
+
+    directory = tmp_path / "trace"
+    sampled.save(directory)
+    analyze_into(tiny, sampled, directory)
+    ablate_into(
+        tiny, sampled, directory, [(0, 1), (1, 3)], "zero", samples=4, controls=2,
+        max_new_tokens=6,
+    )  # fmt: skip
+    (record,) = AblationRecord.load_all(directory)
+    assert record.paired is not None and len(record.paired["controls"]) == 2
+    page = build_report(directory)
+    html = page.read_text()
+    assert "4 paired samples, 6 tokens each" in html and html.count("control:") == 2
+    assert (directory / "figures" / "samples_0_kl.png").exists()
+    assert (directory / "figures" / "samples_0_divergence.png").exists()
+    assert_renders(page, tmp_path)

@@ -40,6 +40,7 @@ class Pair:
     first_divergence: int | None  # continuation index; None: identical
     kl: Tensor  # [step] KL(baseline || intervened) at each baseline token
     delta_logprob: Tensor  # [step] intervened minus baseline log-prob of each baseline token
+    divergence_chars: tuple[int, int] | None = None  # where each text parts, in characters
 
     def json(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,9 @@ class Pair:
             "first_divergence": self.first_divergence,
             "kl_mean": _mean(self.kl),
             "delta_logprob_mean": _mean(self.delta_logprob),
+            "divergence_chars": None
+            if self.divergence_chars is None
+            else list(self.divergence_chars),
         }
 
 
@@ -216,9 +220,14 @@ def _pair(
     tokens = base.token_ids[p:n, None]
     kl = (lp.exp() * (lp - mlp)).sum(-1).clamp_min(0.0)
     delta = (mlp.gather(-1, tokens) - lp.gather(-1, tokens))[:, 0]
-    return Pair(
-        seed, base.continuation, moved.continuation, first_divergence(base, moved), kl, delta
-    )
+    parted = first_divergence(base, moved)
+    chars = None
+    if parted is not None:
+        chars = (
+            len(model.decode(base.continuation_ids[:parted])),
+            len(model.decode(moved.continuation_ids[:parted])),
+        )
+    return Pair(seed, base.continuation, moved.continuation, parted, kl, delta, chars)
 
 
 def _stats(label: str, horizon: int, pairs: list[Pair]) -> SampleStats:

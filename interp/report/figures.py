@@ -210,3 +210,34 @@ def row_spread(labels: Sequence[str], per_row: np.ndarray, title: str, label: st
     ax.set_ylabel(label)
     ax.set_title(title, fontsize=10)
     return _png(fig)
+
+
+def divergence_histogram(positions: dict[str, list[int]], horizon: int) -> bytes:
+    """Where each pair's texts first part (a generated-token index; `horizon`: not within
+    it), one bar series per intervention."""
+    fig = Figure(figsize=(6.4, 2.8))
+    ax = fig.add_subplot()
+    bins = np.arange(horizon + 2) - 0.5
+    ax.hist(list(positions.values()), bins=bins, label=list(positions), histtype="bar")
+    ax.set_xlabel(f"first diverging generated token ({horizon}: none within {horizon})")
+    ax.set_ylabel("pairs")
+    ax.legend(fontsize=7)
+    ax.set_title("First divergence of the paired texts", fontsize=10)
+    return _png(fig)
+
+
+def kl_bands(curves: dict[str, np.ndarray]) -> bytes:
+    """Mean KL(baseline || intervened) at each generated step over the pairs, with its 95%
+    band (`[3, step]`: mean, low, high), one curve per intervention."""
+    fig = Figure(figsize=(6.4, 2.8))
+    ax = fig.add_subplot()
+    for label, band in curves.items():
+        x = np.arange(band.shape[1])
+        (line,) = ax.plot(x, band[0], label=label, linewidth=1.4)
+        ax.fill_between(x, band[1], band[2], color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("generated token")
+    ax.set_ylabel("KL (nats)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7)
+    ax.set_title("KL(baseline || intervened) along the baseline's tokens", fontsize=10)
+    return _png(fig)

@@ -125,6 +125,9 @@ def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
             inputs.tokens[inputs.window_start :],
             "Attention patterns of the heads that matter",
         )
+    for i, record in enumerate(inputs.ablations):
+        if record.paired is not None:
+            pngs |= _sample_figures(i, record.paired)
     if inputs.sweep is not None:
         pngs["sweep.png"] = figures.head_heatmap(
             inputs.sweep.delta.numpy(),
@@ -134,6 +137,29 @@ def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
             diverging=True,
         )
     return pngs
+
+
+def _sample_figures(i: int, paired: dict[str, Any]) -> dict[str, bytes]:
+    """An ablation's paired samples: where the texts part, and the KL curve, beside its
+    controls' (pooled)."""
+    horizon = int(paired["horizon"])
+
+    def positions(pairs: list[dict[str, Any]]) -> list[int]:
+        return [horizon if p["first_divergence"] is None else min(p["first_divergence"], horizon)
+                for p in pairs]  # fmt: skip
+
+    def band(curve: dict[str, list[float | None]]) -> np.ndarray:
+        rows = [curve["mean"], curve["lo"], curve["hi"]]
+        return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+
+    hist = {"ablated": positions(paired["pairs"])}
+    curves = {"ablated": band(paired["kl_curve"])}
+    for k, control in enumerate(paired["controls"]):
+        curves[f"control {k + 1}"] = band(control["kl_curve"])
+    return {
+        f"samples_{i}_divergence.png": figures.divergence_histogram(hist, horizon),
+        f"samples_{i}_kl.png": figures.kl_bands(curves),
+    }
 
 
 def chosen_heads(inputs: ReportInputs) -> list[tuple[int, int, str]]:
