@@ -217,7 +217,7 @@ def divergence_histogram(positions: dict[str, list[int]], horizon: int) -> bytes
     it), one bar series per intervention."""
     fig = Figure(figsize=(6.4, 2.8))
     ax = fig.add_subplot()
-    bins = np.arange(horizon + 2) - 0.5
+    bins = [i - 0.5 for i in range(horizon + 2)]
     ax.hist(list(positions.values()), bins=bins, label=list(positions), histtype="bar")
     ax.set_xlabel(f"first diverging generated token ({horizon}: none within {horizon})")
     ax.set_ylabel("pairs")
