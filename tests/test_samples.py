@@ -132,3 +132,25 @@ def test_the_report_shows_the_pairs_their_aggregates_and_figures(tiny, sampled, 
     assert (directory / "figures" / "samples_0_kl.png").exists()
     assert (directory / "figures" / "samples_0_divergence.png").exists()
     assert_renders(page, tmp_path)
+
+
+@pytest.mark.real_model
+def test_induction_heads_change_copied_text_far_more_than_random_heads(smollm):
+    """The issue's setting: a list to copy; ablating the five strongest induction heads moves
+    the continuation's distribution far more than five random heads do, over 16 pairs."""
+    prompt = "Items: apple, chair, candle, window, river, stone, paper, cloud. Again: apple, chair,"
+    trace = interp.generate(smollm, prompt, max_new_tokens=10, seed=1)
+    roles = interp.model_head_roles(smollm)
+    top = [interp.parse_label(h) for h, _ in roles.top("induction", 5)]
+    strong = [interp.parse_label(h) for role in roles.roles for h, _ in roles.top(role, 11)]
+    report = ablate(
+        smollm, trace, top, "mean", samples=16, controls=3, exclude=strong, regenerate_text=False
+    )
+    paired = report.samples
+    assert paired is not None and len(paired.controls) == 3
+    effect = paired.effect
+    for control in paired.controls:
+        assert effect.kl_mean.lo > 3 * control.kl_mean.hi, (effect.line(), control.line())
+    assert effect.divergence_rate.value >= 0.5
+    assert effect.delta_logprob_per_token.hi < 0  # the copied text got less likely
+    assert "vs controls" in paired.comparison()
