@@ -54,6 +54,7 @@ bench: setup
 	$(PY) benchmarks/report.py --json benchmarks/results/report.json
 	$(PY) benchmarks/batch.py --json benchmarks/results/batch.json
 	$(PY) benchmarks/patching.py --json benchmarks/results/patching.json
+	$(PY) benchmarks/samples.py --json benchmarks/results/samples.json
 	$(PY) benchmarks/tables.py
 
 clean:

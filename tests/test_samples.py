@@ -154,3 +154,15 @@ def test_induction_heads_change_copied_text_far_more_than_random_heads(smollm):
     assert effect.divergence_rate.value >= 0.5
     assert effect.delta_logprob_per_token.hi < 0  # the copied text got less likely
     assert "vs controls" in paired.comparison()
+
+
+def test_a_forced_continuation_regenerates_from_its_prompt(tiny):
+    forced = interp.generate(tiny, "The earth revolves around", continuation=" the sun")
+    ablation = make_ablation(tiny, forced, [(1, 0)], "zero")
+    result = paired_samples(tiny, forced, ablation, samples=3, greedy=False)
+    assert result.effect.horizon == forced.n_generated and result.greedy is None
+    prompt = forced.token_ids[: forced.prompt_len].tolist()
+    first = interp.generate(
+        tiny, prompt, seed=row_seed(0, 0), max_new_tokens=forced.n_generated
+    )  # no seed recorded: the pairs' seeds derive from 0
+    assert result.effect.pairs[0].baseline_text == first.continuation
