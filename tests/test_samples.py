@@ -166,3 +166,30 @@ def test_a_forced_continuation_regenerates_from_its_prompt(tiny):
         tiny, prompt, seed=row_seed(0, 0), max_new_tokens=forced.n_generated
     )  # no seed recorded: the pairs' seeds derive from 0
     assert result.effect.pairs[0].baseline_text == first.continuation
+
+
+@pytest.mark.real_model
+def test_the_cli_prints_the_pairs_and_writes_them(smollm, tmp_path, capsys):
+    import json
+
+    from interp import cli
+
+    out = tmp_path / "trace"
+    argv = ["generate", "Items: apple, chair, candle. Again: apple,", "--max-new-tokens", "6"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    capsys.readouterr()
+    ablate_argv = ["ablate", str(out), "--heads", "L18H6,L17H3"]
+    assert cli.main([*ablate_argv, "--samples", "4", "--controls", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 paired samples, 6 tokens each:" in printed and "  control L" in printed
+    assert " vs controls " in printed and printed.count("    baseline: ") == 3
+    effect = json.loads((out / "ablations" / "L17H3_L18H6-mean" / "effect.json").read_text())
+    assert effect["samples"] == 4 and len(effect["controls"]) == 1
+    assert (
+        effect["kl_mean"]["ci95"][0] <= effect["kl_mean"]["value"] <= effect["kl_mean"]["ci95"][1]
+    )
+    assert set(effect["controls"][0]["heads"]).isdisjoint({"L18H6", "L17H3"})
+    for bad in (["--controls", "2"], ["--samples", "-1"], ["--max-new-tokens", "5"]):
+        assert cli.main([*ablate_argv, *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("--samples" in err or "samples" in err), err

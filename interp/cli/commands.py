@@ -198,8 +198,14 @@ def _print_samples(paired: Any, prompt: str, shown: int = 3) -> None:
     for pair in paired.effect.pairs[:shown]:
         where = "identical" if pair.first_divergence is None else f"from {pair.first_divergence}"
         print(f"  seed {pair.seed} ({where}):")
-        print(f"    baseline: {prompt}\u2502{pair.baseline_text!r}")
-        print(f"    ablated:  {prompt}\u2502{pair.ablated_text!r}")
+        for name, text, i in (
+            ("baseline", pair.baseline_text, 0),
+            ("ablated", pair.ablated_text, 1),
+        ):
+            if pair.divergence_chars is not None:
+                cut = pair.divergence_chars[i]
+                text = f"{text[:cut]}\u27e6{text[cut:]}\u27e7"
+            print(f"    {name + ':':9s} {prompt}\u2502{text}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
