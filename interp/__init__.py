@@ -39,6 +39,7 @@ _EXPORTS = {
     "make_ablation": "interp.interventions.ablation",
     "make_intervention": "interp.interventions.ablation",
     "ablate": "interp.interventions.ablate",
+    "ablate_samples": "interp.interventions.ablate",
     "ablation_effect": "interp.interventions.effect",
     "regenerate": "interp.interventions.regenerate",
     "sweep": "interp.interventions.sweep",
@@ -66,6 +67,7 @@ __all__ = [
     "Trace",
     "TraceSet",
     "ablate",
+    "ablate_samples",
     "ablate_into",
     "ablation_effect",
     "analyze",
@@ -104,7 +106,7 @@ if TYPE_CHECKING:
     from interp.generation import generate
     from interp.heads import parse_heads, parse_label
     from interp.hooks import default_hooks
-    from interp.interventions.ablate import ablate
+    from interp.interventions.ablate import ablate, ablate_samples
     from interp.interventions.ablation import make_ablation, make_intervention
     from interp.interventions.effect import ablation_effect
     from interp.interventions.patching import patch

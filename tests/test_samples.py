@@ -29,7 +29,7 @@ def test_with_nothing_ablated_every_pair_is_identical(tiny, sampled):
     assert all(p.first_divergence is None for p in stats.pairs)
     assert stats.divergence_rate.value == 0 and stats.kl_mean.value == pytest.approx(0, abs=1e-6)
     assert stats.first_divergence_median.value == 10  # censored at the horizon
-    assert result.greedy is not None and result.greedy.first_divergence is None
+    assert len(result.greedy) == 1 and result.greedy[0].first_divergence is None
 
 
 def test_pair_k_is_a_single_run_with_its_seed_and_its_kl_the_forced_effect(tiny, sampled):
@@ -160,7 +160,7 @@ def test_a_forced_continuation_regenerates_from_its_prompt(tiny):
     forced = interp.generate(tiny, "The earth revolves around", continuation=" the sun")
     ablation = make_ablation(tiny, forced, [(1, 0)], "zero")
     result = paired_samples(tiny, forced, ablation, samples=3, greedy=False)
-    assert result.effect.horizon == forced.n_generated and result.greedy is None
+    assert result.effect.horizon == forced.n_generated and result.greedy == []
     prompt = forced.token_ids[: forced.prompt_len].tolist()
     first = interp.generate(
         tiny, prompt, seed=row_seed(0, 0), max_new_tokens=forced.n_generated
@@ -193,3 +193,23 @@ def test_the_cli_prints_the_pairs_and_writes_them(smollm, tmp_path, capsys):
         assert cli.main([*ablate_argv, *bad]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and ("--samples" in err or "samples" in err), err
+
+
+def test_a_set_pools_its_rows_pairs_each_with_its_own_means(tiny):
+    prompts = ["The earth revolves around", "Attention heads copy"]
+    rows = interp.generate(tiny, prompts, max_new_tokens=5, seed=2, top_k=40)
+    pooled = interp.ablate_samples(tiny, rows, "L0H2", "mean", samples=3, controls=1)
+    assert (
+        len(pooled.effect.pairs) == 6 and [p.row for p in pooled.effect.pairs] == [0] * 3 + [1] * 3
+    )
+    assert len(pooled.greedy) == 2 and len(pooled.controls) == 1
+    assert len(pooled.controls[0].pairs) == 6
+    kl = []
+    for i, row in enumerate(rows):
+        alone = interp.ablate_samples(tiny, row, "L0H2", "mean", samples=3, controls=1)
+        assert [p.ablated_text for p in alone.effect.pairs] == [
+            p.ablated_text for p in pooled.effect.pairs if p.row == i
+        ]
+        kl += [float(p.kl.mean()) for p in alone.effect.pairs]
+    assert pooled.effect.kl_mean.value == pytest.approx(sum(kl) / 6)
+    assert pooled.summary()["pairs"][3]["row"] == 1

@@ -5,13 +5,14 @@
 - `regenerate`: generating again with the same prompt, settings and sampler noise;
 - `sweep`: every head alone, exact (from the intervened layer on) or triaged;
 - `attribution_patching`: the first-order estimate the triage ranks by;
-- `ablate`: effect plus regeneration in one call, and its record on disk;
+- `ablate`: effect plus regeneration in one call, and its record on disk; `samples`: paired
+  regenerations of an intervention and their statistics (`ablate_samples` on a trace or set);
 - `sites`, `runner`: where an intervention acts, and the exact batched run from that layer;
 - `patching`, `path_patching`, `patching_result`: activation and path patching between a
   clean and a corrupted run, and their results.
 """
 
-from interp.interventions.ablate import AblationRecord, AblationReport, ablate
+from interp.interventions.ablate import AblationRecord, AblationReport, ablate, ablate_samples
 from interp.interventions.ablation import (
     MODES,
     TRACE_MODES,
@@ -48,6 +49,7 @@ __all__ = [
     "SweepMethod",
     "SweepResult",
     "ablate",
+    "ablate_samples",
     "ablation_effect",
     "attribution_estimate",
     "continuation_logprobs",

@@ -16,7 +16,12 @@ from interp.interventions import sites
 from interp.interventions.ablation import Ablation, AblationMode, make_intervention
 from interp.interventions.effect import AblationEffect, ablation_effect
 from interp.interventions.regenerate import Regeneration, regenerate
-from interp.interventions.samples import PairedSamples, control_targets, paired_samples
+from interp.interventions.samples import (
+    PairedSamples,
+    control_targets,
+    paired_samples,
+    pool,
+)
 from interp.interventions.sites import Site, Target
 from interp.metrics import Metric, MetricFn
 from interp.models.model import Model
@@ -213,16 +218,62 @@ def ablate(
     )
     paired = None
     if samples or controls:
-        if samples < 1:
-            raise InvalidSettingError("controls need samples: give samples=N as well")
-        if controls and site != "heads":
-            raise InvalidSettingError("controls are random heads: they need the heads site")
-        drawn = control_targets(
-            model, len(ablation.targets), controls, [*ablation.heads, *exclude],
-            seed=trace.settings.seed or 0,
-        )  # fmt: skip
-        paired = paired_samples(
-            model, trace, ablation, samples=samples, max_new_tokens=max_new_tokens,
-            controls=[ablation_for(heads) for heads in drawn], progress=progress,
+        paired = ablate_samples(
+            model, trace, targets, mode, site=site, samples=samples, controls=controls,
+            exclude=exclude, max_new_tokens=max_new_tokens, reference=reference,
+            resample_text=resample_text, progress=progress,
         )  # fmt: skip
     return AblationReport(ablation, effect, regeneration, paired)
+
+
+def ablate_samples(
+    model: Model,
+    runs: Trace | TraceSet,
+    heads: str | Sequence[Target],
+    mode: AblationMode = "mean",
+    *,
+    site: Site = "heads",
+    samples: int = 16,
+    controls: int = 0,
+    exclude: Sequence[tuple[int, int]] = (),
+    max_new_tokens: int | None = None,
+    reference: TraceSet | Trace | None = None,
+    resample_text: str | None = None,
+    progress: bool = False,
+) -> PairedSamples:
+    """Paired samples of ablating `heads` (see `ablate`) on a trace, or on every row of a set
+    (each row with its own replacement values, such as its own means, and the same control
+    heads), the rows' pairs pooled into one sample."""
+    rows = [runs] if isinstance(runs, Trace) else list(runs)
+    if samples < 1:
+        raise InvalidSettingError(
+            f"samples must be at least 1, got {samples} (controls need samples: give samples=N)"
+        )
+    if controls and site != "heads":
+        raise InvalidSettingError("controls are random heads: they need the heads site")
+    targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
+    targets = sites.check_targets(site, targets, model)
+    strong = [(layer, head) for layer, head in targets if head is not None]
+    drawn = control_targets(
+        model, len(targets), controls, [*strong, *exclude], seed=rows[0].settings.seed or 0
+    )
+    parts = []
+    for row in rows:
+
+        def build(on: Sequence[Target], row: Trace = row) -> Ablation:
+            return make_intervention(
+                model, row, on, mode, site=site, reference=reference, resample_text=resample_text
+            )
+
+        parts.append(
+            paired_samples(
+                model,
+                row,
+                build(targets),
+                samples=samples,
+                max_new_tokens=max_new_tokens,
+                controls=[build(c) for c in drawn],
+                progress=progress,
+            )  # fmt: skip
+        )
+    return parts[0] if isinstance(runs, Trace) else pool(parts)

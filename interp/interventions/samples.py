@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -32,7 +32,8 @@ from interp.trace import Trace
 
 @dataclass
 class Pair:
-    """One pair: the baseline and intervened continuations of one seed (None: greedy)."""
+    """One pair: the baseline and intervened continuations of one seed (None: greedy), of
+    one row of a set (`row`; None for a trace)."""
 
     seed: int | None
     baseline_text: str
@@ -41,9 +42,11 @@ class Pair:
     kl: Tensor  # [step] KL(baseline || intervened) at each baseline token
     delta_logprob: Tensor  # [step] intervened minus baseline log-prob of each baseline token
     divergence_chars: tuple[int, int] | None = None  # where each text parts, in characters
+    row: int | None = None
 
     def json(self) -> dict[str, Any]:
         return {
+            **({} if self.row is None else {"row": self.row}),
             "seed": self.seed,
             "baseline_text": self.baseline_text,
             "ablated_text": self.ablated_text,
@@ -89,12 +92,12 @@ class SampleStats:
 
 @dataclass
 class PairedSamples:
-    """The intervention's pairs and aggregates, the greedy pair, and the same for each control
-    (random targets of the same size)."""
+    """The intervention's pairs and aggregates, the greedy pair (one per row), and the same for
+    each control (random targets of the same size)."""
 
-    samples: int
+    samples: int  # pairs per row
     effect: SampleStats
-    greedy: Pair | None
+    greedy: list[Pair]
     controls: list[SampleStats]
 
     def summary(self) -> dict[str, Any]:
@@ -105,7 +108,7 @@ class PairedSamples:
             "pairs": [p.json() for p in self.effect.pairs],
             **self.effect.aggregates(),
             "kl_curve": _curve(self.effect.kl_curve),
-            "greedy": None if self.greedy is None else self.greedy.json(),
+            "greedy": [g.json() for g in self.greedy],
             "controls": [
                 {"heads": c.label.split(","), **c.aggregates(), "kl_curve": _curve(c.kl_curve)}
                 for c in self.controls
@@ -168,12 +171,32 @@ def paired_samples(
     out_controls = [
         _stats(c.label, horizon, pairs_of(c, baseline, base_logp, seeds)) for c in controls
     ]
-    greedy_pair = None
+    greedy_pairs = []
     if greedy:
         g = list(generate(model, prompt, temperature=0.0, num_samples=1, seed=0, **options))
         g_logp = _logprobs(model, g, ())
-        greedy_pair = pairs_of(intervention, g, g_logp, [None])[0]
-    return PairedSamples(samples, effect, greedy_pair, out_controls)
+        greedy_pairs = pairs_of(intervention, g, g_logp, [None])
+    return PairedSamples(samples, effect, greedy_pairs, out_controls)
+
+
+def pool(rows: Sequence[PairedSamples]) -> PairedSamples:
+    """The pairs of several rows (a set's, each with its own interventions on the same
+    targets) as one sample: every aggregate over all of their pairs, each pair keeping its
+    row."""
+    if not rows:
+        raise InvalidSettingError("nothing to pool: no rows")
+
+    def numbered(i: int, pairs: list[Pair]) -> list[Pair]:
+        return [replace(p, row=i) for p in pairs]
+
+    def pooled(parts: list[SampleStats]) -> SampleStats:
+        pairs = [p for i, part in enumerate(parts) for p in numbered(i, part.pairs)]
+        return _stats(parts[0].label, parts[0].horizon, pairs)
+
+    first = rows[0]
+    controls = [pooled([r.controls[k] for r in rows]) for k in range(len(first.controls))]
+    greedy = [p for i, r in enumerate(rows) for p in numbered(i, r.greedy)]
+    return PairedSamples(first.samples, pooled([r.effect for r in rows]), greedy, controls)
 
 
 def _with(rows: list[Trace], sampled: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

@@ -162,6 +162,13 @@ def _sample_figures(i: int, paired: dict[str, Any]) -> dict[str, bytes]:
     }
 
 
+def _greedy_rows(greedy: Any) -> list[dict[str, Any]]:
+    """The greedy pairs of an effect.json (a list; one object or none before sets), each
+    labelled "greedy" in the seed column."""
+    found = greedy if isinstance(greedy, list) else [] if greedy is None else [greedy]
+    return [{**g, "seed": "greedy"} for g in found if isinstance(g, dict)]
+
+
 def chosen_heads(inputs: ReportInputs) -> list[tuple[int, int, str]]:
     """Heads worth a look, as (layer, head, why): strongest by role, by direct logit
     attribution, by ablation; a head picked for several reasons appears once."""
@@ -297,6 +304,7 @@ def render_page(
         sweep=inputs.sweep,
         sweep_metric=describe(inputs.sweep.metric) if inputs.sweep is not None else "",
         ablations=inputs.ablations,
+        greedy_rows=_greedy_rows,
         window_start=inputs.window_start,
         n_positions=len(tokens),
         pngs={k: b64(v) for k, v in pngs.items()},
