@@ -28,8 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import interp
     from interp import library_versions, parse_label
-    from interp.interventions import make_ablation
-    from interp.interventions.samples import paired_samples
+    from interp.interventions import make_ablation, paired_samples
 
     torch.set_grad_enabled(False)
     model = interp.load_model()

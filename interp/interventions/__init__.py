@@ -28,6 +28,7 @@ from interp.interventions.patching import patch
 from interp.interventions.patching_result import PATCH_SITES, Patching, PatchingResult
 from interp.interventions.path_patching import path_patch
 from interp.interventions.regenerate import Regeneration, first_divergence, regenerate
+from interp.interventions.samples import PairedSamples, paired_samples
 from interp.interventions.sweep import SweepMethod, SweepResult, exact_effects, sweep
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "Intervention",
     "make_intervention",
     "patch",
+    "PairedSamples",
+    "paired_samples",
     "path_patch",
     "Ablation",
     "AblationEffect",
