@@ -15,8 +15,9 @@ from interp.analysis.suite import Analysis, SetAnalysis, analyze, default_probe_
 from interp.errors import TraceFormatError, WriteError
 from interp.heads import parse_label
 from interp.interventions import sites
-from interp.interventions.ablate import AblationReport, ablate
+from interp.interventions.ablate import AblationReport, ablate, ablate_samples
 from interp.interventions.ablation import AblationMode, ablation_dirname
+from interp.interventions.samples import PairedSamples
 from interp.interventions.sites import Site, Target
 from interp.interventions.sweep import SweepMethod, SweepResult, sweep
 from interp.metrics import Metric, MetricFn
@@ -171,3 +172,50 @@ def ablate_into(
     assert report.regeneration is not None  # ablate regenerates by default
     report.regeneration.ablated.save(out, extra_json={store.EFFECT_FILE: report.summary()})
     return report, out
+
+
+def ablate_set_into(
+    model: Model,
+    rows: TraceSet,
+    directory: str | os.PathLike[str],
+    heads: Sequence[Target],
+    mode: AblationMode = "mean",
+    *,
+    site: Site = "heads",
+    samples: int = 16,
+    controls: int = 0,
+    max_new_tokens: int | None = None,
+    reference: TraceSet | Trace | None = None,
+    resample_text: str | None = None,
+    progress: bool = False,
+) -> tuple[PairedSamples, Path]:
+    """Paired samples of an ablation on every row of a set (`ablate_samples`), written to
+    SET_DIR/ablations/<targets>-<mode>/effect.json (the targets, mode, site, row count and the
+    paired samples' keys; summary.json names the format). The output directory is checked
+    before any work."""
+    targets = sites.check_targets(site, heads, model)
+    out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(targets, mode, site)
+    own = frozenset({store.SUMMARY, store.EFFECT_FILE})
+    check_output_dir(out, own=own, formats=(SET_ABLATION_FORMAT,))
+    paired = ablate_samples(
+        model, rows, targets, mode, site=site, samples=samples, controls=controls,
+        exclude=strong_heads(model, directory) if controls else (),
+        max_new_tokens=max_new_tokens, reference=reference, resample_text=resample_text,
+        progress=progress,
+    )  # fmt: skip
+    kind = {"format": SET_ABLATION_FORMAT, "format_version": 1}
+    record = {
+        **kind,
+        "heads": [sites.label(site, t) for t in targets],
+        "mode": mode,
+        "site": site,
+        "rows": len(rows),
+        **paired.summary(),
+    }
+    with atomic.atomic_dir(out) as tmp:
+        (tmp / store.EFFECT_FILE).write_text(store.dumps(record), encoding="utf-8")
+        (tmp / store.SUMMARY).write_text(store.dumps(kind), encoding="utf-8")
+    return paired, out
+
+
+SET_ABLATION_FORMAT = "interp-set-ablation"

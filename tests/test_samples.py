@@ -213,3 +213,44 @@ def test_a_set_pools_its_rows_pairs_each_with_its_own_means(tiny):
         kl += [float(p.kl.mean()) for p in alone.effect.pairs]
     assert pooled.effect.kl_mean.value == pytest.approx(sum(kl) / 6)
     assert pooled.summary()["pairs"][3]["row"] == 1
+
+
+def test_a_sets_paired_samples_are_written_beside_it_and_replace_their_own(tiny, tmp_path):
+    import json
+
+    from interp.errors import OutputPathError
+    from interp.workflow import ablate_set_into
+
+    rows = interp.generate(tiny, ["The earth revolves", "Attention heads"], max_new_tokens=4)
+    directory = tmp_path / "set"
+    rows.save(directory)
+    paired, out = ablate_set_into(tiny, rows, directory, [(0, 2)], "zero", samples=2, controls=1)
+    effect = json.loads((out / "effect.json").read_text())
+    assert effect["rows"] == 2 and effect["heads"] == ["L0H2"] and effect["samples"] == 2
+    assert [p["row"] for p in effect["pairs"]] == [0, 0, 1, 1] and len(effect["controls"]) == 1
+    ablate_set_into(tiny, rows, directory, [(0, 2)], "zero", samples=2)  # its own: replaced
+    (out / "mine.txt").write_text("keep")
+    with pytest.raises(OutputPathError, match="mine.txt"):
+        ablate_set_into(tiny, rows, directory, [(0, 2)], "zero", samples=2)
+    assert (out / "mine.txt").read_text() == "keep"
+
+
+@pytest.mark.real_model
+def test_the_cli_samples_every_row_of_a_set(smollm, tmp_path, capsys):
+    import json
+
+    from interp import cli
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Items: apple, chair. Again: apple,\nThe earth revolves around\n")
+    out = tmp_path / "set"
+    argv = ["generate", "--prompts", str(prompts), "--max-new-tokens", "4", "--out", str(out)]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert cli.main(["ablate", str(out), "--heads", "L18H6", "--samples", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 paired samples, 4 tokens each:" in printed and "[2 rows]" in printed
+    effect = json.loads((out / "ablations" / "L18H6-mean" / "effect.json").read_text())
+    assert effect["rows"] == 2 and len(effect["pairs"]) == 4
+    assert cli.main(["ablate", str(out), "--heads", "L18H6"]) == 2  # a set needs --samples
+    assert "holds a trace set" in capsys.readouterr().err

@@ -128,6 +128,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from interp.atomic import exclusive
     from interp.errors import InvalidSettingError
     from interp.interventions import sites
+    from interp.traceset import TraceSet
     from interp.workflow import ablate_into
 
     metric, mode = _check_ablation(args)
@@ -139,8 +140,20 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise InvalidSettingError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     with exclusive(args.trace_dir):
-        model, trace = load_trace(args)
+        model, trace = load_trace(args, sets=args.samples > 0)
         targets = sites.parse_targets(args.heads, site, model)  # before any work
+        if isinstance(trace, TraceSet):  # a set: its rows' paired samples, pooled
+            from interp.workflow import ablate_set_into
+
+            paired, out = ablate_set_into(
+                model, trace, args.trace_dir, targets, mode, site=site,
+                samples=args.samples, controls=args.controls,
+                max_new_tokens=args.max_new_tokens, reference=_reference(args, model),
+                resample_text=args.resample_text, progress=sys.stderr.isatty(),
+            )  # fmt: skip
+            _print_samples(paired, f"[{len(trace)} rows]")
+            print(f"written to {out}")
+            return 0
         metric.bind(model, [trace])  # its tokens checked before any work too
         reference = _reference(args, model)
         report, out = ablate_into(
