@@ -213,6 +213,12 @@ def test_a_set_pools_its_rows_pairs_each_with_its_own_means(tiny):
         kl += [float(p.kl.mean()) for p in alone.effect.pairs]
     assert pooled.effect.kl_mean.value == pytest.approx(sum(kl) / 6)
     assert pooled.summary()["pairs"][3]["row"] == 1
+    via_ablate = interp.ablate(tiny, rows, "L0H2", "mean", samples=3, controls=1)
+    assert [p.ablated_text for p in via_ablate.effect.pairs] == [
+        p.ablated_text for p in pooled.effect.pairs
+    ]
+    with pytest.raises(InvalidSettingError, match="give samples=N"):
+        interp.ablate(tiny, rows, "L0H2")
 
 
 def test_a_sets_paired_samples_are_written_beside_it_and_replace_their_own(tiny, tmp_path):

@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from interp import schema, store
 from interp.errors import InvalidSettingError, TraceFormatError
@@ -154,7 +154,7 @@ class AblationRecord:
 
 PAIRED_KEYS = (
     "samples", "horizon", "pairs", "divergence_rate", "first_divergence_median", "kl_mean",
-    "delta_logprob_per_token", "kl_curve", "greedy", "controls",
+    "delta_logprob_per_token", "kl_curve", "greedy", "controls", "control_first_divergences",
 )  # fmt: skip
 
 
@@ -178,9 +178,49 @@ def _char_offset(trace: Trace, step: int | None) -> int | None:
     return len(trace.model.decode(trace.continuation_ids[:step]))
 
 
+@overload
 def ablate(
     model: Model,
     trace: Trace,
+    heads: str | Sequence[Target],
+    mode: AblationMode = ...,
+    *,
+    site: Site = ...,
+    metric: Metric | MetricFn | str | None = ...,
+    reference: TraceSet | Trace | None = ...,
+    resample_text: str | None = ...,
+    regenerate_text: bool = ...,
+    samples: int = ...,
+    controls: int = ...,
+    exclude: Sequence[tuple[int, int]] = ...,
+    max_new_tokens: int | None = ...,
+    progress: bool = ...,
+) -> AblationReport: ...
+
+
+@overload
+def ablate(
+    model: Model,
+    trace: TraceSet,
+    heads: str | Sequence[Target],
+    mode: AblationMode = ...,
+    *,
+    site: Site = ...,
+    metric: Metric | MetricFn | str | None = ...,
+    reference: TraceSet | Trace | None = ...,
+    resample_text: str | None = ...,
+    regenerate_text: bool = ...,
+    samples: int = ...,
+    controls: int = ...,
+    exclude: Sequence[tuple[int, int]] = ...,
+    max_new_tokens: int | None = ...,
+    progress: bool = ...,
+) -> PairedSamples: ...
+
+
+def ablate(
+    model: Model,
+    trace: Trace | TraceSet,
     heads: str | Sequence[Target],
     mode: AblationMode = "mean",
     *,
@@ -194,7 +234,7 @@ def ablate(
     exclude: Sequence[tuple[int, int]] = (),
     max_new_tokens: int | None = None,
     progress: bool = False,
-) -> AblationReport:
+) -> AblationReport | PairedSamples:
     """Ablate `heads` ("L5H1,L9H3", "L5", or (layer, head) pairs; for a layer's `site`, layers
     "L5,L7" or (layer, None) pairs): the effect on the recorded continuation (per token, and
     by `metric`), and (unless `regenerate_text=False`) a regeneration with the same seed.
@@ -202,7 +242,18 @@ def ablate(
     `samples=N`: N paired regenerations, one seed each for the baseline and the ablated run,
     `max_new_tokens` long (`interp.interventions.samples`), with `controls` random head sets of
     the same size drawn outside the ablated heads and `exclude` (the heads that matter: the
-    CLI excludes the strongest by role score and by the trace's sweep)."""
+    CLI excludes the strongest by role score and by the trace's sweep). Of a `TraceSet`: the
+    paired samples of every row, pooled (`ablate_samples`; `samples` is then required)."""
+    if isinstance(trace, TraceSet):
+        if samples < 1:
+            raise InvalidSettingError(
+                "a set's ablation is measured over paired samples of its rows: give samples=N"
+            )
+        return ablate_samples(
+            model, trace, heads, mode, site=site, samples=samples, controls=controls,
+            exclude=exclude, max_new_tokens=max_new_tokens, reference=reference,
+            resample_text=resample_text, progress=progress,
+        )  # fmt: skip
     targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
 
     def ablation_for(targets: Sequence[Target]) -> Ablation:

@@ -113,6 +113,14 @@ class PairedSamples:
                 {"heads": c.label.split(","), **c.aggregates(), "kl_curve": _curve(c.kl_curve)}
                 for c in self.controls
             ],
+            # each control pair's first divergence, censored at the horizon (the histogram's)
+            "control_first_divergences": [
+                self.effect.horizon
+                if p.first_divergence is None
+                else min(p.first_divergence, self.effect.horizon)
+                for c in self.controls
+                for p in c.pairs
+            ],  # fmt: skip
         }
 
     def comparison(self) -> str:

@@ -156,6 +156,8 @@ def _sample_figures(i: int, paired: dict[str, Any]) -> dict[str, bytes]:
     curves = {"ablated": band(paired["kl_curve"])}
     for k, control in enumerate(paired["controls"]):
         curves[f"control {k + 1}"] = band(control["kl_curve"])
+    if paired.get("control_first_divergences"):
+        hist["controls (pooled)"] = list(paired["control_first_divergences"])
     return {
         f"samples_{i}_divergence.png": figures.divergence_histogram(hist, horizon),
         f"samples_{i}_kl.png": figures.kl_bands(curves),
