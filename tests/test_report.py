@@ -37,6 +37,23 @@ def test_script_json_cannot_end_a_script():
     assert json.loads(text) == {"token": "</script><!-- \u2028 &", "x": 0.1235}
 
 
+def test_a_robust_colour_scale_ends_at_the_98th_percentile_and_marks_the_rest():
+    import numpy as np
+
+    from interp.report.figures import colour_limit
+
+    values = np.linspace(-1.0, 1.0, 100).reshape(10, 10)
+    values[0, 0], values[3, 4] = 9.0, np.nan
+    bound, beyond = colour_limit(values, robust=True)
+    assert bound == pytest.approx(np.percentile(np.abs(values[np.isfinite(values)]), 98))
+    assert (
+        beyond[0, 0]
+        and not beyond[3, 4]
+        and beyond.sum() == (np.abs(np.nan_to_num(values)) > bound).sum()
+    )
+    assert colour_limit(values, robust=False)[0] == 9.0 and not colour_limit(values, False)[1].any()
+
+
 def test_bundle_is_escaped_not_altered():
     bundle = circuitsvis_bundle()
     assert re.search(r"</script", bundle, re.IGNORECASE) is None

@@ -10,6 +10,8 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 DPI = 110
+KL_FLOOR = 1e-3  # the lowest KL a log axis shows (nats)
+ROBUST_PERCENTILE = 98  # where a robust colour scale ends
 
 
 def _png(fig: Figure) -> bytes:
@@ -60,13 +62,16 @@ def lens_curves(
     fig = Figure(figsize=(9, 4))
     ax = fig.add_subplot()
     x = np.arange(len(layers))
-    ax.plot(x, mean_kl, marker="o", color="tab:blue", label="mean KL(final || layer)")
+    # a plain log axis; values under the floor (the final layer's own 0) sit on it
+    shown = np.maximum(mean_kl, KL_FLOOR)
+    ax.plot(x, shown, marker="o", color="tab:blue", label="mean KL(final || layer)")
     if errors is not None:
         kl_se = np.nan_to_num(errors[0])
-        ax.fill_between(x, mean_kl - kl_se, mean_kl + kl_se, color="tab:blue", alpha=0.2)
-    ax.set_ylabel("mean KL (nats)", color="tab:blue")
-    if float(np.max(mean_kl)) > 20:
-        ax.set_yscale("symlog", linthresh=1.0)
+        low, high = np.maximum(mean_kl - kl_se, KL_FLOOR), np.maximum(mean_kl + kl_se, KL_FLOOR)
+        ax.fill_between(x, low, high, color="tab:blue", alpha=0.2)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=KL_FLOOR / 1.5)
+    ax.set_ylabel(f"mean KL (nats; below {KL_FLOOR:g} drawn at {KL_FLOOR:g})", color="tab:blue")
     ax2 = ax.twinx()
     ax2.plot(x, agreement, marker="s", color="tab:orange", label="top-1 agreement")
     if errors is not None:
@@ -104,19 +109,44 @@ def attention_grid(
     return _png(fig)
 
 
+def colour_limit(values: np.ndarray, robust: bool) -> tuple[float, np.ndarray]:
+    """A diverging scale's limit (the largest |value|, or with `robust` its 98th percentile)
+    and the cells beyond it (none without `robust`)."""
+    finite = np.abs(values[np.isfinite(values)])
+    peak = float(finite.max()) if finite.size else 1.0
+    bound = float(np.percentile(finite, ROBUST_PERCENTILE)) if robust and finite.size else peak
+    bound = bound or peak or 1.0
+    beyond = np.nan_to_num(np.abs(values)) > bound * (1 + 1e-9)
+    return bound, beyond if robust else np.zeros_like(beyond)
+
+
 def head_heatmap(
-    values: np.ndarray, title: str, label: str, *, diverging: bool = False, cmap: str = "magma"
+    values: np.ndarray,
+    title: str,
+    label: str,
+    *,
+    diverging: bool = False,
+    cmap: str = "magma",
+    robust: bool = False,
 ) -> bytes:
-    """[layer, head] values; diverging maps are centred at zero."""
+    """[layer, head] values; diverging maps are centred at zero. `robust`: the colour scale
+    ends at the 98th percentile of |value|, so a few huge cells do not wash out the rest;
+    the clipped cells are marked and the limit is said on the colour bar."""
     n_layers, n_heads = values.shape
     fig = Figure(figsize=(1.2 + 0.55 * n_heads, 1.2 + 0.24 * n_layers))
     ax = fig.add_subplot()
     shown = np.ma.masked_invalid(values)
     if diverging:
-        bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-        bound = bound or 1.0
+        bound, beyond = colour_limit(values, robust)
         norm = TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
         im = ax.imshow(shown, aspect="auto", cmap="RdBu_r", norm=norm, origin="lower")
+        clipped = np.argwhere(beyond)
+        if clipped.size:
+            ax.scatter(clipped[:, 1], clipped[:, 0], marker="x", s=14, color="#111", linewidths=0.8)
+            label = (
+                f"{label}\n(scale ends at the {ROBUST_PERCENTILE}th percentile of |value|, "
+                f"±{bound:.3g}; x: beyond it)"
+            )
     else:
         im = ax.imshow(shown, aspect="auto", cmap=cmap, origin="lower")
     ax.set_xticks(range(n_heads), [f"H{h}" for h in range(n_heads)], fontsize=7)

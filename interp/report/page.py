@@ -111,9 +111,10 @@ def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
             a.head_roles.scores.numpy(), list(a.head_roles.roles)
         ),
         "dla_heads.png": figures.head_heatmap(
-            a.attribution.heads.abs().mean(0).numpy(),
-            "Direct logit attribution: mean |contribution| to the generated tokens' logits",
-            "mean |logit|",
+            a.attribution.heads.mean(0).numpy(),
+            "Direct logit attribution: mean signed contribution to the generated tokens' logits",
+            "mean logit",
+            diverging=True,
         ),
     }
     heads = chosen_heads(inputs)[:6]
@@ -135,6 +136,7 @@ def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
             f"{describe(inputs.sweep.metric)}",
             f"change in {inputs.sweep.metric}",
             diverging=True,
+            robust=True,
         )
     return pngs
 

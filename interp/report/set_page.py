@@ -86,6 +86,7 @@ def set_figures(analysis: SetAnalysis, sweep: SweepResult | None = None) -> dict
             f"{describe(sweep.metric)} over rows",
             f"change in {sweep.metric}",
             diverging=True,
+            robust=True,
         )
     return out
 
