@@ -255,14 +255,9 @@ def ablate(
             resample_text=resample_text, progress=progress,
         )  # fmt: skip
     targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
-
-    def ablation_for(targets: Sequence[Target]) -> Ablation:
-        return make_intervention(
-            model, trace, targets, mode, site=site, reference=reference,
-            resample_text=resample_text,
-        )  # fmt: skip
-
-    ablation = ablation_for(targets)
+    ablation = make_intervention(
+        model, trace, targets, mode, site=site, reference=reference, resample_text=resample_text
+    )
     effect = ablation_effect(model, trace, ablation, metric=metric)
     regeneration = (
         regenerate(model, trace, ablation, progress=progress) if regenerate_text else None

@@ -165,25 +165,29 @@ def paired_samples(
     }
     sampled = {"num_samples": samples, "temperature": s.temperature, "seed": base_seed, **options}
     seeds = [row_seed(base_seed, k) for k in range(samples)]
-    baseline = list(generate(model, prompt, **sampled))
-    base_logp = _logprobs(model, baseline, ())
 
-    def pairs_of(move: Intervention, rows: list[Trace], logp: Tensor, seeds: list) -> list[Pair]:
-        hooks = move.hooks(model.device)
-        moved = list(generate(model, prompt, fwd_hooks=hooks, **_with(rows, sampled, options)))
+    def baseline_of(run: dict[str, Any]) -> tuple[list[Trace], Tensor]:
+        rows = list(generate(model, prompt, **run))
+        return rows, _logprobs(model, rows, ())
+
+    def pairs_of(
+        move: Intervention, run: dict[str, Any], rows: list[Trace], logp: Tensor, seeds: list
+    ) -> list[Pair]:
+        moved = list(generate(model, prompt, fwd_hooks=move.hooks(model.device), **run))
         moved_logp = _logprobs(model, rows, move)
         return [_pair(model, seed, b, m, logp[i], moved_logp[i])
                 for i, (seed, b, m) in enumerate(zip(seeds, rows, moved, strict=True))]  # fmt: skip
 
-    effect = _stats(intervention.label, horizon, pairs_of(intervention, baseline, base_logp, seeds))
+    rows, logp = baseline_of(sampled)  # shared by the intervention and every control
+    effect = _stats(intervention.label, horizon, pairs_of(intervention, sampled, rows, logp, seeds))
     out_controls = [
-        _stats(c.label, horizon, pairs_of(c, baseline, base_logp, seeds)) for c in controls
+        _stats(c.label, horizon, pairs_of(c, sampled, rows, logp, seeds)) for c in controls
     ]
     greedy_pairs = []
     if greedy:
-        g = list(generate(model, prompt, temperature=0.0, num_samples=1, seed=0, **options))
-        g_logp = _logprobs(model, g, ())
-        greedy_pairs = pairs_of(intervention, g, g_logp, [None])
+        greedy_run = {"num_samples": 1, "temperature": 0.0, "seed": 0, **options}
+        g_rows, g_logp = baseline_of(greedy_run)
+        greedy_pairs = pairs_of(intervention, greedy_run, g_rows, g_logp, [None])
     return PairedSamples(samples, effect, greedy_pairs, out_controls)
 
 
@@ -205,13 +209,6 @@ def pool(rows: Sequence[PairedSamples]) -> PairedSamples:
     controls = [pooled([r.controls[k] for r in rows]) for k in range(len(first.controls))]
     greedy = [p for i, r in enumerate(rows) for p in numbered(i, r.greedy)]
     return PairedSamples(first.samples, pooled([r.effect for r in rows]), greedy, controls)
-
-
-def _with(rows: list[Trace], sampled: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """The generate() options of the baseline `rows`: sampled, or greedy for one greedy row."""
-    if len(rows) == 1 and rows[0].settings.temperature == 0.0:
-        return {"temperature": 0.0, "num_samples": 1, "seed": 0, **options}
-    return sampled
 
 
 def control_targets(
