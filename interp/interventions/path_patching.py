@@ -180,9 +180,8 @@ def _receiver_outputs(
     for r, target in enumerate(runs.targets):
         own = activation(model, target.activations, "heads", layer)
         resid = target.activations[H.resid_pre(layer)].float()
-        deltas = [
-            _deltas(model, runs, r, l_)[h] if l_ < layer else None for l_, h in senders
-        ]  # [pos, d_model] or None
+        by_layer = {l_: _deltas(model, runs, r, l_) for l_ in range(layer)}
+        deltas = [by_layer[l_][h] if l_ < layer else None for l_, h in senders]  # [pos, d_model]
         reach = [i for i, d in enumerate(deltas) if d is not None]
         z_r: list[Tensor] = [own] * len(senders)
         for i in range(0, len(reach), BLOCK_BATCH):
