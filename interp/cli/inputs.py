@@ -12,6 +12,22 @@ from pathlib import Path
 from typing import Any
 
 
+def integer(text: str) -> int:
+    """An option's integer, or argparse's one-line error."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def number(text: str) -> float:
+    """An option's number, or argparse's one-line error."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 def slug(text: str, limit: int = 60) -> str:
     """A directory name for a prompt: lower case, words (of any script) joined by '-'."""
     words = re.sub(r"[\W_]+", "-", text.lower()).strip("-")

@@ -15,24 +15,10 @@ from interp.cli.commands import (
     cmd_run,
     cmd_sweep,
 )
+from interp.cli.inputs import integer, number
 from interp.cli.patching import add_patching_parsers
 
 DEFAULT_MODEL = "smollm2-135m"  # kept in step with interp.models.DEFAULT_MODEL (tested)
-
-
-def _int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    return value
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument(
         "--num-samples",
-        type=_int,
+        type=integer,
         default=1,
         metavar="N",
         help="draw N samples of each prompt, batched, each with its own seed (default: 1)",
     )
     gen.add_argument(
         "--batch-size",
-        type=_int,
+        type=integer,
         default=None,
         metavar="N",
         help="run at most N rows at once (default: as many as fit comfortably in memory)",
@@ -128,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ablation_options(abl)
     abl.add_argument(
         "--samples",
-        type=_int,
+        type=integer,
         default=0,
         metavar="N",
         help="N paired regenerations (one seed each for the baseline and the ablated run): "
@@ -136,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     abl.add_argument(
         "--controls",
-        type=_int,
+        type=integer,
         default=0,
         metavar="K",
         help="with --samples: K random head sets of the same size, outside the strongest heads "
@@ -144,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     abl.add_argument(
         "--max-new-tokens",
-        type=_int,
+        type=integer,
         default=None,
         metavar="T",
         help="with --samples: tokens per regeneration (default: the trace's)",
@@ -172,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     swp.add_argument(
         "--verify",
-        type=_int,
+        type=integer,
         default=None,
         metavar="N",
         help="with --triage: how many heads to verify exactly (default: 3/8 of the heads)",
@@ -262,28 +248,28 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
     parser.add_argument(
         "--max-new-tokens",
-        type=_int,
+        type=integer,
         default=100,
         metavar="N",
         help="how many tokens to generate at most (default: 100)",
     )
     parser.add_argument(
         "--temperature",
-        type=_float,
+        type=number,
         default=1.0,
         metavar="T",
         help="divide the logits by T before sampling; 0 means greedy (default: 1.0)",
     )
     parser.add_argument(
         "--top-k",
-        type=_int,
+        type=integer,
         default=None,
         metavar="K",
         help="sample only among the K most likely tokens (default: off)",
     )
     parser.add_argument(
         "--top-p",
-        type=_float,
+        type=number,
         default=None,
         metavar="P",
         help="sample only among the most likely tokens whose probability reaches P, "
@@ -291,7 +277,7 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=_int,
+        type=integer,
         default=0,
         help="seed of the sampler's own random generator; same seed, same text (default: 0)",
     )

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any, Literal
 
+from interp.cli.inputs import integer
+
 
 def add_patching_parsers(sub: Any) -> None:
     pat = sub.add_parser(
@@ -32,7 +34,7 @@ def add_patching_parsers(sub: Any) -> None:
     )
     pat.add_argument(
         "--verify",
-        type=int,
+        type=integer,
         default=None,
         metavar="N",
         help="with --triage: candidates of each site patched exactly (default: 3/8 of them)",
