@@ -121,8 +121,8 @@ def strong_heads(
     model: Model, directory: str | os.PathLike[str] | None = None
 ) -> list[tuple[int, int]]:
     """The heads that matter, which random controls leave out: the strongest 4% of the heads
-    by each head role (the model's probe; 11 of SmolLM2's 270) and, where DIR holds a sweep,
-    its 7.5% largest effects (20)."""
+    by each head role (the model's probe) and, where DIR holds a sweep, its 7.5% largest
+    effects."""
     total = model.n_layers * model.n_heads
     roles = model_head_roles(model)
     per_role, swept = max(1, round(0.04 * total)), max(1, round(0.075 * total))
