@@ -56,11 +56,15 @@ class PatchingResult:
 
     def top(self, k: int = 10) -> list[tuple[str, float]]:
         """The k largest exact |effect|, signed, largest magnitude first."""
+        return [(label, value) for _, label, value in self.ranked(k)]
+
+    def ranked(self, k: int = 10) -> list[tuple[int, str, float]]:
+        """`top`'s candidates with their index into the flattened effect."""
         flat = self.effect.flatten()
         known = ~flat.isnan()
         order = flat.nan_to_num(0.0).abs().argsort(descending=True, stable=True)
         shape = self.effect.shape
-        out: list[tuple[str, float]] = []
+        out: list[tuple[int, str, float]] = []
         for i in order.tolist():
             if len(out) == k:
                 break
@@ -70,7 +74,7 @@ class PatchingResult:
             for size in reversed(shape):
                 index.append(rest % size)
                 rest //= size
-            out.append((self.label(list(reversed(index))), float(flat[i])))
+            out.append((i, self.label(list(reversed(index))), float(flat[i])))
         return out
 
 

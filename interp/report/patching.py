@@ -55,14 +55,15 @@ def patching_sections(
                 "exactly; the others are blank (an estimate ranks, it is not an effect)."
             )
         images = [heat]
-        top = result.top(10)
+        top = result.ranked(10)
         if patching.rows > 1 and top:
             pngs[spread] = _spread(result, top)
             images.append(spread)
         table: list[list[object]] = [["candidate", "effect", "± SE", "normalised"]]
-        for label, value in top:
-            se, norm = _at(result, label)
-            table.append([label, f"{value:+.4f}", se, norm])
+        for i, label, value in top:
+            se = "" if result.stderr is None else f"{float(result.stderr.flatten()[i]):.4f}"
+            normalized = f"{float(result.effect_normalized.flatten()[i]):+.3f}"
+            table.append([label, f"{value:+.4f}", se, normalized])
         title = f"{heading}{site} patching{into} ({patching.direction})"
         sections.append(Section(title, [intro], table, images))
     return sections, pngs
@@ -102,22 +103,10 @@ def _heatmap(result: PatchingResult, tokens: list[str] | None, into: str) -> byt
     return figures.position_heatmap(values, rows, labels, title, label)
 
 
-def _flat(result: PatchingResult, label: str) -> int:
-    """The index of a candidate's label in the flattened effect."""
-    labels = [result.label(ix) for ix in np.ndindex(*result.effect.shape)]
-    return labels.index(label)
-
-
-def _at(result: PatchingResult, label: str) -> tuple[str, str]:
-    i = _flat(result, label)
-    se = "" if result.stderr is None else f"{float(result.stderr.flatten()[i]):.4f}"
-    return se, f"{float(result.effect_normalized.flatten()[i]):+.3f}"
-
-
-def _spread(result: PatchingResult, top: list[tuple[str, float]]) -> bytes:
+def _spread(result: PatchingResult, top: list[tuple[int, str, float]]) -> bytes:
     rows = result.per_row.flatten(1).float()
-    per_row = np.stack([rows[:, _flat(result, label)].numpy() for label, _ in top], axis=1)
+    per_row = np.stack([rows[:, i].numpy() for i, _, _ in top], axis=1)
     return figures.row_spread(
-        [label for label, _ in top], per_row, f"{result.site}: each row's effect (top ten)",
+        [label for _, label, _ in top], per_row, f"{result.site}: each row's effect (top ten)",
         f"change in {result.metric}",
     )  # fmt: skip
