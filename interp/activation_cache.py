@@ -28,7 +28,7 @@ from interp import components
 from interp import hooks as H
 from interp.errors import HookError, InvalidSettingError
 from interp.models.model import Model
-from interp.surgery import norm_parameter
+from interp.surgery import attn_post_norm, norm_gain
 
 
 class InterpCache(ActivationCache):
@@ -62,8 +62,23 @@ class InterpCache(ActivationCache):
         )
         if recompute_ln:
             return out  # the real final norm module ran, weight included
-        weight = norm_parameter(self.interp_model.bridge.ln_final, "weight")
+        weight = norm_gain(self.interp_model, self.interp_model.bridge.ln_final)
         return out if weight is None else out * weight.to(out.device, out.dtype)
+
+    def _ensure_head_results(self) -> bool:
+        """Per-head results as each head's write into the residual stream: with a
+        post-attention norm (Gemma 3) through that norm, its scale frozen
+        (`components.head_writes`); TransformerLens's `z @ W_O` would leave the norm out."""
+        model = self.interp_model
+        if attn_post_norm(model, 0) is None:
+            return bool(super()._ensure_head_results())
+        all_cached = True
+        for layer in range(model.n_layers):
+            if H.result(layer) not in self.cache_dict:
+                all_cached = False
+                z = self.cache_dict[H.z(layer)]
+                self.cache_dict[H.result(layer)] = components.head_writes(model, z, layer)[0]
+        return all_cached
 
     def get_full_resid_decomposition(self, *args: Any, **kwargs: Any) -> Any:
         expand = kwargs.get("expand_neurons", args[2] if len(args) > 2 else True)

@@ -1,6 +1,7 @@
 """What each layer writes into the residual stream, derived exactly from recorded hooks when
-they were not recorded themselves: each head's output `z_h @ W_O[h]`, the attention output
-(their sum plus the attention bias) and the MLP output (`resid_pre[L+1] - resid_pre[L] -
+they were not recorded themselves: each head's write `z_h @ W_O[h]` (through a frozen
+post-attention norm where the model has one), the attention output (their sum plus the
+attention bias) and the MLP output (`resid_pre[L+1] - resid_pre[L] -
 attn_out[L]`, the last layer's against `resid_post`). The direct logit attribution, the
 interventions' means and interp's TransformerLens cache all read them from here."""
 
@@ -14,6 +15,7 @@ from torch import Tensor
 from interp import hooks as H
 from interp.errors import HookError
 from interp.models.model import Model
+from interp.surgery import attn_post_norm
 
 Activations = dict[str, Tensor]  # hook name -> [pos, ...] (or [batch, pos, ...])
 
@@ -28,17 +30,35 @@ def b_o(model: Model, layer: int) -> Float[Tensor, " d_model"]:
 
 
 def head_outputs(model: Model, z: Tensor, layer: int) -> Tensor:
-    """Each head's write into the residual stream: `[..., head, d_head] -> [..., head, d]`."""
+    """Each head's output `z_h @ W_O[h]`: `[..., head, d_head] -> [..., head, d]`."""
     return einops.einsum(z.float(), w_o(model, layer), "... head dh, head dh d -> ... head d")
 
 
+def head_writes(
+    model: Model, z: Float[Tensor, "... head d_head"], layer: int
+) -> tuple[Float[Tensor, "... head d_model"], Float[Tensor, "... d_model"]]:
+    """What each head and the attention bias write into the residual stream; they sum to the
+    attention output. Where a norm follows the summed heads (Gemma's post-attention RMSNorm),
+    each part is multiplied by that norm's factor on the sum: its scale frozen, as the final
+    norm's is in direct logit attribution."""
+    heads = head_outputs(model, z, layer)
+    bias = b_o(model, layer).expand(*heads.shape[:-2], heads.shape[-1])
+    post = attn_post_norm(model, layer)
+    if post is None:
+        return heads, bias
+    factor = post.factor(heads.sum(-2) + bias)
+    return heads * factor.unsqueeze(-2), bias * factor
+
+
 def attn_out(model: Model, acts: Activations, layer: int) -> Tensor:
-    """The attention output of `layer` (`hook_attn_out`): recorded, or from `hook_z`."""
+    """The attention output of `layer` (`hook_attn_out`, its write into the residual
+    stream): recorded, or from `hook_z`."""
     name = H.attn_out(layer)
     if name in acts:
         return acts[name].float()
     _need(acts, [H.z(layer)], name)
-    return head_outputs(model, acts[H.z(layer)], layer).sum(-2) + b_o(model, layer)
+    heads, bias = head_writes(model, acts[H.z(layer)], layer)
+    return heads.sum(-2) + bias
 
 
 def resid_after(model: Model, acts: Activations, layer: int) -> Tensor:

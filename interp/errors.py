@@ -8,6 +8,7 @@ __all__ = [
     "InvalidSettingError",
     "KVCacheMismatchError",
     "ModelMismatchError",
+    "ModelNotInstalledError",
     "ModelUnavailableError",
     "OutputPathError",
     "SamplingError",
@@ -31,6 +32,11 @@ class UnknownModelError(InterpError, ValueError):
 
 class ModelUnavailableError(InterpError):
     """The model is known, but its weights or package cannot be reached from here."""
+
+
+class ModelNotInstalledError(ModelUnavailableError):
+    """What the user named is not here: an embedded model's package is not installed, or a
+    model folder lacks a file it needs (the fix is the user's: install it, or fix the path)."""
 
 
 class KVCacheMismatchError(InterpError):

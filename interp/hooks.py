@@ -41,6 +41,11 @@ def z(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_z"
 
 
+def result(layer: int) -> str:
+    """Each head's write into the residual stream, `[batch, pos, head, d_model]`."""
+    return f"blocks.{layer}.attn.hook_result"
+
+
 def qkv_input(layer: int, kind: str) -> str:
     """A block's per-head copy of its query, key or value input (`kind`: q, k or v), present
     while TransformerLens's split Q/K/V input is on."""

@@ -127,7 +127,7 @@ def run(
             for i in live:
                 r = rows[i]
                 token = r.tokens[-1]
-                if r.forced is None and r.settings.stop_at_eos and token == model.eos_token_id:
+                if r.forced is None and r.settings.stop_at_eos and token in model.stop_token_ids:
                     r.stop_reason = "eos"
                 elif len(r.tokens) == r.settings.max_new_tokens:
                     r.stop_reason = "forced" if r.forced is not None else "max_new_tokens"
@@ -216,13 +216,18 @@ class BatchRecorder:
 
     def row(self, i: int, pad: int, steps: int) -> _Recorder:
         """Row i's parts: its prompt after `pad` padding positions, then its first `steps`
-        decoding steps (query-key hooks: keys from its first real position on)."""
+        decoding steps (query-key hooks: keys from its first real position on; a sliding-window
+        layer's KV cache has already dropped its oldest keys, padding first)."""
         out = _Recorder(self.names)
         for name, parts in self.parts.items():
-            qk = H.is_query_key(name)
             prompt = parts[0][i]
-            out.parts[name].append(prompt[:, pad:, pad:] if qk else prompt[pad:])
-            out.parts[name] += [p[i][:, :, pad:] if qk else p[i] for p in parts[1 : steps + 1]]
+            if not H.is_query_key(name):
+                out.parts[name] += [prompt[pad:], *(p[i] for p in parts[1 : steps + 1])]
+                continue
+            out.parts[name].append(prompt[:, pad:, pad:])
+            for step, p in enumerate(parts[1 : steps + 1], start=1):
+                dropped = prompt.shape[-1] + step - p.shape[-1]
+                out.parts[name].append(p[i][:, :, max(0, pad - dropped) :])
         return out
 
 
@@ -244,14 +249,15 @@ class _Recorder:
 
 
 def _assemble_query_key(name: str, parts: list[Tensor], n: int) -> Tensor:
-    """Rows [head, new_q, keys_so_far] -> [head, n, n], future keys filled as a full causal run
-    fills them (0 probability in patterns, -inf in scores)."""
+    """Rows [head, new_q, keys] -> [head, n, n], the keys being the latest ones so far (all of
+    them, or a sliding window's); future and dropped keys filled as a full causal run fills
+    them (0 probability in patterns, -inf in scores)."""
     fill = 0.0 if name.endswith("hook_pattern") else float("-inf")
     n_heads = parts[0].shape[0]
     out = torch.full((n_heads, n, n), fill, dtype=parts[0].dtype)
     row = 0
     for part in parts:
         q, k = part.shape[1], part.shape[2]
-        out[:, row : row + q, :k] = part
+        out[:, row : row + q, row + q - k : row + q] = part
         row += q
     return out

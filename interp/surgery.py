@@ -158,6 +158,48 @@ def norm_parameter(ln: nn.Module, name: str) -> Tensor | None:
     return None if value is None else value.detach().float().cpu()
 
 
+def norm_gain(model: Model, ln: nn.Module) -> Tensor | None:
+    """The factor a norm multiplies its normalised input by: its weight, or `1 + weight` for
+    Gemma's RMSNorm (TransformerLens's `cfg.rmsnorm_uses_offset`)."""
+    weight = norm_parameter(ln, "weight")
+    if weight is not None and getattr(model.cfg, "rmsnorm_uses_offset", False):
+        weight = weight + 1
+    return weight
+
+
+@dataclass(frozen=True)
+class PostNorm:
+    """An RMSNorm between a block's summed heads and the residual stream (Gemma 2/3's
+    `post_attention_layernorm`): the write is `x * gain / sqrt(mean(x^2) + eps)`."""
+
+    gain: Float[Tensor, " d_model"]
+    eps: float
+
+    def factor(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        """What multiplies `x` (and, the scale frozen at `x`, each part of `x`)."""
+        scale = (x.float().pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+        return self.gain / scale
+
+
+def attn_post_norm(model: Model, layer: int) -> PostNorm | None:
+    """The norm block `layer` applies to its attention output before adding it to the
+    residual stream, or None (the usual pre-norm block)."""
+    ln = model.bridge.blocks[layer]._modules.get("ln1_post")
+    if ln is None:
+        return None
+    if model.cfg.normalization_type not in ("RMS", "RMSPre"):
+        raise NotImplementedError(
+            f"a {model.cfg.normalization_type} norm after the attention of block {layer}: "
+            "interp splits head writes only through an RMSNorm"
+        )
+    original = getattr(ln, "original_component", ln)
+    eps = getattr(original, "eps", getattr(original, "variance_epsilon", None))
+    gain = norm_gain(model, ln)
+    if eps is None or gain is None:
+        raise NotImplementedError(f"block {layer}'s post-attention norm has no eps or weight")
+    return PostNorm(gain, float(eps))
+
+
 def get(obj: Any, path: str) -> Any:
     """`obj.a.b.c` for the path "a.b.c"."""
     for part in path.split("."):
@@ -189,7 +231,11 @@ def run_from_layer(
     if keep is not None and _accepts_logits_to_keep(model):
         kwargs["logits_to_keep"] = keep
     with _blocks_from(model, layer, until):
-        return model.bridge(resid, start_at_layer=layer, return_type="logits", **kwargs)
+        # no KV cache: a cache sized from the cut config would be indexed by the blocks' own
+        # layer numbers
+        return model.bridge(
+            resid, start_at_layer=layer, return_type="logits", use_cache=False, **kwargs
+        )
 
 
 def readout(model: Model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
@@ -243,11 +289,20 @@ def _blocks_from(model: Model, layer: int, until: int | None = None) -> Iterator
     if parent is None or (layer == 0 and until is None):
         yield  # nothing to skip (or the layer list was not found: run everything, exactly)
         return
+    # Gemma 3 (and other models mixing sliding and full attention) pick each block's mask and
+    # rotary table by its index in `config.layer_types`: cut that list as the blocks are cut
+    config: Any = getattr(parent, "config", None)
+    types: Any = getattr(config, "layer_types", None)
+    cut_types = isinstance(types, list) and len(types) == len(blocks)
     setattr(parent, name, torch.nn.ModuleList(list(blocks)[layer:until]))
+    if cut_types:
+        config.layer_types = types[layer:until]
     try:
         yield
     finally:
         setattr(parent, name, blocks)
+        if cut_types:
+            config.layer_types = types
 
 
 def _layer_list_owner(model: Model) -> tuple[nn.Module | None, str]:

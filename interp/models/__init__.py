@@ -1,11 +1,12 @@
-"""Models: a name or an in-memory Hugging Face model -> a loaded `Model` (the TransformerLens
-bridge, its tokenizer, its provenance), with the load-time guards run.
+"""Models: a name, a folder or an in-memory Hugging Face model -> a loaded `Model` (the
+TransformerLens bridge, its tokenizer, its provenance), with the load-time guards run.
 
 - `registry`: names, aliases and the embedded models' packages;
 - `load`: `load_model`, the one entry point;
 - `embedded`, `cache`, `checkpoint`, `tokenizer`: the embedded models' GGUF, converted once
   and cached as safetensors, read back fast;
 - `hub`: Hugging Face Hub models, local cache first;
+- `local`: a Hugging Face model folder named by a path (`./dir`, `/dir`, `~/dir`);
 - `model`: the `Model` type; `guards`: the KV-cache and direct-engine checks;
 
 

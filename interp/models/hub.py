@@ -26,15 +26,16 @@ def resolve_hf_name(name: str) -> str:
         if not ("/" in name and all(part.strip() for part in name.split("/"))):
             embedded = ", ".join(sorted(EMBEDDED))
             raise UnknownModelError(
-                f"unknown model {name!r}: use an embedded model ({embedded}), 'gpt2', or a "
-                "Hugging Face repo id (org/name) of a causal LM that TransformerLens supports"
+                f"unknown model {name!r}: use an embedded model ({embedded}), 'gpt2', a "
+                "Hugging Face repo id (org/name) of a causal LM that TransformerLens supports, "
+                "or a local model folder named as a path (./folder, /abs/folder)"
             ) from None
         repo = name
     if os.path.exists(repo):
         raise UnknownModelError(
             f"model name {name!r} is also a path on this machine ({os.path.abspath(repo)}); "
-            "interp loads models by name (an embedded model or a Hugging Face repo id), not "
-            "from local folders: run from another directory"
+            "a bare name is never read as a folder: to load that folder, name it as a path "
+            f"(./{name}), else run from another directory"
         )
     return repo
 

@@ -1,4 +1,5 @@
-"""`load_model`: a name -> a loaded model, from the embedded packages or the Hub."""
+"""`load_model`: a name -> a loaded model, from the embedded packages, a local folder or the
+Hub."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 
 from interp.models.embedded import load_embedded
 from interp.models.hub import load_hub, resolve_hf_name
+from interp.models.local import is_path, load_local
 from interp.models.model import Model, validate_device
 from interp.models.registry import DEFAULT_MODEL, EMBEDDED, canonical_name
 
@@ -13,9 +15,13 @@ from interp.models.registry import DEFAULT_MODEL, EMBEDDED, canonical_name
 def load_model(
     name: str = DEFAULT_MODEL, device: str | torch.device = "cpu", *, check_kv: bool = True
 ) -> Model:
-    """Load a model by name: `smollm2-135m` (embedded), `gpt2`, or a Hugging Face repo id.
-    `check_kv=False` skips the load-time guards (`interp.models.guards`)."""
+    """Load a model by name: an embedded one (`smollm2-135m`, `gemma3-270m`), `gpt2`, a
+    Hugging Face repo id, or a local Hugging Face folder given as a path (`./my-model`,
+    `/abs/dir`, `~/dir`). `check_kv=False` skips the load-time guards
+    (`interp.models.guards`)."""
     dev = validate_device(device)
+    if is_path(name):
+        return load_local(name, dev, check_kv=check_kv)
     name = canonical_name(name)
     if name in EMBEDDED:
         return load_embedded(EMBEDDED[name], dev, check_kv=check_kv)

@@ -63,6 +63,20 @@ class Model:
     def eos_token_id(self) -> int | None:
         return self.tokenizer.eos_token_id
 
+    @property
+    def stop_token_ids(self) -> frozenset[int]:
+        """The tokens that end a generation: the tokenizer's end of text and every end token
+        of the model's generation config (as Hugging Face's `generate` stops)."""
+        stops = self.extra.get("_stop_token_ids")
+        if stops is None:
+            config = getattr(self.bridge.original_model, "generation_config", None)
+            ends = getattr(config, "eos_token_id", None)
+            ends = [] if ends is None else [ends] if isinstance(ends, int) else list(ends)
+            if self.eos_token_id is not None:
+                ends.append(self.eos_token_id)
+            stops = self.extra["_stop_token_ids"] = frozenset(int(i) for i in ends)
+        return stops
+
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         """Token ids following the tokenizer's own BOS convention (never forced on or off)."""
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
