@@ -95,6 +95,7 @@ def study(model, rows: list[dict], sets: dict, n_receivers: int) -> dict:
     """Every measurement of the experiment (no I/O)."""
     import interp
     from interp import metrics
+    from interp.errors import InvalidSettingError
 
     clean, abc, s2 = sets["clean"], sets["abc"], sets["s2_swap"]
     diff = metrics.logit_diff()
@@ -117,7 +118,11 @@ def study(model, rows: list[dict], sets: dict, n_receivers: int) -> dict:
             interp.TraceSet([abc[i] for i in picked]),
         )
         out["resid"].append(interp.patch(model, *pick, sites=["resid"], metric=diff))
-    logits = interp.path_patch(model, clean, abc, receivers="logits", metric=diff)
+    try:
+        logits = interp.path_patch(model, clean, abc, receivers="logits", metric=diff)
+    except InvalidSettingError as exc:  # heads that write through a norm (Gemma 3)
+        out["path_refused"] = str(exc)
+        return out
     movers = [h for h, v in logits["path"].top(4 * n_receivers) if v > 0][:n_receivers]
     receivers = ",".join(f"{h}.q" for h in movers)
     out["path_logits"] = logits
@@ -134,24 +139,29 @@ def roles(model, results: dict) -> dict:
 
     dla = results["dla"]
     scale = float(dla.abs().max()) or 1.0
+    paths = "path_refused" not in results
     measures = {
-        "path_into_logits": results["path_logits"]["path"],
         "patching_abc_denoise": results["abc_denoise"]["heads"],
         "patching_abc_noise": results["abc_noise"]["heads"],
         "patching_s2_swap_denoise": results["s2_denoise"]["heads"],
-        "path_into_name_mover_queries_abc": results["path_queries"]["path"],
-        "path_into_name_mover_queries_s2_swap": results["path_queries_s2"]["path"],
     }
+    if paths:
+        measures |= {
+            "path_into_logits": results["path_logits"]["path"],
+            "path_into_name_mover_queries_abc": results["path_queries"]["path"],
+            "path_into_name_mover_queries_s2_swap": results["path_queries_s2"]["path"],
+        }
 
     def evidence(label: str) -> dict:
         at = parse_label(label)
         found = {"head": label, "dla": round(float(dla[at]), 3)}
         return found | {k: round(float(r.effect[at]), 3) for k, r in measures.items()}
 
+    # the direct path into the logits where it can be patched, else the attribution alone
+    ranked = measures["path_into_logits"].top(10) if paths else top_heads(dla, 10)
     movers = [
-        evidence(h) for h, v in measures["path_into_logits"].top(10)
-        if v > 0 and float(dla[parse_label(h)]) > 0.25 * scale
-    ][:5]  # fmt: skip
+        evidence(h) for h, v in ranked if v > 0 and float(dla[parse_label(h)]) > 0.25 * scale
+    ][:5]
     taken = {m["head"] for m in movers}
     patched = [k for k in measures if k.startswith("patching")]
     strongest: dict[str, float] = {}  # a head's largest |patching effect| in any setting
@@ -199,7 +209,9 @@ def write(args, model, rows, clean, results: dict, write_experiment) -> int:
             "s2_swap": {"denoise": results["s2_denoise"].summary()},
             "resid_by_template": [r.summary() for r in results["resid"]],
         },  # fmt: skip
-        "path_patching": {
+        "path_patching": {"refused": results["path_refused"]}
+        if "path_refused" in results
+        else {
             "logits": results["path_logits"].summary(),
             "queries": results["path_queries"].summary(),
             "queries_s2_swap": results["path_queries_s2"].summary(),
@@ -251,14 +263,18 @@ def write(args, model, rows, clean, results: dict, write_experiment) -> int:
         more, pngs = patching_sections(resid, prefix=f"t{t}_", heading=f"template {t}: ")
         sections += more
         figs |= pngs
+    if "path_refused" in results:
+        sections.append(Section("Path patching", [f"Not run: {results['path_refused']}."]))
     for key, heading in (("path_logits", "ABC: "), ("path_queries", "ABC: "),
                          ("path_queries_s2", "S2 swap: ")):  # fmt: skip
-        more, pngs = patching_sections(results[key], prefix=f"{key}_", heading=heading)
-        sections += more
-        figs |= pngs
-    role_table = [["candidate role", "head", "DLA", "path into logits", "patching ABC denoise",
-                   "ABC noise", "S2 swap denoise", "path into movers' queries: ABC",
-                   "S2 swap"]]  # fmt: skip
+        if key in results:
+            more, pngs = patching_sections(results[key], prefix=f"{key}_", heading=heading)
+            sections += more
+            figs |= pngs
+    role_table = [["candidate role", "head", "DLA", "patching ABC denoise", "ABC noise",
+                   "S2 swap denoise"]]  # fmt: skip
+    if "path_refused" not in results:
+        role_table[0] += ["path into logits", "path into movers' queries: ABC", "S2 swap"]
     for role, found in (("name mover", candidates["name_movers"]),
                         ("upstream of the name movers", candidates["upstream"])):  # fmt: skip
         for c in found:
@@ -267,8 +283,9 @@ def write(args, model, rows, clean, results: dict, write_experiment) -> int:
         Section(
             "Candidate roles (hypotheses, not verdicts)",
             [
-                "Name movers: heads whose direct path into the logits carries a large part of "
-                "the denoising effect and whose direct attribution is large. Upstream heads: "
+                "Name movers: heads whose direct path into the logits (where it can be "
+                "patched; else their direct attribution) carries a large part of the "
+                "denoising effect and whose direct attribution is large. Upstream heads: "
                 "a large patching effect in some setting (ABC either way, or the S2 swap) but "
                 "little direct attribution: they act through later heads (for example through "
                 "the name movers' queries, as S-inhibition heads would). With grouped-query "
