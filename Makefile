@@ -56,7 +56,7 @@ format: setup
 	$(VENV)/bin/ruff format interp tests experiments benchmarks
 	$(VENV)/bin/ruff check --fix interp tests experiments benchmarks
 
-bench: setup
+bench: setup gemma
 	$(PY) benchmarks/generation.py --json benchmarks/results/generation.json
 	$(PY) benchmarks/analysis.py --json benchmarks/results/analysis.json
 	$(PY) benchmarks/sweep.py --json benchmarks/results/sweep.json
@@ -64,6 +64,7 @@ bench: setup
 	$(PY) benchmarks/batch.py --json benchmarks/results/batch.json
 	$(PY) benchmarks/patching.py --json benchmarks/results/patching.json
 	$(PY) benchmarks/samples.py --json benchmarks/results/samples.json
+	$(PY) benchmarks/models.py --json benchmarks/results/models.json
 	$(PY) benchmarks/tables.py
 
 clean:

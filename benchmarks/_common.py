@@ -39,10 +39,19 @@ def settings_line(what: str) -> str:
     )
 
 
-def emit(result: dict[str, Any], path: Path | None, rows: list[list[str]], settings: str) -> int:
+def emit(
+    result: dict[str, Any],
+    path: Path | None,
+    rows: list[list[str]],
+    settings: str,
+    columns: list[str] | None = None,
+) -> int:
     """Print the result and, with --json, save it with its README table (`rows`: measure,
-    result; `settings`: the line above the table)."""
-    result = {**result, "table": {"settings": settings, "rows": rows}}
+    result, or one cell per `columns`; `settings`: the line above the table)."""
+    table: dict[str, Any] = {"settings": settings, "rows": rows}
+    if columns is not None:
+        table["columns"] = columns
+    result = {**result, "table": table}
     text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)
     if path is not None:

@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def table(result: dict) -> str:
     t = result["table"]
-    lines = [f"Latest run: {t['settings']}.", "", "| measure | result |", "|---|---|"]
-    lines += [f"| {measure} | {value} |" for measure, value in t["rows"]]
+    columns = t.get("columns", ["measure", "result"])
+    lines = [f"Latest run: {t['settings']}.", ""]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in t["rows"]]
     return "\n".join(lines)
 
 
