@@ -285,7 +285,7 @@ def test_results_display_themselves_offline(tiny_llama):
     """Through IPython's own display formatter, as a notebook shows them."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    from interp.report import display
+    from interp.report import display, notebook
 
     shell = InteractiveShell.instance()
     assert display.register(shell)
@@ -295,6 +295,7 @@ def test_results_display_themselves_offline(tiny_llama):
 
     trace = interp.generate(tiny_llama, "The <b>sun</b>", max_new_tokens=4, seed=0)
     att = interp.attention(tiny_llama, trace)
+    notebook.reload_bundle()  # as in a fresh kernel
     shown = {
         "trace": html_of(trace),
         "lens": html_of(interp.logit_lens(tiny_llama, trace)),
@@ -309,6 +310,12 @@ def test_results_display_themselves_offline(tiny_llama):
         assert "<b>sun</b>" not in html, name  # token strings escaped
     assert "CircuitsVis.render(" in shown["attention"]
     assert shown["attention"].count("var CircuitsVis=") == 1
+    again = html_of(att)  # the kernel has the bundle now: a second view does not carry it
+    assert "CircuitsVis.render(" in again and "var CircuitsVis=" not in again
+    assert len(again) < len(shown["attention"]) / 20
+    quiet = html_of(interp.ablate(tiny_llama, trace, "L0H1", regenerate_text=False))
+    assert "not regenerated" in quiet and "None" not in quiet
+    assert "identical" in shown["ablation"] or "baseline text" in shown["ablation"]
 
 
 def test_importing_interp_in_a_running_ipython_registers_the_display():

@@ -9,6 +9,8 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from interp.report.tokens import short
+
 DPI = 110
 KL_FLOOR = 1e-3  # the lowest KL a log axis shows (nats)
 ROBUST_PERCENTILE = 98  # where a robust colour scale ends
@@ -23,14 +25,7 @@ def _png(fig: Figure) -> bytes:
 def _tick_labels(labels: Sequence[str], max_ticks: int = 60) -> tuple[list[int], list[str]]:
     step = max(1, int(np.ceil(len(labels) / max_ticks)))
     idx = list(range(0, len(labels), step))
-    return idx, [_short(labels[i]) for i in idx]
-
-
-def _short(token: str, limit: int = 12) -> str:
-    text = token.replace("\n", "\\n").replace("\t", "\\t")
-    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-    text = text if text.strip() else repr(text)
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    return idx, [short(labels[i]) for i in idx]
 
 
 def logit_lens_heatmap(
@@ -214,7 +209,7 @@ def position_heatmap(
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-(bound or 1.0), vmax=bound or 1.0)
     im = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="RdBu_r", norm=norm,
                    origin="lower")  # fmt: skip
-    ax.set_xticks(range(n_pos), [f"{_short(t)} ({i})" for i, t in enumerate(tokens)],
+    ax.set_xticks(range(n_pos), [f"{short(t)} ({i})" for i, t in enumerate(tokens)],
                   rotation=90, fontsize=7)  # fmt: skip
     ax.set_yticks(range(n_rows), list(rows), fontsize=7)
     ax.set_xlabel("position (token)")

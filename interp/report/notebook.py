@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from interp.report.figures import head_heatmap
 from interp.report.html import b64, circuitsvis_bundle, probability_color, render_call
+from interp.report.tokens import visible, visible_in_text
 
 if TYPE_CHECKING:
     from interp.analysis.attention import AttentionResult, HeadRoles
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 def trace_html(trace: Trace) -> str:
     spans = []
     for i, tok in enumerate(trace.token_strs):
+        tok = visible_in_text(tok)
         if i < trace.prompt_len:
             spans.append(f'<span style="background:#e8e8e8">{html.escape(tok)}</span>')
             continue
@@ -40,19 +42,50 @@ def trace_html(trace: Trace) -> str:
     return f'<div><b>{head}</b><div style="{style}">{body}</div></div>'
 
 
+class _Bundle:
+    """Whether this kernel has shown the CircuitsVis bundle: a notebook carries it once (its
+    first CircuitsVis output), and later outputs render with the global it defined."""
+
+    shown = False
+
+
+def bundle_once() -> str:
+    """The bundle's script on the first call in this kernel, then nothing."""
+    if _Bundle.shown:
+        return ""
+    _Bundle.shown = True
+    return f"<script>{circuitsvis_bundle()}</script>"
+
+
 def attention_html(result: AttentionResult, layer: int | None = None) -> str:
-    """One layer's heads (default: the last layer)."""
+    """One layer's heads (default: the last layer). The render call waits for the bundle,
+    which an earlier output of this notebook defined (or this one does)."""
     layer = result.patterns.shape[0] - 1 if layer is None else layer
     element = f"interp-{uuid.uuid4().hex[:12]}"
     props = {
         "attention": result.patterns[layer].tolist(),
-        "tokens": result.tokens,
+        "tokens": [visible(t) for t in result.tokens],
         "attentionHeadNames": [f"L{layer}H{h}" for h in range(result.patterns.shape[1])],
     }
-    return (
-        f'<div id="{element}"></div><script>{circuitsvis_bundle()}</script>'
-        f"<script>{render_call(element, 'AttentionHeads', props)}</script>"
+    call = render_call(element, "AttentionHeads", props)
+    missing = (
+        "CircuitsVis is not loaded in this page: run "
+        "interp.report.notebook.reload_bundle() and display the result again"
     )
+    wait = (
+        "(function (tries) { (function go() {"
+        f" if (window.CircuitsVis) {{ {call} }}"
+        " else if (tries-- > 0) { setTimeout(go, 100); }"
+        f" else {{ document.getElementById({element!r}).textContent = {missing!r}; }}"
+        " })(); })(50);"
+    )
+    return f'<div id="{element}"></div>{bundle_once()}<script>{wait}</script>'
+
+
+def reload_bundle() -> None:
+    """Carry the bundle again with the next CircuitsVis output (after clearing the output
+    that had it)."""
+    _Bundle.shown = False
 
 
 def table_html(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -98,12 +131,23 @@ def sweep_html(result: SweepResult) -> str:
 
 def ablation_html(report: AblationReport) -> str:
     s = report.summary()
-    rows = [
+    rows: list[list[object]] = [
         ["heads", ", ".join(s["heads"])],
         ["mode", s["mode"]],
         ["change in total log-prob", f"{s['delta_logprob_total']:+.3f}"],
-        ["first divergence", s["first_divergence"]],
-        ["baseline text", s["baseline_text"]],
-        ["ablated text", s["ablated_text"]],
     ]
+    rows.append(
+        [f"metric {s['metric']}", f"{s['baseline_metric']:.3f} -> {s['ablated_metric']:.3f}"]
+    )
+    if s["baseline_text"] is None:
+        rows.append(["text", "not regenerated (regenerate_text=False)"])
+    else:
+        first = s["first_divergence"]
+        rows += [
+            ["first divergence", "none: the texts are identical" if first is None else first],
+            ["baseline text", s["baseline_text"]],
+            ["ablated text", s["ablated_text"]],
+        ]
+    if report.samples is not None:
+        rows.append(["paired samples", report.samples.comparison()])
     return table_html(["", ""], rows)

@@ -31,6 +31,7 @@ from interp.report.html import (
     render_call,
     script_json,
 )
+from interp.report.tokens import visible, visible_in_text
 from interp.trace import Trace
 
 REPORT_FILE = "index.html"
@@ -217,17 +218,19 @@ def render_page(
     text_tokens = []
     for i, tok in enumerate(tokens):
         if i < p:
-            text_tokens.append({"text": tok, "color": "#e8e8e8", "title": "prompt"})
+            text_tokens.append(
+                {"text": visible_in_text(tok), "color": "#e8e8e8", "title": "prompt"}
+            )
             continue
         j = i - p
         prob = math.exp(float(trace.token_logprobs[j]))
         alts = ", ".join(
-            f"{a.token_str(k)!r} {q:.3f}"
+            f"{visible(a.token_str(k))} {q:.3f}"
             for k, q in zip(trace.top_ids[j].tolist(), trace.top_probs[j].tolist(), strict=True)
         )
         text_tokens.append(
             {
-                "text": tok,
+                "text": visible_in_text(tok),
                 "color": probability_color(prob),
                 "title": f"p={prob:.3f}, rank {int(trace.token_ranks[j])}\ntop: {alts}",
             }
@@ -240,7 +243,7 @@ def render_page(
         row = []
         for j in range(n_steps):
             alts = ", ".join(
-                f"{a.token_str(k)!r} {q:.2f}"
+                f"{visible(a.token_str(k))} {q:.2f}"
                 for k, q in zip(
                     lens.top_ids[layer, j].tolist(), lens.top_probs[layer, j].tolist(), strict=True
                 )
@@ -248,25 +251,28 @@ def render_page(
             prob = float(lens.target_probs[layer, j])
             row.append(
                 {
-                    "text": a.token_str(int(lens.top_ids[layer, j, 0])),
+                    "text": visible(a.token_str(int(lens.top_ids[layer, j, 0]))),
                     "color": probability_color(prob),
-                    "title": f"{lens.layers[layer]}, predicting {tokens[p + j]!r}: "
+                    "title": f"{lens.layers[layer]}, predicting {visible(tokens[p + j])}: "
                     f"p={prob:.3f}, rank {int(lens.target_ranks[layer, j])}\ntop: {alts}",
                 }
             )
         grid.append({"label": lens.layers[layer], "cells": row})
 
     depth = lens.prediction_depth.tolist()
-    depth_text = [{"token": tokens[p + j], "layer": lens.layers[d]} for j, d in enumerate(depth)]
+    depth_text = [
+        {"token": visible(tokens[p + j]), "layer": lens.layers[d]} for j, d in enumerate(depth)
+    ]
 
     # attention: CircuitsVis for the chosen heads, and a layer selector over compressed data
-    window_tokens = tokens[inputs.window_start :]
+    window_tokens = [visible(t) for t in tokens[inputs.window_start :]]
     heads = chosen_heads(inputs)[:8]
     scripts = []
     top_heads_props = {
         "attention": [inputs.pattern(layer, head).tolist() for layer, head, _ in heads],
         "tokens": window_tokens,
-        "attentionHeadNames": [f"L{layer}H{head} ({why})" for layer, head, why in heads],
+        # short names: CircuitsVis's head selector gives each about 95 px
+        "attentionHeadNames": [f"L{layer}H{head}" for layer, head, _ in heads],
     }
     if heads:
         scripts.append(render_call("cv-top-heads", "AttentionHeads", top_heads_props))
@@ -276,7 +282,7 @@ def render_page(
     components = [a.attribution.components(j) for j in range(n_steps)]
     dla_labels = [label for label, _ in components[0]] if components else []
     dla_values = [[value for _, value in step] for step in components]
-    dla_steps = [f"#{j} {tokens[p + j]!r}" for j in range(n_steps)]
+    dla_steps = [f"#{j} {visible(tokens[p + j])}" for j in range(n_steps)]
 
     settings = trace.settings
     rows: list[tuple[str, Any]] = [
@@ -300,7 +306,7 @@ def render_page(
         rows=rows,
         text_tokens=text_tokens,
         grid=grid,
-        steps=[tokens[p + j] for j in range(n_steps)],
+        steps=[visible(tokens[p + j]) for j in range(n_steps)],
         depth=depth_text,
         roles={role: roles.top(role, 10) for role in roles.roles},
         probe=roles,
@@ -315,6 +321,7 @@ def render_page(
         bundle=None if bundle_src else circuitsvis_bundle(),
         bundle_src=bundle_src,
         scripts=scripts,
+        chosen=[(f"L{layer}H{head}", why) for layer, head, why in heads],
         data_json=script_json(
             {
                 "tokens": window_tokens,
