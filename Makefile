@@ -13,7 +13,7 @@ GEMMA_STAMP := $(VENV)/.interp-gemma-installed
 # Debian's chromium for the browser tests; root installs directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup gemma browser demo test check lint format bench clean
+.PHONY: setup gemma browser demo test notebook check lint format bench clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ browser:
 
 demo: setup
 	$(PY) experiments/seed_run.py
+
+# the notebook tour in JupyterLab (installed into .venv on first use)
+notebook: setup
+	$(PIP) install -q -e '.[notebook]'
+	$(VENV)/bin/jupyter lab experiments/tour.ipynb
 
 test: setup gemma browser
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -29,7 +29,24 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model name (default: see the script)")
     p.add_argument("--seed", type=int, default=0, help="sampler / probe seed (default: 0)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda")
+    p.add_argument(
+        "--format",
+        dest="formats",
+        type=figure_formats,
+        default=("png",),
+        help="figure formats, e.g. png,svg,pdf (PNG always: the page shows it)",
+    )
     return p
+
+
+def figure_formats(text: str) -> tuple[str, ...]:
+    from interp.errors import InvalidSettingError
+    from interp.report import parse_formats
+
+    try:
+        return parse_formats(text)
+    except InvalidSettingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def fail(message: object) -> int:

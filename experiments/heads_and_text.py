@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             reports.append(ablate_into(model, trace, args.out, [head], args.mode)[0])
         if len(heads) > 1:
             reports.append(ablate_into(model, trace, args.out, heads, args.mode)[0])
-        page = build_report(args.out, title=f"Heads and text: {args.prompt!r} on {model.name}")
+        page = build_report(
+            args.out, title=f"Heads and text: {args.prompt!r} on {model.name}", formats=args.formats
+        )
     except InterpError as exc:
         return fail(exc)
     print(f"baseline: {trace.prompt}\u2502{trace.continuation}")

@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         sections,
         figs,
         summary,
+        formats=args.formats,
     )
     print(
         f"loss first copy {summary['loss_first_copy']:.2f}, "

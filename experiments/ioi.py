@@ -302,6 +302,7 @@ def write(args, model, rows, clean, results: dict, write_experiment) -> int:
         sections,
         figs,
         summary,
+        formats=args.formats,
     )
     print(f"logit difference IO - S: {mean:.3f} ± {se:.3f} over {n} prompts")
     print("direct logit attribution: " + ", ".join(f"{h} {v:+.2f}" for h, v in dla_top[:5]))

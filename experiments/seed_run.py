@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         analyze_into(model, trace, args.out)
         if not args.no_sweep:
             sweep_into(model, trace, args.out, progress=sys.stderr.isatty())
-        page = build_report(args.out, title=f"Seed run: {args.prompt!r} on {model.name}")
+        page = build_report(
+            args.out, title=f"Seed run: {args.prompt!r} on {model.name}", formats=args.formats
+        )
     except InterpError as exc:
         return fail(exc)
     print(f"report written to {page.resolve().as_uri()}")

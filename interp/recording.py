@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidgets
 
 from interp import hooks as H
 from interp.engine import HookFn

@@ -128,6 +128,25 @@ def test_the_lens_final_row_is_the_models_own_prediction(tiny_gemma, recorded):
     torch.testing.assert_close(result.target_probs[-1], want, atol=1e-5, rtol=1e-4)
 
 
+def test_head_roles_read_the_patterns_hugging_face_computes(tiny_gemma):
+    """One KV head for four query heads, sliding windows: each role score is the mean
+    attention a plain Hugging Face forward (eager) puts on the role's target."""
+    roles = interp.head_roles(tiny_gemma, block_len=3, sequences=2, seed=1)  # inside a window
+    tokens, n, o = roles.probe_tokens, roles.block_len, roles.offset
+    out = hf_run_batch(tiny_gemma, tokens)
+    assert roles.scores.shape == (4, 3, 4)
+    for layer in range(3):
+        pattern = out.attentions[layer].float().cpu()  # [seq, head, q, k]
+        second = torch.arange(o + n, o + 2 * n)
+        want = pattern[:, :, second, second - n + 1].mean((0, 2))
+        torch.testing.assert_close(roles.score("induction")[layer], want, atol=1e-5, rtol=0)
+
+
+def hf_run_batch(model, tokens):
+    with torch.no_grad():
+        return reference(model)(tokens.to(model.device), output_attentions=True)
+
+
 def test_path_patching_refuses_post_attention_norms(tiny_gemma, recorded):
     with pytest.raises(InvalidSettingError, match="not z @ W_O"):
         interp.path_patch(tiny_gemma, recorded, recorded, receivers="logits")

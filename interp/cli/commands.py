@@ -297,7 +297,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from interp.report.build import build_report
 
     with exclusive(args.trace_dir):
-        page = build_report(args.trace_dir)
+        page = build_report(args.trace_dir, formats=args.formats)
     print(f"report written to {page.resolve().as_uri()}")
     return 0
 
@@ -312,6 +312,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         auto = trace.n_generated <= AUTO_SWEEP_TOKENS
         if args.sweep if args.sweep is not None else auto:
             sweep_into(model, trace, out, progress=sys.stderr.isatty())
-        page = build_report(out)
+        page = build_report(out, formats=args.formats)
     print(f"report written to {page.resolve().as_uri()}")
     return 0

@@ -20,6 +20,17 @@ def integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def figure_formats(text: str) -> tuple[str, ...]:
+    """`--format png,svg,pdf`, or argparse's one-line error."""
+    from interp.errors import InvalidSettingError
+    from interp.report.formats import parse_formats
+
+    try:
+        return parse_formats(text)
+    except InvalidSettingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def number(text: str) -> float:
     """An option's number, or argparse's one-line error."""
     try:

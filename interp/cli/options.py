@@ -15,7 +15,7 @@ from interp.cli.commands import (
     cmd_run,
     cmd_sweep,
 )
-from interp.cli.inputs import integer, number
+from interp.cli.inputs import figure_formats, integer, number
 from interp.cli.patching import add_patching_parsers
 
 DEFAULT_MODEL = "smollm2-135m"  # kept in step with interp.models.DEFAULT_MODEL (tested)
@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     add_trace_dir(rep, "an analysed trace directory")
+    add_format_option(rep)
     rep.set_defaults(func=cmd_report)
 
     run = sub.add_parser(
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("prompt", metavar="PROMPT", help="the text to continue")
     add_generation_options(run)
+    add_format_option(run)
     run.add_argument(
         "--sweep",
         dest="sweep",
@@ -309,6 +311,18 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where to write the trace (default: reports/<slug-of-prompt>/); an existing "
         "trace there is replaced, any other existing content is refused",
+    )
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        type=figure_formats,
+        default=("png",),
+        metavar="FORMATS",
+        help="write every figure in these formats too, e.g. png,svg,pdf (fonts embedded; PNG "
+        "always: the page shows it)",
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidgets
 
 from interp import store
 from interp.errors import InvalidSettingError

@@ -3,7 +3,8 @@ notebook display of results (`display`). Nothing here runs the model.
 
 Public: `build_report` (a trace's, a set's or a patching result's page), `patching_sections`
 (patching results as sections of another page), `write_experiment` and `Section` (an
-experiment's page), `check_experiment_dir`, and the `figures` module. Imported lazily, so
+experiment's page), `check_experiment_dir`, `parse_formats` (`--format png,svg,pdf`), and the
+`figures` module. Imported lazily, so
 `import interp` stays light.
 """
 
@@ -18,6 +19,7 @@ _EXPORTS = {
     "check_experiment_dir": "interp.report.simple",
     "Section": "interp.report.simple",
     "patching_sections": "interp.report.patching",
+    "parse_formats": "interp.report.formats",
 }
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "build_report",
     "check_experiment_dir",
     "figures",
+    "parse_formats",
     "patching_sections",
     "write_experiment",
 ]
@@ -32,6 +35,7 @@ __all__ = [
 if TYPE_CHECKING:
     from interp.report import figures
     from interp.report.build import build_report
+    from interp.report.formats import parse_formats
     from interp.report.patching import patching_sections
     from interp.report.simple import Section, check_experiment_dir, write_experiment
 

@@ -1,60 +1,73 @@
-"""Matplotlib figures as PNG bytes. `matplotlib.figure.Figure` directly: no pyplot state."""
+"""Matplotlib figures (`matplotlib.figure.Figure` directly: no pyplot state), each built under
+one style (`interp.report.style`) at a column's or a page's width, and written out in every
+format asked for by `style.render`. Every token on an axis gets its label: long sequences are
+split into panels, or the figure grows with them."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from interp.report.style import COLUMN, PAGE, styled
 from interp.report.tokens import short
 
-DPI = 110
 KL_FLOOR = 1e-3  # the lowest KL a log axis shows (nats)
 ROBUST_PERCENTILE = 98  # where a robust colour scale ends
+LENS_PANEL = 50  # generated tokens per panel of the logit-lens heatmap
+ATTENTION_POSITIONS = 32  # the attention figure's last positions (the page's views show more)
+TOKEN_PITCH = 0.1  # inches per labelled token (a 5.5-pt label and its gap)
 
 
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    return buf.getvalue()
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
 
 
-def _tick_labels(labels: Sequence[str], max_ticks: int = 60) -> tuple[list[int], list[str]]:
-    step = max(1, int(np.ceil(len(labels) / max_ticks)))
-    idx = list(range(0, len(labels), step))
-    return idx, [short(labels[i]) for i in idx]
-
-
+@styled
 def logit_lens_heatmap(
     probs: np.ndarray, layers: Sequence[str], tokens: Sequence[str], title: str
-) -> bytes:
-    """[layer, step] probability of the generated token under each layer's lens."""
-    width = min(24, 4 + 0.16 * probs.shape[1])
-    fig = Figure(figsize=(width, max(3.0, 1.6 + 0.18 * probs.shape[0])))
-    ax = fig.add_subplot()
-    im = ax.imshow(probs, aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower")
-    ax.set_yticks(range(len(layers)), layers, fontsize=7)
-    idx, labels = _tick_labels(tokens)
-    ax.set_xticks(idx, labels, rotation=90, fontsize=7)
-    ax.set_xlabel("generated token")
-    ax.set_ylabel("layer (residual stream entering the block)")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="probability of the generated token")
-    return _png(fig)
+) -> Figure:
+    """[layer, step] probability of the generated token under each layer's lens, in panels of
+    at most `LENS_PANEL` tokens, every token labelled."""
+    n_layers, n_steps = probs.shape
+    starts = list(range(0, max(n_steps, 1), LENS_PANEL))
+    panel_h = 0.9 + TOKEN_PITCH * n_layers
+    fig = _figure(PAGE, 0.4 + panel_h * len(starts))
+    axes = fig.subplots(len(starts), 1, squeeze=False)[:, 0]
+    im = None
+    for ax, start in zip(axes, starts, strict=True):
+        stop = min(start + LENS_PANEL, n_steps)
+        im = ax.imshow(
+            probs[:, start:stop], aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower",
+            extent=(start - 0.5, stop - 0.5, -0.5, n_layers - 0.5),
+        )  # fmt: skip
+        if len(starts) > 1:  # every panel at one scale
+            ax.set_xlim(start - 0.5, start + LENS_PANEL - 0.5)
+        ax.set_yticks(range(n_layers), list(layers), fontsize=5.5)
+        ax.set_xticks(
+            range(start, stop), [short(t, 10) for t in tokens[start:stop]], rotation=90,
+            fontsize=6,
+        )  # fmt: skip
+        ax.set_ylabel("layer", fontsize=7)
+    axes[-1].set_xlabel("generated token")
+    fig.suptitle(title)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes), label="probability of the generated token", shrink=0.8)
+    return fig
 
 
+@styled
 def lens_curves(
     mean_kl: np.ndarray,
     agreement: np.ndarray,
     layers: Sequence[str],
     errors: tuple[np.ndarray, np.ndarray] | None = None,
-) -> bytes:
+) -> Figure:
     """Per-layer mean KL to the final layer, and top-1 agreement with it; with `errors`
     (their standard errors over a set's rows), a band of one standard error each side."""
-    fig = Figure(figsize=(9, 4))
+    fig = _figure(PAGE, 3.0)
     ax = fig.add_subplot()
     x = np.arange(len(layers))
     # a plain log axis; values under the floor (the final layer's own 0) sit on it
@@ -74,34 +87,38 @@ def lens_curves(
         ax2.fill_between(x, agreement - a_se, agreement + a_se, color="tab:orange", alpha=0.2)
     ax2.set_ylabel("top-1 agreement with the final layer", color="tab:orange")
     ax2.set_ylim(0, 1.05)
-    idx, labels = _tick_labels(list(layers), 32)
-    ax.set_xticks(idx, labels, rotation=90, fontsize=7)
+    ax.set_xticks(x, list(layers), rotation=90, fontsize=6)
     ax.set_xlabel("layer")
     ax.set_title("Logit lens: where the lens can be trusted")
-    return _png(fig)
+    return fig
 
 
+@styled
 def attention_grid(
     patterns: np.ndarray, names: Sequence[str], tokens: Sequence[str], title: str
-) -> bytes:
-    """A grid of [query, key] patterns, one panel per head."""
+) -> Figure:
+    """[query, key] patterns, one panel per head, two panels across a page: the last
+    `ATTENTION_POSITIONS` positions, each labelled."""
+    n = len(tokens)
+    keep = min(n, ATTENTION_POSITIONS)
+    labels = [short(t, 8) for t in tokens[n - keep :]]
     k = len(names)
-    cols = min(3, k)
+    cols = min(2, k)
     rows = int(np.ceil(k / cols))
-    fig = Figure(figsize=(4.6 * cols, 4.4 * rows))
+    side = PAGE / 2
+    fig = _figure(side * cols, 0.5 + (side + 0.2) * rows)
     for i, (pattern, name) in enumerate(zip(patterns, names, strict=True)):
         ax = fig.add_subplot(rows, cols, i + 1)
-        im = ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1)
-        ax.set_title(name, fontsize=9)
-        idx, labels = _tick_labels(tokens, 20)
-        ax.set_xticks(idx, labels, rotation=90, fontsize=6)
-        ax.set_yticks(idx, labels, fontsize=6)
-        ax.set_xlabel("key (attended to)", fontsize=7)
-        ax.set_ylabel("query", fontsize=7)
+        im = ax.imshow(pattern[n - keep :, n - keep :], cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks(range(keep), labels, rotation=90, fontsize=5)
+        ax.set_yticks(range(keep), labels, fontsize=5)
+        ax.set_xlabel("key (attended to)", fontsize=6)
+        ax.set_ylabel("query", fontsize=6)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle(title)
-    fig.subplots_adjust(hspace=0.45, wspace=0.45)  # room for tick labels and colour bars
-    return _png(fig)
+    shown = f"the last {keep} of {n} positions" if keep < n else f"all {n} positions"
+    fig.suptitle(f"{title} ({shown})")
+    return fig
 
 
 def colour_limit(values: np.ndarray, robust: bool) -> tuple[float, np.ndarray]:
@@ -115,6 +132,7 @@ def colour_limit(values: np.ndarray, robust: bool) -> tuple[float, np.ndarray]:
     return bound, beyond if robust else np.zeros_like(beyond)
 
 
+@styled
 def head_heatmap(
     values: np.ndarray,
     title: str,
@@ -123,12 +141,12 @@ def head_heatmap(
     diverging: bool = False,
     cmap: str = "magma",
     robust: bool = False,
-) -> bytes:
+) -> Figure:
     """[layer, head] values; diverging maps are centred at zero. `robust`: the colour scale
     ends at the 98th percentile of |value|, so a few huge cells do not wash out the rest;
     the clipped cells are marked and the limit is said on the colour bar."""
     n_layers, n_heads = values.shape
-    fig = Figure(figsize=(1.2 + 0.55 * n_heads, 1.2 + 0.24 * n_layers))
+    fig = _figure(min(PAGE, max(COLUMN * 0.8, 1.6 + 0.42 * n_heads)), 1.2 + 0.16 * n_layers)
     ax = fig.add_subplot()
     shown = np.ma.masked_invalid(values)
     if diverging:
@@ -148,43 +166,45 @@ def head_heatmap(
     ax.set_yticks(range(n_layers), [f"L{layer}" for layer in range(n_layers)], fontsize=7)
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=8, wrap=True)
     fig.colorbar(im, ax=ax, label=label)
-    return _png(fig)
+    return fig
 
 
-def head_roles_figure(scores: np.ndarray, roles: Sequence[str]) -> bytes:
+@styled
+def head_roles_figure(scores: np.ndarray, roles: Sequence[str]) -> Figure:
     """One [layer, head] heatmap per role score."""
     n_layers, n_heads = scores.shape[1:]
-    fig = Figure(figsize=(3.6 * len(roles), 1.5 + 0.2 * n_layers))
+    fig = _figure(PAGE, 1.2 + 0.13 * n_layers)
     for i, role in enumerate(roles):
         ax = fig.add_subplot(1, len(roles), i + 1)
         im = ax.imshow(scores[i], aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower")
-        ax.set_title(role.replace("_", " "), fontsize=10)
-        ax.set_xticks(range(n_heads), [str(h) for h in range(n_heads)], fontsize=6)
-        ax.set_yticks(range(0, n_layers, 2), [f"L{x}" for x in range(0, n_layers, 2)], fontsize=6)
+        ax.set_title(role.replace("_", " "), fontsize=8)
+        ax.set_xticks(range(n_heads), [str(h) for h in range(n_heads)], fontsize=5.5)
+        ax.set_yticks(range(n_layers), [f"L{x}" for x in range(n_layers)], fontsize=5)
         ax.set_xlabel("head")
         fig.colorbar(im, ax=ax, fraction=0.05)
     fig.suptitle("Head role scores (mean attention weight on the role's target position)")
-    fig.subplots_adjust(wspace=0.45)
-    return _png(fig)
+    return fig
 
 
-def loss_bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str) -> bytes:
-    fig = Figure(figsize=(max(5, 1.3 * len(labels)), 4))
+@styled
+def loss_bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str) -> Figure:
+    fig = _figure(min(PAGE, max(COLUMN, 0.9 * len(labels))), 2.8)
     ax = fig.add_subplot()
     bars = ax.bar(range(len(labels)), values, color="tab:purple")
     ax.bar_label(bars, fmt="%.2f", fontsize=8)
-    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=7)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    return _png(fig)
+    return fig
 
 
-def loss_curves(x: np.ndarray, curves: dict[str, np.ndarray], boundary: int) -> bytes:
+@styled
+def loss_curves(x: np.ndarray, curves: dict[str, np.ndarray], boundary: int) -> Figure:
     """Next-token loss along a sequence, one line per condition; a marker where the repeat
     starts."""
-    fig = Figure(figsize=(10, 4))
+    fig = _figure(PAGE, 2.8)
     ax = fig.add_subplot()
     for name, y in curves.items():
         ax.plot(x, y, label=name, linewidth=1.2)
@@ -193,36 +213,38 @@ def loss_curves(x: np.ndarray, curves: dict[str, np.ndarray], boundary: int) -> 
     ax.set_xlabel("position of the predicted token")
     ax.set_ylabel("next-token loss (nats)")
     ax.set_title("Loss along the probe")
-    ax.legend(fontsize=8)
-    return _png(fig)
+    ax.legend(fontsize=7)
+    return fig
 
 
+@styled
 def position_heatmap(
     values: np.ndarray, rows: Sequence[str], tokens: Sequence[str], title: str, label: str
-) -> bytes:
+) -> Figure:
     """[row, pos] values (a layer or a head per row), diverging at zero, every position
     labelled with its token."""
     n_rows, n_pos = values.shape
-    fig = Figure(figsize=(min(24.0, 2.4 + 0.34 * n_pos), 1.4 + 0.22 * n_rows))
+    fig = _figure(max(COLUMN, 2.0 + 0.16 * n_pos), 1.6 + 0.14 * n_rows)
     ax = fig.add_subplot()
     bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-(bound or 1.0), vmax=bound or 1.0)
     im = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="RdBu_r", norm=norm,
                    origin="lower")  # fmt: skip
     ax.set_xticks(range(n_pos), [f"{short(t)} ({i})" for i, t in enumerate(tokens)],
-                  rotation=90, fontsize=7)  # fmt: skip
-    ax.set_yticks(range(n_rows), list(rows), fontsize=7)
+                  rotation=90, fontsize=6)  # fmt: skip
+    ax.set_yticks(range(n_rows), list(rows), fontsize=6)
     ax.set_xlabel("position (token)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=8)
     fig.colorbar(im, ax=ax, label=label)
-    return _png(fig)
+    return fig
 
 
-def row_spread(labels: Sequence[str], per_row: np.ndarray, title: str, label: str) -> bytes:
+@styled
+def row_spread(labels: Sequence[str], per_row: np.ndarray, title: str, label: str) -> Figure:
     """Each row's value (dots) of a few candidates ([row, candidate]), with their mean and
     its standard error (bars), candidates left to right."""
     n_rows, k = per_row.shape
-    fig = Figure(figsize=(1.6 + 0.7 * k, 3.2))
+    fig = _figure(min(PAGE, max(COLUMN, 1.2 + 0.45 * k)), 2.6)
     ax = fig.add_subplot()
     jitter = np.linspace(-0.18, 0.18, n_rows) if n_rows > 1 else np.zeros(1)
     for j in range(k):
@@ -231,30 +253,32 @@ def row_spread(labels: Sequence[str], per_row: np.ndarray, title: str, label: st
     se = per_row.std(0, ddof=1) / np.sqrt(n_rows) if n_rows > 1 else np.zeros(k)
     ax.errorbar(range(k), mean, yerr=se, fmt="o", color="#c0392b", capsize=4, zorder=3)
     ax.axhline(0.0, color="#444", linewidth=0.7)
-    ax.set_xticks(range(k), list(labels), rotation=45, ha="right", fontsize=7)
+    ax.set_xticks(range(k), list(labels), rotation=45, ha="right", fontsize=6)
     ax.set_ylabel(label)
-    ax.set_title(title, fontsize=10)
-    return _png(fig)
+    ax.set_title(title, fontsize=8)
+    return fig
 
 
-def divergence_histogram(positions: dict[str, list[int]], horizon: int) -> bytes:
+@styled
+def divergence_histogram(positions: dict[str, list[int]], horizon: int) -> Figure:
     """Where each pair's texts first part (a generated-token index; `horizon`: not within
     it), one bar series per intervention."""
-    fig = Figure(figsize=(6.4, 2.8))
+    fig = _figure(COLUMN * 1.4, 2.4)
     ax = fig.add_subplot()
     bins = [i - 0.5 for i in range(horizon + 2)]
     ax.hist(list(positions.values()), bins=bins, label=list(positions), histtype="bar")
     ax.set_xlabel(f"first diverging generated token ({horizon}: none within {horizon})")
     ax.set_ylabel("pairs")
     ax.legend(fontsize=7)
-    ax.set_title("First divergence of the paired texts", fontsize=10)
-    return _png(fig)
+    ax.set_title("First divergence of the paired texts", fontsize=8)
+    return fig
 
 
-def kl_bands(curves: dict[str, np.ndarray]) -> bytes:
+@styled
+def kl_bands(curves: dict[str, np.ndarray]) -> Figure:
     """Mean KL(baseline || intervened) at each generated step over the pairs, with its 95%
     band (`[3, step]`: mean, low, high), one curve per intervention."""
-    fig = Figure(figsize=(6.4, 2.8))
+    fig = _figure(COLUMN * 1.4, 2.4)
     ax = fig.add_subplot()
     for label, band in curves.items():
         x = np.arange(band.shape[1])
@@ -264,5 +288,5 @@ def kl_bands(curves: dict[str, np.ndarray]) -> bytes:
     ax.set_ylabel("KL (nats)")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
-    ax.set_title("KL(baseline || intervened) along the baseline's tokens", fontsize=10)
-    return _png(fig)
+    ax.set_title("KL(baseline || intervened) along the baseline's tokens", fontsize=8)
+    return fig

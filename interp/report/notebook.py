@@ -9,14 +9,17 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from interp.metrics import describe
 from interp.report.figures import head_heatmap
 from interp.report.html import b64, circuitsvis_bundle, probability_color, render_call
+from interp.report.style import render
 from interp.report.tokens import visible, visible_in_text
 
 if TYPE_CHECKING:
     from interp.analysis.attention import AttentionResult, HeadRoles
     from interp.analysis.logit_lens import LogitLensResult
     from interp.interventions.ablate import AblationReport
+    from interp.interventions.patching_result import Patching
     from interp.interventions.sweep import SweepResult
     from interp.trace import Trace
 
@@ -118,15 +121,37 @@ def lens_html(lens: LogitLensResult) -> str:
 
 
 def sweep_html(result: SweepResult) -> str:
-    png = head_heatmap(
+    figure = head_heatmap(
         result.delta.numpy(),
-        f"{result.method} sweep ({result.mode}): change in total log-prob",
-        "nats",
+        f"{result.method} sweep ({result.mode}): change in {result.metric}",
+        f"change in {result.metric}",
         diverging=True,
+        robust=True,
     )
-    data = b64(png)
+    data = b64(render({"sweep.png": figure})["sweep.png"])
     top = table_html(["head", "change"], [[h, f"{v:+.3f}"] for h, v in result.top_heads(10)])
     return f'<div><img src="data:image/png;base64,{data}">{top}</div>'
+
+
+def patching_html(patching: Patching) -> str:
+    """Each site's heatmap and its ten strongest candidates."""
+    from interp.report.patching import site_figure
+
+    into = f" into {patching.receivers}" if patching.receivers else ""
+    parts = [
+        f"<p>{html.escape(patching.direction)} patching{html.escape(into)}, "
+        f"{patching.rows} pair(s): {html.escape(describe(patching.metric))} clean "
+        f"{patching.clean_metric:.3f}, corrupted {patching.corrupted_metric:.3f}</p>"
+    ]
+    for site, result in patching.results.items():
+        png = render({"site.png": site_figure(result, patching.tokens, into)})["site.png"]
+        rows = [
+            [label, f"{value:+.4f}", f"{float(result.effect_normalized.flatten()[i]):+.3f}"]
+            for i, label, value in result.ranked(10)
+        ]
+        parts.append(f'<img src="data:image/png;base64,{b64(png)}">')
+        parts.append(table_html([site, "effect", "normalised"], rows))
+    return "<div>" + "".join(parts) + "</div>"
 
 
 def ablation_html(report: AblationReport) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from interp.heads import parse_label
 from interp.interventions.ablate import AblationRecord
 from interp.interventions.sweep import SweepResult
 from interp.metrics import describe
-from interp.report import figures
+from interp.report import figures, style
+from interp.report.formats import Format
 from interp.report.html import (
     b64,
     circuitsvis_bundle,
@@ -77,28 +79,33 @@ def load_inputs(directory: str | os.PathLike[str]) -> ReportInputs:
 # ---------------------------------------------------------------------------------------
 
 
-def build_trace_report(directory: str | os.PathLike[str], title: str | None = None) -> Path:
-    """Write DIR/index.html and DIR/figures/*.png atomically; returns the page's path."""
+def build_trace_report(
+    directory: str | os.PathLike[str],
+    title: str | None = None,
+    formats: Sequence[Format] = ("png",),
+) -> Path:
+    """Write DIR/index.html and DIR/figures/ (each figure in each of `formats`) atomically;
+    returns the page's path."""
     inputs = load_inputs(directory)
-    pngs = make_figures(inputs)
-    html = render_page(inputs, pngs, title)
-    return write_report(Path(directory), html, pngs)
+    files = style.render(make_figures(inputs), formats)
+    html = render_page(inputs, style.pngs(files), title)
+    return write_report(Path(directory), html, files)
 
 
-def write_report(directory: Path, html: str, pngs: dict[str, bytes]) -> Path:
+def write_report(directory: Path, html: str, files: dict[str, bytes]) -> Path:
     """The figures' folder replaced whole, then the page."""
     with atomic.atomic_dir(directory / FIGURES_DIR) as tmp:
-        for name, data in pngs.items():
+        for name, data in files.items():
             (tmp / name).write_bytes(data)
     atomic.write_text(directory / REPORT_FILE, html)
     return directory / REPORT_FILE
 
 
-def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
+def make_figures(inputs: ReportInputs) -> style.Figures:
     a = inputs.analysis
     lens = a.logit_lens
     generated = inputs.tokens[inputs.prompt_len :]
-    pngs = {
+    pngs: style.Figures = {
         "logit_lens.png": figures.logit_lens_heatmap(
             lens.target_probs.numpy(),
             lens.layers,
@@ -142,7 +149,7 @@ def make_figures(inputs: ReportInputs) -> dict[str, bytes]:
     return pngs
 
 
-def _sample_figures(i: int, paired: dict[str, Any]) -> dict[str, bytes]:
+def _sample_figures(i: int, paired: dict[str, Any]) -> style.Figures:
     """An ablation's paired samples: where the texts part, and the KL curve, beside its
     controls' (pooled)."""
     horizon = int(paired["horizon"])

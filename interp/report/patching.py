@@ -5,14 +5,17 @@ over rows. Reads a saved `Patching`; never runs the model."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from interp.heads import head_label
 from interp.interventions.patching_result import Patching, PatchingResult
 from interp.metrics import describe
-from interp.report import figures
+from interp.report import figures, style
+from interp.report.formats import Format
 from interp.report.simple import Section, render_experiment, write_pages
 
 _WHAT = {
@@ -27,9 +30,10 @@ _WHAT = {
 
 def patching_sections(
     patching: Patching, prefix: str = "", heading: str = ""
-) -> tuple[list[Section], dict[str, bytes]]:
+) -> tuple[list[Section], style.Figures]:
     """A section per site (`prefix` names its figures apart from others on the page)."""
-    sections, pngs = [], {}
+    sections: list[Section] = []
+    pngs: style.Figures = {}
     into = f" into {patching.receivers}" if patching.receivers else ""
     how = (
         "the clean value into the corrupted run"
@@ -39,7 +43,7 @@ def patching_sections(
     for site, result in patching.results.items():
         name = f"{prefix}{site}"
         heat, spread = f"{name}.png", f"{name}_rows.png"
-        pngs[heat] = _heatmap(result, patching.tokens, into)
+        pngs[heat] = site_figure(result, patching.tokens, into)
         intro = (
             f"Patched: {_WHAT[site]}{into}, {how} ({patching.direction}). Effect: the change "
             f"in {describe(patching.metric)} from the run patched into; normalised, 1 is "
@@ -69,22 +73,29 @@ def patching_sections(
     return sections, pngs
 
 
-def build_patching_report(directory: str | os.PathLike[str], title: str | None = None) -> Path:
-    """Write DIR/index.html and DIR/figures/ of a saved patching result."""
+def build_patching_report(
+    directory: str | os.PathLike[str],
+    title: str | None = None,
+    formats: Sequence[Format] = ("png",),
+) -> Path:
+    """Write DIR/index.html and DIR/figures/ (each figure in each of `formats`) of a saved
+    patching result."""
     path = Path(directory)
     patching = Patching.load(path)
-    sections, pngs = patching_sections(patching)
+    sections, figs = patching_sections(patching)
+    files = style.render(figs, formats)
     kind = "path patching" if patching.receivers else "activation patching"
     html = render_experiment(
         title or f"interp: {kind} ({patching.direction}, {describe(patching.metric)})",
         f"{patching.rows} pair(s) of runs; {patching.method}.",
         sections,
-        pngs,
+        style.pngs(files),
     )
-    return write_pages(path, html, pngs)
+    return write_pages(path, html, files)
 
 
-def _heatmap(result: PatchingResult, tokens: list[str] | None, into: str) -> bytes:
+def site_figure(result: PatchingResult, tokens: list[str] | None, into: str = "") -> Figure:
+    """One site's mean effect: a [layer, head] heatmap, or [layer or head, position]."""
     values = result.effect.float().numpy()
     label = f"change in {result.metric}"
     title = f"{result.site} patching{into}: mean effect"
@@ -103,7 +114,7 @@ def _heatmap(result: PatchingResult, tokens: list[str] | None, into: str) -> byt
     return figures.position_heatmap(values, rows, labels, title, label)
 
 
-def _spread(result: PatchingResult, top: list[tuple[int, str, float]]) -> bytes:
+def _spread(result: PatchingResult, top: list[tuple[int, str, float]]) -> Figure:
     rows = result.per_row.flatten(1).float()
     per_row = np.stack([rows[:, i].numpy() for i, _, _ in top], axis=1)
     return figures.row_spread(

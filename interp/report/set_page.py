@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from interp import atomic, store
@@ -14,7 +15,8 @@ from interp.analysis.suite import SetAnalysis
 from interp.heads import parse_label
 from interp.interventions.sweep import SweepResult
 from interp.metrics import describe
-from interp.report import figures
+from interp.report import figures, style
+from interp.report.formats import Format
 from interp.report.html import b64, circuitsvis_bundle
 from interp.report.page import (
     ATTENTION_WINDOW,
@@ -33,8 +35,13 @@ def row_page(i: int) -> str:
     return f"row{i}.html"
 
 
-def build_set_report(directory: str | os.PathLike[str], title: str | None = None) -> Path:
-    """Write DIR/index.html, DIR/figures/ and DIR/rows/ atomically; returns the page's path."""
+def build_set_report(
+    directory: str | os.PathLike[str],
+    title: str | None = None,
+    formats: Sequence[Format] = ("png",),
+) -> Path:
+    """Write DIR/index.html, DIR/figures/ (each figure in each of `formats`) and DIR/rows/
+    atomically; returns the page's path."""
     path = Path(directory)
     traces = TraceSet.load(path, activations=False)
     analysis = SetAnalysis.load(path, traces, pattern_window=ATTENTION_WINDOW)
@@ -42,24 +49,25 @@ def build_set_report(directory: str | os.PathLike[str], title: str | None = None
     for i, (trace, row) in enumerate(zip(traces, analysis.rows, strict=True)):
         inputs = ReportInputs(path, trace, row)
         label = f"row {i} of {len(traces)}: {trace.prompt[:50]}"
+        row_pngs = style.render(make_figures(inputs))
         pages[row_page(i)] = render_page(
-            inputs, make_figures(inputs), f"interp report, {label}", bundle_src=BUNDLE_FILE
+            inputs, row_pngs, f"interp report, {label}", bundle_src=BUNDLE_FILE
         )
     sweep = SweepResult.load(path) if SweepResult.saved_in(path) else None
-    pngs = set_figures(analysis, sweep)
-    html = render_set_page(traces, analysis, sweep, pngs, title)
+    files = style.render(set_figures(analysis, sweep), formats)
+    html = render_set_page(traces, analysis, sweep, style.pngs(files), title)
     with atomic.atomic_dir(path / store.ROWS_DIR) as tmp:
         (tmp / BUNDLE_FILE).write_text(circuitsvis_bundle(), encoding="utf-8")
         for name, text in pages.items():
             (tmp / name).write_text(text, encoding="utf-8")
     with atomic.atomic_dir(path / FIGURES_DIR) as tmp:
-        for name, data in pngs.items():
+        for name, data in files.items():
             (tmp / name).write_bytes(data)
     atomic.write_text(path / REPORT_FILE, html)
     return path / REPORT_FILE
 
 
-def set_figures(analysis: SetAnalysis, sweep: SweepResult | None = None) -> dict[str, bytes]:
+def set_figures(analysis: SetAnalysis, sweep: SweepResult | None = None) -> style.Figures:
     lens = analysis.logit_lens
     kl, kl_se = lens.mean_kl
     agree, agree_se = lens.top1_agreement

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from interp import atomic
 from interp.errors import OutputPathError
+from interp.report import style
+from interp.report.formats import Format
 from interp.report.html import b64
 
 EXPERIMENT_FORMAT = "interp-experiment"
@@ -75,16 +78,19 @@ def write_experiment(
     title: str,
     intro: str,
     sections: list[Section],
-    figures: dict[str, bytes],
+    figures: style.Figures,
     summary: dict[str, Any],
+    formats: Sequence[Format] = ("png",),
 ) -> Path:
-    """Write index.html, figures/*.png and summary.json into `directory` (replaced whole)."""
+    """Write index.html, figures/ (each figure in each of `formats`) and summary.json into
+    `directory` (replaced whole)."""
     target = Path(directory)
     check_experiment_dir(target)
-    html = render_experiment(title, intro, sections, figures)
+    files = style.render(figures, formats)
+    html = render_experiment(title, intro, sections, style.pngs(files))
     with atomic.atomic_dir(target) as tmp:
         (tmp / "figures").mkdir()
-        for name, data in figures.items():
+        for name, data in files.items():
             (tmp / "figures" / name).write_bytes(data)
         (tmp / "index.html").write_text(html, encoding="utf-8")
         record = {"format": EXPERIMENT_FORMAT, **summary}
