@@ -38,11 +38,19 @@ def main(argv: list[str] | None = None) -> int:
             page = build_report(out)
             times.append(time.perf_counter() - t0)
         figures = sum(p.stat().st_size for p in (out / "figures").iterdir())
+        paper = []  # every figure also as SVG and PDF
+        for _ in range(args.rounds):
+            t0 = time.perf_counter()
+            build_report(out, formats="png,svg,pdf")
+            paper.append(time.perf_counter() - t0)
+        all_formats = sum(p.stat().st_size for p in (out / "figures").iterdir())
         result = {
             "tokens": trace.n_positions,
             "render_s": round(statistics.median(times), 2),
+            "render_all_formats_s": round(statistics.median(paper), 2),
             "html_mb": round(page.stat().st_size / 1e6, 2),
             "figures_mb": round(figures / 1e6, 2),
+            "figures_all_formats_mb": round(all_formats / 1e6, 2),
         }
     r = result
     rows = [
@@ -54,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             "`index.html`, self-contained (target ≤ 5 MB)",
             f"{r['html_mb']:.1f} MB ({met(r['html_mb'], 5, at_most=True)}; figures beside it: "
             f"{r['figures_mb']:.1f} MB)",
+        ],
+        [
+            "the same with `--format png,svg,pdf`",
+            f"{r['render_all_formats_s']:.1f} s; figures {r['figures_all_formats_mb']:.1f} MB",
         ],
     ]
     what = f"{trace.n_positions}-token trace without a sweep, median of {args.rounds} rounds"
