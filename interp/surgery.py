@@ -19,6 +19,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from interp import hooks as H
+from interp.errors import UnknownModelError
 
 if TYPE_CHECKING:
     from interp.models.model import Model
@@ -188,7 +189,7 @@ def attn_post_norm(model: Model, layer: int) -> PostNorm | None:
     if ln is None:
         return None
     if model.cfg.normalization_type not in ("RMS", "RMSPre"):
-        raise NotImplementedError(
+        raise UnknownModelError(
             f"a {model.cfg.normalization_type} norm after the attention of block {layer}: "
             "interp splits head writes only through an RMSNorm"
         )
@@ -196,7 +197,7 @@ def attn_post_norm(model: Model, layer: int) -> PostNorm | None:
     eps = getattr(original, "eps", getattr(original, "variance_epsilon", None))
     gain = norm_gain(model, ln)
     if eps is None or gain is None:
-        raise NotImplementedError(f"block {layer}'s post-attention norm has no eps or weight")
+        raise UnknownModelError(f"block {layer}'s post-attention norm has no eps or weight")
     return PostNorm(gain, float(eps))
 
 
