@@ -204,7 +204,9 @@ def test_a_name_that_is_not_a_path_never_reads_a_folder(folder, monkeypatch):
         load_model(name)
 
 
-@pytest.mark.parametrize("damage", ["no-weights", "no-config", "no-tokenizer", "remote-code"])
+@pytest.mark.parametrize(
+    "damage", ["no-weights", "no-config", "no-tokenizer", "remote-code", "torn-weights"]
+)
 def test_a_broken_folder_says_what_it_lacks(folder, tmp_path, damage):
     broken = tmp_path / "m"
     shutil.copytree(folder, broken)
@@ -218,6 +220,10 @@ def test_a_broken_folder_says_what_it_lacks(folder, tmp_path, damage):
         for f in ("tokenizer.json", "tokenizer_config.json"):
             (broken / f).unlink()
         match = "no tokenizer"
+    elif damage == "torn-weights":
+        weights = broken / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        match = "could not be loaded"
     else:
         config = json.loads((broken / "config.json").read_text())
         config["auto_map"] = {"AutoModelForCausalLM": "evil.Model"}

@@ -36,7 +36,8 @@ def load_local(name: str, device: torch.device, *, check_kv: bool) -> Model:
         tok = AutoTokenizer.from_pretrained(
             directory, local_files_only=True, trust_remote_code=False
         )
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # a user's files: any library's error (a torn safetensors file
+        # raises safetensors' own) becomes one line naming the folder
         raise ModelNotInstalledError(
             f"the model folder {directory} could not be loaded: {_first_line(exc)}"
         ) from None
