@@ -165,6 +165,32 @@ def build_tiny(kind: str, directory, device: str = "cpu"):
     return model
 
 
+def rel_err_per_position(a, b):
+    """The largest relative error of any position: [pos, ...] -> [pos, features]."""
+    a, b = a.flatten(1), b.flatten(1)
+    return ((a - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-6)).max().item()
+
+
+def assert_records_one_full_run(model, trace, rel: float) -> None:
+    """Every hook the KV-cached recording kept against one full `run_with_cache` of the same
+    tokens: patterns within 1e-5 absolute, the rest within `rel` relative per position
+    (residuals reach thousands in magnitude)."""
+    from interp import hooks as H
+
+    names = set(trace.hook_names)
+    with torch.no_grad():
+        _, full = model.bridge.run_with_cache(
+            trace.token_ids[None].to(model.device), names_filter=lambda n: n in names
+        )
+    for name in trace.hook_names:
+        got, want = trace.activations[name], full[name][0].cpu()
+        assert got.shape == want.shape, name
+        if H.is_query_key(name):
+            assert (got - want).abs().max() <= 1e-5, name
+        else:
+            assert rel_err_per_position(got, want) <= rel, name
+
+
 def reference(model):
     """The plain Hugging Face model with the same weights (tiny: a pre-bridge copy)."""
     return model.extra["reference"]

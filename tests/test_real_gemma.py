@@ -3,6 +3,7 @@ Face copy of the same weights (eager attention), as tests/test_real_model.py doe
 
 import pytest
 import torch
+from conftest import assert_records_one_full_run
 
 import interp
 from interp import hooks as H
@@ -16,11 +17,6 @@ IOI = "When Mary and John went to the store, John gave a drink to"
 @pytest.fixture(scope="module")
 def sampled(gemma):
     return interp.generate(gemma, PROMPT, max_new_tokens=16, seed=0, top_p=0.95)
-
-
-def rel_err_per_position(a, b):
-    a, b = a.flatten(1), b.flatten(1)
-    return ((a - b).norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-6)).max().item()
 
 
 def test_dimensions_and_provenance(gemma):
@@ -56,18 +52,7 @@ def test_greedy_text_equals_hugging_face_generate(gemma, gemma_hf):
 
 
 def test_recorded_activations_equal_one_full_run(gemma, sampled):
-    names = sampled.hook_names
-    with torch.no_grad():
-        _, full = gemma.bridge.run_with_cache(
-            sampled.token_ids[None].to(gemma.device), names_filter=lambda n: n in set(names)
-        )
-    for name in names:
-        got, want = sampled.activations[name], full[name][0].cpu()
-        assert got.shape == want.shape, name
-        if H.is_query_key(name):
-            assert (got - want).abs().max() <= 1e-5, name
-        else:
-            assert rel_err_per_position(got, want) <= 5e-5, name  # float32 sums, 18 layers
+    assert_records_one_full_run(gemma, sampled, rel=5e-5)  # float32 sums over 18 layers
 
 
 def test_attention_patterns_equal_hugging_face_eager(gemma, gemma_hf, sampled):
