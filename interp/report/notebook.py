@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from interp.metrics import describe
 from interp.report.figures import head_heatmap
 from interp.report.html import b64, circuitsvis_bundle, probability_color, render_call
+from interp.report.patching import site_figure
 from interp.report.style import render
 from interp.report.tokens import visible, visible_in_text
 
@@ -135,8 +136,6 @@ def sweep_html(result: SweepResult) -> str:
 
 def patching_html(patching: Patching) -> str:
     """Each site's heatmap and its ten strongest candidates."""
-    from interp.report.patching import site_figure
-
     into = f" into {patching.receivers}" if patching.receivers else ""
     parts = [
         f"<p>{html.escape(patching.direction)} patching{html.escape(into)}, "
@@ -160,10 +159,8 @@ def ablation_html(report: AblationReport) -> str:
         ["heads", ", ".join(s["heads"])],
         ["mode", s["mode"]],
         ["change in total log-prob", f"{s['delta_logprob_total']:+.3f}"],
+        [f"metric {s['metric']}", f"{s['baseline_metric']:.3f} -> {s['ablated_metric']:.3f}"],
     ]
-    rows.append(
-        [f"metric {s['metric']}", f"{s['baseline_metric']:.3f} -> {s['ablated_metric']:.3f}"]
-    )
     if s["baseline_text"] is None:
         rows.append(["text", "not regenerated (regenerate_text=False)"])
     else:
