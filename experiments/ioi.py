@@ -256,21 +256,21 @@ def write(args, model, rows, clean, results: dict, write_experiment) -> int:
     ]
     for key, heading in (("abc_denoise", "ABC: "), ("abc_noise", "ABC: "),
                          ("s2_denoise", "S2 swap: ")):  # fmt: skip
-        more, pngs = patching_sections(results[key], prefix=f"{key}_", heading=heading)
+        more, site_figs = patching_sections(results[key], prefix=f"{key}_", heading=heading)
         sections += more
-        figs |= pngs
+        figs |= site_figs
     for t, resid in enumerate(results["resid"]):
-        more, pngs = patching_sections(resid, prefix=f"t{t}_", heading=f"template {t}: ")
+        more, site_figs = patching_sections(resid, prefix=f"t{t}_", heading=f"template {t}: ")
         sections += more
-        figs |= pngs
+        figs |= site_figs
     if "path_refused" in results:
         sections.append(Section("Path patching", [f"Not run: {results['path_refused']}."]))
     for key, heading in (("path_logits", "ABC: "), ("path_queries", "ABC: "),
                          ("path_queries_s2", "S2 swap: ")):  # fmt: skip
         if key in results:
-            more, pngs = patching_sections(results[key], prefix=f"{key}_", heading=heading)
+            more, site_figs = patching_sections(results[key], prefix=f"{key}_", heading=heading)
             sections += more
-            figs |= pngs
+            figs |= site_figs
     role_table = [["candidate role", "head", "DLA", "patching ABC denoise", "ABC noise",
                    "S2 swap denoise"]]  # fmt: skip
     if "path_refused" not in results:

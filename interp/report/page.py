@@ -105,7 +105,7 @@ def make_figures(inputs: ReportInputs) -> style.Figures:
     a = inputs.analysis
     lens = a.logit_lens
     generated = inputs.tokens[inputs.prompt_len :]
-    pngs: style.Figures = {
+    figs: style.Figures = {
         "logit_lens.png": figures.logit_lens_heatmap(
             lens.target_probs.numpy(),
             lens.layers,
@@ -128,7 +128,7 @@ def make_figures(inputs: ReportInputs) -> style.Figures:
     heads = chosen_heads(inputs)[:6]
     if heads:
         pats = np.stack([inputs.pattern(layer, head).numpy() for layer, head, _ in heads])
-        pngs["attention_top_heads.png"] = figures.attention_grid(
+        figs["attention_top_heads.png"] = figures.attention_grid(
             pats,
             [f"L{layer}H{head} ({why})" for layer, head, why in heads],
             inputs.tokens[inputs.window_start :],
@@ -136,9 +136,9 @@ def make_figures(inputs: ReportInputs) -> style.Figures:
         )
     for i, record in enumerate(inputs.ablations):
         if record.paired is not None:
-            pngs |= _sample_figures(i, record.paired)
+            figs |= _sample_figures(i, record.paired)
     if inputs.sweep is not None:
-        pngs["sweep.png"] = figures.head_heatmap(
+        figs["sweep.png"] = figures.head_heatmap(
             inputs.sweep.delta.numpy(),
             f"Ablation sweep ({inputs.sweep.mode}, {inputs.sweep.method}): change in "
             f"{describe(inputs.sweep.metric)}",
@@ -146,7 +146,7 @@ def make_figures(inputs: ReportInputs) -> style.Figures:
             diverging=True,
             robust=True,
         )
-    return pngs
+    return figs
 
 
 def _sample_figures(i: int, paired: dict[str, Any]) -> style.Figures:

@@ -33,7 +33,7 @@ def patching_sections(
 ) -> tuple[list[Section], style.Figures]:
     """A section per site (`prefix` names its figures apart from others on the page)."""
     sections: list[Section] = []
-    pngs: style.Figures = {}
+    figs: style.Figures = {}
     into = f" into {patching.receivers}" if patching.receivers else ""
     how = (
         "the clean value into the corrupted run"
@@ -43,7 +43,7 @@ def patching_sections(
     for site, result in patching.results.items():
         name = f"{prefix}{site}"
         heat, spread = f"{name}.png", f"{name}_rows.png"
-        pngs[heat] = site_figure(result, patching.tokens, into)
+        figs[heat] = site_figure(result, patching.tokens, into)
         intro = (
             f"Patched: {_WHAT[site]}{into}, {how} ({patching.direction}). Effect: the change "
             f"in {describe(patching.metric)} from the run patched into; normalised, 1 is "
@@ -61,7 +61,7 @@ def patching_sections(
         images = [heat]
         top = result.ranked(10)
         if patching.rows > 1 and top:
-            pngs[spread] = _spread(result, top)
+            figs[spread] = _spread(result, top)
             images.append(spread)
         table: list[list[object]] = [["candidate", "effect", "± SE", "normalised"]]
         for i, label, value in top:
@@ -70,7 +70,7 @@ def patching_sections(
             table.append([label, f"{value:+.4f}", se, normalized])
         title = f"{heading}{site} patching{into} ({patching.direction})"
         sections.append(Section(title, [intro], table, images))
-    return sections, pngs
+    return sections, figs
 
 
 def build_patching_report(
