@@ -81,6 +81,7 @@ def lens_curves(
     ax.set_ylim(bottom=KL_FLOOR / 1.5)
     ax.set_ylabel(f"mean KL (nats; below {KL_FLOOR:g} drawn at {KL_FLOOR:g})", color="tab:blue")
     ax2 = ax.twinx()
+    ax2.spines["right"].set_visible(True)  # the style hides it; this axis reads from it
     ax2.plot(x, agreement, marker="s", color="tab:orange", label="top-1 agreement")
     if errors is not None:
         a_se = np.nan_to_num(errors[1])
