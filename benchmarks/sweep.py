@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import interp
     from interp import library_versions
-    from interp.interventions import TRACE_MODES, attribution_estimate, make_ablation, sweep
+    from interp.interventions import MODES, attribution_estimate, make_ablation, sweep
 
     torch.set_grad_enabled(False)
     model = interp.load_model()
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     top20 = {h for h, _ in exact.top_heads(20)}
     recovered = len(top20 & {h for h, _ in triage.top_heads(20)})
     spearman = {"mean": exact.estimate_spearman}
-    for mode in TRACE_MODES:
+    for mode in MODES:
         if mode != "mean":
             spearman[mode] = sweep(model, trace, mode).estimate_spearman
     result = {

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from typing import Any
 
 from interp.errors import OutputPathError, WriteError
 
+LOCK_NAME = re.compile(r"\..+\.lock")  # `exclusive`'s lock files
 TMP_MARK = ".tmp-"  # every temporary name is ".<target name>.tmp-<pid>[-<suffix>]"
 OLD_MARK = ".old-"  # a directory moved aside during a replacement: ".<name>.old-<pid>"
 _AT_FDCWD = -100
@@ -192,12 +194,47 @@ def exclusive(target: str | os.PathLike[str], what: str = "an interp run") -> It
         except FileNotFoundError:
             pass
         os.close(fd)
+    with contextlib.suppress(OSError):  # who holds it, for a later reader of a stale lock
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:
         yield
     finally:
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)
+
+
+def take_over_stale_locks(directory: Path) -> list[Path]:
+    """Remove the lock files (`.<name>.lock`) in `directory` that no process holds (their
+    writer was killed), saying so on interp's log; the ones still held are returned."""
+    held = []
+    try:
+        locks = [p for p in directory.iterdir() if LOCK_NAME.fullmatch(p.name)]
+    except OSError:
+        return []
+    for lock in locks:
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.append(lock)
+            os.close(fd)
+            continue
+        try:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.unlink(lock)
+            logging.getLogger("interp").warning(
+                "took over %s, a lock left by process %s, which is gone", lock, pid
+            )
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return held
 
 
 def replace_dir(new: Path, target: Path) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import Tensor, nn
 
@@ -24,10 +24,12 @@ from interp import surgery
 from interp.errors import InvalidSettingError
 from interp.kernels import UnembeddingLinear
 
+if TYPE_CHECKING:
+    from interp.models.model import Model
+
 HookFn = Callable[..., Tensor | None]
 EngineName = Literal["auto", "direct", "bridge"]
 ENGINES: tuple[EngineName, ...] = ("auto", "direct", "bridge")
-_ATTR = "_interp_direct_engine"
 
 
 class BridgeEngine:
@@ -167,15 +169,16 @@ class DirectEngine:
 
 
 def choose(
-    bridge: Any, record: Sequence[str], edit: Sequence[str], engine: EngineName | str
+    model: Model, record: Sequence[str], edit: Sequence[str], engine: EngineName | str
 ) -> BridgeEngine | DirectEngine:
     """The engine for a run: "auto" (direct where it serves the hooks, else the bridge),
     "direct" (an error where it cannot) or "bridge"."""
     if engine not in ENGINES:
         raise InvalidSettingError(f"engine must be 'auto', 'direct' or 'bridge', got {engine!r}")
+    bridge = model.bridge
     if engine == "bridge":
         return BridgeEngine(bridge)
-    direct, reason = direct_engine(bridge)
+    direct, reason = direct_engine(model)
     missing = None if direct is None else direct.serves(record, edit)
     if direct is not None and missing is None:
         return direct
@@ -185,24 +188,20 @@ def choose(
     return BridgeEngine(bridge)
 
 
-def direct_engine(bridge: Any) -> tuple[DirectEngine | None, str]:
-    """The bridge's direct engine (None where there is none) and, if None, why. Built once
-    per device and kept on the bridge (moving the bridge replaces its buffers, so an engine
-    built on another device is rebuilt)."""
-    device = next(bridge.parameters()).device
-    cached = getattr(bridge, _ATTR, None)
-    if cached is None or cached[0] != device:
-        set_direct_engine(bridge, DirectEngine.for_bridge(bridge), None)
-        cached = getattr(bridge, _ATTR)
-    return cached[1], cached[2]
+def direct_engine(model: Model) -> tuple[DirectEngine | None, str]:
+    """The model's direct engine (None where there is none) and, if None, why: the one the
+    loader handed it, or built here for a model whose guards did not run or that has moved
+    to another device since (moving replaces its buffers)."""
+    device = model.device
+    if model.direct is None or model.direct[0] != device:
+        built = DirectEngine.for_bridge(model.bridge)
+        model.direct = (device, built, "" if built is not None else no_layout(model.bridge))
+    return model.direct[1], model.direct[2]
 
 
-def set_direct_engine(bridge: Any, engine: DirectEngine | None, problem: str | None) -> None:
-    """Keep `engine` as the bridge's direct engine; None sets it aside (`problem`: why)."""
-    device = next(bridge.parameters()).device
-    if engine is None and problem is None:
-        problem = f"interp knows no direct layout for {type(bridge.original_model).__name__}"
-    object.__setattr__(bridge, _ATTR, (device, engine, problem or ""))
+def no_layout(bridge: Any) -> str:
+    """Why a bridge has no direct engine when `interp.surgery` knows no layout for it."""
+    return f"interp knows no direct layout for {type(bridge.original_model).__name__}"
 
 
 def _register(site: surgery.Site, fn: HookFn, info: _HookPointInfo) -> Any:

@@ -16,7 +16,7 @@ from interp.memory import check_memory, default_batch_size
 from interp.models.model import Model
 from interp.recording import Progress, Row, run
 from interp.sampling import Sampler, SamplingConfig
-from interp.trace import GenerationSettings, Trace
+from interp.trace import INTERVENTION_KEY, GenerationSettings, Trace
 from interp.traceset import TraceSet
 
 DEFAULT_TOP_ALTERNATIVES = 5
@@ -95,7 +95,8 @@ def generate(
       batch, one continuation per prompt.
     - `hooks`: hook names to record (default: `interp.hooks.default_hooks`).
     - `fwd_hooks`: `(name or filter, fn)` pairs active during every forward (ablations);
-      recorded activations and log-probs are those of the hooked model.
+      recorded activations and log-probs are those of the hooked model, and the trace says so
+      (`trace.intervention`): raw hooks cannot be replayed, so patching and sweeps refuse it.
     - `engine`: "auto" runs the Hugging Face modules directly where `interp.engine` knows the
       layout and the hooks (faster: no bridge overhead per module), else the TransformerLens
       bridge; "direct" insists (an error where it cannot); "bridge" always uses the bridge.
@@ -118,19 +119,26 @@ def generate(
     if forced_all is None and max_new_tokens < 1:
         raise InvalidSettingError(f"max-new-tokens must be >= 1, got {max_new_tokens}")
     base = secrets.randbits(31) if seed is None else seed
+    encoded = [_prompt_ids(model, text) for text in prompts]
+    names, user_hooks = resolve_hooks(model, hooks, fwd_hooks)
+    new = (
+        [len(f) for f in forced_all] if forced_all is not None else [max_new_tokens] * len(prompts)
+    )
+    for p, ((ids, _), n_new) in enumerate(zip(encoded, new, strict=True)):
+        if len(ids) + n_new > model.n_ctx:
+            raise InvalidSettingError(
+                f"prompt ({len(ids)} tokens) plus {n_new} new tokens exceeds "
+                f"{model.name}'s context of {model.n_ctx} tokens"
+                + ("" if single else f" (prompt {p})")
+            )
+    longest = max(len(ids) + n for (ids, _), n in zip(encoded, new, strict=True))
+    check_memory(model, names, longest, len(prompts) * num_samples)  # before any row is built
     rows: list[Row] = []
-    for p, text in enumerate(prompts):
-        ids, prompt_text = _prompt_ids(model, text)
+    for p, (ids, prompt_text) in enumerate(encoded):
         for _ in range(num_samples):
             forced = None if forced_all is None else forced_all[p]
             row_seed_ = base if single else row_seed(base, len(rows))
-            n_new = len(forced) if forced is not None else max_new_tokens
-            if len(ids) + n_new > model.n_ctx:
-                raise InvalidSettingError(
-                    f"prompt ({len(ids)} tokens) plus {n_new} new tokens exceeds "
-                    f"{model.name}'s context of {model.n_ctx} tokens"
-                    + ("" if single else f" (prompt {p})")
-                )
+            n_new = new[p]
             settings = GenerationSettings(
                 max_new_tokens=n_new,
                 temperature=temperature,
@@ -142,10 +150,7 @@ def generate(
             )
             sampler = None if forced is not None else Sampler(config, row_seed_)
             rows.append(Row(ids, prompt_text, forced, sampler, settings))
-    names, user_hooks = resolve_hooks(model, hooks, fwd_hooks)
-    longest = max(len(r.prompt_ids) + r.settings.max_new_tokens for r in rows)
-    check_memory(model, names, longest, len(rows))
-    runner = choose(model.bridge, names, [name for name, _ in user_hooks], engine)
+    runner = choose(model, names, [name for name, _ in user_hooks], engine)
     if batch_size is None:
         batch_size = default_batch_size(model, names, longest, len(rows))
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -159,6 +164,10 @@ def generate(
             traces += run(model, runner, chunk, names, user_hooks, top_alternatives, bar, pad)
     finally:
         bar.close()
+    if user_hooks:  # the run is not the plain model's, and raw hooks cannot be replayed
+        hooked = ", ".join(dict.fromkeys(name for name, _ in user_hooks))
+        for trace in traces:
+            trace.provenance[INTERVENTION_KEY] = f"raw fwd_hooks on {hooked[:200]}"
     return traces[0] if single else TraceSet(traces)
 
 

@@ -26,19 +26,29 @@ def parse_label(label: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def parse_heads(spec: str, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
-    """`"L5H1,L9H3"` or `"L5"` (every head of layer 5) -> sorted unique (layer, head) pairs."""
-    valid = f"valid: L0..L{n_layers - 1} and H0..H{n_heads - 1}"
-    heads: set[tuple[int, int]] = set()
+def check_spec(spec: str, valid: str = "") -> list[re.Match[str]]:
+    """The spelling of a head spec (before a model gives its ranges): each item matched."""
     items = [item.strip() for item in spec.split(",")]
     if not spec.strip() or any(not item for item in items):
         raise InvalidSettingError(f"empty head spec {spec!r}; write heads as L5H1,L9H3 or L5")
+    matches = []
     for item in items:
         match = _SPEC.match(item)
         if match is None:
             raise InvalidSettingError(
-                f"malformed head {item!r}: write heads as L5H1 (layer 5, head 1) or L5; {valid}"
+                f"malformed head {item!r}: write heads as L5H1 (layer 5, head 1) or L5"
+                + (f"; {valid}" if valid else "")
             )
+        matches.append(match)
+    return matches
+
+
+def parse_heads(spec: str, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
+    """`"L5H1,L9H3"` or `"L5"` (every head of layer 5) -> sorted unique (layer, head) pairs."""
+    valid = f"valid: L0..L{n_layers - 1} and H0..H{n_heads - 1}"
+    heads: set[tuple[int, int]] = set()
+    for match in check_spec(spec, valid):
+        item = match.group(0)
         layer = int(match.group(1))
         if layer >= n_layers:
             raise InvalidSettingError(f"layer {layer} in {item!r} is out of range; {valid}")

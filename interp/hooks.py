@@ -57,6 +57,26 @@ def is_query_key(name: str) -> bool:
     return name.endswith(_QUERY_KEY_SUFFIXES)
 
 
+_RESIDUAL_SUFFIXES = (
+    "hook_embed", "hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",
+    "hook_mlp_out",
+)  # fmt: skip
+
+
+def widths(name: str, n_heads: int, d_head: int, d_model: int) -> list[int] | None:
+    """The sizes after the position axis (query-key hooks: the head axis) that a model's hook
+    has, where this module knows them (None for any other hook)."""
+    if is_query_key(name):
+        return [n_heads]
+    if name.endswith(("attn.hook_z", "attn.hook_q")):
+        return [n_heads, d_head]
+    if name.endswith(_RESIDUAL_SUFFIXES):
+        return [d_model]
+    if name.endswith("hook_scale"):
+        return [1]
+    return None
+
+
 def default_hooks(n_layers: int) -> list[str]:
     """What the analyses read: residual stream before each block and after the last,
     every layer's attention pattern and per-head output (z), and the final norm's scale."""

@@ -7,14 +7,18 @@ from collections.abc import Sequence
 
 from interp import hooks as H
 from interp.errors import InvalidSettingError
+from interp.machine import available_memory
 from interp.models.model import Model
+
+ROW_BYTES = 4096  # a row's own objects (its trace, settings, sampler), whatever it records
+STEP_BYTES = 256  # a row's per-step statistics and token strings, per position
 
 
 def recording_bytes(model: Model, names: Sequence[str], n: int, rows: int = 1) -> int:
     """About how many bytes recording `names` over `n` positions of `rows` rows takes:
     query-key hooks ([head, query, key], assembled from per-step parts) grow with n squared;
     the others are [pos, ...], counted at d_model floats a position where their size is not
-    known here."""
+    known here; every row also costs its own objects and per-step statistics."""
     per_position = {"attn.hook_z": model.n_heads * int(model.cfg.d_head), "hook_scale": 1}
     total = 0
     for name in names:
@@ -23,7 +27,7 @@ def recording_bytes(model: Model, names: Sequence[str], n: int, rows: int = 1) -
         else:
             suffix = next((s for s in per_position if name.endswith(s)), None)
             total += n * (per_position[suffix] if suffix else model.d_model)
-    return rows * total * model.dtype.itemsize
+    return rows * (total * model.dtype.itemsize + ROW_BYTES + n * STEP_BYTES)
 
 
 def default_batch_size(model: Model, names: Sequence[str], n: int, rows: int, cap: int = 64) -> int:
@@ -33,18 +37,6 @@ def default_batch_size(model: Model, names: Sequence[str], n: int, rows: int, ca
     per_row = max(1, recording_bytes(model, names, n))
     fit = rows if have is None else have // (4 * per_row)
     return max(1, min(rows, cap, fit))
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to this process now (Linux's MemAvailable), or None."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def check_memory(model: Model, names: Sequence[str], n: int, rows: int = 1) -> None:

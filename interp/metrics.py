@@ -10,8 +10,9 @@ the rows right-padded) and gives one number per row. Built in:
 - `kl()`: the mean over the continuation's steps of KL(baseline || this run), 0 for the
   baseline itself;
 - any callable `(logits [row, pos, vocab], traces) -> [row]`.
-An answer or distractor left out is read per row from the row's `meta` ("answer",
-"distractor": a JSON Lines prompts file's fields).
+An answer or distractor left out is read per row from the row's `meta` (a JSON Lines prompts
+file's fields: "answer" and "distractor" as texts, or "answer_id" and "distractor_id" as token
+ids).
 
 `bind(model, traces)` resolves a metric for some rows: its answers as token ids (a text that
 is not one token is an error showing how it tokenizes) and the first position it reads, so a
@@ -28,12 +29,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.answers import Answer, row_tokens
+from interp.answers import single_token as single_token  # part of the metrics API
 from interp.errors import InvalidSettingError
 from interp.models.model import Model
 from interp.trace import Trace
 
 Position = int | Literal["last_prompt"]
-Answer = str | int | None
 MetricFn = Callable[[Tensor, Sequence[Trace]], Tensor]
 METRIC_NAMES = ("logprob", "logit-diff", "prob", "kl")
 
@@ -91,8 +93,16 @@ class LogitDiff(Metric):
         return f"logit-diff:{_shown(self.answer, 'answer')},{_shown(self.distractor, 'distractor')}"
 
     def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
-        answers = _tokens(model, traces, self.answer, "answer")
-        distractors = _tokens(model, traces, self.distractor, "distractor")
+        answers = row_tokens(model, traces, self.answer, "answer")
+        distractors = row_tokens(model, traces, self.distractor, "distractor")
+        same = (answers == distractors).nonzero().flatten().tolist()
+        if same:
+            t = traces[same[0]]
+            raise InvalidSettingError(
+                f"{t.origin or f'row {same[0]}'}: the answer and the distractor are the same "
+                f"token ({model.token_strs([int(answers[same[0]])])[0]!r}): their logit "
+                "difference is 0 whatever the model does"
+            )
         positions = _positions(traces, self.position)
         start = min(positions)
 
@@ -114,7 +124,7 @@ class Prob(Metric):
         return f"prob:{_shown(self.answer, 'answer')}"
 
     def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
-        answers = _tokens(model, traces, self.answer, "answer")
+        answers = row_tokens(model, traces, self.answer, "answer")
         positions = _positions(traces, self.position)
         start = min(positions)
 
@@ -174,6 +184,17 @@ class Custom(Metric):
                 raise InvalidSettingError(
                     f"the metric {self.name!r} must return a tensor of shape [{len(rows)}] "
                     f"(one number per row), got {shape}"
+                )
+            bad = (~torch.isfinite(out.detach().float())).nonzero().flatten().tolist()
+            if bad:
+                named = list(
+                    dict.fromkeys(rows[i].origin or repr(rows[i].prompt[:40]) for i in bad)
+                )
+                shown = ", ".join(named[:4])
+                more = f" and {len(named) - 4} more" if len(named) > 4 else ""
+                raise InvalidSettingError(
+                    f"the metric {self.name!r} returned a non-finite value "
+                    f"({float(out[bad[0]])}) for the row of {shown}{more}"
                 )
             return out
 
@@ -254,44 +275,12 @@ def describe(label: str) -> str:
     return label
 
 
-def single_token(model: Model, text: str | int, what: str = "the token") -> int:
-    """The id of a text that is one token of the model's tokenizer (or an id in range)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        if not 0 <= text < model.d_vocab:
-            raise InvalidSettingError(f"{what} id {text} is outside the vocabulary")
-        return text
-    if not isinstance(text, str) or not text:
-        raise InvalidSettingError(f"{what} must be a non-empty text or a token id, got {text!r}")
-    ids = model.encode(text, add_special_tokens=False)
-    if len(ids) != 1:
-        pieces = " + ".join(repr(s) for s in model.token_strs(ids))
-        raise InvalidSettingError(
-            f"{what} {text!r} is not a single token of {model.name}: it tokenizes as {pieces}"
-        )
-    return ids[0]
-
-
 # ---------------------------------------------------------------------------------------
 
 
 def _shown(answer: Answer, key: str) -> str:
     """A token as a label shows it; each row's own field as `<answer>`."""
     return f"<{key}>" if answer is None else repr(answer)
-
-
-def _tokens(model: Model, traces: Sequence[Trace], given: Answer, key: str) -> Tensor:
-    """One token id per row: `given`, or each row's `meta[key]`."""
-    out = []
-    for i, trace in enumerate(traces):
-        text = given if given is not None else trace.meta.get(key)
-        if text is None:
-            where = trace.origin or f"row {i} ({trace.prompt[:40]!r})"
-            raise InvalidSettingError(
-                f"{where}: no {key!r} field for the metric: give the metric's {key}, or a "
-                f"JSON Lines prompts file with {key!r} on every line"
-            )
-        out.append(single_token(model, text, f"the {key} of row {i}" if given is None else key))
-    return torch.tensor(out)
 
 
 def _positions(traces: Sequence[Trace], position: Position) -> list[int]:

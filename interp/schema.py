@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from interp import hooks as H
 from interp.errors import TraceFormatError
 
 Kind = Literal["int", "float", "bool"]
@@ -67,9 +68,11 @@ def tensor(
     shape: Sequence[int | None],
     *,
     allow_neg_inf: bool = False,
+    allow_nan: bool = False,
 ) -> Tensor:
     """`tensors[name]` with the dtype kind and shape given (None: any size), and, for floats,
-    no NaN or +inf (and no -inf unless `allow_neg_inf`)."""
+    no NaN (unless `allow_nan`: a value not computed) or +inf (and no -inf unless
+    `allow_neg_inf`)."""
     if name not in tensors:
         raise TraceFormatError(f"{where}: tensor {name!r} is missing")
     value = tensors[name]
@@ -88,9 +91,57 @@ def tensor(
             f"{where}: tensor {name!r} has shape {list(value.shape)}, expected {want_text}"
         )
     if kind == "float":
-        bad = torch.isnan(value) | torch.isposinf(value)
+        bad = torch.isposinf(value) if allow_nan else torch.isnan(value) | torch.isposinf(value)
         if not allow_neg_inf:
             bad |= torch.isneginf(value)
         if bool(bad.any()):
             raise TraceFormatError(f"{where}: tensor {name!r} holds NaN or infinite values")
     return value
+
+
+def settings(summary: dict[str, Any], where: Path) -> dict[str, Any]:
+    """A trace's generation settings (`GenerationSettings`' fields), each of its type."""
+    record = field(summary, "settings", dict, where)
+    return {
+        "max_new_tokens": field(record, "max_new_tokens", int, where),
+        "temperature": field(record, "temperature", float, where),
+        "top_k": field(record, "top_k", int, where, none=True),
+        "top_p": field(record, "top_p", float, where, none=True),
+        "seed": field(record, "seed", int, where, none=True),
+        "stop_at_eos": field(record, "stop_at_eos", bool, where),
+        "continuation": field(record, "continuation", str, where, none=True),
+    }
+
+
+def activation(acts: dict[str, Tensor], name: str, n: int, where: Path) -> Tensor:
+    """One recorded hook, [pos, ...] (query-key hooks [head, query, key]) over `n` positions."""
+    if name not in acts:
+        raise TraceFormatError(f"{where}: the hook {name!r} listed in summary.json is missing")
+    value = acts[name]
+    if H.is_query_key(name):
+        shape: list[int | None] = [None, n, n]
+    else:
+        shape = [n, *([None] * (value.dim() - 1))] if value.dim() >= 1 else [n]
+    scores = name.endswith("hook_attn_scores")
+    return tensor(acts, name, where, "float", shape, allow_neg_inf=scores)
+
+
+def widths(acts: dict[str, Tensor], dims: tuple[int, int, int], what: str) -> None:
+    """Every recorded hook whose widths a model fixes (`dims`: heads, d_head, d_model) has
+    them: a tampered or foreign file is refused before its numbers are used."""
+    for name, value in acts.items():
+        want = H.widths(name, *dims)
+        got = list(value.shape[:1] if H.is_query_key(name) else value.shape[1:])
+        if want is not None and got != want and not (want == [1] and got == []):
+            raise TraceFormatError(f"{what}: its recorded {name} has widths {got}, not {want}")
+
+
+def same_ids(summary: dict[str, Any], ids: Tensor, where: Path, steps: Path) -> None:
+    """summary.json's copy of the token ids (where it has one) says what the tensor says."""
+    if "token_ids" in summary:
+        listed = items(summary, "token_ids", int, where)
+        if listed != ids.tolist():
+            raise TraceFormatError(
+                f"{where}: field 'token_ids' ({len(listed)} ids) disagrees with {steps.name}'s "
+                f"token_ids ({ids.numel()} ids)"
+            )

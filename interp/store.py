@@ -22,7 +22,7 @@ from typing import Any
 from torch import Tensor
 
 from interp import atomic
-from interp.errors import OutputPathError, TraceFormatError
+from interp.errors import InvalidSettingError, OutputPathError, TraceFormatError
 
 FORMAT = "interp-trace"
 SET_FORMAT = "interp-trace-set"  # a TraceSet: every row in one summary.json and two files
@@ -218,8 +218,22 @@ def read_window(
 
 def dumps(value: Any) -> str:
     """JSON as interp writes it: strict (a NaN or infinity is an error, never a bare `NaN`
-    that other parsers reject), UTF-8 text kept readable."""
-    return json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False)
+    that other parsers reject), UTF-8 text kept readable, and never larger than interp reads
+    back (`MAX_JSON_BYTES`): what cannot be written right is refused before any write."""
+    try:
+        text = json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidSettingError(
+            f"a record interp would write is not strict JSON ({exc})"
+        ) from None
+    size = len(text.encode("utf-8"))
+    if size > MAX_JSON_BYTES:
+        raise InvalidSettingError(
+            f"the record to write is {size:,} bytes of JSON, more than the {MAX_JSON_BYTES:,} "
+            "interp reads back (a prompts file's extra fields are copied into each of its "
+            "rows' records: keep them small)"
+        )
+    return text
 
 
 def write_results(
@@ -262,6 +276,12 @@ def check_output_dir(
     if target.exists():
         if not target.is_dir():
             raise OutputPathError(f"output path {path} exists and is not a directory")
+        held = atomic.take_over_stale_locks(target)
+        if held:
+            raise OutputPathError(
+                f"output directory {path} is in use: another run holds {held[0].name} in it; "
+                "wait for it to finish or choose another --out"
+            )
         entries = list(target.iterdir())
         if entries and not is_trace_dir(target, formats):
             raise OutputPathError(

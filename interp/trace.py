@@ -18,8 +18,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp import atomic, schema
-from interp import hooks as H
-from interp.errors import HookError, ModelMismatchError, TraceFormatError
+from interp.errors import HookError, InvalidSettingError, ModelMismatchError, TraceFormatError
 from interp.hooks import missing
 from interp.store import (
     ACTIVATIONS,
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from interp.models.model import Model
 
 STOP_REASONS = ("max_new_tokens", "eos", "forced")
+INTERVENTION_KEY = "intervention"  # provenance: what the run was recorded under
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,24 @@ class Trace:
                 "record it again with the default hooks"
             )
 
+    @property
+    def intervention(self) -> str | None:
+        """What the run was recorded under (raw `fwd_hooks`, an ablation), None for the plain
+        model: `provenance["intervention"]`."""
+        return self.provenance.get(INTERVENTION_KEY)
+
+    def require_replayable(self, purpose: str) -> None:
+        """Refuse a run recorded under hooks or an intervention for `purpose`, which computes
+        its baselines from the tokens on the plain model while starting from (or comparing
+        with) the recorded activations: the numbers would be silently wrong."""
+        if self.intervention is not None:
+            where = self.origin or repr(self.prompt[:40])
+            raise InvalidSettingError(
+                f"the run of {where} was recorded under {self.intervention}, which {purpose} "
+                "cannot replay: its baselines would come from the plain model; record the run "
+                "without it"
+            )
+
     def bind(self, model: Model) -> Trace:
         """Attach the model this trace was recorded with; refuse any other model."""
         if model.name != self.model_name:
@@ -146,6 +164,11 @@ class Trace:
                     f"this trace's {name} hold id {int(ids.max())}, outside {model.name}'s "
                     f"vocabulary of {model.d_vocab}"
                 )
+        schema.widths(
+            self.activations,
+            (model.n_heads, int(model.cfg.d_head), model.d_model),
+            f"the run of {self.origin or repr(self.prompt[:40])} ({model.name})",
+        )
         self.model = model
         return self
 
@@ -221,15 +244,16 @@ class Trace:
 
         target = Path(directory)
         check_output_dir(target, own=TRACE_ENTRIES | set(extra_json or {}))
+        texts = {SUMMARY: dumps(self.summary())}  # refused before any write if unreadable
+        texts |= {name: dumps(content) for name, content in (extra_json or {}).items()}
         with atomic.atomic_dir(target) as tmp:
             save_file(
                 {k: v.contiguous().cpu() for k, v in self.step_tensors().items()}, tmp / STEPS
             )
             acts = {k: v.contiguous().cpu() for k, v in self.activations.items()}
             save_file(acts, tmp / ACTIVATIONS)
-            (tmp / SUMMARY).write_text(dumps(self.summary()), encoding="utf-8")
-            for name, content in (extra_json or {}).items():
-                (tmp / name).write_text(dumps(content), encoding="utf-8")
+            for name, text in texts.items():
+                (tmp / name).write_text(text, encoding="utf-8")
         return target
 
     @classmethod
@@ -279,6 +303,7 @@ class Trace:
         token_ids = schema.tensor(steps, "token_ids", files.steps, "int", [n])
         if bool((token_ids < 0).any()):
             raise TraceFormatError(f"{files.steps}: tensor 'token_ids' holds negative ids")
+        schema.same_ids(summary, token_ids, where, files.steps)
         top_ids = schema.tensor(steps, "top_ids", files.steps, "int", [gen, None])
         k = top_ids.shape[1]
         return cls(
@@ -288,14 +313,14 @@ class Trace:
             prompt_len=prompt_len,
             token_strs=token_strs,
             continuation=schema.field(summary, "continuation", str, where),
-            settings=_settings(summary, where),
+            settings=GenerationSettings(**schema.settings(summary, where)),
             token_logprobs=schema.tensor(steps, "token_logprobs", files.steps, "float", [gen]),
             token_ranks=schema.tensor(steps, "token_ranks", files.steps, "int", [gen]),
             top_ids=top_ids,
             top_probs=schema.tensor(steps, "top_probs", files.steps, "float", [gen, k]),
             activations={}
             if acts is None
-            else {name: _activation(acts, name, n, files.activations) for name in hooks},
+            else {name: schema.activation(acts, name, n, files.activations) for name in hooks},
             stop_reason=stop_reason,
             timings=schema.mapping(summary, "timings", float, where),
             provenance=schema.mapping(summary, "provenance", str, where),
@@ -317,33 +342,6 @@ class SourceFiles:
         object.__setattr__(self, "summary", Path(str(directory / SUMMARY) + label))
         object.__setattr__(self, "steps", Path(str(directory / STEPS) + label))
         object.__setattr__(self, "activations", Path(str(directory / ACTIVATIONS) + label))
-
-
-def _settings(summary: dict[str, Any], where: Path) -> GenerationSettings:
-    record = schema.field(summary, "settings", dict, where)
-    f = schema.field
-    return GenerationSettings(
-        max_new_tokens=f(record, "max_new_tokens", int, where),
-        temperature=f(record, "temperature", float, where),
-        top_k=f(record, "top_k", int, where, none=True),
-        top_p=f(record, "top_p", float, where, none=True),
-        seed=f(record, "seed", int, where, none=True),
-        stop_at_eos=f(record, "stop_at_eos", bool, where),
-        continuation=f(record, "continuation", str, where, none=True),
-    )
-
-
-def _activation(acts: dict[str, Tensor], name: str, n: int, where: Path) -> Tensor:
-    """One recorded hook, [pos, ...] (query-key hooks [head, query, key]) over `n` positions."""
-    if name not in acts:
-        raise TraceFormatError(f"{where}: the hook {name!r} listed in {SUMMARY} is missing")
-    value = acts[name]
-    if H.is_query_key(name):
-        shape: list[int | None] = [None, n, n]
-    else:
-        shape = [n, *([None] * (value.dim() - 1))] if value.dim() >= 1 else [n]
-    scores = name.endswith("hook_attn_scores")
-    return schema.tensor(acts, name, where, "float", shape, allow_neg_inf=scores)
 
 
 def _same(a: Tensor, b: Tensor) -> bool:

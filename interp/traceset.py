@@ -143,10 +143,11 @@ class TraceSet:
             "format_version": FORMAT_VERSION,
             "rows": [trace.summary() for trace in self.traces],
         }
+        text = dumps(record)  # refused before any write if interp could not read it back
         with atomic.atomic_dir(target) as tmp:
             save_file(steps, tmp / STEPS)
             save_file(acts, tmp / ACTIVATIONS)
-            (tmp / SUMMARY).write_text(dumps(record), encoding="utf-8")
+            (tmp / SUMMARY).write_text(text, encoding="utf-8")
         return target
 
     @classmethod
@@ -180,6 +181,7 @@ class TraceSet:
                     SourceFiles(path, f" (row {i})"),
                 )
             )
+        _check_rows_agree(traces, path / ACTIVATIONS)
         out = cls(traces)
         if model is not None:
             for trace in out:
@@ -195,3 +197,23 @@ def load_recorded(
     if kind == SET_FORMAT:
         return TraceSet.load(directory, model, activations=activations)
     return Trace.load(directory, model, activations=activations)
+
+
+def _check_rows_agree(traces: list[Trace], where: Path) -> None:
+    """Every row records the same hooks with the same widths (all but the position axes)."""
+    first = traces[0]
+    for i, trace in enumerate(traces[1:], start=1):
+        if trace.activations.keys() != first.activations.keys():
+            raise TraceFormatError(f"{where}: row {i} records other hooks than row 0")
+        for name, value in trace.activations.items():
+            ref = first.activations[name]
+            got, want = _widths(name, value), _widths(name, ref)
+            if got != want or value.dtype != ref.dtype:
+                raise TraceFormatError(
+                    f"{where}: row {i}'s {name} has widths {got} ({value.dtype}), row 0's "
+                    f"{want} ({ref.dtype})"
+                )
+
+
+def _widths(name: str, value: Tensor) -> list[int]:
+    return list(value.shape[:1] if H.is_query_key(name) else value.shape[1:])

@@ -16,7 +16,7 @@ from interp.errors import TraceFormatError, WriteError
 from interp.heads import parse_label
 from interp.interventions import sites
 from interp.interventions.ablate import AblationReport, ablate, ablate_samples
-from interp.interventions.ablation import AblationMode, ablation_dirname
+from interp.interventions.ablation import AblationMode, ablation_dirname, reference_digest
 from interp.interventions.samples import PairedSamples
 from interp.interventions.sites import Site, Target
 from interp.interventions.sweep import SweepMethod, SweepResult, sweep
@@ -152,7 +152,8 @@ def ablate_into(
     (the ablated run's trace and effect.json). The output directory is checked before any
     work."""
     targets = sites.check_targets(site, heads, model)
-    out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(targets, mode, site)
+    digest = None if reference is None else reference_digest(reference)
+    out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(targets, mode, site, digest)
     check_output_dir(out, own=store.TRACE_ENTRIES | {store.EFFECT_FILE})
     report = ablate(
         model,
@@ -194,7 +195,8 @@ def ablate_set_into(
     paired samples' keys; summary.json names the format). The output directory is checked
     before any work."""
     targets = sites.check_targets(site, heads, model)
-    out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(targets, mode, site)
+    digest = None if reference is None else reference_digest(reference)
+    out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(targets, mode, site, digest)
     own = frozenset({store.SUMMARY, store.EFFECT_FILE})
     check_output_dir(out, own=own, formats=(SET_ABLATION_FORMAT,))
     paired = ablate_samples(

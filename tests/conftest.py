@@ -150,7 +150,7 @@ TINY_PARAMS = {"gpt2": 38_144, "llama": 37_792, "gemma": 36_176}
 
 
 def build_tiny(kind: str, directory, device: str = "cpu"):
-    from interp.models import Model
+    from interp.models.wrap import from_hf
 
     tokenizer = _tiny_tokenizer(kind != "gpt2", directory)
     hf = {"gpt2": _tiny_gpt2, "llama": _tiny_llama, "gemma": _tiny_gemma}[kind](tokenizer)
@@ -160,7 +160,7 @@ def build_tiny(kind: str, directory, device: str = "cpu"):
     # the independent Hugging Face reference the tests compare against.
     reference = copy.deepcopy(hf).to(device).eval()
     reference.set_attn_implementation("eager")
-    model = Model.from_hf(f"tiny-{kind}", hf, tokenizer, device=device)
+    model = from_hf(f"tiny-{kind}", hf, tokenizer, device=device)
     model.extra["reference"] = reference
     return model
 

@@ -9,7 +9,7 @@ import interp
 from interp import hooks as H
 from interp.errors import InvalidSettingError
 from interp.interventions import (
-    TRACE_MODES,
+    MODES,
     ablate,
     ablation_effect,
     first_divergence,
@@ -51,7 +51,7 @@ def test_ablating_nothing_reproduces_the_baseline_exactly(tiny, recorded):
     assert effect.delta_logprob_total == 0.0 and float(effect.kl.max()) == 0.0
 
 
-@pytest.mark.parametrize("mode", TRACE_MODES)
+@pytest.mark.parametrize("mode", MODES)
 def test_fast_sweep_equals_the_naive_loop(tiny, recorded, mode):
     exact = sweep(tiny, recorded, mode)
     naive = naive_sweep(tiny, recorded, make_ablation(tiny, recorded, all_heads(tiny), mode))

@@ -83,7 +83,7 @@ def interp_ablated(model, trace, target, mode, site, ref, other):
         model,
         trace,
         [target],
-        mode,
+        "mean" if mode == "reference" else mode,  # a reference mean: mean over the set
         site=site,
         reference=ref if mode == "reference" else None,
         source=other if mode == "resample" else None,
@@ -281,10 +281,9 @@ def test_the_sweep_by_any_metric_equals_the_naive_loop(tiny, runs, metric):
 
 def test_a_sweep_of_a_set_is_the_mean_of_its_rows(tiny, runs, tmp_path):
     _, _, ref = runs
-    result = sweep(tiny, ref, "reference", reference=ref, metric=metrics.logit_diff(40, 41))
+    result = sweep(tiny, ref, "mean", reference=ref, metric=metrics.logit_diff(40, 41))
     rows = [
-        sweep(tiny, row, "reference", reference=ref, metric=metrics.logit_diff(40, 41))
-        for row in ref
+        sweep(tiny, row, "mean", reference=ref, metric=metrics.logit_diff(40, 41)) for row in ref
     ]
     want = torch.stack([r.delta for r in rows])
     assert result.delta_rows is not None and torch.allclose(result.delta_rows, want, atol=1e-6)
@@ -297,12 +296,16 @@ def test_a_sweep_of_a_set_is_the_mean_of_its_rows(tiny, runs, tmp_path):
     assert back.summary()["rows"] == len(ref)
 
 
-def test_reference_mode_and_a_reference_set_go_together(tiny, runs):
+def test_a_reference_mean_is_mode_mean_with_a_reference_set(tiny, runs):
     trace, other, ref = runs
-    with pytest.raises(InvalidSettingError, match="reference"):
+    with pytest.raises(InvalidSettingError, match="mode='mean' with reference="):
         make_intervention(tiny, trace, [(0, 0)], "reference")
-    with pytest.raises(InvalidSettingError, match="reference"):
-        make_intervention(tiny, trace, [(0, 0)], "mean", reference=ref)
+    with pytest.raises(InvalidSettingError, match="give it with mode 'mean'"):
+        make_intervention(tiny, trace, [(0, 0)], "zero", reference=ref)
+    with_ref = make_intervention(tiny, trace, [(0, 0)], "mean", reference=ref)
+    plain = make_intervention(tiny, trace, [(0, 0)], "mean")
+    assert "reference rows" in with_ref.source and "of the trace" in plain.source
+    assert with_ref.dirname != plain.dirname  # never one directory for two sources
     with pytest.raises(InvalidSettingError, match="at least as long"):
         make_intervention(tiny, other, [(0, 0)], "resample", source=ref[0])
     with pytest.raises(InvalidSettingError, match="takes"):

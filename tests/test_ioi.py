@@ -8,6 +8,7 @@ import torch
 
 import interp
 from interp import metrics
+from interp.interventions.patching_result import Patching
 
 pytestmark = pytest.mark.real_model
 
@@ -122,7 +123,7 @@ def test_the_cli_sweeps_a_set_by_each_rows_answer_with_reference_means(smollm, t
     argv = ["sweep", str(out), "--metric", "logit-diff", "--reference", str(abc), "--triage"]
     assert cli.main([*argv, "--verify", "20"]) == 0
     printed = capsys.readouterr().out
-    assert "triage sweep (reference ablation, mean over 2 rows)" in printed
+    assert "triage sweep (mean ablation over the reference, mean over 2 rows)" in printed
     assert "largest effects on logit-diff:<answer>,<distractor>:" in printed and " ± " in printed
     saved = json.loads((out / "summary.json").read_text())["sweep"]
     assert saved["metric"] == "logit-diff:<answer>,<distractor>" and saved["rows"] == 2
@@ -179,7 +180,9 @@ def test_head_patching_equals_transformer_lens_and_the_cli_writes_it(smollm, tmp
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "denoise patching by logit-diff:<answer>,<distractor> (means over 2 pairs)" in printed
-    out = tmp_path / "clean" / "patching" / "denoise-logit-diff-answer-distractor"
+    name = Patching.dirname("denoise", "logit-diff:<answer>,<distractor>")
+    assert name.startswith("denoise-logit-diff-answer-distractor-")
+    out = tmp_path / "clean" / "patching" / name
     summary = json.loads((out / "summary.json").read_text())["patching"]
     assert summary["rows"] == 2 and summary["direction"] == "denoise"
     assert len(summary["heads"]["top"]) == 10 and summary["resid"]["top"][0][0].startswith("L")
@@ -249,7 +252,9 @@ def test_path_patching_equals_transformer_lens_and_the_cli_reports_it(smollm, tm
     assert cli.main([*argv, "L23H3.q"]) == 0
     printed = capsys.readouterr().out
     assert "denoise path-patching into L23H3.q by logit-diff" in printed
-    out = tmp_path / "clean" / "patching" / "path-denoise-logit-diff-answer-distractor-l23h3-q"
+    name = Patching.dirname("denoise", "logit-diff:<answer>,<distractor>", "L23H3.q")
+    assert name.startswith("path-denoise-logit-diff-answer-distractor-l23h3-q-")
+    out = tmp_path / "clean" / "patching" / name
     summary = json.loads((out / "summary.json").read_text())["patching"]
     assert summary["receivers"] == "L23H3.q" and summary["path"]["top"][0][0].startswith("L")
     page = (out / "index.html").read_text()

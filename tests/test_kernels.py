@@ -27,7 +27,7 @@ def test_unembedding_linear_equals_nn_linear(bias, shape):
 def test_the_direct_engines_head_shares_the_models_weights(tiny):
     from interp.engine import direct_engine
 
-    engine, _ = direct_engine(tiny.bridge)
+    engine, _ = direct_engine(tiny)
     head = engine.hf.get_output_embeddings()
     if onednn_linear() is not None:
         assert type(head) is UnembeddingLinear

@@ -287,7 +287,7 @@ def test_a_direct_engine_that_disagrees_with_the_bridge_is_set_aside(tmp_path, m
     assert trace.provenance["engine"] == "bridge"
     with pytest.raises(InvalidSettingError, match="engine 'direct' is not available"):
         interp.generate(model, "The sun", max_new_tokens=3, seed=0, engine="direct")
-    assert engine.direct_engine(model.bridge)[0] is None
+    assert engine.direct_engine(model)[0] is None
 
 
 def test_asking_for_the_direct_engine_where_it_cannot_serve_is_an_error(tiny):

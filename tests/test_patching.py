@@ -62,8 +62,14 @@ def test_every_site_equals_transformer_lens_patching(tiny, pair, direction):
 
 def test_patching_a_run_into_itself_does_nothing_and_all_of_it_everything(tiny, pair):
     clean, corrupted = pair
-    same = patch(tiny, clean, clean, sites=["heads", "resid"], metric=metrics.logit_diff(40, 41))
-    assert same["heads"].effect.abs().max() < 1e-5 and same["resid"].effect.abs().max() < 1e-5
+    with pytest.raises(InvalidSettingError, match="same logit-diff"):  # nothing to normalise by
+        patch(tiny, clean, clean, metric=metrics.logit_diff(40, 41))
+    cleans, corrupts = interp.TraceSet([clean, clean]), interp.TraceSet([corrupted, clean])
+    same = patch(
+        tiny, cleans, corrupts, sites=["heads", "resid"], metric=metrics.logit_diff(40, 41)
+    )
+    assert same["heads"].per_row[1].abs().max() < 1e-5  # the row patched into itself
+    assert same["resid"].per_row[1].abs().max() < 1e-5
     whole = make_intervention(
         tiny, corrupted, [(0, None)], "resample", site="resid_pre", source=clean
     )
@@ -133,7 +139,7 @@ def test_a_saved_result_loads_back_and_renders_its_page(tiny, pair, tmp_path):
     with pytest.raises(OutputPathError, match="notes.txt"):
         result.save(out)
     (out / "summary.json").write_text('{"format": "interp-patching", "format_version": 1}')
-    with pytest.raises(TraceFormatError, match="malformed patching result"):
+    with pytest.raises(TraceFormatError, match="'patching' is not an object"):
         Patching.load(out)
 
 

@@ -146,8 +146,11 @@ def test_a_run_into_itself_gives_zero_and_a_set_its_rows(tiny, pair):
     clean, corrupted = pair
     metric = metrics.logit_diff(A, D)
     for receivers in ("logits", "L1H1.q"):
-        same = path_patch(tiny, clean, clean, receivers=receivers, metric=metric)["path"]
-        assert same.effect.abs().max() < 1e-6
+        with pytest.raises(InvalidSettingError, match="same"):  # nothing to normalise by
+            path_patch(tiny, clean, clean, receivers=receivers, metric=metric)
+        rows = interp.TraceSet([corrupted, clean]), interp.TraceSet([clean, clean])
+        same = path_patch(tiny, *rows, receivers=receivers, metric=metric)["path"]
+        assert same.per_row[1].abs().max() < 1e-6  # the row patched into itself
     both = path_patch(
         tiny, interp.TraceSet([clean, clean]), interp.TraceSet([corrupted, clean]),
         receivers="logits", metric=metric,

@@ -284,7 +284,9 @@ def test_ablating_induction_heads_breaks_in_context_copying(smollm, roles):
     second = list(range(o + n, o + 2 * n - 1))  # token_logprobs[j] scores probe token j + 1
 
     def loss_second_copy(heads):
-        effect = ablation_effect(smollm, probe, make_ablation(smollm, probe, heads, "mean"))
+        # the forced probe is the data here, not an answer: the mean covers all of it
+        ablation = make_ablation(smollm, probe, heads, "mean", mean_over="all")
+        effect = ablation_effect(smollm, probe, ablation)
         return float(-effect.ablated_logprobs[second].mean())
 
     def parse(label):

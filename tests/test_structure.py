@@ -28,36 +28,48 @@ def _type_checking_only(node: ast.AST) -> bool:
     return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
 
 
-def imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
-    """(module, imported names) of every import statement, inside functions too, except
-    those under `if TYPE_CHECKING:` (never executed)."""
-    found: list[tuple[str, list[str]]] = []
+def imports(tree: ast.AST) -> list[tuple[str, list[str], bool]]:
+    """(module, imported names, whether the import runs) of every import statement, inside
+    functions and under `if TYPE_CHECKING:` too (a type-only import is still an arrow between
+    two modules, though it never runs its package's `__init__`)."""
+    found: list[tuple[str, list[str], bool]] = []
 
-    def walk(node: ast.AST) -> None:
+    def walk(node: ast.AST, runs: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if _type_checking_only(child):
-                continue
             if isinstance(child, ast.Import):
-                found.extend((alias.name, []) for alias in child.names)
+                found.extend((alias.name, [], runs) for alias in child.names)
             elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
-                found.append((child.module, [alias.name for alias in child.names]))
-            walk(child)
+                found.append((child.module, [alias.name for alias in child.names], runs))
+            walk(child, runs and not _type_checking_only(child))
 
-    walk(tree)
+    walk(tree, True)
     return found
 
 
 def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules it imports. An import that runs also runs the `__init__` of every
+    package above its target (`interp.models.model` runs `interp.models` first), except the
+    importer's own packages, which are already running."""
     graph: dict[str, set[str]] = {}
     for name, path in MODULES.items():
         edges = graph.setdefault(name, set())
-        for module, names in imports(ast.parse(path.read_text())):
+        own = set(_packages(name)) | {name}
+        for module, names, runs in imports(ast.parse(path.read_text())):
             if not module.startswith("interp"):
                 continue
-            targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in MODULES]
-            edges.update(targets or [module])
+            targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in MODULES] or [module]
+            edges.update(targets)
+            if runs:
+                edges.update({p for t in targets for p in _packages(t) if p not in own})
         edges.discard(name)
     return graph
+
+
+def _packages(module: str) -> list[str]:
+    """The packages whose `__init__` runs before `module` does (below `interp` itself, whose
+    `__init__` imports lazily)."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(2, len(parts)) if ".".join(parts[:i]) in MODULES]
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -117,7 +129,7 @@ def _public_names(module: str) -> set[str]:
     "path", sorted([*ROOT.glob("experiments/*.py"), *ROOT.glob("benchmarks/*.py")]), ids=str
 )
 def test_experiments_and_benchmarks_use_only_the_public_api(path):
-    for module, names in imports(ast.parse(path.read_text())):
+    for module, names, _ in imports(ast.parse(path.read_text())):
         if not module.startswith("interp"):
             continue
         if not names:  # `import interp`

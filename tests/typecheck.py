@@ -12,7 +12,7 @@ from typing import Literal
 from beartype import BeartypeConf, FrozenDict, beartype
 
 _WIDENED = {
-    Literal["mean", "zero", "resample", "reference"]: str,
+    Literal["mean", "zero", "resample"]: str,
     Literal["heads", "resid_pre", "attn_out", "mlp_out"]: str,
     Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]: str,
     Literal["denoise", "noise"]: str,

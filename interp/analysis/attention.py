@@ -268,7 +268,7 @@ def head_roles(
     q_second = torch.arange(offset + n, offset + 2 * n)
     patterns_of = [H.pattern(layer) for layer in range(model.n_layers)]
     names, user_hooks = resolve_hooks(model, patterns_of, fwd_hooks)
-    runner = choose(model.bridge, names, [name for name, _ in user_hooks], engine)
+    runner = choose(model, names, [name for name, _ in user_hooks], engine)
     scored: dict[str, list[Tensor]] = {name: [] for name in names}
 
     def score(pattern: Tensor, hook: Any) -> None:

@@ -25,9 +25,9 @@ from torch import Tensor
 from interp import components
 from interp import hooks as H
 from interp.analysis.stats import mean_and_se
+from interp.answers import single_token
 from interp.errors import InvalidSettingError
 from interp.heads import rank_heads
-from interp.metrics import single_token
 from interp.models.model import Model
 from interp.surgery import norm_gain, norm_parameter
 from interp.trace import Trace
@@ -60,8 +60,9 @@ class AttributionResult:
         )
 
     def top_heads(self, k: int = 10) -> list[tuple[str, float]]:
-        """Heads with the largest mean absolute attribution over the steps."""
-        return rank_heads(self.heads.abs().mean(0), k)
+        """Heads with their signed mean attribution over the steps, ranked by its magnitude
+        (a head that pushes the logit down ranks as high as one that pushes it up)."""
+        return rank_heads(self.heads.mean(0), k, by_magnitude=True)
 
     def components(self, step: int) -> list[tuple[str, float]]:
         """Every component's attribution at one step, labelled, in model order."""
@@ -93,8 +94,9 @@ class AttributionSetResult:
         return mean_and_se([r.heads.mean(0) for r in self.rows])
 
     def top_heads(self, k: int = 10) -> list[tuple[str, float]]:
-        """Heads with the largest mean absolute attribution over every row's steps."""
-        return rank_heads(torch.stack([r.heads.abs().mean(0) for r in self.rows]).mean(0), k)
+        """Heads with their signed mean attribution (the mean over rows of each row's mean
+        over its steps), ranked by its magnitude."""
+        return rank_heads(self.heads_mean()[0], k, by_magnitude=True)
 
 
 Tokens = str | int | Sequence[str | int] | None

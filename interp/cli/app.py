@@ -8,8 +8,10 @@ from collections.abc import Sequence
 
 from interp.cli.options import build_parser
 from interp.errors import (
+    HookError,
     InterpError,
     InvalidSettingError,
+    ModelMismatchError,
     ModelNotInstalledError,
     OutputPathError,
     TraceFormatError,
@@ -27,6 +29,7 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
     parser = build_parser()
     args = parser.parse_args(argv)
     args.own_process = own_process
+    args.kept = []  # what a command has written so far, for an interrupt to report
     try:
         configure_output()
         return int(args.func(args))
@@ -34,6 +37,8 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
         InvalidSettingError,
         UnknownModelError,
         ModelNotInstalledError,
+        ModelMismatchError,
+        HookError,
         OutputPathError,
         TraceFormatError,
     ) as exc:
@@ -46,7 +51,12 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
         _error(f"{exc.strerror or exc}: {exc.filename or ''}")
         return EXIT_ERROR
     except KeyboardInterrupt:
-        _error("interrupted; nothing was written")
+        kept = "; ".join(args.kept)
+        _error(
+            f"interrupted; written before the interrupt: {kept}; nothing after it"
+            if kept
+            else "interrupted; nothing was written"
+        )
         return 130
 
 

@@ -72,8 +72,8 @@ def _print_set_analysis(traces: Any, summary: dict[str, Any]) -> None:
     ))  # fmt: skip
     _print_roles(summary)
     print(
-        "direct logit attribution over every row, top heads (mean |logit|): "
-        + "  ".join(f"{h} {v:.3f}" for h, v in summary["set"]["dla_top_heads"][:5])
+        "direct logit attribution over every row, top heads (signed mean logit, ranked by "
+        "magnitude): " + "  ".join(f"{h} {v:+.3f}" for h, v in summary["set"]["dla_top_heads"][:5])
     )
 
 
@@ -107,8 +107,8 @@ def _print_analysis(trace: Any, summary: dict[str, Any]) -> None:
     print(f"prediction depth (median over {len(depth)} generated tokens): {median}")
     _print_roles(summary)
     print(
-        "direct logit attribution, top heads (mean |logit|): "
-        + "  ".join(f"{h} {v:.3f}" for h, v in summary["dla_top_heads"][:5])
+        "direct logit attribution, top heads (signed mean logit, ranked by magnitude): "
+        + "  ".join(f"{h} {v:+.3f}" for h, v in summary["dla_top_heads"][:5])
     )
 
 
@@ -127,6 +127,7 @@ def _marked(text_ids: list[int], model, divergence: int | None) -> str:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from interp.atomic import exclusive
     from interp.errors import InvalidSettingError
+    from interp.heads import check_spec
     from interp.interventions import sites
     from interp.traceset import TraceSet
     from interp.workflow import ablate_into
@@ -139,6 +140,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise InvalidSettingError("--controls and --max-new-tokens go with --samples N")
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise InvalidSettingError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    check_spec(args.heads)  # the spelling, before the model; its range after
     with exclusive(args.trace_dir):
         model, trace = load_trace(args, sets=args.samples > 0)
         targets = sites.parse_targets(args.heads, site, model)  # before any work
@@ -253,8 +255,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     n = int(result.verified.sum())
     rho = summary["estimate_spearman"]
     over = f", mean over {len(rows)} rows" if isinstance(trace, TraceSet) else ""
+    how = f"{mode} ablation" + (" over the reference" if args.reference is not None else "")
     print(
-        f"{result.method} sweep ({mode} ablation{over}), {n} heads computed exactly, "
+        f"{result.method} sweep ({how}{over}), {n} heads computed exactly, "
         f"estimate rank correlation {'n/a' if rho is None else f'{rho:+.2f}'}"
     )
     print(f"largest effects on {describe(result.metric)}:")
@@ -282,7 +285,6 @@ def _check_ablation(args: argparse.Namespace) -> tuple[Any, Any]:
             )
         if not args.reference.exists():
             raise InvalidSettingError(f"--reference {args.reference}: no such file or directory")
-        mode = "reference"
     return metrics.parse(args.metric), mode
 
 
@@ -309,9 +311,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     with recorded(args) as (model, trace, out):
         print(f"{trace.prompt}\u2502{trace.continuation}")
         analyze_into(model, trace, out)
+        args.kept.append("its analysis")
         auto = trace.n_generated <= AUTO_SWEEP_TOKENS
         if args.sweep if args.sweep is not None else auto:
             sweep_into(model, trace, out, progress=sys.stderr.isatty())
+            args.kept.append("its sweep")
         page = build_report(out, formats=args.formats)
     print(f"report written to {page.resolve().as_uri()}")
     return 0

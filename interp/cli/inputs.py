@@ -89,6 +89,17 @@ def _check_generation(args: argparse.Namespace) -> Path:
             raise InvalidSettingError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
     if getattr(args, "num_samples", 1) > 1 and (args.continuation or _forced_rows(args)):
         raise InvalidSettingError("--num-samples > 1 with forced continuations: they have one")
+    if args.rows is not None:  # each row's record repeats its line's fields
+        from interp.store import MAX_JSON_BYTES, dumps
+
+        size = sum(len(dumps(r.fields).encode()) for r in args.rows)
+        size *= getattr(args, "num_samples", 1) or 1
+        if size > MAX_JSON_BYTES:
+            raise InvalidSettingError(
+                f"{file}: its extra fields, copied into every sample's record, would make "
+                f"{size:,} bytes of the set's summary.json, more than the {MAX_JSON_BYTES:,} "
+                "interp reads back; keep the fields small or use fewer samples"
+            )
     SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     inputs.seed(args.seed)
     if args.out is not None:
@@ -147,6 +158,8 @@ def _generate(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
             row.meta = dict(rows[i // samples].fields)
             row.origin = f"{args.prompts}:{rows[i // samples].line}"
     trace.save(out)
+    if hasattr(args, "kept"):
+        args.kept.append(f"the trace in {out}")
     return model, trace
 
 

@@ -17,7 +17,8 @@ def add_patching_parsers(sub: Any) -> None:
             "Patch each candidate of each site from one run into the other and measure "
             "--metric: denoise (the clean value into the corrupted run, default) or noise. "
             "Rows pair up by index and must have the same token length. Writes DIR (default "
-            "CLEAN_DIR/patching/<direction>-<metric>/): patch.safetensors and summary.json."
+            "CLEAN_DIR/patching/<direction>-<metric>-<hash>/, the hash of the exact settings): "
+            "patch.safetensors and summary.json."
         ),
     )
     _patching_arguments(pat)
@@ -48,7 +49,7 @@ def add_patching_parsers(sub: Any) -> None:
             "Patch each sender head's output only along its direct path into --receivers (the "
             "logits, or named heads' query, key or value inputs), everything else at the run "
             "the patch goes into; measure --metric. Writes DIR (default CLEAN_DIR/patching/"
-            "path-<direction>-<metric>-<receivers>/): patch.safetensors (path.effect, ...) "
+            "path-<direction>-<metric>-<receivers>-<hash>/): patch.safetensors (path.effect, ...) "
             "and summary.json."
         ),
     )
@@ -93,6 +94,8 @@ def cmd_patch(args: argparse.Namespace) -> int:
         )
     if args.verify is not None and not args.triage:
         raise InvalidSettingError("--verify goes with --triage")
+    if args.verify is not None and args.verify < 1:
+        raise InvalidSettingError(f"--verify must be at least 1, got {args.verify}")
     method: Literal["exact", "triage"] = "triage" if args.triage else "exact"
     return _patching(
         args, "", lambda model, c, k, metric: patch(
@@ -117,16 +120,32 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
     output's lock, save the result and print its top effects."""
     from interp import metrics
     from interp.atomic import exclusive
-    from interp.cli.inputs import load_model, slug
+    from interp.cli.inputs import load_model
+    from interp.errors import InvalidSettingError, ModelMismatchError
     from interp.interventions.patching_result import Patching
     from interp.report.build import build_report
     from interp.traceset import TraceSet, load_recorded
 
     metric = metrics.parse(args.metric)
+    if kind:  # the receivers' spelling, before anything is read
+        from interp.interventions.path_patching import parse_receivers
+
+        parse_receivers(args.receivers, None)
+    if args.clean_dir.resolve() == args.corrupted_dir.resolve():
+        raise InvalidSettingError(
+            f"{args.clean_dir} is both the clean and the corrupted run: patching a run into "
+            "itself changes nothing"
+        )
     clean, corrupted = load_recorded(args.clean_dir), load_recorded(args.corrupted_dir)
-    name = f"{kind}{args.direction}-{slug(metric.label)}"
-    if kind:
-        name += f"-{slug(args.receivers, 40)}"
+    every = [*_rows(clean), *_rows(corrupted)]
+    for row in every:  # refusals that need no model
+        row.require_replayable(f"{kind}patching")
+        if row.model_name != every[0].model_name:
+            raise ModelMismatchError(
+                f"the clean run was recorded with {every[0].model_name!r}, a corrupted row "
+                f"with {row.model_name!r}: patching pairs runs of one model"
+            )
+    name = Patching.dirname(args.direction, metric.label, args.receivers if kind else None)
     out = args.out or args.clean_dir / "patching" / name
     Patching.check_output(out)
     with exclusive(out):
@@ -138,6 +157,7 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
             parse_receivers(args.receivers, model)
         result = run(model, clean, corrupted, metric)
         result.save(out)
+    args.kept.append(f"the patching result in {out}")
     rows = f" (means over {result.rows} pairs)" if result.rows > 1 else ""
     into = f" into {result.receivers}" if result.receivers else ""
     how = " (triage: the largest estimates patched exactly)" if result.method == "triage" else ""
@@ -152,3 +172,7 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
         page = build_report(out)
     print(f"written to {out}; report: {page.resolve().as_uri()}")
     return 0
+
+
+def _rows(recorded: Any) -> list[Any]:
+    return [recorded] if hasattr(recorded, "token_ids") else list(recorded)

@@ -15,7 +15,6 @@
 from interp.interventions.ablate import AblationRecord, AblationReport, ablate, ablate_samples
 from interp.interventions.ablation import (
     MODES,
-    TRACE_MODES,
     Ablation,
     AblationMode,
     Intervention,
@@ -36,7 +35,6 @@ __all__ = [
     "Patching",
     "PatchingResult",
     "MODES",
-    "TRACE_MODES",
     "Intervention",
     "make_intervention",
     "patch",

@@ -18,6 +18,7 @@ from interp.interventions.effect import AblationEffect, ablation_effect
 from interp.interventions.regenerate import Regeneration, regenerate
 from interp.interventions.samples import (
     PairedSamples,
+    check_size,
     control_targets,
     paired_samples,
     pool,
@@ -255,6 +256,8 @@ def ablate(
             resample_text=resample_text, progress=progress,
         )  # fmt: skip
     targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
+    if samples or controls:
+        check_size(model, [trace], samples, controls, max_new_tokens)
     ablation = make_intervention(
         model, trace, targets, mode, site=site, reference=reference, resample_text=resample_text
     )
@@ -299,6 +302,7 @@ def ablate_samples(
         raise InvalidSettingError("controls are random heads: they need the heads site")
     targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
     targets = sites.check_targets(site, targets, model)
+    check_size(model, rows, samples, controls, max_new_tokens)  # before the controls are drawn
     strong = [(layer, head) for layer, head in targets if head is not None]
     drawn = control_targets(
         model, len(targets), controls, [*strong, *exclude], seed=rows[0].settings.seed or 0

@@ -4,10 +4,11 @@ positions or named ones. Ablation, the sweep, patching and regeneration all use 
 mechanism: hooks that swap the value in, tracking absolute positions under the KV cache.
 
 Sources of the replacement (the `mode`):
-- mean (the default): the site's mean over every position of the trace;
+- mean (the default): the site's mean over every position of the trace; with `reference=`,
+  over every position of every row of a reference `TraceSet` (the ABC-dataset style of the
+  IOI work). A run with a forced continuation contributes its prompt positions only, so the
+  answer it was given never leaks into the mean;
 - zero: 0;
-- reference: the site's mean over every position of every row of a reference `TraceSet`
-  (the ABC-dataset style of the IOI work);
 - resample: the site's value at the same position in another run: a text (`resample_text`) or
   a recorded trace (`source=`, of at least the trace's length: a patch).
 With grouped-query attention one query head is replaced, not its whole KV group.
@@ -26,14 +27,15 @@ from torch import Tensor
 from interp import inputs
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
+from interp.interventions.replace import replace_hook
 from interp.interventions.sites import Site, Target
 from interp.models.model import Model
 from interp.trace import Trace
 from interp.traceset import TraceSet
 
-AblationMode = Literal["mean", "zero", "resample", "reference"]
-MODES: tuple[AblationMode, ...] = ("mean", "zero", "resample", "reference")
-TRACE_MODES: tuple[AblationMode, ...] = ("mean", "zero", "resample")  # need only the trace
+AblationMode = Literal["mean", "zero", "resample"]
+MODES: tuple[AblationMode, ...] = ("mean", "zero", "resample")
+MeanOver = Literal["auto", "prompt", "all"]  # which positions of a run a mean covers
 MAX_DIRNAME_HEADS = 80  # characters of head labels in a directory name
 
 DEFAULT_RESAMPLE_TEXT = (
@@ -55,6 +57,7 @@ class Intervention:
     source: str  # a sentence saying where the replacement values come from
     site: Site = "heads"
     positions: list[int] | None = None
+    reference: str | None = None  # a mean over a reference set: a digest of its tokens
 
     @property
     def heads(self) -> list[tuple[int, int]]:
@@ -70,13 +73,14 @@ class Intervention:
 
     @property
     def dirname(self) -> str:
-        return ablation_dirname(self.targets, self.mode, self.site)
+        return ablation_dirname(self.targets, self.mode, self.site, self.reference)
 
     def only(self, targets: Sequence[Target]) -> Intervention:
         """The same intervention on fewer targets (their values unchanged)."""
         return Intervention(
-            list(targets), self.mode, self.values, self.source, self.site, self.positions
-        )
+            list(targets), self.mode, self.values, self.source, self.site, self.positions,
+            self.reference,
+        )  # fmt: skip
 
     def heads_at(self, layer: int) -> list[int] | None:
         """The heads replaced in `layer` (None for a layer's site: all of its value)."""
@@ -86,9 +90,7 @@ class Intervention:
         """Fresh forward hooks at the site (each tracks absolute positions for the KV cache)."""
         out = []
         for layer in self.layers:
-            hook = _replace_hook(
-                self.heads_at(layer), self.values[layer].to(device), self.positions
-            )
+            hook = replace_hook(self.heads_at(layer), self.values[layer].to(device), self.positions)
             out.append((sites.hook_name(self.site, layer), hook))
         return out
 
@@ -97,68 +99,42 @@ Ablation = Intervention  # the name the head ablations have always had
 Positions = int | str | Sequence[int | str] | None
 
 
-def ablation_dirname(targets: Sequence[Target], mode: str, site: Site = "heads") -> str:
+def ablation_dirname(
+    targets: Sequence[Target], mode: str, site: Site = "heads", reference: str | None = None
+) -> str:
     """The directory name of an ablation under TRACE_DIR/ablations/: the targets themselves,
-    or for a long list their count and a hash of it (effect.json lists them all)."""
+    or for a long list their count and a hash of it (effect.json lists them all); a mean over
+    a reference set adds the set's digest, so two references never share a directory."""
     label = sites.targets_label(site, targets).replace(" ", "-")
     kind = "heads" if site == "heads" else site.replace("_", "-")
+    if reference is not None:
+        mode = f"{mode}-ref-{reference}"
     if len(label) > MAX_DIRNAME_HEADS:
         digest = hashlib.sha256(label.encode()).hexdigest()[:12]
         return f"{len(targets)}-{kind}-{digest}-{mode}"
     return f"{label.replace(',', '_')}-{mode}"
 
 
-def _replace_hook(heads: list[int] | None, value: Tensor, positions: list[int] | None) -> Callable:
-    """A hook that replaces its activation's values (`replace_values`), counting the positions
-    it has seen, so that with a KV cache (one new position a call) a position-dependent value,
-    and a position list, are read at absolute positions."""
-    seen = [0]
-
-    def hook(x: Tensor, hook) -> Tensor:
-        start = seen[0]
-        seen[0] += x.shape[1]
-        return replace_values(x, start, heads, value, positions)
-
-    return hook
+def reference_digest(reference: TraceSet | Trace) -> str:
+    """A short digest of a reference set's tokens (what its means are taken over)."""
+    rows = [reference] if isinstance(reference, Trace) else list(reference)
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(f"{row.prompt_len}:{row.settings.continuation is not None}:".encode())
+        h.update(row.token_ids.numpy().astype("<i8").tobytes())
+    return h.hexdigest()[:8]
 
 
-def replace_values(
-    x: Tensor,
-    start: int,
-    heads: list[int] | None,
-    value: Tensor,
-    positions: list[int] | None,
-) -> Tensor:
-    """`x` ([batch, n, ...], absolute positions start..start+n) with x[:, :, heads] (a head
-    site) or x (a layer's site) replaced by `value` ([1 or source_pos, ...]), at every
-    position or at `positions` only."""
-    n = x.shape[1]
-    if value.shape[0] == 1:
-        rows = value.expand(n, *value.shape[1:])
-    else:
-        if start + n > value.shape[0]:
-            raise InvalidSettingError(
-                f"the replacement source has {value.shape[0]} positions; position "
-                f"{start + n - 1} was asked for"
-            )
-        rows = value[start : start + n]
-    if positions is None:
-        local = torch.arange(n)
-    else:
-        chosen = torch.tensor(positions, dtype=torch.long)
-        local = chosen[(chosen >= start) & (chosen < start + n)] - start
-    if local.numel() == 0:
-        return x
-    local = local.to(x.device)
-    rows = rows.to(x.device)
-    x = x.clone()
-    if heads is None:
-        x[:, local] = rows[local].to(x.dtype)
-    else:
-        picked = rows[local].to(x.dtype)  # [pos, head, d_head]
-        for head in heads:
-            x[:, local, head] = picked[:, head]
-    return x
+def mean_positions(trace: Trace, over: MeanOver = "auto") -> int:
+    """How many leading positions of a run a mean covers: "all", the "prompt"'s, or ("auto")
+    the prompt's where the continuation was forced (a given answer must not leak into the
+    mean) and all of them where it was sampled."""
+    if over not in ("auto", "prompt", "all"):
+        raise InvalidSettingError(f"mean_over must be 'auto', 'prompt' or 'all', got {over!r}")
+    forced = trace.settings.continuation is not None
+    return (
+        trace.prompt_len if over == "prompt" or (over == "auto" and forced) else trace.n_positions
+    )
 
 
 def make_intervention(
@@ -173,44 +149,64 @@ def make_intervention(
     source: Trace | None = None,
     resample_text: str | None = None,
     min_positions: int | None = None,
+    mean_over: MeanOver = "auto",
 ) -> Intervention:
     """Build the replacement values for `targets` at `site` from `mode`'s source (see the
-    module's docstring); `positions` limits where they replace (see `_positions`)."""
+    module's docstring; `mode="mean"` with `reference=` a set is the reference mean, and
+    `mean_over` which positions of each run it covers, see `mean_positions`); `positions`
+    limits where they replace (see `_positions`)."""
     trace.bind(model)
     site = sites.check_site(site)
+    if mode == "reference":
+        raise InvalidSettingError(
+            "a mean over a reference set is mode='mean' with reference=the set (there is no "
+            "mode 'reference')"
+        )
     if mode not in MODES:
         raise InvalidSettingError(f"unknown ablation mode {mode!r}; choose one of {MODES}")
     targets = sites.check_targets(site, targets, model)
-    if (mode == "reference") != (reference is not None):
+    if reference is not None and mode != "mean":
         raise InvalidSettingError(
-            "mode 'reference' needs a reference set, and a reference set needs mode 'reference'"
+            f"a reference set gives a mean: give it with mode 'mean', not {mode!r}"
+        )
+    if reference is not None and not isinstance(reference, (Trace, TraceSet)):
+        raise InvalidSettingError(
+            f"reference must be a Trace or a TraceSet, got {type(reference).__name__}"
         )
     chosen = _positions(trace, positions)
     layers = sorted({layer for layer, _ in targets})
     what = "head's" if site == "heads" else f"{site}'s"
+    digest = None
     if mode == "mean":
+        rows = (
+            [trace]
+            if reference is None
+            else ([reference] if isinstance(reference, Trace) else list(reference))
+        )
+        spans = [mean_positions(row.bind(model), mean_over) for row in rows]
         values = {
-            layer: sites.activation(model, trace.activations, site, layer).mean(0, keepdim=True)
+            layer: torch.cat(
+                [
+                    sites.activation(model, row.activations, site, layer)[:span]
+                    for row, span in zip(rows, spans, strict=True)
+                ]
+            ).mean(0, keepdim=True)
             for layer in layers
         }
-        described = f"the {what} mean over the {trace.n_positions} positions of the trace"
+        cut = sum(span < row.n_positions for row, span in zip(rows, spans, strict=True))
+        if reference is None:
+            kind = "prompt positions" if cut else "positions"
+            described = f"the {what} mean over the {sum(spans)} {kind} of the trace"
+        else:
+            digest = reference_digest(reference)
+            described = (
+                f"the {what} mean over {sum(spans)} positions of {len(rows)} reference rows"
+                + (f" (only the prompt positions of {cut} of them)" if cut else "")
+            )
     elif mode == "zero":
         shape = (model.n_heads, int(model.cfg.d_head)) if site == "heads" else (model.d_model,)
         values = {layer: torch.zeros(1, *shape) for layer in layers}
         described = "zeros"
-    elif mode == "reference":
-        assert reference is not None
-        rows = [reference] if isinstance(reference, Trace) else list(reference)
-        for row in rows:
-            row.bind(model)
-        values = {
-            layer: torch.cat(
-                [sites.activation(model, row.activations, site, layer) for row in rows]
-            ).mean(0, keepdim=True)
-            for layer in layers
-        }
-        count = sum(row.n_positions for row in rows)
-        described = f"the {what} mean over {count} positions of {len(rows)} reference rows"
     else:
         needed = max(
             min_positions or 0, trace.n_positions, trace.prompt_len + trace.settings.max_new_tokens
@@ -238,7 +234,7 @@ def make_intervention(
             )
             values = _resample_values(model, text, site, layers, needed)
             described = f"the {what} value at the same position on the text {text[:60]!r}"
-    return Intervention(list(targets), mode, values, described, site, chosen)
+    return Intervention(list(targets), mode, values, described, site, chosen, digest)
 
 
 def make_ablation(
@@ -250,6 +246,7 @@ def make_ablation(
     reference: TraceSet | Trace | None = None,
     resample_text: str | None = None,
     min_positions: int | None = None,
+    mean_over: MeanOver = "auto",
 ) -> Intervention:
     """Heads (validated (layer, head) pairs) and what replaces their output in `mode`."""
     return make_intervention(
@@ -260,6 +257,7 @@ def make_ablation(
         reference=reference,
         resample_text=resample_text,
         min_positions=min_positions,
+        mean_over=mean_over,
     )
 
 

@@ -87,6 +87,7 @@ def ablation_effect(
     """The teacher-forced effect of `ablation` on the trace's continuation: per token, and by
     `metric` (default: the continuation's total log-prob)."""
     trace.bind(model)
+    trace.require_replayable("an ablation's effect")
     bound = as_metric(metric).bind(model, [trace])
     base_logits = forced_logits(model, [trace])
     abl_logits = forced_logits(model, [trace], ablation.hooks(model.device))

@@ -118,6 +118,12 @@ def pair_runs(
     with torch.no_grad():
         clean_m = bound.score(windows["clean"]).float().cpu()
         corrupt_m = bound.score(windows["corrupted"]).float().cpu()
+    if float(clean_m.mean()) == float(corrupt_m.mean()):
+        raise InvalidSettingError(
+            f"the clean and the corrupted runs give the same {bound.label} "
+            f"({float(clean_m.mean()):.6g}): there is no difference to patch or to normalise "
+            "by (are they the same run?)"
+        )
     return Runs(cleans, corrupts, chosen, direction, clean_m, corrupt_m, windows[target])
 
 
@@ -190,6 +196,8 @@ def _pairs(model: Model, clean: Any, corrupted: Any) -> tuple[list[Trace], list[
     for i, (c, k) in enumerate(zip(cleans, corrupts, strict=True)):
         c.bind(model)
         k.bind(model)
+        c.require_replayable("patching")
+        k.require_replayable("patching")
         if c.n_positions != k.n_positions or c.prompt_len != k.prompt_len:
             raise InvalidSettingError(
                 f"row {i}: the clean run has {c.n_positions} tokens ({c.prompt_len} of prompt), "

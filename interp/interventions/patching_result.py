@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +14,7 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from interp import atomic, store
+from interp import atomic, schema, store
 from interp.errors import TraceFormatError
 from interp.heads import head_label
 
@@ -126,6 +129,18 @@ class Patching:
         return out
 
     @staticmethod
+    def dirname(direction: str, metric: str, receivers: str | None = None) -> str:
+        """The default directory name under CLEAN_DIR/patching/: readable words of the
+        settings, and a hash of their exact text, so that two settings never share one
+        (`logit-diff:"Mary","John"` and `logit-diff:" Mary"," John"` read alike)."""
+        exact = json.dumps([direction, metric, receivers])
+        digest = hashlib.sha256(exact.encode()).hexdigest()[:8]
+        words = [f"path-{direction}" if receivers is not None else direction, _slug(metric, 40)]
+        if receivers is not None:
+            words.append(_slug(receivers, 40))
+        return "-".join([*words, digest])
+
+    @staticmethod
     def check_output(directory: str | os.PathLike[str]) -> None:
         """Refuse, before any work, a directory a patching result may not be written to."""
         store.check_output_dir(Path(directory), own=PATCH_ENTRIES, formats=(PATCH_FORMAT,))
@@ -166,33 +181,88 @@ class Patching:
                 "patch again"
             )
         summary = record.get("patching")
+        where = path / store.SUMMARY
+        if not isinstance(summary, dict):
+            raise TraceFormatError(f"{where}: 'patching' is not an object")
+        direction = schema.field(summary, "direction", str, where)
+        if direction not in ("denoise", "noise"):
+            raise TraceFormatError(f"{where}: direction {direction!r} is not denoise or noise")
+        metric = schema.field(summary, "metric", str, where)
+        clean = schema.field(summary, "clean_metric", float, where)
+        corrupted = schema.field(summary, "corrupted_metric", float, where)
+        rows = schema.field(summary, "rows", int, where)
+        if rows < 1:
+            raise TraceFormatError(f"{where}: rows {rows} is not a count of pairs")
+        receivers = (
+            schema.field(summary, "receivers", str, where) if "receivers" in summary else None
+        )
+        method = schema.field(summary, "method", str, where) if "method" in summary else "exact"
+        tokens = schema.items(summary, "tokens", str, where) if "tokens" in summary else None
         tensors = store.load_tensors(path / PATCH_FILE, "patching results")
-        try:
-            assert isinstance(summary, dict)
-            direction, metric = summary["direction"], str(summary["metric"])
-            clean, corrupted = float(summary["clean_metric"]), float(summary["corrupted_metric"])
-            results: dict[ResultSite, PatchingResult] = {}
-            for site in RESULT_SITES:
-                if site not in summary:
-                    continue
-                results[site] = PatchingResult(
-                    site, direction, metric, tensors[f"{site}.effect"],
-                    tensors[f"{site}.effect_normalized"], tensors.get(f"{site}.stderr"),
-                    tensors[f"{site}.per_row"], clean, corrupted,
-                    tensors.get(f"{site}.estimate"), tensors.get(f"{site}.verified"),
+        sizes: dict[str, int | None] = {"layer": None, "head": None, "pos": None}
+        if tokens is not None:
+            sizes["pos"] = len(tokens)
+        results: dict[ResultSite, PatchingResult] = {}
+        for site in RESULT_SITES:
+            if site in summary:
+                results[site] = _stored_site(
+                    site, tensors, path / PATCH_FILE, sizes, rows, direction, metric, clean,
+                    corrupted,
                 )  # fmt: skip
-            return cls(
-                results, direction, metric, clean, corrupted, int(summary["rows"]),
-                summary.get("receivers"), str(summary.get("method", "exact")),
-                _strings(summary.get("tokens")),
-            )  # fmt: skip
-        except (AssertionError, KeyError, TypeError, ValueError) as exc:
-            raise TraceFormatError(f"{path}: a malformed patching result ({exc!r})") from None
+        if not results:
+            raise TraceFormatError(f"{where}: the patching result names no site")
+        return cls(results, direction, metric, clean, corrupted, rows, receivers, method, tokens)
 
 
-def _strings(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise TypeError("tokens is not a list of strings")
-    return value
+_AXES: dict[str, tuple[str, ...]] = {
+    "heads": ("layer", "head"),
+    "path": ("layer", "head"),
+    "heads-by-pos": ("layer", "head", "pos"),
+    "resid": ("layer", "pos"),
+    "attn-out": ("layer", "pos"),
+    "mlp-out": ("layer", "pos"),
+}
+
+
+def _stored_site(
+    site: ResultSite,
+    tensors: dict[str, Tensor],
+    where: Path,
+    sizes: dict[str, int | None],
+    rows: int,
+    direction: Direction,
+    metric: str,
+    clean: float,
+    corrupted: float,
+) -> PatchingResult:
+    """One site's tensors, each of the dtype and shape the summary implies: the site's axes
+    (layers, heads, positions) the same sizes at every site and as many positions as the
+    tokens, `per_row` one slice a pair."""
+    axes = _AXES[site]
+    effect = schema.tensor(
+        tensors, f"{site}.effect", where, "float", [None] * len(axes), allow_nan=True
+    )
+    for axis, size in zip(axes, effect.shape, strict=True):
+        if sizes[axis] is None:
+            sizes[axis] = int(size)
+    shape = [sizes[axis] for axis in axes]
+
+    def get(name: str, kind: schema.Kind, dims: list[int | None]) -> Tensor:
+        return schema.tensor(tensors, f"{site}.{name}", where, kind, dims, allow_nan=True)
+
+    effect = get("effect", "float", shape)
+    normalized = get("effect_normalized", "float", shape)
+    per_row = get("per_row", "float", [rows, *shape])
+    kinds: dict[str, schema.Kind] = {"stderr": "float", "estimate": "float", "verified": "bool"}
+    optional = {
+        name: get(name, kind, shape) if f"{site}.{name}" in tensors else None
+        for name, kind in kinds.items()
+    }
+    return PatchingResult(
+        site, direction, metric, effect, normalized, optional["stderr"], per_row, clean,
+        corrupted, optional["estimate"], optional["verified"],
+    )  # fmt: skip
+
+
+def _slug(text: str, limit: int) -> str:
+    return re.sub(r"[\W_]+", "-", text.lower()).strip("-")[:limit].rstrip("-") or "x"

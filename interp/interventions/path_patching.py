@@ -45,13 +45,18 @@ _RECEIVER = re.compile(r"^L([0-9]{1,6})H([0-9]{1,6})\.([qkv])$", re.IGNORECASE)
 BLOCK_BATCH = 256  # candidates of one receiver block run together
 
 
-def parse_receivers(spec: str | Sequence[Receiver], model: Model) -> list[Receiver] | None:
+def parse_receivers(spec: str | Sequence[Receiver], model: Model | None) -> list[Receiver] | None:
     """`"logits"` -> None; `"L23H3.q,L23H3.k"` (or (layer, head, "q") tuples) -> sorted unique
-    receivers, checked against the model."""
+    receivers, checked against the model (without one: their spelling alone)."""
     if isinstance(spec, str):
         if spec.strip().lower() == "logits":
             return None
         items = [item.strip() for item in spec.split(",")]
+        if len(items) > 1 and any(item.lower() == "logits" for item in items):
+            raise InvalidSettingError(
+                f"receivers {spec!r}: 'logits' cannot be combined with head receivers; path "
+                "patch into the logits and into the heads' inputs in two runs"
+            )
         parsed: list[Receiver] = []
         for item in items:
             match = _RECEIVER.match(item)
@@ -66,6 +71,8 @@ def parse_receivers(spec: str | Sequence[Receiver], model: Model) -> list[Receiv
         parsed = list(spec)
     if not parsed:
         raise InvalidSettingError("no receivers: write 'logits' or heads' inputs (L23H3.q)")
+    if model is None:
+        return sorted(set(parsed))
     for layer, head, kind in parsed:
         if not (0 <= layer < model.n_layers and 0 <= head < model.n_heads) or kind not in "qkv":
             raise InvalidSettingError(

@@ -8,7 +8,7 @@ from typing import Any
 from interp.generation import generate
 from interp.interventions.ablation import Ablation
 from interp.models.model import Model
-from interp.trace import Trace
+from interp.trace import INTERVENTION_KEY, Trace
 
 
 @dataclass
@@ -50,6 +50,7 @@ def regenerate(
     trace (regenerating it unablated gives the same tokens), or an unablated regeneration for
     a forced continuation."""
     trace.bind(model)
+    trace.require_replayable("regenerating it")
     settings = regeneration_settings(trace)
     prompt = trace.token_ids[: trace.prompt_len].tolist()
     hooks = trace.hook_names
@@ -66,6 +67,7 @@ def regenerate(
         **settings,
     )
     ablated.prompt = baseline.prompt = trace.prompt
+    ablated.provenance[INTERVENTION_KEY] = f"a {ablation.mode} ablation of {ablation.label}"
     return Regeneration(baseline, ablated, first_divergence(baseline, ablated))
 
 

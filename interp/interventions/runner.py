@@ -19,7 +19,8 @@ from torch import Tensor
 from interp import hooks as H
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
-from interp.interventions.ablation import Intervention, replace_values
+from interp.interventions.ablation import Intervention
+from interp.interventions.replace import replace_values
 from interp.metrics import Bound, Metric
 from interp.models.model import Model
 from interp.surgery import run_from_layer
@@ -44,6 +45,7 @@ def run_candidates(
     start = min(layer for c in candidates for layer in c.layers)
     for run in {id(r): r for r in runs}.values():
         run.require_hooks([H.resid_pre(start)], "the exact runner")
+        run.require_replayable("the exact runner")
     batch = torch.stack([r.activations[H.resid_pre(start)] for r in runs]).to(model.device)
     edits: dict[str, list[tuple[int, Intervention, int]]] = {}
     for i, candidate in enumerate(candidates):

@@ -25,9 +25,13 @@ from interp.generation import generate, row_seed
 from interp.interventions.ablation import Intervention
 from interp.interventions.effect import forced_logits
 from interp.interventions.regenerate import first_divergence
+from interp.machine import available_memory
 from interp.models.model import Model
 from interp.stats import Estimate, bootstrap, median
 from interp.trace import Trace
+
+MAX_SAMPLED_TOKENS = 2_000_000  # tokens one paired-samples call may generate
+MAX_CONTROLS = 256  # control interventions of one call (each is a batch of its own)
 
 
 @dataclass
@@ -149,10 +153,12 @@ def paired_samples(
     if samples < 1:
         raise InvalidSettingError(f"samples must be at least 1, got {samples}")
     trace.bind(model)
+    trace.require_replayable("paired samples")
     s = trace.settings
     horizon = max_new_tokens if max_new_tokens is not None else max(trace.n_generated, 1)
     if horizon < 1:
         raise InvalidSettingError(f"max new tokens must be at least 1, got {horizon}")
+    check_size(model, [trace], samples, len(controls), max_new_tokens)
     prompt = [trace.token_ids[: trace.prompt_len].tolist()]
     base_seed = s.seed if s.seed is not None else 0
     options: dict[str, Any] = {
@@ -189,6 +195,38 @@ def paired_samples(
         g_rows, g_logp = baseline_of(greedy_run)
         greedy_pairs = pairs_of(intervention, greedy_run, g_rows, g_logp, [None])
     return PairedSamples(samples, effect, greedy_pairs, out_controls)
+
+
+def check_size(
+    model: Model, rows: Sequence[Trace], samples: int, controls: int, max_new_tokens: int | None
+) -> None:
+    """Refuse, before anything runs, paired samples that would generate more than
+    `MAX_SAMPLED_TOKENS` tokens or hold more logits than the memory available."""
+    for name, value in (("samples", samples), ("controls", controls)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidSettingError(f"{name} must be an integer, got {value!r}")
+    if controls > MAX_CONTROLS:
+        raise InvalidSettingError(
+            f"{controls:,} controls is more than the {MAX_CONTROLS} one call runs (each is a "
+            "batch of generations of its own); use fewer"
+        )
+    horizons = [max_new_tokens or max(t.n_generated, 1) for t in rows]
+    tokens = samples * (2 + controls) * sum(horizons) + 2 * sum(horizons)  # and greedy pairs
+    if tokens > MAX_SAMPLED_TOKENS:
+        raise InvalidSettingError(
+            f"{samples} paired samples with {controls} controls over {len(rows)} row(s) would "
+            f"generate about {tokens:,} tokens, more than the {MAX_SAMPLED_TOKENS:,} one call "
+            "may; use fewer samples, controls or new tokens"
+        )
+    longest = max(t.prompt_len + h for t, h in zip(rows, horizons, strict=True))
+    need = 3 * samples * longest * model.d_vocab * 4  # both sides' log-probs and the logits
+    have = available_memory()
+    if have is not None and need > have:
+        raise InvalidSettingError(
+            f"{samples} paired samples of {longest} positions need about {need / 1e9:.1f} GB "
+            f"for their log-probs, more than the {have / 1e9:.1f} GB available; use fewer "
+            "samples or new tokens"
+        )
 
 
 def pool(rows: Sequence[PairedSamples]) -> PairedSamples:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Literal
 
@@ -63,6 +64,21 @@ def parse_targets(spec: str, site: Site, model: Model) -> list[Target]:
 
 def check_targets(site: Site, targets: Sequence[Target], model: Model) -> list[Target]:
     """Sorted unique targets, each in range and of the site's kind."""
+    if isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence):
+        raise InvalidSettingError(
+            f"targets are a list of (layer, head) pairs, got {type(targets).__name__}"
+        )
+    for target in targets:
+        ok = isinstance(target, (tuple, list)) and len(target) == 2
+        if ok:
+            layer, head = target
+            ok = _index(layer) and (head is None or _index(head))
+        if not ok:
+            raise InvalidSettingError(
+                f"a target is a (layer, head) pair of integers (head None for a layer's site), "
+                f"got {target!r:.60}"
+            )
+    targets = [(int(layer), None if head is None else int(head)) for layer, head in targets]
     out = sorted(set(targets), key=lambda t: (t[0], -1 if t[1] is None else t[1]))
     for layer, head in out:
         if not 0 <= layer < model.n_layers:
@@ -93,3 +109,8 @@ def activation(model: Model, acts: dict[str, Tensor], site: Site, layer: int) ->
             "default hooks"
         )
     return acts[name].float()
+
+
+def _index(value: object) -> bool:
+    """An integer index (numpy's integers too), never a bool or a float."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -167,9 +167,10 @@ def sweep(
     rows = [trace] if isinstance(trace, Trace) else list(trace)
     for row in rows:
         row.bind(model)
+        row.require_replayable("a sweep")
     n_layers, n_heads = model.n_layers, model.n_heads
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    if mode in ("reference", "zero"):  # the same values for every row: computed once
+    if mode == "zero" or reference is not None:  # the same values for every row: computed once
         shared = make_ablation(model, rows[0], all_heads, mode, reference=reference)
         ablations = [shared] * len(rows)
     else:

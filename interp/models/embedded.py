@@ -14,6 +14,7 @@ from interp.models.cache import cache_valid, convert_gguf, model_dir
 from interp.models.checkpoint import read_cached_model
 from interp.models.model import Model
 from interp.models.registry import EmbeddedSpec
+from interp.models.wrap import from_hf
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def load_embedded(spec: EmbeddedSpec, device: torch.device, *, check_kv: bool) -
         marker = convert_gguf(spec, sources, directory)
         hf = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(str(directory))
-    return Model.from_hf(
+    return from_hf(
         spec.name,
         hf,
         tok,

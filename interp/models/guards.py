@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from interp import hooks as H
-from interp.engine import DirectEngine, set_direct_engine
+from interp.engine import DirectEngine, no_layout
 from interp.errors import KVCacheMismatchError
 from interp.provenance import library_versions_line
 
@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog"
 
 
-def check_model(model: Model) -> None:
-    """Run every load-time guard on `model` (see the module's docstring)."""
+def check_model(model: Model) -> tuple[DirectEngine | None, str]:
+    """Run every load-time guard on `model` (see the module's docstring): the direct engine
+    to use (None where it is set aside) and why it is set aside."""
     bridge = model.bridge
     ids = _probe_ids(model)
     direct = DirectEngine.for_bridge(bridge)
@@ -52,7 +53,9 @@ def check_model(model: Model) -> None:
             problem,
             library_versions_line(),
         )
-    set_direct_engine(bridge, direct if problem is None else None, problem)
+    if direct is None:
+        return None, no_layout(bridge)
+    return (direct, "") if problem is None else (None, problem)
 
 
 def check_kv_cache(

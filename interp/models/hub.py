@@ -12,6 +12,7 @@ import torch
 from interp.errors import ModelUnavailableError, UnknownModelError
 from interp.models.model import Model
 from interp.models.registry import DEFAULT_MODEL, EMBEDDED
+from interp.models.wrap import from_hf
 
 
 def resolve_hf_name(name: str) -> str:
@@ -85,7 +86,7 @@ def load_hub(name: str, hf_name: str, device: torch.device, *, check_kv: bool) -
                 _unavailable_message(name, hf_name, f"the Hub refused it ({exc})")
             ) from None
     revision = getattr(hf.config, "_commit_hash", None)
-    return Model.from_hf(
+    return from_hf(
         name,
         hf,
         tok,

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from interp.errors import ModelNotInstalledError
+from interp.machine import available_memory
 from interp.models.cache import sha256
 from interp.models.model import Model
+from interp.models.wrap import from_hf
 
 PATH_PREFIXES = ("./", "../", "/", "~")
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -27,12 +30,22 @@ def load_local(name: str, device: torch.device, *, check_kv: bool) -> Model:
     """The model in the folder `name`, its provenance the folder and its weights' SHA-256."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    directory = Path(name.strip()).expanduser().resolve()
+    try:
+        directory = Path(name.strip()).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ModelNotInstalledError(
+            f"the model folder {name.strip()} cannot be resolved: {_first_line(exc)}"
+        ) from None
     weights = _check_folder(directory)
     try:
-        hf = AutoModelForCausalLM.from_pretrained(
-            directory, dtype=torch.float32, local_files_only=True, trust_remote_code=False
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            directory,
+            dtype=torch.float32,
+            local_files_only=True,
+            trust_remote_code=False,
+            output_loading_info=True,
         )
+        hf, info = loaded
         tok = AutoTokenizer.from_pretrained(
             directory, local_files_only=True, trust_remote_code=False
         )
@@ -41,9 +54,10 @@ def load_local(name: str, device: torch.device, *, check_kv: bool) -> Model:
         raise ModelNotInstalledError(
             f"the model folder {directory} could not be loaded: {_first_line(exc)}"
         ) from None
+    _check_tensors(directory, info)
     if not getattr(hf.config, "architectures", None):
         hf.config.architectures = [type(hf).__name__]  # TransformerLens picks its adapter by it
-    return Model.from_hf(
+    return from_hf(
         str(directory),
         hf,
         tok,
@@ -65,9 +79,11 @@ def _check_folder(directory: Path) -> list[Path]:
             f"{directory} has no config.json: not a Hugging Face model folder"
         )
     try:
-        auto_map = json.loads(config.read_text()).get("auto_map")
-    except (OSError, ValueError, AttributeError):
+        record = json.loads(config.read_text())
+        auto_map = record.get("auto_map")
+    except (OSError, ValueError, AttributeError, RecursionError):
         raise ModelNotInstalledError(f"{config} is not a readable JSON object") from None
+    _check_size(config, record)
     if auto_map:
         raise ModelNotInstalledError(
             f"{directory} needs its own Python code (config.json has an auto_map), and interp "
@@ -84,6 +100,46 @@ def _check_folder(directory: Path) -> list[Path]:
             "beside the model with tokenizer.save_pretrained"
         )
     return weights
+
+
+def _check_size(config: Path, record: dict[str, Any]) -> None:
+    """Refuse, before anything is built, a config whose model cannot fit in memory: its
+    parameters estimated from the widths it names (float32)."""
+
+    def get(*keys: str, default: int = 0) -> int:
+        for key in keys:
+            value = record.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return max(value, 0)
+        return default
+
+    d = get("hidden_size", "n_embd", "d_model")
+    layers = get("num_hidden_layers", "n_layer", "num_layers")
+    ff = get("intermediate_size", "n_inner", "ffn_dim", default=4 * d)
+    vocab = get("vocab_size")
+    params = 2 * vocab * d + layers * (4 * d * d + 3 * d * ff)
+    need, have = 4 * params, available_memory()
+    if have is not None and need > have:
+        raise ModelNotInstalledError(
+            f"{config} describes a model of about {params / 1e9:.1f}B parameters ({layers:,} "
+            f"layers of width {d:,}): about {need / 1e9:.1f} GB in float32, more than the "
+            f"{have / 1e9:.1f} GB available"
+        )
+
+
+def _check_tensors(directory: Path, info: dict[str, Any]) -> None:
+    """Refuse weights that do not match the model: Hugging Face fills a missing tensor with
+    random values and only warns (a model that loads and generates nonsense)."""
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        names = sorted(str(k if isinstance(k, str) else k[0]) for k in info.get(kind) or ())
+        if names:
+            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            what = {
+                "missing_keys": "lack tensors the model needs",
+                "unexpected_keys": "hold tensors the model does not have",
+                "mismatched_keys": "hold tensors of the wrong shape",
+            }[kind]
+            raise ModelNotInstalledError(f"the weights in {directory} {what}: {shown}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,5 +1,6 @@
 """`Model`: a Hugging Face causal LM wrapped in a TransformerLens 4 `TransformerBridge`, with
-its tokenizer and where it came from."""
+its tokenizer and where it came from. A leaf: the loader (`interp.models.wrap`) builds it,
+runs the guards and hands it its engine."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from interp.errors import InvalidSettingError, UnknownModelError
-from interp.models.guards import check_model
+from interp.errors import InvalidSettingError
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -26,6 +26,9 @@ class Model:
     checksum: str  # sha256 of the weights file, or the Hub commit, or "random-init"
     source: str = ""  # a human-readable origin (file path or Hub id)
     extra: dict[str, Any] = field(default_factory=dict)
+    # the direct engine (`interp.engine`) as the loader or a later run set it: (the device it
+    # was built for, the engine or None where it is set aside, why it is set aside)
+    direct: tuple[torch.device, Any, str] | None = field(default=None, repr=False)
 
     @property
     def cfg(self) -> Any:
@@ -87,42 +90,6 @@ class Model:
     def token_strs(self, ids: list[int]) -> list[str]:
         """One string per token, exactly as the token contributes to the decoded text."""
         return [str(self.tokenizer.decode([i])) for i in ids]
-
-    @classmethod
-    def from_hf(
-        cls,
-        name: str,
-        hf_model: Any,
-        tokenizer: Any,
-        *,
-        device: str | torch.device = "cpu",
-        checksum: str = "random-init",
-        source: str = "",
-        check_kv: bool = True,
-    ) -> Model:
-        """Wrap an in-memory Hugging Face causal LM in a TransformerLens bridge; with
-        `check_kv`, run the load-time guards (`interp.models.guards`)."""
-        from transformer_lens.model_bridge import TransformerBridge
-
-        # `.to` and `.eval` walk every module: only when needed (a model from
-        # `from_pretrained` is already in eval mode)
-        device = torch.device(device)
-        if any(t.device != device for t in (*hf_model.parameters(), *hf_model.buffers())):
-            hf_model = hf_model.to(device)
-        eval_mode(hf_model)
-        try:
-            bridge = TransformerBridge.boot_transformers(
-                name, hf_model=hf_model, tokenizer=tokenizer, device=device
-            )
-        except Exception as exc:  # TransformerLens raises plain errors for unsupported layouts
-            raise UnknownModelError(
-                f"TransformerLens cannot wrap model {name!r} ({type(hf_model).__name__}): {exc}"
-            ) from exc
-        eval_mode(bridge)
-        model = cls(name=name, bridge=bridge, tokenizer=tokenizer, checksum=checksum, source=source)
-        if check_kv:
-            check_model(model)
-        return model
 
 
 def eval_mode(module: torch.nn.Module) -> None:

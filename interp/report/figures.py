@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from interp.errors import InvalidSettingError
 from interp.report.style import COLUMN, PAGE, styled
 from interp.report.tokens import short
 
@@ -19,6 +20,8 @@ ROBUST_PERCENTILE = 98  # where a robust colour scale ends
 LENS_PANEL = 50  # generated tokens per panel of the logit-lens heatmap
 ATTENTION_POSITIONS = 32  # the attention figure's last positions (the page's views show more)
 TOKEN_PITCH = 0.1  # inches per labelled token (a 5.5-pt label and its gap)
+POSITION_PITCH = 0.16  # inches per position of a position heatmap (its label and index)
+MAX_POSITIONS = 1024  # positions one position heatmap labels (about 166 inches wide)
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -223,9 +226,10 @@ def position_heatmap(
     values: np.ndarray, rows: Sequence[str], tokens: Sequence[str], title: str, label: str
 ) -> Figure:
     """[row, pos] values (a layer or a head per row), diverging at zero, every position
-    labelled with its token."""
+    labelled with its token (one label a position, `MAX_POSITIONS` at most)."""
     n_rows, n_pos = values.shape
-    fig = _figure(max(COLUMN, 2.0 + 0.16 * n_pos), 1.6 + 0.14 * n_rows)
+    check_positions(n_pos, len(tokens))
+    fig = _figure(max(COLUMN, 2.0 + POSITION_PITCH * n_pos), 1.6 + 0.14 * n_rows)
     ax = fig.add_subplot()
     bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-(bound or 1.0), vmax=bound or 1.0)
@@ -238,6 +242,22 @@ def position_heatmap(
     ax.set_title(title, fontsize=8)
     fig.colorbar(im, ax=ax, label=label)
     return fig
+
+
+def check_positions(n_pos: int, n_labels: int | None = None) -> None:
+    """Refuse a position axis that cannot be drawn right: labels that do not match its
+    positions, or more positions than one figure can label."""
+    if n_labels is not None and n_labels != n_pos:
+        raise InvalidSettingError(
+            f"the heatmap has {n_pos} positions but {n_labels} token labels: give one label "
+            "a position"
+        )
+    if n_pos > MAX_POSITIONS:
+        raise InvalidSettingError(
+            f"a position heatmap labels every position: {n_pos:,} positions would make a "
+            f"figure about {2.0 + POSITION_PITCH * n_pos:,.0f} inches wide, more than the "
+            f"{MAX_POSITIONS:,} positions one figure holds"
+        )
 
 
 @styled

@@ -82,6 +82,9 @@ def build_patching_report(
     patching result."""
     path = Path(directory)
     patching = Patching.load(path)
+    for result in patching.results.values():  # before anything is drawn
+        if result.site not in ("heads", "path"):
+            figures.check_positions(int(result.effect.shape[-1]))
     sections, figs = patching_sections(patching)
     files = style.render(figs, formats)
     kind = "path patching" if patching.receivers else "activation patching"
@@ -102,7 +105,8 @@ def site_figure(result: PatchingResult, tokens: list[str] | None, into: str = ""
     if result.site in ("heads", "path"):
         return figures.head_heatmap(values, title, label, diverging=True)
     n_pos = values.shape[-1]
-    labels = (tokens or [])[:n_pos] + [str(i) for i in range(len(tokens or []), n_pos)]
+    figures.check_positions(n_pos, None if tokens is None else len(tokens))
+    labels = tokens if tokens is not None else [str(i) for i in range(n_pos)]
     if result.site == "heads-by-pos":  # the ten heads with the largest effect anywhere
         peak = np.nan_to_num(np.abs(values)).max(-1)
         order = np.argsort(-peak, axis=None, kind="stable")[:10]
