@@ -4,19 +4,22 @@ checked before anything runs, recorded by `interp.recording`."""
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypedDict, Unpack, overload
 
 from interp import hooks as H
 from interp import inputs
+from interp.edits import applying
+from interp.edits.value import Intervention
 from interp.engine import EngineName, HookFn, choose
 from interp.errors import HookError, InvalidSettingError
 from interp.memory import check_memory, default_batch_size
 from interp.models.model import Model
 from interp.recording import Progress, Row, run
 from interp.sampling import Sampler, SamplingConfig
-from interp.trace import INTERVENTION_KEY, GenerationSettings, Trace
+from interp.trace import INTERVENTION_KEY, INTERVENTION_SPEC_KEY, GenerationSettings, Trace
 from interp.traceset import TraceSet
 
 DEFAULT_TOP_ALTERNATIVES = 5
@@ -38,6 +41,7 @@ class GenerateOptions(TypedDict, total=False):
     progress: bool
     engine: EngineName
     batch_size: int | None
+    intervention: Intervention | None
 
 
 @overload
@@ -78,6 +82,7 @@ def generate(
     progress: bool = False,
     engine: EngineName = "auto",
     batch_size: int | None = None,
+    intervention: Intervention | None = None,
 ) -> Trace | TraceSet:
     """Sample a continuation of `prompt` token by token and record it as a `Trace`; for a
     batch, a `TraceSet`.
@@ -103,6 +108,9 @@ def generate(
       Both record the same activations.
     - `batch_size`: how many rows run at once (default: as many as fit comfortably in the
       memory available, at most 64); results do not depend on it.
+    - `intervention`: an `interp.edits.Intervention` applied at every step (the prompt pass
+      and each new token), each row at its own positions; the trace keeps its serialised
+      form (`trace.intervention`, `provenance`), so consumers replay the run under it.
     """
     config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     seed = inputs.seed(seed)
@@ -121,6 +129,13 @@ def generate(
     base = secrets.randbits(31) if seed is None else seed
     encoded = [_prompt_ids(model, text) for text in prompts]
     names, user_hooks = resolve_hooks(model, hooks, fwd_hooks)
+    if intervention is not None:
+        if not isinstance(intervention, Intervention):
+            raise InvalidSettingError(
+                "intervention must be an interp.edits.Intervention, got "
+                f"{type(intervention).__name__}"
+            )
+        applying.check(intervention, model)
     new = (
         [len(f) for f in forced_all] if forced_all is not None else [max_new_tokens] * len(prompts)
     )
@@ -150,7 +165,9 @@ def generate(
             )
             sampler = None if forced is not None else Sampler(config, row_seed_)
             rows.append(Row(ids, prompt_text, forced, sampler, settings))
-    runner = choose(model, names, [name for name, _ in user_hooks], engine)
+    edited = [name for name, _ in user_hooks]
+    edited += [e.site for e in intervention.edits] if intervention is not None else []
+    runner = choose(model, names, edited, engine)
     if batch_size is None:
         batch_size = default_batch_size(model, names, longest, len(rows))
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -161,13 +178,13 @@ def generate(
     bar = Progress(rows, progress)
     try:
         for chunk, pad in zip(chunks, padded, strict=True):
-            traces += run(model, runner, chunk, names, user_hooks, top_alternatives, bar, pad)
+            traces += run(
+                model, runner, chunk, names, user_hooks, top_alternatives, bar, pad, intervention
+            )
     finally:
         bar.close()
-    if user_hooks:  # the run is not the plain model's, and raw hooks cannot be replayed
-        hooked = ", ".join(dict.fromkeys(name for name, _ in user_hooks))
-        for trace in traces:
-            trace.provenance[INTERVENTION_KEY] = f"raw fwd_hooks on {hooked[:200]}"
+    for trace in traces:
+        record_intervention(trace, intervention, [name for name, _ in user_hooks])
     return traces[0] if single else TraceSet(traces)
 
 
@@ -248,3 +265,36 @@ def resolve_hooks(
     if unknown:
         raise HookError(f"{model.name} has no hook named {unknown[0]!r}")
     return names, user
+
+
+def record_intervention(
+    trace: Trace, intervention: Intervention | None, raw_hooks: Sequence[str]
+) -> None:
+    """Say in the trace's provenance what it ran under: an intervention's label and its
+    serialised form (replayable), or raw hooks (not replayable)."""
+    parts = [] if intervention is None else [intervention.label]
+    if raw_hooks:
+        parts.append(f"raw fwd_hooks on {', '.join(dict.fromkeys(raw_hooks))[:200]}")
+    if not parts:
+        return
+    trace.provenance[INTERVENTION_KEY] = " + ".join(parts)
+    if intervention is not None and intervention.replayable and not raw_hooks:
+        trace.provenance[INTERVENTION_SPEC_KEY] = json.dumps(intervention.to_json())
+
+
+def record_under(
+    model: Model, runs: Trace | TraceSet, intervention: Intervention
+) -> Trace | TraceSet:
+    """Each run's own tokens (its prompt, its continuation forced) recorded again under
+    `intervention`, with the same hooks: the corrupted side of a patching, for example."""
+    rows = [runs] if isinstance(runs, Trace) else list(runs)
+    out = []
+    for row in rows:
+        row.bind(model)
+        again = generate(
+            model, row.token_ids[: row.prompt_len].tolist(), continuation=row.continuation_ids,
+            hooks=row.hook_names, intervention=intervention,
+        )  # fmt: skip
+        again.prompt, again.meta, again.origin = row.prompt, dict(row.meta), row.origin
+        out.append(again)
+    return out[0] if isinstance(runs, Trace) else TraceSet(out)

@@ -16,6 +16,8 @@ from torch import Tensor
 from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidgets
 
 from interp import hooks as H
+from interp.edits import applying
+from interp.edits.value import Intervention
 from interp.engine import HookFn
 from interp.models.model import Model
 from interp.provenance import provenance
@@ -74,9 +76,11 @@ def run(
     top_alternatives: int,
     progress: Progress,
     padded: bool,
+    intervention: Intervention | None = None,
 ) -> list[Trace]:
     """The recording loop over a batch of rows: the prompts once (left-padded), then one
-    token per row per step with the KV cache, each row recorded until it stops."""
+    token per row per step with the KV cache, each row recorded until it stops; under
+    `intervention`, applied to every row at its own positions."""
     device = model.device
     width = max(len(r.prompt_ids) for r in rows)
     pad = model.tokenizer.pad_token_id
@@ -95,6 +99,9 @@ def run(
     positions = None if mask is None else (mask.cumsum(-1) - 1).clamp_min(0)
     steps = max(r.settings.max_new_tokens for r in rows)
     recorder = BatchRecorder(names)
+    if intervention is not None:  # first: the user's hooks and the recorder see its edits
+        rows_at = [_edit_row(model, r, width) for r in rows]
+        user_hooks = [*applying.hooks(intervention, model, rows_at), *user_hooks]
     t0 = time.perf_counter()
     # The user's hooks go first, so the recorder sees what they changed.
     with torch.no_grad(), runner.hooked([*user_hooks, *recorder.hooks()]):
@@ -177,6 +184,14 @@ def _trace(
         timings=dict(timings),
         provenance=dict(record),
         model=model,
+    )
+
+
+def _edit_row(model: Model, row: Row, width: int) -> applying.Row:
+    """What an intervention's positions resolve against in a row of this batch."""
+    n = len(row.prompt_ids)
+    return applying.Row(
+        n, model.token_strs(row.prompt_ids), n + row.settings.max_new_tokens, width - n
     )
 
 

@@ -16,6 +16,7 @@ import stat
 import struct
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,21 @@ _ITEMSIZE = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
     "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """Where a trace's record came from, for error messages (a row of a set: its files,
+    labelled with the row)."""
+
+    summary: Path
+    steps: Path
+    activations: Path
+
+    def __init__(self, directory: Path, label: str = "") -> None:
+        object.__setattr__(self, "summary", Path(str(directory / SUMMARY) + label))
+        object.__setattr__(self, "steps", Path(str(directory / STEPS) + label))
+        object.__setattr__(self, "activations", Path(str(directory / ACTIVATIONS) + label))
 
 
 # ---------------------------------------------------------------------------------------

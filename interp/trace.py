@@ -27,6 +27,7 @@ from interp.store import (
     STEPS,
     SUMMARY,
     TRACE_ENTRIES,
+    SourceFiles,
     check_output_dir,
     dumps,
     load_tensors,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 STOP_REASONS = ("max_new_tokens", "eos", "forced")
 INTERVENTION_KEY = "intervention"  # provenance: what the run was recorded under
+INTERVENTION_SPEC_KEY = "intervention_spec"  # provenance: its serialised form, to replay it
 
 
 @dataclass(frozen=True)
@@ -134,17 +136,25 @@ class Trace:
         model: `provenance["intervention"]`."""
         return self.provenance.get(INTERVENTION_KEY)
 
-    def require_replayable(self, purpose: str) -> None:
-        """Refuse a run recorded under hooks or an intervention for `purpose`, which computes
-        its baselines from the tokens on the plain model while starting from (or comparing
-        with) the recorded activations: the numbers would be silently wrong."""
-        if self.intervention is not None:
-            where = self.origin or repr(self.prompt[:40])
-            raise InvalidSettingError(
-                f"the run of {where} was recorded under {self.intervention}, which {purpose} "
-                "cannot replay: its baselines would come from the plain model; record the run "
-                "without it"
-            )
+    @property
+    def intervention_spec(self) -> str | None:
+        """The serialised intervention the run was recorded under (JSON), where it can be
+        replayed (not raw hooks, not a callable)."""
+        return self.provenance.get(INTERVENTION_SPEC_KEY)
+
+    def require_plain(self, purpose: str, *, replayed: bool = False) -> None:
+        """Refuse a run recorded under hooks or an intervention for `purpose`, which would
+        compute its baselines on the plain model while starting from (or comparing with) the
+        recorded activations: the numbers would be silently wrong. `replayed`: `purpose`
+        replays a serialised intervention, so only raw hooks and callables are refused."""
+        if self.intervention is None or (replayed and self.intervention_spec is not None):
+            return
+        where = self.origin or repr(self.prompt[:40])
+        raise InvalidSettingError(
+            f"the run of {where} was recorded under {self.intervention}, which {purpose} "
+            "cannot replay: its baselines would come from the plain model; record the run "
+            "without it" + (" or under an interp.edits intervention" if replayed else "")
+        )
 
     def bind(self, model: Model) -> Trace:
         """Attach the model this trace was recorded with; refuse any other model."""
@@ -327,21 +337,6 @@ class Trace:
             meta=schema.field(summary, "meta", dict, where) if "meta" in summary else {},
             origin=schema.field(summary, "origin", str, where) if "origin" in summary else "",
         )
-
-
-@dataclass(frozen=True)
-class SourceFiles:
-    """Where a trace's record came from, for error messages (a row of a set: its files,
-    labelled with the row)."""
-
-    summary: Path
-    steps: Path
-    activations: Path
-
-    def __init__(self, directory: Path, label: str = "") -> None:
-        object.__setattr__(self, "summary", Path(str(directory / SUMMARY) + label))
-        object.__setattr__(self, "steps", Path(str(directory / STEPS) + label))
-        object.__setattr__(self, "activations", Path(str(directory / ACTIVATIONS) + label))
 
 
 def _same(a: Tensor, b: Tensor) -> bool:

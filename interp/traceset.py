@@ -26,12 +26,13 @@ from interp.store import (
     STEPS,
     SUMMARY,
     TRACE_ENTRIES,
+    SourceFiles,
     check_output_dir,
     dumps,
     load_tensors,
     read_summary,
 )
-from interp.trace import GenerationSettings, SourceFiles, Trace
+from interp.trace import GenerationSettings, Trace
 
 if TYPE_CHECKING:
     from transformer_lens import ActivationCache

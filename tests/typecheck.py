@@ -13,6 +13,8 @@ from beartype import BeartypeConf, FrozenDict, beartype
 
 _WIDENED = {
     Literal["mean", "zero", "resample"]: str,
+    Literal["zero", "scale", "add", "project", "set", "noise"]: str,
+    Literal["auto", "prompt", "all"]: str,
     Literal["heads", "resid_pre", "attn_out", "mlp_out"]: str,
     Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]: str,
     Literal["denoise", "noise"]: str,

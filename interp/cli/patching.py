@@ -139,7 +139,7 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
     clean, corrupted = load_recorded(args.clean_dir), load_recorded(args.corrupted_dir)
     every = [*_rows(clean), *_rows(corrupted)]
     for row in every:  # refusals that need no model
-        row.require_replayable(f"{kind}patching")
+        row.require_plain(f"{kind}patching", replayed=not kind)
         if row.model_name != every[0].model_name:
             raise ModelMismatchError(
                 f"the clean run was recorded with {every[0].model_name!r}, a corrupted row "

@@ -17,7 +17,7 @@ from interp.interventions.ablation import (
     MODES,
     Ablation,
     AblationMode,
-    Intervention,
+    Replacement,
     make_ablation,
     make_intervention,
 )
@@ -35,7 +35,7 @@ __all__ = [
     "Patching",
     "PatchingResult",
     "MODES",
-    "Intervention",
+    "Replacement",
     "make_intervention",
     "patch",
     "PairedSamples",

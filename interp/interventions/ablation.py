@@ -46,10 +46,11 @@ DEFAULT_RESAMPLE_TEXT = (
 
 
 @dataclass
-class Intervention:
+class Replacement:
     """Targets at a site and what replaces their value (`values[layer]`: [pos or 1, head,
     d_head] for heads, only the listed heads' entries used; [pos or 1, d_model] for a layer's
-    site), at `positions` (absolute; None: every position)."""
+    site), at `positions` (absolute; None: every position): the value of ablations and
+    patches. The open interventions a run can be recorded under are `interp.edits`."""
 
     targets: list[Target]
     mode: AblationMode
@@ -75,9 +76,9 @@ class Intervention:
     def dirname(self) -> str:
         return ablation_dirname(self.targets, self.mode, self.site, self.reference)
 
-    def only(self, targets: Sequence[Target]) -> Intervention:
+    def only(self, targets: Sequence[Target]) -> Replacement:
         """The same intervention on fewer targets (their values unchanged)."""
-        return Intervention(
+        return Replacement(
             list(targets), self.mode, self.values, self.source, self.site, self.positions,
             self.reference,
         )  # fmt: skip
@@ -95,7 +96,7 @@ class Intervention:
         return out
 
 
-Ablation = Intervention  # the name the head ablations have always had
+Ablation = Replacement  # the name the head ablations have always had
 Positions = int | str | Sequence[int | str] | None
 
 
@@ -150,7 +151,7 @@ def make_intervention(
     resample_text: str | None = None,
     min_positions: int | None = None,
     mean_over: MeanOver = "auto",
-) -> Intervention:
+) -> Replacement:
     """Build the replacement values for `targets` at `site` from `mode`'s source (see the
     module's docstring; `mode="mean"` with `reference=` a set is the reference mean, and
     `mean_over` which positions of each run it covers, see `mean_positions`); `positions`
@@ -234,7 +235,7 @@ def make_intervention(
             )
             values = _resample_values(model, text, site, layers, needed)
             described = f"the {what} value at the same position on the text {text[:60]!r}"
-    return Intervention(list(targets), mode, values, described, site, chosen, digest)
+    return Replacement(list(targets), mode, values, described, site, chosen, digest)
 
 
 def make_ablation(
@@ -247,7 +248,7 @@ def make_ablation(
     resample_text: str | None = None,
     min_positions: int | None = None,
     mean_over: MeanOver = "auto",
-) -> Intervention:
+) -> Replacement:
     """Heads (validated (layer, head) pairs) and what replaces their output in `mode`."""
     return make_intervention(
         model,

@@ -13,7 +13,7 @@ from torch import Tensor
 from interp import hooks as H
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
-from interp.interventions.ablation import Intervention
+from interp.interventions.ablation import Replacement
 from interp.interventions.sites import Site
 from interp.metrics import KL, Metric, MetricFn, as_metric
 from interp.models.model import Model
@@ -23,7 +23,7 @@ from interp.trace import Trace
 def attribution_estimate(
     model: Model,
     trace: Trace,
-    ablation: Intervention,
+    ablation: Replacement,
     *,
     metric: Metric | MetricFn | str | None = None,
 ) -> Float[Tensor, "layer head"]:

@@ -11,7 +11,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.interventions import sites
-from interp.interventions.ablation import Intervention
+from interp.interventions.ablation import Replacement
 from interp.metrics import Metric, MetricFn, as_metric
 from interp.models.model import Model
 from interp.trace import Trace
@@ -80,14 +80,14 @@ def _step_logprobs(trace: Trace, logits: Tensor) -> tuple[Tensor, Tensor]:
 def ablation_effect(
     model: Model,
     trace: Trace,
-    ablation: Intervention,
+    ablation: Replacement,
     *,
     metric: Metric | MetricFn | str | None = None,
 ) -> AblationEffect:
     """The teacher-forced effect of `ablation` on the trace's continuation: per token, and by
     `metric` (default: the continuation's total log-prob)."""
     trace.bind(model)
-    trace.require_replayable("an ablation's effect")
+    trace.require_plain("an ablation's effect")
     bound = as_metric(metric).bind(model, [trace])
     base_logits = forced_logits(model, [trace])
     abl_logits = forced_logits(model, [trace], ablation.hooks(model.device))

@@ -23,8 +23,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.interventions.ablation import Intervention
+from interp.generation import record_under
+from interp.interventions.ablation import Replacement
 from interp.interventions.attribution_patching import patch_estimates
 from interp.interventions.effect import forced_logits
 from interp.interventions.patching_result import (
@@ -35,6 +37,7 @@ from interp.interventions.patching_result import (
     PatchSite,
     ResultSite,
 )
+from interp.interventions.replay import replay_hooks
 from interp.interventions.runner import run_jobs
 from interp.interventions.sites import Site, Target, activation
 from interp.metrics import Metric, MetricFn, as_metric
@@ -101,17 +104,23 @@ def pair_runs(
     corrupted: Trace | TraceSet,
     metric: Metric | MetricFn | str | None,
     direction: Direction,
+    *,
+    replays: bool = True,
 ) -> Runs:
-    """Check the pairing and the direction, and measure both runs (the metric's answers are
-    the clean rows')."""
-    cleans, corrupts = _pairs(model, clean, corrupted)
+    """Check the pairing and the direction, and measure both runs, each under the
+    intervention it was recorded under (the metric's answers are the clean rows').
+    `replays=False`: a caller that cannot replay one (path patching) refuses such runs."""
+    purpose = "activation patching" if replays else "path patching"
+    cleans, corrupts = _pairs(model, clean, corrupted, purpose, replays)
     if direction not in ("denoise", "noise"):
         raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
     chosen = as_metric(metric)
     bound = chosen.bind(model, cleans)  # the clean rows' answers, at positions both share
     windows = {
-        "clean": forced_logits(model, cleans)[:, bound.start :],
-        "corrupted": forced_logits(model, corrupts)[:, bound.start :],
+        "clean": forced_logits(model, cleans, replay_hooks(model, cleans))[:, bound.start :],
+        "corrupted": forced_logits(model, corrupts, replay_hooks(model, corrupts))[
+            :, bound.start :
+        ],
     }
     target = "corrupted" if direction == "denoise" else "clean"
     bound.prepare(windows[target])
@@ -130,7 +139,7 @@ def pair_runs(
 def patch(
     model: Model,
     clean: Trace | TraceSet,
-    corrupted: Trace | TraceSet,
+    corrupted: Trace | TraceSet | Intervention,
     *,
     sites: Sequence[PatchSite] = ("heads",),
     metric: Metric | MetricFn | str | None = None,
@@ -153,7 +162,12 @@ def patch(
         raise InvalidSettingError(f"method must be 'exact' or 'triage', got {method!r}")
     if verify is not None and verify < 1:
         raise InvalidSettingError(f"verify must be at least 1, got {verify}")
+    if isinstance(corrupted, Intervention):  # the clean runs under it
+        corrupted = record_under(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, direction)
+    if method == "triage":
+        for row in [*runs.cleans, *runs.corrupts]:
+            row.require_plain("a triage's attribution estimate")
     if method == "exact":
         results: dict[ResultSite, PatchingResult] = {
             site: runs.result(site, _site_effects(model, site, runs)) for site in sites
@@ -185,7 +199,9 @@ def _site_estimate(site: PatchSite, estimates: dict[Site, list[Tensor]]) -> Tens
     return torch.stack(rows)  # [layer, pos]
 
 
-def _pairs(model: Model, clean: Any, corrupted: Any) -> tuple[list[Trace], list[Trace]]:
+def _pairs(
+    model: Model, clean: Any, corrupted: Any, purpose: str, replays: bool
+) -> tuple[list[Trace], list[Trace]]:
     cleans = [clean] if isinstance(clean, Trace) else list(clean)
     corrupts = [corrupted] if isinstance(corrupted, Trace) else list(corrupted)
     if len(cleans) != len(corrupts):
@@ -196,8 +212,8 @@ def _pairs(model: Model, clean: Any, corrupted: Any) -> tuple[list[Trace], list[
     for i, (c, k) in enumerate(zip(cleans, corrupts, strict=True)):
         c.bind(model)
         k.bind(model)
-        c.require_replayable("patching")
-        k.require_replayable("patching")
+        c.require_plain(purpose, replayed=replays)
+        k.require_plain(purpose, replayed=replays)
         if c.n_positions != k.n_positions or c.prompt_len != k.prompt_len:
             raise InvalidSettingError(
                 f"row {i}: the clean run has {c.n_positions} tokens ({c.prompt_len} of prompt), "
@@ -238,7 +254,7 @@ def _site_effects(
     }
     chosen = range(len(cells)) if only is None else only
     jobs = [
-        (r, Intervention([cells[c][0]], "resample", {cells[c][0][0]: values[cells[c][0][0]][r]},
+        (r, Replacement([cells[c][0]], "resample", {cells[c][0][0]: values[cells[c][0][0]][r]},
                          "the other run", layer_site, cells[c][1]))
         for r in range(len(targets))
         for c in chosen

@@ -27,7 +27,7 @@ from interp import components
 from interp import hooks as H
 from interp.errors import InvalidSettingError
 from interp.heads import head_label
-from interp.interventions.ablation import Intervention
+from interp.interventions.ablation import Replacement
 from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.patching_result import Direction, Patching
 from interp.interventions.runner import MAX_LOGITS, run_jobs
@@ -112,7 +112,7 @@ def path_patch(
             f"a head's write into the residual stream is not z @ W_O here ({obstruction}), "
             "so it has no direct path of its own to patch"
         )
-    runs = pair_runs(model, clean, corrupted, metric, direction)
+    runs = pair_runs(model, clean, corrupted, metric, direction, replays=False)
     scores = _into_logits(model, runs) if chosen is None else _into_heads(model, runs, chosen)
     return runs.patching({"path": runs.result("path", scores)}, receivers=receivers_label(chosen))
 
@@ -166,7 +166,7 @@ def _into_heads(model: Model, runs: Runs, receivers: list[Receiver]) -> Tensor:
     for r in range(len(targets)):
         for s in range(len(senders)):
             values = {layer: z_new[layer][r * len(senders) + s] for layer in z_new}
-            jobs.append((r, Intervention(heads, "resample", values, "path-patched", "heads")))
+            jobs.append((r, Replacement(heads, "resample", values, "path-patched", "heads")))
     scores = run_jobs(model, jobs, targets, runs.cleans, runs.metric, runs.target_windows)
     out = runs.base.view(-1, 1, 1).repeat(1, n_layers, n_heads)
     out[:, :last] = scores.view(len(targets), last, n_heads)

@@ -50,7 +50,7 @@ def regenerate(
     trace (regenerating it unablated gives the same tokens), or an unablated regeneration for
     a forced continuation."""
     trace.bind(model)
-    trace.require_replayable("regenerating it")
+    trace.require_plain("regenerating it")
     settings = regeneration_settings(trace)
     prompt = trace.token_ids[: trace.prompt_len].tolist()
     hooks = trace.hook_names

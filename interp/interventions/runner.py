@@ -19,8 +19,9 @@ from torch import Tensor
 from interp import hooks as H
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
-from interp.interventions.ablation import Intervention
+from interp.interventions.ablation import Replacement
 from interp.interventions.replace import replace_values
+from interp.interventions.replay import replay_hooks
 from interp.metrics import Bound, Metric
 from interp.models.model import Model
 from interp.surgery import run_from_layer
@@ -32,7 +33,7 @@ MAX_LOGITS = 64_000_000  # numbers of logits one batch of candidates may hold
 def run_candidates(
     model: Model,
     trace: Trace | Sequence[Trace],
-    candidates: Sequence[Intervention],
+    candidates: Sequence[Replacement],
     bound: Bound,
 ) -> tuple[Tensor, Tensor]:
     """(the metric of each candidate's run `[candidate]`, its logits window `[candidate,
@@ -45,9 +46,9 @@ def run_candidates(
     start = min(layer for c in candidates for layer in c.layers)
     for run in {id(r): r for r in runs}.values():
         run.require_hooks([H.resid_pre(start)], "the exact runner")
-        run.require_replayable("the exact runner")
+        run.require_plain("the exact runner", replayed=True)
     batch = torch.stack([r.activations[H.resid_pre(start)] for r in runs]).to(model.device)
-    edits: dict[str, list[tuple[int, Intervention, int]]] = {}
+    edits: dict[str, list[tuple[int, Replacement, int]]] = {}
     for i, candidate in enumerate(candidates):
         for layer in candidate.layers:
             if candidate.site == "resid_pre" and layer == start:
@@ -59,7 +60,9 @@ def run_candidates(
             edits.setdefault(sites.hook_name(candidate.site, layer), []).append(
                 (i, candidate, layer)
             )
-    hooks = [(name, _per_item_hook(items, model.device)) for name, items in edits.items()]
+    # each run's own intervention (the part from `start` on) first, then the candidates
+    hooks = replay_hooks(model, runs, start_layer=start)
+    hooks += [(name, _per_item_hook(items, model.device)) for name, items in edits.items()]
     keep = runs[0].n_positions - bound.start
     with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
         window = run_from_layer(model, batch, start, keep=keep)[:, -keep:]
@@ -67,7 +70,7 @@ def run_candidates(
 
 
 def _per_item_hook(
-    items: list[tuple[int, Intervention, int]], device: torch.device
+    items: list[tuple[int, Replacement, int]], device: torch.device
 ) -> Callable[[Tensor, object], Tensor]:
     """Batch item i gets candidate i's replacement (at every position: one full forward)."""
     prepared = []
@@ -86,7 +89,7 @@ def _per_item_hook(
 
 def run_jobs(
     model: Model,
-    jobs: Sequence[tuple[int, Intervention]],
+    jobs: Sequence[tuple[int, Replacement]],
     targets: list[Trace],
     answers: list[Trace],
     metric: Metric,

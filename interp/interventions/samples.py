@@ -22,7 +22,7 @@ from torch import Tensor
 
 from interp.errors import InvalidSettingError
 from interp.generation import generate, row_seed
-from interp.interventions.ablation import Intervention
+from interp.interventions.ablation import Replacement
 from interp.interventions.effect import forced_logits
 from interp.interventions.regenerate import first_divergence
 from interp.machine import available_memory
@@ -139,11 +139,11 @@ class PairedSamples:
 def paired_samples(
     model: Model,
     trace: Trace,
-    intervention: Intervention,
+    intervention: Replacement,
     *,
     samples: int = 16,
     max_new_tokens: int | None = None,
-    controls: Sequence[Intervention] = (),
+    controls: Sequence[Replacement] = (),
     greedy: bool = True,
     progress: bool = False,
 ) -> PairedSamples:
@@ -153,7 +153,7 @@ def paired_samples(
     if samples < 1:
         raise InvalidSettingError(f"samples must be at least 1, got {samples}")
     trace.bind(model)
-    trace.require_replayable("paired samples")
+    trace.require_plain("paired samples")
     s = trace.settings
     horizon = max_new_tokens if max_new_tokens is not None else max(trace.n_generated, 1)
     if horizon < 1:
@@ -177,7 +177,7 @@ def paired_samples(
         return rows, _logprobs(model, rows, ())
 
     def pairs_of(
-        move: Intervention, run: dict[str, Any], rows: list[Trace], logp: Tensor, seeds: list
+        move: Replacement, run: dict[str, Any], rows: list[Trace], logp: Tensor, seeds: list
     ) -> list[Pair]:
         moved = list(generate(model, prompt, fwd_hooks=move.hooks(model.device), **run))
         moved_logp = _logprobs(model, rows, move)
@@ -270,10 +270,10 @@ def control_targets(
     return [sorted(rng.sample(pool, size)) for _ in range(count)]
 
 
-def _logprobs(model: Model, rows: list[Trace], move: Intervention | tuple) -> Tensor:
+def _logprobs(model: Model, rows: list[Trace], move: Replacement | tuple) -> Tensor:
     """Each row's log-softmax at every position, teacher-forced on its own tokens, as it is or
     with `move` (`[row, pos, vocab]`, right-padded)."""
-    hooks = move.hooks(model.device) if isinstance(move, Intervention) else ()
+    hooks = move.hooks(model.device) if isinstance(move, Replacement) else ()
     return forced_logits(model, rows, hooks).float().log_softmax(-1).cpu()
 
 

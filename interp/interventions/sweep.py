@@ -26,7 +26,7 @@ from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidget
 from interp import store
 from interp.errors import InvalidSettingError
 from interp.heads import head_label, rank_heads
-from interp.interventions.ablation import AblationMode, Intervention, make_ablation
+from interp.interventions.ablation import AblationMode, Replacement, make_ablation
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import forced_logits
 from interp.interventions.runner import run_candidates
@@ -167,7 +167,7 @@ def sweep(
     rows = [trace] if isinstance(trace, Trace) else list(trace)
     for row in rows:
         row.bind(model)
-        row.require_replayable("a sweep")
+        row.require_plain("a sweep")
     n_layers, n_heads = model.n_layers, model.n_heads
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     if mode == "zero" or reference is not None:  # the same values for every row: computed once
@@ -232,7 +232,7 @@ def sweep(
 def exact_effects(
     model: Model,
     trace: Trace,
-    ablation: Intervention,
+    ablation: Replacement,
     heads: Sequence[tuple[int, int]],
     *,
     metric: Metric | MetricFn | str | None = None,

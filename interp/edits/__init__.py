@@ -1,0 +1,9 @@
+"""Open interventions, the value and how it runs: an `Intervention` is a list of edits, each a
+site (any TransformerLens hook point), positions and an operation (`value`); `applying` turns it
+into forward hooks that every run (generation, teacher-forced runs, the exact runner) uses.
+Below generation in the flow: a run records the intervention it ran under, so any consumer
+can replay it."""
+
+from interp.edits.value import OPS, Context, Edit, Intervention, Span, edit, span
+
+__all__ = ["OPS", "Context", "Edit", "Intervention", "Span", "edit", "span"]

@@ -1,0 +1,238 @@
+"""How an `Intervention` runs: forward hooks that resolve each edit's positions per batch row
+(labels, spans, "generated") and apply its operation at absolute positions, under the KV cache
+and left padding alike; seeded noise drawn per absolute position, so a replay is identical."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from interp.edits.value import NOISE_STDS, Context, Edit, Intervention, Span
+from interp.errors import InvalidSettingError
+
+HookPair = tuple[str, Callable[..., Tensor]]
+
+
+@dataclass(frozen=True)
+class Row:
+    """What an edit's positions resolve against: one row's prompt length, its tokens' texts
+    (at least the prompt's), how many positions its run has (generated ones included), its
+    left padding in the batch, its fields (position labels) and where it came from."""
+
+    prompt_len: int
+    token_strs: Sequence[str]
+    n_positions: int
+    pad: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""
+
+
+def hooks(
+    intervention: Intervention, model: Any, rows: Sequence[Row | None], *, start_layer: int = -1
+) -> list[HookPair]:
+    """Forward hooks applying the edits at layer `start_layer` or later (a run that starts
+    there from recorded activations already holds the earlier ones, its block input included)
+    to batch item i as `rows[i]` resolves them (None: item i is left alone). A hook counts the
+    positions it has seen, so a KV-cached decoding step is edited at its absolute position."""
+    check(intervention, model)
+    out = []
+    for e in intervention.edits:
+        if e.layer < start_layer or (e.layer == start_layer and _is_block_input(e.site)):
+            continue
+        out.append((e.site, _hook(e, model, rows)))
+    return out
+
+
+def check(intervention: Intervention, model: Any) -> None:
+    """Every site is one of the model's hook points and every head in range."""
+    available = model.bridge.hook_dict
+    for e in intervention.edits:
+        if e.site not in available:
+            raise InvalidSettingError(f"{model.name} has no hook point {e.site!r}")
+        if e.heads and max(e.heads) >= model.n_heads:
+            raise InvalidSettingError(
+                f"head {max(e.heads)} of {e.site} is out of range; valid: 0..{model.n_heads - 1}"
+            )
+
+
+def _is_block_input(site: str) -> bool:
+    return site.endswith("hook_resid_pre")
+
+
+def resolve(e: Edit, row: Row) -> list[int]:
+    """The absolute positions (sorted, unique) edit `e` acts on in `row`."""
+    n_positions = row.n_positions
+    if e.positions is None:
+        return list(range(n_positions))
+    where = row.origin or "a row"
+    out: set[int] = set()
+    for p in e.positions:
+        if isinstance(p, slice):
+            out.update(range(n_positions)[p])
+        elif isinstance(p, Span):
+            out.update(_span_positions(p.text, row))
+        elif p == "last_prompt":
+            out.add(row.prompt_len - 1)
+        elif p == "generated":
+            out.update(range(row.prompt_len, n_positions))
+        elif isinstance(p, str):
+            value = row.meta.get(p)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidSettingError(
+                    f"{where}: no position {p!r} (a position label is an integer field of the "
+                    f"row, such as {{{p!r}: 9}})"
+                )
+            out.add(value)
+        else:
+            at = p if p >= 0 else n_positions + p
+            if not 0 <= at < n_positions:
+                raise InvalidSettingError(f"{where}: position {p} is outside its {n_positions}")
+            out.add(at)
+    bad = [p for p in out if not 0 <= p < n_positions]
+    if bad:
+        raise InvalidSettingError(f"{where}: position {bad[0]} is outside its {n_positions}")
+    return sorted(out)
+
+
+def _span_positions(text: str, row: Row) -> list[int]:
+    """The prompt tokens whose characters overlap the first occurrence of `text`."""
+    prompt = row.token_strs[: row.prompt_len]
+    joined = "".join(prompt)
+    at = joined.find(text)
+    if at < 0:
+        stripped = text.strip()
+        at = joined.find(stripped) if stripped else -1
+        text = stripped
+    if at < 0:
+        raise InvalidSettingError(f"{row.origin or 'a row'}: its prompt has no span {text!r}")
+    out, offset = [], 0
+    for i, token in enumerate(prompt):
+        if offset < at + len(text) and at < offset + len(token):
+            out.append(i)
+        offset += len(token)
+    return out
+
+
+def _hook(e: Edit, model: Any, rows: Sequence[Row | None]) -> Callable[..., Tensor]:
+    """A hook applying `e` to each batch item as its row resolves it, at absolute positions
+    (a row's column c is its position c - pad)."""
+    wanted = [None if r is None else torch.tensor(resolve(e, r), dtype=torch.long) for r in rows]
+    pads = torch.tensor([0 if r is None else r.pad for r in rows])
+    scale = e.params.get("scale")
+    if e.op == "noise" and scale is None:
+        scale = NOISE_STDS * embedding_std(model)
+    seen = [0]
+
+    def hook(x: Tensor, hook: Any = None) -> Tensor:
+        start, n = seen[0], x.shape[1]
+        seen[0] += n
+        if x.shape[0] != len(rows):
+            raise InvalidSettingError(
+                f"the intervention was set up for {len(rows)} rows, got a batch of {x.shape[0]}"
+            )
+        positions = torch.arange(start, start + n)[None, :] - pads[:, None]  # [row, pos]
+        mask = torch.zeros(len(rows), n, dtype=torch.bool)
+        for i, want in enumerate(wanted):
+            if want is not None:
+                mask[i] = torch.isin(positions[i], want)
+        if not bool(mask.any()):
+            return x
+        live = [i for i, want in enumerate(wanted) if want is not None]
+        return _apply(e, x, mask, positions, live, start == 0, scale)
+
+    return hook
+
+
+def _apply(
+    e: Edit,
+    x: Tensor,
+    mask: Tensor,
+    positions: Tensor,
+    live: list[int],
+    prompt_pass: bool,
+    scale: float | None,
+) -> Tensor:
+    """`x` `[row, pos, ...]` with `e` applied where `mask` `[row, pos]` is set."""
+    device_mask = mask.to(x.device)
+    if not isinstance(e.op, str):
+        context = Context(live, positions, prompt_pass)
+        new = e.op(x.clone(), context)
+        if not isinstance(new, Tensor) or new.shape != x.shape:
+            shape = tuple(new.shape) if isinstance(new, Tensor) else type(new).__name__
+            raise InvalidSettingError(
+                f"the callable edit at {e.site} must return a tensor of shape {tuple(x.shape)}, "
+                f"got {shape}"
+            )
+        keep = device_mask.view(*mask.shape, *([1] * (x.dim() - 2)))
+        return torch.where(keep, new.to(x.dtype), x)
+    out = x.clone()
+    chosen = out[device_mask]  # [k, ...]
+    part = chosen if e.heads is None else chosen[:, list(e.heads)]
+    if e.neurons is not None:
+        part = chosen[..., list(e.neurons)]
+    at = positions[mask]  # [k] absolute positions
+    part = _op(e, part.float(), at, scale).to(x.dtype)
+    if e.heads is not None:
+        chosen[:, list(e.heads)] = part
+    elif e.neurons is not None:
+        chosen[..., list(e.neurons)] = part
+    else:
+        chosen = part
+    out[device_mask] = chosen
+    return out
+
+
+def _op(e: Edit, v: Tensor, at: Tensor, scale: float | None) -> Tensor:
+    """The operation on the chosen values `v` `[k, ...]` (at absolute positions `at`)."""
+    p = e.params
+    if e.op == "zero":
+        return torch.zeros_like(v)
+    if e.op == "scale":
+        return v * p["factor"]
+    if e.op == "add":
+        return v + p.get("scale", 1.0) * _fit(p["vector"], v, e, "vector")
+    unit = None
+    if e.op in ("project", "set"):
+        d = _fit(p["direction"], v, e, "direction")
+        unit = d / d.norm(dim=-1, keepdim=True)
+        along = (v * unit).sum(-1, keepdim=True)
+        target = 0.0 if e.op == "project" else p["value"]
+        return v + (target - along) * unit
+    assert e.op == "noise" and scale is not None
+    return v + scale * noise(p.get("seed", 0), at, v.shape[1:]).to(v.device)
+
+
+def _fit(vector: Tensor, v: Tensor, e: Edit, name: str) -> Tensor:
+    """A parameter vector broadcast to the chosen values' trailing shape, or a clear error."""
+    want = v.shape[-1]
+    if (
+        vector.shape[-1] != want
+        or vector.dim() > v.dim() - 1
+        or any(a != b for a, b in zip(vector.shape, v.shape[v.dim() - vector.dim() :], strict=True))
+    ):
+        raise InvalidSettingError(
+            f"{name}= has shape {list(vector.shape)}, but {e.site}'s values here are "
+            f"{list(v.shape[1:])}"
+        )
+    return vector.to(v.device)
+
+
+def noise(seed: int, positions: Tensor, shape: Sequence[int]) -> Tensor:
+    """Standard normal noise `[k, *shape]`, one draw per absolute position from its own
+    generator (seeded by `seed` and the position), so a replay, a KV-cached step and a full
+    forward draw the same noise at the same position."""
+    out = torch.empty(len(positions), *shape)
+    for i, p in enumerate(positions.tolist()):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + int(p) + 1)
+        out[i] = torch.randn(*shape, generator=g)
+    return out
+
+
+def embedding_std(model: Any) -> float:
+    """The standard deviation of the entries of the model's token embeddings."""
+    weight = model.bridge.original_model.get_input_embeddings().weight
+    return float(weight.detach().float().std())

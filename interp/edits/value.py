@@ -1,0 +1,339 @@
+"""Open interventions: an `Intervention` is a list of edits, each a *site* (any hook point that
+TransformerLens names), *positions* (all, indices, slices, "last_prompt", "generated", a
+prompts file's position label, `span("Eiffel Tower")`) and an *operation* (zero, scale, add,
+project, set, seeded noise, or any callable). `edit(...)` builds one edit, checked where it is
+built; `+` composes them. It runs as forward hooks that know each batch row's absolute
+positions (under the KV cache and left padding), so a generation, a teacher-forced run and the
+exact runner apply it alike; its JSON form (`to_json`, `from_json`) is what a trace recorded
+under it keeps, so that any consumer can replay the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import torch
+from torch import Tensor
+
+from interp.errors import InvalidSettingError
+
+Op = Literal["zero", "scale", "add", "project", "set", "noise"]
+OPS: tuple[Op, ...] = ("zero", "scale", "add", "project", "set", "noise")
+NOISE_STDS = 3.0  # ROME's default noise: three times the standard deviation of the embeddings
+_PARAMS: dict[str, tuple[set[str], set[str]]] = {  # op: (required, optional) parameters
+    "zero": (set(), set()),
+    "scale": ({"factor"}, set()),
+    "add": ({"vector"}, {"scale"}),
+    "project": ({"direction"}, set()),
+    "set": ({"direction", "value"}, set()),
+    "noise": (set(), {"scale", "seed"}),
+}
+_HEAD_SITES = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_result")
+_NEURON_SITES = ("mlp.hook_post", "mlp.hook_pre")
+_LAYER = re.compile(r"^blocks\.(\d+)\.")
+_NAMED = ("last_prompt", "generated")
+
+
+@dataclass(frozen=True)
+class Span:
+    """The tokens of a substring of each row's prompt (its first occurrence), resolved per row."""
+
+    text: str
+
+
+def span(text: str) -> Span:
+    """Positions: each row's own token span of `text` in its prompt."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidSettingError(f"a span is a non-empty text, got {text!r:.40}")
+    return Span(text)
+
+
+Position = int | slice | str | Span
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a callable edit is told: the batch rows it edits, each one's absolute position for
+    every position of this pass (`[row, pos]`; -1 for left padding), and which pass it is."""
+
+    rows: list[int]
+    positions: Tensor
+    prompt_pass: bool
+
+
+EditFn = Callable[[Tensor, Context], Tensor]
+
+
+@dataclass(frozen=True, eq=False)
+class Edit:
+    """One edit: `op` at `site` on `positions` (None: all), of `heads` or `neurons` only."""
+
+    site: str
+    op: Op | EditFn
+    positions: tuple[Position, ...] | None = None
+    heads: tuple[int, ...] | None = None
+    neurons: tuple[int, ...] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layer(self) -> int:
+        """The block the site belongs to (-1 before the first, e.g. `hook_embed`)."""
+        match = _LAYER.match(self.site)
+        return int(match[1]) if match else (-1 if not self.site.startswith("ln_final") else 10**9)
+
+    @property
+    def label(self) -> str:
+        what = self.op if isinstance(self.op, str) else getattr(self.op, "__name__", "callable")
+        where = self.site + (f"[heads {list(self.heads)}]" if self.heads else "")
+        where += f"[neurons {list(self.neurons)}]" if self.neurons else ""
+        at = "" if self.positions is None else f" at {_positions_label(self.positions)}"
+        return f"{what} {where}{at}"
+
+
+@dataclass(frozen=True, eq=False)
+class Intervention:
+    """Edits applied together (in order) at every forward: `edit(...) + edit(...)`."""
+
+    edits: tuple[Edit, ...] = ()
+
+    def __add__(self, other: Intervention) -> Intervention:
+        if not isinstance(other, Intervention):
+            return NotImplemented
+        return Intervention(self.edits + other.edits)
+
+    def __len__(self) -> int:
+        return len(self.edits)
+
+    @property
+    def label(self) -> str:
+        return " + ".join(e.label for e in self.edits) or "nothing"
+
+    @property
+    def replayable(self) -> bool:
+        """False where an edit is a callable, which has no serialised form."""
+        return all(isinstance(e.op, str) for e in self.edits)
+
+    @property
+    def first_layer(self) -> int:
+        return min((e.layer for e in self.edits), default=10**9)
+
+    def to_json(self) -> dict[str, Any]:
+        """The serialised form (tensors as lists); a callable edit is refused."""
+        if not self.replayable:
+            raise InvalidSettingError(
+                f"the intervention {self.label} holds a callable, which cannot be serialised"
+            )
+        return {"edits": [_edit_json(e) for e in self.edits]}
+
+    @classmethod
+    def from_json(cls, value: Any, where: str = "the intervention") -> Intervention:
+        """An intervention from its serialised form, every field checked (one line naming it)."""
+        if not isinstance(value, dict) or not isinstance(value.get("edits"), list):
+            raise InvalidSettingError(f'{where}: expected an object with a list "edits"')
+        out = []
+        for i, item in enumerate(value["edits"]):
+            at = f"{where}: edits[{i}]"
+            if not isinstance(item, dict):
+                raise InvalidSettingError(f"{at} is not an object")
+            unknown = set(item) - {"site", "op", "positions", "heads", "neurons", "params"}
+            if unknown:
+                raise InvalidSettingError(f"{at} has an unknown field {sorted(unknown)[0]!r}")
+            params = item.get("params", {})
+            if not isinstance(params, dict):
+                raise InvalidSettingError(f"{at}.params is not an object")
+            site, op = item.get("site"), item.get("op")
+            if not isinstance(site, str):
+                raise InvalidSettingError(f"{at}.site must be a hook name")
+            if not isinstance(op, str):
+                raise InvalidSettingError(f"{at}.op must be one of {', '.join(OPS)}")
+            try:
+                positions = _positions_from(item.get("positions"), at)
+                heads, neurons = item.get("heads"), item.get("neurons")
+                one = edit(
+                    site, cast(Op, op), positions=positions, heads=heads, neurons=neurons, **params
+                )
+            except InvalidSettingError as exc:
+                raise InvalidSettingError(f"{at}: {exc}") from None
+            out.append(one)
+        return Intervention(tuple(e for one in out for e in one.edits))
+
+    def digest(self) -> str:
+        """A short hash of the serialised form (names results apart)."""
+        text = json.dumps(self.to_json(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def edit(
+    site: str,
+    op: Op | EditFn,
+    *,
+    positions: Position | Sequence[Position] | None = None,
+    heads: int | Sequence[int] | None = None,
+    neurons: int | Sequence[int] | None = None,
+    **params: Any,
+) -> Intervention:
+    """One edit as an `Intervention` (compose with `+`), checked here: `op` one of `OPS` or a
+    callable `(value, Context) -> value`, with its parameters (`add`: vector=, scale=;
+    `project`: direction=; `set`: direction=, value=; `scale`: factor=; `noise`: scale=, seed=;
+    the scale defaults to three times the standard deviation of the model's embeddings)."""
+    if not isinstance(site, str) or not site:
+        raise InvalidSettingError(
+            f"a site is a hook name such as 'blocks.3.hook_resid_pre', got {site!r:.40}"
+        )
+    if isinstance(op, str):
+        if op not in OPS:
+            raise InvalidSettingError(
+                f"unknown operation {op!r}; choose one of {', '.join(OPS)}, or a callable"
+            )
+        required, optional = _PARAMS[op]
+        missing = sorted(required - set(params))
+        if missing:
+            raise InvalidSettingError(f"the {op} operation needs {missing[0]}=")
+        extra = sorted(set(params) - required - optional)
+        if extra:
+            raise InvalidSettingError(f"the {op} operation takes no {extra[0]}=")
+        params = {k: _param(op, k, v) for k, v in params.items()}
+    elif callable(op):
+        if params:
+            raise InvalidSettingError("a callable edit takes no parameters")
+    else:
+        raise InvalidSettingError(f"an operation is a name or a callable, got {op!r:.40}")
+    heads_t = _indices(heads, "heads")
+    neurons_t = _indices(neurons, "neurons")
+    if heads_t is not None and not site.endswith(_HEAD_SITES):
+        raise InvalidSettingError(
+            f"heads= goes with a site that has a head axis ({', '.join(_HEAD_SITES)}), not {site!r}"
+        )
+    if neurons_t is not None and not site.endswith(_NEURON_SITES):
+        raise InvalidSettingError(
+            f"neurons= goes with an MLP's hook_post or hook_pre, not {site!r}"
+        )
+    return Intervention((Edit(site, op, _positions(positions), heads_t, neurons_t, params),))
+
+
+# ---- building ------------------------------------------------------------------------------
+
+
+def _param(op: str, key: str, value: Any) -> Any:
+    if key in ("vector", "direction"):
+        try:
+            tensor = torch.as_tensor(value, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise InvalidSettingError(f"{key}= must be a vector of numbers") from None
+        if tensor.dim() < 1 or tensor.numel() == 0 or not bool(torch.isfinite(tensor).all()):
+            raise InvalidSettingError(f"{key}= must be a non-empty vector of finite numbers")
+        if key == "direction" and float(tensor.norm()) == 0.0:
+            raise InvalidSettingError("direction= must not be the zero vector")
+        return tensor.detach().cpu()
+    if key == "seed":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise InvalidSettingError(f"seed= must be a non-negative integer, got {value!r:.40}")
+        return int(value)
+    if value is None and op == "noise" and key == "scale":
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InvalidSettingError(f"{key}= must be a finite number, got {value!r:.40}")
+    return float(value)
+
+
+def _indices(value: Any, what: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    items = (
+        [value] if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+    )
+    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+        raise InvalidSettingError(f"{what}= takes integers, got {value!r:.40}")
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral) or item < 0:
+            raise InvalidSettingError(f"{what}= takes non-negative integers, got {item!r:.40}")
+        out.append(int(item))
+    if not out:
+        raise InvalidSettingError(f"{what}= is empty")
+    return tuple(sorted(set(out)))
+
+
+def _positions(value: Any) -> tuple[Position, ...] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out: list[Position] = []
+    for item in items:
+        if isinstance(item, bool):
+            raise InvalidSettingError(
+                f"a position is an index, a slice, a name or a span, got {item!r}"
+            )
+        if isinstance(item, (numbers.Integral, slice, Span)):
+            out.append(int(item) if isinstance(item, numbers.Integral) else item)
+        elif isinstance(item, str) and item.strip():
+            out.append(item)
+        else:
+            raise InvalidSettingError(
+                f"a position is an index, a slice, a name or a span, got {item!r:.40}"
+            )
+    if not out:
+        raise InvalidSettingError("positions= is empty (leave it out for every position)")
+    return tuple(out)
+
+
+def _positions_label(positions: tuple[Position, ...]) -> str:
+    def one(p: Position) -> str:
+        if isinstance(p, slice):
+            return f"{'' if p.start is None else p.start}:{'' if p.stop is None else p.stop}"
+        return f"span {p.text!r}" if isinstance(p, Span) else str(p)
+
+    return ",".join(one(p) for p in positions)
+
+
+# ---- serialising ------------------------------------------------------------------------------
+
+
+def _edit_json(e: Edit) -> dict[str, Any]:
+    out: dict[str, Any] = {"site": e.site, "op": e.op}
+    if e.positions is not None:
+        out["positions"] = [_position_json(p) for p in e.positions]
+    if e.heads is not None:
+        out["heads"] = list(e.heads)
+    if e.neurons is not None:
+        out["neurons"] = list(e.neurons)
+    params = {k: v.tolist() if isinstance(v, Tensor) else v for k, v in e.params.items()}
+    if params:
+        out["params"] = params
+    return out
+
+
+def _position_json(p: Position) -> Any:
+    if isinstance(p, slice):
+        return {"slice": [p.start, p.stop, p.step]}
+    if isinstance(p, Span):
+        return {"span": p.text}
+    return p
+
+
+def _positions_from(value: Any, where: str) -> list[Position] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidSettingError(f"{where}.positions is not a list")
+    out: list[Position] = []
+    for item in value:
+        if isinstance(item, dict) and set(item) == {"slice"} and isinstance(item["slice"], list):
+            parts = item["slice"]
+            if len(parts) != 3 or not all(
+                p is None or (isinstance(p, int) and not isinstance(p, bool)) for p in parts
+            ):
+                raise InvalidSettingError(f"{where}.positions: a slice is [start, stop, step]")
+            out.append(slice(*parts))
+        elif isinstance(item, dict) and set(item) == {"span"}:
+            out.append(span(item["span"]))
+        else:
+            out.append(item)
+    return out

@@ -1,0 +1,291 @@
+"""Open interventions (`interp.edits`): every operation against a Hugging Face hand computation
+(hooks on the plain modules) while generating under the KV cache, composition, replay of a run
+recorded under one, and patching whose corrupted side ran under seeded noise."""
+
+import json
+
+import pytest
+import torch
+from conftest import reference
+from test_interventions import continuation_lp, hf_run
+
+import interp
+from interp import metrics
+from interp.edits import Intervention, applying, edit, span
+from interp.errors import InvalidSettingError
+from interp.generation import record_under
+from interp.interventions.ablation import Replacement
+from interp.interventions.effect import forced_logits
+from interp.interventions.patching import pair_runs, patch
+from interp.interventions.replay import intervention_of, replay_hooks
+from interp.interventions.runner import run_jobs
+from interp.trace import Trace
+
+PROMPT = "The Eiffel Tower is in the city of"
+LAYER = 1
+
+
+def _by_hand(op, params, at, scale=None):
+    """The operation on values `v` `[pos, ...]` at absolute positions `at`, written out."""
+
+    def apply(v):
+        if op == "zero":
+            return torch.zeros_like(v)
+        if op == "scale":
+            return v * params["factor"]
+        if op == "add":
+            return v + params.get("scale", 1.0) * params["vector"]
+        if op == "noise":
+            return v + scale * applying.noise(params.get("seed", 0), torch.tensor(at), v.shape[1:])
+        d = params["direction"] / params["direction"].norm()
+        along = (v * d).sum(-1, keepdim=True)
+        if op == "project":
+            return v - along * d
+        return v + (params["value"] - along) * d
+
+    return apply
+
+
+def _hand_logits(model, ids, site, at, fn, head=None):
+    """Logits of the plain HF model with `fn` applied to the site's value at positions `at`."""
+
+    def edit_value(x):  # x [1, pos, ...] (heads: [1, pos, head, d_head])
+        chosen = x[0, at] if head is None else x[0, at][:, [head]]
+        new = fn(chosen.float())
+        if head is None:
+            x[0, at] = new
+        else:
+            x[0, at, head] = new[:, 0]
+        return x
+
+    logits, _ = hf_run(reference(model), ids, site, LAYER, model.n_heads, edit_value)
+    return logits
+
+
+OPS = [
+    ("zero", {}),
+    ("scale", {"factor": -1.5}),
+    ("add", {"vector": "random", "scale": 2.0}),
+    ("project", {"direction": "random"}),
+    ("set", {"direction": "random", "value": 3.0}),
+    ("noise", {"scale": 0.5, "seed": 7}),
+]
+
+
+@pytest.mark.parametrize(("op", "params"), OPS, ids=[o for o, _ in OPS])
+@pytest.mark.parametrize("site", ["resid_pre", "mlp_out", "heads"])
+def test_every_operation_while_generating_equals_hugging_face_by_hand(tiny, op, params, site):
+    width = int(tiny.cfg.d_head) if site == "heads" else tiny.d_model
+    params = {k: torch.randn(width) if v == "random" else v for k, v in params.items()}
+    hook = {"resid_pre": "blocks.1.hook_resid_pre", "mlp_out": "blocks.1.hook_mlp_out",
+            "heads": "blocks.1.attn.hook_z"}[site]  # fmt: skip
+    plain = interp.generate(tiny, PROMPT, max_new_tokens=4, temperature=0)
+    p = plain.prompt_len
+    at = [1, p - 1, p + 1]  # two prompt positions and a decoding step's
+    change = edit(hook, op, positions=at, heads=[2] if site == "heads" else None, **params)
+    ours = interp.generate(tiny, PROMPT, continuation=plain.continuation_ids, intervention=change)
+    fn = _by_hand(op, params, at, params.get("scale"))
+    logits = _hand_logits(tiny, ours.token_ids, site, at, fn, 2 if site == "heads" else None)
+    torch.testing.assert_close(
+        ours.token_logprobs, continuation_lp(ours, logits), atol=1e-4, rtol=1e-4
+    )
+    assert not torch.allclose(ours.token_logprobs, plain.token_logprobs[: ours.n_generated])
+
+
+def test_edits_compose_in_order(tiny_llama):
+    vector = torch.randn(tiny_llama.d_model)
+    site = "blocks.1.hook_resid_pre"
+    both = edit(site, "add", vector=vector, positions=[2]) + edit(site, "scale", factor=0.5)
+    assert len(both) == 2 and "add" in both.label and "scale" in both.label
+    trace = interp.generate(tiny_llama, PROMPT, continuation=" Paris", intervention=both)
+
+    def fn(v):  # add at position 2 first, then halve every position
+        v = v.clone()
+        v[2] += vector
+        return v * 0.5
+
+    ids = trace.token_ids
+    logits = _hand_logits(tiny_llama, ids, "resid_pre", list(range(len(ids))), fn)
+    torch.testing.assert_close(
+        trace.token_logprobs, continuation_lp(trace, logits), atol=1e-4, rtol=1e-4
+    )
+
+
+def test_a_noised_run_replays_identically_and_the_same_seed_gives_the_same_noise(
+    tiny_llama, tmp_path
+):
+    noise = edit("hook_embed", "noise", positions=span("Eiffel Tower"), seed=3)
+    first = interp.generate(tiny_llama, PROMPT, max_new_tokens=3, temperature=0, intervention=noise)
+    again = interp.generate(tiny_llama, PROMPT, max_new_tokens=3, temperature=0, intervention=noise)
+    assert torch.equal(
+        first.activations["blocks.0.hook_resid_pre"], again.activations["blocks.0.hook_resid_pre"]
+    )
+    other = edit("hook_embed", "noise", positions=span("Eiffel Tower"), seed=4)
+    third = interp.generate(tiny_llama, PROMPT, max_new_tokens=3, temperature=0, intervention=other)
+    assert not torch.equal(
+        first.activations["blocks.0.hook_resid_pre"], third.activations["blocks.0.hook_resid_pre"]
+    )
+    # the default scale is three standard deviations of the embeddings
+    resid = first.activations["blocks.0.hook_resid_pre"]
+    plain = interp.generate(tiny_llama, PROMPT, max_new_tokens=3, temperature=0)
+    moved = (resid - plain.activations["blocks.0.hook_resid_pre"])[: first.prompt_len]
+    std = float(reference(tiny_llama).get_input_embeddings().weight.detach().std())
+    cols = [i for i in range(first.prompt_len) if moved[i].abs().max() > 0]
+    assert cols and float(moved[cols].std()) == pytest.approx(3 * std, rel=0.35)
+    # saved, loaded, and run again teacher-forced: the recorded log-probs come back
+    saved = first.save(tmp_path / "noised")
+    back = Trace.load(saved, tiny_llama)
+    assert back.intervention == first.intervention and intervention_of(back) is not None
+    logits = forced_logits(tiny_llama, [back], replay_hooks(tiny_llama, [back]))[0]
+    lp = logits[back.prompt_len - 1 : -1].float().log_softmax(-1)
+    replayed = lp.gather(-1, back.token_ids[back.prompt_len :, None])[:, 0]
+    torch.testing.assert_close(replayed, back.token_logprobs, atol=1e-4, rtol=1e-4)
+
+
+def test_patching_a_run_corrupted_by_noise_uses_the_noised_baseline(tiny_llama):
+    clean = interp.generate(tiny_llama, PROMPT, max_new_tokens=1, temperature=0)
+    noise = edit("hook_embed", "noise", positions=span("Eiffel Tower"), seed=0)
+    corrupted = record_under(tiny_llama, clean, noise)
+    metric = metrics.logit_diff(40, 41)
+    # the noised run's true metric, by hand on Hugging Face's modules
+    at = applying.resolve(
+        noise.edits[0], applying.Row(clean.prompt_len, clean.token_strs, clean.n_positions)
+    )
+    scale = 3 * float(reference(tiny_llama).get_input_embeddings().weight.detach().std())
+    delta = torch.zeros(clean.n_positions, tiny_llama.d_model)
+    delta[at] = scale * applying.noise(0, torch.tensor(at), (tiny_llama.d_model,))
+    hf = reference(tiny_llama)
+    handle = hf.get_input_embeddings().register_forward_hook(lambda m, a, out: out + delta[None])
+    try:
+        with torch.no_grad():
+            logits = hf(clean.token_ids[None]).logits[0]
+    finally:
+        handle.remove()
+    last = clean.prompt_len - 1
+    want = float(logits[last, 40] - logits[last, 41])
+    result = patch(tiny_llama, clean, corrupted, sites=["heads", "resid"], metric=metric)
+    assert result.corrupted_metric == pytest.approx(want, abs=1e-4)
+    assert result.corrupted_metric != pytest.approx(result.clean_metric, abs=1e-3)
+    for site in ("heads", "resid"):
+        assert torch.isfinite(result[site].effect_normalized).all()
+    # the clean residual restored at layer 0 at every position: all of the way back
+    runs = pair_runs(tiny_llama, clean, corrupted, metric, "denoise")
+    whole = Replacement(
+        [(0, None)], "resample", {0: clean.activations["blocks.0.hook_resid_pre"]}, "", "resid_pre"
+    )
+    restored = run_jobs(
+        tiny_llama, [(0, whole)], runs.targets, runs.cleans, metric, runs.target_windows
+    )
+    normalized = (float(restored[0]) - result.corrupted_metric) / (
+        result.clean_metric - result.corrupted_metric
+    )
+    assert normalized == pytest.approx(1.0, abs=1e-4)
+    # the corrupted side given as the intervention itself: the same numbers
+    direct = patch(tiny_llama, clean, noise, sites=["heads"], metric=metric)
+    torch.testing.assert_close(direct["heads"].effect, result["heads"].effect)
+
+
+def test_an_edit_after_the_patched_layer_is_replayed_by_the_exact_runner(tiny_llama):
+    """A corrupted run whose intervention sits after the candidates' layer: the runner starts
+    from the recorded residual and must apply the rest itself; a full forward agrees."""
+    clean = interp.generate(tiny_llama, PROMPT, max_new_tokens=1, temperature=0)
+    late = edit("blocks.1.hook_resid_pre", "scale", factor=0.3)
+    metric = metrics.logit_diff(40, 41)
+    result = patch(tiny_llama, clean, late, sites=["resid"], metric=metric)
+    corrupted = record_under(tiny_llama, clean, late)
+    for pos in (0, clean.prompt_len - 1):
+        value = clean.activations["blocks.0.hook_resid_pre"]
+        move = Replacement([(0, None)], "resample", {0: value}, "", "resid_pre", [pos])
+        hooks = [*replay_hooks(tiny_llama, [corrupted]), *move.hooks(tiny_llama.device)]
+        logits = forced_logits(tiny_llama, [corrupted], hooks)[0]
+        last = clean.prompt_len - 1
+        full = float(logits[last, 40] - logits[last, 41]) - result.corrupted_metric
+        assert float(result["resid"].effect[0, pos]) == pytest.approx(full, abs=1e-4)
+
+
+def test_spans_resolve_per_row_and_a_missing_span_names_its_row(tiny_llama):
+    rows = interp.generate(
+        tiny_llama,
+        ["The Eiffel Tower", "Far away, the Eiffel Tower stands"],
+        max_new_tokens=1,
+        temperature=0,
+    )
+    change = edit("hook_embed", "zero", positions=span("Eiffel Tower"))
+    spans = [
+        applying.resolve(change.edits[0], applying.Row(r.prompt_len, r.token_strs, r.n_positions))
+        for r in rows
+    ]
+    for row, at in zip(rows, spans, strict=True):
+        assert "".join(row.token_strs[i] for i in at).strip() == "Eiffel Tower"
+    assert spans[0] != spans[1]
+    missing = applying.Row(3, ["a", "b", "c"], 4, origin="prompts.jsonl:2")
+    with pytest.raises(
+        InvalidSettingError, match="prompts.jsonl:2: its prompt has no span 'Eiffel Tower'"
+    ):
+        applying.resolve(change.edits[0], missing)
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda: edit("hook_embed", "blur"), "unknown operation 'blur'"),
+        (lambda: edit("hook_embed", "add"), "needs vector="),
+        (lambda: edit("hook_embed", "scale", factor=1.0, value=2), "takes no value="),
+        (lambda: edit("hook_embed", "zero", heads=[1]), "heads= goes with"),
+        (lambda: edit("hook_embed", "zero", positions=[]), "positions= is empty"),
+        (lambda: edit("hook_embed", "project", direction=[0.0, 0.0]), "zero vector"),
+        (lambda: edit("hook_embed", "scale", factor=float("nan")), "finite number"),
+        (
+            lambda: Intervention.from_json(
+                {"edits": [{"site": "hook_embed", "op": "add", "params": {"vector": "x"}}]}
+            ),
+            "edits[0]: vector=",
+        ),
+        (
+            lambda: Intervention.from_json(
+                {"edits": [{"site": "hook_embed", "op": "zero", "colour": 1}]}
+            ),
+            "unknown field 'colour'",
+        ),
+    ],
+)
+def test_a_bad_edit_is_one_clear_error_where_it_is_built(build, words):
+    with pytest.raises(InvalidSettingError, match=words.replace("[", r"\[").replace("(", r"\(")):
+        build()
+
+
+def test_an_edit_checked_against_the_model(tiny_llama):
+    with pytest.raises(InvalidSettingError, match="no hook point 'blocks.9.hook_resid_pre'"):
+        interp.generate(
+            tiny_llama, "hi", max_new_tokens=1, intervention=edit("blocks.9.hook_resid_pre", "zero")
+        )
+    with pytest.raises(InvalidSettingError, match="vector= has shape"):
+        interp.generate(
+            tiny_llama,
+            "hi",
+            max_new_tokens=1,
+            intervention=edit("hook_embed", "add", vector=torch.ones(3)),
+        )
+
+
+def test_the_serialised_form_round_trips_and_a_callable_is_not_replayed(tiny_llama):
+    change = edit(
+        "blocks.0.attn.hook_z",
+        "add",
+        vector=torch.arange(8.0),
+        heads=[1, 3],
+        positions=[slice(0, 2), "last_prompt", span("Tower")],
+    ) + edit("hook_embed", "noise")
+    back = Intervention.from_json(json.loads(json.dumps(change.to_json())))
+    assert back.to_json() == change.to_json() and back.label == change.label
+
+    def halve(value, context):
+        return value * 0.5
+
+    trace = interp.generate(
+        tiny_llama, PROMPT, max_new_tokens=1, temperature=0, intervention=edit("hook_embed", halve)
+    )
+    assert trace.intervention == "halve hook_embed" and trace.intervention_spec is None
+    clean = interp.generate(tiny_llama, PROMPT, max_new_tokens=1, temperature=0)
+    with pytest.raises(InvalidSettingError, match="recorded under halve hook_embed"):
+        patch(tiny_llama, clean, trace, metric=metrics.logit_diff(40, 41))
