@@ -36,6 +36,10 @@ _EXPORTS = {
     "attention": "interp.analysis.attention",
     "head_roles": "interp.analysis.attention",
     "direct_logit_attribution": "interp.analysis.attribution",
+    "Intervention": "interp.edits.value",
+    "edit": "interp.edits.value",
+    "span": "interp.edits.value",
+    "record_under": "interp.generation",
     "make_ablation": "interp.interventions.ablation",
     "make_intervention": "interp.interventions.ablation",
     "ablate": "interp.interventions.ablate",
@@ -61,6 +65,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "GenerationSettings",
     "InterpError",
+    "Intervention",
     "Model",
     "Sampler",
     "SamplingConfig",
@@ -77,6 +82,7 @@ __all__ = [
     "configure_output",
     "default_hooks",
     "direct_logit_attribution",
+    "edit",
     "freeze_imports",
     "generate",
     "head_roles",
@@ -91,7 +97,9 @@ __all__ = [
     "parse_label",
     "patch",
     "path_patch",
+    "record_under",
     "regenerate",
+    "span",
     "sweep",
     "sweep_into",
 ]
@@ -102,8 +110,9 @@ if TYPE_CHECKING:
     from interp.analysis.attribution import direct_logit_attribution
     from interp.analysis.logit_lens import logit_lens
     from interp.analysis.suite import analyze
+    from interp.edits.value import Intervention, edit, span
     from interp.errors import InterpError
-    from interp.generation import generate
+    from interp.generation import generate, record_under
     from interp.heads import parse_heads, parse_label
     from interp.hooks import default_hooks
     from interp.interventions.ablate import ablate, ablate_samples
