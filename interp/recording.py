@@ -189,9 +189,9 @@ def _trace(
 
 def _edit_row(model: Model, row: Row, width: int) -> applying.Row:
     """What an intervention's positions resolve against in a row of this batch."""
-    n = len(row.prompt_ids)
+    n, where = len(row.prompt_ids), f"the row of {row.prompt_text[:40]!r}"
     return applying.Row(
-        n, model.token_strs(row.prompt_ids), n + row.settings.max_new_tokens, width - n
+        n, model.token_strs(row.prompt_ids), n + row.settings.max_new_tokens, width - n, {}, where
     )
 
 

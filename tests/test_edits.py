@@ -289,3 +289,121 @@ def test_the_serialised_form_round_trips_and_a_callable_is_not_replayed(tiny_lla
     clean = interp.generate(tiny_llama, PROMPT, max_new_tokens=1, temperature=0)
     with pytest.raises(InvalidSettingError, match="recorded under halve hook_embed"):
         patch(tiny_llama, clean, trace, metric=metrics.logit_diff(40, 41))
+
+
+def test_a_window_patch_equals_hugging_face_by_hand(tiny_llama):
+    clean = interp.generate(tiny_llama, PROMPT, max_new_tokens=1, temperature=0)
+    noise = edit("hook_embed", "noise", positions=span("Eiffel Tower"), seed=1)
+    metric = metrics.logit_diff(40, 41)
+    result = patch(tiny_llama, clean, noise, sites=["mlp-out"], metric=metric, window=2)
+    assert result.window == 2 and "window2" in interp.interventions.Patching.dirname(
+        "denoise", "kl", window=2
+    )
+    hf, ids, last = reference(tiny_llama), clean.token_ids[None], clean.prompt_len - 1
+    at = applying.resolve(
+        noise.edits[0], applying.Row(clean.prompt_len, clean.token_strs, clean.n_positions)
+    )
+    scale = 3 * float(hf.get_input_embeddings().weight.detach().std())
+    delta = torch.zeros(clean.n_positions, tiny_llama.d_model)
+    delta[at] = scale * applying.noise(1, torch.tensor(at), (tiny_llama.d_model,))
+    mlps = [layer.mlp for layer in hf.model.layers]
+    seen = {}
+    handles = [
+        m.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, out[0].detach().clone()))
+        for i, m in enumerate(mlps)
+    ]
+    with torch.no_grad():
+        hf(ids)
+    for h in handles:
+        h.remove()
+
+    def run(layers, pos):
+        def put(i):
+            def hook(m, a, out):
+                out = out.clone()
+                out[0, pos] = seen[i][pos]
+                return out
+
+            return hook
+
+        hooks = [
+            hf.get_input_embeddings().register_forward_hook(lambda m, a, out: out + delta[None])
+        ]
+        hooks += [mlps[i].register_forward_hook(put(i)) for i in layers]
+        try:
+            with torch.no_grad():
+                logits = hf(ids).logits[0]
+        finally:
+            for h in hooks:
+                h.remove()
+        return float(logits[last, 40] - logits[last, 41])
+
+    for layer, layers in ((0, [0]), (1, [0, 1])):
+        for pos in (at[0], last):
+            want = run(layers, pos) - result.corrupted_metric
+            assert float(result["mlp-out"].effect[layer, pos]) == pytest.approx(want, abs=1e-4)
+    with pytest.raises(InvalidSettingError, match="a window of layers goes with"):
+        patch(tiny_llama, clean, noise, sites=["heads"], metric=metric, window=3)
+
+
+def test_the_cli_patches_under_noise_and_records_under_an_intervention_file(
+    tiny_llama, tmp_path, capsys, monkeypatch
+):
+    from interp import cli
+
+    monkeypatch.setattr(interp.models, "load_model", lambda *a, **k: tiny_llama)
+    spec = tmp_path / "steer.json"
+    spec.write_text(
+        json.dumps(
+            edit("blocks.1.hook_resid_pre", "scale", factor=0.5, positions="generated").to_json()
+        )
+    )
+    out = tmp_path / "t"
+    assert (
+        cli.main(
+            [
+                "generate",
+                PROMPT,
+                "--intervention",
+                str(spec),
+                "--max-new-tokens",
+                "3",
+                "--seed",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    recorded = Trace.load(out, tiny_llama)
+    assert recorded.intervention == "scale blocks.1.hook_resid_pre at generated"
+    assert intervention_of(recorded).to_json() == json.loads(spec.read_text())
+    clean = tmp_path / "clean"
+    assert cli.main(["generate", PROMPT, "--continuation", " Paris", "--out", str(clean)]) == 0
+    capsys.readouterr()
+    argv = [
+        "patch",
+        str(clean),
+        "--noise",
+        "span:Eiffel Tower",
+        "--sites",
+        "resid",
+        "--metric",
+        "kl",
+        "--window",
+        "1",
+    ]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "corrupted" in printed and "written to" in printed
+    (written,) = (clean / "patching").iterdir()
+    assert "under-" in written.name and interp.interventions.Patching.load(written).clean_metric > 0
+    for bad, words in (
+        (["--noise", "Eiffel"], "write 'span:TEXT' or 'all'"),
+        (["--corrupt", str(tmp_path / "none.json")], "no such intervention file"),
+        ([], "give one corrupted side"),
+    ):
+        code = cli.main(["patch", str(clean), *bad])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and words in err, err

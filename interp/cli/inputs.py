@@ -102,6 +102,8 @@ def _check_generation(args: argparse.Namespace) -> Path:
             )
     SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     inputs.seed(args.seed)
+    path = getattr(args, "intervention", None)
+    args.edits = None if path is None else intervention_file(path)
     if args.out is not None:
         return args.out
     return Path("reports") / slug(str(file.stem if file is not None else args.prompt))
@@ -152,6 +154,7 @@ def _generate(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
         stop_at_eos=args.stop_at_eos,
         progress=sys.stderr.isatty(),
         engine=args.engine,
+        intervention=getattr(args, "edits", None),
     )
     if rows is not None:  # a prompts file's other fields, kept with each of its rows
         for i, row in enumerate(trace):
@@ -210,3 +213,24 @@ def load_trace(args: argparse.Namespace, *, sets: bool = False) -> tuple[Any, An
     for trace in rows:
         trace.bind(model)
     return model, recorded
+
+
+MAX_INTERVENTION_BYTES = 64 << 20
+
+
+def intervention_file(path: Path) -> Any:
+    """An `interp.Intervention` from its JSON file, checked before any model loads."""
+    import json
+
+    from interp.edits.value import Intervention
+    from interp.errors import InvalidSettingError
+
+    try:
+        if not path.is_file():
+            raise InvalidSettingError(f"{path}: no such intervention file")
+        if path.stat().st_size > MAX_INTERVENTION_BYTES:
+            raise InvalidSettingError(f"{path}: too large for an intervention file")
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidSettingError(f"{path}: not a readable JSON intervention ({exc})") from None
+    return Intervention.from_json(value, str(path))

@@ -305,6 +305,14 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
         "where it cannot); bridge: always the bridge. Both record the same activations",
     )
     parser.add_argument(
+        "--intervention",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="record the run under this intervention (JSON, the serialised form of an "
+        'interp.Intervention: {"edits": [{"site", "op", "positions", "params"}]})',
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,

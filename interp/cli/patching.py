@@ -23,6 +23,31 @@ def add_patching_parsers(sub: Any) -> None:
     )
     _patching_arguments(pat)
     pat.add_argument(
+        "--corrupt",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="instead of CORRUPTED_DIR: the clean runs under this intervention (JSON, the "
+        "serialised form of an interp.Intervention)",
+    )
+    pat.add_argument(
+        "--noise",
+        default=None,
+        metavar="SPEC",
+        help="instead of CORRUPTED_DIR: the clean runs with seeded Gaussian noise on the "
+        "embeddings (three standard deviations of them) at 'span:TEXT' (each row's tokens of "
+        "TEXT) or 'all'",
+    )
+    pat.add_argument("--noise-seed", type=integer, default=0, metavar="N")
+    pat.add_argument(
+        "--window",
+        type=integer,
+        default=1,
+        metavar="K",
+        help="resid, attn-out and mlp-out: patch the K layers around each layer at once "
+        "(ROME's windows; default 1)",
+    )
+    pat.add_argument(
         "--sites",
         default="heads",
         help="comma-separated: heads, heads-by-pos, resid, attn-out, mlp-out (default: heads)",
@@ -67,7 +92,12 @@ def _patching_arguments(p: argparse.ArgumentParser) -> None:
     """What `patch` and `path-patch` share: the two runs, the metric, direction and output."""
     p.add_argument("clean_dir", type=Path, metavar="CLEAN_DIR", help="the clean trace or set")
     p.add_argument(
-        "corrupted_dir", type=Path, metavar="CORRUPTED_DIR", help="the corrupted trace or set"
+        "corrupted_dir",
+        type=Path,
+        nargs="?",
+        default=None,
+        metavar="CORRUPTED_DIR",
+        help="the corrupted trace or set",
     )
     p.add_argument(
         "--metric",
@@ -82,7 +112,7 @@ def _patching_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_patch(args: argparse.Namespace) -> int:
     from interp.errors import InvalidSettingError
-    from interp.interventions.patching import patch
+    from interp.interventions.patching import check_window, patch
     from interp.interventions.patching_result import PATCH_SITES
 
     sites = [s.strip() for s in args.sites.split(",")]
@@ -97,16 +127,45 @@ def cmd_patch(args: argparse.Namespace) -> int:
     if args.verify is not None and args.verify < 1:
         raise InvalidSettingError(f"--verify must be at least 1, got {args.verify}")
     method: Literal["exact", "triage"] = "triage" if args.triage else "exact"
+    check_window(args.window, sites, method)
+    args.edits = _corruption(args)
     return _patching(
         args, "", lambda model, c, k, metric: patch(
             model, c, k, sites=sites, metric=metric, direction=args.direction, method=method,
-            verify=args.verify,
+            verify=args.verify, window=args.window,
         ),
     )  # fmt: skip
 
 
+def _corruption(args: argparse.Namespace) -> Any:
+    """The intervention the clean runs are corrupted by (`--corrupt` or `--noise`), or None
+    where CORRUPTED_DIR is given: exactly one of the three."""
+    from interp.cli.inputs import intervention_file
+    from interp.edits.value import edit, span
+    from interp.errors import InvalidSettingError
+
+    given = [args.corrupted_dir is not None, args.corrupt is not None, args.noise is not None]
+    if sum(given) != 1:
+        raise InvalidSettingError("give one corrupted side: CORRUPTED_DIR, --corrupt or --noise")
+    if args.corrupt is not None:
+        return intervention_file(args.corrupt)
+    if args.noise is None:
+        return None
+    kind, _, text = args.noise.partition(":")
+    if args.noise == "all":
+        return edit("hook_embed", "noise", seed=args.noise_seed)
+    if kind != "span" or not text:
+        raise InvalidSettingError(f"--noise {args.noise!r}: write 'span:TEXT' or 'all'")
+    return edit("hook_embed", "noise", positions=span(text), seed=args.noise_seed)
+
+
 def cmd_path_patch(args: argparse.Namespace) -> int:
+    from interp.errors import InvalidSettingError
     from interp.interventions.path_patching import path_patch
+
+    if args.corrupted_dir is None:
+        raise InvalidSettingError("path-patch needs CORRUPTED_DIR")
+    args.edits, args.window = None, 1
 
     return _patching(
         args, "path-", lambda model, c, k, metric: path_patch(
@@ -131,13 +190,14 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
         from interp.interventions.path_patching import parse_receivers
 
         parse_receivers(args.receivers, None)
-    if args.clean_dir.resolve() == args.corrupted_dir.resolve():
+    if args.corrupted_dir is not None and args.clean_dir.resolve() == args.corrupted_dir.resolve():
         raise InvalidSettingError(
             f"{args.clean_dir} is both the clean and the corrupted run: patching a run into "
             "itself changes nothing"
         )
-    clean, corrupted = load_recorded(args.clean_dir), load_recorded(args.corrupted_dir)
-    every = [*_rows(clean), *_rows(corrupted)]
+    clean = load_recorded(args.clean_dir)
+    corrupted = args.edits if args.corrupted_dir is None else load_recorded(args.corrupted_dir)
+    every = [*_rows(clean), *([] if args.corrupted_dir is None else _rows(corrupted))]
     for row in every:  # refusals that need no model
         row.require_plain(f"{kind}patching", replayed=not kind)
         if row.model_name != every[0].model_name:
@@ -145,7 +205,10 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
                 f"the clean run was recorded with {every[0].model_name!r}, a corrupted row "
                 f"with {row.model_name!r}: patching pairs runs of one model"
             )
-    name = Patching.dirname(args.direction, metric.label, args.receivers if kind else None)
+    under = None if args.edits is None else f"under-{args.edits.digest()}"
+    name = Patching.dirname(
+        args.direction, metric.label, args.receivers if kind else None, args.window, under
+    )
     out = args.out or args.clean_dir / "patching" / name
     Patching.check_output(out)
     with exclusive(out):

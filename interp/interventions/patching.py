@@ -146,13 +146,16 @@ def patch(
     direction: Direction = "denoise",
     method: Literal["exact", "triage"] = "exact",
     verify: int | None = None,
+    window: int = 1,
 ) -> Patching:
     """Patch every candidate of each site (see the module's docstring), measured by `metric`
     (a logit difference with each clean row's answer and distractor is the usual one; its
     answers are read from the clean rows). `method="triage"` ranks the candidates by the
     attribution-patching estimate (kept as `estimate`, labelled as one) and patches only the
     `verify` largest exactly (default: 3/8 of each site's candidates); the others' effects
-    are NaN."""
+    are NaN. `window=k` patches a layer's site (resid, attn-out, mlp-out) in the k layers
+    around each layer at once, as ROME's restorations do. `corrupted` may be an
+    `interp.Intervention`: the clean runs recorded under it (`record_under`)."""
     for site in sites:
         if site not in PATCH_SITES:
             raise InvalidSettingError(
@@ -162,6 +165,7 @@ def patch(
         raise InvalidSettingError(f"method must be 'exact' or 'triage', got {method!r}")
     if verify is not None and verify < 1:
         raise InvalidSettingError(f"verify must be at least 1, got {verify}")
+    check_window(window, sites, method)
     if isinstance(corrupted, Intervention):  # the clean runs under it
         corrupted = record_under(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, direction)
@@ -170,9 +174,10 @@ def patch(
             row.require_plain("a triage's attribution estimate")
     if method == "exact":
         results: dict[ResultSite, PatchingResult] = {
-            site: runs.result(site, _site_effects(model, site, runs)) for site in sites
+            site: runs.result(site, _site_effects(model, site, runs, window=window))
+            for site in sites
         }
-        return runs.patching(results)
+        return runs.patching(results, window=window)
     at = sorted({_LAYER_SITE.get(site, "heads") for site in sites})
     estimates = patch_estimates(model, runs.targets, runs.sources, runs.cleans, runs.metric, at)
     results = {}
@@ -223,11 +228,12 @@ def _pairs(
 
 
 def _site_effects(
-    model: Model, site: PatchSite, runs: Runs, only: list[int] | None = None
+    model: Model, site: PatchSite, runs: Runs, only: list[int] | None = None, window: int = 1
 ) -> Tensor:
     """m(patched) `[row, ...]` for every candidate of `site` (or those at flat indices `only`;
     NaN elsewhere): each row's target run with its source run's value, the rows of a length
-    batched together, layer by layer."""
+    batched together, layer by layer. A layer's site with `window` k patches the k layers
+    around each layer at once (ROME's restoration windows)."""
     targets, sources = runs.targets, runs.sources
     n_layers, n_heads, n = model.n_layers, model.n_heads, targets[0].n_positions
     if site != "heads":
@@ -237,16 +243,19 @@ def _site_effects(
                     f"the {site} site is per position: every row needs one length ({n} "
                     f"tokens), row {i} has {t.n_positions}"
                 )
-    cells: list[tuple[Target, list[int] | None]]  # (target, positions), row-major in `shape`
+    cells: list[tuple[list[Target], list[int] | None]]  # (targets, positions), row-major
     if site == "heads":
         shape: tuple[int, ...] = (n_layers, n_heads)
-        cells = [((l_, h), None) for l_ in range(n_layers) for h in range(n_heads)]
+        cells = [([(l_, h)], None) for l_ in range(n_layers) for h in range(n_heads)]
     elif site == "heads-by-pos":
         shape = (n_layers, n_heads, n)
-        cells = [((l_, h), [p]) for l_ in range(n_layers) for h in range(n_heads) for p in range(n)]
+        cells = [
+            ([(l_, h)], [p]) for l_ in range(n_layers) for h in range(n_heads) for p in range(n)
+        ]
     else:
         shape = (n_layers, n)
-        cells = [((l_, None), [p]) for l_ in range(n_layers) for p in range(n)]
+        cells = [([(w, None) for w in window_layers(l_, window, n_layers)], [p])
+                 for l_ in range(n_layers) for p in range(n)]  # fmt: skip
     layer_site: Site = "heads" if site.startswith("heads") else _LAYER_SITE[site]
     values = {
         layer: [activation(model, s.activations, layer_site, layer) for s in sources]
@@ -254,8 +263,8 @@ def _site_effects(
     }
     chosen = range(len(cells)) if only is None else only
     jobs = [
-        (r, Replacement([cells[c][0]], "resample", {cells[c][0][0]: values[cells[c][0][0]][r]},
-                         "the other run", layer_site, cells[c][1]))
+        (r, Replacement(cells[c][0], "resample", {t[0]: values[t[0]][r] for t in cells[c][0]},
+                        "the other run", layer_site, cells[c][1]))
         for r in range(len(targets))
         for c in chosen
     ]  # fmt: skip
@@ -263,3 +272,20 @@ def _site_effects(
     out = torch.full((len(targets), len(cells)), math.nan)
     out[:, list(chosen)] = scores.view(len(targets), len(chosen))
     return out.view(len(targets), *shape)
+
+
+def window_layers(layer: int, window: int, n_layers: int) -> list[int]:
+    """The `window` consecutive layers around `layer` (ROME: from layer - window // 2), cut at
+    the model's first and last layers."""
+    first = max(0, layer - window // 2)
+    return list(range(first, min(n_layers, layer - window // 2 + window)))
+
+
+def check_window(window: int, sites: Sequence[str], method: str) -> None:
+    """A window is a whole number of layers, for a layer's sites, patched exactly."""
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise InvalidSettingError(f"window must be an integer >= 1, got {window!r}")
+    if window > 1 and any(site.startswith("heads") for site in sites):
+        raise InvalidSettingError("a window of layers goes with resid, attn-out or mlp-out")
+    if window > 1 and method == "triage":
+        raise InvalidSettingError("a triage estimates one layer at a time: no window with it")

@@ -96,6 +96,7 @@ class Patching:
     receivers: str | None = None
     method: str = "exact"
     tokens: list[str] | None = None  # the first clean row's, to label positions
+    window: int = 1  # layers patched at once around each layer (a layer's sites)
 
     def __getitem__(self, site: ResultSite) -> PatchingResult:
         return self.results[site]
@@ -113,6 +114,8 @@ class Patching:
             out["receivers"] = self.receivers
         if self.tokens is not None:
             out["tokens"] = list(self.tokens)
+        if self.window != 1:
+            out["window"] = self.window
         for site, result in self.results.items():
             out[site] = {"top": [[label, round(v, 6)] for label, v in result.top(k)]}
         return out
@@ -129,15 +132,28 @@ class Patching:
         return out
 
     @staticmethod
-    def dirname(direction: str, metric: str, receivers: str | None = None) -> str:
+    def dirname(
+        direction: str,
+        metric: str,
+        receivers: str | None = None,
+        window: int = 1,
+        under: str | None = None,
+    ) -> str:
         """The default directory name under CLEAN_DIR/patching/: readable words of the
-        settings, and a hash of their exact text, so that two settings never share one
+        settings (the direction, metric, receivers, window, the corruption's digest), and a
+        hash of their exact text, so that two settings never share one
         (`logit-diff:"Mary","John"` and `logit-diff:" Mary"," John"` read alike)."""
-        exact = json.dumps([direction, metric, receivers])
-        digest = hashlib.sha256(exact.encode()).hexdigest()[:8]
+        settings: list[object] = [direction, metric, receivers]
+        settings += [window] if window != 1 else []
+        settings += [under] if under is not None else []
+        digest = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:8]
         words = [f"path-{direction}" if receivers is not None else direction, _slug(metric, 40)]
         if receivers is not None:
             words.append(_slug(receivers, 40))
+        if window != 1:
+            words.append(f"window{window}")
+        if under is not None:
+            words.append(under)
         return "-".join([*words, digest])
 
     @staticmethod
@@ -198,6 +214,9 @@ class Patching:
         )
         method = schema.field(summary, "method", str, where) if "method" in summary else "exact"
         tokens = schema.items(summary, "tokens", str, where) if "tokens" in summary else None
+        window = schema.field(summary, "window", int, where) if "window" in summary else 1
+        if window < 1:
+            raise TraceFormatError(f"{where}: window {window} is not a number of layers")
         tensors = store.load_tensors(path / PATCH_FILE, "patching results")
         sizes: dict[str, int | None] = {"layer": None, "head": None, "pos": None}
         if tokens is not None:
@@ -211,7 +230,9 @@ class Patching:
                 )  # fmt: skip
         if not results:
             raise TraceFormatError(f"{where}: the patching result names no site")
-        return cls(results, direction, metric, clean, corrupted, rows, receivers, method, tokens)
+        return cls(
+            results, direction, metric, clean, corrupted, rows, receivers, method, tokens, window
+        )
 
 
 _AXES: dict[str, tuple[str, ...]] = {

@@ -32,9 +32,8 @@ def intervention_of(trace: Trace) -> Intervention | None:
 
 def edit_row(trace: Trace) -> applying.Row:
     """What an intervention's positions resolve against in a recorded run (unpadded)."""
-    return applying.Row(
-        trace.prompt_len, trace.token_strs, trace.n_positions, 0, trace.meta, trace.origin
-    )
+    where = trace.origin or f"the row of {trace.prompt[:40]!r}"
+    return applying.Row(trace.prompt_len, trace.token_strs, trace.n_positions, 0, trace.meta, where)
 
 
 def replay_hooks(model: Model, traces: Sequence[Trace], *, start_layer: int = -1) -> list[HookPair]:

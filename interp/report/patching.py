@@ -44,8 +44,11 @@ def patching_sections(
         name = f"{prefix}{site}"
         heat, spread = f"{name}.png", f"{name}_rows.png"
         figs[heat] = site_figure(result, patching.tokens, into)
+        span = ""
+        if patching.window > 1 and site in ("resid", "attn-out", "mlp-out"):
+            span = f" (a window of {patching.window} layers around each layer, patched at once)"
         intro = (
-            f"Patched: {_WHAT[site]}{into}, {how} ({patching.direction}). Effect: the change "
+            f"Patched: {_WHAT[site]}{span}{into}, {how} ({patching.direction}). Effect: the change "
             f"in {describe(patching.metric)} from the run patched into; normalised, 1 is "
             f"the whole way to the other run (clean {patching.clean_metric:.3f}, corrupted "
             f"{patching.corrupted_metric:.3f}"
