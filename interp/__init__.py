@@ -40,6 +40,7 @@ _EXPORTS = {
     "edit": "interp.edits.value",
     "span": "interp.edits.value",
     "record_under": "interp.generation",
+    "evaluate": "interp.interventions.evaluate",
     "make_ablation": "interp.interventions.ablation",
     "make_intervention": "interp.interventions.ablation",
     "ablate": "interp.interventions.ablate",
@@ -83,6 +84,7 @@ __all__ = [
     "default_hooks",
     "direct_logit_attribution",
     "edit",
+    "evaluate",
     "freeze_imports",
     "generate",
     "head_roles",
@@ -118,6 +120,7 @@ if TYPE_CHECKING:
     from interp.interventions.ablate import ablate, ablate_samples
     from interp.interventions.ablation import make_ablation, make_intervention
     from interp.interventions.effect import ablation_effect
+    from interp.interventions.evaluate import evaluate
     from interp.interventions.patching import patch
     from interp.interventions.path_patching import path_patch
     from interp.interventions.regenerate import regenerate

@@ -407,3 +407,27 @@ def test_the_cli_patches_under_noise_and_records_under_an_intervention_file(
         code = cli.main(["patch", str(clean), *bad])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and words in err, err
+
+
+def test_evaluate_gives_each_rows_metric_under_an_intervention_batched(tiny_llama):
+    rows = interp.generate(tiny_llama, ["The cat sat on the", "A dog"], max_new_tokens=3, seed=0)
+    change = edit("blocks.1.hook_resid_pre", "scale", factor=0.2)
+    plain = interp.evaluate(tiny_llama, rows, "logprob")
+    under = interp.evaluate(tiny_llama, rows, "logprob", intervention=change)
+    torch.testing.assert_close(
+        plain.values, torch.stack([r.token_logprobs.sum() for r in rows]), atol=1e-4, rtol=1e-4
+    )
+    for row, value in zip(rows, under.values, strict=True):  # each row alone, by hand
+        one = interp.generate(
+            tiny_llama,
+            row.token_ids[: row.prompt_len].tolist(),
+            continuation=row.continuation_ids,
+            intervention=change,
+        )
+        assert float(value) == pytest.approx(float(one.token_logprobs.sum()), abs=1e-4)
+    assert under.mean == pytest.approx(float(under.values.mean())) and under.stderr is not None
+    assert under.intervention == change.label and plain.intervention is None
+    kl = interp.evaluate(tiny_llama, rows, "kl", intervention=change)
+    assert (kl.values > 0).all() and interp.evaluate(
+        tiny_llama, rows, "kl"
+    ).values.abs().max() < 1e-6

@@ -9,7 +9,9 @@
   regenerations of an intervention and their statistics (`ablate_samples` on a trace or set);
 - `sites`, `runner`: where an intervention acts, and the exact batched run from that layer;
 - `patching`, `path_patching`, `patching_result`: activation and path patching between a
-  clean and a corrupted run, and their results.
+  clean and a corrupted run, and their results;
+- `replay`: a run recorded under an `interp.edits` intervention, run again under it;
+  `evaluate`: a metric over a trace or set, as recorded or under an intervention.
 """
 
 from interp.interventions.ablate import AblationRecord, AblationReport, ablate, ablate_samples
@@ -23,6 +25,7 @@ from interp.interventions.ablation import (
 )
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import AblationEffect, ablation_effect, continuation_logprobs
+from interp.interventions.evaluate import Evaluation, evaluate
 from interp.interventions.patching import patch
 from interp.interventions.patching_result import PATCH_SITES, Patching, PatchingResult
 from interp.interventions.path_patching import path_patch
@@ -31,6 +34,8 @@ from interp.interventions.samples import PairedSamples, paired_samples
 from interp.interventions.sweep import SweepMethod, SweepResult, exact_effects, sweep
 
 __all__ = [
+    "Evaluation",
+    "evaluate",
     "PATCH_SITES",
     "Patching",
     "PatchingResult",
