@@ -217,7 +217,9 @@ def run_experiment(name: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("name", ["seed_run", "induction_heads", "heads_and_text", "ioi"])
+@pytest.mark.parametrize(
+    "name", ["seed_run", "induction_heads", "heads_and_text", "ioi", "causal_tracing"]
+)
 def test_experiment_help(name):
     done = run_experiment(name, "--help")
     assert done.returncode == 0 and "--seed" in done.stdout and "--model" in done.stdout
@@ -360,3 +362,22 @@ def test_ioi_experiment(tmp_path, smollm):
     assert "Candidate roles (hypotheses, not verdicts)" in page
     assert len(list((out / "figures").glob("*.png"))) == 17
     assert run_experiment("ioi", "--pairs", "0", "--out", str(out)).returncode == 2
+
+
+@pytest.mark.real_model
+def test_causal_tracing_experiment(tmp_path, smollm):
+    """The first two facts: the Eiffel Tower (which the model knows) and Big Ben (which it
+    does not: dropped and counted)."""
+    out = tmp_path / "ct"
+    done = run_experiment("causal_tracing", "--facts", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_facts"] == 1 and s["n_dropped"] == 1
+    assert s["clean_prob_mean"] > 0.5 and s["corrupted_prob_mean"] < 0.1  # the noised baseline
+    assert set(s["grids"]) == {"resid", "attn", "mlp"}
+    resid = s["grids"]["resid"]
+    assert max(resid["last token"]) > 0.3 > s["corrupted_prob_mean"]  # late layers bring it back
+    assert all(len(v) == smollm.n_layers for grid in s["grids"].values() for v in grid.values())
+    assert (out / "facts" / "0-resid" / "index.html").exists()
+    assert (out / "facts" / "0-windows" / "index.html").exists()
+    assert_renders(out / "index.html", tmp_path, circuitsvis=False)

@@ -223,10 +223,17 @@ def loss_curves(x: np.ndarray, curves: dict[str, np.ndarray], boundary: int) -> 
 
 @styled
 def position_heatmap(
-    values: np.ndarray, rows: Sequence[str], tokens: Sequence[str], title: str, label: str
+    values: np.ndarray,
+    rows: Sequence[str],
+    tokens: Sequence[str],
+    title: str,
+    label: str,
+    *,
+    xlabel: str = "position (token)",
 ) -> Figure:
     """[row, pos] values (a layer or a head per row), diverging at zero, every position
-    labelled with its token (one label a position, `MAX_POSITIONS` at most)."""
+    labelled with its token and index (one label a position, `MAX_POSITIONS` at most); with
+    another `xlabel`, any labelled axis (layers, say), labelled as given."""
     n_rows, n_pos = values.shape
     check_positions(n_pos, len(tokens))
     fig = _figure(max(COLUMN, 2.0 + POSITION_PITCH * n_pos), 1.6 + 0.14 * n_rows)
@@ -235,10 +242,11 @@ def position_heatmap(
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-(bound or 1.0), vmax=bound or 1.0)
     im = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="RdBu_r", norm=norm,
                    origin="lower")  # fmt: skip
-    ax.set_xticks(range(n_pos), [f"{short(t)} ({i})" for i, t in enumerate(tokens)],
-                  rotation=90, fontsize=6)  # fmt: skip
+    positions = xlabel == "position (token)"
+    ticks = [f"{short(t)} ({i})" if positions else t for i, t in enumerate(tokens)]
+    ax.set_xticks(range(n_pos), ticks, rotation=90, fontsize=6)
     ax.set_yticks(range(n_rows), list(rows), fontsize=6)
-    ax.set_xlabel("position (token)")
+    ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=8)
     fig.colorbar(im, ax=ax, label=label)
     return fig
