@@ -72,10 +72,9 @@ def trace_fact(model, fact: dict, window: int, seed: int) -> dict | None:
     resid = interp.patch(model, clean, noise, sites=["resid"], metric=prob)
     windows = interp.patch(model, clean, noise, sites=["attn-out", "mlp-out"], metric=prob,
                            window=window)  # fmt: skip
-    from interp.edits import applying
+    from interp.edits import positions_in
 
-    row = applying.Row(clean.prompt_len, clean.token_strs, clean.n_positions)
-    subject = applying.resolve(noise.edits[0], row)
+    subject = positions_in(noise, clean)
     n = clean.prompt_len
     restored = {  # [layer, prompt position]: the restored probability
         key: (result[site].effect[:, :n] + result.corrupted_metric)

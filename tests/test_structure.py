@@ -12,7 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "interp"
 MAX_LINES = 350
 # Public modules: the package's own `__all__` and the curated exports of these subpackages.
-PUBLIC = ("interp", "interp.report", "interp.errors", "interp.analysis", "interp.interventions")
+PUBLIC = (
+    "interp", "interp.report", "interp.errors", "interp.analysis", "interp.interventions",
+    "interp.edits",
+)  # fmt: skip
 PUBLIC_EXTRA = {"interp.models": {"cache_root"}}  # the benchmark's plain HF reference load
 
 

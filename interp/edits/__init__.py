@@ -4,6 +4,7 @@ into forward hooks that every run (generation, teacher-forced runs, the exact ru
 Below generation in the flow: a run records the intervention it ran under, so any consumer
 can replay it."""
 
+from interp.edits.applying import positions_in
 from interp.edits.value import OPS, Context, Edit, Intervention, Span, edit, span
 
-__all__ = ["OPS", "Context", "Edit", "Intervention", "Span", "edit", "span"]
+__all__ = ["OPS", "Context", "Edit", "Intervention", "Span", "edit", "positions_in", "span"]

@@ -47,6 +47,12 @@ def hooks(
     return out
 
 
+def positions_in(intervention: Intervention, run: Any) -> list[int]:
+    """The positions the intervention's edits act on in a recorded run (a `Trace`), sorted."""
+    row = Row(run.prompt_len, run.token_strs, run.n_positions, 0, run.meta, run.origin)
+    return sorted({p for e in intervention.edits for p in resolve(e, row)})
+
+
 def check(intervention: Intervention, model: Any) -> None:
     """Every site is one of the model's hook points and every head in range."""
     available = model.bridge.hook_dict
