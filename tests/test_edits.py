@@ -431,3 +431,64 @@ def test_evaluate_gives_each_rows_metric_under_an_intervention_batched(tiny_llam
     assert (kl.values > 0).all() and interp.evaluate(
         tiny_llama, rows, "kl"
     ).values.abs().max() < 1e-6
+
+
+@pytest.mark.real_model
+def test_operations_on_the_embedded_model_equal_hugging_face_by_hand(smollm, smollm_hf):
+    plain = interp.generate(smollm, "The capital of France is", max_new_tokens=3, temperature=0)
+    p, layer = plain.prompt_len, 12
+    at = [1, p - 1, p + 1]
+    direction = torch.randn(smollm.d_model)
+    for op, params in (
+        ("set", {"direction": direction, "value": 5.0}),
+        ("noise", {"scale": 2.0, "seed": 1}),
+    ):
+        change = edit(f"blocks.{layer}.hook_resid_pre", op, positions=at, **params)
+        ours = interp.generate(
+            smollm,
+            "The capital of France is",
+            continuation=plain.continuation_ids,
+            intervention=change,
+        )
+        fn = _by_hand(op, params, at, params.get("scale"))
+
+        def edit_value(x, fn=fn):
+            x[0, at] = fn(x[0, at].float())
+            return x
+
+        logits, _ = hf_run(
+            smollm_hf, ours.token_ids, "resid_pre", layer, smollm.n_heads, edit_value
+        )
+        torch.testing.assert_close(
+            ours.token_logprobs, continuation_lp(ours, logits), atol=2e-3, rtol=1e-4
+        )
+
+
+def test_paired_samples_take_any_intervention_and_pair_k_is_a_single_run(tiny_llama):
+    from interp.generation import row_seed
+    from interp.interventions import paired_samples
+
+    trace = interp.generate(tiny_llama, PROMPT, max_new_tokens=6, seed=5)
+    steer = edit(
+        "blocks.1.hook_resid_pre",
+        "add",
+        vector=3 * torch.randn(tiny_llama.d_model),
+        positions="generated",
+    )
+    paired = paired_samples(
+        tiny_llama,
+        trace,
+        steer,
+        samples=3,
+        greedy=False,
+        controls=[edit("hook_embed", "scale", factor=1.0)],
+    )
+    prompt = trace.token_ids[: trace.prompt_len].tolist()
+    for k, pair in enumerate(paired.effect.pairs):
+        one = interp.generate(
+            tiny_llama, prompt, max_new_tokens=6, seed=row_seed(5, k), intervention=steer
+        )
+        assert pair.ablated_text == one.continuation
+    assert paired.effect.label == steer.label
+    for pair in paired.controls[0].pairs:  # scaling by 1 changes nothing: every pair identical
+        assert pair.first_divergence is None and float(pair.kl.abs().max()) < 1e-5

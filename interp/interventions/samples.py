@@ -20,17 +20,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from interp.edits import applying
+from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.generation import generate, row_seed
 from interp.interventions.ablation import Replacement
 from interp.interventions.effect import forced_logits
 from interp.interventions.regenerate import first_divergence
+from interp.interventions.replay import edit_row
 from interp.machine import available_memory
 from interp.models.model import Model
 from interp.stats import Estimate, bootstrap, median
 from interp.trace import Trace
 
 MAX_SAMPLED_TOKENS = 2_000_000  # tokens one paired-samples call may generate
+Move = Replacement | Intervention  # what a pair's second run runs under
 MAX_CONTROLS = 256  # control interventions of one call (each is a batch of its own)
 
 
@@ -139,17 +143,18 @@ class PairedSamples:
 def paired_samples(
     model: Model,
     trace: Trace,
-    intervention: Replacement,
+    intervention: Move,
     *,
     samples: int = 16,
     max_new_tokens: int | None = None,
-    controls: Sequence[Replacement] = (),
+    controls: Sequence[Move] = (),
     greedy: bool = True,
     progress: bool = False,
 ) -> PairedSamples:
     """`samples` pairs of generations from the trace's prompt with its sampling settings
     (seed k of the batch is `row_seed(trace's seed, k)`), as it is and with `intervention`
-    (and with each of `controls`), `max_new_tokens` each (default: the trace's)."""
+    (and with each of `controls`), `max_new_tokens` each (default: the trace's). An
+    intervention is an ablation's `Replacement` or any `interp.edits.Intervention`."""
     if samples < 1:
         raise InvalidSettingError(f"samples must be at least 1, got {samples}")
     trace.bind(model)
@@ -177,9 +182,12 @@ def paired_samples(
         return rows, _logprobs(model, rows, ())
 
     def pairs_of(
-        move: Replacement, run: dict[str, Any], rows: list[Trace], logp: Tensor, seeds: list
+        move: Move, run: dict[str, Any], rows: list[Trace], logp: Tensor, seeds: list
     ) -> list[Pair]:
-        moved = list(generate(model, prompt, fwd_hooks=move.hooks(model.device), **run))
+        if isinstance(move, Intervention):
+            moved = list(generate(model, prompt, intervention=move, **run))
+        else:
+            moved = list(generate(model, prompt, fwd_hooks=move.hooks(model.device), **run))
         moved_logp = _logprobs(model, rows, move)
         return [_pair(model, seed, b, m, logp[i], moved_logp[i])
                 for i, (seed, b, m) in enumerate(zip(seeds, rows, moved, strict=True))]  # fmt: skip
@@ -270,10 +278,14 @@ def control_targets(
     return [sorted(rng.sample(pool, size)) for _ in range(count)]
 
 
-def _logprobs(model: Model, rows: list[Trace], move: Replacement | tuple) -> Tensor:
+def _logprobs(model: Model, rows: list[Trace], move: Move | tuple) -> Tensor:
     """Each row's log-softmax at every position, teacher-forced on its own tokens, as it is or
     with `move` (`[row, pos, vocab]`, right-padded)."""
-    hooks = move.hooks(model.device) if isinstance(move, Replacement) else ()
+    hooks: Sequence = ()
+    if isinstance(move, Replacement):
+        hooks = move.hooks(model.device)
+    elif isinstance(move, Intervention):
+        hooks = applying.hooks(move, model, [edit_row(r) for r in rows])
     return forced_logits(model, rows, hooks).float().log_softmax(-1).cpu()
 
 
