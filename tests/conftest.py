@@ -165,6 +165,18 @@ def build_tiny(kind: str, directory, device: str = "cpu"):
     return model
 
 
+def hf_logits(hf, ids, hooks=()):
+    """Logits `[pos, vocab]` of a plain Hugging Face forward over `ids` (`[pos]`), with the
+    forward hooks `(module, fn)` registered for this forward alone."""
+    handles = [module.register_forward_hook(fn) for module, fn in hooks]
+    try:
+        with torch.no_grad():
+            return hf(ids[None]).logits[0]
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def rel_err_per_position(a, b):
     """The largest relative error of any position: [pos, ...] -> [pos, features]."""
     a, b = a.flatten(1), b.flatten(1)

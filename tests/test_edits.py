@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import reference
+from conftest import hf_logits, reference
 from test_interventions import continuation_lp, hf_run
 
 import interp
@@ -44,6 +44,16 @@ def _by_hand(op, params, at, scale=None):
         return v + (params["value"] - along) * d
 
     return apply
+
+
+def _noised_embeddings(hf, noise, run, seed):
+    """A hook `(module, fn)` adding `noise`'s default-scale noise to the HF embeddings, by hand:
+    three standard deviations of the embeddings times the seeded draw at each position."""
+    at = applying.positions_in(noise, run)
+    scale = 3 * float(hf.get_input_embeddings().weight.detach().std())
+    delta = torch.zeros(run.n_positions, hf.config.hidden_size)
+    delta[at] = scale * applying.noise(seed, torch.tensor(at), (hf.config.hidden_size,))
+    return hf.get_input_embeddings(), lambda m, a, out: out + delta[None]
 
 
 def _hand_logits(model, ids, site, at, fn, head=None):
@@ -148,19 +158,8 @@ def test_patching_a_run_corrupted_by_noise_uses_the_noised_baseline(tiny_llama):
     corrupted = record_under(tiny_llama, clean, noise)
     metric = metrics.logit_diff(40, 41)
     # the noised run's true metric, by hand on Hugging Face's modules
-    at = applying.resolve(
-        noise.edits[0], applying.Row(clean.prompt_len, clean.token_strs, clean.n_positions)
-    )
-    scale = 3 * float(reference(tiny_llama).get_input_embeddings().weight.detach().std())
-    delta = torch.zeros(clean.n_positions, tiny_llama.d_model)
-    delta[at] = scale * applying.noise(0, torch.tensor(at), (tiny_llama.d_model,))
     hf = reference(tiny_llama)
-    handle = hf.get_input_embeddings().register_forward_hook(lambda m, a, out: out + delta[None])
-    try:
-        with torch.no_grad():
-            logits = hf(clean.token_ids[None]).logits[0]
-    finally:
-        handle.remove()
+    logits = hf_logits(hf, clean.token_ids, [_noised_embeddings(hf, noise, clean, seed=0)])
     last = clean.prompt_len - 1
     want = float(logits[last, 40] - logits[last, 41])
     result = patch(tiny_llama, clean, corrupted, sites=["heads", "resid"], metric=metric)
@@ -300,12 +299,8 @@ def test_a_window_patch_equals_hugging_face_by_hand(tiny_llama):
         "denoise", "kl", window=2
     )
     hf, ids, last = reference(tiny_llama), clean.token_ids[None], clean.prompt_len - 1
-    at = applying.resolve(
-        noise.edits[0], applying.Row(clean.prompt_len, clean.token_strs, clean.n_positions)
-    )
-    scale = 3 * float(hf.get_input_embeddings().weight.detach().std())
-    delta = torch.zeros(clean.n_positions, tiny_llama.d_model)
-    delta[at] = scale * applying.noise(1, torch.tensor(at), (tiny_llama.d_model,))
+    at = applying.positions_in(noise, clean)
+    moved = _noised_embeddings(hf, noise, clean, seed=1)
     mlps = [layer.mlp for layer in hf.model.layers]
     seen = {}
     handles = [
@@ -326,16 +321,7 @@ def test_a_window_patch_equals_hugging_face_by_hand(tiny_llama):
 
             return hook
 
-        hooks = [
-            hf.get_input_embeddings().register_forward_hook(lambda m, a, out: out + delta[None])
-        ]
-        hooks += [mlps[i].register_forward_hook(put(i)) for i in layers]
-        try:
-            with torch.no_grad():
-                logits = hf(ids).logits[0]
-        finally:
-            for h in hooks:
-                h.remove()
+        logits = hf_logits(hf, clean.token_ids, [moved, *((mlps[i], put(i)) for i in layers)])
         return float(logits[last, 40] - logits[last, 41])
 
     for layer, layers in ((0, [0]), (1, [0, 1])):

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import reference
+from conftest import hf_logits, reference
 from safetensors.torch import load_file, save_file
 from test_interventions import continuation_lp, hf_run, replacing
 
@@ -66,12 +66,8 @@ def test_a_run_recorded_under_hooks_is_refused_by_every_replaying_consumer(
         )
     # the noised run's true value, by hand on Hugging Face's modules
     hf = reference(tiny_llama)
-    handle = hf.get_input_embeddings().register_forward_hook(lambda m, a, out: out + noise[None])
-    try:
-        with torch.no_grad():
-            logits = hf(corrupted.token_ids[None]).logits[0]
-    finally:
-        handle.remove()
+    moved = (hf.get_input_embeddings(), lambda m, a, out: out + noise[None])
+    logits = hf_logits(hf, corrupted.token_ids, [moved])
     true = float(logits[clean.prompt_len - 1, 40] - logits[clean.prompt_len - 1, 41])
     assert abs(true - plain) > 1e-2  # the baseline that was silently wrong
 

@@ -30,6 +30,12 @@ class Row:
     meta: dict[str, Any] = field(default_factory=dict)
     origin: str = ""
 
+    @classmethod
+    def of(cls, run: Any) -> Row:
+        """A recorded run's (a `Trace`: unpadded), named by its origin or its prompt."""
+        where = run.origin or f"the row of {run.prompt[:40]!r}"
+        return cls(run.prompt_len, run.token_strs, run.n_positions, 0, run.meta, where)
+
 
 def hooks(
     intervention: Intervention, model: Any, rows: Sequence[Row | None], *, start_layer: int = -1
@@ -49,7 +55,7 @@ def hooks(
 
 def positions_in(intervention: Intervention, run: Any) -> list[int]:
     """The positions the intervention's edits act on in a recorded run (a `Trace`), sorted."""
-    row = Row(run.prompt_len, run.token_strs, run.n_positions, 0, run.meta, run.origin)
+    row = Row.of(run)
     return sorted({p for e in intervention.edits for p in resolve(e, row)})
 
 

@@ -120,10 +120,6 @@ class Intervention:
         """False where an edit is a callable, which has no serialised form."""
         return all(isinstance(e.op, str) for e in self.edits)
 
-    @property
-    def first_layer(self) -> int:
-        return min((e.layer for e in self.edits), default=10**9)
-
     def to_json(self) -> dict[str, Any]:
         """The serialised form (tensors as lists); a callable edit is refused."""
         if not self.replayable:

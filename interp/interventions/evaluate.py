@@ -14,7 +14,7 @@ from torch import Tensor
 from interp.edits import applying
 from interp.edits.value import Intervention
 from interp.interventions.effect import forced_logits
-from interp.interventions.replay import edit_row, replay_hooks
+from interp.interventions.replay import replay_hooks
 from interp.metrics import KL, Metric, MetricFn, as_metric
 from interp.models.model import Model
 from interp.trace import Trace
@@ -50,7 +50,7 @@ def evaluate(
     bound = chosen.bind(model, rows)
     hooks = replay_hooks(model, rows)
     if intervention is not None:
-        hooks += applying.hooks(intervention, model, [edit_row(r) for r in rows])
+        hooks += applying.hooks(intervention, model, [applying.Row.of(r) for r in rows])
     window = forced_logits(model, rows, hooks)[:, bound.start :]
     if isinstance(chosen, KL) and intervention is not None:  # KL: from the rows as recorded
         bound.prepare(forced_logits(model, rows, replay_hooks(model, rows))[:, bound.start :])

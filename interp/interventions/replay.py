@@ -30,12 +30,6 @@ def intervention_of(trace: Trace) -> Intervention | None:
     return Intervention.from_json(value, where)
 
 
-def edit_row(trace: Trace) -> applying.Row:
-    """What an intervention's positions resolve against in a recorded run (unpadded)."""
-    where = trace.origin or f"the row of {trace.prompt[:40]!r}"
-    return applying.Row(trace.prompt_len, trace.token_strs, trace.n_positions, 0, trace.meta, where)
-
-
 def replay_hooks(model: Model, traces: Sequence[Trace], *, start_layer: int = -1) -> list[HookPair]:
     """Hooks that run each of `traces` (one batch item each, unpadded or right-padded) under
     the intervention it was recorded under, from `start_layer` on (see `applying.hooks`)."""
@@ -45,6 +39,8 @@ def replay_hooks(model: Model, traces: Sequence[Trace], *, start_layer: int = -1
         first = traces[specs.index(spec)]
         intervention = intervention_of(first)
         assert intervention is not None
-        rows = [edit_row(t) if s == spec else None for t, s in zip(traces, specs, strict=True)]
+        rows = [
+            applying.Row.of(t) if s == spec else None for t, s in zip(traces, specs, strict=True)
+        ]
         out += applying.hooks(intervention, model, rows, start_layer=start_layer)
     return out

@@ -27,7 +27,6 @@ from interp.generation import generate, row_seed
 from interp.interventions.ablation import Replacement
 from interp.interventions.effect import forced_logits
 from interp.interventions.regenerate import first_divergence
-from interp.interventions.replay import edit_row
 from interp.machine import available_memory
 from interp.models.model import Model
 from interp.stats import Estimate, bootstrap, median
@@ -285,7 +284,7 @@ def _logprobs(model: Model, rows: list[Trace], move: Move | tuple) -> Tensor:
     if isinstance(move, Replacement):
         hooks = move.hooks(model.device)
     elif isinstance(move, Intervention):
-        hooks = applying.hooks(move, model, [edit_row(r) for r in rows])
+        hooks = applying.hooks(move, model, [applying.Row.of(r) for r in rows])
     return forced_logits(model, rows, hooks).float().log_softmax(-1).cpu()
 
 
