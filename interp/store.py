@@ -36,6 +36,7 @@ SWEEP_FILE = "sweep.safetensors"
 REPORT_FILE = "index.html"
 FIGURES_DIR = "figures"
 ABLATIONS_DIR = "ablations"
+INTERVENTIONS_DIR = "interventions"  # a run's tokens recorded again under an intervention
 EFFECT_FILE = "effect.json"
 ROWS_DIR = "rows"  # a trace set's report: one page per row
 # What interp writes in a trace directory: replacing the trace replaces these, and a trace

@@ -7,16 +7,21 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from interp import atomic, store
 from interp.analysis.attention import PROBE_SEQUENCES, ROLES, HeadRoles, head_roles
 from interp.analysis.stored import ANALYSIS_FORMAT_VERSION, role_tensors, roles_from
 from interp.analysis.suite import Analysis, SetAnalysis, analyze, default_probe_block
+from interp.edits.value import Intervention
 from interp.errors import TraceFormatError, WriteError
+from interp.generation import record_under
 from interp.heads import parse_label
 from interp.interventions import sites
-from interp.interventions.ablate import AblationReport, ablate, ablate_samples
+from interp.interventions.ablate import ablate, ablate_samples
 from interp.interventions.ablation import AblationMode, ablation_dirname, reference_digest
+from interp.interventions.ablation_record import AblationReport
+from interp.interventions.effect import INTERVENTION
 from interp.interventions.samples import PairedSamples
 from interp.interventions.sites import Site, Target
 from interp.interventions.sweep import SweepMethod, SweepResult, sweep
@@ -117,6 +122,19 @@ def sweep_into(
     return result
 
 
+def record_under_into(
+    model: Model, runs: Trace | TraceSet, directory: str | os.PathLike[str], under: Intervention
+) -> tuple[Trace | TraceSet, Path]:
+    """The runs' own tokens recorded again under an intervention (`record_under`), written to
+    DIR/interventions/intervention-<digest>/, a trace directory of its own (for a sweep, say).
+    The output directory is checked before any work."""
+    out = Path(directory) / store.INTERVENTIONS_DIR / f"{INTERVENTION}-{under.digest()}"
+    check_output_dir(out)
+    again = record_under(model, runs, under)
+    again.save(out)
+    return again, out
+
+
 def strong_heads(
     model: Model, directory: str | os.PathLike[str] | None = None
 ) -> list[tuple[int, int]]:
@@ -136,7 +154,7 @@ def ablate_into(
     model: Model,
     trace: Trace,
     directory: str | os.PathLike[str],
-    heads: Sequence[Target],
+    heads: Sequence[Target] | Intervention,
     mode: AblationMode = "mean",
     *,
     site: Site = "heads",
@@ -148,12 +166,11 @@ def ablate_into(
     max_new_tokens: int | None = None,
     progress: bool = False,
 ) -> tuple[AblationReport, Path]:
-    """Ablate `heads` (or a layer's site's targets); write DIR/ablations/<targets>-<mode>/
-    (the ablated run's trace and effect.json). The output directory is checked before any
-    work."""
-    targets = sites.check_targets(site, heads, model)
-    digest = None if reference is None else reference_digest(reference)
-    out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(targets, mode, site, digest)
+    """Ablate `heads` (or a layer's site's targets, or apply any intervention); write
+    DIR/ablations/<targets>-<mode>/ (or intervention-<digest>/: the ablated run's trace and
+    effect.json). The output directory is checked before any work."""
+    targets = heads if isinstance(heads, Intervention) else sites.check_targets(site, heads, model)
+    out = Path(directory) / store.ABLATIONS_DIR / _dirname(targets, mode, site, reference)
     check_output_dir(out, own=store.TRACE_ENTRIES | {store.EFFECT_FILE})
     report = ablate(
         model,
@@ -179,7 +196,7 @@ def ablate_set_into(
     model: Model,
     rows: TraceSet,
     directory: str | os.PathLike[str],
-    heads: Sequence[Target],
+    heads: Sequence[Target] | Intervention,
     mode: AblationMode = "mean",
     *,
     site: Site = "heads",
@@ -194,9 +211,8 @@ def ablate_set_into(
     SET_DIR/ablations/<targets>-<mode>/effect.json (the targets, mode, site, row count and the
     paired samples' keys; summary.json names the format). The output directory is checked
     before any work."""
-    targets = sites.check_targets(site, heads, model)
-    digest = None if reference is None else reference_digest(reference)
-    out = Path(directory) / store.ABLATIONS_DIR / ablation_dirname(targets, mode, site, digest)
+    targets = heads if isinstance(heads, Intervention) else sites.check_targets(site, heads, model)
+    out = Path(directory) / store.ABLATIONS_DIR / _dirname(targets, mode, site, reference)
     own = frozenset({store.SUMMARY, store.EFFECT_FILE})
     check_output_dir(out, own=own, formats=(SET_ABLATION_FORMAT,))
     paired = ablate_samples(
@@ -208,9 +224,7 @@ def ablate_set_into(
     kind = {"format": SET_ABLATION_FORMAT, "format_version": 1}
     record = {
         **kind,
-        "heads": [sites.label(site, t) for t in targets],
-        "mode": mode,
-        "site": site,
+        **_named(targets, mode, site),
         "rows": len(rows),
         **paired.summary(),
     }
@@ -221,3 +235,25 @@ def ablate_set_into(
 
 
 SET_ABLATION_FORMAT = "interp-set-ablation"
+
+
+def _dirname(
+    targets: Sequence[Target] | Intervention, mode: str, site: Site, reference: Any
+) -> str:
+    """An ablation's directory name; an intervention's is its digest (a callable is refused)."""
+    if isinstance(targets, Intervention):
+        return f"{INTERVENTION}-{targets.digest()}"
+    digest = None if reference is None else reference_digest(reference)
+    return ablation_dirname(targets, mode, site, digest)
+
+
+def _named(targets: Sequence[Target] | Intervention, mode: str, site: Site) -> dict[str, Any]:
+    """What a set's effect.json says was done: the targets (an intervention's edits), the mode
+    and the site."""
+    if isinstance(targets, Intervention):
+        return {
+            "heads": [e.label for e in targets.edits],
+            "mode": INTERVENTION,
+            "site": INTERVENTION,
+        }
+    return {"heads": [sites.label(site, t) for t in targets], "mode": mode, "site": site}

@@ -10,6 +10,7 @@ from interp import hooks as H
 from interp.errors import InvalidSettingError
 from interp.interventions import (
     MODES,
+    Replacement,
     ablate,
     ablation_effect,
     first_divergence,
@@ -78,9 +79,10 @@ def test_the_estimate_is_first_order_exact_for_a_tiny_change(tiny, recorded):
     full = make_ablation(tiny, recorded, [(1, 0)], "zero")
     clean_z = recorded.activations[H.z(1)].float()
     eps = 1e-3
-    small = make_ablation(tiny, recorded, [(1, 0)], "zero")
-    small.values[1] = clean_z * (1 - eps)  # z -> z + eps * (0 - z), position by position
+    # z -> z + eps * (0 - z), position by position
     from interp.interventions import attribution_estimate
+
+    small = Replacement([(1, 0)], "resample", {1: clean_z * (1 - eps)}, "a small step")
 
     estimate = attribution_estimate(tiny, recorded, full)[1, 0] * eps
     exact = ablation_effect(tiny, recorded, small).delta_logprob_total
@@ -96,11 +98,10 @@ def test_regeneration_without_ablation_equals_the_baseline(tiny, recorded):
 def test_regeneration_draws_the_same_noise(tiny, recorded):
     """An ablation that barely moves the distributions leaves the text unchanged: both runs
     see the same Gumbel noise, so only a real change of distribution can flip a token."""
-    small = make_ablation(tiny, recorded, [(1, 0)], "zero")
     # a small step from the clean z towards zero at every position (the trace covers them all)
-    small.values[1] = recorded.activations[H.z(1)].float() * 0.98
-    regen_positions = recorded.n_positions + 1
-    small.values[1] = torch.cat([small.values[1], small.values[1][-1:]])[:regen_positions]
+    step = recorded.activations[H.z(1)].float() * 0.98
+    step = torch.cat([step, step[-1:]])[: recorded.n_positions + 1]
+    small = Replacement([(1, 0)], "resample", {1: step}, "a small step towards zero")
     effect = ablation_effect(tiny, recorded, small)
     assert 0 < float(effect.kl.max()) < 1e-3
     result = regenerate(tiny, recorded, small)

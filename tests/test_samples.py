@@ -12,7 +12,7 @@ import interp
 from interp.errors import InvalidSettingError
 from interp.generation import row_seed
 from interp.interventions import ablate, ablation_effect, make_ablation
-from interp.interventions.ablate import AblationRecord
+from interp.interventions.ablation_record import AblationRecord
 from interp.interventions.samples import control_targets, paired_samples
 from interp.stats import bootstrap, median
 

@@ -85,15 +85,6 @@ def test_a_run_recorded_under_hooks_is_refused_by_every_replaying_consumer(
             run()
 
 
-def test_an_ablated_regeneration_patched_into_itself_is_refused(tiny_llama, tmp_path):
-    trace = interp.generate(tiny_llama, PROMPT, max_new_tokens=4, seed=0)
-    _, out = interp.ablate_into(tiny_llama, trace, trace.save(tmp_path / "t"), [(1, 2)], "mean")
-    ablated = Trace.load(out, tiny_llama)
-    assert ablated.intervention == "a mean ablation of L1H2"
-    with pytest.raises(InvalidSettingError, match="a mean ablation of L1H2"):
-        patch(tiny_llama, ablated, ablated, metric=metrics.logit_diff(40, 41))
-
-
 def test_a_model_folder_with_missing_or_unexpected_tensors_is_refused(tiny_llama, tmp_path, capsys):
     from interp import cli
     from interp.models import load_model

@@ -13,7 +13,7 @@ from beartype import BeartypeConf, FrozenDict, beartype
 
 _WIDENED = {
     Literal["mean", "zero", "resample"]: str,
-    Literal["zero", "scale", "add", "project", "set", "noise"]: str,
+    Literal["zero", "scale", "add", "project", "set", "noise", "mean", "resample", "patch"]: str,
     Literal["auto", "prompt", "all"]: str,
     Literal["heads", "resid_pre", "attn_out", "mlp_out"]: str,
     Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]: str,

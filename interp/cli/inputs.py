@@ -234,3 +234,9 @@ def intervention_file(path: Path) -> Any:
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidSettingError(f"{path}: not a readable JSON intervention ({exc})") from None
     return Intervention.from_json(value, str(path))
+
+
+def add_trace_dir(
+    parser: argparse.ArgumentParser, help: str = "a directory written by generate"
+) -> None:
+    parser.add_argument("trace_dir", metavar="TRACE_DIR", type=Path, help=help)

@@ -6,16 +6,15 @@ import argparse
 from pathlib import Path
 from typing import NoReturn
 
+from interp.cli.ablating import add_ablating_parsers
 from interp.cli.commands import (
     AUTO_SWEEP_TOKENS,
-    cmd_ablate,
     cmd_analyze,
     cmd_generate,
     cmd_report,
     cmd_run,
-    cmd_sweep,
 )
-from interp.cli.inputs import figure_formats, integer, number
+from interp.cli.inputs import add_trace_dir, figure_formats, integer, number
 from interp.cli.patching import add_patching_parsers
 
 DEFAULT_MODEL = "smollm2-135m"  # kept in step with interp.models.DEFAULT_MODEL (tested)
@@ -86,85 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
     ana.set_defaults(func=cmd_analyze)
 
-    abl = sub.add_parser(
-        "ablate",
-        help="knock heads out: effect on the recorded continuation and on regenerated text",
-        description=(
-            "Ablate attention heads of the model that recorded TRACE_DIR. Measures the "
-            "teacher-forced change in log-probability of the recorded continuation, then "
-            "generates again with the same prompt, seed and sampler noise with the heads "
-            "ablated. Writes TRACE_DIR/ablations/<heads>-<mode>/ (the ablated run's trace and "
-            "effect.json)."
-        ),
-    )
-    add_trace_dir(abl)
-    abl.add_argument(
-        "--heads",
-        required=True,
-        help="heads to ablate: L5H1 (layer 5, head 1), comma-separated, or L5 for a whole layer; "
-        "with a layer --site, layers (L5,L7)",
-    )
-    abl.add_argument(
-        "--site",
-        choices=("heads", "resid-pre", "attn-out", "mlp-out"),
-        default="heads",
-        help="where: heads' outputs (hook_z, default), the residual stream entering a block, a "
-        "layer's attention or MLP output",
-    )
-    add_ablation_options(abl)
-    abl.add_argument(
-        "--samples",
-        type=integer,
-        default=0,
-        metavar="N",
-        help="N paired regenerations (one seed each for the baseline and the ablated run): "
-        "divergence rate, first divergence, KL and log-prob change with 95%% intervals",
-    )
-    abl.add_argument(
-        "--controls",
-        type=integer,
-        default=0,
-        metavar="K",
-        help="with --samples: K random head sets of the same size, outside the strongest heads "
-        "by role score and by the trace's sweep, measured the same way",
-    )
-    abl.add_argument(
-        "--max-new-tokens",
-        type=integer,
-        default=None,
-        metavar="T",
-        help="with --samples: tokens per regeneration (default: the trace's)",
-    )
-    abl.set_defaults(func=cmd_ablate)
-
-    swp = sub.add_parser(
-        "sweep",
-        help="ablate every head alone and rank heads by their effect on the continuation",
-        description=(
-            "Ablate each head in turn and measure the change in --metric (the total "
-            "log-probability of the recorded continuation by default; exact), with the "
-            "attribution-patching "
-            "estimate beside it. --triage verifies only the heads the estimate ranks highest. Of "
-            "a trace set: every row, the mean over rows. Writes sweep.safetensors and the key "
-            "'sweep' of TRACE_DIR/summary.json."
-        ),
-    )
-    add_trace_dir(swp)
-    add_ablation_options(swp)
-    swp.add_argument(
-        "--triage",
-        action="store_true",
-        help="estimate every head, then verify only the --verify highest exactly (faster)",
-    )
-    swp.add_argument(
-        "--verify",
-        type=integer,
-        default=None,
-        metavar="N",
-        help="with --triage: how many heads to verify exactly (default: 3/8 of the heads)",
-    )
-    swp.set_defaults(func=cmd_sweep)
-
+    add_ablating_parsers(sub)
     add_patching_parsers(sub)
 
     rep = sub.add_parser(
@@ -204,46 +125,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the sweep")
     run.set_defaults(func=cmd_run)
     return parser
-
-
-def add_trace_dir(
-    parser: argparse.ArgumentParser, help: str = "a directory written by generate"
-) -> None:
-    parser.add_argument("trace_dir", metavar="TRACE_DIR", type=Path, help=help)
-
-
-def add_ablation_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--mode",
-        choices=("mean", "zero", "resample"),
-        default=None,
-        help="what replaces a head's output: its mean over the trace's positions (default), "
-        "zero, or its output at the same position on another text (resample)",
-    )
-    parser.add_argument(
-        "--reference",
-        type=Path,
-        default=None,
-        metavar="FILE_OR_DIR",
-        help="replace by the mean over a reference distribution instead: a trace set (or trace) "
-        "directory, or a prompts file (each prompt recorded with one greedy token)",
-    )
-    parser.add_argument(
-        "--metric",
-        default="logprob",
-        metavar="SPEC",
-        help="what the effect is measured by: logprob (the continuation's total log-prob, "
-        'default), kl, logit-diff:" Mary"," John" (at the last prompt position), prob:" Paris"; '
-        'logit-diff or prob alone read each row\'s "answer" and "distractor" fields',
-    )
-    parser.add_argument(
-        "--resample-text",
-        metavar="TEXT",
-        default=None,
-        help="with --mode resample: the text whose head outputs are used (default: a fixed "
-        "neutral paragraph)",
-    )
-    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
 
 
 def add_generation_options(parser: argparse.ArgumentParser) -> None:

@@ -199,7 +199,7 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
     corrupted = args.edits if args.corrupted_dir is None else load_recorded(args.corrupted_dir)
     every = [*_rows(clean), *([] if args.corrupted_dir is None else _rows(corrupted))]
     for row in every:  # refusals that need no model
-        row.require_plain(f"{kind}patching", replayed=not kind)
+        row.require_plain(f"{kind}patching", replayed=True)
         if row.model_name != every[0].model_name:
             raise ModelMismatchError(
                 f"the clean run was recorded with {every[0].model_name!r}, a corrupted row "

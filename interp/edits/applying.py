@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from interp.edits import sources
 from interp.edits.value import NOISE_STDS, Context, Edit, Intervention, Span
 from interp.errors import InvalidSettingError
 
@@ -214,8 +215,29 @@ def _op(e: Edit, v: Tensor, at: Tensor, scale: float | None) -> Tensor:
         along = (v * unit).sum(-1, keepdim=True)
         target = 0.0 if e.op == "project" else p["value"]
         return v + (target - along) * unit
+    if e.op in sources.REPLACING:
+        return _values_at(e, p["values"], at, v)
     assert e.op == "noise" and scale is not None
     return v + scale * noise(p.get("seed", 0), at, v.shape[1:]).to(v.device)
+
+
+def _values_at(e: Edit, values: Tensor, at: Tensor, v: Tensor) -> Tensor:
+    """A replacing edit's values at absolute positions `at` (one row of values: everywhere)."""
+    if values.shape[0] == 1:
+        picked = values.expand(len(at), *values.shape[1:])
+    else:
+        if int(at.max()) >= values.shape[0]:
+            raise InvalidSettingError(
+                f"the {e.op} values at {e.site} cover {values.shape[0]} positions; position "
+                f"{int(at.max())} was asked for"
+            )
+        picked = values[at]
+    if picked.shape[1:] != v.shape[1:]:
+        raise InvalidSettingError(
+            f"the {e.op} values at {e.site} are {list(values.shape[1:])} a position, but the "
+            f"edited values there are {list(v.shape[1:])}"
+        )
+    return picked.to(v.device)
 
 
 def _fit(vector: Tensor, v: Tensor, e: Edit, name: str) -> Tensor:

@@ -1,11 +1,12 @@
 """Open interventions: an `Intervention` is a list of edits, each a *site* (any hook point that
 TransformerLens names), *positions* (all, indices, slices, "last_prompt", "generated", a
 prompts file's position label, `span("Eiffel Tower")`) and an *operation* (zero, scale, add,
-project, set, seeded noise, or any callable). `edit(...)` builds one edit, checked where it is
-built; `+` composes them. It runs as forward hooks that know each batch row's absolute
-positions (under the KV cache and left padding), so a generation, a teacher-forced run and the
-exact runner apply it alike; its JSON form (`to_json`, `from_json`) is what a trace recorded
-under it keeps, so that any consumer can replay the run.
+project, set, seeded noise, mean, patch or resample from other runs, or any callable).
+`edit(...)` builds one edit, checked where it is built; `+` composes them. It runs as forward
+hooks that know each batch row's absolute positions (under the KV cache and left padding), so
+a generation, a teacher-forced run and the exact runner apply it alike; its JSON form
+(`to_json`, `from_json`) is what a trace recorded under it keeps, so any consumer can replay
+the run.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from typing import Any, Literal, cast
 import torch
 from torch import Tensor
 
+from interp.edits import sources
 from interp.errors import InvalidSettingError
 
-Op = Literal["zero", "scale", "add", "project", "set", "noise"]
-OPS: tuple[Op, ...] = ("zero", "scale", "add", "project", "set", "noise")
+Op = Literal["zero", "scale", "add", "project", "set", "noise", "mean", "resample", "patch"]
+OPS: tuple[Op, ...] = (
+    "zero", "scale", "add", "project", "set", "noise", "mean", "resample", "patch"
+)  # fmt: skip
 NOISE_STDS = 3.0  # ROME's default noise: three times the standard deviation of the embeddings
 _PARAMS: dict[str, tuple[set[str], set[str]]] = {  # op: (required, optional) parameters
     "zero": (set(), set()),
@@ -34,6 +38,7 @@ _PARAMS: dict[str, tuple[set[str], set[str]]] = {  # op: (required, optional) pa
     "project": ({"direction"}, set()),
     "set": ({"direction", "value"}, set()),
     "noise": (set(), {"scale", "seed"}),
+    **{op: ({"values"}, {"origin"}) for op in sources.REPLACING},
 }
 _HEAD_SITES = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_result")
 _NEURON_SITES = ("mlp.hook_post", "mlp.hook_pre")
@@ -177,8 +182,9 @@ def edit(
 ) -> Intervention:
     """One edit as an `Intervention` (compose with `+`), checked here: `op` one of `OPS` or a
     callable `(value, Context) -> value`, with its parameters (`add`: vector=, scale=;
-    `project`: direction=; `set`: direction=, value=; `scale`: factor=; `noise`: scale=, seed=;
-    the scale defaults to three times the standard deviation of the model's embeddings)."""
+    `project`: direction=; `set`: direction=, value=; `scale`: factor=; `noise`: scale=, seed=,
+    the scale three times the standard deviation of the embeddings by default; `mean`:
+    reference= runs or values=; `patch`: source= a run or values=; `resample`: values=)."""
     if not isinstance(site, str) or not site:
         raise InvalidSettingError(
             f"a site is a hook name such as 'blocks.3.hook_resid_pre', got {site!r:.40}"
@@ -188,6 +194,9 @@ def edit(
             raise InvalidSettingError(
                 f"unknown operation {op!r}; choose one of {', '.join(OPS)}, or a callable"
             )
+        heads_t, neurons_t = _indices(heads, "heads"), _indices(neurons, "neurons")
+        if op in sources.REPLACING:
+            params = sources.resolve(op, site, heads_t, neurons_t, params)
         required, optional = _PARAMS[op]
         missing = sorted(required - set(params))
         if missing:
@@ -218,6 +227,8 @@ def edit(
 
 
 def _param(op: str, key: str, value: Any) -> Any:
+    if key in ("values", "origin"):
+        return sources.values(value) if key == "values" else str(value)
     if key in ("vector", "direction"):
         try:
             tensor = torch.as_tensor(value, dtype=torch.float32)

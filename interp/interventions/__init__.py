@@ -5,7 +5,8 @@
 - `regenerate`: generating again with the same prompt, settings and sampler noise;
 - `sweep`: every head alone, exact (from the intervened layer on) or triaged;
 - `attribution_patching`: the first-order estimate the triage ranks by;
-- `ablate`: effect plus regeneration in one call, and its record on disk; `samples`: paired
+- `ablate`: effect plus regeneration in one call (of heads or of any `interp.edits`
+  intervention), `ablation_record` its result and record on disk; `samples`: paired
   regenerations of an intervention and their statistics (`ablate_samples` on a trace or set);
 - `sites`, `runner`: where an intervention acts, and the exact batched run from that layer;
 - `patching`, `path_patching`, `patching_result`: activation and path patching between a
@@ -14,7 +15,7 @@
   `evaluate`: a metric over a trace or set, as recorded or under an intervention.
 """
 
-from interp.interventions.ablate import AblationRecord, AblationReport, ablate, ablate_samples
+from interp.interventions.ablate import ablate, ablate_samples
 from interp.interventions.ablation import (
     MODES,
     Ablation,
@@ -23,6 +24,7 @@ from interp.interventions.ablation import (
     make_ablation,
     make_intervention,
 )
+from interp.interventions.ablation_record import AblationRecord, AblationReport
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import AblationEffect, ablation_effect, continuation_logprobs
 from interp.interventions.evaluate import Evaluation, evaluate

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from interp import inputs
+from interp.edits.value import Intervention, edit
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
 from interp.interventions.replace import replace_hook
@@ -86,6 +87,23 @@ class Replacement:
     def heads_at(self, layer: int) -> list[int] | None:
         """The heads replaced in `layer` (None for a layer's site: all of its value)."""
         return [h for l_, h in self.heads if l_ == layer] if self.site == "heads" else None
+
+    def as_intervention(self) -> Intervention:
+        """The same replacement as `interp.edits` edits, one a layer: it composes with other
+        edits, runs on the edits' hooks, and a run recorded under it can be replayed."""
+        out = Intervention()
+        for layer in self.layers:
+            heads = self.heads_at(layer)
+            name = sites.hook_name(self.site, layer)
+            if self.mode == "zero":
+                out += edit(name, "zero", positions=self.positions, heads=heads)
+                continue
+            values = self.values[layer] if heads is None else self.values[layer][:, heads]
+            out += edit(
+                name, self.mode, positions=self.positions, heads=heads, values=values,
+                origin=self.source,
+            )  # fmt: skip
+        return out
 
     def hooks(self, device: torch.device) -> list[tuple[str, Callable]]:
         """Fresh forward hooks at the site (each tracks absolute positions for the KV cache)."""

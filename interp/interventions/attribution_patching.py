@@ -14,6 +14,7 @@ from interp import hooks as H
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
 from interp.interventions.ablation import Replacement
+from interp.interventions.replay import replay_hooks
 from interp.interventions.sites import Site
 from interp.metrics import KL, Metric, MetricFn, as_metric
 from interp.models.model import Model
@@ -54,7 +55,8 @@ def attribution_estimate(
 
         return hook
 
-    with torch.enable_grad(), model.bridge.hooks(fwd_hooks=[(H.z(l_), keep(l_)) for l_ in layers]):
+    hooks = replay_hooks(model, [trace]) + [(H.z(l_), keep(l_)) for l_ in layers]
+    with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooks):
         logits = model.bridge(trace.token_ids[None].to(model.device), return_type="logits")
         value = bound.score(logits[:, bound.start :])[0]
         try:
@@ -99,7 +101,7 @@ def patch_estimates(
     for target, source, answer in zip(targets, sources, answers, strict=True):
         bound = metric.bind(model, [answer])
         seen: dict[tuple[Site, int], Tensor] = {}
-        hooks = [
+        hooks = replay_hooks(model, [target]) + [  # its own intervention, then the grads'
             (sites.hook_name(site, layer), _fresh(seen, (site, layer)))
             for site in at
             for layer in layers

@@ -10,11 +10,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.edits.value import Intervention
 from interp.interventions import sites
 from interp.interventions.ablation import Replacement
+from interp.interventions.replay import composed, hooks_under, replay_hooks
 from interp.metrics import Metric, MetricFn, as_metric
 from interp.models.model import Model
 from interp.trace import Trace
+
+INTERVENTION = "intervention"  # the mode and site of an effect of any `interp.edits` intervention
 
 
 @dataclass
@@ -80,17 +84,20 @@ def _step_logprobs(trace: Trace, logits: Tensor) -> tuple[Tensor, Tensor]:
 def ablation_effect(
     model: Model,
     trace: Trace,
-    ablation: Replacement,
+    ablation: Replacement | Intervention,
     *,
     metric: Metric | MetricFn | str | None = None,
 ) -> AblationEffect:
-    """The teacher-forced effect of `ablation` on the trace's continuation: per token, and by
-    `metric` (default: the continuation's total log-prob)."""
+    """The teacher-forced effect of `ablation` (heads' replacement, or any intervention) on the
+    trace's continuation: per token, and by `metric` (default: the continuation's total
+    log-prob); a run recorded under an intervention is compared under it, with and without."""
     trace.bind(model)
-    trace.require_plain("an ablation's effect")
+    trace.require_plain("an ablation's effect", replayed=True)
     bound = as_metric(metric).bind(model, [trace])
-    base_logits = forced_logits(model, [trace])
-    abl_logits = forced_logits(model, [trace], ablation.hooks(model.device))
+    base_logits = forced_logits(model, [trace], replay_hooks(model, [trace]))
+    edits = ablation if isinstance(ablation, Intervention) else ablation.as_intervention()
+    moved = composed(trace, edits)
+    abl_logits = forced_logits(model, [trace], hooks_under(model, [trace], moved))
     base, base_rows = _step_logprobs(trace, base_logits[0])
     abl, abl_rows = _step_logprobs(trace, abl_logits[0])
     kl = (base_rows.exp() * (base_rows - abl_rows)).sum(-1).clamp_min(0)
@@ -98,15 +105,20 @@ def ablation_effect(
         bound.prepare(base_logits[:, bound.start :])
         base_metric = float(bound.score(base_logits[:, bound.start :])[0])
         abl_metric = float(bound.score(abl_logits[:, bound.start :])[0])
+    if isinstance(ablation, Intervention):  # its edits, as the heads of an ablation are listed
+        named = ([e.label for e in ablation.edits], INTERVENTION, ablation.label, INTERVENTION)
+    else:
+        labels = [sites.label(ablation.site, t) for t in ablation.targets]
+        named = (labels, ablation.mode, ablation.source, ablation.site)
     return AblationEffect(
-        heads=[sites.label(ablation.site, t) for t in ablation.targets],
-        mode=ablation.mode,
-        source=ablation.source,
+        heads=named[0],
+        mode=named[1],
+        source=named[2],
         baseline_logprobs=base,
         ablated_logprobs=abl,
         kl=kl,
         metric=bound.label,
         baseline_metric=base_metric,
         ablated_metric=abl_metric,
-        site=ablation.site,
+        site=named[3],
     )

@@ -104,14 +104,12 @@ def pair_runs(
     corrupted: Trace | TraceSet,
     metric: Metric | MetricFn | str | None,
     direction: Direction,
-    *,
-    replays: bool = True,
+    purpose: str = "activation patching",
 ) -> Runs:
     """Check the pairing and the direction, and measure both runs, each under the
-    intervention it was recorded under (the metric's answers are the clean rows').
-    `replays=False`: a caller that cannot replay one (path patching) refuses such runs."""
-    purpose = "activation patching" if replays else "path patching"
-    cleans, corrupts = _pairs(model, clean, corrupted, purpose, replays)
+    intervention it was recorded under (the metric's answers are the clean rows'); a run
+    under raw hooks is refused for `purpose`."""
+    cleans, corrupts = _pairs(model, clean, corrupted, purpose)
     if direction not in ("denoise", "noise"):
         raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
     chosen = as_metric(metric)
@@ -169,9 +167,6 @@ def patch(
     if isinstance(corrupted, Intervention):  # the clean runs under it
         corrupted = record_under(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, direction)
-    if method == "triage":
-        for row in [*runs.cleans, *runs.corrupts]:
-            row.require_plain("a triage's attribution estimate")
     if method == "exact":
         results: dict[ResultSite, PatchingResult] = {
             site: runs.result(site, _site_effects(model, site, runs, window=window))
@@ -205,7 +200,7 @@ def _site_estimate(site: PatchSite, estimates: dict[Site, list[Tensor]]) -> Tens
 
 
 def _pairs(
-    model: Model, clean: Any, corrupted: Any, purpose: str, replays: bool
+    model: Model, clean: Any, corrupted: Any, purpose: str
 ) -> tuple[list[Trace], list[Trace]]:
     cleans = [clean] if isinstance(clean, Trace) else list(clean)
     corrupts = [corrupted] if isinstance(corrupted, Trace) else list(corrupted)
@@ -217,8 +212,8 @@ def _pairs(
     for i, (c, k) in enumerate(zip(cleans, corrupts, strict=True)):
         c.bind(model)
         k.bind(model)
-        c.require_plain(purpose, replayed=replays)
-        k.require_plain(purpose, replayed=replays)
+        c.require_plain(purpose, replayed=True)
+        k.require_plain(purpose, replayed=True)
         if c.n_positions != k.n_positions or c.prompt_len != k.prompt_len:
             raise InvalidSettingError(
                 f"row {i}: the clean run has {c.n_positions} tokens ({c.prompt_len} of prompt), "

@@ -25,11 +25,13 @@ from torch import Tensor
 
 from interp import components
 from interp import hooks as H
+from interp.edits import applying
 from interp.errors import InvalidSettingError
 from interp.heads import head_label
 from interp.interventions.ablation import Replacement
 from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.patching_result import Direction, Patching
+from interp.interventions.replay import intervention_of
 from interp.interventions.runner import MAX_LOGITS, run_jobs
 from interp.interventions.sites import Target, activation
 from interp.metrics import Metric, MetricFn
@@ -40,6 +42,8 @@ from interp.trace import Trace
 from interp.traceset import TraceSet
 
 Input = Literal["q", "k", "v"]
+_OFF_PATH = ("hook_embed", "hook_pos_embed")  # before every sender
+_RESID = re.compile(r"hook_resid_(pre|mid|post)$|^ln_final|\.ln[12]\.")
 Receiver = tuple[int, int, Input]  # (layer, head, which input)
 _RECEIVER = re.compile(r"^L([0-9]{1,6})H([0-9]{1,6})\.([qkv])$", re.IGNORECASE)
 BLOCK_BATCH = 256  # candidates of one receiver block run together
@@ -112,7 +116,9 @@ def path_patch(
             f"a head's write into the residual stream is not z @ W_O here ({obstruction}), "
             "so it has no direct path of its own to patch"
         )
-    runs = pair_runs(model, clean, corrupted, metric, direction, replays=False)
+    runs = pair_runs(model, clean, corrupted, metric, direction, "path patching")
+    for run in runs.targets:
+        _check_paths(run)
     scores = _into_logits(model, runs) if chosen is None else _into_heads(model, runs, chosen)
     return runs.patching({"path": runs.result("path", scores)}, receivers=receivers_label(chosen))
 
@@ -196,7 +202,7 @@ def _receiver_outputs(
             delta = torch.stack([deltas[j] for j in chunk]).to(model.device)  # type: ignore[misc]
             batch = resid.expand(len(chunk), *resid.shape).to(model.device)
             seen: dict[str, Tensor] = {}
-            hooks = [(H.z(layer), _keep(seen))]
+            hooks = _replayed(model, target, len(chunk), layer) + [(H.z(layer), _keep(seen))]
             for kind in sorted({k for _, k in inputs}):
                 moved = [h for h, k in inputs if k == kind]
                 hooks.append((H.qkv_input(layer, kind), _add_to_heads(delta, moved)))
@@ -207,6 +213,28 @@ def _receiver_outputs(
                 z_r[j] = z[k]
         out += z_r
     return out
+
+
+def _check_paths(run: Trace) -> None:
+    """Refuse a run recorded under edits on the residual stream after the embedding: the
+    direct paths run through it, so a sender's delta would be edited on its way (or cut)."""
+    recorded = intervention_of(run)
+    for e in [] if recorded is None else recorded.edits:
+        before = e.site.startswith(_OFF_PATH) or e.site == H.resid_pre(0)
+        if not before and (not e.site.startswith("blocks.") or _RESID.search(e.site)):
+            raise InvalidSettingError(
+                f"the run of {run.origin or repr(run.prompt[:40])} was recorded under an edit of "
+                f"{e.site}, on the residual stream that path patching's direct paths run "
+                "through; record it with edits of heads, attention or MLPs only"
+            )
+
+
+def _replayed(model: Model, run: Trace, size: int, layer: int) -> list:
+    """The run's own edits in block `layer` (its input, recorded, excepted), for `size` copies."""
+    recorded = intervention_of(run)
+    if recorded is None:
+        return []
+    return applying.hooks(recorded, model, [applying.Row.of(run)] * size, start_layer=layer)
 
 
 def _keep(seen: dict[str, Tensor]) -> Callable:

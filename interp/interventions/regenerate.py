@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from interp.edits.value import Intervention
 from interp.generation import generate
 from interp.interventions.ablation import Ablation
+from interp.interventions.replay import composed, intervention_of
 from interp.models.model import Model
 from interp.trace import INTERVENTION_KEY, Trace
 
@@ -44,30 +46,33 @@ def regeneration_settings(trace: Trace) -> dict[str, Any]:
 
 
 def regenerate(
-    model: Model, trace: Trace, ablation: Ablation, *, progress: bool = False
+    model: Model, trace: Trace, ablation: Ablation | Intervention, *, progress: bool = False
 ) -> Regeneration:
-    """Generate again with the heads ablated; the baseline is the trace itself for a sampled
-    trace (regenerating it unablated gives the same tokens), or an unablated regeneration for
-    a forced continuation."""
+    """Generate again with the heads ablated, or under any intervention (as well as under what
+    the trace was recorded under); the baseline is the trace itself for a sampled trace
+    (regenerating it unablated gives the same tokens), or an unablated regeneration for a
+    forced continuation."""
     trace.bind(model)
-    trace.require_plain("regenerating it")
+    trace.require_plain("regenerating it", replayed=True)
     settings = regeneration_settings(trace)
     prompt = trace.token_ids[: trace.prompt_len].tolist()
     hooks = trace.hook_names
+    recorded = intervention_of(trace)
     if trace.settings.continuation is None:
         baseline = trace
     else:
-        baseline = generate(model, prompt, hooks=hooks, progress=progress, **settings)
-    ablated = generate(
-        model,
-        prompt,
-        hooks=hooks,
-        fwd_hooks=ablation.hooks(model.device),
-        progress=progress,
-        **settings,
-    )
+        baseline = generate(
+            model, prompt, hooks=hooks, intervention=recorded, progress=progress, **settings
+        )
+    edits = ablation if isinstance(ablation, Intervention) else ablation.as_intervention()
+    move = composed(trace, edits)
+    ablated = generate(model, prompt, hooks=hooks, intervention=move, progress=progress, **settings)
     ablated.prompt = baseline.prompt = trace.prompt
-    ablated.provenance[INTERVENTION_KEY] = f"a {ablation.mode} ablation of {ablation.label}"
+    if not isinstance(ablation, Intervention):  # in words; an intervention keeps its label
+        under = "" if recorded is None else f" under {recorded.label}"
+        ablated.provenance[INTERVENTION_KEY] = (
+            f"a {ablation.mode} ablation of {ablation.label}{under}"
+        )
     return Regeneration(baseline, ablated, first_divergence(baseline, ablated))
 
 

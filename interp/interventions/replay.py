@@ -44,3 +44,21 @@ def replay_hooks(model: Model, traces: Sequence[Trace], *, start_layer: int = -1
         ]
         out += applying.hooks(intervention, model, rows, start_layer=start_layer)
     return out
+
+
+def composed(trace: Trace, extra: Intervention | None) -> Intervention | None:
+    """What to run `trace`'s tokens under: the intervention it was recorded under, then
+    `extra` (None where there is neither)."""
+    recorded = intervention_of(trace)
+    if extra is None or recorded is None:
+        return recorded if extra is None else extra
+    return recorded + extra
+
+
+def hooks_under(
+    model: Model, rows: Sequence[Trace], intervention: Intervention | None
+) -> list[HookPair]:
+    """Hooks applying `intervention` to every one of `rows` (one batch item each)."""
+    if intervention is None:
+        return []
+    return applying.hooks(intervention, model, [applying.Row.of(r) for r in rows])

@@ -20,13 +20,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp.edits import applying
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.generation import generate, row_seed
 from interp.interventions.ablation import Replacement
 from interp.interventions.effect import forced_logits
 from interp.interventions.regenerate import first_divergence
+from interp.interventions.replay import hooks_under, intervention_of
 from interp.machine import available_memory
 from interp.models.model import Model
 from interp.stats import Estimate, bootstrap, median
@@ -157,7 +157,8 @@ def paired_samples(
     if samples < 1:
         raise InvalidSettingError(f"samples must be at least 1, got {samples}")
     trace.bind(model)
-    trace.require_plain("paired samples")
+    trace.require_plain("paired samples", replayed=True)
+    recorded = intervention_of(trace)  # both sides of every pair run under it
     s = trace.settings
     horizon = max_new_tokens if max_new_tokens is not None else max(trace.n_generated, 1)
     if horizon < 1:
@@ -177,17 +178,16 @@ def paired_samples(
     seeds = [row_seed(base_seed, k) for k in range(samples)]
 
     def baseline_of(run: dict[str, Any]) -> tuple[list[Trace], Tensor]:
-        rows = list(generate(model, prompt, **run))
-        return rows, _logprobs(model, rows, ())
+        rows = list(generate(model, prompt, intervention=recorded, **run))
+        return rows, _logprobs(model, rows, recorded)
 
     def pairs_of(
         move: Move, run: dict[str, Any], rows: list[Trace], logp: Tensor, seeds: list
     ) -> list[Pair]:
-        if isinstance(move, Intervention):
-            moved = list(generate(model, prompt, intervention=move, **run))
-        else:
-            moved = list(generate(model, prompt, fwd_hooks=move.hooks(model.device), **run))
-        moved_logp = _logprobs(model, rows, move)
+        edits = move if isinstance(move, Intervention) else move.as_intervention()
+        edits = edits if recorded is None else recorded + edits
+        moved = list(generate(model, prompt, intervention=edits, **run))
+        moved_logp = _logprobs(model, rows, edits)
         return [_pair(model, seed, b, m, logp[i], moved_logp[i])
                 for i, (seed, b, m) in enumerate(zip(seeds, rows, moved, strict=True))]  # fmt: skip
 
@@ -277,14 +277,10 @@ def control_targets(
     return [sorted(rng.sample(pool, size)) for _ in range(count)]
 
 
-def _logprobs(model: Model, rows: list[Trace], move: Move | tuple) -> Tensor:
+def _logprobs(model: Model, rows: list[Trace], edits: Intervention | None) -> Tensor:
     """Each row's log-softmax at every position, teacher-forced on its own tokens, as it is or
-    with `move` (`[row, pos, vocab]`, right-padded)."""
-    hooks: Sequence = ()
-    if isinstance(move, Replacement):
-        hooks = move.hooks(model.device)
-    elif isinstance(move, Intervention):
-        hooks = applying.hooks(move, model, [applying.Row.of(r) for r in rows])
+    under `edits` (`[row, pos, vocab]`, right-padded)."""
+    hooks = hooks_under(model, rows, edits)
     return forced_logits(model, rows, hooks).float().log_softmax(-1).cpu()
 
 

@@ -29,6 +29,7 @@ from interp.heads import head_label, rank_heads
 from interp.interventions.ablation import AblationMode, Replacement, make_ablation
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import forced_logits
+from interp.interventions.replay import replay_hooks
 from interp.interventions.runner import run_candidates
 from interp.metrics import KL, LogProb, Metric, MetricFn, as_metric
 from interp.models.model import Model
@@ -167,7 +168,7 @@ def sweep(
     rows = [trace] if isinstance(trace, Trace) else list(trace)
     for row in rows:
         row.bind(model)
-        row.require_plain("a sweep")
+        row.require_plain("a sweep", replayed=True)
     n_layers, n_heads = model.n_layers, model.n_heads
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     if mode == "zero" or reference is not None:  # the same values for every row: computed once
@@ -247,7 +248,7 @@ def exact_effects(
     logprob = isinstance(chosen, LogProb)
     bound = chosen.bind(model, [trace])
     keep = trace.n_positions - bound.start
-    base_window = forced_logits(model, [trace])[:, bound.start :]
+    base_window = forced_logits(model, [trace], replay_hooks(model, [trace]))[:, bound.start :]
     with torch.no_grad():
         bound.prepare(base_window)
         base = float(bound.score(base_window)[0])

@@ -19,7 +19,7 @@ RENDERERS = {
     ("interp.analysis.attention", "AttentionResult"): "attention_html",
     ("interp.analysis.attention", "HeadRoles"): "roles_html",
     ("interp.interventions.sweep", "SweepResult"): "sweep_html",
-    ("interp.interventions.ablate", "AblationReport"): "ablation_html",
+    ("interp.interventions.ablation_record", "AblationReport"): "ablation_html",
     ("interp.interventions.patching_result", "Patching"): "patching_html",
 }
 

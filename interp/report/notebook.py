@@ -19,7 +19,7 @@ from interp.report.tokens import visible, visible_in_text
 if TYPE_CHECKING:
     from interp.analysis.attention import AttentionResult, HeadRoles
     from interp.analysis.logit_lens import LogitLensResult
-    from interp.interventions.ablate import AblationReport
+    from interp.interventions.ablation_record import AblationReport
     from interp.interventions.patching_result import Patching
     from interp.interventions.sweep import SweepResult
     from interp.trace import Trace

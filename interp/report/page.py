@@ -21,7 +21,7 @@ import torch
 from interp import atomic
 from interp.analysis.suite import Analysis
 from interp.heads import parse_label
-from interp.interventions.ablate import AblationRecord
+from interp.interventions.ablation_record import AblationRecord
 from interp.interventions.sweep import SweepResult
 from interp.metrics import describe
 from interp.report import figures, style
