@@ -74,9 +74,14 @@ def main(argv: list[str] | None = None) -> int:
                      ("resid", tl_patching.get_act_patch_resid_pre)):  # fmt: skip
         tl, t_tl = timed(lambda fn=fn: fn(model.bridge, bad, clean_cache, tl_metric))
         ours, t_ours = timed(
-            lambda site=site: interp.patch(
-                model, clean, corrupted, sites=[site], metric=metrics.logit_diff()
-            )
+            lambda site=site: interp.patch(  # TransformerLens's covers every position
+                model,
+                clean,
+                corrupted,
+                sites=[site],
+                metric=metrics.logit_diff(),
+                positions="all",
+            )  # fmt: skip
         )
         got = ours[site].effect + ours.corrupted_metric
         err = float((got - tl.float().cpu()).abs().max())

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "triage_verified": int(triage.verified.sum()),
         "triage_recovers_of_exact_top20": recovered,
         "estimate_spearman": {k: round(v, 3) for k, v in spearman.items()},
-        "exact_top5": [[h, round(v, 3)] for h, v in exact.top_heads(5)],
+        "exact_top5": [[str(h), round(v, 3)] for h, v in exact.top_heads(5)],
     }
     r = result
     fast, tri = r["fast_vs_naive"], r["triage_vs_naive"]
@@ -136,7 +136,7 @@ def ioi_section(model, heads, timed):
         "triage_vs_naive": round(tri, 3),
         "triage_recovers_of_exact_top20": recovered,
         "estimate_spearman": round(exact.estimate_spearman, 3),
-        "exact_top5": [[h, round(v, 3)] for h, v in exact.top_heads(5)],
+        "exact_top5": [[str(h), round(v, 3)] for h, v in exact.top_heads(5)],
     }
     rows = [
         [f"IOI set ({len(ts)} prompts), logit difference: naive loop over rows and heads",

@@ -48,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             model, trace, args.out, args.mode, method="triage" if args.triage else "exact"
         )
         # the heads whose ablation lowers the continuation's log-prob most
-        harmful = [h for h, v in swept.top_heads(len(swept.verified_heads)) if v < 0][: args.top]
-        heads = [interp.parse_heads(h, model.n_layers, model.n_heads)[0] for h in harmful]
+        heads = [h for h, v in swept.top_heads(len(swept.verified_heads)) if v < 0][: args.top]
         reports = []
         for head in heads:  # one at a time, then all together
             reports.append(ablate_into(model, trace, args.out, [head], args.mode)[0])

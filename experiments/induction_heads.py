@@ -36,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     import interp
-    from interp import parse_label
     from interp.errors import InterpError
     from interp.report import Section, check_experiment_dir, figures, write_experiment
 
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             return -interp.ablation_effect(model, probe, ablation).ablated_logprobs
 
         top = roles.top("induction", args.top)
-        top_heads = [parse_label(h) for h, _ in top]
+        top_heads = [h for h, _ in top]
         strong = {h for h, _ in roles.top("induction", 20) + roles.top("previous_token", 20)}
         pool = [
             (layer, head)
@@ -83,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         "probe_sequences": roles.sequences,  # role scores: means over these
         "loss_first_copy": round(float(roles.first_copy_losses[0]), 4),  # the first sequence
         "loss_second_copy": round(mean_second(base), 4),
-        "top_induction_heads": [[h, round(s, 4)] for h, s in roles.top("induction", 10)],
-        "ablated_top_heads": [h for h, _ in top],
+        "top_induction_heads": [[str(h), round(s, 4)] for h, s in roles.top("induction", 10)],
+        "ablated_top_heads": [str(h) for h, _ in top],
         "loss_second_copy_ablated_top": round(mean_second(top_loss), 4),
         "random_draws": [[f"L{a}H{b}" for a, b in d] for d in draws],
         "loss_second_copy_ablated_random": [round(mean_second(x), 4) for x in random_losses],
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 "after its first occurrence."
             ],
             table=[["head", "induction score"]]
-            + [[h, f"{s:.3f}"] for h, s in roles.top("induction", 10)],
+            + [[str(h), f"{s:.3f}"] for h, s in roles.top("induction", 10)],
             images=["head_roles.png"],
         ),
     ]

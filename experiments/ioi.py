@@ -177,9 +177,13 @@ def roles(model, results: dict) -> dict:
 
 def top_heads(values, k: int) -> list[tuple[str, float]]:
     """The k largest |values| of a [layer, head] tensor, signed, largest first."""
+    import interp
+
     n_heads = values.shape[1]
     order = values.flatten().abs().argsort(descending=True, stable=True)[:k].tolist()
-    return [(f"L{i // n_heads}H{i % n_heads}", float(values.flatten()[i])) for i in order]
+    return [
+        (str(interp.Head(i // n_heads, i % n_heads)), float(values.flatten()[i])) for i in order
+    ]
 
 
 def write(args, model, rows, clean, results: dict, write_experiment) -> int:

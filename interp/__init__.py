@@ -50,6 +50,7 @@ _EXPORTS = {
     "sweep": "interp.interventions.sweep",
     "patch": "interp.interventions.patching",
     "path_patch": "interp.interventions.path_patching",
+    "Head": "interp.heads",
     "parse_heads": "interp.heads",
     "parse_label": "interp.heads",
     "configure_output": "interp.program",
@@ -65,6 +66,7 @@ _EXPORTS = {
 __all__ = [
     "DEFAULT_MODEL",
     "GenerationSettings",
+    "Head",
     "InterpError",
     "Intervention",
     "Model",
@@ -115,7 +117,7 @@ if TYPE_CHECKING:
     from interp.edits.value import Intervention, edit, span
     from interp.errors import InterpError
     from interp.generation import generate, record_under
-    from interp.heads import parse_heads, parse_label
+    from interp.heads import Head, parse_heads, parse_label
     from interp.hooks import default_hooks
     from interp.interventions.ablate import ablate, ablate_samples
     from interp.interventions.ablation import make_ablation, make_intervention

@@ -1,8 +1,10 @@
-"""Head specs ("L5H1", "L5" for a whole layer) parsed and validated once, and head rankings."""
+"""Heads as values (`Head(layer, head)`, labelled "L5H1" for display only), head specs ("L5H1",
+"L5" for a whole layer) parsed and validated once, and head rankings."""
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -14,16 +16,33 @@ from interp.errors import InvalidSettingError
 _SPEC = re.compile(r"^L([0-9]{1,6})(?:H([0-9]{1,6}))?$", re.IGNORECASE)
 
 
+class Head(NamedTuple):
+    """One attention head: a `(layer, head)` pair (it unpacks, compares and hashes as one);
+    `str()` and formatting give its label, "L5H1"."""
+
+    layer: int
+    head: int
+
+    def __str__(self) -> str:
+        return head_label(self.layer, self.head)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 def head_label(layer: int, head: int) -> str:
+    """The one spelling of a head's label, for display: "L5H1"."""
     return f"L{layer}H{head}"
 
 
-def parse_label(label: str) -> tuple[int, int]:
-    """`"L5H1"` (as `head_label` writes it) -> (5, 1)."""
+def parse_label(label: str | Head) -> Head:
+    """`"L5H1"` (as `head_label` writes it, or a `Head`) -> Head(5, 1)."""
+    if isinstance(label, tuple):
+        return Head(int(label[0]), int(label[1]))
     match = _SPEC.match(label.strip())
     if match is None or match.group(2) is None:
         raise InvalidSettingError(f"malformed head label {label!r}; expected e.g. L5H1")
-    return int(match.group(1)), int(match.group(2))
+    return Head(int(match.group(1)), int(match.group(2)))
 
 
 def check_spec(spec: str, valid: str = "") -> list[re.Match[str]]:
@@ -43,28 +62,28 @@ def check_spec(spec: str, valid: str = "") -> list[re.Match[str]]:
     return matches
 
 
-def parse_heads(spec: str, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
+def parse_heads(spec: str, n_layers: int, n_heads: int) -> list[Head]:
     """`"L5H1,L9H3"` or `"L5"` (every head of layer 5) -> sorted unique (layer, head) pairs."""
     valid = f"valid: L0..L{n_layers - 1} and H0..H{n_heads - 1}"
-    heads: set[tuple[int, int]] = set()
+    heads: set[Head] = set()
     for match in check_spec(spec, valid):
         item = match.group(0)
         layer = int(match.group(1))
         if layer >= n_layers:
             raise InvalidSettingError(f"layer {layer} in {item!r} is out of range; {valid}")
         if match.group(2) is None:
-            heads.update((layer, h) for h in range(n_heads))
+            heads.update(Head(layer, h) for h in range(n_heads))
             continue
         head = int(match.group(2))
         if head >= n_heads:
             raise InvalidSettingError(f"head {head} in {item!r} is out of range; {valid}")
-        heads.add((layer, head))
+        heads.add(Head(layer, head))
     return sorted(heads)
 
 
 def rank_heads(
     scores: Float[Tensor, "layer head"], k: int | None = 10, *, by_magnitude: bool = False
-) -> list[tuple[str, float]]:
+) -> list[tuple[Head, float]]:
     """Heads with their (signed) values, largest first (by absolute value if `by_magnitude`)."""
     n_heads = scores.shape[1]
     flat = scores.detach().flatten().float()
@@ -72,4 +91,4 @@ def rank_heads(
     order = torch.argsort(key, descending=True, stable=True)
     if k is not None:
         order = order[:k]
-    return [(head_label(int(i) // n_heads, int(i) % n_heads), float(flat[i])) for i in order]
+    return [(Head(int(i) // n_heads, int(i) % n_heads), float(flat[i])) for i in order]

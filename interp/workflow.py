@@ -16,7 +16,6 @@ from interp.analysis.suite import Analysis, SetAnalysis, analyze, default_probe_
 from interp.edits.value import Intervention
 from interp.errors import TraceFormatError, WriteError
 from interp.generation import record_under
-from interp.heads import parse_label
 from interp.interventions import sites
 from interp.interventions.ablate import ablate, ablate_samples
 from interp.interventions.ablation import AblationMode, ablation_dirname, reference_digest
@@ -144,10 +143,10 @@ def strong_heads(
     total = model.n_layers * model.n_heads
     roles = model_head_roles(model)
     per_role, swept = max(1, round(0.04 * total)), max(1, round(0.075 * total))
-    labels = {label for role in roles.roles for label, _ in roles.top(role, per_role)}
+    heads = {head for role in roles.roles for head, _ in roles.top(role, per_role)}
     if directory is not None and SweepResult.saved_in(directory):
-        labels |= {label for label, _ in SweepResult.load(directory).top_heads(swept)}
-    return sorted(parse_label(label) for label in labels)
+        heads |= {head for head, _ in SweepResult.load(directory).top_heads(swept)}
+    return sorted(heads)
 
 
 def ablate_into(

@@ -206,12 +206,17 @@ def test_parse_heads_and_rank_heads():
     ]:
         with pytest.raises(InvalidSettingError, match=message):
             parse_heads(bad, 2, 3)
-    assert parse_label(head_label(12, 7)) == (12, 7)
+    assert parse_label(head_label(12, 7)) == (12, 7) == interp.Head(12, 7)
+    head = parse_heads("L1H2", 2, 3)[0]  # a value: it unpacks, indexes and prints its label
+    layer, index = head
+    assert (layer, index) == (1, 2) and str(head) == "L1H2" and f"{head:6s}|" == "L1H2  |"
+    assert float(torch.arange(6.0).view(2, 3)[head]) == 5.0
     with pytest.raises(InvalidSettingError, match="malformed head label"):
         parse_label("L5")
     scores = torch.tensor([[0.1, -0.9], [0.5, 0.2]])
-    assert rank_heads(scores, 2) == [("L1H0", 0.5), ("L1H1", pytest.approx(0.2))]
-    assert rank_heads(scores, 1, by_magnitude=True) == [("L0H1", pytest.approx(-0.9))]
+    assert rank_heads(scores, 2) == [((1, 0), 0.5), ((1, 1), pytest.approx(0.2))]
+    assert rank_heads(scores, 1, by_magnitude=True) == [((0, 1), pytest.approx(-0.9))]
+    assert [str(h) for h, _ in rank_heads(scores, 2)] == ["L1H0", "L1H1"]
 
 
 def _halve_head(head):

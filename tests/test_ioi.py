@@ -286,7 +286,7 @@ def test_every_layer_site_equals_transformer_lens_on_the_embedded_model(smollm):
     ours = patch(smollm, clean, corrupted, sites=sites, metric=metrics.logit_diff())
     layers = [0, 14, 23, 29]
     cells = pd.DataFrame(
-        [(layer, pos) for layer in layers for pos in range(clean.n_positions)],
+        [(layer, pos) for layer in layers for pos in range(clean.prompt_len)],
         columns=["layer", "pos"],
     )
     with torch.no_grad():

@@ -40,8 +40,9 @@ def test_every_site_equals_transformer_lens_patching(tiny, pair, direction):
     target, source = (corrupted, clean) if direction == "denoise" else (clean, corrupted)
     a, d = 40, 41
     results = patch(
-        tiny, clean, corrupted, sites=list(TL), metric=metrics.logit_diff(a, d), direction=direction
-    )
+        tiny, clean, corrupted, sites=list(TL), metric=metrics.logit_diff(a, d),
+        direction=direction, positions="all",
+    )  # fmt: skip
     with torch.no_grad():
         _, source_cache = tiny.bridge.run_with_cache(source.token_ids[None])
         base = float(tl_metric(clean, a, d)(tiny.bridge(target.token_ids[None])))
@@ -53,6 +54,15 @@ def test_every_site_equals_transformer_lens_patching(tiny, pair, direction):
         got = results[site]
         assert got.per_row.shape == (1, *want.shape) and got.stderr is None
         torch.testing.assert_close(got.effect + base, want.float(), atol=1e-4, rtol=1e-4)
+    prompt = patch(tiny, clean, corrupted, sites=["resid", "heads-by-pos"],
+                   metric=metrics.logit_diff(a, d), direction=direction)  # fmt: skip
+    n = clean.prompt_len  # by default the prompt's positions: the rest cannot move the metric
+    assert prompt.positions == "prompt" and prompt.tokens == clean.token_strs[:n]
+    torch.testing.assert_close(prompt["resid"].effect, results["resid"].effect[:, :n])
+    torch.testing.assert_close(
+        prompt["heads-by-pos"].effect, results["heads-by-pos"].effect[..., :n]
+    )
+    assert results["resid"].effect[:, n:].abs().max() < 1e-5
     span = results["heads"].clean_metric - results["heads"].corrupted_metric
     sign = 1 if direction == "denoise" else -1
     torch.testing.assert_close(
@@ -98,7 +108,7 @@ def test_a_set_of_pairs_gives_means_standard_errors_and_each_row(tiny, pair):
     torch.testing.assert_close(both.effect, (first.effect + second.effect) / 2)
     torch.testing.assert_close(both.stderr, (first.effect - second.effect).abs() / 2)
     if clean.n_positions != other.n_positions:  # rows of two lengths: batched apart
-        with pytest.raises(InvalidSettingError, match="per position: every row needs one length"):
+        with pytest.raises(InvalidSettingError, match="per-position site needs rows of one length"):
             patch(tiny, cleans, corrupts, sites=["resid"], metric=metric)
     label, value = both.top(1)[0]
     assert label.startswith("L") and abs(value) == float(both.effect.abs().max())
@@ -125,7 +135,9 @@ def test_a_saved_result_loads_back_and_renders_its_page(tiny, pair, tmp_path):
     result = patch(tiny, *sets, sites=["heads", "resid"], metric=metrics.logit_diff(40, 41))
     out = result.save(tmp_path / "p")
     back = Patching.load(out)
-    assert back.summary() == result.summary() and back.tokens == clean.token_strs
+    assert (
+        back.summary() == result.summary() and back.tokens == clean.token_strs[: clean.prompt_len]
+    )
     for site in ("heads", "resid"):
         torch.testing.assert_close(back[site].per_row, result[site].per_row)
         torch.testing.assert_close(back[site].stderr, result[site].stderr)

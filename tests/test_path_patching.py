@@ -174,3 +174,126 @@ def test_bad_receivers_are_one_clear_error(tiny, pair):
     if tiny.name == "tiny-llama":
         with pytest.raises(InvalidSettingError, match="grouped-query attention"):
             path_patch(tiny, clean, corrupted, receivers="L1H0.k", metric=metrics.logit_diff(A, D))
+
+
+@pytest.mark.parametrize("kind", ["k", "v"])
+def test_into_a_kv_group_of_a_grouped_query_model_equals_hugging_face_by_hand(tiny_llama, kind):
+    """interp's own definition (TransformerLens refuses it): the sender's delta added to the
+    KV group's copy of the key (value) input; every query head of the group recomputes."""
+    model = tiny_llama
+    clean = interp.generate(model, "The earth revolves around the", max_new_tokens=1, temperature=0)
+    ids = [(i + 11) % model.d_vocab for i in clean.token_ids[: clean.prompt_len].tolist()]
+    corrupted = interp.generate(model, ids, continuation=clean.continuation_ids)
+    group = 1
+    got = path_patch(
+        model, clean, corrupted, receivers=f"L1.kv{group}.{kind}", metric=metrics.logit_diff(A, D)
+    )
+    assert got.receivers == f"L1.kv{group}.{kind}"
+    hf = reference(model)
+    block = hf.model.layers[1].self_attn
+    proj = block.k_proj if kind == "k" else block.v_proj
+    d = model.d_model // model.n_heads
+    target = corrupted.token_ids  # denoise: the corrupted run, the clean write patched in
+    with torch.no_grad():
+        resid = hf(target[None], output_hidden_states=True).hidden_states[1][0]
+    last = clean.prompt_len - 1
+
+    def run(delta):
+        with torch.no_grad():
+            new = proj(hf.model.layers[1].input_layernorm(resid + delta))
+
+        def fn(module, args, out):
+            out = out.clone()
+            out[0, :, group * d : (group + 1) * d] = new[:, group * d : (group + 1) * d]
+            return out
+
+        handle = proj.register_forward_hook(fn)
+        try:
+            with torch.no_grad():
+                logits = hf(target[None]).logits[0].float()
+        finally:
+            handle.remove()
+        return float(logits[last, A] - logits[last, D])
+
+    base = run(0.0)
+    _, z_clean = hf_run(hf, clean.token_ids, "heads", 0, model.n_heads)
+    _, z_corr = hf_run(hf, target, "heads", 0, model.n_heads)
+    o_proj = hf.model.layers[0].self_attn.o_proj
+    for head in range(model.n_heads):
+        w_o = o_proj.weight[:, head * d : (head + 1) * d]
+        delta = (z_clean[:, head] - z_corr[:, head]).float() @ w_o.T.float()
+        want = run(delta) - base
+        assert abs(want) > 1e-8
+        assert float(got["path"].effect[0, head]) == pytest.approx(want, abs=1e-5, rel=1e-4)
+    assert (got["path"].effect[1:] == 0).all()  # senders at the receiver's layer: no path
+
+
+def test_a_kv_group_is_its_head_on_a_multi_head_model_and_named_on_a_grouped_one(tiny, pair):
+    clean, corrupted = pair
+    metric = metrics.logit_diff(A, D)
+    if tiny.name == "tiny-gpt2":  # one KV head per query head: the group is the head
+        by_group = path_patch(tiny, clean, corrupted, receivers="L1.kv2.v", metric=metric)
+        by_head = path_patch(tiny, clean, corrupted, receivers="L1H2.v", metric=metric)
+        torch.testing.assert_close(by_group["path"].effect, by_head["path"].effect)
+        assert by_head.receivers == "L1H2.v"
+    else:  # two query heads a group: H2's key input is its group's, kv1
+        with pytest.raises(InvalidSettingError, match=r"its KV group's is L1\.kv1\.v"):
+            path_patch(tiny, clean, corrupted, receivers="L1H2.v", metric=metric)
+        with pytest.raises(InvalidSettingError, match="out of range"):
+            path_patch(tiny, clean, corrupted, receivers="L1.kv2.v", metric=metric)
+
+
+def test_into_an_mlp_input_equals_hugging_face_by_hand(tiny_llama):
+    """The MLP recomputes from the target's residual after its block's attention plus the
+    sender's write (senders in its own layer reach it too); the run goes on from there."""
+    model = tiny_llama
+    clean = interp.generate(model, "The earth revolves around the", max_new_tokens=1, temperature=0)
+    ids = [(i + 11) % model.d_vocab for i in clean.token_ids[: clean.prompt_len].tolist()]
+    corrupted = interp.generate(model, ids, continuation=clean.continuation_ids)
+    got = path_patch(model, clean, corrupted, receivers="L1.mlp", metric=metrics.logit_diff(A, D))
+    assert got.receivers == "L1.mlp"
+    hf = reference(model)
+    block = hf.model.layers[1]
+    target, last = corrupted.token_ids, clean.prompt_len - 1
+    seen = {}
+
+    def take(module, args):
+        seen["mid"] = args[0].detach().clone()  # the residual after the block's attention
+
+    handle = block.post_attention_layernorm.register_forward_pre_hook(take)
+    try:
+        with torch.no_grad():
+            hf(target[None])
+    finally:
+        handle.remove()
+
+    def run(delta):
+        with torch.no_grad():
+            new = block.mlp(block.post_attention_layernorm(seen["mid"] + delta))
+
+        handle = block.mlp.register_forward_hook(lambda module, args, out: new)
+        try:
+            with torch.no_grad():
+                logits = hf(target[None]).logits[0].float()
+        finally:
+            handle.remove()
+        return float(logits[last, A] - logits[last, D])
+
+    base = run(0.0)
+    d = model.d_model // model.n_heads
+    for layer in range(model.n_layers):  # layer 1's heads write into layer 1's MLP too
+        _, z_clean = hf_run(hf, clean.token_ids, "heads", layer, model.n_heads)
+        _, z_corr = hf_run(hf, target, "heads", layer, model.n_heads)
+        o_proj = hf.model.layers[layer].self_attn.o_proj
+        for head in range(model.n_heads):
+            w_o = o_proj.weight[:, head * d : (head + 1) * d]
+            delta = (z_clean[:, head] - z_corr[:, head]).float() @ w_o.T.float()
+            want = run(delta[None]) - base
+            assert abs(want) > 1e-8
+            assert float(got["path"].effect[layer, head]) == pytest.approx(want, abs=1e-5, rel=1e-4)
+    both = path_patch(
+        model, clean, corrupted, receivers="L1.mlp,L1H0.q", metric=metrics.logit_diff(A, D)
+    )
+    assert both.receivers == "L1.mlp,L1H0.q"
+    # a sender in layer 1 reaches the MLP and no query of its own layer: the same effect
+    torch.testing.assert_close(both["path"].effect[1], got["path"].effect[1])

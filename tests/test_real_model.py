@@ -211,9 +211,8 @@ def test_repeated_random_tokens_show_induction(roles):
 
 
 def test_previous_token_heads_attend_mostly_to_the_previous_position(smollm, roles):
-    (label, score), *_ = roles.top("previous_token", 1)
+    ((layer, head), score), *_ = roles.top("previous_token", 1)
     assert score > 0.5
-    layer, head = (int(x) for x in label[1:].split("H"))
     tokens = roles.probe_tokens  # [sequence, pos]
     with torch.no_grad():
         _, cache = smollm.bridge.run_with_cache(
@@ -289,15 +288,11 @@ def test_ablating_induction_heads_breaks_in_context_copying(smollm, roles):
         effect = ablation_effect(smollm, probe, ablation)
         return float(-effect.ablated_logprobs[second].mean())
 
-    def parse(label):
-        layer, head = label[1:].split("H")
-        return int(layer), int(head)
-
     baseline = loss_second_copy([])
     assert abs(baseline - float(roles.second_copy_losses[0])) < 1e-3
-    top = loss_second_copy([parse(h) for h, _ in roles.top("induction", 5)])
+    top = loss_second_copy([h for h, _ in roles.top("induction", 5)])
     strong = {h for h, _ in roles.top("induction", 20) + roles.top("previous_token", 20)}
-    pool = [(l_, h_) for l_ in range(30) for h_ in range(9) if f"L{l_}H{h_}" not in strong]
+    pool = [(l_, h_) for l_ in range(30) for h_ in range(9) if (l_, h_) not in strong]
     rng = random.Random(0)
     random_rises = [loss_second_copy(rng.sample(pool, 5)) - baseline for _ in range(3)]
     assert top - baseline > 3.0

@@ -311,3 +311,50 @@ def test_the_cli_ablates_and_sweeps_under_an_intervention_file(
         code = cli.main(["ablate", str(out), *bad])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and words in err, err
+
+
+def test_position_groups_line_rows_of_different_lengths_up_by_role(tiny_llama):
+    """Each column patches a group at once, resolved in each row (a span, the last prompt
+    position), on rows of different lengths; each row's effect against Hugging Face by hand."""
+    prompts = [PROMPT, "Far away, the Eiffel Tower stands in"]
+    clean = interp.generate(tiny_llama, prompts, max_new_tokens=1, temperature=0)
+    groups = [span("Eiffel Tower"), "last_prompt"]
+    metric = metrics.logit_diff(A, D)
+    got = interp.patch(tiny_llama, clean, NOISE, sites=["resid"], metric=metric, positions=groups)
+    assert got.positions == "groups" and got.tokens == ["span 'Eiffel Tower'", "last_prompt"]
+    assert got["resid"].per_row.shape == (2, tiny_llama.n_layers, 2)
+    hf = reference(tiny_llama)
+    for r, row in enumerate(clean):
+        at = [
+            interp.edits.positions_in(edit("hook_embed", "zero", positions=g), row) for g in groups
+        ]
+        assert len(at[0]) >= 2 and at[1] == [row.prompt_len - 1]
+        embed = _noised_embeddings(hf, NOISE, row, SEED)
+        ids, last = row.token_ids, row.prompt_len - 1
+        with torch.no_grad():
+            clean_states = hf(ids[None], output_hidden_states=True).hidden_states
+        base_logits = hf_forward(hf, ids, [embed])
+        base = float(base_logits[last, A] - base_logits[last, D])
+        for layer in range(tiny_llama.n_layers):
+            for c, positions in enumerate(at):
+
+                def restore(
+                    module, args, kwargs, layer=layer, positions=positions, states=clean_states
+                ):
+                    x = (args[0] if args else kwargs["hidden_states"]).clone()
+                    x[0, positions] = states[layer][0, positions]
+                    if args:
+                        return (x, *args[1:]), kwargs
+                    return args, {**kwargs, "hidden_states": x}
+
+                handle = hf.model.layers[layer].register_forward_pre_hook(restore, with_kwargs=True)
+                try:
+                    logits = hf_forward(hf, ids, [embed])
+                finally:
+                    handle.remove()
+                want = float(logits[last, A] - logits[last, D]) - base
+                assert float(got["resid"].per_row[r, layer, c]) == pytest.approx(want, abs=1e-4)
+    with pytest.raises(InvalidSettingError, match="needs rows of one length"):
+        interp.patch(tiny_llama, clean, NOISE, sites=["resid"], metric=metric)
+    with pytest.raises(InvalidSettingError, match="no position 'S2'"):
+        interp.patch(tiny_llama, clean, NOISE, sites=["resid"], metric=metric, positions=["S2"])

@@ -157,6 +157,6 @@ def test_shapes_are_checked_while_the_tests_run():
 
     from interp.heads import rank_heads
 
-    assert rank_heads(torch.ones(2, 3), 1) == [("L0H0", 1.0)]
+    assert rank_heads(torch.ones(2, 3), 1) == [((0, 0), 1.0)]
     with pytest.raises(TypeCheckError):
         rank_heads(torch.ones(6), 1)

@@ -156,13 +156,13 @@ def test_a_sets_top_heads_show_signed_means_ranked_by_magnitude(tiny_llama):
     by_hand = torch.stack([r.heads.mean(0) for r in dla.rows]).mean(0)  # [layer, head]
     top = dla.top_heads(3)
     order = by_hand.abs().flatten().argsort(descending=True)[:3].tolist()
-    assert [label for label, _ in top] == [f"L{i // 4}H{i % 4}" for i in order]
+    assert [head for head, _ in top] == [(i // 4, i % 4) for i in order]
     for (_, value), i in zip(top, order, strict=True):
         assert value == pytest.approx(float(by_hand.flatten()[i]), abs=1e-6)  # signed
     planted = [replace(r, heads=r.heads * 0.01) for r in dla.rows]  # a negative name mover
     for r in planted:
         r.heads[:, 1, 0] = -0.956
-    assert type(dla)(planted).top_heads(1) == [("L1H0", pytest.approx(-0.956))]
+    assert type(dla)(planted).top_heads(1) == [((1, 0), pytest.approx(-0.956))]
 
 
 def test_mean_ablation_over_a_forced_continuation_uses_the_prompt_positions(tiny_llama):

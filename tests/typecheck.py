@@ -18,6 +18,7 @@ _WIDENED = {
     Literal["heads", "resid_pre", "attn_out", "mlp_out"]: str,
     Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]: str,
     Literal["denoise", "noise"]: str,
+    Literal["prompt", "all"]: str,
     Literal["exact", "triage"]: str,
     Literal["auto", "direct", "bridge"]: str,
 }

@@ -19,7 +19,7 @@ from interp.analysis.stats import mean_and_se
 from interp.engine import EngineName, choose
 from interp.errors import InvalidSettingError
 from interp.generation import resolve_hooks
-from interp.heads import rank_heads
+from interp.heads import Head, rank_heads
 from interp.models.model import Model
 from interp.trace import Trace
 from interp.traceset import TraceSet
@@ -169,7 +169,7 @@ class HeadRoles:
             raise InvalidSettingError(f"unknown head role {role!r}; known: {', '.join(ROLES)}")
         return self.scores[self.roles.index(role)]
 
-    def top(self, role: str, k: int = 10) -> list[tuple[str, float]]:
+    def top(self, role: str, k: int = 10) -> list[tuple[Head, float]]:
         """The k heads with the highest score for `role`, strongest first."""
         return rank_heads(self.score(role), k)
 
@@ -195,7 +195,7 @@ class HeadRoles:
         return float(self.second_copy_losses.mean())
 
     def summary(self, k: int = 10) -> dict:
-        return {role: [[h, round(s, 4)] for h, s in self.top(role, k)] for role in self.roles}
+        return {role: [[str(h), round(s, 4)] for h, s in self.top(role, k)] for role in self.roles}
 
     def probe_summary(self) -> dict:
         """The probe and its losses: means over sequences and each sequence's own."""

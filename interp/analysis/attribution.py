@@ -27,7 +27,7 @@ from interp import hooks as H
 from interp.analysis.stats import mean_and_se
 from interp.answers import single_token
 from interp.errors import InvalidSettingError
-from interp.heads import rank_heads
+from interp.heads import Head, head_label, rank_heads
 from interp.models.model import Model
 from interp.surgery import norm_gain, norm_parameter
 from interp.trace import Trace
@@ -59,7 +59,7 @@ class AttributionResult:
             + self.constant
         )
 
-    def top_heads(self, k: int = 10) -> list[tuple[str, float]]:
+    def top_heads(self, k: int = 10) -> list[tuple[Head, float]]:
         """Heads with their signed mean attribution over the steps, ranked by its magnitude
         (a head that pushes the logit down ranks as high as one that pushes it up)."""
         return rank_heads(self.heads.mean(0), k, by_magnitude=True)
@@ -69,7 +69,9 @@ class AttributionResult:
         n_layers, n_heads = self.heads.shape[1:]
         out = [("embed", float(self.embed[step]))]
         for layer in range(n_layers):
-            out += [(f"L{layer}H{h}", float(self.heads[step, layer, h])) for h in range(n_heads)]
+            out += [
+                (head_label(layer, h), float(self.heads[step, layer, h])) for h in range(n_heads)
+            ]
             if torch.any(self.attn_bias[:, layer] != 0):
                 out.append((f"L{layer} attn bias", float(self.attn_bias[step, layer])))
             out.append((f"L{layer} MLP", float(self.mlp[step, layer])))
@@ -93,7 +95,7 @@ class AttributionSetResult:
         """(mean over rows, standard error) of each row's mean attribution per head."""
         return mean_and_se([r.heads.mean(0) for r in self.rows])
 
-    def top_heads(self, k: int = 10) -> list[tuple[str, float]]:
+    def top_heads(self, k: int = 10) -> list[tuple[Head, float]]:
         """Heads with their signed mean attribution (the mean over rows of each row's mean
         over its steps), ranked by its magnitude."""
         return rank_heads(self.heads_mean()[0], k, by_magnitude=True)

@@ -62,7 +62,7 @@ class Analysis:
         return {
             "logit_lens": self.logit_lens.summary(),
             "prediction_depth": self.logit_lens.prediction_depth.tolist(),
-            "dla_top_heads": [[h, round(v, 5)] for h, v in self.attribution.top_heads(k)],
+            "dla_top_heads": [[str(h), round(v, 5)] for h, v in self.attribution.top_heads(k)],
         }
 
     def summary(self, k: int = 10) -> dict[str, Any]:
@@ -132,7 +132,7 @@ class SetAnalysis:
             "set": {
                 "rows": len(self.rows),
                 "logit_lens": means,
-                "dla_top_heads": [[h, round(v, 5)] for h, v in self.attribution.top_heads(k)],
+                "dla_top_heads": [[str(h), round(v, 5)] for h, v in self.attribution.top_heads(k)],
                 "dla_heads_mean": rounded(heads_mean),
                 "dla_heads_se": rounded(heads_se),
             },

@@ -275,9 +275,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     print(f"largest effects on {describe(result.metric)}:")
     se = result.delta_se
-    for head, delta in summary["top_heads"]:
-        layer, h = (int(x) for x in head[1:].split("H"))
-        spread = "" if se is None else f" ± {float(se[layer, h]):.3f}"
+    for head, delta in result.top_heads(10):
+        spread = "" if se is None else f" ± {float(se[head]):.3f}"
         print(f"  {head:8s} {delta:+.3f}{spread}")
     if edits is not None:
         print(f"under {edits.label}")

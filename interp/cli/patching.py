@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +49,14 @@ def add_patching_parsers(sub: Any) -> None:
         "(ROME's windows; default 1)",
     )
     pat.add_argument(
+        "--positions",
+        default="prompt",
+        metavar="SPEC",
+        help="the per-position sites' columns: prompt (each prompt position, default), all (every "
+        "position, for a metric over the continuation), or groups patched at once, resolved in "
+        "each row, separated by ';': 'span:Eiffel Tower;last_prompt;S2;-1'",
+    )
+    pat.add_argument(
         "--sites",
         default="heads",
         help="comma-separated: heads, heads-by-pos, resid, attn-out, mlp-out (default: heads)",
@@ -83,7 +92,8 @@ def add_patching_parsers(sub: Any) -> None:
         "--receivers",
         default="logits",
         metavar="SPEC",
-        help="logits (default), or heads' inputs: L23H3.q,L23H3.k,L23H3.v",
+        help="logits (default), or heads' inputs: L23H3.q,L23H3.k,L23H3.v; with grouped-query "
+        "attention a key or value input is its KV group's: L23.kv1.k; an MLP's input: L5.mlp",
     )
     path.set_defaults(func=cmd_path_patch)
 
@@ -112,7 +122,8 @@ def _patching_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_patch(args: argparse.Namespace) -> int:
     from interp.errors import InvalidSettingError
-    from interp.interventions.patching import check_window, patch
+    from interp.interventions.candidates import check_positions, check_window
+    from interp.interventions.patching import patch
     from interp.interventions.patching_result import PATCH_SITES
 
     sites = [s.strip() for s in args.sites.split(",")]
@@ -128,13 +139,31 @@ def cmd_patch(args: argparse.Namespace) -> int:
         raise InvalidSettingError(f"--verify must be at least 1, got {args.verify}")
     method: Literal["exact", "triage"] = "triage" if args.triage else "exact"
     check_window(args.window, sites, method)
+    positions = check_positions(_positions(args.positions))  # before any model loads
     args.edits = _corruption(args)
     return _patching(
         args, "", lambda model, c, k, metric: patch(
             model, c, k, sites=sites, metric=metric, direction=args.direction, method=method,
-            verify=args.verify, window=args.window,
+            verify=args.verify, window=args.window, positions=positions,
         ),
     )  # fmt: skip
+
+
+def _positions(spec: str) -> Any:
+    """`--positions`: prompt, all, or `;`-separated groups (span:TEXT, an index, a label)."""
+    from interp.edits.value import span
+
+    if spec in ("prompt", "all"):
+        return spec
+    groups: list[Any] = []
+    for item in spec.split(";"):
+        if item.startswith("span:"):
+            groups.append(span(item[len("span:") :]))
+        elif re.fullmatch(r"-?[0-9]{1,9}", item.strip()):
+            groups.append(int(item))
+        else:
+            groups.append(item.strip())
+    return groups
 
 
 def _corruption(args: argparse.Namespace) -> Any:
@@ -165,7 +194,7 @@ def cmd_path_patch(args: argparse.Namespace) -> int:
 
     if args.corrupted_dir is None:
         raise InvalidSettingError("path-patch needs CORRUPTED_DIR")
-    args.edits, args.window = None, 1
+    args.edits, args.window, args.positions = None, 1, "prompt"
 
     return _patching(
         args, "path-", lambda model, c, k, metric: path_patch(
@@ -187,7 +216,7 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
 
     metric = metrics.parse(args.metric)
     if kind:  # the receivers' spelling, before anything is read
-        from interp.interventions.path_patching import parse_receivers
+        from interp.interventions.receivers import parse_receivers
 
         parse_receivers(args.receivers, None)
     if args.corrupted_dir is not None and args.clean_dir.resolve() == args.corrupted_dir.resolve():
@@ -207,15 +236,16 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
             )
     under = None if args.edits is None else f"under-{args.edits.digest()}"
     name = Patching.dirname(
-        args.direction, metric.label, args.receivers if kind else None, args.window, under
-    )
+        args.direction, metric.label, args.receivers if kind else None, args.window, under,
+        args.positions,
+    )  # fmt: skip
     out = args.out or args.clean_dir / "patching" / name
     Patching.check_output(out)
     with exclusive(out):
         first = clean[0] if isinstance(clean, TraceSet) else clean
         model = load_model(args, first.model_name)
         if kind:  # receivers are checked before the runs are measured
-            from interp.interventions.path_patching import parse_receivers
+            from interp.interventions.receivers import parse_receivers
 
             parse_receivers(args.receivers, model)
         result = run(model, clean, corrupted, metric)

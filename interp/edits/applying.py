@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from interp.edits import sources
-from interp.edits.value import NOISE_STDS, Context, Edit, Intervention, Span
+from interp.edits.value import NOISE_STDS, Context, Edit, Intervention, Position, Span
 from interp.errors import InvalidSettingError
 
 HookPair = tuple[str, Callable[..., Tensor]]
@@ -78,12 +78,17 @@ def _is_block_input(site: str) -> bool:
 
 def resolve(e: Edit, row: Row) -> list[int]:
     """The absolute positions (sorted, unique) edit `e` acts on in `row`."""
+    return resolve_positions(e.positions, row)
+
+
+def resolve_positions(positions: Sequence[Position] | None, row: Row) -> list[int]:
+    """The absolute positions (sorted, unique) `positions` name in `row` (None: all)."""
     n_positions = row.n_positions
-    if e.positions is None:
+    if positions is None:
         return list(range(n_positions))
     where = row.origin or "a row"
     out: set[int] = set()
-    for p in e.positions:
+    for p in positions:
         if isinstance(p, slice):
             out.update(range(n_positions)[p])
         elif isinstance(p, Span):

@@ -98,7 +98,7 @@ class Edit:
         what = self.op if isinstance(self.op, str) else getattr(self.op, "__name__", "callable")
         where = self.site + (f"[heads {list(self.heads)}]" if self.heads else "")
         where += f"[neurons {list(self.neurons)}]" if self.neurons else ""
-        at = "" if self.positions is None else f" at {_positions_label(self.positions)}"
+        at = "" if self.positions is None else f" at {positions_label(self.positions)}"
         return f"{what} {where}{at}"
 
 
@@ -220,7 +220,7 @@ def edit(
         raise InvalidSettingError(
             f"neurons= goes with an MLP's hook_post or hook_pre, not {site!r}"
         )
-    return Intervention((Edit(site, op, _positions(positions), heads_t, neurons_t, params),))
+    return Intervention((Edit(site, op, as_positions(positions), heads_t, neurons_t, params),))
 
 
 # ---- building ------------------------------------------------------------------------------
@@ -268,7 +268,7 @@ def _indices(value: Any, what: str) -> tuple[int, ...] | None:
     return tuple(sorted(set(out)))
 
 
-def _positions(value: Any) -> tuple[Position, ...] | None:
+def as_positions(value: Any) -> tuple[Position, ...] | None:
     if value is None:
         return None
     items = value if isinstance(value, (list, tuple)) else [value]
@@ -291,7 +291,7 @@ def _positions(value: Any) -> tuple[Position, ...] | None:
     return tuple(out)
 
 
-def _positions_label(positions: tuple[Position, ...]) -> str:
+def positions_label(positions: tuple[Position, ...]) -> str:
     def one(p: Position) -> str:
         if isinstance(p, slice):
             return f"{'' if p.start is None else p.start}:{'' if p.stop is None else p.stop}"

@@ -23,11 +23,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from interp.edits.value import Intervention
+from interp.edits.value import Intervention, Position
 from interp.errors import InvalidSettingError
 from interp.generation import record_under
+from interp.interventions import candidates
 from interp.interventions.ablation import Replacement
 from interp.interventions.attribution_patching import patch_estimates
+from interp.interventions.candidates import Positions, check_window
 from interp.interventions.effect import forced_logits
 from interp.interventions.patching_result import (
     PATCH_SITES,
@@ -38,7 +40,7 @@ from interp.interventions.patching_result import (
     ResultSite,
 )
 from interp.interventions.replay import replay_hooks
-from interp.interventions.runner import run_jobs
+from interp.interventions.runner import Candidate, run_jobs
 from interp.interventions.sites import Site, Target, activation
 from interp.metrics import Metric, MetricFn, as_metric
 from interp.models.model import Model
@@ -89,12 +91,17 @@ class Runs:
             corrupt, **extra,
         )  # fmt: skip
 
-    def patching(self, results: dict[ResultSite, PatchingResult], **extra: Any) -> Patching:
+    def patching(
+        self,
+        results: dict[ResultSite, PatchingResult],
+        positions: Positions | tuple[Position, ...] = "all",
+        **extra: Any,
+    ) -> Patching:
         clean, corrupt = float(self.clean_m.mean()), float(self.corrupt_m.mean())
-        tokens = self.cleans[0].token_strs
+        kind = positions if isinstance(positions, str) else "groups"
         return Patching(
             results, self.direction, self.metric.label, clean, corrupt, len(self.cleans),
-            tokens=tokens, **extra,
+            tokens=candidates.labels(positions, self.cleans[0]), positions=kind, **extra,
         )  # fmt: skip
 
 
@@ -145,6 +152,7 @@ def patch(
     method: Literal["exact", "triage"] = "exact",
     verify: int | None = None,
     window: int = 1,
+    positions: Positions | Sequence[Position] = "prompt",
 ) -> Patching:
     """Patch every candidate of each site (see the module's docstring), measured by `metric`
     (a logit difference with each clean row's answer and distractor is the usual one; its
@@ -152,8 +160,13 @@ def patch(
     attribution-patching estimate (kept as `estimate`, labelled as one) and patches only the
     `verify` largest exactly (default: 3/8 of each site's candidates); the others' effects
     are NaN. `window=k` patches a layer's site (resid, attn-out, mlp-out) in the k layers
-    around each layer at once, as ROME's restorations do. `corrupted` may be an
-    `interp.Intervention`: the clean runs recorded under it (`record_under`)."""
+    around each layer at once, as ROME's restorations do. The per-position sites' columns are
+    the prompt's positions (`positions="prompt"`, where a metric at the last prompt position
+    can be moved), every position of the runs ("all": a metric over the continuation), or
+    groups patched at once, resolved per row (`[interp.span("Eiffel Tower"), "last_prompt"]`:
+    rows of different lengths line up by role).
+    `corrupted` may be an `interp.Intervention`: the clean runs recorded under it
+    (`record_under`)."""
     for site in sites:
         if site not in PATCH_SITES:
             raise InvalidSettingError(
@@ -164,39 +177,50 @@ def patch(
     if verify is not None and verify < 1:
         raise InvalidSettingError(f"verify must be at least 1, got {verify}")
     check_window(window, sites, method)
+    chosen = candidates.check_positions(positions)
     if isinstance(corrupted, Intervention):  # the clean runs under it
         corrupted = record_under(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, direction)
+    per_position = any(site != "heads" for site in sites)
+    cols = candidates.columns(runs.targets, chosen) if per_position else None
     if method == "exact":
         results: dict[ResultSite, PatchingResult] = {
-            site: runs.result(site, _site_effects(model, site, runs, window=window))
+            site: runs.result(site, _site_effects(model, site, runs, window=window, cols=cols))
             for site in sites
         }
-        return runs.patching(results, window=window)
+        return runs.patching(results, chosen, window=window)
     at = sorted({_LAYER_SITE.get(site, "heads") for site in sites})
     estimates = patch_estimates(model, runs.targets, runs.sources, runs.cleans, runs.metric, at)
     results = {}
     for site in sites:
-        estimate = _site_estimate(site, estimates).mean(0)
+        estimate = _site_estimate(site, estimates, cols).mean(0)
         k = verify if verify is not None else max(1, round(TRIAGE_FRACTION * estimate.numel()))
         only = estimate.abs().flatten().argsort(descending=True, stable=True)[:k].tolist()
         verified = torch.zeros(estimate.numel(), dtype=torch.bool)
         verified[only] = True
-        scores = _site_effects(model, site, runs, only)
+        scores = _site_effects(model, site, runs, only, cols=cols)
         results[site] = runs.result(
             site, scores, estimate=estimate, verified=verified.view(estimate.shape)
         )
-    return runs.patching(results, method="triage")
+    return runs.patching(results, chosen, method="triage")
 
 
-def _site_estimate(site: PatchSite, estimates: dict[Site, list[Tensor]]) -> Tensor:
-    """The attribution estimate of each row `[row, ...]`, shaped as the site's effects."""
+def _site_estimate(
+    site: PatchSite, estimates: dict[Site, list[Tensor]], cols: candidates.Columns | None
+) -> Tensor:
+    """The attribution estimate of each row `[row, ...]`, shaped as the site's effects: a
+    column's is the sum of its positions' (first order: the changes add up)."""
     rows = estimates[_LAYER_SITE.get(site, "heads")]
     if site == "heads":
         return torch.stack([e.sum(1) for e in rows])  # [layer, pos, head] -> [layer, head]
+    assert cols is not None
+    by_col = [
+        torch.stack([e[:, at].sum(1) for at in row_cols], 1)  # [layer, column, ...]
+        for e, row_cols in zip(rows, cols, strict=True)
+    ]
     if site == "heads-by-pos":
-        return torch.stack([e.permute(0, 2, 1) for e in rows])  # -> [layer, head, pos]
-    return torch.stack(rows)  # [layer, pos]
+        return torch.stack([e.permute(0, 2, 1) for e in by_col])  # [layer, head, column]
+    return torch.stack(by_col)  # [layer, column]
 
 
 def _pairs(
@@ -223,33 +247,33 @@ def _pairs(
 
 
 def _site_effects(
-    model: Model, site: PatchSite, runs: Runs, only: list[int] | None = None, window: int = 1
+    model: Model,
+    site: PatchSite,
+    runs: Runs,
+    only: list[int] | None = None,
+    window: int = 1,
+    cols: candidates.Columns | None = None,
 ) -> Tensor:
     """m(patched) `[row, ...]` for every candidate of `site` (or those at flat indices `only`;
     NaN elsewhere): each row's target run with its source run's value, the rows of a length
     batched together, layer by layer. A layer's site with `window` k patches the k layers
-    around each layer at once (ROME's restoration windows)."""
+    around each layer at once (ROME's restoration windows). The per-position sites' columns
+    are `cols` (each row's positions of each; `candidates.columns`)."""
     targets, sources = runs.targets, runs.sources
-    n_layers, n_heads, n = model.n_layers, model.n_heads, targets[0].n_positions
-    if site != "heads":
-        for i, t in enumerate(targets):
-            if t.n_positions != n:
-                raise InvalidSettingError(
-                    f"the {site} site is per position: every row needs one length ({n} "
-                    f"tokens), row {i} has {t.n_positions}"
-                )
-    cells: list[tuple[list[Target], list[int] | None]]  # (targets, positions), row-major
+    n_layers, n_heads = model.n_layers, model.n_heads
+    if cols is None:  # the heads site has no columns
+        cols = [[] for _ in targets] if site == "heads" else candidates.columns(targets, "all")
+    n = len(cols[0])
+    cells: list[tuple[list[Target], int | None]]  # (targets, column), row-major
     if site == "heads":
         shape: tuple[int, ...] = (n_layers, n_heads)
         cells = [([(l_, h)], None) for l_ in range(n_layers) for h in range(n_heads)]
     elif site == "heads-by-pos":
         shape = (n_layers, n_heads, n)
-        cells = [
-            ([(l_, h)], [p]) for l_ in range(n_layers) for h in range(n_heads) for p in range(n)
-        ]
+        cells = [([(l_, h)], p) for l_ in range(n_layers) for h in range(n_heads) for p in range(n)]
     else:
         shape = (n_layers, n)
-        cells = [([(w, None) for w in window_layers(l_, window, n_layers)], [p])
+        cells = [([(w, None) for w in candidates.window_layers(l_, window, n_layers)], p)
                  for l_ in range(n_layers) for p in range(n)]  # fmt: skip
     layer_site: Site = "heads" if site.startswith("heads") else _LAYER_SITE[site]
     values = {
@@ -257,9 +281,9 @@ def _site_effects(
         for layer in range(n_layers)
     }
     chosen = range(len(cells)) if only is None else only
-    jobs = [
+    jobs: list[tuple[int, Candidate]] = [
         (r, Replacement(cells[c][0], "resample", {t[0]: values[t[0]][r] for t in cells[c][0]},
-                        "the other run", layer_site, cells[c][1]))
+                        "the other run", layer_site, _at(cols[r], cells[c][1])))
         for r in range(len(targets))
         for c in chosen
     ]  # fmt: skip
@@ -269,18 +293,5 @@ def _site_effects(
     return out.view(len(targets), *shape)
 
 
-def window_layers(layer: int, window: int, n_layers: int) -> list[int]:
-    """The `window` consecutive layers around `layer` (ROME: from layer - window // 2), cut at
-    the model's first and last layers."""
-    first = max(0, layer - window // 2)
-    return list(range(first, min(n_layers, layer - window // 2 + window)))
-
-
-def check_window(window: int, sites: Sequence[str], method: str) -> None:
-    """A window is a whole number of layers, for a layer's sites, patched exactly."""
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise InvalidSettingError(f"window must be an integer >= 1, got {window!r}")
-    if window > 1 and any(site.startswith("heads") for site in sites):
-        raise InvalidSettingError("a window of layers goes with resid, attn-out or mlp-out")
-    if window > 1 and method == "triage":
-        raise InvalidSettingError("a triage estimates one layer at a time: no window with it")
+def _at(row_cols: list[list[int]], column: int | None) -> list[int] | None:
+    return None if column is None else row_cols[column]

@@ -85,7 +85,9 @@ class PatchingResult:
 class Patching:
     """Every site patched between the same runs (`patching[site]` is one `PatchingResult`).
     `receivers` names where a path patching's paths end ("logits" or "L23H3.q,..."), `method`
-    is "exact" or "triage"; `tokens` label the positions of the per-position sites."""
+    is "exact" or "triage"; `tokens` label the columns of the per-position sites: the prompt's
+    positions (`positions="prompt"`), every position of the runs ("all"), or groups of
+    positions patched at once ("groups", each labelled by its spelling)."""
 
     results: dict[ResultSite, PatchingResult]
     direction: Direction
@@ -97,6 +99,7 @@ class Patching:
     method: str = "exact"
     tokens: list[str] | None = None  # the first clean row's, to label positions
     window: int = 1  # layers patched at once around each layer (a layer's sites)
+    positions: str = "all"  # the per-position sites' columns: "prompt", "all" or "groups"
 
     def __getitem__(self, site: ResultSite) -> PatchingResult:
         return self.results[site]
@@ -116,6 +119,7 @@ class Patching:
             out["tokens"] = list(self.tokens)
         if self.window != 1:
             out["window"] = self.window
+        out["positions"] = self.positions
         for site, result in self.results.items():
             out[site] = {"top": [[label, round(v, 6)] for label, v in result.top(k)]}
         return out
@@ -138,6 +142,7 @@ class Patching:
         receivers: str | None = None,
         window: int = 1,
         under: str | None = None,
+        positions: str = "prompt",
     ) -> str:
         """The default directory name under CLEAN_DIR/patching/: readable words of the
         settings (the direction, metric, receivers, window, the corruption's digest), and a
@@ -146,6 +151,7 @@ class Patching:
         settings: list[object] = [direction, metric, receivers]
         settings += [window] if window != 1 else []
         settings += [under] if under is not None else []
+        settings += [positions] if positions != "prompt" else []
         digest = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:8]
         words = [f"path-{direction}" if receivers is not None else direction, _slug(metric, 40)]
         if receivers is not None:
@@ -154,6 +160,8 @@ class Patching:
             words.append(f"window{window}")
         if under is not None:
             words.append(under)
+        if positions != "prompt":
+            words.append(f"{_slug(positions, 40)}-positions")
         return "-".join([*words, digest])
 
     @staticmethod
@@ -217,6 +225,11 @@ class Patching:
         window = schema.field(summary, "window", int, where) if "window" in summary else 1
         if window < 1:
             raise TraceFormatError(f"{where}: window {window} is not a number of layers")
+        positions = (
+            schema.field(summary, "positions", str, where) if "positions" in summary else "all"
+        )
+        if positions not in ("prompt", "all", "groups"):
+            raise TraceFormatError(f"{where}: positions {positions!r} is not prompt, all or groups")
         tensors = store.load_tensors(path / PATCH_FILE, "patching results")
         sizes: dict[str, int | None] = {"layer": None, "head": None, "pos": None}
         if tokens is not None:
@@ -231,8 +244,9 @@ class Patching:
         if not results:
             raise TraceFormatError(f"{where}: the patching result names no site")
         return cls(
-            results, direction, metric, clean, corrupted, rows, receivers, method, tokens, window
-        )
+            results, direction, metric, clean, corrupted, rows, receivers, method, tokens, window,
+            positions,
+        )  # fmt: skip
 
 
 _AXES: dict[str, tuple[str, ...]] = {

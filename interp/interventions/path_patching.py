@@ -11,14 +11,22 @@ A sender's write into the residual stream is `z_h @ W_O[h]`; between the runs it
   `get_act_patch_direct_path` does), every other input as in the target run; then the target
   run goes on from the first receiver's layer with the receivers' outputs replaced, and their
   change reaches the logits through everything downstream.
-Senders at or after every receiver's layer have no such path: their effect is 0.
+- with grouped-query attention a key or value input belongs to a KV group, not to a query
+  head: the receiver is the group (`L23.kv1.k`), `delta` is added to the group's own copy of
+  the input, and every query head of the group recomputes its output. TransformerLens refuses
+  K/V direct paths on such models; this definition is interp's own (it is TransformerLens's on
+  a model with one KV head per query head, where `L23.kv3.k` is `L23H3.k`).
+- an MLP's input (`L5.mlp`): the MLP recomputes its output from the target's residual after
+  its block's attention plus `delta` (so senders in its own layer reach it too), and the
+  target run goes on with that output replaced, as for heads.
+Senders with no path into any receiver (at or after its layer; after, for an MLP) have
+effect 0. The receivers' spelling is `interp.interventions.receivers`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -27,75 +35,29 @@ from interp import components
 from interp import hooks as H
 from interp.edits import applying
 from interp.errors import InvalidSettingError
-from interp.heads import head_label
 from interp.interventions.ablation import Replacement
 from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.patching_result import Direction, Patching
+from interp.interventions.receivers import (
+    Input,
+    Receiver,
+    parse_receivers,
+    receivers_label,
+    receiving_heads,
+)
 from interp.interventions.replay import intervention_of
-from interp.interventions.runner import MAX_LOGITS, run_jobs
+from interp.interventions.runner import MAX_LOGITS, Candidate, run_jobs
 from interp.interventions.sites import Target, activation
 from interp.metrics import Metric, MetricFn
 from interp.models.model import Model
-from interp.surgery import head_write_obstruction, kv_heads, readout, run_from_layer
+from interp.surgery import head_write_obstruction, readout, run_from_layer
 from interp.surgery import split_qkv_input as split_qkv
 from interp.trace import Trace
 from interp.traceset import TraceSet
 
-Input = Literal["q", "k", "v"]
 _OFF_PATH = ("hook_embed", "hook_pos_embed")  # before every sender
 _RESID = re.compile(r"hook_resid_(pre|mid|post)$|^ln_final|\.ln[12]\.")
-Receiver = tuple[int, int, Input]  # (layer, head, which input)
-_RECEIVER = re.compile(r"^L([0-9]{1,6})H([0-9]{1,6})\.([qkv])$", re.IGNORECASE)
 BLOCK_BATCH = 256  # candidates of one receiver block run together
-
-
-def parse_receivers(spec: str | Sequence[Receiver], model: Model | None) -> list[Receiver] | None:
-    """`"logits"` -> None; `"L23H3.q,L23H3.k"` (or (layer, head, "q") tuples) -> sorted unique
-    receivers, checked against the model (without one: their spelling alone)."""
-    if isinstance(spec, str):
-        if spec.strip().lower() == "logits":
-            return None
-        items = [item.strip() for item in spec.split(",")]
-        if len(items) > 1 and any(item.lower() == "logits" for item in items):
-            raise InvalidSettingError(
-                f"receivers {spec!r}: 'logits' cannot be combined with head receivers; path "
-                "patch into the logits and into the heads' inputs in two runs"
-            )
-        parsed: list[Receiver] = []
-        for item in items:
-            match = _RECEIVER.match(item)
-            if match is None:
-                raise InvalidSettingError(
-                    f"unknown receiver {item!r}: write 'logits', or heads' inputs as "
-                    "L23H3.q,L23H3.k,L23H3.v"
-                )
-            kind: Input = match[3].lower()  # type: ignore[assignment]
-            parsed.append((int(match[1]), int(match[2]), kind))
-    else:
-        parsed = list(spec)
-    if not parsed:
-        raise InvalidSettingError("no receivers: write 'logits' or heads' inputs (L23H3.q)")
-    if model is None:
-        return sorted(set(parsed))
-    for layer, head, kind in parsed:
-        if not (0 <= layer < model.n_layers and 0 <= head < model.n_heads) or kind not in "qkv":
-            raise InvalidSettingError(
-                f"receiver {head_label(layer, head)}.{kind} is out of range; valid: "
-                f"L0..L{model.n_layers - 1}, H0..H{model.n_heads - 1}, .q .k .v"
-            )
-        if kind != "q" and kv_heads(model) != model.n_heads:
-            raise InvalidSettingError(
-                f"receiver {head_label(layer, head)}.{kind}: with grouped-query attention "
-                f"({kv_heads(model)} key/value heads for {model.n_heads} query heads) a query "
-                "head has no key or value input of its own; path patch into .q"
-            )
-    return sorted(set(parsed))
-
-
-def receivers_label(receivers: list[Receiver] | None) -> str:
-    if receivers is None:
-        return "logits"
-    return ",".join(f"{head_label(layer, head)}.{kind}" for layer, head, kind in receivers)
 
 
 def path_patch(
@@ -119,8 +81,9 @@ def path_patch(
     runs = pair_runs(model, clean, corrupted, metric, direction, "path patching")
     for run in runs.targets:
         _check_paths(run)
-    scores = _into_logits(model, runs) if chosen is None else _into_heads(model, runs, chosen)
-    return runs.patching({"path": runs.result("path", scores)}, receivers=receivers_label(chosen))
+    scores = _into_logits(model, runs) if chosen is None else _into_receivers(model, runs, chosen)
+    label = receivers_label(chosen, model)
+    return runs.patching({"path": runs.result("path", scores)}, receivers=label)
 
 
 def _deltas(model: Model, runs: Runs, row: int, layer: int) -> Tensor:
@@ -153,29 +116,38 @@ def _into_logits(model: Model, runs: Runs) -> Tensor:
     return out
 
 
-def _into_heads(model: Model, runs: Runs, receivers: list[Receiver]) -> Tensor:
+def _into_receivers(model: Model, runs: Runs, receivers: list[Receiver]) -> Tensor:
     """m(target with the receivers' outputs recomputed from each sender's delta), `[row,
     layer, head]`; senders with no path into any receiver keep the target's own metric."""
     n_layers, n_heads = model.n_layers, model.n_heads
-    last = max(layer for layer, _, _ in receivers)
-    senders = [(l_, h) for l_ in range(last) for h in range(n_heads)]
+    reached = max(layer + (kind == "mlp") for layer, _, kind in receivers)  # senders before
+    senders = [(l_, h) for l_ in range(reached) for h in range(n_heads)]
     by_layer: dict[int, list[tuple[int, Input]]] = {}
     for layer, head, kind in receivers:
         by_layer.setdefault(layer, []).append((head, kind))
     targets = runs.targets
-    # z of each receiver layer for every (row, sender): the target's, receivers recomputed
-    z_new: dict[int, list[Tensor]] = {}
-    for layer, inputs in sorted(by_layer.items()):
-        z_new[layer] = _receiver_outputs(model, runs, senders, layer, inputs)
-    jobs = []
-    heads: list[Target] = [(layer, head) for layer, head, _ in receivers]
+    # each receiver layer's z and MLP output for every (row, sender), receivers recomputed
+    new = {layer: _receiver_outputs(model, runs, senders, layer, inputs)
+           for layer, inputs in sorted(by_layer.items())}  # fmt: skip
+    heads: list[Target] = sorted(
+        {(r[0], head) for r in receivers for head in receiving_heads(model, r)}
+    )
+    mlps: list[Target] = sorted({(r[0], None) for r in receivers if r[2] == "mlp"})
+    jobs: list[tuple[int, Candidate]] = []
     for r in range(len(targets)):
         for s in range(len(senders)):
-            values = {layer: z_new[layer][r * len(senders) + s] for layer in z_new}
-            jobs.append((r, Replacement(heads, "resample", values, "path-patched", "heads")))
+            i = r * len(senders) + s
+            parts = []
+            if heads:
+                z = {layer: new[layer][0][i] for layer, _ in heads}
+                parts.append(Replacement(heads, "resample", z, "path-patched", "heads"))
+            if mlps:
+                after = {layer: new[layer][1][i] for layer, _ in mlps}
+                parts.append(Replacement(mlps, "resample", after, "path-patched", "mlp_out"))
+            jobs.append((r, tuple(parts)))
     scores = run_jobs(model, jobs, targets, runs.cleans, runs.metric, runs.target_windows)
     out = runs.base.view(-1, 1, 1).repeat(1, n_layers, n_heads)
-    out[:, :last] = scores.view(len(targets), last, n_heads)
+    out[:, :reached] = scores.view(len(targets), reached, n_heads)
     return out
 
 
@@ -185,34 +157,50 @@ def _receiver_outputs(
     senders: list[tuple[int, int]],
     layer: int,
     inputs: list[tuple[int, Input]],
-) -> list[Tensor]:
-    """Block `layer`'s `hook_z` (`[pos, head, d_head]`) for each (row, sender), row-major, with
-    each receiver head's own Q/K/V input moved by the sender's delta (senders in `layer` or
-    later reach it by no path: the target's own z)."""
-    out: list[Tensor] = []
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Block `layer`'s `hook_z` (`[pos, head, d_head]`) and MLP output (`[pos, d_model]`) for
+    each (row, sender), row-major: each receiver head's own Q/K/V input moved by the delta of
+    a sender before `layer`, the MLP's input (the target's residual after the block's
+    attention) by that of a sender in `layer` or before; a sender with no path leaves them."""
+    into_mlp = any(kind == "mlp" for _, kind in inputs)
+    qkv = [(h, k) for h, k in inputs if k != "mlp"]
+    reach_layer = layer + 1 if into_mlp else layer
+    zs: list[Tensor] = []
+    mlp_outs: list[Tensor] = []
     for r, target in enumerate(runs.targets):
-        own = activation(model, target.activations, "heads", layer)
-        resid = target.activations[H.resid_pre(layer)].float()
-        by_layer = {l_: _deltas(model, runs, r, l_) for l_ in range(layer)}
-        deltas = [by_layer[l_][h] if l_ < layer else None for l_, h in senders]  # [pos, d_model]
+        acts = target.activations
+        own = activation(model, acts, "heads", layer)
+        own_mlp = activation(model, acts, "mlp_out", layer) if into_mlp else own
+        resid = acts[H.resid_pre(layer)].float()
+        mid = resid + activation(model, acts, "attn_out", layer) if into_mlp else resid
+        by_layer = {l_: _deltas(model, runs, r, l_) for l_ in range(reach_layer)}
+        deltas = [by_layer[l_][h] if l_ < reach_layer else None for l_, h in senders]
         reach = [i for i, d in enumerate(deltas) if d is not None]
         z_r: list[Tensor] = [own] * len(senders)
+        mlp_r: list[Tensor] = [own_mlp] * len(senders)
         for i in range(0, len(reach), BLOCK_BATCH):
             chunk = reach[i : i + BLOCK_BATCH]
             delta = torch.stack([deltas[j] for j in chunk]).to(model.device)  # type: ignore[misc]
+            before = torch.tensor([senders[j][0] < layer for j in chunk], device=model.device)
             batch = resid.expand(len(chunk), *resid.shape).to(model.device)
             seen: dict[str, Tensor] = {}
-            hooks = _replayed(model, target, len(chunk), layer) + [(H.z(layer), _keep(seen))]
-            for kind in sorted({k for _, k in inputs}):
-                moved = [h for h, k in inputs if k == kind]
-                hooks.append((H.qkv_input(layer, kind), _add_to_heads(delta, moved)))
+            hooks = _replayed(model, target, len(chunk), layer) + [(H.z(layer), _keep(seen, "z"))]
+            for kind in sorted({k for _, k in qkv}):
+                moved = [h for h, k in qkv if k == kind]
+                moving = delta * before[:, None, None]  # no path from the receiver's own layer
+                hooks.append((H.qkv_input(layer, kind), _add_to_heads(moving, moved)))
+            if into_mlp:  # the MLP reads the target's residual after attention, plus the delta
+                hooks.append((H.resid_mid(layer), _replace(mid.to(model.device) + delta)))
+                hooks.append((H.mlp_out(layer), _keep(seen, "mlp")))
             with torch.no_grad(), split_qkv(model), model.bridge.hooks(fwd_hooks=hooks):
                 run_from_layer(model, batch, layer, keep=1, until=layer + 1)
-            z = seen["z"].float().cpu()
             for k, j in enumerate(chunk):
-                z_r[j] = z[k]
-        out += z_r
-    return out
+                z_r[j] = seen["z"][k].float().cpu()
+                if into_mlp:
+                    mlp_r[j] = seen["mlp"][k].float().cpu()
+        zs += z_r
+        mlp_outs += mlp_r
+    return zs, mlp_outs
 
 
 def _check_paths(run: Trace) -> None:
@@ -237,10 +225,19 @@ def _replayed(model: Model, run: Trace, size: int, layer: int) -> list:
     return applying.hooks(recorded, model, [applying.Row.of(run)] * size, start_layer=layer)
 
 
-def _keep(seen: dict[str, Tensor]) -> Callable:
-    def hook(z: Tensor, hook: object) -> Tensor:
-        seen["z"] = z.detach().clone()
-        return z
+def _keep(seen: dict[str, Tensor], key: str) -> Callable:
+    def hook(x: Tensor, hook: object) -> Tensor:
+        seen[key] = x.detach().clone()
+        return x
+
+    return hook
+
+
+def _replace(value: Tensor) -> Callable:
+    """Each batch item's value ([batch, pos, d_model]) in place of the activation."""
+
+    def hook(x: Tensor, hook: object) -> Tensor:
+        return value.to(x.dtype)
 
     return hook
 

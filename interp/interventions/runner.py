@@ -28,12 +28,22 @@ from interp.surgery import run_from_layer
 from interp.trace import Trace
 
 MAX_LOGITS = 64_000_000  # numbers of logits one batch of candidates may hold
+Candidate = Replacement | tuple[Replacement, ...]  # one candidate: a replacement, or several
+
+
+def parts(candidate: Candidate) -> tuple[Replacement, ...]:
+    """The replacements a candidate applies together (sites of their own each)."""
+    return candidate if isinstance(candidate, tuple) else (candidate,)
+
+
+def first_layer(candidate: Candidate) -> int:
+    return min(layer for part in parts(candidate) for layer in part.layers)
 
 
 def run_candidates(
     model: Model,
     trace: Trace | Sequence[Trace],
-    candidates: Sequence[Replacement],
+    candidates: Sequence[Candidate],
     bound: Bound,
 ) -> tuple[Tensor, Tensor]:
     """(the metric of each candidate's run `[candidate]`, its logits window `[candidate,
@@ -43,23 +53,22 @@ def run_candidates(
     runs = [trace] * len(candidates) if isinstance(trace, Trace) else list(trace)
     if len(runs) != len(candidates) or len({r.n_positions for r in runs}) != 1:
         raise InvalidSettingError("the exact runner takes one run per candidate, all of one length")
-    start = min(layer for c in candidates for layer in c.layers)
+    start = min(first_layer(c) for c in candidates)
     for run in {id(r): r for r in runs}.values():
         run.require_hooks([H.resid_pre(start)], "the exact runner")
         run.require_plain("the exact runner", replayed=True)
     batch = torch.stack([r.activations[H.resid_pre(start)] for r in runs]).to(model.device)
     edits: dict[str, list[tuple[int, Replacement, int]]] = {}
     for i, candidate in enumerate(candidates):
-        for layer in candidate.layers:
-            if candidate.site == "resid_pre" and layer == start:
-                batch[i : i + 1] = replace_values(
-                    batch[i : i + 1], 0, None, candidate.values[layer].to(model.device),
-                    candidate.positions,
-                )  # fmt: skip
-                continue
-            edits.setdefault(sites.hook_name(candidate.site, layer), []).append(
-                (i, candidate, layer)
-            )
+        for part in parts(candidate):
+            for layer in part.layers:
+                if part.site == "resid_pre" and layer == start:
+                    batch[i : i + 1] = replace_values(
+                        batch[i : i + 1], 0, None, part.values[layer].to(model.device),
+                        part.positions,
+                    )  # fmt: skip
+                    continue
+                edits.setdefault(sites.hook_name(part.site, layer), []).append((i, part, layer))
     # each run's own intervention (the part from `start` on) first, then the candidates
     hooks = replay_hooks(model, runs, start_layer=start)
     hooks += [(name, _per_item_hook(items, model.device)) for name, items in edits.items()]
@@ -89,7 +98,7 @@ def _per_item_hook(
 
 def run_jobs(
     model: Model,
-    jobs: Sequence[tuple[int, Replacement]],
+    jobs: Sequence[tuple[int, Candidate]],
     targets: list[Trace],
     answers: list[Trace],
     metric: Metric,
@@ -104,7 +113,7 @@ def run_jobs(
     cap = max(1, MAX_LOGITS // (longest * model.d_vocab))
     groups: dict[tuple[int, int, int], list[int]] = {}
     for j, (r, intervention) in enumerate(jobs):
-        key = (min(intervention.layers), targets[r].n_positions, targets[r].prompt_len)
+        key = (first_layer(intervention), targets[r].n_positions, targets[r].prompt_len)
         groups.setdefault(key, []).append(j)
     out = torch.zeros(len(jobs))
     for _, members in sorted(groups.items()):

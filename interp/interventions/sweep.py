@@ -25,7 +25,7 @@ from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidget
 
 from interp import store
 from interp.errors import InvalidSettingError
-from interp.heads import head_label, rank_heads
+from interp.heads import Head, head_label, rank_heads
 from interp.interventions.ablation import AblationMode, Replacement, make_ablation
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import forced_logits
@@ -68,12 +68,11 @@ class SweepResult:
             return None
         return self.delta_rows.std(0) / math.sqrt(self.delta_rows.shape[0])
 
-    def top_heads(self, k: int = 10) -> list[tuple[str, float]]:
+    def top_heads(self, k: int = 10) -> list[tuple[Head, float]]:
         """The k largest exact effects, signed, largest magnitude first."""
         scores = torch.where(self.verified, self.delta, torch.zeros_like(self.delta))
         ranked = rank_heads(scores, None, by_magnitude=True)
-        verified = {head_label(int(l_), int(h_)) for l_, h_ in self.verified.nonzero().tolist()}
-        return [(label, value) for label, value in ranked if label in verified][:k]
+        return [(head, value) for head, value in ranked if bool(self.verified[head])][:k]
 
     @property
     def estimate_spearman(self) -> float:
@@ -91,7 +90,7 @@ class SweepResult:
             "method": self.method,
             "metric": self.metric,
             "rows": None if self.delta_rows is None else int(self.delta_rows.shape[0]),
-            "top_heads": [[h, round(v, 5)] for h, v in self.top_heads(k)],
+            "top_heads": [[str(h), round(v, 5)] for h, v in self.top_heads(k)],
             # None where it is undefined (fewer than two heads verified): JSON has no NaN
             "estimate_spearman": None if math.isnan(rho) else round(rho, 4),
             "verified_heads": self.verified_heads,

@@ -20,7 +20,7 @@ import torch
 
 from interp import atomic
 from interp.analysis.suite import Analysis
-from interp.heads import parse_label
+from interp.heads import Head
 from interp.interventions.ablation_record import AblationRecord
 from interp.interventions.sweep import SweepResult
 from interp.metrics import describe
@@ -185,7 +185,7 @@ def chosen_heads(inputs: ReportInputs) -> list[tuple[int, int, str]]:
     """Heads worth a look, as (layer, head, why): strongest by role, by direct logit
     attribution, by ablation; a head picked for several reasons appears once."""
     a = inputs.analysis
-    picks: list[tuple[str, str]] = []
+    picks: list[tuple[Head, str]] = []
     for role in ("induction", "previous_token", "duplicate_token"):
         if role in a.head_roles.roles:
             why = role.replace("_token", "").replace("_", " ")
@@ -193,10 +193,10 @@ def chosen_heads(inputs: ReportInputs) -> list[tuple[int, int, str]]:
     picks += [(h, "logit attribution") for h, _ in a.attribution.top_heads(2)]
     if inputs.sweep is not None:
         picks += [(h, "ablation") for h, _ in inputs.sweep.top_heads(3)]
-    reasons: dict[str, list[str]] = {}
-    for label, why in picks:
-        reasons.setdefault(label, []).append(why)
-    return [(*parse_label(label), ", ".join(whys)) for label, whys in reasons.items()]
+    reasons: dict[Head, list[str]] = {}
+    for head, why in picks:
+        reasons.setdefault(head, []).append(why)
+    return [(*head, ", ".join(whys)) for head, whys in reasons.items()]
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from interp import atomic, store
 from interp.analysis.suite import SetAnalysis
-from interp.heads import parse_label
 from interp.interventions.sweep import SweepResult
 from interp.metrics import describe
 from interp.report import figures, style
@@ -171,7 +170,6 @@ def _sweep_rows(sweep: SweepResult) -> list[tuple[str, float, float | None]]:
     """(head, mean change, its standard error over rows) of the largest effects."""
     se = sweep.delta_se
     out = []
-    for label, value in sweep.top_heads(10):
-        layer, head = parse_label(label)
-        out.append((label, value, None if se is None else float(se[layer, head])))
+    for head, value in sweep.top_heads(10):
+        out.append((str(head), value, None if se is None else float(se[head])))
     return out

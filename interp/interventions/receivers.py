@@ -1,0 +1,109 @@
+"""Where path patching's paths end: the receivers, written `L23H3.q` (a head's query, key or
+value input), `L23.kv1.k` (a KV group's key or value input, with grouped-query attention),
+`L5.mlp` (an MLP's input) or `logits`; parsed and checked once, and labelled one way."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+from interp.errors import InvalidSettingError
+from interp.heads import head_label
+from interp.models.model import Model
+from interp.surgery import kv_heads
+
+Input = Literal["q", "k", "v", "mlp"]
+Receiver = tuple[int, int, Input]  # (layer, head, which input); a KV group's for k, v; 0, mlp
+_RECEIVER = re.compile(r"^L([0-9]{1,6})H([0-9]{1,6})\.([qkv])$", re.IGNORECASE)
+_GROUP = re.compile(r"^L([0-9]{1,6})\.KV([0-9]{1,6})\.([kv])$", re.IGNORECASE)
+_MLP = re.compile(r"^L([0-9]{1,6})\.(mlp)$", re.IGNORECASE)
+_KINDS = ("q", "k", "v", "mlp")
+
+
+def parse_receivers(spec: str | Sequence[Receiver], model: Model | None) -> list[Receiver] | None:
+    """`"logits"` -> None; `"L23H3.q,L23.kv1.k,L5.mlp"` (or (layer, head, "q") tuples, (layer,
+    0, "mlp")) -> sorted unique receivers, checked against the model (without one: their
+    spelling alone)."""
+    if isinstance(spec, str):
+        if spec.strip().lower() == "logits":
+            return None
+        items = [item.strip() for item in spec.split(",")]
+        if len(items) > 1 and any(item.lower() == "logits" for item in items):
+            raise InvalidSettingError(
+                f"receivers {spec!r}: 'logits' cannot be combined with head receivers; path "
+                "patch into the logits and into the heads' inputs in two runs"
+            )
+        parsed: list[Receiver] = []
+        grouped: set[Receiver] = set()  # written as a KV group
+        for item in items:
+            match = _RECEIVER.match(item) or _GROUP.match(item)
+            mlp = _MLP.match(item)
+            if match is None and mlp is None:
+                raise InvalidSettingError(
+                    f"unknown receiver {item!r}: write 'logits', or heads' inputs as "
+                    "L23H3.q,L23H3.k,L23H3.v (a KV group's as L23.kv1.k), or an MLP's as L5.mlp"
+                )
+            if mlp is not None:
+                parsed.append((int(mlp[1]), 0, "mlp"))
+                continue
+            assert match is not None
+            kind: Input = match[3].lower()  # type: ignore[assignment]
+            parsed.append((int(match[1]), int(match[2]), kind))
+            if match.re is _GROUP:
+                grouped.add(parsed[-1])
+    else:
+        parsed, grouped = list(spec), set()
+    if not parsed:
+        raise InvalidSettingError(
+            "no receivers: write 'logits', heads' inputs (L23H3.q) or MLPs' (L5.mlp)"
+        )
+    if model is None:
+        return sorted(set(parsed))
+    n_kv = kv_heads(model)
+    for receiver in parsed:
+        layer, head, kind = receiver
+        width = n_kv if receiver in grouped else (1 if kind == "mlp" else model.n_heads)
+        if not (0 <= layer < model.n_layers and 0 <= head < width) or kind not in _KINDS:
+            raise InvalidSettingError(
+                f"receiver {_spelled(receiver, receiver in grouped)} is out of range; valid: "
+                f"L0..L{model.n_layers - 1}, H0..H{model.n_heads - 1} (.q .k .v), "
+                f"kv0..kv{n_kv - 1} (.k .v)"
+            )
+        if kind in ("k", "v") and n_kv != model.n_heads and receiver not in grouped:
+            group = head // (model.n_heads // n_kv)
+            raise InvalidSettingError(
+                f"receiver {head_label(layer, head)}.{kind}: with grouped-query attention "
+                f"({n_kv} key/value heads for {model.n_heads} query heads) a query head has no "
+                f"{'key' if kind == 'k' else 'value'} input of its own; its KV group's is "
+                f"L{layer}.kv{group}.{kind}"
+            )
+    return sorted(set(parsed))
+
+
+def receivers_label(receivers: list[Receiver] | None, model: Model | None = None) -> str:
+    """The receivers as written: `L23H3.q`; a key or value `L23H3.k`, or with grouped-query
+    attention its KV group's `L23.kv1.k`."""
+    if receivers is None:
+        return "logits"
+    grouped = model is not None and kv_heads(model) != model.n_heads
+    return ",".join(_spelled(r, grouped and r[2] != "q") for r in receivers)
+
+
+def _spelled(receiver: Receiver, group: bool) -> str:
+    layer, index, kind = receiver
+    if kind == "mlp":
+        return f"L{layer}.mlp"
+    return f"L{layer}.kv{index}.{kind}" if group else f"{head_label(layer, index)}.{kind}"
+
+
+def receiving_heads(model: Model, receiver: Receiver) -> list[int]:
+    """The query heads whose output a receiver recomputes: its own head, or (a key or value
+    under grouped-query attention) every head of its KV group."""
+    _, index, kind = receiver
+    if kind == "mlp":
+        return []
+    if kind == "q":
+        return [index]
+    per_group = model.n_heads // kv_heads(model)
+    return list(range(index * per_group, (index + 1) * per_group))
