@@ -106,6 +106,7 @@ def ioi_section(model, heads, timed):
     from naive import naive_sweep
 
     import interp
+    from interp.interventions import make_ablation
 
     lines = []
     for a, b in PAIRS:
@@ -116,7 +117,7 @@ def ioi_section(model, heads, timed):
     metric = interp.metrics.logit_diff()
     naive, t_naive = timed(
         lambda: torch.stack(
-            [naive_sweep(model, row, interp.make_ablation(model, row, heads), metric) for row in ts]
+            [naive_sweep(model, row, make_ablation(model, row, heads), metric) for row in ts]
         ).mean(0)
     )
     exact, t_exact = timed(lambda: interp.sweep(model, ts, "mean", metric=metric))

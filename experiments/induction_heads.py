@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         second = list(range(o + n, o + 2 * n - 1))  # token_logprobs[j] scores token j + 1
 
         def ablated_losses(heads):
-            ablation = interp.make_ablation(model, probe, heads, args.mode)
+            ablation = interp.ablation(model, probe, heads, args.mode)
             return -interp.ablation_effect(model, probe, ablation).ablated_logprobs
 
         top = roles.top("induction", args.top)

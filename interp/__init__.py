@@ -41,8 +41,7 @@ _EXPORTS = {
     "span": "interp.edits.value",
     "record_under": "interp.generation",
     "evaluate": "interp.interventions.evaluate",
-    "make_ablation": "interp.interventions.ablation",
-    "make_intervention": "interp.interventions.ablation",
+    "ablation": "interp.interventions.ablation",
     "ablate": "interp.interventions.ablate",
     "ablate_samples": "interp.interventions.ablate",
     "ablation_effect": "interp.interventions.effect",
@@ -77,6 +76,7 @@ __all__ = [
     "ablate",
     "ablate_samples",
     "ablate_into",
+    "ablation",
     "ablation_effect",
     "analyze",
     "analyze_into",
@@ -93,8 +93,6 @@ __all__ = [
     "library_versions",
     "load_model",
     "logit_lens",
-    "make_ablation",
-    "make_intervention",
     "metrics",
     "model_head_roles",
     "parse_heads",
@@ -120,7 +118,7 @@ if TYPE_CHECKING:
     from interp.heads import Head, parse_heads, parse_label
     from interp.hooks import default_hooks
     from interp.interventions.ablate import ablate, ablate_samples
-    from interp.interventions.ablation import make_ablation, make_intervention
+    from interp.interventions.ablation import ablation
     from interp.interventions.effect import ablation_effect
     from interp.interventions.evaluate import evaluate
     from interp.interventions.patching import patch
@@ -142,11 +140,21 @@ if TYPE_CHECKING:
 _display.register()  # notebook display of results, in a running IPython
 
 
+_MOVED = {  # names taken off the top level, and where they went (said for one release)
+    "make_ablation": "interp.ablation (the edits, an Intervention) or "
+    "interp.interventions.make_ablation (the values)",
+    "make_intervention": "interp.ablation (the edits, an Intervention) or "
+    "interp.interventions.make_intervention (the values)",
+}
+
+
 def __getattr__(name: str) -> Any:
     if name == "metrics":
         return importlib.import_module(_EXPORTS[name])
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _MOVED:
+        raise AttributeError(f"interp.{name} has moved: use {_MOVED[name]}")
     raise AttributeError(f"module 'interp' has no attribute {name!r}")
 
 

@@ -42,6 +42,7 @@ class GenerateOptions(TypedDict, total=False):
     engine: EngineName
     batch_size: int | None
     intervention: Intervention | None
+    meta: dict[str, Any] | Sequence[dict[str, Any]] | None
 
 
 @overload
@@ -83,6 +84,7 @@ def generate(
     engine: EngineName = "auto",
     batch_size: int | None = None,
     intervention: Intervention | None = None,
+    meta: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
 ) -> Trace | TraceSet:
     """Sample a continuation of `prompt` token by token and record it as a `Trace`; for a
     batch, a `TraceSet`.
@@ -111,6 +113,8 @@ def generate(
     - `intervention`: an `interp.edits.Intervention` applied at every step (the prompt pass
       and each new token), each row at its own positions; the trace keeps its serialised
       form (`trace.intervention`, `provenance`), so consumers replay the run under it.
+    - `meta`: each prompt's fields (a dict; for a batch, one per prompt), kept as each row's
+      `meta`; an intervention's position labels (`"S2"`) resolve against them as it runs.
     """
     config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     seed = inputs.seed(seed)
@@ -128,6 +132,7 @@ def generate(
         raise InvalidSettingError(f"max-new-tokens must be >= 1, got {max_new_tokens}")
     base = secrets.randbits(31) if seed is None else seed
     encoded = [_prompt_ids(model, text) for text in prompts]
+    metas = _metas(meta, len(prompts), one)
     names, user_hooks = resolve_hooks(model, hooks, fwd_hooks)
     if intervention is not None:
         if not isinstance(intervention, Intervention):
@@ -164,7 +169,7 @@ def generate(
                 continuation=None if forced is None else model.decode(forced),
             )
             sampler = None if forced is not None else Sampler(config, row_seed_)
-            rows.append(Row(ids, prompt_text, forced, sampler, settings))
+            rows.append(Row(ids, prompt_text, forced, sampler, settings, meta=dict(metas[p])))
     edited = [name for name, _ in user_hooks]
     edited += [e.site for e in intervention.edits] if intervention is not None else []
     runner = choose(model, names, edited, engine)
@@ -186,6 +191,18 @@ def generate(
     for trace in traces:
         record_intervention(trace, intervention, [name for name, _ in user_hooks])
     return traces[0] if single else TraceSet(traces)
+
+
+def _metas(meta: Any, n: int, one: bool) -> list[dict[str, Any]]:
+    """One dict of fields per prompt, checked."""
+    if meta is None:
+        return [{} for _ in range(n)]
+    items = [meta] if one and isinstance(meta, dict) else meta
+    if isinstance(items, dict) or not isinstance(items, Sequence) or len(items) != n:
+        raise InvalidSettingError(f"meta must be one dict of fields per prompt ({n})")
+    if not all(isinstance(item, dict) for item in items):
+        raise InvalidSettingError("meta must be one dict of fields per prompt")
+    return list(items)
 
 
 def row_seed(seed: int, row: int) -> int:
@@ -293,7 +310,7 @@ def record_under(
         row.bind(model)
         again = generate(
             model, row.token_ids[: row.prompt_len].tolist(), continuation=row.continuation_ids,
-            hooks=row.hook_names, intervention=intervention,
+            hooks=row.hook_names, intervention=intervention, meta=row.meta,
         )  # fmt: skip
         again.prompt, again.meta, again.origin = row.prompt, dict(row.meta), row.origin
         out.append(again)

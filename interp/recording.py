@@ -37,6 +37,7 @@ class Row:
     tokens: list[int] = field(default_factory=list)
     stats: list[tuple[Tensor, Tensor, Tensor, Tensor]] = field(default_factory=list)
     stop_reason: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # its fields: position labels and more
 
     @property
     def active(self) -> bool:
@@ -184,6 +185,7 @@ def _trace(
         timings=dict(timings),
         provenance=dict(record),
         model=model,
+        meta=dict(row.meta),
     )
 
 
@@ -191,8 +193,9 @@ def _edit_row(model: Model, row: Row, width: int) -> applying.Row:
     """What an intervention's positions resolve against in a row of this batch."""
     n, where = len(row.prompt_ids), f"the row of {row.prompt_text[:40]!r}"
     return applying.Row(
-        n, model.token_strs(row.prompt_ids), n + row.settings.max_new_tokens, width - n, {}, where
-    )
+        n, model.token_strs(row.prompt_ids), n + row.settings.max_new_tokens, width - n,
+        row.meta, where,
+    )  # fmt: skip
 
 
 def _forced(forced: list[int] | None, step: int) -> int:

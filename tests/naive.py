@@ -8,13 +8,13 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp import metrics
-from interp.interventions import Ablation, continuation_logprobs
+from interp.interventions import Replacement, continuation_logprobs
 from interp.models import Model
 from interp.trace import Trace
 
 
 def naive_sweep(
-    model: Model, trace: Trace, ablation: Ablation, metric: metrics.Metric | None = None
+    model: Model, trace: Trace, ablation: Replacement, metric: metrics.Metric | None = None
 ) -> Float[Tensor, "layer head"]:
     """Reference sweep: one full forward per head with a hook on its z (slow, for checks);
     by the continuation's total log-prob, or by `metric` read from the full logits."""

@@ -83,11 +83,11 @@ OPS = [
 
 
 @pytest.mark.parametrize(("op", "params"), OPS, ids=[o for o, _ in OPS])
-@pytest.mark.parametrize("site", ["resid_pre", "mlp_out", "heads"])
+@pytest.mark.parametrize("site", ["resid", "mlp-out", "heads"])
 def test_every_operation_while_generating_equals_hugging_face_by_hand(tiny, op, params, site):
     width = int(tiny.cfg.d_head) if site == "heads" else tiny.d_model
     params = {k: torch.randn(width) if v == "random" else v for k, v in params.items()}
-    hook = {"resid_pre": "blocks.1.hook_resid_pre", "mlp_out": "blocks.1.hook_mlp_out",
+    hook = {"resid": "blocks.1.hook_resid_pre", "mlp-out": "blocks.1.hook_mlp_out",
             "heads": "blocks.1.attn.hook_z"}[site]  # fmt: skip
     plain = interp.generate(tiny, PROMPT, max_new_tokens=4, temperature=0)
     p = plain.prompt_len
@@ -115,7 +115,7 @@ def test_edits_compose_in_order(tiny_llama):
         return v * 0.5
 
     ids = trace.token_ids
-    logits = _hand_logits(tiny_llama, ids, "resid_pre", list(range(len(ids))), fn)
+    logits = _hand_logits(tiny_llama, ids, "resid", list(range(len(ids))), fn)
     torch.testing.assert_close(
         trace.token_logprobs, continuation_lp(trace, logits), atol=1e-4, rtol=1e-4
     )
@@ -170,7 +170,7 @@ def test_patching_a_run_corrupted_by_noise_uses_the_noised_baseline(tiny_llama):
     # the clean residual restored at layer 0 at every position: all of the way back
     runs = pair_runs(tiny_llama, clean, corrupted, metric, "denoise")
     whole = Replacement(
-        [(0, None)], "resample", {0: clean.activations["blocks.0.hook_resid_pre"]}, "", "resid_pre"
+        [(0, None)], "resample", {0: clean.activations["blocks.0.hook_resid_pre"]}, "", "resid"
     )
     restored = run_jobs(
         tiny_llama, [(0, whole)], runs.targets, runs.cleans, metric, runs.target_windows
@@ -194,7 +194,7 @@ def test_an_edit_after_the_patched_layer_is_replayed_by_the_exact_runner(tiny_ll
     corrupted = record_under(tiny_llama, clean, late)
     for pos in (0, clean.prompt_len - 1):
         value = clean.activations["blocks.0.hook_resid_pre"]
-        move = Replacement([(0, None)], "resample", {0: value}, "", "resid_pre", [pos])
+        move = Replacement([(0, None)], "resample", {0: value}, "", "resid", [pos])
         hooks = [*replay_hooks(tiny_llama, [corrupted]), *move.hooks(tiny_llama.device)]
         logits = forced_logits(tiny_llama, [corrupted], hooks)[0]
         last = clean.prompt_len - 1
@@ -442,9 +442,7 @@ def test_operations_on_the_embedded_model_equal_hugging_face_by_hand(smollm, smo
             x[0, at] = fn(x[0, at].float())
             return x
 
-        logits, _ = hf_run(
-            smollm_hf, ours.token_ids, "resid_pre", layer, smollm.n_heads, edit_value
-        )
+        logits, _ = hf_run(smollm_hf, ours.token_ids, "resid", layer, smollm.n_heads, edit_value)
         torch.testing.assert_close(
             ours.token_logprobs, continuation_lp(ours, logits), atol=2e-3, rtol=1e-4
         )

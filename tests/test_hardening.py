@@ -472,7 +472,9 @@ def test_head_specs_take_ascii_digits_only(spec):
 
 def test_an_empty_resample_text_is_refused(tiny_llama, recorded):
     with pytest.raises(InvalidSettingError, match="resample text is empty"):
-        interp.make_ablation(tiny_llama, recorded, [(0, 0)], "resample", resample_text="")
+        interp.interventions.make_ablation(
+            tiny_llama, recorded, [(0, 0)], "resample", resample_text=""
+        )
 
 
 def test_long_head_lists_get_a_short_directory_name(tiny_llama, recorded, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from interp import metrics
 from interp.errors import InvalidSettingError
 from interp.interventions import ablation_effect, make_intervention, sweep
 
-SITES = ("heads", "resid_pre", "attn_out", "mlp_out")
+SITES = ("heads", "resid", "attn-out", "mlp-out")
 
 
 def blocks(hf):
@@ -27,9 +27,9 @@ def site_module(hf, site, layer):
     attn = block.attn if hasattr(block, "attn") else block.self_attn
     return {
         "heads": attn.c_proj if hasattr(attn, "c_proj") else attn.o_proj,
-        "resid_pre": block,
-        "attn_out": attn,
-        "mlp_out": block.mlp,
+        "resid": block,
+        "attn-out": attn,
+        "mlp-out": block.mlp,
     }[site]
 
 
@@ -47,7 +47,7 @@ def hf_run(hf, ids, site, layer, n_heads, edit=None):
             x = edit(x.clone())
         return x.reshape(*x.shape[:2], -1) if site == "heads" else x
 
-    if site in ("heads", "resid_pre"):
+    if site in ("heads", "resid"):
 
         def pre(mod, args, kwargs):
             if args:
@@ -137,7 +137,7 @@ def test_every_source_at_every_site_equals_hugging_face_by_hand(tiny, runs, site
     assert not torch.allclose(ours, trace.token_logprobs, atol=1e-6)  # it did something
 
 
-@pytest.mark.parametrize("site", ["heads", "resid_pre"])
+@pytest.mark.parametrize("site", ["heads", "resid"])
 def test_an_intervention_at_one_position_leaves_the_others(tiny, runs, site):
     trace, _, _ = runs
     hf, layer, at = reference(tiny), 1, trace.prompt_len - 1
@@ -169,7 +169,7 @@ def test_positions_by_label_and_last_prompt_are_each_rows_own(tiny, runs):
 
 def test_regeneration_applies_a_layer_site_under_the_kv_cache(tiny, runs):
     trace, _, _ = runs
-    intervention = make_intervention(tiny, trace, [(1, None)], "zero", site="mlp_out")
+    intervention = make_intervention(tiny, trace, [(1, None)], "zero", site="mlp-out")
     again = interp.regenerate(tiny, trace, intervention).ablated
     # step by step under the KV cache, the edit gave the same log-probs as over the whole text
     forced = interp.generate(
@@ -309,7 +309,7 @@ def test_a_reference_mean_is_mode_mean_with_a_reference_set(tiny, runs):
     with pytest.raises(InvalidSettingError, match="at least as long"):
         make_intervention(tiny, other, [(0, 0)], "resample", source=ref[0])
     with pytest.raises(InvalidSettingError, match="takes"):
-        make_intervention(tiny, trace, [(0, 1)], "zero", site="resid_pre")
+        make_intervention(tiny, trace, [(0, 1)], "zero", site="resid")
 
 
 def test_the_exact_runner_serves_every_site_in_one_batch(tiny, runs):
@@ -319,10 +319,10 @@ def test_the_exact_runner_serves_every_site_in_one_batch(tiny, runs):
     last = trace.prompt_len - 1
     candidates = [
         make_intervention(tiny, trace, [(1, 3)], "mean"),
-        make_intervention(tiny, trace, [(1, None)], "zero", site="resid_pre"),
-        make_intervention(tiny, trace, [(1, None)], "zero", site="resid_pre", positions=[last]),
-        make_intervention(tiny, trace, [(1, None)], "resample", site="attn_out", source=other),
-        make_intervention(tiny, trace, [(1, None)], "mean", site="mlp_out", positions=[0, last]),
+        make_intervention(tiny, trace, [(1, None)], "zero", site="resid"),
+        make_intervention(tiny, trace, [(1, None)], "zero", site="resid", positions=[last]),
+        make_intervention(tiny, trace, [(1, None)], "resample", site="attn-out", source=other),
+        make_intervention(tiny, trace, [(1, None)], "mean", site="mlp-out", positions=[0, last]),
     ]
     metric = metrics.logit_diff(40, 41)
     bound = metric.bind(tiny, [trace] * len(candidates))

@@ -80,9 +80,7 @@ def test_patching_a_run_into_itself_does_nothing_and_all_of_it_everything(tiny, 
     )
     assert same["heads"].per_row[1].abs().max() < 1e-5  # the row patched into itself
     assert same["resid"].per_row[1].abs().max() < 1e-5
-    whole = make_intervention(
-        tiny, corrupted, [(0, None)], "resample", site="resid_pre", source=clean
-    )
+    whole = make_intervention(tiny, corrupted, [(0, None)], "resample", site="resid", source=clean)
     metric = metrics.logit_diff(40, 41)
     effect = ablation_effect(tiny, corrupted, whole, metric=metric)
     result = patch(tiny, clean, corrupted, sites=["resid"], metric=metric)["resid"]
@@ -175,7 +173,7 @@ def test_the_triage_estimate_is_the_patchs_derivative_and_verifies_exactly(tiny,
     assert triage.method == "triage" and triage.summary()["method"] == "triage"
     assert all(label in {lb for lb, _ in exact.top(100)} for label, _ in result.top(10))
 
-    kind = {"heads": "heads", "resid": "resid_pre", "mlp-out": "mlp_out"}[site]
+    kind = site
     eps = 1e-2
     for index in result.estimate.abs().flatten().argsort(descending=True)[:3].tolist():
         layer, rest = divmod(index, result.estimate.shape[1])

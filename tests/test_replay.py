@@ -358,3 +358,67 @@ def test_position_groups_line_rows_of_different_lengths_up_by_role(tiny_llama):
         interp.patch(tiny_llama, clean, NOISE, sites=["resid"], metric=metric)
     with pytest.raises(InvalidSettingError, match="no position 'S2'"):
         interp.patch(tiny_llama, clean, NOISE, sites=["resid"], metric=metric, positions=["S2"])
+
+
+def test_an_ablation_is_an_intervention_that_composes_and_replays(tiny_llama):
+    trace = interp.generate(tiny_llama, PROMPT, max_new_tokens=4, seed=0)
+    knockout = interp.ablation(tiny_llama, trace, "L1H2", "mean")
+    assert isinstance(knockout, interp.Intervention) and knockout.replayable
+    both = NOISE + knockout
+    run = interp.generate(tiny_llama, PROMPT, max_new_tokens=4, seed=3, intervention=both)
+    hf = reference(tiny_llama)
+    mean = z_of(hf, trace.token_ids, 1)[:, 2].mean(0)  # the trace's own mean, by hand
+    embed = _noised_embeddings(hf, NOISE, run, SEED)
+    by_hand = continuation_lp(
+        run, hf_forward(hf, run.token_ids, [embed], [set_head(hf, 1, 2, mean)])
+    )
+    torch.testing.assert_close(run.token_logprobs, by_hand, atol=2e-4, rtol=1e-4)
+    effect = interp.ablation_effect(tiny_llama, trace, knockout)  # measured like any ablation
+    old = interp.ablation_effect(
+        tiny_llama, trace, interp.interventions.make_ablation(tiny_llama, trace, [(1, 2)])
+    )
+    assert effect.ablated_metric == pytest.approx(old.ablated_metric, abs=1e-5)
+    from interp.interventions import sites
+
+    checked = sites.check_targets("heads", [interp.Head(1, 2), (0, 3), (1, 2)], tiny_llama)
+    assert (
+        checked == [(0, 3), (1, 2)] and sites.check_targets("heads", checked, tiny_llama) is checked
+    )
+    with pytest.raises(AttributeError, match="interp.make_ablation has moved: use interp.ablation"):
+        interp.make_ablation  # noqa: B018
+
+
+def test_position_labels_resolve_while_generating_and_when_recorded_again(tiny_llama):
+    prompts = ["The Eiffel Tower is in", "Far away, the Eiffel Tower stands in"]
+    fields = [{"S": 2}, {"S": 5}]
+    knock = edit("hook_embed", "zero", positions="S")
+    rows = interp.generate(
+        tiny_llama, prompts, max_new_tokens=3, seed=4, intervention=knock, meta=fields
+    )
+    hf = reference(tiny_llama)
+    for row, f in zip(rows, fields, strict=True):
+        assert row.meta == f
+
+        def zero(module, args, out, at=f["S"]):
+            out = out.clone()
+            out[0, at] = 0.0
+            return out
+
+        by_hand = continuation_lp(
+            row, hf_forward(hf, row.token_ids, [(hf.get_input_embeddings(), zero)])
+        )
+        torch.testing.assert_close(row.token_logprobs, by_hand, atol=2e-4, rtol=1e-4)
+    plain = interp.generate(tiny_llama, prompts, max_new_tokens=3, seed=4, meta=fields)
+    again = record_under(tiny_llama, plain, knock)  # each row's own label, as it runs
+    assert [r.meta for r in again] == fields
+    with pytest.raises(InvalidSettingError, match="one dict of fields per prompt"):
+        interp.generate(tiny_llama, prompts, max_new_tokens=1, meta=[{"S": 1}])
+
+
+def test_sites_have_one_spelling_and_an_old_one_names_the_new(tiny_llama):
+    trace = interp.generate(tiny_llama, PROMPT, max_new_tokens=2, seed=0)
+    report = interp.ablate(tiny_llama, trace, "L1", "zero", site="mlp-out", regenerate_text=False)
+    assert report.effect.site == "mlp-out" and report.effect.heads == ["L1 mlp-out"]
+    for old, new in (("resid_pre", "resid"), ("attn_out", "attn-out"), ("mlp_out", "mlp-out")):
+        with pytest.raises(InvalidSettingError, match=f"'{old}' is written '{new}' now"):
+            interp.ablate(tiny_llama, trace, "L1", "zero", site=old)

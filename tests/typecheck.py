@@ -15,7 +15,7 @@ _WIDENED = {
     Literal["mean", "zero", "resample"]: str,
     Literal["zero", "scale", "add", "project", "set", "noise", "mean", "resample", "patch"]: str,
     Literal["auto", "prompt", "all"]: str,
-    Literal["heads", "resid_pre", "attn_out", "mlp_out"]: str,
+    Literal["heads", "resid", "attn-out", "mlp-out"]: str,
     Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]: str,
     Literal["denoise", "noise"]: str,
     Literal["prompt", "all"]: str,

@@ -42,7 +42,7 @@ def add_ablating_parsers(sub: Any) -> None:
     )
     abl.add_argument(
         "--site",
-        choices=("heads", "resid-pre", "attn-out", "mlp-out"),
+        choices=("heads", "resid", "attn-out", "mlp-out"),
         default="heads",
         help="where: heads' outputs (hook_z, default), the residual stream entering a block, a "
         "layer's attention or MLP output",
@@ -155,7 +155,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from interp.workflow import ablate_into
 
     metric, mode = _check_ablation(args)
-    site = args.site.replace("-", "_")
+    site = args.site
     edits = _own_intervention(args)
     if args.samples < 0 or args.controls < 0:
         raise InvalidSettingError("--samples and --controls must be >= 0")

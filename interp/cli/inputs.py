@@ -155,10 +155,10 @@ def _generate(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
         progress=sys.stderr.isatty(),
         engine=args.engine,
         intervention=getattr(args, "edits", None),
+        meta=None if rows is None else [dict(r.fields) for r in rows],  # position labels
     )
-    if rows is not None:  # a prompts file's other fields, kept with each of its rows
+    if rows is not None:  # where each row came from
         for i, row in enumerate(trace):
-            row.meta = dict(rows[i // samples].fields)
             row.origin = f"{args.prompts}:{rows[i // samples].line}"
     trace.save(out)
     if hasattr(args, "kept"):

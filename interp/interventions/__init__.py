@@ -18,7 +18,6 @@
 from interp.interventions.ablate import ablate, ablate_samples
 from interp.interventions.ablation import (
     MODES,
-    Ablation,
     AblationMode,
     Replacement,
     make_ablation,
@@ -48,7 +47,6 @@ __all__ = [
     "PairedSamples",
     "paired_samples",
     "path_patch",
-    "Ablation",
     "AblationEffect",
     "AblationMode",
     "AblationRecord",

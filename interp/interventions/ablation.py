@@ -114,7 +114,6 @@ class Replacement:
         return out
 
 
-Ablation = Replacement  # the name the head ablations have always had
 Positions = int | str | Sequence[int | str] | None
 
 
@@ -125,7 +124,7 @@ def ablation_dirname(
     or for a long list their count and a hash of it (effect.json lists them all); a mean over
     a reference set adds the set's digest, so two references never share a directory."""
     label = sites.targets_label(site, targets).replace(" ", "-")
-    kind = "heads" if site == "heads" else site.replace("_", "-")
+    kind = site
     if reference is not None:
         mode = f"{mode}-ref-{reference}"
     if len(label) > MAX_DIRNAME_HEADS:
@@ -254,6 +253,30 @@ def make_intervention(
             values = _resample_values(model, text, site, layers, needed)
             described = f"the {what} value at the same position on the text {text[:60]!r}"
     return Replacement(list(targets), mode, values, described, site, chosen, digest)
+
+
+def ablation(
+    model: Model,
+    trace: Trace,
+    targets: str | Sequence[Target],
+    mode: AblationMode = "mean",
+    *,
+    site: Site = "heads",
+    positions: Positions = None,
+    reference: TraceSet | Trace | None = None,
+    resample_text: str | None = None,
+    mean_over: MeanOver = "auto",
+) -> Intervention:
+    """An ablation as an `interp.Intervention`: `targets` ("L5H1,L9H3", (layer, head) pairs or
+    `interp.Head`s; a layer site's layers) with their value replaced by `mode`'s (the mean over
+    `trace` or `reference`, zero, or another text's), holding the numbers, so it composes
+    (`+`), runs anywhere an intervention does and replays from its JSON."""
+    if isinstance(targets, str):
+        targets = sites.parse_targets(targets, sites.check_site(site), model)
+    return make_intervention(
+        model, trace, targets, mode, site=site, positions=positions, reference=reference,
+        resample_text=resample_text, mean_over=mean_over,
+    ).as_intervention()  # fmt: skip
 
 
 def make_ablation(

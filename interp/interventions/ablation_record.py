@@ -12,7 +12,7 @@ from typing import Any
 from interp import schema, store
 from interp.edits.value import Intervention
 from interp.errors import TraceFormatError
-from interp.interventions.ablation import Ablation
+from interp.interventions.ablation import Replacement
 from interp.interventions.effect import AblationEffect
 from interp.interventions.regenerate import Regeneration
 from interp.interventions.samples import PairedSamples
@@ -23,7 +23,7 @@ from interp.trace import Trace
 class AblationReport:
     """What `interp ablate` computes: the teacher-forced effect and the regenerated texts."""
 
-    ablation: Ablation | Intervention
+    ablation: Replacement | Intervention
     effect: AblationEffect
     regeneration: Regeneration | None
     samples: PairedSamples | None = None  # paired regenerations, with `samples=N`

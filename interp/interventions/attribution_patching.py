@@ -1,6 +1,6 @@
 """Attribution patching: a first-order estimate of every head's ablation effect, and of every
 candidate's activation-patching effect, from one forward and one backward pass (Syed et al.
-2023; Kramar et al. 2024)."""
+2023; Kramar et al. 2024): both are (new value - value) . gradient, from `gradients`."""
 
 from __future__ import annotations
 
@@ -35,41 +35,13 @@ def attribution_estimate(
     measures its rank correlation with the exact sweep). A KL from the unablated run has no
     first-order term (it is zero, and flat, there), so it has no estimate."""
     chosen = as_metric(metric)
-    if isinstance(chosen, KL):
-        raise InvalidSettingError(
-            "the KL from the baseline has no first-order estimate (zero, with zero gradient, at "
-            "the baseline): use the exact sweep"
-        )
     if ablation.site != "heads" or ablation.positions is not None:
         raise InvalidSettingError("the attribution estimate is of heads at every position")
-    bound = chosen.bind(model, [trace])
     layers = ablation.layers
-    seen: dict[int, Tensor] = {}
-
-    def keep(layer: int) -> Callable:
-        def hook(z: Tensor, hook) -> Tensor:
-            # a fresh node that the rest of the forward consumes, so autograd can reach it
-            # (TransformerLens 4.3's backward hooks on hook_z deliver no gradient here)
-            seen[layer] = z * 1.0
-            return seen[layer]
-
-        return hook
-
-    hooks = replay_hooks(model, [trace]) + [(H.z(l_), keep(l_)) for l_ in layers]
-    with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooks):
-        logits = model.bridge(trace.token_ids[None].to(model.device), return_type="logits")
-        value = bound.score(logits[:, bound.start :])[0]
-        try:
-            grads = torch.autograd.grad(value, [seen[layer] for layer in layers])
-        except RuntimeError as exc:
-            raise InvalidSettingError(
-                f"the metric {bound.label!r} is not differentiable, so it has no attribution "
-                f"estimate ({str(exc).splitlines()[0]})"
-            ) from None
+    here, grads = gradients(model, trace, trace, chosen, [H.z(layer) for layer in layers])
     out = torch.zeros(model.n_layers, model.n_heads)
-    for layer, grad in zip(layers, grads, strict=True):
-        z = seen[layer][0].detach().float().cpu()  # [pos, head, d_head]
-        g = grad[0].float().cpu()
+    for layer in layers:
+        z, g = here[H.z(layer)], grads[H.z(layer)]  # [pos, head, d_head]
         value = ablation.values[layer]
         value = value if value.shape[0] == 1 else value[: z.shape[0]]
         out[layer] = ((value - z) * g).sum((0, 2))
@@ -91,48 +63,58 @@ def patch_estimates(
     - target value) . d(metric)/d(value) at the target run, from one forward and one backward
     pass per row: each row's `[layer, pos]` (heads: `[layer, pos, head]`), summed over the
     value's last axis (d_head or d_model)."""
-    if isinstance(metric, KL):
-        raise InvalidSettingError(
-            "the KL from the run patched into has no first-order estimate (zero, with zero "
-            "gradient, there): patch exactly"
-        )
     layers = range(model.n_layers)
     out: dict[Site, list[Tensor]] = {site: [] for site in at}
     for target, source, answer in zip(targets, sources, answers, strict=True):
-        bound = metric.bind(model, [answer])
-        seen: dict[tuple[Site, int], Tensor] = {}
-        hooks = replay_hooks(model, [target]) + [  # its own intervention, then the grads'
-            (sites.hook_name(site, layer), _fresh(seen, (site, layer)))
-            for site in at
-            for layer in layers
-        ]
-        with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooks):
-            logits = model.bridge(target.token_ids[None].to(model.device), return_type="logits")
-            value = bound.score(logits[:, bound.start :])[0]
-            keys = list(seen)
-            try:
-                found = torch.autograd.grad(value, [seen[k] for k in keys])
-                grads = dict(zip(keys, found, strict=True))
-            except RuntimeError as exc:
-                raise InvalidSettingError(
-                    f"the metric {bound.label!r} is not differentiable, so it has no "
-                    f"attribution estimate ({str(exc).splitlines()[0]})"
-                ) from None
+        names = [sites.hook_name(site, layer) for site in at for layer in layers]
+        here, grads = gradients(model, target, answer, metric, names)
         for site in at:
             per_layer = []
             for layer in layers:
-                here = seen[(site, layer)][0].detach().float().cpu()
+                name = sites.hook_name(site, layer)
                 there = sites.activation(model, source.activations, site, layer)
-                grad = grads[(site, layer)][0].float().cpu()
-                per_layer.append(((there[: here.shape[0]] - here) * grad).sum(-1))
+                per_layer.append(
+                    ((there[: here[name].shape[0]] - here[name]) * grads[name]).sum(-1)
+                )
             out[site].append(torch.stack(per_layer))
     return out
 
 
-def _fresh(seen: dict[tuple[Site, int], Tensor], key: tuple[Site, int]) -> Callable:
-    def hook(x: Tensor, hook) -> Tensor:
-        # a fresh node that the rest of the forward consumes, so autograd can reach it
-        seen[key] = x * 1.0
-        return seen[key]
+def gradients(
+    model: Model, run: Trace, answer: Trace, metric: Metric, names: Sequence[str]
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The values at hook points `names` in a teacher-forced forward over `run`'s tokens (under
+    the intervention it was recorded under), and the gradient of `metric` (its answers from
+    `answer`) with respect to each (`[pos, ...]` each): the one forward and backward pass
+    every first-order estimate takes. A KL from the run itself has no first-order term."""
+    if isinstance(metric, KL):
+        raise InvalidSettingError(
+            "the KL from the run itself has no first-order estimate (zero, with zero gradient, "
+            "there): use the exact runs"
+        )
+    bound = metric.bind(model, [answer])
+    seen: dict[str, Tensor] = {}
 
-    return hook
+    def fresh(name: str) -> Callable:
+        def hook(x: Tensor, hook) -> Tensor:
+            # a fresh node that the rest of the forward consumes, so autograd can reach it
+            # (TransformerLens 4.3's backward hooks on hook_z deliver no gradient here)
+            seen[name] = x * 1.0
+            return seen[name]
+
+        return hook
+
+    hooks = replay_hooks(model, [run]) + [(name, fresh(name)) for name in names]
+    with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooks):
+        logits = model.bridge(run.token_ids[None].to(model.device), return_type="logits")
+        value = bound.score(logits[:, bound.start :])[0]
+        try:
+            found = torch.autograd.grad(value, [seen[name] for name in names])
+        except RuntimeError as exc:
+            raise InvalidSettingError(
+                f"the metric {bound.label!r} is not differentiable, so it has no attribution "
+                f"estimate ({str(exc).splitlines()[0]})"
+            ) from None
+    here = {name: seen[name][0].detach().float().cpu() for name in names}
+    grads = {name: g[0].float().cpu() for name, g in zip(names, found, strict=True)}
+    return here, grads

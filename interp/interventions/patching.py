@@ -48,7 +48,6 @@ from interp.trace import Trace
 from interp.traceset import TraceSet
 
 TRIAGE_FRACTION = 3 / 8  # of a site's candidates, patched exactly by a triage
-_LAYER_SITE: dict[str, Site] = {"resid": "resid_pre", "attn-out": "attn_out", "mlp-out": "mlp_out"}
 
 
 @dataclass
@@ -189,7 +188,7 @@ def patch(
             for site in sites
         }
         return runs.patching(results, chosen, window=window)
-    at = sorted({_LAYER_SITE.get(site, "heads") for site in sites})
+    at = sorted({_layer_site(site) for site in sites})
     estimates = patch_estimates(model, runs.targets, runs.sources, runs.cleans, runs.metric, at)
     results = {}
     for site in sites:
@@ -210,7 +209,7 @@ def _site_estimate(
 ) -> Tensor:
     """The attribution estimate of each row `[row, ...]`, shaped as the site's effects: a
     column's is the sum of its positions' (first order: the changes add up)."""
-    rows = estimates[_LAYER_SITE.get(site, "heads")]
+    rows = estimates[_layer_site(site)]
     if site == "heads":
         return torch.stack([e.sum(1) for e in rows])  # [layer, pos, head] -> [layer, head]
     assert cols is not None
@@ -275,7 +274,7 @@ def _site_effects(
         shape = (n_layers, n)
         cells = [([(w, None) for w in candidates.window_layers(l_, window, n_layers)], p)
                  for l_ in range(n_layers) for p in range(n)]  # fmt: skip
-    layer_site: Site = "heads" if site.startswith("heads") else _LAYER_SITE[site]
+    layer_site = _layer_site(site)
     values = {
         layer: [activation(model, s.activations, layer_site, layer) for s in sources]
         for layer in range(n_layers)
@@ -295,3 +294,8 @@ def _site_effects(
 
 def _at(row_cols: list[list[int]], column: int | None) -> list[int] | None:
     return None if column is None else row_cols[column]
+
+
+def _layer_site(site: PatchSite) -> Site:
+    """The intervention site a patching site patches (heads-by-pos: heads, at a position)."""
+    return "heads" if site == "heads-by-pos" else site

@@ -143,7 +143,7 @@ def _into_receivers(model: Model, runs: Runs, receivers: list[Receiver]) -> Tens
                 parts.append(Replacement(heads, "resample", z, "path-patched", "heads"))
             if mlps:
                 after = {layer: new[layer][1][i] for layer, _ in mlps}
-                parts.append(Replacement(mlps, "resample", after, "path-patched", "mlp_out"))
+                parts.append(Replacement(mlps, "resample", after, "path-patched", "mlp-out"))
             jobs.append((r, tuple(parts)))
     scores = run_jobs(model, jobs, targets, runs.cleans, runs.metric, runs.target_windows)
     out = runs.base.view(-1, 1, 1).repeat(1, n_layers, n_heads)
@@ -170,9 +170,9 @@ def _receiver_outputs(
     for r, target in enumerate(runs.targets):
         acts = target.activations
         own = activation(model, acts, "heads", layer)
-        own_mlp = activation(model, acts, "mlp_out", layer) if into_mlp else own
+        own_mlp = activation(model, acts, "mlp-out", layer) if into_mlp else own
         resid = acts[H.resid_pre(layer)].float()
-        mid = resid + activation(model, acts, "attn_out", layer) if into_mlp else resid
+        mid = resid + activation(model, acts, "attn-out", layer) if into_mlp else resid
         by_layer = {l_: _deltas(model, runs, r, l_) for l_ in range(reach_layer)}
         deltas = [by_layer[l_][h] if l_ < reach_layer else None for l_, h in senders]
         reach = [i for i, d in enumerate(deltas) if d is not None]

@@ -7,7 +7,7 @@ from typing import Any
 
 from interp.edits.value import Intervention
 from interp.generation import generate
-from interp.interventions.ablation import Ablation
+from interp.interventions.ablation import Replacement
 from interp.interventions.replay import composed, intervention_of
 from interp.models.model import Model
 from interp.trace import INTERVENTION_KEY, Trace
@@ -46,7 +46,7 @@ def regeneration_settings(trace: Trace) -> dict[str, Any]:
 
 
 def regenerate(
-    model: Model, trace: Trace, ablation: Ablation | Intervention, *, progress: bool = False
+    model: Model, trace: Trace, ablation: Replacement | Intervention, *, progress: bool = False
 ) -> Regeneration:
     """Generate again with the heads ablated, or under any intervention (as well as under what
     the trace was recorded under); the baseline is the trace itself for a sampled trace

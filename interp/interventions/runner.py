@@ -4,7 +4,7 @@ from the first intervened layer on.
 Nothing before layer L changes when the intervention is at layer L or later, so the batch
 starts from the recorded residual stream entering the first intervened block
 (`interp.surgery.run_from_layer`) and unembeds only the positions the metric reads. Every
-site is served: a `resid_pre` replacement at the starting block goes into the batch itself,
+site is served: a `resid` replacement at the starting block goes into the batch itself,
 every other one through a hook that edits only its own batch item. The result equals a full
 forward per candidate (tested).
 """
@@ -62,7 +62,7 @@ def run_candidates(
     for i, candidate in enumerate(candidates):
         for part in parts(candidate):
             for layer in part.layers:
-                if part.site == "resid_pre" and layer == start:
+                if part.site == "resid" and layer == start:
                     batch[i : i + 1] = replace_values(
                         batch[i : i + 1], 0, None, part.values[layer].to(model.device),
                         part.positions,
@@ -103,11 +103,13 @@ def run_jobs(
     answers: list[Trace],
     metric: Metric,
     target_windows: Tensor,
+    on_batch: Callable[[list[int], Tensor], None] | None = None,
 ) -> Tensor:
     """m(row's target run with the intervention) for each job `(row, intervention)` `[job]`:
     jobs of one first layer and one row length share a batch, run from that layer on.
     `target_windows`: the target runs' own logits from the metric's first position (a KL
-    compares with them)."""
+    compares with them). `on_batch(jobs, window)` sees each batch's logits window (`[job,
+    pos - metric start, vocab]`), for what a score alone does not say (per-token parts)."""
     start0 = metric.bind(model, answers).start  # where `target_windows` begin
     longest = max(t.n_positions for t in targets) - start0
     cap = max(1, MAX_LOGITS // (longest * model.d_vocab))
@@ -124,6 +126,8 @@ def run_jobs(
             runs = [targets[r] for r in rows]
             cut = slice(bound.start - start0, runs[0].n_positions - start0)
             bound.prepare(target_windows[rows][:, cut])  # KL: the target's run
-            scores, _ = run_candidates(model, runs, [jobs[j][1] for j in group], bound)
+            scores, window = run_candidates(model, runs, [jobs[j][1] for j in group], bound)
             out[group] = scores.float().cpu()
+            if on_batch is not None:
+                on_batch(group, window)
     return out

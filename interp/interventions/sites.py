@@ -1,8 +1,10 @@
-"""Where an intervention acts: a *site* of a layer, and the *targets* it names.
+"""Where an intervention acts: a *site* of a layer, and the *targets* it names. One
+vocabulary, the same in the API, the command line, results and reports:
 
 - `heads`: a head's output `hook_z` ([pos, head, d_head]); targets (layer, head);
-- `resid_pre`: the residual stream entering a block ([pos, d_model]); targets (layer, None);
-- `attn_out`, `mlp_out`: a layer's attention or MLP output ([pos, d_model]).
+- `resid`: the residual stream entering a block (`hook_resid_pre`, [pos, d_model]); targets
+  (layer, None);
+- `attn-out`, `mlp-out`: a layer's attention or MLP output ([pos, d_model]).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from interp.errors import InvalidSettingError
 from interp.heads import head_label, parse_heads
 from interp.models.model import Model
 
-Site = Literal["heads", "resid_pre", "attn_out", "mlp_out"]
-SITES: tuple[Site, ...] = ("heads", "resid_pre", "attn_out", "mlp_out")
+Site = Literal["heads", "resid", "attn-out", "mlp-out"]
+SITES: tuple[Site, ...] = ("heads", "resid", "attn-out", "mlp-out")
+_OLD = {"resid_pre": "resid", "resid-pre": "resid", "attn_out": "attn-out", "mlp_out": "mlp-out"}
 Target = tuple[int, int | None]  # (layer, head), head None for a layer's site
 
 
 def check_site(site: str) -> Site:
+    if site in _OLD:
+        raise InvalidSettingError(f"the site {site!r} is written {_OLD[site]!r} now")
     if site not in SITES:
         raise InvalidSettingError(f"unknown site {site!r}; choose one of {', '.join(SITES)}")
     return site
@@ -33,9 +38,9 @@ def check_site(site: str) -> Site:
 def hook_name(site: Site, layer: int) -> str:
     return {
         "heads": H.z,
-        "resid_pre": H.resid_pre,
-        "attn_out": H.attn_out,
-        "mlp_out": H.mlp_out,
+        "resid": H.resid_pre,
+        "attn-out": H.attn_out,
+        "mlp-out": H.mlp_out,
     }[site](layer)
 
 
@@ -51,19 +56,31 @@ def targets_label(site: Site, targets: Sequence[Target]) -> str:
     return ",".join(label(site, t) for t in targets) or "none"
 
 
-def parse_targets(spec: str, site: Site, model: Model) -> list[Target]:
+def parse_targets(spec: str, site: Site, model: Model) -> Targets:
     """Heads (`L5H1,L9H3`, `L5` for every head of layer 5) for the heads site; layers (`L5,L7`)
-    for a layer's site."""
+    for a layer's site: checked here, once."""
     heads = parse_heads(spec, model.n_layers, model.n_heads)
     if site == "heads":
-        return [(layer, head) for layer, head in heads]
+        return Targets(heads, site, model.name)
     if any(item.strip().upper().count("H") for item in spec.split(",")):
         raise InvalidSettingError(f"the {site} site takes layers (L5,L7), not heads: {spec!r}")
-    return sorted({(layer, None) for layer, _ in heads})
+    return Targets(sorted({(layer, None) for layer, _ in heads}), site, model.name)
 
 
-def check_targets(site: Site, targets: Sequence[Target], model: Model) -> list[Target]:
-    """Sorted unique targets, each in range and of the site's kind."""
+class Targets(list[Target]):
+    """Targets already checked (sorted, unique, in range, of `site`'s kind) for `model`:
+    checked once where they are built, passed on as they are."""
+
+    def __init__(self, items: Sequence[Target], site: Site, model_name: str) -> None:
+        super().__init__(items)
+        self.site, self.model_name = site, model_name
+
+
+def check_targets(site: Site, targets: Sequence[Target], model: Model) -> Targets:
+    """Sorted unique targets, each in range and of the site's kind (once: checked targets
+    for this site and model are passed on as they are)."""
+    if isinstance(targets, Targets) and (targets.site, targets.model_name) == (site, model.name):
+        return targets
     if isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence):
         raise InvalidSettingError(
             f"targets are a list of (layer, head) pairs, got {type(targets).__name__}"
@@ -92,16 +109,16 @@ def check_targets(site: Site, targets: Sequence[Target], model: Model) -> list[T
             raise InvalidSettingError(
                 f"head L{layer}H{head} is out of range; valid: H0..H{model.n_heads - 1}"
             )
-    return out
+    return Targets(out, site, model.name)
 
 
 def activation(model: Model, acts: dict[str, Tensor], site: Site, layer: int) -> Tensor:
     """A run's value at the site ([pos, ...]), recorded or derived exactly from what was
     (`interp.components`)."""
     name = hook_name(site, layer)
-    if site == "attn_out":
+    if site == "attn-out":
         return components.attn_out(model, acts, layer)
-    if site == "mlp_out":
+    if site == "mlp-out":
         return components.mlp_out(model, acts, layer)
     if name not in acts:
         raise InvalidSettingError(

@@ -30,7 +30,7 @@ from interp.interventions.ablation import AblationMode, Replacement, make_ablati
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import forced_logits
 from interp.interventions.replay import replay_hooks
-from interp.interventions.runner import run_candidates
+from interp.interventions.runner import Candidate, run_jobs
 from interp.metrics import KL, LogProb, Metric, MetricFn, as_metric
 from interp.models.model import Model
 from interp.trace import Trace
@@ -237,16 +237,13 @@ def exact_effects(
     *,
     metric: Metric | MetricFn | str | None = None,
     bar: Any = None,
-    max_logits: int = 64_000_000,
 ) -> dict[tuple[int, int], tuple[float, Tensor | None]]:
     """The change in `metric` with each head in `heads` ablated alone (exact), and for the
-    log-prob metric each generated token's part of it: the exact runner
-    (`interp.interventions.runner`), one batch item per head of a layer, the batch capped so
-    that its logits stay under `max_logits` numbers."""
+    log-prob metric each generated token's part of it: the exact runner's jobs
+    (`interp.interventions.runner.run_jobs`), one batch item per head of a layer."""
     chosen = as_metric(metric)
     logprob = isinstance(chosen, LogProb)
     bound = chosen.bind(model, [trace])
-    keep = trace.n_positions - bound.start
     base_window = forced_logits(model, [trace], replay_hooks(model, [trace]))[:, bound.start :]
     with torch.no_grad():
         bound.prepare(base_window)
@@ -254,34 +251,20 @@ def exact_effects(
         base_tokens = (
             LogProb.per_token(base_window, [trace], bound.start)[0].cpu() if logprob else None
         )
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in heads:
-        by_layer.setdefault(layer, []).append(head)
-    batch_cap = max(1, max_logits // (keep * model.d_vocab))
-    bounds: dict[int, Any] = {}
+    order = [Head(int(layer), int(head)) for layer, head in heads]
+    jobs: list[tuple[int, Candidate]] = [(0, ablation.only([h])) for h in order]
+    per_token: dict[int, Tensor] = {}
 
-    def bound_for(size: int) -> Any:  # the metric over `size` copies of the trace
-        if size not in bounds:
-            bounds[size] = chosen.bind(model, [trace] * size)
-            bounds[size].prepare(base_window.expand(size, -1, -1))
-        return bounds[size]
+    def seen(group: list[int], window: Tensor) -> None:
+        if base_tokens is not None:
+            with torch.no_grad():
+                tokens = LogProb.per_token(window, [trace] * len(group), bound.start).cpu()
+            for k, j in enumerate(group):
+                per_token[j] = tokens[k] - base_tokens  # the total: their sum
+        if bar is not None:
+            bar.update(len(group))
 
-    out: dict[tuple[int, int], tuple[float, Tensor | None]] = {}
-    for layer, layer_heads in sorted(by_layer.items()):
-        for start in range(0, len(layer_heads), batch_cap):
-            group = layer_heads[start : start + batch_cap]
-            candidates = [ablation.only([(layer, head)]) for head in group]
-            scores, window = run_candidates(model, trace, candidates, bound_for(len(group)))
-            if logprob:
-                with torch.no_grad():
-                    tokens = LogProb.per_token(window, [trace] * len(group), bound.start).cpu()
-                for i, head in enumerate(group):
-                    assert base_tokens is not None
-                    per_token = tokens[i] - base_tokens  # the total: their sum
-                    out[(layer, head)] = (float(per_token.sum()), per_token)
-            else:
-                for i, head in enumerate(group):
-                    out[(layer, head)] = (float(scores[i]) - base, None)
-            if bar is not None:
-                bar.update(len(group))
-    return out
+    scores = run_jobs(model, jobs, [trace], [trace], chosen, base_window, on_batch=seen)
+    if logprob:
+        return {h: (float(per_token[j].sum()), per_token[j]) for j, h in enumerate(order)}
+    return {h: (float(scores[j]) - base, None) for j, h in enumerate(order)}
