@@ -37,6 +37,8 @@ def _by_hand(op, params, at, scale=None):
             return v + params.get("scale", 1.0) * params["vector"]
         if op == "noise":
             return v + scale * applying.noise(params.get("seed", 0), torch.tensor(at), v.shape[1:])
+        if op in ("mean", "resample", "patch"):  # one row of values, at every position
+            return params["values"].expand_as(v)
         d = params["direction"] / params["direction"].norm()
         along = (v * d).sum(-1, keepdim=True)
         if op == "project":
@@ -79,6 +81,8 @@ OPS = [
     ("project", {"direction": "random"}),
     ("set", {"direction": "random", "value": 3.0}),
     ("noise", {"scale": 0.5, "seed": 7}),
+    ("mean", {"values": "random values"}),
+    ("resample", {"values": "random values"}),
 ]
 
 
@@ -86,7 +90,11 @@ OPS = [
 @pytest.mark.parametrize("site", ["resid", "mlp-out", "heads"])
 def test_every_operation_while_generating_equals_hugging_face_by_hand(tiny, op, params, site):
     width = int(tiny.cfg.d_head) if site == "heads" else tiny.d_model
-    params = {k: torch.randn(width) if v == "random" else v for k, v in params.items()}
+    row = (1, 1, width) if site == "heads" else (1, width)  # replacing values: one position's
+    params = {
+        k: torch.randn(width) if v == "random" else torch.randn(row) if v == "random values" else v
+        for k, v in params.items()
+    }
     hook = {"resid": "blocks.1.hook_resid_pre", "mlp-out": "blocks.1.hook_mlp_out",
             "heads": "blocks.1.attn.hook_z"}[site]  # fmt: skip
     plain = interp.generate(tiny, PROMPT, max_new_tokens=4, temperature=0)
@@ -428,6 +436,7 @@ def test_operations_on_the_embedded_model_equal_hugging_face_by_hand(smollm, smo
     for op, params in (
         ("set", {"direction": direction, "value": 5.0}),
         ("noise", {"scale": 2.0, "seed": 1}),
+        ("mean", {"values": torch.randn(1, smollm.d_model)}),
     ):
         change = edit(f"blocks.{layer}.hook_resid_pre", op, positions=at, **params)
         ours = interp.generate(

@@ -190,7 +190,7 @@ def test_head_patching_equals_transformer_lens_and_the_cli_writes_it(smollm, tmp
 
     tensors = load_file(out / "patch.safetensors")
     assert tensors["heads.per_row"].shape == (2, smollm.n_layers, smollm.n_heads)
-    assert tensors["resid.effect"].shape == (smollm.n_layers, clean[0].n_positions)
+    assert tensors["resid.effect"].shape == (smollm.n_layers, clean[0].prompt_len)  # the prompt's
     assert {"heads.stderr", "heads.effect_normalized"} <= set(tensors)
     assert cli.main([*argv[:3], "--sites", "neurons"]) == 2
     assert "unknown site 'neurons'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from interp.heads import head_label
 from interp.metrics import describe
 from interp.report.figures import head_heatmap
 from interp.report.html import b64, circuitsvis_bundle, probability_color, render_call
@@ -69,7 +70,7 @@ def attention_html(result: AttentionResult, layer: int | None = None) -> str:
     props = {
         "attention": result.patterns[layer].tolist(),
         "tokens": [visible(t) for t in result.tokens],
-        "attentionHeadNames": [f"L{layer}H{h}" for h in range(result.patterns.shape[1])],
+        "attentionHeadNames": [head_label(layer, h) for h in range(result.patterns.shape[1])],
     }
     call = render_call(element, "AttentionHeads", props)
     missing = (

@@ -20,7 +20,7 @@ import torch
 
 from interp import atomic
 from interp.analysis.suite import Analysis
-from interp.heads import Head
+from interp.heads import Head, head_label
 from interp.interventions.ablation_record import AblationRecord
 from interp.interventions.sweep import SweepResult
 from interp.metrics import describe
@@ -130,7 +130,7 @@ def make_figures(inputs: ReportInputs) -> style.Figures:
         pats = np.stack([inputs.pattern(layer, head).numpy() for layer, head, _ in heads])
         figs["attention_top_heads.png"] = figures.attention_grid(
             pats,
-            [f"L{layer}H{head} ({why})" for layer, head, why in heads],
+            [f"{head_label(layer, head)} ({why})" for layer, head, why in heads],
             inputs.tokens[inputs.window_start :],
             "Attention patterns of the heads that matter",
         )
@@ -279,7 +279,7 @@ def render_page(
         "attention": [inputs.pattern(layer, head).tolist() for layer, head, _ in heads],
         "tokens": window_tokens,
         # short names: CircuitsVis's head selector gives each about 95 px
-        "attentionHeadNames": [f"L{layer}H{head}" for layer, head, _ in heads],
+        "attentionHeadNames": [head_label(layer, head) for layer, head, _ in heads],
     }
     if heads:
         scripts.append(render_call("cv-top-heads", "AttentionHeads", top_heads_props))
@@ -328,7 +328,7 @@ def render_page(
         bundle=None if bundle_src else circuitsvis_bundle(),
         bundle_src=bundle_src,
         scripts=scripts,
-        chosen=[(f"L{layer}H{head}", why) for layer, head, why in heads],
+        chosen=[(head_label(layer, head), why) for layer, head, why in heads],
         data_json=script_json(
             {
                 "tokens": window_tokens,
