@@ -68,6 +68,7 @@ bench: setup gemma
 	$(PY) benchmarks/report.py --json benchmarks/results/report.json
 	$(PY) benchmarks/batch.py --json benchmarks/results/batch.json
 	$(PY) benchmarks/patching.py --json benchmarks/results/patching.json
+	$(PY) benchmarks/causal_tracing.py --json benchmarks/results/causal_tracing.json
 	$(PY) benchmarks/samples.py --json benchmarks/results/samples.json
 	$(PY) benchmarks/models.py --json benchmarks/results/models.json
 	$(PY) benchmarks/tables.py

@@ -433,10 +433,15 @@ def test_operations_on_the_embedded_model_equal_hugging_face_by_hand(smollm, smo
     p, layer = plain.prompt_len, 12
     at = [1, p - 1, p + 1]
     direction = torch.randn(smollm.d_model)
-    for op, params in (
+    for op, params in (  # every operation on the embedded model
+        ("zero", {}),
+        ("scale", {"factor": 0.5}),
+        ("add", {"vector": 3 * direction}),
+        ("project", {"direction": direction}),
         ("set", {"direction": direction, "value": 5.0}),
         ("noise", {"scale": 2.0, "seed": 1}),
         ("mean", {"values": torch.randn(1, smollm.d_model)}),
+        ("resample", {"values": torch.randn(1, smollm.d_model)}),
     ):
         change = edit(f"blocks.{layer}.hook_resid_pre", op, positions=at, **params)
         ours = interp.generate(
