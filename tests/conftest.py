@@ -165,10 +165,11 @@ def build_tiny(kind: str, directory, device: str = "cpu"):
     return model
 
 
-def hf_logits(hf, ids, hooks=()):
+def hf_logits(hf, ids, hooks=(), pre=()):
     """Logits `[pos, vocab]` of a plain Hugging Face forward over `ids` (`[pos]`), with the
-    forward hooks `(module, fn)` registered for this forward alone."""
+    forward hooks and forward pre-hooks `(module, fn)` registered for this forward alone."""
     handles = [module.register_forward_hook(fn) for module, fn in hooks]
+    handles += [module.register_forward_pre_hook(fn) for module, fn in pre]
     try:
         with torch.no_grad():
             return hf(ids[None]).logits[0]

@@ -4,7 +4,7 @@ forward with the sender's write added to the final norm's input, on both tiny la
 
 import pytest
 import torch
-from conftest import reference
+from conftest import hf_logits, reference
 from test_interventions import hf_run, site_module
 from transformer_lens import patching as tl_patching
 
@@ -207,12 +207,7 @@ def test_into_a_kv_group_of_a_grouped_query_model_equals_hugging_face_by_hand(ti
             out[0, :, group * d : (group + 1) * d] = new[:, group * d : (group + 1) * d]
             return out
 
-        handle = proj.register_forward_hook(fn)
-        try:
-            with torch.no_grad():
-                logits = hf(target[None]).logits[0].float()
-        finally:
-            handle.remove()
+        logits = hf_logits(hf, target, [(proj, fn)]).float()
         return float(logits[last, A] - logits[last, D])
 
     base = run(0.0)
@@ -271,12 +266,7 @@ def test_into_an_mlp_input_equals_hugging_face_by_hand(tiny_llama):
         with torch.no_grad():
             new = block.mlp(block.post_attention_layernorm(seen["mid"] + delta))
 
-        handle = block.mlp.register_forward_hook(lambda module, args, out: new)
-        try:
-            with torch.no_grad():
-                logits = hf(target[None]).logits[0].float()
-        finally:
-            handle.remove()
+        logits = hf_logits(hf, target, [(block.mlp, lambda module, args, out: new)]).float()
         return float(logits[last, A] - logits[last, D])
 
     base = run(0.0)

@@ -5,7 +5,7 @@ resample) against the same by hand."""
 
 import pytest
 import torch
-from conftest import reference
+from conftest import hf_logits, reference
 from test_edits import _noised_embeddings
 from test_interventions import continuation_lp
 
@@ -25,16 +25,9 @@ A, D = 40, 41
 
 
 def hf_forward(hf, ids, post=(), pre=()):
-    """Logits `[pos, vocab]` of the plain HF model with forward hooks `post` and forward
-    pre-hooks `pre` (`(module, fn)` pairs) on for this forward alone."""
-    handles = [m.register_forward_hook(fn) for m, fn in post]
-    handles += [m.register_forward_pre_hook(fn) for m, fn in pre]
-    try:
-        with torch.no_grad():
-            return hf(ids[None]).logits[0].float()
-    finally:
-        for handle in handles:
-            handle.remove()
+    """Logits `[pos, vocab]` (float) of the plain HF model with forward hooks `post` and
+    forward pre-hooks `pre` on for this forward alone (`conftest.hf_logits`)."""
+    return hf_logits(hf, ids, post, pre).float()
 
 
 def o_proj(hf, layer):
