@@ -147,9 +147,10 @@ def test_path_patching_into_the_logits_of_a_run_under_edits_equals_hugging_face(
             logits = hf_forward(hf, ids, [embed], [zero, add])
             want = float(logits[last, A] - logits[last, D]) - base
             assert float(got.effect[layer, head]) == pytest.approx(want, abs=1e-4, rel=1e-4)
-    on_path = record_under(tiny_llama, clean, edit("blocks.1.hook_resid_pre", "scale", factor=2))
-    with pytest.raises(InvalidSettingError, match="on the residual stream that path patching"):
-        path_patch(tiny_llama, clean, on_path, metric=metrics.logit_diff(A, D))
+    for site in ("blocks.1.hook_resid_pre", "blocks.0.hook_attn_out"):  # on a direct path
+        on_path = record_under(tiny_llama, clean, edit(site, "scale", factor=2))
+        with pytest.raises(InvalidSettingError, match=f"an edit of {site}, on the residual"):
+            path_patch(tiny_llama, clean, on_path, metric=metrics.logit_diff(A, D))
 
 
 def test_path_patching_into_a_query_under_an_edit_of_that_query_equals_hugging_face(

@@ -56,7 +56,10 @@ from interp.trace import Trace
 from interp.traceset import TraceSet
 
 _OFF_PATH = ("hook_embed", "hook_pos_embed")  # before every sender
-_RESID = re.compile(r"hook_resid_(pre|mid|post)$|^ln_final|\.ln[12]\.")
+# the residual stream, and what lies between a head's z and it (its write, the layer's sum)
+_ON_PATH = re.compile(
+    r"hook_resid_(pre|mid|post)$|^ln_final|\.ln[12]\.|\.hook_attn_out$|\.attn\.hook_result$|\.attn\.o\."
+)
 BLOCK_BATCH = 256  # candidates of one receiver block run together
 
 
@@ -204,16 +207,18 @@ def _receiver_outputs(
 
 
 def _check_paths(run: Trace) -> None:
-    """Refuse a run recorded under edits on the residual stream after the embedding: the
-    direct paths run through it, so a sender's delta would be edited on its way (or cut)."""
+    """Refuse a run recorded under edits on the residual stream after the embedding, or on
+    a head's write into it (`hook_result`, the output projection, `hook_attn_out`): the
+    direct paths run through them, so a sender's delta would be edited on its way (or cut)."""
     recorded = intervention_of(run)
     for e in [] if recorded is None else recorded.edits:
         before = e.site.startswith(_OFF_PATH) or e.site == H.resid_pre(0)
-        if not before and (not e.site.startswith("blocks.") or _RESID.search(e.site)):
+        if not before and (not e.site.startswith("blocks.") or _ON_PATH.search(e.site)):
             raise InvalidSettingError(
                 f"the run of {run.origin or repr(run.prompt[:40])} was recorded under an edit of "
-                f"{e.site}, on the residual stream that path patching's direct paths run "
-                "through; record it with edits of heads, attention or MLPs only"
+                f"{e.site}, on the residual stream (or a head's write into it) that path "
+                "patching's direct paths run through; record it with edits of heads' z, q, k, "
+                "v or MLPs only"
             )
 
 
