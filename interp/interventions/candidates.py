@@ -19,7 +19,8 @@ Columns = list[list[list[int]]]  # [row][column] -> the row's absolute positions
 
 
 def check_positions(value: Any) -> Positions | tuple[Position, ...]:
-    """ "prompt", "all", or a list of groups (each one position or one span, label...)."""
+    """`positions=` checked: "prompt", "all", or a list of groups (each a position, slice,
+    label or span)."""
     if value == "prompt" or value == "all":
         return "prompt" if value == "prompt" else "all"
     if isinstance(value, (str, int, slice, Span)) or not isinstance(value, Sequence):
