@@ -41,7 +41,8 @@ class GenerateOptions(TypedDict, total=False):
     progress: bool
     engine: EngineName
     batch_size: int | None
-    intervention: Intervention | None
+    intervention: Intervention | Sequence[Intervention | None] | None
+    seeds: Sequence[int] | None
     meta: dict[str, Any] | Sequence[dict[str, Any]] | None
 
 
@@ -83,7 +84,8 @@ def generate(
     progress: bool = False,
     engine: EngineName = "auto",
     batch_size: int | None = None,
-    intervention: Intervention | None = None,
+    intervention: Intervention | Sequence[Intervention | None] | None = None,
+    seeds: Sequence[int] | None = None,
     meta: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
 ) -> Trace | TraceSet:
     """Sample a continuation of `prompt` token by token and record it as a `Trace`; for a
@@ -112,7 +114,10 @@ def generate(
       memory available, at most 64); results do not depend on it.
     - `intervention`: an `interp.edits.Intervention` applied at every step (the prompt pass
       and each new token), each row at its own positions; the trace keeps its serialised
-      form (`trace.intervention`, `provenance`), so consumers replay the run under it.
+      form (`trace.intervention`, `provenance`), so consumers replay the run under it. A
+      list gives each row its own (None: that row runs plain), so conditions share one batch.
+    - `seeds`: each row's own seed (one per row, instead of those derived from `seed`), so a
+      row can share its noise with a row of another batch: a steered run with its baseline.
     - `meta`: each prompt's fields (a dict; for a batch, one per prompt), kept as each row's
       `meta`; an intervention's position labels (`"S2"`) resolve against them as it runs.
     """
@@ -134,13 +139,8 @@ def generate(
     encoded = [_prompt_ids(model, text) for text in prompts]
     metas = _metas(meta, len(prompts), one)
     names, user_hooks = resolve_hooks(model, hooks, fwd_hooks)
-    if intervention is not None:
-        if not isinstance(intervention, Intervention):
-            raise InvalidSettingError(
-                "intervention must be an interp.edits.Intervention, got "
-                f"{type(intervention).__name__}"
-            )
-        applying.check(intervention, model)
+    per_row = _per_row(model, intervention, len(prompts) * num_samples)
+    row_seeds = inputs.seeds(seeds, len(prompts) * num_samples, forced_all is not None)
     new = (
         [len(f) for f in forced_all] if forced_all is not None else [max_new_tokens] * len(prompts)
     )
@@ -158,6 +158,7 @@ def generate(
         for _ in range(num_samples):
             forced = None if forced_all is None else forced_all[p]
             row_seed_ = base if single else row_seed(base, len(rows))
+            row_seed_ = row_seed_ if row_seeds is None else row_seeds[len(rows)]
             n_new = new[p]
             settings = GenerationSettings(
                 max_new_tokens=n_new,
@@ -171,7 +172,7 @@ def generate(
             sampler = None if forced is not None else Sampler(config, row_seed_)
             rows.append(Row(ids, prompt_text, forced, sampler, settings, meta=dict(metas[p])))
     edited = [name for name, _ in user_hooks]
-    edited += [e.site for e in intervention.edits] if intervention is not None else []
+    edited += [e.site for i in dict.fromkeys(per_row) if i is not None for e in i.edits]
     runner = choose(model, names, edited, engine)
     if batch_size is None:
         batch_size = default_batch_size(model, names, longest, len(rows))
@@ -182,15 +183,33 @@ def generate(
     traces = []
     bar = Progress(rows, progress)
     try:
-        for chunk, pad in zip(chunks, padded, strict=True):
+        for at, (chunk, pad) in enumerate(zip(chunks, padded, strict=True)):
+            edits = per_row[at * batch_size : at * batch_size + len(chunk)]
             traces += run(
-                model, runner, chunk, names, user_hooks, top_alternatives, bar, pad, intervention
+                model, runner, chunk, names, user_hooks, top_alternatives, bar, pad, edits
             )
     finally:
         bar.close()
-    for trace in traces:
-        record_intervention(trace, intervention, [name for name, _ in user_hooks])
+    for trace, under in zip(traces, per_row, strict=True):
+        record_intervention(trace, under, [name for name, _ in user_hooks])
     return traces[0] if single else TraceSet(traces)
+
+
+def _per_row(model: Model, intervention: Any, n: int) -> list[Intervention | None]:
+    """Each row's intervention (one for all, or one per row), checked."""
+    items = intervention if isinstance(intervention, (list, tuple)) else [intervention] * n
+    if len(items) != n:
+        raise InvalidSettingError(
+            f"a list of interventions has one per row ({n}), got {len(items)}"
+        )
+    for item in dict.fromkeys(items):
+        if item is not None and not isinstance(item, Intervention):
+            raise InvalidSettingError(
+                f"intervention must be an interp.edits.Intervention, got {type(item).__name__}"
+            )
+        if item is not None:
+            applying.check(item, model)
+    return list(items)
 
 
 def _metas(meta: Any, n: int, one: bool) -> list[dict[str, Any]]:

@@ -63,3 +63,19 @@ def seed(value: Any) -> int | None:
     if not 0 <= int(value) <= MAX_SEED:
         raise InvalidSettingError(f"seed must be in [0, 2**64 - 1], got {value}")
     return int(value)
+
+
+def seeds(values: Any, n: int, forced: bool) -> list[int] | None:
+    """One seed per row (`n`), each checked as `seed` is; None: derived from the one seed."""
+    if values is None:
+        return None
+    if forced:
+        raise InvalidSettingError("seeds= goes with sampling, not with a forced continuation")
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != n:
+        raise InvalidSettingError(f"seeds= takes one seed per row ({n})")
+    out = [seed(v) for v in values]
+    return [int(v) if v is not None else _no_seed() for v in out]
+
+
+def _no_seed() -> int:
+    raise InvalidSettingError("seeds= takes integers, not None")

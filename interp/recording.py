@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,11 +78,11 @@ def run(
     top_alternatives: int,
     progress: Progress,
     padded: bool,
-    intervention: Intervention | None = None,
+    interventions: Sequence[Intervention | None] = (),
 ) -> list[Trace]:
     """The recording loop over a batch of rows: the prompts once (left-padded), then one
-    token per row per step with the KV cache, each row recorded until it stops; under
-    `intervention`, applied to every row at its own positions."""
+    token per row per step with the KV cache, each row recorded until it stops; row i under
+    `interventions[i]` (if any), applied at its own positions."""
     device = model.device
     width = max(len(r.prompt_ids) for r in rows)
     pad = model.tokenizer.pad_token_id
@@ -100,9 +101,14 @@ def run(
     positions = None if mask is None else (mask.cumsum(-1) - 1).clamp_min(0)
     steps = max(r.settings.max_new_tokens for r in rows)
     recorder = BatchRecorder(names)
-    if intervention is not None:  # first: the user's hooks and the recorder see its edits
-        rows_at = [_edit_row(model, r, width) for r in rows]
-        user_hooks = [*applying.hooks(intervention, model, rows_at), *user_hooks]
+    edits: list[tuple[str, HookFn]] = []  # first: the user's hooks and the recorder see them
+    for intervention in dict.fromkeys(i for i in interventions if i is not None):
+        rows_at = [
+            _edit_row(model, r, width) if interventions[i] is intervention else None
+            for i, r in enumerate(rows)
+        ]
+        edits += applying.hooks(intervention, model, rows_at)
+    user_hooks = [*edits, *user_hooks]
     t0 = time.perf_counter()
     # The user's hooks go first, so the recorder sees what they changed.
     with torch.no_grad(), runner.hooked([*user_hooks, *recorder.hooks()]):

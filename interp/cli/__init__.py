@@ -3,8 +3,8 @@ subcommand), `inputs` (what they read and check first), `app` (`main`: errors to
 and an exit status)."""
 
 from interp.cli.app import EXIT_BAD_INPUT, EXIT_ERROR, console_main, main
-from interp.cli.inputs import slug
-from interp.cli.options import DEFAULT_MODEL, build_parser
+from interp.cli.inputs import DEFAULT_MODEL, slug
+from interp.cli.options import build_parser
 
 __all__ = [
     "DEFAULT_MODEL",

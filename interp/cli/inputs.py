@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+DEFAULT_MODEL = "smollm2-135m"  # kept in step with interp.models.DEFAULT_MODEL (tested)
+
 
 def integer(text: str) -> int:
     """An option's integer, or argparse's one-line error."""
@@ -240,3 +242,28 @@ def add_trace_dir(
     parser: argparse.ArgumentParser, help: str = "a directory written by generate"
 ) -> None:
     parser.add_argument("trace_dir", metavar="TRACE_DIR", type=Path, help=help)
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        type=figure_formats,
+        default=("png",),
+        metavar="FORMATS",
+        help="write every figure in these formats too, e.g. png,svg,pdf (fonts embedded; PNG "
+        "always: the page shows it)",
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"model: {DEFAULT_MODEL} (embedded, the default), gemma3-270m (embedded, "
+        "`make gemma`), gpt2, a Hugging Face repo id, or a local model folder given as a path "
+        "(./dir, /dir, ~/dir)",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps"
+    )

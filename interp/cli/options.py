@@ -14,10 +14,15 @@ from interp.cli.commands import (
     cmd_report,
     cmd_run,
 )
-from interp.cli.inputs import add_trace_dir, figure_formats, integer, number
+from interp.cli.inputs import (
+    add_format_option,
+    add_model_options,
+    add_trace_dir,
+    integer,
+    number,
+)
 from interp.cli.patching import add_patching_parsers
-
-DEFAULT_MODEL = "smollm2-135m"  # kept in step with interp.models.DEFAULT_MODEL (tested)
+from interp.cli.steering import add_steering_parser
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ablating_parsers(sub)
     add_patching_parsers(sub)
+    add_steering_parser(sub)
 
     rep = sub.add_parser(
         "report",
@@ -200,29 +206,4 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where to write the trace (default: reports/<slug-of-prompt>/); an existing "
         "trace there is replaced, any other existing content is refused",
-    )
-
-
-def add_format_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--format",
-        dest="formats",
-        type=figure_formats,
-        default=("png",),
-        metavar="FORMATS",
-        help="write every figure in these formats too, e.g. png,svg,pdf (fonts embedded; PNG "
-        "always: the page shows it)",
-    )
-
-
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"model: {DEFAULT_MODEL} (embedded, the default), gemma3-270m (embedded, "
-        "`make gemma`), gpt2, a Hugging Face repo id, or a local model folder given as a path "
-        "(./dir, /dir, ~/dir)",
-    )
-    parser.add_argument(
-        "--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps"
     )

@@ -95,6 +95,8 @@ def resolve_positions(positions: Sequence[Position] | None, row: Row) -> list[in
             out.update(_span_positions(p.text, row))
         elif p == "last_prompt":
             out.add(row.prompt_len - 1)
+        elif p == "prompt":
+            out.update(range(row.prompt_len))
         elif p == "generated":
             out.update(range(row.prompt_len, n_positions))
         elif isinstance(p, str):

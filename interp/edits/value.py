@@ -1,5 +1,5 @@
 """Open interventions: an `Intervention` is a list of edits, each a *site* (any hook point that
-TransformerLens names), *positions* (all, indices, slices, "last_prompt", "generated", a
+TransformerLens names), *positions* (all, indices, slices, "prompt", "last_prompt", "generated", a
 prompts file's position label, `span("Eiffel Tower")`) and an *operation* (zero, scale, add,
 project, set, seeded noise, mean, patch or resample from other runs, or any callable).
 `edit(...)` builds one edit, checked where it is built; `+` composes them. It runs as forward
@@ -43,7 +43,6 @@ _PARAMS: dict[str, tuple[set[str], set[str]]] = {  # op: (required, optional) pa
 _HEAD_SITES = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_result")
 _NEURON_SITES = ("mlp.hook_post", "mlp.hook_pre")
 _LAYER = re.compile(r"^blocks\.(\d+)\.")
-_NAMED = ("last_prompt", "generated")
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,17 @@ def forced_logits(
 ) -> Float[Tensor, "row pos vocab"]:
     """Logits of a full teacher-forced forward over the traces' tokens (right-padded: a causal
     model's real positions never see the padding after them)."""
-    n = max(t.n_positions for t in traces)
-    ids = torch.zeros(len(traces), n, dtype=torch.long)
-    for i, t in enumerate(traces):
-        ids[i, : t.n_positions] = t.token_ids
+    return logits_of(model, [t.token_ids for t in traces], fwd_hooks)
+
+
+def logits_of(
+    model: Model, sequences: Sequence[Tensor | Sequence[int]], fwd_hooks: Sequence = ()
+) -> Float[Tensor, "row pos vocab"]:
+    """Logits of one forward over token sequences, right-padded (see `forced_logits`)."""
+    rows = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+    ids = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
     with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
         return model.bridge(ids.to(model.device), return_type="logits")
 

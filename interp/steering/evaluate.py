@@ -1,0 +1,261 @@
+"""`steer_eval`: a steering vector's effect on sampled text, as honestly as an ablation's. For
+each prompt, N seeds; each seed is sampled unsteered, steered at every scale, along K random
+directions of the vector's norm at every scale (the controls), and from the prompt with an
+instruction prepended (the prompting baseline): all rows of one batched generation, so row k
+of every condition draws the same Gumbel noise as the unsteered row k. Each text is then
+scored teacher-forced: its run reproduced (under its own edit) against the unsteered model
+from the original prompt."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from interp import inputs
+from interp.edits.value import Intervention
+from interp.errors import InvalidSettingError
+from interp.generation import generate, row_seed
+from interp.interventions.effect import forced_logits, logits_of
+from interp.interventions.regenerate import first_divergence
+from interp.interventions.replay import replay_hooks
+from interp.models.model import Model
+from interp.steering import measures
+from interp.steering.measures import ConceptFn, ConceptWords
+from interp.steering.result import Measures, Scored, SteeringEval
+from interp.steering.vector import SteeringVector, SteerOp, Unit, Where, check_scale
+from interp.trace import Trace
+
+Concept = Literal["words", "mass"] | ConceptFn
+MAX_ROWS = 20_000  # sampled continuations one evaluation may generate
+SCORE_BYTES = 400 << 20  # logits held at once while scoring
+
+
+@dataclass(frozen=True)
+class _Condition:
+    kind: Literal["unsteered", "steered", "control", "prompted"]
+    scale: float = 0.0
+    direction: int = -1  # the control direction's index
+    intervention: Intervention | None = None
+
+
+def steer_eval(
+    model: Model,
+    prompts: Sequence[str],
+    vector: SteeringVector,
+    *,
+    scales: Sequence[float],
+    samples: int = 16,
+    controls: int = 4,
+    max_new_tokens: int = 40,
+    concept_words: Sequence[str] = (),
+    concept: Concept = "words",
+    prompt_baseline: str | None = None,
+    op: SteerOp = "add",
+    positions: Where = "all",
+    unit: Unit = "vector",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    separability_by_layer: list[float] | None = None,
+    progress: bool = False,
+) -> SteeringEval:
+    """Sample `samples` pairs per prompt at each scale (see the module) and measure the
+    concept (`concept`: "words", the rate of `concept_words` in the text; "mass", the
+    log-probability on them per step; or a callable of the text) and the damage (KL from the
+    unsteered model along the text, the text's log-prob per token under it, repeated 3-grams),
+    each with a bootstrap 95% interval. Controls: `controls` random directions (seeded by
+    `seed`) of the vector's norm, scaled alike. `prompt_baseline`: an instruction prepended
+    to each prompt, unsteered, sampled with the same seeds."""
+    vector.check(model)
+    texts = _prompts(prompts)
+    scale_list = _scales(scales)
+    for name, value, low in (("samples", samples, 1), ("controls", controls, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidSettingError(f"{name} must be an integer >= {low}, got {value!r}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise InvalidSettingError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
+    words = measures.concept_words(model, concept_words) if concept_words else None
+    concept_fn, concept_name = _concept(concept, words)
+    instruction = None
+    if prompt_baseline is not None:
+        instruction = inputs.text(prompt_baseline, "the prompting baseline's instruction")
+    vector.intervention(1.0, op=op, positions=positions, unit=unit)  # every setting, checked
+    conditions = _conditions(vector, scale_list, controls, op, positions, unit, seed)
+    conditions += [_Condition("prompted")] if instruction is not None else []
+    n_rows = len(conditions) * len(texts) * samples
+    if n_rows > MAX_ROWS:
+        raise InvalidSettingError(
+            f"{n_rows:,} sampled continuations is more than the {MAX_ROWS:,} one evaluation "
+            "runs; use fewer scales, controls, samples or prompts"
+        )
+    seeds = [row_seed(seed, p * samples + k) for p in range(len(texts)) for k in range(samples)]
+    run_texts, run_edits = [], []
+    for c in conditions:
+        for text in texts:
+            joined = f"{instruction} {text}" if c.kind == "prompted" else text
+            run_texts += [joined] * samples
+            run_edits += [c.intervention] * samples
+    runs = list(
+        generate(
+            model, run_texts, seeds=seeds * len(conditions), intervention=run_edits,
+            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+            hooks=[], batch_size=batch_size, progress=progress,
+        )
+    )  # fmt: skip
+    originals = [model.encode(t) for t in texts] * len(conditions)
+    originals = [ids for ids in originals for _ in range(samples)]
+    scores = _score(model, runs, originals, words)
+    per = len(texts) * samples
+    base_runs = runs[:per]
+    scored: list[list[Scored]] = []
+    for c_i in range(len(conditions)):
+        block = []
+        for j in range(per):
+            run, base = runs[c_i * per + j], base_runs[j]
+            kl, logprob, mass = scores[c_i * per + j]
+            parted = first_divergence(base, run)
+            chars = None if parted is None else (
+                len(model.decode(base.continuation_ids[:parted])),
+                len(model.decode(run.continuation_ids[:parted])),
+            )  # fmt: skip
+            block.append(
+                Scored(
+                    j // samples,
+                    j % samples,
+                    seeds[j],
+                    run.continuation,
+                    concept_fn(run.continuation, mass),
+                    mass,
+                    kl,
+                    logprob,
+                    measures.repetition(run.continuation_ids),
+                    parted,
+                    chars,
+                )  # fmt: skip
+            )
+        scored.append(block)
+    horizon = max_new_tokens
+
+    def of(label: str, picked: list[int]) -> Measures:
+        return Measures.of(label, [s for i in picked for s in scored[i]], horizon, seed)
+
+    kinds = [(i, c) for i, c in enumerate(conditions)]
+    steered = [of(f"scale {s:g}", [i for i, c in kinds if c.kind == "steered" and c.scale == s])
+               for s in scale_list]  # fmt: skip
+    control_each = [
+        [of(f"control {c.direction} at scale {s:g}", [i]) for i, c in kinds
+         if c.kind == "control" and c.scale == s]
+        for s in scale_list
+    ]  # fmt: skip
+    pooled = [
+        of(f"controls at scale {s:g}", [i for i, c in kinds
+                                        if c.kind == "control" and c.scale == s])
+        for s in scale_list
+    ]  # fmt: skip
+    prompted = of("prompting", [len(conditions) - 1]) if instruction is not None else None
+    return SteeringEval(
+        vector.record(), vector.layer, op, unit, positions, scale_list, samples, texts,
+        horizon, concept_name, list(words.words) if words else [],
+        list(words.warnings) if words else [], of("unsteered", [0]), steered, pooled,
+        control_each, instruction, prompted, separability_by_layer,
+        settings={"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed,
+                  "controls": controls},
+    )  # fmt: skip
+
+
+def _conditions(
+    vector: SteeringVector, scales: list[float], controls: int, op: SteerOp, positions: Where,
+    unit: Unit, seed: int,
+) -> list[_Condition]:  # fmt: skip
+    """Unsteered, then each scale steered, then each scale along each control direction."""
+    g = torch.Generator().manual_seed(seed)
+    randoms = torch.randn(controls, vector.vector.shape[0], generator=g)
+    randoms = randoms / randoms.norm(dim=-1, keepdim=True) * vector.norm
+    out = [_Condition("unsteered")]
+    for s in scales:
+        edits = vector.intervention(s, op=op, positions=positions, unit=unit)
+        out.append(_Condition("steered", s, -1, edits))
+    for s in scales:
+        for d in range(controls):
+            twin = SteeringVector(
+                randoms[d], vector.layer, vector.model_name, "random", vector.position, None,
+                vector.resid_norm, {}, vector.provenance,
+            )  # fmt: skip
+            edits = twin.intervention(s, op=op, positions=positions, unit=unit)
+            out.append(_Condition("control", s, d, edits))
+    return out
+
+
+def _score(
+    model: Model, runs: list[Trace], originals: list[list[int]], words: ConceptWords | None
+) -> list[tuple[float, float, float]]:
+    """Each run's (KL per step, log-prob per token under the unsteered model from the original
+    prompt, concept mass per step), scored in batches that bound the logits held."""
+    ids = list(words.token_ids) if words is not None else []
+    longest = max(r.n_positions for r in runs) + max(len(o) for o in originals)
+    per_row = 2 * longest * model.d_vocab * 4
+    size = max(1, min(64, SCORE_BYTES // per_row))
+    out: list[tuple[float, float, float]] = []
+    for start in range(0, len(runs), size):
+        chunk = runs[start : start + size]
+        own = forced_logits(model, chunk, replay_hooks(model, chunk)).float()
+        refs = [originals[start + i] + list(r.continuation_ids) for i, r in enumerate(chunk)]
+        ref = logits_of(model, refs).float()
+        for i, run in enumerate(chunk):
+            t, p, q = run.n_generated, run.prompt_len, len(originals[start + i])
+            if t == 0:
+                out.append((math.nan, math.nan, math.nan))
+                continue
+            mine = own[i, p - 1 : p - 1 + t].log_softmax(-1)  # [step, vocab]
+            theirs = ref[i, q - 1 : q - 1 + t].log_softmax(-1)
+            kl = (mine.exp() * (mine - theirs)).sum(-1).clamp_min(0.0)
+            tokens = torch.tensor(run.continuation_ids, device=theirs.device)[:, None]
+            logprob = theirs.gather(-1, tokens)[:, 0]
+            mass = measures.concept_mass(mine, ids) if ids else torch.tensor([math.nan])
+            out.append((float(kl.mean()), float(logprob.mean()), float(mass.mean())))
+    return out
+
+
+def _concept(concept: Any, words: ConceptWords | None) -> tuple[Any, str]:
+    """The concept measure as `(text, mass) -> float`, and what it is called."""
+    if concept == "words" or concept == "mass":
+        if words is None:
+            raise InvalidSettingError(f"the concept measure {concept!r} needs concept words")
+        if concept == "words":
+            return (lambda text, mass: words.rate(text)), "concept-word rate"
+        if not words.token_ids:
+            raise InvalidSettingError("no concept word is one token: the mass has no tokens")
+        return (lambda text, mass: mass), "log-probability mass on the concept words per step"
+    if callable(concept):
+        name = getattr(concept, "__name__", "a callable")
+
+        def call(text: str, mass: float) -> float:
+            value = concept(text)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise InvalidSettingError(f"the concept callable {name} returned {value!r:.40}")
+            return float(value)
+
+        return call, name
+    raise InvalidSettingError(f"concept is 'words', 'mass' or a callable, got {concept!r:.40}")
+
+
+def _prompts(value: Sequence[str]) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise InvalidSettingError("the prompts are a non-empty list of texts")
+    return [inputs.text(p, "a prompt") for p in value]
+
+
+def _scales(value: Sequence[float]) -> list[float]:
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise InvalidSettingError("scales are a non-empty list of numbers")
+    out = [check_scale(s) for s in value]
+    if len(set(out)) != len(out):
+        raise InvalidSettingError("scales are listed twice")
+    return out

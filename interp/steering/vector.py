@@ -1,0 +1,218 @@
+"""`SteeringVector`: a direction in the residual stream entering block `layer`, with how it was
+made (method, the prompt sets' hashes and sizes, held-out separability, the stream's typical
+norm there) and the model it belongs to; saved as one safetensors file (the record in its
+metadata), atomically; applied as an `add`, `project` or `set` edit at chosen positions."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from interp import atomic
+from interp.edits.value import Intervention, edit
+from interp.errors import InvalidSettingError, ModelMismatchError, TraceFormatError
+from interp.models.model import Model
+
+Where = Literal["all", "prompt", "generated"]
+Unit = Literal["vector", "resid"]
+SteerOp = Literal["add", "project", "set"]
+WHERE: tuple[Where, ...] = ("all", "prompt", "generated")
+UNITS: tuple[Unit, ...] = ("vector", "resid")
+STEER_OPS: tuple[SteerOp, ...] = ("add", "project", "set")
+_KEY = "interp_steering_vector"  # the record's key in the file's metadata
+MAX_BYTES = 256 << 20
+
+
+@dataclass
+class SteeringVector:
+    """A steering direction `vector` `[d_model]` at `blocks.{layer}.hook_resid_pre` of model
+    `model_name`. `resid_norm`: the median norm of the stream there over the sets' prompt
+    tokens (the first token left out), the unit of `unit="resid"` scales; `separability`:
+    held-out accuracy of the projection onto the direction (None for a given vector)."""
+
+    vector: Tensor
+    layer: int
+    model_name: str
+    method: str  # "diffmean", "caa" or "given"
+    position: str = "last"  # where in each prompt the stream was read: "last" or "mean"
+    separability: float | None = None
+    resid_norm: float | None = None
+    sets: dict[str, Any] = field(default_factory=dict)  # {"positive": {"sha256", "size"}, ...}
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def site(self) -> str:
+        return f"blocks.{self.layer}.hook_resid_pre"
+
+    @property
+    def norm(self) -> float:
+        return float(self.vector.norm())
+
+    @classmethod
+    def given(cls, model: Model, vector: Any, layer: int) -> SteeringVector:
+        """A vector the user has, checked against the model (width, finite, a valid layer)."""
+        try:
+            tensor = torch.as_tensor(vector, dtype=torch.float32).detach().cpu()
+        except (TypeError, ValueError, RuntimeError):
+            raise InvalidSettingError("a steering vector is a vector of numbers") from None
+        out = cls(tensor, check_layer(model, layer), model.name, "given")
+        out.provenance = {"model_checksum": model.checksum}
+        return out.check(model)
+
+    def check(self, model: Model) -> SteeringVector:
+        """Refuse, in one line, a vector of another model, another width, or no direction."""
+        if self.model_name != model.name:
+            raise ModelMismatchError(
+                f"this steering vector was made on {self.model_name!r}, not {model.name!r}"
+            )
+        made = self.provenance.get("model_checksum")
+        if made and made != model.checksum:
+            raise ModelMismatchError(
+                f"this steering vector was made on other weights for {model.name!r} "
+                f"(checksum {made}, loaded {model.checksum})"
+            )
+        v = self.vector
+        if v.dim() != 1 or v.shape[0] != model.d_model:
+            raise InvalidSettingError(
+                f"a steering vector for {model.name} has {model.d_model} numbers (its "
+                f"d_model); this one has shape {list(v.shape)}"
+            )
+        if not bool(torch.isfinite(v).all()):
+            raise InvalidSettingError("the steering vector holds a NaN or an infinity")
+        check_layer(model, self.layer)
+        return self
+
+    def intervention(
+        self,
+        scale: float = 1.0,
+        *,
+        op: SteerOp = "add",
+        positions: Where = "all",
+        unit: Unit = "vector",
+    ) -> Intervention:
+        """The edit at the vector's site, applied at every step of a generation: `add` adds
+        `scale` steps along it (unit "vector": the vector itself; "resid": the stream's
+        typical norm along its direction, comparable across layers); `project` removes the
+        stream's component along it (directional ablation); `set` clamps that component to
+        `scale` steps. `positions`: "all", the "prompt"'s or the "generated" tokens'."""
+        if op not in STEER_OPS:
+            raise InvalidSettingError(f"op must be one of {', '.join(STEER_OPS)}, got {op!r}")
+        if positions not in WHERE:
+            raise InvalidSettingError(
+                f"positions must be one of {', '.join(WHERE)}, got {positions!r}"
+            )
+        at = None if positions == "all" else positions
+        if op == "project":
+            return edit(self.site, "project", positions=at, direction=self.vector)
+        step = self.step(unit)
+        scale = check_scale(scale)
+        if op == "set":  # the component along the unit direction, in the same steps as `add`
+            value = scale * step * self.norm
+            return edit(self.site, "set", positions=at, direction=self.vector, value=value)
+        return edit(self.site, "add", positions=at, vector=self.vector, scale=scale * step)
+
+    def step(self, unit: Unit) -> float:
+        """What one unit of scale multiplies the vector by."""
+        if unit not in UNITS:
+            raise InvalidSettingError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+        if unit == "vector":
+            return 1.0
+        if self.resid_norm is None:
+            raise InvalidSettingError(
+                "this vector has no residual norm (a given vector): use unit 'vector', or "
+                "make the vector from prompt sets"
+            )
+        if self.norm == 0.0:
+            raise InvalidSettingError("a zero vector has no direction to scale in 'resid' units")
+        return self.resid_norm / self.norm
+
+    # ---- on disk ---------------------------------------------------------------------
+
+    def record(self) -> dict[str, Any]:
+        """Everything but the vector itself, as JSON."""
+        return {
+            "layer": self.layer, "site": self.site, "model_name": self.model_name,
+            "method": self.method, "position": self.position, "norm": round(self.norm, 6),
+            "separability": self.separability, "resid_norm": self.resid_norm,
+            "sets": self.sets, "provenance": self.provenance,
+        }  # fmt: skip
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write `path` (a .safetensors file) atomically: the vector, and the record in the
+        file's metadata."""
+        from safetensors.torch import save
+
+        data = save(
+            {"vector": self.vector.float().contiguous()}, metadata={_KEY: json.dumps(self.record())}
+        )
+        target = Path(path)
+        atomic.write_bytes(target, data)
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], model: Model | None = None) -> SteeringVector:
+        """A vector saved by `save`, checked against `model` when given."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        file = Path(path)
+        try:
+            if not file.is_file():
+                raise InvalidSettingError(f"{file}: no such steering vector file")
+            if file.stat().st_size > MAX_BYTES:
+                raise InvalidSettingError(f"{file}: too large for a steering vector file")
+            data = file.read_bytes()
+            tensors = load(data)
+            header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+        except (OSError, SafetensorError, ValueError) as exc:
+            raise TraceFormatError(f"{file}: not a safetensors file ({exc})") from None
+        meta = header.get("__metadata__") or {}
+        if set(tensors) != {"vector"} or _KEY not in meta:
+            raise TraceFormatError(
+                f"{file}: not a steering vector saved by interp (expected one tensor 'vector' "
+                "and its record)"
+            )
+        out = _from_record(tensors["vector"].float(), meta[_KEY], file)
+        return out if model is None else out.check(model)
+
+
+def _from_record(vector: Tensor, text: str, file: Path) -> SteeringVector:
+    try:
+        r = json.loads(text)
+        out = SteeringVector(
+            vector, int(r["layer"]), str(r["model_name"]), str(r["method"]),
+            str(r.get("position", "last")), r.get("separability"), r.get("resid_norm"),
+            dict(r.get("sets", {})), {str(k): str(v) for k, v in r.get("provenance", {}).items()},
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise TraceFormatError(f"{file}: its steering record is damaged ({exc})") from None
+    for name in ("separability", "resid_norm"):
+        value = getattr(out, name)
+        if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value)):
+            raise TraceFormatError(f"{file}: its record's {name} is not a number")
+    return out
+
+
+def check_layer(model: Model, layer: Any) -> int:
+    """A block index of the model, or one line saying the valid range."""
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise InvalidSettingError(f"layer must be an integer, got {layer!r:.40}")
+    if not 0 <= int(layer) < model.n_layers:
+        raise InvalidSettingError(
+            f"layer {layer} is out of range: {model.name} has layers 0..{model.n_layers - 1}"
+        )
+    return int(layer)
+
+
+def check_scale(scale: Any) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
+        raise InvalidSettingError(f"a scale is a finite number, got {scale!r:.40}")
+    return float(scale)
