@@ -60,6 +60,9 @@ _EXPORTS = {
     "ablate_into": "interp.workflow",
     "model_head_roles": "interp.workflow",
     "metrics": "interp.metrics",  # the module itself
+    "steering_vector": "interp.steering.vectors",
+    "SteeringVector": "interp.steering.vector",
+    "steer_eval": "interp.steering.evaluate",
 }
 
 __all__ = [
@@ -71,6 +74,7 @@ __all__ = [
     "Model",
     "Sampler",
     "SamplingConfig",
+    "SteeringVector",
     "Trace",
     "TraceSet",
     "ablate",
@@ -102,6 +106,8 @@ __all__ = [
     "record_under",
     "regenerate",
     "span",
+    "steer_eval",
+    "steering_vector",
     "sweep",
     "sweep_into",
 ]
@@ -131,6 +137,9 @@ if TYPE_CHECKING:
     from interp.program import configure_output, freeze_imports
     from interp.provenance import library_versions
     from interp.sampling import Sampler, SamplingConfig
+    from interp.steering.evaluate import steer_eval
+    from interp.steering.vector import SteeringVector
+    from interp.steering.vectors import steering_vector
     from interp.store import check_output_dir
     from interp.trace import GenerationSettings, Trace
     from interp.traceset import TraceSet

@@ -3,9 +3,9 @@ notebook display of results (`display`). Nothing here runs the model.
 
 Public: `build_report` (a trace's, a set's or a patching result's page), `patching_sections`
 (patching results as sections of another page), `write_experiment` and `Section` (an
-experiment's page), `check_experiment_dir`, `parse_formats` (`--format png,svg,pdf`), and the
-`figures` module. Imported lazily, so
-`import interp` stays light.
+experiment's page), `write_steering` (a steering evaluation's directory), the directory
+checks, `parse_formats` (`--format png,svg,pdf`), and the `figures` module. Imported lazily,
+so `import interp` stays light.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ _EXPORTS = {
     "Section": "interp.report.simple",
     "patching_sections": "interp.report.patching",
     "parse_formats": "interp.report.formats",
+    "write_steering": "interp.report.steering",
+    "check_steering_dir": "interp.report.steering",
 }
 
 __all__ = [
@@ -29,7 +31,9 @@ __all__ = [
     "figures",
     "parse_formats",
     "patching_sections",
+    "check_steering_dir",
     "write_experiment",
+    "write_steering",
 ]
 
 if TYPE_CHECKING:
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from interp.report.formats import parse_formats
     from interp.report.patching import patching_sections
     from interp.report.simple import Section, check_experiment_dir, write_experiment
+    from interp.report.steering import check_steering_dir, write_steering
 
 
 def __getattr__(name: str) -> Any:
