@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -218,7 +219,7 @@ def run_experiment(name: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "name", ["seed_run", "induction_heads", "heads_and_text", "ioi", "causal_tracing"]
+    "name", ["seed_run", "induction_heads", "heads_and_text", "ioi", "causal_tracing", "steering"]
 )
 def test_experiment_help(name):
     done = run_experiment(name, "--help")
@@ -380,4 +381,30 @@ def test_causal_tracing_experiment(tmp_path, smollm):
     assert all(len(v) == smollm.n_layers for grid in s["grids"].values() for v in grid.values())
     assert (out / "facts" / "0-resid" / "index.html").exists()
     assert (out / "facts" / "0-windows" / "index.html").exists()
+    assert_renders(out / "index.html", tmp_path, circuitsvis=False)
+
+
+@pytest.mark.real_model
+def test_steering_experiment(tmp_path, smollm):
+    """One prompt, a few pairs: the page and steering.json carry every measure the issue names,
+    and the experiment prints the sentence it puts on the page."""
+    out = tmp_path / "steer"
+    done = run_experiment(
+        "steering", "--prompts", "1", "--samples", "3", "--controls", "1", "--scales", "0,0.3",
+        "--max-new-tokens", "10", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "layer 11: separability" in done.stderr and "file://" in done.stdout
+    s = json.loads((out / "steering.json").read_text())
+    assert s["layer"] == 11 and s["scales"] == [0.0, 0.3]
+    measures = {"concept", "kl", "logprob_per_token", "repetition", "divergence_rate"}
+    for entry in (*s["steered"], *s["controls"], s["prompt_baseline"]):
+        assert measures <= set(entry), entry
+        assert all(len(entry[m]["ci95"]) == 2 for m in measures)
+    zero = s["steered"][0]
+    assert zero["kl"]["value"] == 0 and zero["divergence_rate"]["value"] == 0  # scale 0: identical
+    assert "smallest_clear_scale" in s and s["pairs"]
+    assert len(s["separability_by_layer"]) == smollm.n_layers
+    assert (out / "vector.safetensors").exists() and (out / "figures" / "curve.png").exists()
+    assert done.stdout.splitlines()[0] in unescape((out / "index.html").read_text())
     assert_renders(out / "index.html", tmp_path, circuitsvis=False)
