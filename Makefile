@@ -70,6 +70,7 @@ bench: setup gemma
 	$(PY) benchmarks/patching.py --json benchmarks/results/patching.json
 	$(PY) benchmarks/causal_tracing.py --json benchmarks/results/causal_tracing.json
 	$(PY) benchmarks/samples.py --json benchmarks/results/samples.json
+	$(PY) benchmarks/steering.py --json benchmarks/results/steering.json
 	$(PY) benchmarks/models.py --json benchmarks/results/models.json
 	$(PY) benchmarks/tables.py
 
