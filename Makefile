@@ -13,7 +13,7 @@ GEMMA_STAMP := $(VENV)/.interp-gemma-installed
 # Debian's chromium for the browser tests; root installs directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup gemma browser demo test notebook check lint format bench clean
+.PHONY: setup gemma browser corpus demo test notebook check lint format bench clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,16 @@ browser:
 	  echo "installing Chromium (Debian's package) for the browser tests"; \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
+# Debian's English documentation, the corpus dictionaries are trained and evaluated on
+# (interp/features/corpus.py lists the sources and their licences)
+corpus:
+	@[ -d /usr/share/doc/python3.11/html/_sources ] && [ -d /usr/share/doc/debian-handbook/html ] && \
+	  [ -d /usr/share/doc/linux-doc/Documentation ] || { \
+	  echo "installing python3-doc, debian-handbook and linux-doc (the dictionaries' corpus)"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+	    python3-doc debian-handbook linux-doc; }
 
 demo: setup
 	$(PY) experiments/seed_run.py

@@ -33,6 +33,11 @@ def mlp_out(layer: int) -> str:
     return f"blocks.{layer}.hook_mlp_out"
 
 
+def mlp_in(layer: int) -> str:
+    """The MLP's input (after the block's second norm): what a transcoder reads."""
+    return f"blocks.{layer}.mlp.hook_in"
+
+
 def pattern(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_pattern"
 

@@ -67,7 +67,7 @@ class Site:
 
 _LAYER_HOOK = re.compile(
     r"blocks\.(\d+)\.(hook_resid_pre|hook_resid_post|hook_attn_out|hook_mlp_out|"
-    r"attn\.hook_pattern|attn\.hook_z)$"
+    r"attn\.hook_pattern|attn\.hook_z|mlp\.hook_in)$"
 )
 
 
@@ -76,7 +76,8 @@ def site(hf: nn.Module, layout: Layout, n_heads: int, norm_eps: float, name: str
 
     resid_pre is a block's input, resid_post its output, hook_pattern eager attention's
     weights, hook_z the output projection's input with heads split, hook_attn_out and
-    hook_mlp_out module outputs, ln_final.hook_scale recomputed with TransformerLens's formula.
+    hook_mlp_out module outputs, mlp.hook_in the MLP's input, ln_final.hook_scale recomputed
+    with TransformerLens's formula.
     """
     if name == H.FINAL_SCALE:
         scale = _hook_scale(norm_eps, layout.rms_norm)
@@ -94,6 +95,8 @@ def site(hf: nn.Module, layout: Layout, n_heads: int, norm_eps: float, name: str
         return Site(block, pre=False)
     if kind == "hook_mlp_out":
         return Site(get(block, layout.mlp), pre=False)
+    if kind == "mlp.hook_in":
+        return Site(get(block, layout.mlp), pre=True)
     if kind == "hook_attn_out":
         return Site(get(attn, layout.out_proj), pre=False)
     if kind == "attn.hook_pattern":

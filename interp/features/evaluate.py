@@ -1,0 +1,127 @@
+"""`evaluate_dictionary`: SAEBench's core measures of a dictionary on held-out text: the
+fraction of variance unexplained, L0, dead and dense latents, and what splicing the
+reconstruction into the forward pass does to the next-token loss (loss recovered, between the
+clean model at 1 and the hook zero-ablated at 0) and to the output distribution (KL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from interp import engine
+from interp.features import harvest
+from interp.features.dictionary import Dictionary
+from interp.features.files import check
+from interp.models.model import Model
+
+DENSE = 0.1  # a latent active on more than this fraction of tokens is dense
+
+
+@dataclass(frozen=True)
+class DictionaryEvaluation:
+    """The measures over `tokens` held-out tokens (window positions 1.. only)."""
+
+    fvu: float
+    l0: float
+    dead_fraction: float
+    dense_fraction: float
+    loss_recovered: float
+    kl: float
+    ce_clean: float
+    ce_spliced: float
+    ce_zero: float
+    tokens: int
+
+    def json(self) -> dict[str, Any]:
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def evaluate_dictionary(
+    model: Model, d: Dictionary, *, tokens: int = 65_536, context: int = harvest.CONTEXT,
+    batch: int = 16, ids: Int[Tensor, "n ctx"] | None = None,
+) -> DictionaryEvaluation:  # fmt: skip
+    """The measures on the first `tokens` tokens of the corpus's held-out split (or on the
+    windows `ids`), in batches of windows."""
+    check(d, model)
+    if ids is None:
+        all_windows = harvest.windows(harvest.corpus_tokens(model, "heldout"), context)
+        ids = all_windows[: max(1, -(-tokens // (context - 1)))]
+    run = engine.choose(model, record=[d.hook], edit=[d.writes], engine="auto")
+    err = var = 0.0
+    sum_x = torch.zeros(d.d_out, dtype=torch.float64)
+    sum_x2 = 0.0
+    active = torch.zeros(d.d_sae, dtype=torch.long)
+    l0_sum = n = 0
+    ce = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
+    kl_sum = 0.0
+    n_pred = 0
+    for start in range(0, len(ids), batch):
+        chunk = ids[start : start + batch].to(model.device)
+        clean, read, target = _clean(model, run, chunk, d)
+        f = d.encode(read[:, 1:])
+        recon = d.decode(f)
+        x = target[:, 1:].double()
+        err += float((recon.double() - x).pow(2).sum())
+        sum_x += x.reshape(-1, d.d_out).sum(0).cpu()
+        sum_x2 += float(x.pow(2).sum())
+        fired = f.reshape(-1, d.d_sae) > 0
+        active += fired.sum(0).cpu()
+        l0_sum += int(fired.sum())
+        n += fired.shape[0]
+        spliced = _logits_with(run, chunk, d.writes, recon)
+        zero = _logits_with(run, chunk, d.writes, torch.zeros_like(recon))
+        labels = chunk[:, 2:]
+        lp_clean = clean[:, 1:-1].float().log_softmax(-1)
+        for name, logits in (("clean", clean), ("spliced", spliced), ("zero", zero)):
+            lp = logits[:, 1:-1].float().log_softmax(-1)
+            ce[name] -= float(lp.gather(-1, labels[..., None]).sum())
+            if name == "spliced":
+                kl_sum += float((lp_clean.exp() * (lp_clean - lp)).sum())
+        n_pred += labels.numel()
+    var = sum_x2 - float((sum_x**2).sum()) / n
+    ce = {k: v / n_pred for k, v in ce.items()}
+    gap = ce["zero"] - ce["clean"]
+    return DictionaryEvaluation(
+        fvu=err / var, l0=l0_sum / n, dead_fraction=float((active == 0).float().mean()),
+        dense_fraction=float((active > DENSE * n).float().mean()),
+        loss_recovered=(ce["zero"] - ce["spliced"]) / gap if gap > 0 else float("nan"),
+        kl=kl_sum / n_pred, ce_clean=ce["clean"], ce_spliced=ce["spliced"], ce_zero=ce["zero"],
+        tokens=n,
+    )  # fmt: skip
+
+
+def _clean(
+    model: Model, run: engine.BridgeEngine | engine.DirectEngine, ids: Tensor, d: Dictionary
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The clean logits, the activations the dictionary reads and those it reconstructs."""
+    got: dict[str, Tensor] = {}
+
+    def keeper(name: str) -> Callable[..., None]:
+        def keep(x: Tensor, hook: object = None) -> None:
+            got[name] = x.detach()
+
+        return keep
+
+    names = list(dict.fromkeys([d.hook, d.writes]))
+    with torch.no_grad(), run.hooked([(h, keeper(h)) for h in names]):
+        logits = run.logits(ids)
+    return logits, got[d.hook], got[d.writes]
+
+
+def _logits_with(
+    run: engine.BridgeEngine | engine.DirectEngine, ids: Tensor, hook: str, value: Tensor
+) -> Tensor:
+    """Logits with `hook`'s activations at positions 1.. replaced by `value`."""
+
+    def put(x: Tensor, hook: object = None) -> Tensor:
+        x = x.clone()
+        x[:, 1:] = value.to(x.dtype)
+        return x
+
+    with torch.no_grad(), run.hooked([(hook, put)]):
+        return run.logits(ids)

@@ -1,0 +1,90 @@
+"""Activations for dictionaries: the corpus as token windows (documents joined by the end of
+sequence token, cut into windows of `context` tokens, cached per model), and a hook's
+activations over batches of windows from a forward pass stopped once every hook has fired.
+Position 0 of a window has no context (and an outlying norm): it is left out everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp import atomic, engine
+from interp.features import corpus
+from interp.models.model import Model
+
+CONTEXT = 128
+
+
+class _Stop(Exception):
+    """Raised by the last hook to fire: nothing after it needs computing."""
+
+
+def corpus_tokens(model: Model, split: str) -> Int[Tensor, " tokens"]:
+    """The split's documents tokenised and joined by the end-of-sequence token (cached beside
+    the corpus, per model)."""
+    from safetensors.torch import load_file, save_file
+
+    folder = corpus.corpus_dir()
+    if not (folder / "corpus.json").exists():
+        corpus.build()
+    stamp = hashlib.sha256((folder / "corpus.json").read_bytes()).hexdigest()[:16]
+    path = folder / "tokens" / f"{model.name}-{split}-{stamp}.safetensors"
+    if path.exists():
+        return load_file(path)["tokens"].long()
+    eos = model.eos_token_id if model.eos_token_id is not None else 0
+    ids: list[int] = []
+    for text in corpus.load(split):
+        ids += model.encode(text, add_special_tokens=False) + [eos]
+    tokens = torch.tensor(ids, dtype=torch.int32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_file(path) as tmp:
+        save_file({"tokens": tokens}, tmp)
+    return tokens.long()
+
+
+def windows(tokens: Int[Tensor, " tokens"], context: int = CONTEXT) -> Int[Tensor, "n ctx"]:
+    """Consecutive windows of `context` tokens (a ragged tail dropped)."""
+    n = len(tokens) // context
+    return tokens[: n * context].view(n, context)
+
+
+def activations(
+    model: Model, ids: Int[Tensor, "n ctx"], hooks: Sequence[str], batch: int = 32
+) -> dict[str, Float[Tensor, "tokens width"]]:
+    """Each hook's activations at positions 1.. of every window (`[n * (ctx - 1), width]`),
+    from forward passes stopped after the last hook fires."""
+    run = engine.choose(model, record=list(hooks), edit=[], engine="auto")
+    out: dict[str, list[Tensor]] = {h: [] for h in hooks}
+    for start in range(0, len(ids), batch):
+        got = capture(model, run, ids[start : start + batch].to(model.device), hooks)
+        for h in hooks:
+            out[h].append(got[h][:, 1:].reshape(-1, got[h].shape[-1]).float().cpu())
+    return {h: torch.cat(v) for h, v in out.items()}
+
+
+def capture(
+    model: Model, run: engine.BridgeEngine | engine.DirectEngine, ids: Tensor,
+    hooks: Iterable[str],
+) -> dict[str, Tensor]:  # fmt: skip
+    """One forward pass over `ids`, kept until every hook in `hooks` has fired."""
+    wanted = list(hooks)
+    got: dict[str, Tensor] = {}
+
+    def keeper(name: str) -> Callable[..., None]:
+        def keep(x: Tensor, hook: object = None) -> None:
+            got[name] = x.detach()
+            if len(got) == len(wanted):
+                raise _Stop
+
+        return keep
+
+    with torch.no_grad(), run.hooked([(h, keeper(h)) for h in wanted]):
+        try:
+            run.logits(ids)
+        except _Stop:
+            pass
+    return got

@@ -1,0 +1,139 @@
+"""`train_dictionary`: TopK SAEs on a model's activations over the corpus's training split,
+several hooks from one forward pass. Windows are drawn in a seeded order and harvested in
+chunks; after every few chunks the trainers are checkpointed (atomically) beside the output,
+and a run started again with the same settings resumes from there to the same weights."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interp import atomic
+from interp.errors import InvalidSettingError
+from interp.features import corpus, harvest
+from interp.features.dictionary import Dictionary
+from interp.features.evaluate import evaluate_dictionary
+from interp.features.files import hook_width, save_dictionary
+from interp.features.topk import TopKTrainer, TrainSettings
+from interp.models.model import Model
+from interp.provenance import provenance
+
+CHUNK_WINDOWS = 512  # windows harvested at once (about 65k tokens)
+CHECKPOINT_EVERY = 4  # chunks between checkpoints
+Report = Callable[[int, int, dict[str, dict[str, float]]], None]
+
+
+def train_dictionary(
+    model: Model,
+    hooks: str | Sequence[str],
+    out: str | os.PathLike[str],
+    *,
+    width: int,
+    k: int,
+    tokens: int,
+    settings: dict[str, Any] | None = None,
+    context: int = harvest.CONTEXT,
+    chunk_windows: int = CHUNK_WINDOWS,
+    evaluate_tokens: int = 65_536,
+    seed: int = 0,
+    report: Report | None = None,
+    stop_after_chunks: int | None = None,
+) -> list[Dictionary]:
+    """Train one TopK SAE per hook on `tokens` training tokens and write each, evaluated on
+    held-out text, to `out` (one hook) or `out/<hook>/` (several). `report(chunk, chunks,
+    losses)` follows progress; `stop_after_chunks` stops early, leaving the checkpoint (for
+    tests of resuming)."""
+    names = [hooks] if isinstance(hooks, str) else list(hooks)
+    if not names or len(set(names)) != len(names):
+        raise InvalidSettingError("give one or more different hooks")
+    target = Path(out)
+    outs = [target] if len(names) == 1 else [target / name for name in names]
+    trainers = [
+        TopKTrainer(_width(model, name), TrainSettings(width=width, k=k, seed=seed,
+                                                         **(settings or {})))
+        for name in names
+    ]  # fmt: skip
+    per_chunk = chunk_windows * (context - 1)
+    n_chunks = max(1, math.ceil(tokens / per_chunk))
+    all_windows = harvest.windows(harvest.corpus_tokens(model, "train"), context)
+    if n_chunks * chunk_windows > len(all_windows):
+        raise InvalidSettingError(
+            f"the corpus's training split has {len(all_windows) * (context - 1):,} tokens in "
+            f"windows of {context}; {tokens:,} were asked for"
+        )
+    order = torch.randperm(len(all_windows), generator=torch.Generator().manual_seed(seed))
+    plan = {"hooks": names, "width": width, "k": k, "tokens": tokens, "context": context,
+            "chunk_windows": chunk_windows, "seed": seed, "settings": settings or {},
+            "model": model.name, "checksum": model.checksum}  # fmt: skip
+    ckpt = checkpoint_path(target)
+    first, elapsed = 0, 0.0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["plan"] != plan:
+            raise InvalidSettingError(
+                f"{ckpt} is a checkpoint of another run; remove it, or run with its settings"
+            )
+        trainers = [TopKTrainer.from_state(s) for s in state["trainers"]]
+        first, elapsed = int(state["next_chunk"]), float(state["elapsed_s"])
+    t0 = time.perf_counter() - elapsed
+    for c in range(first, n_chunks):
+        ids = all_windows[order[c * chunk_windows : (c + 1) * chunk_windows]]
+        acts = harvest.activations(model, ids, names)
+        for name, trainer in zip(names, trainers, strict=True):
+            trainer.train_chunk(acts[name], c)
+        done = c + 1
+        if report is not None:
+            report(done, n_chunks, {n: t.last for n, t in zip(names, trainers, strict=True)})
+        if done < n_chunks and (done % CHECKPOINT_EVERY == 0 or done == stop_after_chunks):
+            _checkpoint(ckpt, plan, trainers, done, time.perf_counter() - t0)
+        if stop_after_chunks is not None and done >= stop_after_chunks and done < n_chunks:
+            return []
+    train_s = time.perf_counter() - t0
+    results = []
+    for name, trainer, place in zip(names, trainers, outs, strict=True):
+        info = {
+            "trained_by": "interp train-dictionary", "method": "TopK SAE (Gao et al. 2024)",
+            "training": {**plan, "hook": name, "tokens_trained": trainer.tokens,
+                         "steps": trainer.steps, "train_seconds": round(train_s, 1),
+                         "optimizer": asdict(trainer.settings), "input_scale": trainer.scale},
+            "corpus": corpus.record(), "model": provenance(model),
+        }  # fmt: skip
+        d = trainer.dictionary(name, model.name, info)
+        d.info["evaluation"] = evaluate_dictionary(model, d, tokens=evaluate_tokens).json()
+        save_dictionary(d, place)
+        results.append(d)
+    ckpt.unlink(missing_ok=True)
+    return results
+
+
+def checkpoint_path(out: Path) -> Path:
+    """Where a run writing `out` keeps its checkpoint: beside it."""
+    out = atomic.resolve_target(out)
+    return out.with_name(f".{out.name}.checkpoint")
+
+
+def _checkpoint(
+    path: Path, plan: dict[str, Any], trainers: list[TopKTrainer], next_chunk: int, elapsed: float
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"plan": plan, "trainers": [t.state() for t in trainers], "next_chunk": next_chunk,
+             "elapsed_s": elapsed}  # fmt: skip
+    with atomic.atomic_file(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _width(model: Model, hook: str) -> int:
+    width = hook_width(model, hook)
+    if width is None or hook not in model.bridge.hook_dict:
+        raise InvalidSettingError(
+            f"{hook!r} is not a hook interp trains dictionaries on in {model.name} (the "
+            "residual stream, attention and MLP outputs, the MLP's input)"
+        )
+    return width
