@@ -13,7 +13,7 @@ GEMMA_STAMP := $(VENV)/.interp-gemma-installed
 # Debian's chromium for the browser tests; root installs directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup gemma browser corpus demo test notebook check lint format bench clean
+.PHONY: setup gemma browser corpus features demo test notebook check lint format bench clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ corpus:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
 	    python3-doc debian-handbook linux-doc; }
 
+# the default dictionaries of SmolLM2 (interp/features/catalog.py), trained once and cached
+features: setup corpus
+	$(VENV)/bin/interp train-dictionary --defaults
+
 demo: setup
 	$(PY) experiments/seed_run.py
 
@@ -59,7 +63,7 @@ notebook: setup
 	$(PIP) install -q -e '.[notebook]'
 	$(VENV)/bin/jupyter lab experiments/tour.ipynb
 
-test: setup gemma browser
+test: setup gemma browser corpus
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: setup

@@ -58,6 +58,10 @@ class TraceFormatError(InterpError):
     """A directory is not an interp trace, or was written by an unknown format version."""
 
 
+class DictionaryFormatError(InterpError):
+    """A folder that is not a dictionary interp can read right."""
+
+
 class ModelMismatchError(InterpError):
     """A trace is used with another model than the one it was recorded with."""
 

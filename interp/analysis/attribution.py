@@ -14,7 +14,7 @@ that components plus constant equal the model's logit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -156,21 +156,8 @@ def direct_logit_attribution(
             w_u = w_u - w_u_all[:, against]
         b_u = _param(bridge, "b_U")
         ln = bridge.ln_final
-        w_ln = norm_gain(model, ln)
         b_ln = norm_parameter(ln, "bias")
-        layer_norm = model.cfg.normalization_type in ("LN", "LNPre")
-        direction = w_u if w_ln is None else w_u * w_ln[:, None]
-        scale = read(H.FINAL_SCALE).float()  # [step, 1]
-
-        rows = direction.T.contiguous()  # [step, d_model]
-
-        def project(vectors: Float[Tensor, "step ... d_model"]) -> Tensor:
-            # a product and a sum, not an einsum: the einsum runs one tiny matmul per step
-            if layer_norm:
-                vectors = vectors - vectors.mean(-1, keepdim=True)
-            middle = [1] * (vectors.dim() - 2)
-            dots = (vectors * rows.view(-1, *middle, rows.shape[-1])).sum(-1)
-            return dots / scale.view(-1, *middle)
+        project = logit_projector(model, w_u, read(H.FINAL_SCALE))
 
         resid = [read(H.resid_pre(layer)).float() for layer in range(n_layers)]
         resid.append(read(H.resid_post(n_layers - 1)).float())
@@ -215,6 +202,32 @@ def direct_logit_attribution(
             )
         )
     return results[0] if isinstance(trace, Trace) else AttributionSetResult(results)
+
+
+def logit_projector(
+    model: Model, w_u: Float[Tensor, "d_model step"], scale: Float[Tensor, "step 1"]
+) -> Callable[..., Tensor]:
+    """`project(vectors [step, ..., d])`: each step's vectors' direct effect on its logit
+    direction `w_u[:, step]` (`shared=True`: vectors [n, d] alike at every step -> [step, n]),
+    through the final norm with its recorded `scale` frozen (centred first where the norm is a
+    LayerNorm; `w_ln` applied as the norm applies it)."""
+    w_ln = norm_gain(model, model.bridge.ln_final)
+    layer_norm = model.cfg.normalization_type in ("LN", "LNPre")
+    direction = w_u if w_ln is None else w_u * w_ln[:, None]
+    rows = direction.T.contiguous()  # [step, d_model]
+    scale = scale.float()
+
+    def project(vectors: Float[Tensor, "step ... d_model"], shared: bool = False) -> Tensor:
+        # a product and a sum, not an einsum: the einsum runs one tiny matmul per step
+        if layer_norm:
+            vectors = vectors - vectors.mean(-1, keepdim=True)
+        if shared:  # the same vectors [n, d] at every step: one matmul -> [step, n]
+            return (rows @ vectors.T) / scale.view(-1, 1)
+        middle = [1] * (vectors.dim() - 2)
+        dots = (vectors * rows.view(-1, *middle, rows.shape[-1])).sum(-1)
+        return dots / scale.view(-1, *middle)
+
+    return project
 
 
 def _per_step(model: Model, tokens: Tokens, steps: list[int], what: str) -> Tensor:

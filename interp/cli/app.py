@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from interp.cli.options import build_parser
 from interp.errors import (
+    DictionaryFormatError,
     HookError,
     InterpError,
     InvalidSettingError,
@@ -41,6 +42,7 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
         HookError,
         OutputPathError,
         TraceFormatError,
+        DictionaryFormatError,
     ) as exc:
         _error(exc)
         return EXIT_BAD_INPUT

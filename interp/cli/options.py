@@ -14,6 +14,7 @@ from interp.cli.commands import (
     cmd_report,
     cmd_run,
 )
+from interp.cli.features import add_features_parsers
 from interp.cli.inputs import (
     add_format_option,
     add_model_options,
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ablating_parsers(sub)
     add_patching_parsers(sub)
     add_steering_parser(sub)
+    add_features_parsers(sub)
 
     rep = sub.add_parser(
         "report",

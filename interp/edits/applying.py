@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp.edits import sources
+from interp.edits import feature_op, sources
 from interp.edits.value import NOISE_STDS, Context, Edit, Intervention, Position, Span
 from interp.errors import InvalidSettingError
 
@@ -224,6 +224,8 @@ def _op(e: Edit, v: Tensor, at: Tensor, scale: float | None) -> Tensor:
         return v + (target - along) * unit
     if e.op in sources.REPLACING:
         return _values_at(e, p["values"], at, v)
+    if e.op == "feature":
+        return feature_op.apply(p, v)
     assert e.op == "noise" and scale is not None
     return v + scale * noise(p.get("seed", 0), at, v.shape[1:]).to(v.device)
 

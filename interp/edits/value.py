@@ -1,12 +1,11 @@
 """Open interventions: an `Intervention` is a list of edits, each a *site* (any hook point that
 TransformerLens names), *positions* (all, indices, slices, "prompt", "last_prompt", "generated", a
 prompts file's position label, `span("Eiffel Tower")`) and an *operation* (zero, scale, add,
-project, set, seeded noise, mean, patch or resample from other runs, or any callable).
-`edit(...)` builds one edit, checked where it is built; `+` composes them. It runs as forward
-hooks that know each batch row's absolute positions (under the KV cache and left padding), so
-a generation, a teacher-forced run and the exact runner apply it alike; its JSON form
-(`to_json`, `from_json`) is what a trace recorded under it keeps, so any consumer can replay
-the run.
+project, set, seeded noise, mean, patch or resample from other runs, a dictionary feature, or
+any callable). `edit(...)` builds one edit, checked where it is built; `+` composes them. It
+runs as forward hooks that know each batch row's absolute positions (under the KV cache and
+left padding), so a generation, a teacher-forced run and the exact runner apply it alike; its
+JSON form (`to_json`, `from_json`) is what a trace recorded under it keeps, to replay the run.
 """
 
 from __future__ import annotations
@@ -18,18 +17,18 @@ import numbers
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import torch
 from torch import Tensor
 
-from interp.edits import sources
+from interp.edits import feature_op, sources
 from interp.errors import InvalidSettingError
 
-Op = Literal["zero", "scale", "add", "project", "set", "noise", "mean", "resample", "patch"]
-OPS: tuple[Op, ...] = (
-    "zero", "scale", "add", "project", "set", "noise", "mean", "resample", "patch"
-)  # fmt: skip
+Op = Literal[
+    "zero", "scale", "add", "project", "set", "noise", "mean", "resample", "patch", "feature"
+]
+OPS: tuple[Op, ...] = get_args(Op)
 NOISE_STDS = 3.0  # ROME's default noise: three times the standard deviation of the embeddings
 _PARAMS: dict[str, tuple[set[str], set[str]]] = {  # op: (required, optional) parameters
     "zero": (set(), set()),
@@ -38,6 +37,7 @@ _PARAMS: dict[str, tuple[set[str], set[str]]] = {  # op: (required, optional) pa
     "project": ({"direction"}, set()),
     "set": ({"direction", "value"}, set()),
     "noise": (set(), {"scale", "seed"}),
+    "feature": ({"dictionary", "features"}, {"value"}),
     **{op: ({"values"}, {"origin"}) for op in sources.REPLACING},
 }
 _HEAD_SITES = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_result")
@@ -183,11 +183,10 @@ def edit(
     callable `(value, Context) -> value`, with its parameters (`add`: vector=, scale=;
     `project`: direction=; `set`: direction=, value=; `scale`: factor=; `noise`: scale=, seed=,
     the scale three times the standard deviation of the embeddings by default; `mean`:
-    reference= runs or values=; `patch`: source= a run or values=; `resample`: values=)."""
+    reference= runs or values=; `patch`: source= a run or values=; `resample`: values=;
+    `feature`: dictionary=, features=, value= (0 ablates), the reconstruction error kept)."""
     if not isinstance(site, str) or not site:
-        raise InvalidSettingError(
-            f"a site is a hook name such as 'blocks.3.hook_resid_pre', got {site!r:.40}"
-        )
+        raise InvalidSettingError(f"a site is a hook name like blocks.3.hook_z, not {site!r:.40}")
     if isinstance(op, str):
         if op not in OPS:
             raise InvalidSettingError(
@@ -204,6 +203,8 @@ def edit(
         if extra:
             raise InvalidSettingError(f"the {op} operation takes no {extra[0]}=")
         params = {k: _param(op, k, v) for k, v in params.items()}
+        if op == "feature":
+            feature_op.check(site, params)
     elif callable(op):
         if params:
             raise InvalidSettingError("a callable edit takes no parameters")
@@ -228,6 +229,8 @@ def edit(
 def _param(op: str, key: str, value: Any) -> Any:
     if key in ("values", "origin"):
         return sources.values(value) if key == "values" else str(value)
+    if key in ("dictionary", "features"):
+        return feature_op.dictionary(value) if key == "dictionary" else _indices(value, key)
     if key in ("vector", "direction"):
         try:
             tensor = torch.as_tensor(value, dtype=torch.float32)
@@ -306,11 +309,12 @@ def _edit_json(e: Edit) -> dict[str, Any]:
     out: dict[str, Any] = {"site": e.site, "op": e.op}
     if e.positions is not None:
         out["positions"] = [_position_json(p) for p in e.positions]
-    if e.heads is not None:
-        out["heads"] = list(e.heads)
-    if e.neurons is not None:
-        out["neurons"] = list(e.neurons)
+    for key in ("heads", "neurons"):
+        if getattr(e, key) is not None:
+            out[key] = list(getattr(e, key))
     params = {k: v.tolist() if isinstance(v, Tensor) else v for k, v in e.params.items()}
+    if e.op == "feature":
+        params["dictionary"] = feature_op.to_json(e.params["dictionary"])
     if params:
         out["params"] = params
     return out

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from interp import atomic
-from interp.errors import InterpError, InvalidSettingError, ModelMismatchError
+from interp.errors import DictionaryFormatError, InvalidSettingError, ModelMismatchError
 from interp.features.dictionary import Dictionary
 from interp.models.model import Model
 from interp.store import load_tensors, read_json
@@ -28,10 +28,6 @@ _ARCHITECTURES = {
     "transcoder": ("relu", True), "jumprelu_transcoder": ("jumprelu", True),
 }  # fmt: skip
 _HF_HOOK = re.compile(r"model\.layers\.(\d+)\.(output|pre_feedforward_layernorm\.output)$")
-
-
-class DictionaryFormatError(InterpError):
-    """A folder that is not a dictionary interp can read right."""
 
 
 def load_dictionary(path: str | os.PathLike[str], model: Model | None = None) -> Dictionary:

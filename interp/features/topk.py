@@ -97,8 +97,15 @@ class TopKTrainer:
         order = torch.randperm(len(acts), generator=g)
         x_all = acts.float() * self.scale
         b = self.settings.batch
-        for start in range(0, len(order) - b + 1, b):  # a ragged tail is dropped
-            self.step(x_all[order[start : start + b]])
+        # deterministic kernels: the sparse gradients' scatter-adds otherwise sum in thread
+        # order, and a resumed run would drift from an uninterrupted one
+        was = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        try:
+            for start in range(0, len(order) - b + 1, b):  # a ragged tail is dropped
+                self.step(x_all[order[start : start + b]])
+        finally:
+            torch.use_deterministic_algorithms(was)
 
     # ---- one step ------------------------------------------------------------------
 

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 
 from interp import atomic
-from interp.errors import InvalidSettingError
+from interp.errors import InvalidSettingError, OutputPathError
 from interp.features import corpus, harvest
+from interp.features.contexts import feature_contexts
 from interp.features.dictionary import Dictionary
 from interp.features.evaluate import evaluate_dictionary
-from interp.features.files import hook_width, save_dictionary
+from interp.features.files import CFG, hook_width, save_dictionary
 from interp.features.topk import TopKTrainer, TrainSettings
 from interp.models.model import Model
 from interp.provenance import provenance
@@ -41,13 +42,15 @@ def train_dictionary(
     settings: dict[str, Any] | None = None,
     context: int = harvest.CONTEXT,
     chunk_windows: int = CHUNK_WINDOWS,
-    evaluate_tokens: int = 65_536,
+    evaluate_tokens: int = 32_768,
+    contexts_tokens: int = 65_536,
     seed: int = 0,
     report: Report | None = None,
     stop_after_chunks: int | None = None,
 ) -> list[Dictionary]:
     """Train one TopK SAE per hook on `tokens` training tokens and write each, evaluated on
-    held-out text, to `out` (one hook) or `out/<hook>/` (several). `report(chunk, chunks,
+    held-out text and with its features' top contexts there, to `out` (one hook) or
+    `out/<hook>/` (several). `report(chunk, chunks,
     losses)` follows progress; `stop_after_chunks` stops early, leaving the checkpoint (for
     tests of resuming)."""
     names = [hooks] if isinstance(hooks, str) else list(hooks)
@@ -60,6 +63,7 @@ def train_dictionary(
                                                          **(settings or {})))
         for name in names
     ]  # fmt: skip
+    chunk_windows = min(chunk_windows, max(1, math.ceil(tokens / (context - 1))))
     per_chunk = chunk_windows * (context - 1)
     n_chunks = max(1, math.ceil(tokens / per_chunk))
     all_windows = harvest.windows(harvest.corpus_tokens(model, "train"), context)
@@ -97,7 +101,7 @@ def train_dictionary(
             return []
     train_s = time.perf_counter() - t0
     results = []
-    for name, trainer, place in zip(names, trainers, outs, strict=True):
+    for name, trainer in zip(names, trainers, strict=True):
         info = {
             "trained_by": "interp train-dictionary", "method": "TopK SAE (Gao et al. 2024)",
             "training": {**plan, "hook": name, "tokens_trained": trainer.tokens,
@@ -107,10 +111,29 @@ def train_dictionary(
         }  # fmt: skip
         d = trainer.dictionary(name, model.name, info)
         d.info["evaluation"] = evaluate_dictionary(model, d, tokens=evaluate_tokens).json()
-        save_dictionary(d, place)
         results.append(d)
+    found = feature_contexts(model, results, tokens=contexts_tokens)
+    for d, place, contexts in zip(results, outs, found, strict=True):
+        contexts.save(save_dictionary(d, place))
     ckpt.unlink(missing_ok=True)
     return results
+
+
+def check_out(out: Path, n_hooks: int) -> None:
+    """Refuse, before any work, an output that is not empty and not dictionaries interp wrote
+    (one, or for several hooks a folder of them): a user's files are never replaced."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputPathError(f"output path {out} exists and is not a directory")
+    entries = [e for e in out.iterdir() if not e.name.startswith(".")]
+    ours = [out] if n_hooks == 1 else entries
+    if entries and not all((e / "interp.json").exists() and (e / CFG).exists() for e in ours):
+        raise OutputPathError(
+            f"output directory {out} exists and is not a dictionary interp wrote; refusing to "
+            "overwrite it (choose another --out)"
+        )
 
 
 def checkpoint_path(out: Path) -> Path:

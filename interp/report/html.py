@@ -7,9 +7,12 @@ import base64
 import json
 import math
 import re
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+import torch
 
 _SCRIPT_END = re.compile(r"</(script)", re.IGNORECASE)
 
@@ -66,3 +69,11 @@ def render_call(element_id: str, component: str, props: dict[str, Any], digits: 
         f"CircuitsVis.render({script_json(element_id)}, CircuitsVis.{component}, "
         f"{script_json(props, digits)});"
     )
+
+
+def pack_pattern(pattern: torch.Tensor) -> dict[str, Any]:
+    """[head, q, k] -> the lower triangle of each head as uint8 (x/255), zlib, base64."""
+    heads, n, _ = pattern.shape
+    rows, cols = torch.tril_indices(n, n)
+    tri = (pattern[:, rows, cols].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return {"heads": heads, "n": n, "data": b64(zlib.compress(tri.tobytes(), 6))}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,12 @@ from interp.interventions.ablation_record import AblationRecord
 from interp.interventions.sweep import SweepResult
 from interp.metrics import describe
 from interp.report import figures, style
+from interp.report.features import HOW_TO, feature_sections
 from interp.report.formats import Format
 from interp.report.html import (
     b64,
     circuitsvis_bundle,
+    pack_pattern,
     probability_color,
     render_call,
     script_json,
@@ -50,6 +51,7 @@ class ReportInputs:
     analysis: Analysis  # attention patterns of the last ATTENTION_WINDOW positions
     sweep: SweepResult | None = None
     ablations: list[AblationRecord] = field(default_factory=list)
+    features: list[dict[str, Any]] = field(default_factory=list)  # the features section
 
     @property
     def tokens(self) -> list[str]:
@@ -73,7 +75,8 @@ def load_inputs(directory: str | os.PathLike[str]) -> ReportInputs:
     trace = Trace.load(path, activations=False)
     analysis = Analysis.load(path, trace, pattern_window=ATTENTION_WINDOW)
     sweep = SweepResult.load(path) if SweepResult.saved_in(path) else None
-    return ReportInputs(path, trace, analysis, sweep, AblationRecord.load_all(path))
+    ablations = AblationRecord.load_all(path)
+    return ReportInputs(path, trace, analysis, sweep, ablations, feature_sections(path))
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,7 +286,7 @@ def render_page(
     }
     if heads:
         scripts.append(render_call("cv-top-heads", "AttentionHeads", top_heads_props))
-    layers_data = [_pack_pattern(pattern) for pattern in a.attention.patterns]
+    layers_data = [pack_pattern(pattern) for pattern in a.attention.patterns]
 
     # direct logit attribution for a chosen token: every component, in model order
     components = [a.attribution.components(j) for j in range(n_steps)]
@@ -321,6 +324,8 @@ def render_page(
         sweep=inputs.sweep,
         sweep_metric=describe(inputs.sweep.metric) if inputs.sweep is not None else "",
         ablations=inputs.ablations,
+        feature_sections=inputs.features,
+        features_how_to=HOW_TO,
         greedy_rows=_greedy_rows,
         window_start=inputs.window_start,
         n_positions=len(tokens),
@@ -338,11 +343,3 @@ def render_page(
             digits=3,
         ),
     )
-
-
-def _pack_pattern(pattern: torch.Tensor) -> dict[str, Any]:
-    """[head, q, k] -> the lower triangle of each head as uint8 (x/255), zlib, base64."""
-    heads, n, _ = pattern.shape
-    rows, cols = torch.tril_indices(n, n)
-    tri = (pattern[:, rows, cols].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    return {"heads": heads, "n": n, "data": b64(zlib.compress(tri.tobytes(), 6))}

@@ -1,0 +1,113 @@
+"""Each feature's top-activating contexts and activation density over held-out text, computed
+once per dictionary (one harvest serves several dictionaries) and stored beside it
+(`contexts.safetensors`), so a report shows them offline without the corpus or the model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp import atomic, engine
+from interp.errors import InterpError
+from interp.features import harvest
+from interp.features.dictionary import Dictionary
+from interp.features.files import check
+from interp.models.model import Model
+
+FILE = "contexts.safetensors"
+TOP = 8  # contexts kept per feature
+BEFORE, AFTER = 12, 3  # tokens shown before and after the activating one
+
+
+@dataclass
+class FeatureContexts:
+    """Per feature: its `top` largest activations over `tokens` held-out tokens, each with its
+    context (`BEFORE` tokens before the activating one, `AFTER` after; -1 pads; the activating
+    token at index `BEFORE`), and the fraction of tokens it fires on (`density`)."""
+
+    values: Float[Tensor, "d_sae top"]  # 0 where a feature fired fewer than `top` times
+    context_ids: Int[Tensor, "d_sae top ctx"]
+    density: Float[Tensor, " d_sae"]
+    tokens: int
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(folder) / FILE
+        with atomic.atomic_file(path) as tmp:
+            save_file({"values": self.values.contiguous(),
+                       "context_ids": self.context_ids.to(torch.int32).contiguous(),
+                       "density": self.density.contiguous()},
+                      tmp, metadata={"tokens": str(self.tokens)})  # fmt: skip
+        return path
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> FeatureContexts | None:
+        """The stored contexts of the dictionary in `folder`, or None if it has none."""
+        from safetensors import safe_open
+
+        path = Path(folder) / FILE
+        if not path.exists():
+            return None
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+                t = {k: f.get_tensor(k) for k in ("values", "context_ids", "density")}
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported in one line
+            raise InterpError(f"{path} is not a readable contexts file ({exc})") from None
+        return cls(t["values"], t["context_ids"].long(), t["density"], int(meta["tokens"]))
+
+
+def feature_contexts(
+    model: Model, dictionaries: list[Dictionary], *, tokens: int = 65_536, batch: int = 32,
+    top: int = TOP, context: int = harvest.CONTEXT, ids: Int[Tensor, "n ctx"] | None = None,
+) -> list[FeatureContexts]:  # fmt: skip
+    """Top contexts and density of every feature of each dictionary over the first `tokens`
+    tokens of the held-out split (or the windows `ids`; positions 1.. of each window), from
+    one harvest."""
+    for d in dictionaries:
+        check(d, model)
+    if ids is None:
+        ids = harvest.windows(harvest.corpus_tokens(model, "heldout"), context)
+        ids = ids[: max(1, -(-tokens // (context - 1)))]
+    context = ids.shape[1]
+    hooks = list(dict.fromkeys(d.hook for d in dictionaries))
+    run = engine.choose(model, record=hooks, edit=[], engine="auto")
+    best = [(torch.zeros(d.d_sae, 0), torch.zeros(d.d_sae, 0, dtype=torch.long))
+            for d in dictionaries]  # fmt: skip
+    fired = [torch.zeros(d.d_sae) for d in dictionaries]
+    n = 0
+    for start in range(0, len(ids), batch):
+        got = harvest.capture(model, run, ids[start : start + batch].to(model.device), hooks)
+        for i, d in enumerate(dictionaries):
+            x = got[d.hook][:, 1:].float().cpu()  # [b, ctx-1, d_in]
+            f = d.encode(x).reshape(-1, d.d_sae)  # rows in window order
+            fired[i] += (f > 0).sum(0)
+            # flat index of a row over the whole run: window * (ctx - 1) + position - 1
+            where = torch.arange(len(f)) + start * (context - 1)
+            m = min(top, len(f))
+            vals, rows = f.T.topk(m, dim=-1)  # [d_sae, m]
+            values = torch.cat([best[i][0], vals], dim=1)
+            index = torch.cat([best[i][1], where[rows]], dim=1)
+            keep = values.topk(min(top, values.shape[1]), dim=-1)
+            best[i] = (keep.values, index.gather(1, keep.indices))
+        n += got[hooks[0]][:, 1:].shape[0] * (context - 1)
+    out = []
+    for (values, index), count in zip(best, fired, strict=True):
+        window, pos = index // (context - 1), index % (context - 1) + 1
+        snippets = torch.full((*index.shape, BEFORE + 1 + AFTER), -1, dtype=torch.long)
+        for offset in range(-BEFORE, AFTER + 1):
+            at = pos + offset
+            ok = (at >= 0) & (at < context)
+            snippets[..., offset + BEFORE] = torch.where(
+                ok, ids[window, at.clamp(0, context - 1)], -1
+            )
+        values = values.clamp_min(0)
+        snippets[values == 0] = -1  # a feature that never fired this often has no context there
+        out.append(FeatureContexts(values, snippets, count / n, n))
+    return out
