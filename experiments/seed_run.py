@@ -1,7 +1,8 @@
 """The seed's run: "earth revolve around", 100 sampled tokens, the full report.
 
 GPT-2 small (the seed notebook's model) where its weights are reachable, the embedded
-SmolLM2 otherwise. Writes reports/seed_run/: the trace, index.html, figures/, summary.json.
+SmolLM2 otherwise. Writes reports/seed_run/: the trace, index.html, figures/, summary.json;
+with the model's cached dictionaries (`make features`), their features too.
 
     python experiments/seed_run.py [--model gpt2] [--seed 0] [--max-new-tokens 100] [--no-sweep]
 """
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import interp
     from interp import analyze_into, check_output_dir, sweep_into
     from interp.errors import InterpError, ModelUnavailableError
+    from interp.features import cached_dictionaries, load_dictionary, read_features
     from interp.report import build_report
 
     try:
@@ -52,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         analyze_into(model, trace, args.out)
         if not args.no_sweep:
             sweep_into(model, trace, args.out, progress=sys.stderr.isatty())
+        for entry in cached_dictionaries(
+            model.name
+        ):  # `make features`'s dictionaries, where trained
+            d = load_dictionary(entry["path"], model)
+            read_features(model, trace, d).save(args.out)
+            print(f"features of {d.hook} added ({entry['path']})")
         page = build_report(
             args.out, title=f"Seed run: {args.prompt!r} on {model.name}", formats=args.formats
         )

@@ -55,9 +55,7 @@ def test_activations_come_from_the_recorded_hooks_as_a_forward_pass_gives_them(
 
 
 @pytest.mark.parametrize("layer", [0, 1])
-def test_feature_attribution_and_its_error_sum_to_the_layers_attribution(
-    tiny, tiny_trace, layer
-):
+def test_feature_attribution_and_its_error_sum_to_the_layers_attribution(tiny, tiny_trace, layer):
     """Independent reference: the components' attribution (embeddings, heads, biases, MLPs) of
     `direct_logit_attribution`, summed up to the layer."""
     d = random_dictionary(tiny, f"blocks.{layer}.hook_resid_post", width=48, k=5)
@@ -268,3 +266,33 @@ def test_a_small_smollm_dictionary_beats_a_random_one_and_resumes_end_to_end(smo
     baseline = evaluate_dictionary(smollm, random, tokens=2048)
     assert trained.fvu < 0.8 * baseline.fvu, (trained.fvu, baseline.fvu)
     assert trained.l0 == pytest.approx(8, abs=0.01)
+
+
+def test_feature_samples_have_density_matched_controls(tiny_llama, tmp_path):
+    from interp.errors import InvalidSettingError
+    from interp.features import FeatureContexts, feature_samples
+    from interp.features.edits import density_controls
+
+    d = random_dictionary(tiny_llama, "blocks.1.hook_resid_post", width=32, k=6)
+    save_dictionary(d, tmp_path / "d")
+    d = load_dictionary(tmp_path / "d")
+    with pytest.raises(InvalidSettingError, match="stored densities"):
+        density_controls(d, [3], 2)
+    g = torch.Generator().manual_seed(2)
+    (c,) = feature_contexts(tiny_llama, [d], ids=torch.randint(0, 250, (8, 24), generator=g))
+    c.save(tmp_path / "d")
+    density = FeatureContexts.load(tmp_path / "d").density
+    target = int(density.argmax())
+    sets = density_controls(d, [target], 3, seed=1)
+    for (other,) in sets:
+        assert other != target
+        assert density[target] / 2 < density[other] < density[target] * 2
+    trace = interp.generate(tiny_llama, "The earth revolves", max_new_tokens=6, seed=0)
+    result = feature_samples(tiny_llama, trace, d, target, samples=3, controls=2, seed=1)
+    assert len(result.controls) == 2 and len(result.effect.pairs) == 3
+    assert "feature" in result.effect.label
+    for control in result.controls:  # the same seeds: one baseline text per pair, shared
+        assert control.label != result.effect.label
+        assert [p.baseline_text for p in control.pairs] == [
+            p.baseline_text for p in result.effect.pairs
+        ]

@@ -121,7 +121,7 @@ def test_a_hook_or_width_mismatch_is_one_line(tmp_path, tiny_llama):
     wrong_width = load_dictionary(saelens_folder(tmp_path / "a", w, "standard",
                                                  "blocks.0.hook_resid_post"))  # fmt: skip
     with pytest.raises(InterpError) as err:
-        interp.features.files.check(wrong_width, tiny_llama)
+        interp.dictionaries.files.check(wrong_width, tiny_llama)
     message = str(err.value)
     assert "\n" not in message and f"width {D_IN}" in message
     assert f"width {tiny_llama.d_model}" in message

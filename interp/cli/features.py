@@ -150,7 +150,7 @@ def _defaults(args: argparse.Namespace) -> bool:
 def cmd_features(args: argparse.Namespace) -> int:
     from interp.atomic import exclusive
     from interp.cli.inputs import load_trace
-    from interp.features.files import load_dictionary
+    from interp.dictionaries.files import load_dictionary
     from interp.features.readout import read_features
     from interp.report.build import build_report
     from interp.report.tokens import visible
@@ -183,9 +183,9 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_dictionaries(args: argparse.Namespace) -> int:
-    from interp.features.catalog import cached, dictionaries_root
+    from interp.features.catalog import cached_dictionaries, dictionaries_root
 
-    found = cached(args.model)
+    found = cached_dictionaries(args.model)
     if args.json:
         print(json.dumps(found, indent=2))
         return 0

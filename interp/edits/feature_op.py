@@ -10,9 +10,9 @@ from typing import Any
 
 from torch import Tensor
 
+from interp.dictionaries.dictionary import Dictionary
+from interp.dictionaries.files import load_dictionary
 from interp.errors import InvalidSettingError
-from interp.features.dictionary import Dictionary
-from interp.features.files import load_dictionary
 
 
 def dictionary(value: Any) -> Dictionary:
@@ -45,6 +45,12 @@ def apply(params: dict[str, Any], v: Tensor) -> Tensor:
     f = d.encode(v)[:, idx]  # [k, n]
     target = params.get("value", 0.0)
     return v + (target - f).to(v.dtype) @ d.W_dec[idx].to(v)
+
+
+def label(params: dict[str, Any]) -> str:
+    value = params.get("value", 0.0)
+    what = "ablate" if value == 0.0 else f"clamp to {value:g}"
+    return f"{what} features {list(params['features'])} of"
 
 
 def to_json(d: Dictionary) -> str:

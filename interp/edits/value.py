@@ -94,7 +94,8 @@ class Edit:
 
     @property
     def label(self) -> str:
-        what = self.op if isinstance(self.op, str) else getattr(self.op, "__name__", "callable")
+        named = self.op if isinstance(self.op, str) else getattr(self.op, "__name__", "callable")
+        what = feature_op.label(self.params) if self.op == "feature" else named
         where = self.site + (f"[heads {list(self.heads)}]" if self.heads else "")
         where += f"[neurons {list(self.neurons)}]" if self.neurons else ""
         at = "" if self.positions is None else f" at {positions_label(self.positions)}"

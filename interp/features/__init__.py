@@ -3,7 +3,7 @@ them against a model, encoding and decoding, training TopK SAEs on CPU over a co
 Debian's English documentation, SAEBench's core evaluation, a trace's features (activations,
 top contexts, logit effects, direct logit attribution) and feature edits.
 
-Names are imported lazily: the edits module reads dictionaries without importing training."""
+Names are imported lazily: importing one part does not import training or the report."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "Dictionary": "interp.features.dictionary",
+    "Dictionary": "interp.dictionaries.dictionary",
     "DictionaryEvaluation": "interp.features.evaluate",
     "evaluate_dictionary": "interp.features.evaluate",
-    "load_dictionary": "interp.features.files",
-    "save_dictionary": "interp.features.files",
+    "load_dictionary": "interp.dictionaries.files",
+    "save_dictionary": "interp.dictionaries.files",
     "train_dictionary": "interp.features.train",
     "FeatureContexts": "interp.features.contexts",
     "feature_contexts": "interp.features.contexts",
@@ -23,7 +23,9 @@ _EXPORTS = {
     "FeatureAttribution": "interp.features.attribution",
     "feature_attribution": "interp.features.attribution",
     "feature_edit": "interp.features.edits",
+    "feature_samples": "interp.features.edits",
     "FeatureReadout": "interp.features.readout",
+    "cached_dictionaries": "interp.features.catalog",
     "read_features": "interp.features.readout",
 }
 __all__ = [
@@ -32,10 +34,12 @@ __all__ = [
     "FeatureAttribution",
     "FeatureContexts",
     "FeatureReadout",
+    "cached_dictionaries",
     "evaluate_dictionary",
     "feature_attribution",
     "feature_contexts",
     "feature_edit",
+    "feature_samples",
     "load_dictionary",
     "read_features",
     "save_dictionary",
@@ -44,12 +48,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from interp.dictionaries.dictionary import Dictionary
+    from interp.dictionaries.files import load_dictionary, save_dictionary
     from interp.features.attribution import FeatureAttribution, feature_attribution
+    from interp.features.catalog import cached_dictionaries
     from interp.features.contexts import FeatureContexts, feature_contexts
-    from interp.features.dictionary import Dictionary
-    from interp.features.edits import feature_edit
+    from interp.features.edits import feature_edit, feature_samples
     from interp.features.evaluate import DictionaryEvaluation, evaluate_dictionary
-    from interp.features.files import load_dictionary, save_dictionary
     from interp.features.reading import trace_features
     from interp.features.readout import FeatureReadout, read_features
     from interp.features.train import train_dictionary

@@ -17,9 +17,9 @@ from torch import Tensor
 from interp import hooks as H
 from interp.analysis.attribution import logit_projector
 from interp.answers import single_token
+from interp.dictionaries.dictionary import Dictionary
+from interp.dictionaries.files import check
 from interp.errors import InvalidSettingError
-from interp.features.dictionary import Dictionary
-from interp.features.files import check
 from interp.features.reading import hook_values
 from interp.models.model import Model
 from interp.trace import Trace

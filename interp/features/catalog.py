@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from interp.features.files import CFG
+from interp.dictionaries.files import CFG
 from interp.models.cache import cache_root
 from interp.store import read_json
 
@@ -39,7 +39,7 @@ def dictionary_dir(model_name: str, hook: str) -> Path:
     return dictionaries_root() / model_name / hook
 
 
-def cached(model_name: str | None = None) -> list[dict[str, Any]]:
+def cached_dictionaries(model_name: str | None = None) -> list[dict[str, Any]]:
     """The cached dictionaries (of one model, or all): path, model, hook, architecture, width,
     k and the evaluation figures, read from their files without loading the weights."""
     root = dictionaries_root()

@@ -13,10 +13,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp import atomic, engine
+from interp.dictionaries.dictionary import Dictionary
+from interp.dictionaries.files import check
 from interp.errors import InterpError
 from interp.features import harvest
-from interp.features.dictionary import Dictionary
-from interp.features.files import check
 from interp.models.model import Model
 
 FILE = "contexts.safetensors"

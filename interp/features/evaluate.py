@@ -14,9 +14,9 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp import engine
+from interp.dictionaries.dictionary import Dictionary
+from interp.dictionaries.files import check
 from interp.features import harvest
-from interp.features.dictionary import Dictionary
-from interp.features.files import check
 from interp.models.model import Model
 
 DENSE = 0.1  # a latent active on more than this fraction of tokens is dense

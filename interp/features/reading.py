@@ -12,10 +12,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp import components, engine
+from interp.dictionaries.dictionary import Dictionary
+from interp.dictionaries.files import check
 from interp.errors import HookError
 from interp.features import harvest
-from interp.features.dictionary import Dictionary
-from interp.features.files import check
 from interp.interventions.replay import replay_hooks
 from interp.models.model import Model
 from interp.trace import Trace

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 
 from interp import atomic
+from interp.dictionaries.dictionary import Dictionary
 from interp.errors import TraceFormatError
 from interp.features.attribution import feature_attribution
 from interp.features.contexts import BEFORE, FeatureContexts
-from interp.features.dictionary import Dictionary
 from interp.features.reading import trace_features
 from interp.models.model import Model
 from interp.store import read_json

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.dictionaries.dictionary import Dictionary
 from interp.errors import InvalidSettingError
-from interp.features.dictionary import Dictionary
 
 BiasInit = Literal["geometric_median", "mean"]
 MEDIAN_SAMPLE = 16_384  # activations the geometric median is computed over

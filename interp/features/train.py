@@ -16,12 +16,12 @@ from typing import Any
 import torch
 
 from interp import atomic
+from interp.dictionaries.dictionary import Dictionary
+from interp.dictionaries.files import CFG, hook_width, save_dictionary
 from interp.errors import InvalidSettingError, OutputPathError
 from interp.features import corpus, harvest
 from interp.features.contexts import feature_contexts
-from interp.features.dictionary import Dictionary
 from interp.features.evaluate import evaluate_dictionary
-from interp.features.files import CFG, hook_width, save_dictionary
 from interp.features.topk import TopKTrainer, TrainSettings
 from interp.models.model import Model
 from interp.provenance import provenance

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from interp import atomic
+from interp.dictionaries.dictionary import Dictionary
 from interp.errors import DictionaryFormatError, InvalidSettingError, ModelMismatchError
-from interp.features.dictionary import Dictionary
 from interp.models.model import Model
 from interp.store import load_tensors, read_json
 
