@@ -75,7 +75,7 @@ format: setup
 	$(VENV)/bin/ruff format interp tests experiments benchmarks
 	$(VENV)/bin/ruff check --fix interp tests experiments benchmarks
 
-bench: setup gemma
+bench: setup gemma features
 	$(PY) benchmarks/generation.py --json benchmarks/results/generation.json
 	$(PY) benchmarks/analysis.py --json benchmarks/results/analysis.json
 	$(PY) benchmarks/sweep.py --json benchmarks/results/sweep.json
@@ -85,6 +85,7 @@ bench: setup gemma
 	$(PY) benchmarks/causal_tracing.py --json benchmarks/results/causal_tracing.json
 	$(PY) benchmarks/samples.py --json benchmarks/results/samples.json
 	$(PY) benchmarks/steering.py --json benchmarks/results/steering.json
+	$(PY) benchmarks/features.py --json benchmarks/results/features.json
 	$(PY) benchmarks/models.py --json benchmarks/results/models.json
 	$(PY) benchmarks/tables.py
 

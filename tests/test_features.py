@@ -194,3 +194,14 @@ def test_the_mlp_input_the_direct_engine_reads_is_the_bridges(tiny_llama):
     acts = activations(tiny_llama, ids, hooks)
     assert acts[hooks[0]].shape == (5, tiny_llama.d_model)  # position 0 left out
     assert torch.allclose(acts[hooks[0]], bridge[hooks[0]][0, 1:], atol=1e-5)
+
+
+def test_massive_activations_are_left_out_of_harvests():
+    """A row hundreds of times the median norm (SmolLM2's attention-sink newlines) would carry
+    almost all the variance: `typical` drops it and nothing else."""
+    from interp.features.harvest import typical
+
+    x = torch.randn(3, 50, 16)
+    x[1, 7] *= 300
+    keep = typical(x)
+    assert keep.shape == (3, 50) and not bool(keep[1, 7]) and int(keep.sum()) == 149

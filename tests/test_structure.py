@@ -16,7 +16,11 @@ PUBLIC = (
     "interp", "interp.report", "interp.errors", "interp.analysis", "interp.interventions",
     "interp.edits", "interp.features", "interp.steering",
 )  # fmt: skip
-PUBLIC_EXTRA = {"interp.models": {"cache_root"}}  # the benchmark's plain HF reference load
+PUBLIC_EXTRA = {
+    "interp.models": {"cache_root"},  # the benchmark's plain HF reference load
+    "interp.features.harvest": {"corpus_tokens", "windows", "activations"},  # throughput
+    "interp.features.topk": {"TopKTrainer", "TrainSettings"},
+}
 
 
 def module_name(path: Path) -> str:

@@ -26,9 +26,10 @@ BEFORE, AFTER = 12, 3  # tokens shown before and after the activating one
 
 @dataclass
 class FeatureContexts:
-    """Per feature: its `top` largest activations over `tokens` held-out tokens, each with its
-    context (`BEFORE` tokens before the activating one, `AFTER` after; -1 pads; the activating
-    token at index `BEFORE`), and the fraction of tokens it fires on (`density`)."""
+    """Per feature: its `top` largest activations over `tokens` held-out tokens (massive
+    activations left out), each with its context (`BEFORE` tokens before the activating one,
+    `AFTER` after; -1 pads; the activating token at index `BEFORE`), and the fraction of
+    tokens it fires on (`density`)."""
 
     values: Float[Tensor, "d_sae top"]  # 0 where a feature fired fewer than `top` times
     context_ids: Int[Tensor, "d_sae top ctx"]
@@ -81,12 +82,15 @@ def feature_contexts(
     best = [(torch.zeros(d.d_sae, 0), torch.zeros(d.d_sae, 0, dtype=torch.long))
             for d in dictionaries]  # fmt: skip
     fired = [torch.zeros(d.d_sae) for d in dictionaries]
-    n = 0
+    counted = [0] * len(dictionaries)  # rows that are not massive activations
     for start in range(0, len(ids), batch):
         got = harvest.capture(model, run, ids[start : start + batch].to(model.device), hooks)
         for i, d in enumerate(dictionaries):
             x = got[d.hook][:, 1:].float().cpu()  # [b, ctx-1, d_in]
-            f = d.encode(x).reshape(-1, d.d_sae)  # rows in window order
+            # rows in window order; a massive activation's row is left out (all zero)
+            keep = harvest.typical(x)
+            counted[i] += int(keep.sum())
+            f = (d.encode(x) * keep[..., None]).reshape(-1, d.d_sae)
             fired[i] += (f > 0).sum(0)
             # flat index of a row over the whole run: window * (ctx - 1) + position - 1
             where = torch.arange(len(f)) + start * (context - 1)
@@ -94,11 +98,10 @@ def feature_contexts(
             vals, rows = f.T.topk(m, dim=-1)  # [d_sae, m]
             values = torch.cat([best[i][0], vals], dim=1)
             index = torch.cat([best[i][1], where[rows]], dim=1)
-            keep = values.topk(min(top, values.shape[1]), dim=-1)
-            best[i] = (keep.values, index.gather(1, keep.indices))
-        n += got[hooks[0]][:, 1:].shape[0] * (context - 1)
+            kept = values.topk(min(top, values.shape[1]), dim=-1)
+            best[i] = (kept.values, index.gather(1, kept.indices))
     out = []
-    for (values, index), count in zip(best, fired, strict=True):
+    for (values, index), count, n in zip(best, fired, counted, strict=True):
         window, pos = index // (context - 1), index % (context - 1) + 1
         snippets = torch.full((*index.shape, BEFORE + 1 + AFTER), -1, dtype=torch.long)
         for offset in range(-BEFORE, AFTER + 1):
@@ -109,5 +112,5 @@ def feature_contexts(
             )
         values = values.clamp_min(0)
         snippets[values == 0] = -1  # a feature that never fired this often has no context there
-        out.append(FeatureContexts(values, snippets, count / n, n))
+        out.append(FeatureContexts(values, snippets, count / max(n, 1), n))
     return out

@@ -1,7 +1,9 @@
 """`evaluate_dictionary`: SAEBench's core measures of a dictionary on held-out text: the
 fraction of variance unexplained, L0, dead and dense latents, and what splicing the
 reconstruction into the forward pass does to the next-token loss (loss recovered, between the
-clean model at 1 and the hook zero-ablated at 0) and to the output distribution (KL)."""
+clean model at 1 and the hook zero-ablated at 0) and to the output distribution (KL). Massive
+activations (`harvest.typical`) are left out of the measures and are neither spliced nor
+ablated, as the first position is."""
 
 from __future__ import annotations
 
@@ -63,18 +65,19 @@ def evaluate_dictionary(
     for start in range(0, len(ids), batch):
         chunk = ids[start : start + batch].to(model.device)
         clean, read, target = _clean(model, run, chunk, d)
+        keep = harvest.typical(read[:, 1:].float())  # [batch, ctx-1]: not massive
         f = d.encode(read[:, 1:])
         recon = d.decode(f)
-        x = target[:, 1:].double()
-        err += float((recon.double() - x).pow(2).sum())
-        sum_x += x.reshape(-1, d.d_out).sum(0).cpu()
+        x = target[:, 1:].double()[keep]
+        err += float((recon.double()[keep] - x).pow(2).sum())
+        sum_x += x.sum(0).cpu()
         sum_x2 += float(x.pow(2).sum())
-        fired = f.reshape(-1, d.d_sae) > 0
+        fired = f[keep] > 0
         active += fired.sum(0).cpu()
         l0_sum += int(fired.sum())
         n += fired.shape[0]
-        spliced = _logits_with(run, chunk, d.writes, recon)
-        zero = _logits_with(run, chunk, d.writes, torch.zeros_like(recon))
+        spliced = _logits_with(run, chunk, d.writes, recon, keep)
+        zero = _logits_with(run, chunk, d.writes, torch.zeros_like(recon), keep)
         labels = chunk[:, 2:]
         lp_clean = clean[:, 1:-1].float().log_softmax(-1)
         for name, logits in (("clean", clean), ("spliced", spliced), ("zero", zero)):
@@ -114,13 +117,16 @@ def _clean(
 
 
 def _logits_with(
-    run: engine.BridgeEngine | engine.DirectEngine, ids: Tensor, hook: str, value: Tensor
-) -> Tensor:
-    """Logits with `hook`'s activations at positions 1.. replaced by `value`."""
+    run: engine.BridgeEngine | engine.DirectEngine, ids: Tensor, hook: str, value: Tensor,
+    keep: Tensor,
+) -> Tensor:  # fmt: skip
+    """Logits with `hook`'s activations at positions 1.. replaced by `value` where `keep`
+    (massive activations, which the dictionary does not model, stay as they are)."""
 
     def put(x: Tensor, hook: object = None) -> Tensor:
         x = x.clone()
-        x[:, 1:] = value.to(x.dtype)
+        rest = x[:, 1:]
+        rest[keep] = value.to(x.dtype)[keep]
         return x
 
     with torch.no_grad(), run.hooked([(hook, put)]):

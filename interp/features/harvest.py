@@ -17,6 +17,7 @@ from interp.features import corpus
 from interp.models.model import Model
 
 CONTEXT = 128
+MASSIVE = 10.0  # a row whose norm exceeds this many times its batch's median is left out
 
 
 class _Stop(Exception):
@@ -55,15 +56,26 @@ def windows(tokens: Int[Tensor, " tokens"], context: int = CONTEXT) -> Int[Tenso
 def activations(
     model: Model, ids: Int[Tensor, "n ctx"], hooks: Sequence[str], batch: int = 32
 ) -> dict[str, Float[Tensor, "tokens width"]]:
-    """Each hook's activations at positions 1.. of every window (`[n * (ctx - 1), width]`),
-    from forward passes stopped after the last hook fires."""
+    """Each hook's activations at positions 1.. of every window, massive ones left out
+    (`[tokens, width]`), from forward passes stopped after the last hook fires."""
     run = engine.choose(model, record=list(hooks), edit=[], engine="auto")
     out: dict[str, list[Tensor]] = {h: [] for h in hooks}
     for start in range(0, len(ids), batch):
         got = capture(model, run, ids[start : start + batch].to(model.device), hooks)
         for h in hooks:
-            out[h].append(got[h][:, 1:].reshape(-1, got[h].shape[-1]).float().cpu())
+            x = got[h][:, 1:].float().cpu()
+            out[h].append(x[typical(x)])
     return {h: torch.cat(v) for h, v in out.items()}
+
+
+def typical(x: Float[Tensor, "*batch width"]) -> Tensor:
+    """Which rows are not massive activations (Sun et al. 2024): a few tokens (in SmolLM2,
+    some newlines acting as attention sinks) have residual norms a hundred times the median
+    and would carry almost all the variance; like the first position, they are left out of
+    training and of the evaluation's measures. A row counts as massive above `MASSIVE` times
+    the median norm of its batch."""
+    norms = x.norm(dim=-1)
+    return norms <= MASSIVE * norms.median()
 
 
 def capture(

@@ -114,6 +114,7 @@ def train_dictionary(
         results.append(d)
     found = feature_contexts(model, results, tokens=contexts_tokens)
     for d, place, contexts in zip(results, outs, found, strict=True):
+        d.info["training"]["total_seconds"] = round(time.perf_counter() - t0, 1)
         contexts.save(save_dictionary(d, place))
     ckpt.unlink(missing_ok=True)
     return results
