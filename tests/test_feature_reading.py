@@ -208,8 +208,9 @@ def test_the_report_shows_features_and_renders_in_chromium(tiny_llama, tmp_path)
 
 def test_features_cli_and_the_dictionaries_list(tmp_path, monkeypatch, capsys, smollm):
     from interp.cli import main
+    from interp.features import catalog
 
-    monkeypatch.setenv("INTERP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(catalog, "dictionaries_root", lambda: tmp_path / "cache" / "dictionaries")
     assert main(["dictionaries", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     d = random_dictionary(smollm, "blocks.3.hook_resid_post", width=32, k=4)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from interp import atomic
 from interp.dictionaries.dictionary import Dictionary
@@ -121,7 +122,11 @@ def read_features(
     shown = sorted({i for row in per_token for i, _ in row}
                    | {i for a in attribution for i, _ in a["features"]})  # fmt: skip
     stored = FeatureContexts.load(d.path) if d.path is not None else None
-    cards = {i: _card(model, d, i, stored, contexts) for i in shown}
+    with torch.no_grad():  # every shown feature's logit effect in one product
+        rows = d.W_dec[shown].float().cpu()
+        gain = norm_gain(model, model.bridge.ln_final)
+        effects = (rows if gain is None else rows * gain) @ model.bridge.W_U.detach().float().cpu()
+    cards = {i: _card(model, i, effects[n], stored, contexts) for n, i in enumerate(shown)}
     info = {"path": str(d.path) if d.path else None, "hook": d.hook, "writes": d.writes,
             "architecture": d.architecture, "width": d.d_sae, "k": d.k,
             "evaluation": d.info.get("evaluation"), "contexts": stored is not None,
@@ -130,15 +135,9 @@ def read_features(
 
 
 def _card(
-    model: Model, d: Dictionary, i: int, stored: FeatureContexts | None, n: int
+    model: Model, i: int, effect: Tensor, stored: FeatureContexts | None, n: int
 ) -> FeatureCard:
-    """Feature `i`'s card."""
-    with torch.no_grad():
-        row = d.W_dec[i].float().cpu()
-        gain = norm_gain(model, model.bridge.ln_final)
-        if gain is not None:
-            row = row * gain
-        effect = row @ model.bridge.W_U.detach().float().cpu()  # [vocab]
+    """Feature `i`'s card, from its logit effect `[vocab]`."""
     up, down = effect.topk(8), (-effect).topk(8)
     promoted = [(model.token_strs([int(t)])[0], round(float(v), 4))
                 for t, v in zip(up.indices, up.values, strict=True)]  # fmt: skip
