@@ -256,7 +256,7 @@ def test_spans_resolve_per_row_and_a_missing_span_names_its_row(tiny_llama):
         ),
     ],
 )
-def test_a_bad_edit_is_one_clear_error_where_it_is_built(build, words):
+def test_a_bad_edit_is_one_clear_error_where_it_is_built(build, words, unchecked):
     with pytest.raises(InvalidSettingError, match=words.replace("[", r"\[").replace("(", r"\(")):
         build()
 
