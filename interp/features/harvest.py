@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -80,9 +81,10 @@ def typical(x: Float[Tensor, "*batch width"]) -> Tensor:
 
 def capture(
     model: Model, run: engine.BridgeEngine | engine.DirectEngine, ids: Tensor,
-    hooks: Iterable[str],
+    hooks: Iterable[str], extra: Sequence[tuple[str, Callable[..., Any]]] = (),
 ) -> dict[str, Tensor]:  # fmt: skip
-    """One forward pass over `ids`, kept until every hook in `hooks` has fired."""
+    """One forward pass over `ids` (with the hooks `extra` too, such as a run's replayed
+    intervention), kept until every hook in `hooks` has fired."""
     wanted = list(hooks)
     got: dict[str, Tensor] = {}
 
@@ -94,7 +96,7 @@ def capture(
 
         return keep
 
-    with torch.no_grad(), run.hooked([(h, keeper(h)) for h in wanted]):
+    with torch.no_grad(), run.hooked([*extra, *((h, keeper(h)) for h in wanted)]):
         try:
             run.logits(ids)
         except _Stop:

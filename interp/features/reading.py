@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -45,18 +44,9 @@ def forward_values(model: Model, trace: Trace, hook: str) -> Float[Tensor, "pos 
     """`hook`'s activations from one teacher-forced pass over the trace's tokens, under its
     recorded intervention, stopped once the hook has fired."""
     run = engine.choose(model, record=[hook], edit=[], engine="auto")
-    got: dict[str, Tensor] = {}
-
-    def keep(x: Tensor, hook: object = None) -> None:
-        got["x"] = x.detach()
-        raise harvest._Stop
-
-    with torch.no_grad(), run.hooked([*replay_hooks(model, [trace]), (hook, keep)]):
-        try:
-            run.logits(trace.token_ids[None].to(model.device))
-        except harvest._Stop:
-            pass
-    return got["x"][0].float().cpu()
+    ids = trace.token_ids[None].to(model.device)
+    got = harvest.capture(model, run, ids, [hook], extra=replay_hooks(model, [trace]))
+    return got[hook][0].float().cpu()
 
 
 def trace_features(model: Model, trace: Trace, d: Dictionary) -> Float[Tensor, "pos d_sae"]:
