@@ -13,7 +13,8 @@ GEMMA_STAMP := $(VENV)/.interp-gemma-installed
 # Debian's chromium for the browser tests; root installs directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup gemma browser corpus features demo test notebook check lint format bench clean
+.PHONY: setup gemma browser corpus features demo test notebook check lint format bench clean \
+	docs docs-serve
 
 setup: $(STAMP)
 
@@ -67,13 +68,22 @@ test: setup gemma browser corpus
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: setup
-	$(VENV)/bin/ruff check interp tests experiments benchmarks
-	$(VENV)/bin/ruff format --check interp tests experiments benchmarks
+	$(VENV)/bin/ruff check interp tests experiments benchmarks docs
+	$(VENV)/bin/ruff format --check interp tests experiments benchmarks docs
 	$(VENV)/bin/mypy
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d build/site-check
+
+# the documentation site into site/, with the notebook tour executed first (about a minute)
+docs: setup
+	$(PY) docs/tour.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 format: setup
-	$(VENV)/bin/ruff format interp tests experiments benchmarks
-	$(VENV)/bin/ruff check --fix interp tests experiments benchmarks
+	$(VENV)/bin/ruff format interp tests experiments benchmarks docs
+	$(VENV)/bin/ruff check --fix interp tests experiments benchmarks docs
 
 bench: setup gemma features
 	$(PY) benchmarks/generation.py --json benchmarks/results/generation.json
@@ -90,4 +100,4 @@ bench: setup gemma features
 	$(PY) benchmarks/tables.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) build site docs/tour.ipynb *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -31,7 +31,7 @@ def settings_line(what: str) -> str:
 
     import interp
 
-    v = interp.library_versions()
+    v = interp.provenance.library_versions()
     return (
         f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, fp32, "
         f"torch {v['torch']}, transformers {v['transformers']}, transformer-lens "

@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import interp
-    from interp import library_versions
     from interp.analysis import attention, direct_logit_attribution, head_roles, logit_lens
+    from interp.provenance import library_versions
 
     torch.set_grad_enabled(False)
     model = interp.load_model()
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "forward": lambda: model.bridge(ids),
         "logit lens": lambda: logit_lens(model, trace),
         "attention": lambda: attention(model, trace),
-        "head roles, read from the model cache": lambda: interp.model_head_roles(model),
+        "head roles, read from the model cache": lambda: interp.workflow.model_head_roles(model),
         "direct logit attribution": lambda: direct_logit_attribution(model, trace),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}

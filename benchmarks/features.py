@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "readout_s": round(med["readout"], 4),
         "readout_in_forward_passes": round(readout_ratio, 3),
         "dictionaries": records,
-        "versions": interp.library_versions(),
+        "versions": interp.provenance.library_versions(),
     }
     table = [
         [f"harvesting ({', '.join(hooks)}, one pass)", f"{med['harvest']:.0f} tokens/s"],

@@ -43,7 +43,8 @@ SEED_FILTERED = "naive loop, run_with_cache of interp's default hooks only"
 FRESH_LOAD = """
 import sys, time
 t = time.perf_counter()
-from interp import freeze_imports, load_model
+from interp import load_model
+from interp.program import freeze_imports
 import transformers
 from transformer_lens.model_bridge import TransformerBridge
 if sys.argv[1] == "cli":
@@ -89,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForCausalLM
 
     import interp
-    from interp import library_versions
     from interp.models import cache_root
+    from interp.provenance import library_versions
 
     imports_s = time.perf_counter() - t
     interp.load_model()  # make sure the cache exists before timing a load from it

@@ -42,7 +42,7 @@ def measure(name: str, tokens: int, rounds: int) -> dict:
     ).eval()
     ids = torch.tensor([model.encode(PROMPT)])
     trace = interp.generate(model, PROMPT, max_new_tokens=tokens, seed=0, stop_at_eos=False)
-    interp.model_head_roles(model)  # the probe runs once per model; analyses read it after
+    interp.workflow.model_head_roles(model)  # the probe runs once per model; analyses read it after
 
     def recorded():
         interp.generate(model, PROMPT, max_new_tokens=tokens, seed=0, stop_at_eos=False)
@@ -58,7 +58,7 @@ def measure(name: str, tokens: int, rounds: int) -> dict:
         "forward": lambda: model.bridge(token_ids),
         "logit lens": lambda: logit_lens(model, trace),
         "attention": lambda: attention(model, trace),
-        "head roles (cached)": lambda: interp.model_head_roles(model),
+        "head roles (cached)": lambda: interp.workflow.model_head_roles(model),
         "direct logit attribution": lambda: direct_logit_attribution(model, trace),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}

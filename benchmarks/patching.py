@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformer_lens import patching as tl_patching
 
     import interp
-    from interp import library_versions, metrics
+    from interp import metrics
+    from interp.provenance import library_versions
 
     torch.set_grad_enabled(False)
     model = interp.load_model()

@@ -27,13 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import interp
-    from interp import library_versions
     from interp.interventions import make_ablation, paired_samples
+    from interp.provenance import library_versions
 
     torch.set_grad_enabled(False)
     model = interp.load_model()
     trace = interp.generate(model, PROMPT, max_new_tokens=args.tokens, seed=0, stop_at_eos=False)
-    heads = [h for h, _ in interp.model_head_roles(model).top("induction", 5)]
+    heads = [h for h, _ in interp.workflow.model_head_roles(model).top("induction", 5)]
     ablation = make_ablation(model, trace, heads, "mean")
 
     def run(n: int) -> float:

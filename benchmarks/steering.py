@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep_ratio": round(sweep_ratio, 2),
         "rows": {"one_scale": rows_one, "four_scales": rows_four},
         "time_per_row_ratio": round(per_row, 2),
-        "versions": interp.library_versions(),
+        "versions": interp.provenance.library_versions(),
     }
     table = [
         ["plain recorded generation", f"{plain:.1f} tokens/s"],

@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     from naive import naive_sweep
 
     import interp
-    from interp import library_versions
     from interp.interventions import MODES, attribution_estimate, make_ablation, sweep
+    from interp.provenance import library_versions
 
     torch.set_grad_enabled(False)
     model = interp.load_model()

@@ -1,6 +1,6 @@
-"""Write the README's benchmark tables from benchmarks/results/*.json (`make bench` runs it
-after the benchmarks). Each table sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`
-in the README, NAME being the results file's stem; everything else is left as it is."""
+"""Write the tables of benchmarks/README.md from benchmarks/results/*.json (`make bench` runs
+it after the benchmarks). Each table sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`
+in that file, NAME being the results file's stem; everything else is left as it is."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def render(readme: str, results: dict[str, dict]) -> str:
     for name, result in sorted(results.items()):
         pattern = re.compile(rf"(<!-- bench:{name} -->\n)(?:.*?\n)?(<!-- /bench:{name} -->)", re.S)
         if not pattern.search(readme):
-            raise SystemExit(f"README.md has no <!-- bench:{name} --> section")
+            raise SystemExit(f"benchmarks/README.md has no <!-- bench:{name} --> section")
         body = table(result)
         readme = pattern.sub(lambda m, body=body: m[1] + body + "\n" + m[2], readme)
     return readme
@@ -36,9 +36,9 @@ def main() -> int:
         path.stem: json.loads(path.read_text())
         for path in sorted((ROOT / "benchmarks" / "results").glob("*.json"))
     }
-    readme = ROOT / "README.md"
+    readme = ROOT / "benchmarks" / "README.md"
     readme.write_text(render(readme.read_text(), results))
-    print(f"README.md: {len(results)} benchmark tables written", file=sys.stderr)
+    print(f"benchmarks/README.md: {len(results)} benchmark tables written", file=sys.stderr)
     return 0
 
 

@@ -11,16 +11,16 @@ def quiet() -> None:
     """The CLI's output settings: progress bars only in a terminal, no library chatter."""
     import interp
 
-    interp.configure_output()
+    interp.program.configure_output()
 
 
 def load_model(name: str, device: str) -> Any:
     """`interp.load_model`, with the imported model stack frozen out of garbage collection
-    first, as the CLI does (`interp.freeze_imports`): a script owns its process. Called only
-    once the options are checked, so a bad option fails without importing the stack."""
+    first, as the CLI does (`interp.program.freeze_imports`): a script owns its process.
+    Called only once the options are checked, so a bad option fails without importing it."""
     import interp
 
-    interp.freeze_imports()
+    interp.program.freeze_imports()
     return interp.load_model(name, device=device)
 
 

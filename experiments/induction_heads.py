@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def ablated_losses(heads):
             ablation = interp.ablation(model, probe, heads, args.mode)
-            return -interp.ablation_effect(model, probe, ablation).ablated_logprobs
+            effect = interp.ablate(model, probe, ablation, regenerate_text=False).effect
+            return -effect.ablated_logprobs
 
         top = roles.top("induction", args.top)
         top_heads = [h for h, _ in top]

@@ -1,12 +1,15 @@
-"""interp: record sampled generations with TransformerLens and analyse what the model did.
+"""interp: record sampled generations with TransformerLens and analyse and intervene on what
+the model did.
 
-The public API (imported lazily, so `interp --help` answers without importing torch):
+The public API, imported lazily (`import interp` does not import torch):
 
     model = interp.load_model("smollm2-135m")
     trace = interp.generate(model, "earth revolve around", max_new_tokens=20, seed=0)
-    trace.save("reports/earth"); trace = interp.Trace.load("reports/earth", model=model)
-    interp.logit_lens(model, trace); interp.head_roles(model)
+    lens = interp.logit_lens(model, trace)
     report = interp.ablate(model, trace, "L5H1,L9H3", mode="mean")
+
+Process set-up for scripts is in `interp.program`, directory checks in `interp.store`, the
+compute-and-store steps the command line composes in `interp.workflow`.
 """
 
 from __future__ import annotations
@@ -19,86 +22,111 @@ from interp.report import display as _display
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    # models and generation
     "load_model": "interp.models.load",
-    "freeze_imports": "interp.program",
     "Model": "interp.models.model",
     "DEFAULT_MODEL": "interp.models.registry",
     "generate": "interp.generation",
+    "record_under": "interp.generation",
     "Trace": "interp.trace",
     "TraceSet": "interp.traceset",
     "GenerationSettings": "interp.trace",
     "SamplingConfig": "interp.sampling",
-    "Sampler": "interp.sampling",
     "default_hooks": "interp.hooks",
-    "InterpError": "interp.errors",
+    # analyses and their results
     "analyze": "interp.analysis.suite",
+    "Analysis": "interp.analysis.suite",
+    "SetAnalysis": "interp.analysis.suite",
     "logit_lens": "interp.analysis.logit_lens",
+    "LogitLensResult": "interp.analysis.logit_lens",
+    "LogitLensSetResult": "interp.analysis.logit_lens",
     "attention": "interp.analysis.attention",
+    "AttentionResult": "interp.analysis.attention",
+    "AttentionSetResult": "interp.analysis.attention",
     "head_roles": "interp.analysis.attention",
+    "HeadRoles": "interp.analysis.attention",
     "direct_logit_attribution": "interp.analysis.attribution",
-    "Intervention": "interp.edits.value",
-    "edit": "interp.edits.value",
-    "span": "interp.edits.value",
-    "record_under": "interp.generation",
-    "evaluate": "interp.interventions.evaluate",
-    "ablation": "interp.interventions.ablation",
-    "ablate": "interp.interventions.ablate",
-    "ablate_samples": "interp.interventions.ablate",
-    "ablation_effect": "interp.interventions.effect",
-    "regenerate": "interp.interventions.regenerate",
-    "sweep": "interp.interventions.sweep",
-    "patch": "interp.interventions.patching",
-    "path_patch": "interp.interventions.path_patching",
+    "AttributionResult": "interp.analysis.attribution",
+    "AttributionSetResult": "interp.analysis.attribution",
     "Head": "interp.heads",
     "parse_heads": "interp.heads",
     "parse_label": "interp.heads",
-    "configure_output": "interp.program",
-    "library_versions": "interp.provenance",
-    "check_output_dir": "interp.store",
-    "analyze_into": "interp.workflow",
-    "sweep_into": "interp.workflow",
-    "ablate_into": "interp.workflow",
-    "model_head_roles": "interp.workflow",
-    "metrics": "interp.metrics",  # the module itself
+    # interventions and their results
+    "Intervention": "interp.edits.value",
+    "edit": "interp.edits.value",
+    "span": "interp.edits.value",
+    "ablation": "interp.interventions.ablation",
+    "ablate": "interp.interventions.ablate",
+    "AblationReport": "interp.interventions.ablation_record",
+    "AblationEffect": "interp.interventions.effect",
+    "regenerate": "interp.interventions.regenerate",
+    "Regeneration": "interp.interventions.regenerate",
+    "PairedSamples": "interp.interventions.samples",
+    "sweep": "interp.interventions.sweep",
+    "SweepResult": "interp.interventions.sweep",
+    "evaluate": "interp.interventions.evaluate",
+    "Evaluation": "interp.interventions.evaluate",
+    "patch": "interp.interventions.patching",
+    "path_patch": "interp.interventions.path_patching",
+    "Patching": "interp.interventions.patching_result",
+    # steering
     "steering_vector": "interp.steering.vectors",
+    "SteeringVectors": "interp.steering.vectors",
     "SteeringVector": "interp.steering.vector",
     "steer_eval": "interp.steering.evaluate",
+    "SteeringEval": "interp.steering.result",
+    # features
+    "load_dictionary": "interp.dictionaries.files",
+    "Dictionary": "interp.dictionaries.dictionary",
+    # errors
+    "InterpError": "interp.errors",
+    "metrics": "interp.metrics",  # the module itself
 }
 
 __all__ = [
+    "AblationEffect",
+    "AblationReport",
+    "Analysis",
+    "AttentionResult",
+    "AttentionSetResult",
+    "AttributionResult",
+    "AttributionSetResult",
     "DEFAULT_MODEL",
+    "Dictionary",
+    "Evaluation",
     "GenerationSettings",
     "Head",
+    "HeadRoles",
     "InterpError",
     "Intervention",
+    "LogitLensResult",
+    "LogitLensSetResult",
     "Model",
-    "Sampler",
+    "PairedSamples",
+    "Patching",
+    "Regeneration",
     "SamplingConfig",
+    "SetAnalysis",
+    "SteeringEval",
     "SteeringVector",
+    "SteeringVectors",
+    "SweepResult",
     "Trace",
     "TraceSet",
     "ablate",
-    "ablate_samples",
-    "ablate_into",
     "ablation",
-    "ablation_effect",
     "analyze",
-    "analyze_into",
     "attention",
-    "check_output_dir",
-    "configure_output",
     "default_hooks",
     "direct_logit_attribution",
     "edit",
     "evaluate",
-    "freeze_imports",
     "generate",
     "head_roles",
-    "library_versions",
+    "load_dictionary",
     "load_model",
     "logit_lens",
     "metrics",
-    "model_head_roles",
     "parse_heads",
     "parse_label",
     "patch",
@@ -109,41 +137,52 @@ __all__ = [
     "steer_eval",
     "steering_vector",
     "sweep",
-    "sweep_into",
 ]
 
 if TYPE_CHECKING:
     from interp import metrics
-    from interp.analysis.attention import attention, head_roles
-    from interp.analysis.attribution import direct_logit_attribution
-    from interp.analysis.logit_lens import logit_lens
-    from interp.analysis.suite import analyze
+    from interp.analysis.attention import (
+        AttentionResult,
+        AttentionSetResult,
+        HeadRoles,
+        attention,
+        head_roles,
+    )
+    from interp.analysis.attribution import (
+        AttributionResult,
+        AttributionSetResult,
+        direct_logit_attribution,
+    )
+    from interp.analysis.logit_lens import LogitLensResult, LogitLensSetResult, logit_lens
+    from interp.analysis.suite import Analysis, SetAnalysis, analyze
+    from interp.dictionaries.dictionary import Dictionary
+    from interp.dictionaries.files import load_dictionary
     from interp.edits.value import Intervention, edit, span
     from interp.errors import InterpError
     from interp.generation import generate, record_under
     from interp.heads import Head, parse_heads, parse_label
     from interp.hooks import default_hooks
-    from interp.interventions.ablate import ablate, ablate_samples
+    from interp.interventions.ablate import ablate
     from interp.interventions.ablation import ablation
-    from interp.interventions.effect import ablation_effect
-    from interp.interventions.evaluate import evaluate
+    from interp.interventions.ablation_record import AblationReport
+    from interp.interventions.effect import AblationEffect
+    from interp.interventions.evaluate import Evaluation, evaluate
     from interp.interventions.patching import patch
+    from interp.interventions.patching_result import Patching
     from interp.interventions.path_patching import path_patch
-    from interp.interventions.regenerate import regenerate
-    from interp.interventions.sweep import sweep
+    from interp.interventions.regenerate import Regeneration, regenerate
+    from interp.interventions.samples import PairedSamples
+    from interp.interventions.sweep import SweepResult, sweep
     from interp.models.load import load_model
     from interp.models.model import Model
     from interp.models.registry import DEFAULT_MODEL
-    from interp.program import configure_output, freeze_imports
-    from interp.provenance import library_versions
-    from interp.sampling import Sampler, SamplingConfig
+    from interp.sampling import SamplingConfig
     from interp.steering.evaluate import steer_eval
+    from interp.steering.result import SteeringEval
     from interp.steering.vector import SteeringVector
-    from interp.steering.vectors import steering_vector
-    from interp.store import check_output_dir
+    from interp.steering.vectors import SteeringVectors, steering_vector
     from interp.trace import GenerationSettings, Trace
     from interp.traceset import TraceSet
-    from interp.workflow import ablate_into, analyze_into, model_head_roles, sweep_into
 
 
 _display.register()  # notebook display of results, in a running IPython
@@ -154,12 +193,32 @@ _MOVED = {  # names taken off the top level, and where they went (said for one r
     "interp.interventions.make_ablation (the values)",
     "make_intervention": "interp.ablation (the edits, an Intervention) or "
     "interp.interventions.make_intervention (the values)",
+    "ablate_samples": "interp.ablate(model, runs, heads, samples=N) "
+    "(or interp.interventions.ablate_samples)",
+    "ablation_effect": "interp.ablate(model, trace, heads, regenerate_text=False).effect "
+    "(or interp.interventions.ablation_effect)",
+    "freeze_imports": "interp.program.freeze_imports",
+    "configure_output": "interp.program.configure_output",
+    "check_output_dir": "interp.store.check_output_dir",
+    "library_versions": "interp.provenance.library_versions",
+    "analyze_into": "interp.workflow.analyze_into",
+    "sweep_into": "interp.workflow.sweep_into",
+    "ablate_into": "interp.workflow.ablate_into",
+    "model_head_roles": "interp.workflow.model_head_roles",
+    "Sampler": "interp.sampling.Sampler",
 }
 
 
+# submodules reached as attributes (`interp.program.freeze_imports()`) without importing them
+_SUBMODULES = {
+    "analysis", "dictionaries", "edits", "errors", "features", "interventions", "metrics",
+    "models", "program", "provenance", "report", "steering", "store", "workflow",
+}  # fmt: skip
+
+
 def __getattr__(name: str) -> Any:
-    if name == "metrics":
-        return importlib.import_module(_EXPORTS[name])
+    if name in _SUBMODULES:
+        return importlib.import_module(f"interp.{name}")
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     if name in _MOVED:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import sys
 
+__all__ = ["configure_output", "freeze_imports"]
+
 
 def configure_output() -> None:
     """interp's log lines on stderr as `interp: ...`; library chatter off; progress bars only

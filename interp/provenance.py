@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+__all__ = ["library_versions", "provenance"]
+
 if TYPE_CHECKING:
     from interp.models.model import Model
 

@@ -44,6 +44,8 @@ ROWS_DIR = "rows"  # a trace set's report: one page per row
 TRACE_ENTRIES = frozenset(
     {SUMMARY, STEPS, ACTIVATIONS, ANALYSIS_FILE, SWEEP_FILE, REPORT_FILE, FIGURES_DIR, ROWS_DIR}
 )
+
+__all__ = ["check_output_dir", "is_trace_dir", "read_summary"]
 MAX_JSON_BYTES = 256 << 20
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own bound on a header
 _ITEMSIZE = {

@@ -31,6 +31,15 @@ from interp.store import check_output_dir
 from interp.trace import Trace
 from interp.traceset import TraceSet
 
+__all__ = [
+    "ablate_into",
+    "ablate_set_into",
+    "analyze_into",
+    "model_head_roles",
+    "record_under_into",
+    "sweep_into",
+]
+
 PROBES_DIR = "probes"  # under the model cache: each model's default head-role probe
 
 

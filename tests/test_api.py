@@ -16,3 +16,46 @@ def test_importing_interp_does_not_import_torch():
     code = "import sys, interp; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _docs_hooks():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "hooks.py"
+    spec = importlib.util.spec_from_file_location("docs_hooks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, path.parent / "reference.md"
+
+
+def test_every_public_name_has_a_docstring_and_a_reference_entry():
+    hooks, reference = _docs_hooks()
+    assert hooks.public_name_problems(reference.read_text()) == []
+    # and the check can fail: a name dropped from the reference, a name without a docstring
+    text = reference.read_text().replace("::: interp.patch\n", "")
+    assert hooks.public_name_problems(text) == ["interp.patch is missing from docs/reference.md"]
+
+
+def test_the_api_is_the_documented_list_without_plumbing_or_synonyms():
+    plumbing = {"freeze_imports", "configure_output", "check_output_dir", "library_versions"}
+    synonyms = {"ablate_samples", "ablation_effect", "ablate_into", "analyze_into", "sweep_into",
+                "make_ablation", "make_intervention", "Ablation"}  # fmt: skip
+    assert not (plumbing | synonyms) & set(interp.__all__)
+    results = {"Analysis", "SetAnalysis", "LogitLensResult", "AttentionResult", "HeadRoles",
+               "AttributionResult", "AblationReport", "PairedSamples", "SweepResult",
+               "Patching", "Evaluation", "SteeringEval", "Dictionary"}  # fmt: skip
+    assert results <= set(interp.__all__)
+
+
+def test_a_name_taken_off_the_top_level_says_where_it_went():
+    import pytest
+
+    for name, where in [("freeze_imports", "interp.program.freeze_imports"),
+                        ("check_output_dir", "interp.store.check_output_dir"),
+                        ("ablate_samples", "samples=N"),
+                        ("ablate_into", "interp.workflow.ablate_into")]:  # fmt: skip
+        with pytest.raises(AttributeError, match=where.replace(".", r"\.")):
+            getattr(interp, name)
+    assert interp.program.freeze_imports is not None  # the submodules are reached lazily
+    assert interp.store.check_output_dir is not None

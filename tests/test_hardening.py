@@ -213,13 +213,13 @@ def test_the_cli_refuses_a_hostile_trace_before_loading_a_model(saved, capsys, m
 def test_malformed_results_are_refused_by_the_report(tiny_llama, saved, capsys):
     from interp.report import build_report
 
-    interp.analyze_into(tiny_llama, Trace.load(saved, model=tiny_llama), saved)
+    interp.workflow.analyze_into(tiny_llama, Trace.load(saved, model=tiny_llama), saved)
     _edit_tensors(
         saved, "analysis.safetensors", lambda t: t.update({"logit_lens.kl": t["logit_lens.kl"][:1]})
     )
     with pytest.raises(TraceFormatError, match="logit_lens.kl"):
         build_report(saved)
-    interp.analyze_into(tiny_llama, Trace.load(saved, model=tiny_llama), saved)
+    interp.workflow.analyze_into(tiny_llama, Trace.load(saved, model=tiny_llama), saved)
     (saved / "ablations" / "L0H0-mean").mkdir(parents=True)
     (saved / "ablations" / "L0H0-mean" / "effect.json").write_text(json.dumps({"heads": "L0H0"}))
     code, _, err = run_cli(["report", str(saved)], capsys)
@@ -297,7 +297,7 @@ def test_ctrl_c_during_start_up_is_one_line(capsys, monkeypatch):
 
 
 def test_a_failing_disk_is_one_line_and_leaves_the_old_page(tiny_llama, saved, capsys, monkeypatch):
-    interp.analyze_into(tiny_llama, Trace.load(saved, model=tiny_llama), saved)
+    interp.workflow.analyze_into(tiny_llama, Trace.load(saved, model=tiny_llama), saved)
     assert run_cli(["report", str(saved)], capsys)[0] == 0
     before = (saved / "index.html").read_text()
 
@@ -485,14 +485,16 @@ def test_long_head_lists_get_a_short_directory_name(tiny_llama, recorded, tmp_pa
 
     monkeypatch.setattr(ablation, "MAX_DIRNAME_HEADS", 10)
     saved = recorded.save(tmp_path / "t")
-    _, out = interp.ablate_into(tiny_llama, recorded, saved, [(0, 0), (0, 1), (1, 2)], "zero")
+    _, out = interp.workflow.ablate_into(
+        tiny_llama, recorded, saved, [(0, 0), (0, 1), (1, 2)], "zero"
+    )
     effect = json.loads((out / "effect.json").read_text())
     assert out.name.startswith("3-heads-") and effect["heads"] == ["L0H0", "L0H1", "L1H2"]
 
 
 def test_a_sweep_writes_strict_json(tiny_llama, recorded, tmp_path):
     saved = recorded.save(tmp_path / "t")
-    interp.sweep_into(tiny_llama, recorded, saved, method="triage", verify=1)
+    interp.workflow.sweep_into(tiny_llama, recorded, saved, method="triage", verify=1)
 
     def no_nan(token):
         raise AssertionError(f"summary.json holds {token}")
@@ -513,8 +515,8 @@ def test_a_recording_that_cannot_fit_in_memory_is_refused_before_it_starts(tiny_
 
 def test_an_ablation_can_be_run_again_into_its_own_directory(tiny_llama, recorded, tmp_path):
     saved = recorded.save(tmp_path / "t")
-    _, first = interp.ablate_into(tiny_llama, recorded, saved, [(0, 1)], "zero")
-    _, again = interp.ablate_into(tiny_llama, recorded, saved, [(0, 1)], "zero")
+    _, first = interp.workflow.ablate_into(tiny_llama, recorded, saved, [(0, 1)], "zero")
+    _, again = interp.workflow.ablate_into(tiny_llama, recorded, saved, [(0, 1)], "zero")
     assert first == again and (again / "effect.json").exists()
 
 
@@ -528,7 +530,7 @@ def test_a_failing_disk_during_an_analysis_leaves_the_summary_as_it_was(
 
     monkeypatch.setattr("safetensors.torch.save_file", full)
     with pytest.raises(WriteError, match="No space left"):
-        interp.analyze_into(tiny_llama, Trace.load(saved, model=tiny_llama), saved)
+        interp.workflow.analyze_into(tiny_llama, Trace.load(saved, model=tiny_llama), saved)
     assert (saved / "summary.json").read_text() == before
     assert sorted(p.name for p in saved.iterdir()) == sorted(
         ["summary.json", "steps.safetensors", "activations.safetensors"]

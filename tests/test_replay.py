@@ -198,7 +198,9 @@ def test_path_patching_into_a_query_under_an_edit_of_that_query_equals_hugging_f
 
 def test_an_ablated_regeneration_is_replayed_when_patched(tiny_llama, tmp_path):
     trace = interp.generate(tiny_llama, PROMPT, max_new_tokens=4, seed=0)
-    _, out = interp.ablate_into(tiny_llama, trace, trace.save(tmp_path / "t"), [(1, 2)], "mean")
+    _, out = interp.workflow.ablate_into(
+        tiny_llama, trace, trace.save(tmp_path / "t"), [(1, 2)], "mean"
+    )
     ablated = Trace.load(out, tiny_llama)
     assert ablated.intervention == "a mean ablation of L1H2"
     metric = metrics.logit_diff(A, D)
@@ -367,8 +369,10 @@ def test_an_ablation_is_an_intervention_that_composes_and_replays(tiny_llama):
         run, hf_forward(hf, run.token_ids, [embed], [set_head(hf, 1, 2, mean)])
     )
     torch.testing.assert_close(run.token_logprobs, by_hand, atol=2e-4, rtol=1e-4)
-    effect = interp.ablation_effect(tiny_llama, trace, knockout)  # measured like any ablation
-    old = interp.ablation_effect(
+    effect = interp.interventions.ablation_effect(
+        tiny_llama, trace, knockout
+    )  # measured like any ablation
+    old = interp.interventions.ablation_effect(
         tiny_llama, trace, interp.interventions.make_ablation(tiny_llama, trace, [(1, 2)])
     )
     assert effect.ablated_metric == pytest.approx(old.ablated_metric, abs=1e-5)

@@ -140,7 +140,7 @@ def test_induction_heads_change_copied_text_far_more_than_random_heads(smollm):
     the continuation's distribution far more than five random heads do, over 16 pairs."""
     prompt = "Items: apple, chair, candle, window, river, stone, paper, cloud. Again: apple, chair,"
     trace = interp.generate(smollm, prompt, max_new_tokens=10, seed=1)
-    roles = interp.model_head_roles(smollm)
+    roles = interp.workflow.model_head_roles(smollm)
     top = [interp.parse_label(h) for h, _ in roles.top("induction", 5)]
     strong = [interp.parse_label(h) for role in roles.roles for h, _ in roles.top(role, 11)]
     report = ablate(
@@ -198,7 +198,7 @@ def test_the_cli_prints_the_pairs_and_writes_them(smollm, tmp_path, capsys):
 def test_a_set_pools_its_rows_pairs_each_with_its_own_means(tiny):
     prompts = ["The earth revolves around", "Attention heads copy"]
     rows = interp.generate(tiny, prompts, max_new_tokens=5, seed=2, top_k=40)
-    pooled = interp.ablate_samples(tiny, rows, "L0H2", "mean", samples=3, controls=1)
+    pooled = interp.interventions.ablate_samples(tiny, rows, "L0H2", "mean", samples=3, controls=1)
     assert (
         len(pooled.effect.pairs) == 6 and [p.row for p in pooled.effect.pairs] == [0] * 3 + [1] * 3
     )
@@ -206,7 +206,9 @@ def test_a_set_pools_its_rows_pairs_each_with_its_own_means(tiny):
     assert len(pooled.controls[0].pairs) == 6
     kl = []
     for i, row in enumerate(rows):
-        alone = interp.ablate_samples(tiny, row, "L0H2", "mean", samples=3, controls=1)
+        alone = interp.interventions.ablate_samples(
+            tiny, row, "L0H2", "mean", samples=3, controls=1
+        )
         assert [p.ablated_text for p in alone.effect.pairs] == [
             p.ablated_text for p in pooled.effect.pairs if p.row == i
         ]

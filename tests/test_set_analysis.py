@@ -58,7 +58,7 @@ def test_the_attention_of_a_set_equals_a_naive_loop_over_rows(tiny, rows):
 
 def test_a_set_is_analysed_saved_and_read_back(tiny, rows, tmp_path):
     out = rows.save(tmp_path / "set")
-    analysis = interp.analyze_into(tiny, rows, out)
+    analysis = interp.workflow.analyze_into(tiny, rows, out)
     assert isinstance(analysis, SetAnalysis) and len(analysis.rows) == len(rows)
     one = interp.analyze(tiny, rows[2])  # a row's analysis equals its trace's own
     torch.testing.assert_close(analysis.rows[2].logit_lens.kl, one.logit_lens.kl, atol=1e-5, rtol=0)
@@ -83,14 +83,14 @@ def test_a_set_is_analysed_saved_and_read_back(tiny, rows, tmp_path):
 def test_a_set_of_one_row_has_no_standard_error_but_a_valid_summary(tiny, tmp_path):
     one = interp.generate(tiny, ["hello"], max_new_tokens=3, seed=0)
     out = one.save(tmp_path / "one")
-    summary = interp.analyze_into(tiny, one, out).summary()
+    summary = interp.workflow.analyze_into(tiny, one, out).summary()
     assert summary["set"]["logit_lens"]["mean_kl_se"] == [None] * (tiny.n_layers + 1)
     build_report(out)  # strict JSON and the page both cope
 
 
 def test_the_report_of_a_set_has_a_summary_and_a_page_per_row(tiny, rows, tmp_path):
     out = rows.save(tmp_path / "set")
-    interp.analyze_into(tiny, rows, out)
+    interp.workflow.analyze_into(tiny, rows, out)
     page = build_report(out)
     html = page.read_text(encoding="utf-8")
     assert page == out / "index.html" and (out / "figures" / "logit_lens_kl.png").is_file()
@@ -120,7 +120,7 @@ def test_a_set_report_and_its_row_pages_render_offline_in_chromium(tiny_llama, t
 
     rows = interp.generate(tiny_llama, PROMPTS, max_new_tokens=4, seed=1)
     out = rows.save(tmp_path / "set")
-    interp.analyze_into(tiny_llama, rows, out)
+    interp.workflow.analyze_into(tiny_llama, rows, out)
     page = build_report(out)
     assert_renders(page, tmp_path / "index", circuitsvis=False)
     assert_renders(out / "rows" / "row1.html", tmp_path / "row")  # the shared bundle loads
@@ -157,8 +157,8 @@ def test_the_model_probe_is_cached_by_weights_and_rerun_when_unreadable(
 
 def test_a_set_report_shows_its_sweep_with_standard_errors(tiny, rows, tmp_path):
     out = rows.save(tmp_path / "set")
-    interp.analyze_into(tiny, rows, out)
-    interp.sweep_into(tiny, rows, out, metric=interp.metrics.logit_diff(40, 41))
+    interp.workflow.analyze_into(tiny, rows, out)
+    interp.workflow.sweep_into(tiny, rows, out, metric=interp.metrics.logit_diff(40, 41))
     html = build_report(out).read_text(encoding="utf-8")
     assert 'id="sweep"' in html and "mean change in logit-diff:40,41" in html and " ± " in html
     assert (out / "figures" / "sweep.png").is_file()

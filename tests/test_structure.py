@@ -14,7 +14,8 @@ MAX_LINES = 350
 # Public modules: the package's own `__all__` and the curated exports of these subpackages.
 PUBLIC = (
     "interp", "interp.report", "interp.errors", "interp.analysis", "interp.interventions",
-    "interp.edits", "interp.features", "interp.steering",
+    "interp.edits", "interp.features", "interp.steering", "interp.program", "interp.store",
+    "interp.workflow", "interp.provenance",
 )  # fmt: skip
 PUBLIC_EXTRA = {
     "interp.models": {"cache_root"},  # the benchmark's plain HF reference load
