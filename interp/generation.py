@@ -322,7 +322,8 @@ def record_under(
     model: Model, runs: Trace | TraceSet, intervention: Intervention
 ) -> Trace | TraceSet:
     """Each run's own tokens (its prompt, its continuation forced) recorded again under
-    `intervention`, with the same hooks: the corrupted side of a patching, for example."""
+    `intervention`, with the same hooks: the corrupted side of a patching, for example.
+    Returns a `Trace` for a trace, a `TraceSet` for a set."""
     rows = [runs] if isinstance(runs, Trace) else list(runs)
     out = []
     for row in rows:

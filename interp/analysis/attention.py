@@ -74,7 +74,7 @@ def attention(
 ) -> AttentionResult | AttentionSetResult:
     """Patterns of every layer and head, and the top attended positions per generated token;
     of a `TraceSet`, every row's at once (layer by layer over the padded rows), with per-head
-    statistics over rows."""
+    statistics over rows. Returns an `AttentionResult` (of a set, an `AttentionSetResult`)."""
     traces = [trace] if isinstance(trace, Trace) else list(trace)
     names = [H.pattern(layer) for layer in range(model.n_layers)]
     for t in traces:

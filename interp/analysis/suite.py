@@ -198,7 +198,8 @@ def analyze(
 ) -> Analysis | SetAnalysis:
     """Run the logit lens, attention, head roles and direct logit attribution on `trace`, or
     on every row of a set at once. The head roles are a property of the model, not of the
-    trace: pass `roles` to reuse a probe already run (`interp.workflow.model_head_roles`)."""
+    trace: pass `roles` to reuse a probe already run (`interp.workflow.model_head_roles`).
+    Returns an `Analysis` (of a set, a `SetAnalysis`: `rows[i]` is row i's)."""
     timings: dict[str, float] = {}
 
     def timed(name: str, fn: Callable[[], T]) -> T:

@@ -32,7 +32,8 @@ _HF_HOOK = re.compile(r"model\.layers\.(\d+)\.(output|pre_feedforward_layernorm\
 
 def load_dictionary(path: str | os.PathLike[str], model: Model | None = None) -> Dictionary:
     """The dictionary in folder `path` (SAELens's format, or Gemma Scope 2's), checked against
-    `model` where given: its hooks must exist and its widths match them."""
+    `model` where given: its hooks must exist and its widths match them. Returns a
+    `Dictionary`."""
     folder = Path(path)
     if not folder.is_dir():
         raise DictionaryFormatError(f"{folder} is not a folder holding a dictionary")

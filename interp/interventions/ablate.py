@@ -95,7 +95,10 @@ def ablate(
     paired samples of every row, pooled (`ablate_samples`; `samples` is then required).
 
     `heads` may be any `interp.edits` intervention instead: its effect, regeneration and
-    paired samples (without controls, which are random heads: give `paired_samples` yours)."""
+    paired samples (without controls, which are random heads: give `paired_samples` yours).
+
+    Returns an `AblationReport` (`.effect`, `.regeneration`, `.samples`); of a set, the pooled
+    `PairedSamples`."""
     if isinstance(heads, Intervention):
         _check_own(heads, controls, reference, resample_text)
     if isinstance(trace, TraceSet):

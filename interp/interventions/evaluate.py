@@ -41,7 +41,8 @@ def evaluate(
     intervention: Intervention | None = None,
 ) -> Evaluation:
     """`metric` on every row of `runs` (teacher-forced on its recorded tokens), each row as
-    it was recorded (its own intervention replayed) and under `intervention` if given."""
+    it was recorded (its own intervention replayed) and under `intervention` if given.
+    Returns an `Evaluation`: `values` [row], their `mean` and its `stderr`."""
     rows = [runs] if isinstance(runs, Trace) else list(runs)
     for row in rows:
         row.bind(model)

@@ -165,7 +165,8 @@ def patch(
     groups patched at once, resolved per row (`[interp.span("Eiffel Tower"), "last_prompt"]`:
     rows of different lengths line up by role).
     `corrupted` may be an `interp.Intervention`: the clean runs recorded under it
-    (`record_under`)."""
+    (`record_under`). Returns a `Patching`: `result[site]` holds each candidate's effect
+    (`[layer, head]`, `[layer, head, pos]` or `[layer, pos]`), normalised and per row."""
     for site in sites:
         if site not in PATCH_SITES:
             raise InvalidSettingError(

@@ -73,7 +73,8 @@ def path_patch(
     direction: Direction = "denoise",
 ) -> Patching:
     """Every sender head patched along its direct path into `receivers` (see the module's
-    docstring): `result["path"]` is `[layer, head]` over senders, as `patch`'s results are."""
+    docstring). Returns a `Patching`: `result["path"]` is `[layer, head]` over senders, as
+    `patch`'s results are."""
     chosen = parse_receivers(receivers, model)
     obstruction = head_write_obstruction(model, range(model.n_layers))
     if obstruction is not None:

@@ -51,7 +51,7 @@ def regenerate(
     """Generate again with the heads ablated, or under any intervention (as well as under what
     the trace was recorded under); the baseline is the trace itself for a sampled trace
     (regenerating it unablated gives the same tokens), or an unablated regeneration for a
-    forced continuation."""
+    forced continuation. Returns a `Regeneration` (both traces and their first divergence)."""
     trace.bind(model)
     trace.require_plain("regenerating it", replayed=True)
     settings = regeneration_settings(trace)

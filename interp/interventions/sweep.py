@@ -158,7 +158,8 @@ def sweep(
     path); `"triage"` ranks heads by the attribution-patching estimate and verifies the
     `verify` largest exactly (default: 3/8 of the heads, since the estimate ranks loosely:
     benchmarks/sweep.py counts how many of the exact top 20 a triage recovers). Of a set:
-    every row swept (its own means, or the `reference` set's), the deltas averaged."""
+    every row swept (its own means, or the `reference` set's), the deltas averaged. Returns a
+    `SweepResult` (`delta` `[layer, head]`, `top_heads`)."""
     if method not in ("exact", "triage"):
         raise InvalidSettingError(f"unknown sweep method {method!r}; choose exact or triage")
     chosen_metric = as_metric(metric)

@@ -72,7 +72,7 @@ def steer_eval(
     unsteered model along the text, the text's log-prob per token under it, repeated 3-grams),
     each with a bootstrap 95% interval. Controls: `controls` random directions (seeded by
     `seed`) of the vector's norm, scaled alike. `prompt_baseline`: an instruction prepended
-    to each prompt, unsteered, sampled with the same seeds."""
+    to each prompt, unsteered, sampled with the same seeds. Returns a `SteeringEval`."""
     vector.check(model)
     texts = _prompts(prompts)
     scale_list = _scales(scales)
