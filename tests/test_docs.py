@@ -28,7 +28,7 @@ QUOTED = r'"((?:[^"\\]|\\.)*)"'
 SUB = re.compile(rf"{QUOTED}\s*->\s*{QUOTED}")
 
 
-def blocks(page: Path) -> list[tuple[str, str, int]]:
+def blocks(page: Path, replace: bool = True) -> list[tuple[str, str, int]]:
     """The page's runnable blocks: (language, code with the suite's replacements, line)."""
     text = page.read_text()
     out = []
@@ -36,7 +36,7 @@ def blocks(page: Path) -> list[tuple[str, str, int]]:
         if m["lang"] not in ("python", "sh"):
             continue
         code = m["code"]
-        for old, new in SUB.findall(m["subs"] or ""):
+        for old, new in SUB.findall(m["subs"] or "") if replace else []:
             old, new = json.loads(f'"{old}"'), json.loads(f'"{new}"')
             assert old in code, f"{page.name}: the test replacement {old!r} matches nothing"
             code = code.replace(old, new)
@@ -79,11 +79,11 @@ def run_page(page: Path) -> None:
         del sys.modules[module.__name__]
 
 
-RUNNABLE = [p for p in PAGES if blocks(p)]
+RUNNABLE = [p for p in PAGES if blocks(p, replace=False)]  # a stale replacement fails its page
 
 
 def test_every_guide_has_a_runnable_example():
-    assert GUIDES and all(blocks(g) for g in GUIDES), [g.name for g in GUIDES if not blocks(g)]
+    assert GUIDES and all(blocks(g, replace=False) for g in GUIDES)
     assert ROOT / "README.md" in RUNNABLE
 
 
