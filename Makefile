@@ -71,7 +71,7 @@ check: setup
 	$(VENV)/bin/ruff check interp tests experiments benchmarks docs
 	$(VENV)/bin/ruff format --check interp tests experiments benchmarks docs
 	$(VENV)/bin/mypy
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q -d build/site-check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d build/site-check
 
 # the documentation site into site/, with the notebook tour executed first (about a minute)
 docs: setup

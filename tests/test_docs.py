@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -106,11 +107,42 @@ def test_the_page_runs(page, tmp_path, monkeypatch, smollm, capsys):
     run_page(page)
 
 
-def test_the_site_builds_strictly(tmp_path):
+def build(root: Path, out: Path) -> subprocess.CompletedProcess:
+    """`mkdocs build --strict` of the site at `root` (not quiet: `-q` hides the warnings that
+    strict mode counts, and lets them pass)."""
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, env=env,
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
+        cwd=root, capture_output=True, text=True, env=env,
     )  # fmt: skip
+
+
+def test_the_site_builds_strictly(tmp_path):
+    done = build(ROOT, tmp_path / "site")
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "site" / "reference" / "index.html").exists()
+    assert "interp generate" in (tmp_path / "site" / "guides" / "cli" / "index.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "page, old, new, said",
+    [
+        ("guides/models.md", "# Models", "# Models\n\nSee [nowhere](nope.md).", "nope.md"),
+        ("guides/models.md", "# Models", "# Models\n\nSee [it][interp.nothing].", "interp.nothing"),
+        ("reference.md", "::: interp.patch\n", "", "interp.patch is missing"),
+    ],
+    ids=["broken link", "missing reference", "public name left out"],
+)
+def test_the_strict_build_fails_on(page, old, new, said, tmp_path):
+    root = tmp_path / "repo"
+    for part in ("docs", "experiments"):
+        shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("reports"))
+    for part in ("mkdocs.yml", "DEVELOPERS.md", "benchmarks/README.md"):
+        (root / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / part, root / part)
+    target = root / "docs" / page
+    text = target.read_text()
+    assert old in text
+    target.write_text(text.replace(old, new, 1))
+    done = build(root, tmp_path / "site")
+    assert done.returncode != 0 and said in done.stderr, done.stderr[-2000:]
