@@ -57,7 +57,6 @@ def cli_reference() -> str:
 
     os.environ["COLUMNS"] = "100"
     parser = build_parser()
-    parser.prog = "interp"
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     parts = ["```text\n" + parser.format_help() + "```"]
     for name, command in sub.choices.items():

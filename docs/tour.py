@@ -14,11 +14,19 @@ TOUR = ROOT / "experiments" / "tour.ipynb"
 OUT = ROOT / "build" / "docs" / "tour.ipynb"
 
 
-def main() -> int:
+def execute(timeout: int) -> nbformat.NotebookNode:
+    """The tour run top to bottom in a fresh kernel, from its own folder; raises
+    CellExecutionError (the cell and its traceback) on any error. tests/test_tour.py runs it."""
     nb = nbformat.read(TOUR, as_version=4)
     NotebookClient(
-        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(TOUR.parent)}}
-    ).execute()
+        nb, timeout=timeout, kernel_name="python3",
+        resources={"metadata": {"path": str(TOUR.parent)}},
+    ).execute()  # fmt: skip
+    return nb
+
+
+def main() -> int:
+    nb = execute(timeout=900)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT.with_suffix(".tmp")
     nbformat.write(nb, tmp)

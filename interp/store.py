@@ -46,6 +46,7 @@ TRACE_ENTRIES = frozenset(
 )
 
 __all__ = ["check_output_dir", "is_trace_dir", "read_summary"]
+
 MAX_JSON_BYTES = 256 << 20
 MAX_HEADER_BYTES = 100 << 20  # safetensors' own bound on a header
 _ITEMSIZE = {
