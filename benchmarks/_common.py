@@ -25,15 +25,16 @@ def arguments(doc: str, *, rounds: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def settings_line(what: str) -> str:
+def settings_line(what: str, device: str = "cpu") -> str:
     """The machine and library versions a table was measured with, and `what` was measured."""
     import torch
 
     import interp
 
     v = interp.provenance.library_versions()
+    where = f"{torch.cuda.get_device_name(device)}, " if device.startswith("cuda") else ""
     return (
-        f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, fp32, "
+        f"{where}{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, fp32, "
         f"torch {v['torch']}, transformers {v['transformers']}, transformer-lens "
         f"{v['transformer-lens']}; {what}"
     )

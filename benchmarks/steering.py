@@ -3,7 +3,8 @@
 tokens, batched, against one scale's 16 pairs (target: at most 2x). The vector is the weddings
 concept's difference of means at layer 11 (experiments/data/weddings/); rounds are interleaved.
 
-    .venv/bin/python benchmarks/steering.py [--tokens 100] [--rounds 3] [--json out.json]
+    .venv/bin/python benchmarks/steering.py [--tokens 100] [--rounds 3] [--device cpu]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ def lines(name: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments(__doc__).parse_args(argv)
+    parser = arguments(__doc__)
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    args = parser.parse_args(argv)
 
     import torch
 
     import interp
 
     torch.set_grad_enabled(False)
-    model = interp.load_model()
+    model = interp.load_model(device=args.device)
     vector = interp.steering_vector(
         model, lines("positive.txt"), lines("negative.txt"), layer=LAYER, position="mean"
     )
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "tokens": args.tokens,
         "threads": torch.get_num_threads(),
+        "device": args.device,
         "plain_tokens_per_s": round(plain, 1),
         "steered_tokens_per_s": round(steered, 1),
         "speed_ratio": round(speed_ratio, 3),
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.tokens} new tokens a generation, one prompt; sweeps without controls or prompting "
         f"baseline; median of {args.rounds} interleaved rounds"
     )
-    return emit(result, args.json, table, settings_line(what))
+    return emit(result, args.json, table, settings_line(what, args.device))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,17 @@ def pytest_addoption(parser):
     parser.addoption("--device", default="cpu", help="torch device for model tests (cpu, cuda)")
 
 
+REAL_MODEL_FIXTURES = {"smollm", "smollm_hf", "gemma", "gemma_hf"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that takes an embedded model's fixture is a real-model test, marked or not, so
+    `-m "not real_model"` runs exactly the tests that need no model weights."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_model)
+
+
 @pytest.fixture(scope="session")
 def device(request) -> str:
     dev = request.config.getoption("--device")
