@@ -163,7 +163,9 @@ def test_topk_training_recovers_a_planted_dictionary():
 
 def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
     _, chunk = planted(seed=1)
-    settings = TrainSettings(width=32, k=3, batch=128, lr=1e-3, dead_tokens=2048)
+    settings = TrainSettings(
+        width=32, k=3, batch=128, lr=1e-3, dead_tokens=2048, planned_tokens=4096, decay=0.75
+    )  # the decay spans the resume
     straight = TopKTrainer(16, settings)
     for i in range(4):
         straight.train_chunk(chunk(i, 1024), i)
@@ -177,6 +179,28 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
     for a, b in zip(straight.state()["params"], resumed.state()["params"], strict=True):
         assert torch.equal(a, b)
     assert torch.equal(straight.since_fired, resumed.since_fired)
+
+
+def test_the_learning_rate_falls_linearly_to_zero_over_the_end_of_the_plan():
+    settings = TrainSettings(width=32, k=3, batch=128, lr=1e-3, planned_tokens=4096, decay=0.25)
+    assert [settings.rate_at(t) for t in (0, 3072, 3584, 4096, 5000)] == pytest.approx(
+        [1e-3, 1e-3, 0.5e-3, 0.0, 0.0]
+    )
+    assert TrainSettings(width=32, k=3, lr=1e-3).rate_at(10**9) == 1e-3  # no plan: constant
+    _, chunk = planted(seed=2)
+    seen = []
+    trainer = TopKTrainer(16, settings)
+    step = trainer.opt.step
+
+    def record(*args, **kwargs):
+        seen.append(trainer.opt.param_groups[0]["lr"])
+        return step(*args, **kwargs)
+
+    trainer.opt.step = record
+    for i in range(4):
+        trainer.train_chunk(chunk(i, 1024), i)
+    expected = [1e-3 * min(1.0, (1 - 128 * n / 4096) / 0.25) for n in range(32)]
+    assert seen == pytest.approx(expected)
 
 
 def test_the_mlp_input_the_direct_engine_reads_is_the_bridges(tiny_llama):

@@ -1,6 +1,7 @@
 """Training a TopK sparse autoencoder (Gao et al. 2024) on CPU: Adam on the normalised
 reconstruction error, the auxiliary loss that teaches dead latents to model the residual,
-decoder rows kept at unit norm, the decoder bias started at the geometric median (or mean).
+decoder rows kept at unit norm, the decoder bias started at the geometric median (or mean),
+the learning rate falling linearly to zero over the end of a planned run.
 Data comes in chunks; each chunk's shuffle depends only on its index, so a run resumed from a
 checkpoint at a chunk boundary reaches the weights of an uninterrupted one."""
 
@@ -24,14 +25,19 @@ MEDIAN_SAMPLE = 16_384  # activations the geometric median is computed over
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """`width` latents, `k` active per token; `lr` None: 2e-4 / sqrt(width / 2^14), the
-    scaling of Gao et al.; `dead_tokens`: a latent that has not fired for this many tokens is
-    dead and gets the auxiliary loss (`aux_coef`, over the `aux_k` largest dead latents)."""
+    """`width` latents, `k` active per token; `lr` None: 1.6e-3 / sqrt(width / 2^14), eight
+    times Gao et al.'s scaling, for the few thousand small steps a CPU budget affords (the
+    choice is measured in benchmarks/README.md); with `planned_tokens`, the rate falls linearly
+    to zero over the last `decay` of them; `dead_tokens`: a latent that has not fired for this
+    many tokens is dead and gets the auxiliary loss (`aux_coef`, over the `aux_k` largest dead
+    latents)."""
 
     width: int
     k: int
-    batch: int = 2048
+    batch: int = 512
     lr: float | None = None
+    planned_tokens: int | None = None
+    decay: float = 0.2
     aux_coef: float = 1 / 32
     aux_k: int | None = None  # default d_in // 2
     dead_tokens: int = 200_000
@@ -45,12 +51,29 @@ class TrainSettings:
                 raise InvalidSettingError(f"{name} must be a positive integer, got {value!r}")
         if self.k > self.width:
             raise InvalidSettingError(f"k ({self.k}) must be at most the width ({self.width})")
+        if self.planned_tokens is not None and (
+            isinstance(self.planned_tokens, bool) or not isinstance(self.planned_tokens, int)
+            or self.planned_tokens < 1
+        ):  # fmt: skip
+            raise InvalidSettingError(
+                f"planned_tokens must be a positive integer, got {self.planned_tokens!r}"
+            )
+        if not 0.0 <= self.decay <= 1.0:
+            raise InvalidSettingError(f"decay is a fraction of the run, got {self.decay!r}")
         if self.b_dec_init not in ("geometric_median", "mean"):
             raise InvalidSettingError("b_dec_init is 'geometric_median' or 'mean'")
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else 2e-4 / math.sqrt(self.width / 2**14)
+        return self.lr if self.lr is not None else 1.6e-3 / math.sqrt(self.width / 2**14)
+
+    def rate_at(self, tokens: int) -> float:
+        """The learning rate once `tokens` have been trained on: constant, then (with
+        `planned_tokens`) falling linearly to zero over the last `decay` of the plan."""
+        if self.planned_tokens is None or self.decay == 0.0:
+            return self.learning_rate
+        left = 1.0 - tokens / self.planned_tokens
+        return self.learning_rate * min(1.0, max(0.0, left / self.decay))
 
 
 class TopKTrainer:
@@ -134,6 +157,8 @@ class TopKTrainer:
             aux = (aux_recon - residual).pow(2).sum() / total_var
             aux = aux * min(n_dead / k_aux, 1.0)
         self.opt.zero_grad(set_to_none=True)
+        for group in self.opt.param_groups:
+            group["lr"] = s.rate_at(self.tokens)
         (loss + s.aux_coef * aux).backward()
         with torch.no_grad():  # no gradient along each decoder row: its norm stays put
             assert self.W_dec.grad is not None

@@ -60,6 +60,7 @@ def train_dictionary(
     outs = [target] if len(names) == 1 else [target / name for name in names]
     trainers = [
         TopKTrainer(_width(model, name), TrainSettings(width=width, k=k, seed=seed,
+                                                         planned_tokens=tokens,
                                                          **(settings or {})))
         for name in names
     ]  # fmt: skip
