@@ -229,3 +229,36 @@ def test_massive_activations_are_left_out_of_harvests():
     x[1, 7] *= 300
     keep = typical(x)
     assert keep.shape == (3, 50) and not bool(keep[1, 7]) and int(keep.sum()) == 149
+
+
+def test_make_features_trains_again_when_the_cached_defaults_have_other_settings(
+    tmp_path, monkeypatch, capsys
+):
+    from argparse import Namespace
+
+    from interp.cli.features import _defaults
+    from interp.features.catalog import DEFAULTS
+    from interp.features.train import record
+
+    monkeypatch.setenv("INTERP_CACHE_DIR", str(tmp_path))
+    plan = DEFAULTS["smollm2-135m"]
+    now = record(TrainSettings(width=plan.width, k=plan.k, planned_tokens=plan.tokens))
+    assert now["learning_rate"] == pytest.approx(8e-4 / (plan.width / 2**14) ** 0.5)
+
+    def cache(optimizer):
+        for hook in plan.hooks:
+            folder = tmp_path / "dictionaries" / "smollm2-135m" / hook
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "contexts.safetensors").write_bytes(b"")
+            (folder / "interp.json").write_text(json.dumps({"training": {"optimizer": optimizer}}))
+
+    def defaults():
+        return _defaults(Namespace(model="smollm2-135m", hook=None, out=None, seed=0))
+
+    assert defaults()  # nothing cached: train
+    cache(now)
+    assert not defaults()
+    assert "are cached" in capsys.readouterr().out
+    cache({k: v for k, v in now.items() if k != "learning_rate"})  # an earlier default rate
+    assert defaults()
+    assert "trained with other settings" in capsys.readouterr().err

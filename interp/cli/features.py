@@ -130,21 +130,42 @@ def _defaults(args: argparse.Namespace) -> bool:
     """Fill in the model's default dictionaries; False when they are cached already."""
     from interp.errors import InvalidSettingError
     from interp.features.catalog import DEFAULTS, dictionaries_root, dictionary_dir
+    from interp.features.topk import TrainSettings
+    from interp.features.train import record
 
     plan = DEFAULTS.get(args.model)
     if plan is None:
         raise InvalidSettingError(f"{args.model} has no default dictionaries; give --hook etc.")
     if args.hook or args.out:
         raise InvalidSettingError("--defaults chooses the hooks and the output itself")
-    if all((dictionary_dir(args.model, h) / "contexts.safetensors").exists() for h in plan.hooks):
+    want = record(TrainSettings(width=plan.width, k=plan.k, seed=args.seed,
+                                planned_tokens=plan.tokens))  # fmt: skip
+    cached = [_trained_with(dictionary_dir(args.model, h)) for h in plan.hooks]
+    if all(c == want for c in cached):
         print(f"the default dictionaries of {args.model} are cached under {dictionaries_root()}")
         return False
+    if any(c is not None for c in cached):
+        print(f"the cached default dictionaries of {args.model} were trained with other "
+              "settings; training them again", file=sys.stderr)  # fmt: skip
     args.hook, args.out = list(plan.hooks), dictionaries_root() / args.model
     args.width, args.k, args.tokens = plan.width, plan.k, plan.tokens
     hooks = ", ".join(plan.hooks)
     print(f"training {len(plan.hooks)} dictionaries of {args.model} ({hooks}; width "
           f"{plan.width}, k {plan.k}) on {plan.tokens:,} tokens", file=sys.stderr)  # fmt: skip
     return True
+
+
+def _trained_with(folder: Path) -> dict[str, Any] | None:
+    """The training settings recorded beside a complete cached dictionary, else None."""
+    from interp.store import read_json
+
+    try:
+        if not (folder / "contexts.safetensors").exists():
+            return None
+        optimizer = read_json(folder / "interp.json")["training"]["optimizer"]
+    except Exception:  # noqa: BLE001 - a damaged or foreign record is simply not current
+        return None
+    return optimizer if isinstance(optimizer, dict) else None
 
 
 def cmd_features(args: argparse.Namespace) -> int:

@@ -25,9 +25,9 @@ MEDIAN_SAMPLE = 16_384  # activations the geometric median is computed over
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """`width` latents, `k` active per token; `lr` None: 1.6e-3 / sqrt(width / 2^14), eight
+    """`width` latents, `k` active per token; `lr` None: 8e-4 / sqrt(width / 2^14), four
     times Gao et al.'s scaling, for the few thousand small steps a CPU budget affords (the
-    choice is measured in benchmarks/README.md); with `planned_tokens`, the rate falls linearly
+    choice is measured in docs/guides/features.md); with `planned_tokens`, the rate falls linearly
     to zero over the last `decay` of them; `dead_tokens`: a latent that has not fired for this
     many tokens is dead and gets the auxiliary loss (`aux_coef`, over the `aux_k` largest dead
     latents)."""
@@ -65,7 +65,7 @@ class TrainSettings:
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else 1.6e-3 / math.sqrt(self.width / 2**14)
+        return self.lr if self.lr is not None else 8e-4 / math.sqrt(self.width / 2**14)
 
     def rate_at(self, tokens: int) -> float:
         """The learning rate once `tokens` have been trained on: constant, then (with

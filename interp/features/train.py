@@ -107,7 +107,7 @@ def train_dictionary(
             "trained_by": "interp train-dictionary", "method": "TopK SAE (Gao et al. 2024)",
             "training": {**plan, "hook": name, "tokens_trained": trainer.tokens,
                          "steps": trainer.steps, "train_seconds": round(train_s, 1),
-                         "optimizer": asdict(trainer.settings), "input_scale": trainer.scale},
+                         "optimizer": record(trainer.settings), "input_scale": trainer.scale},
             "corpus": corpus.record(), "model": provenance(model),
         }  # fmt: skip
         d = trainer.dictionary(name, model.name, info)
@@ -119,6 +119,12 @@ def train_dictionary(
         contexts.save(save_dictionary(d, place))
     ckpt.unlink(missing_ok=True)
     return results
+
+
+def record(settings: TrainSettings) -> dict[str, Any]:
+    """The settings as written beside a dictionary, with the learning rate they resolve to (so
+    a change of the default rate is seen in the record)."""
+    return {**asdict(settings), "learning_rate": settings.learning_rate}
 
 
 def check_out(out: Path, n_hooks: int) -> None:
