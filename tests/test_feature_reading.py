@@ -85,6 +85,23 @@ def test_feature_attribution_and_its_error_sum_to_the_layers_attribution(tiny, t
     assert float(fa.features[step, i]) == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
+def test_a_transcoders_attribution_sums_to_its_mlps(tiny, tiny_trace):
+    """A transcoder reads the MLP's input and writes its output: its features, bias and error
+    sum to that MLP's own direct logit attribution."""
+    g = torch.Generator().manual_seed(1)
+    n, w = tiny.d_model, 40
+    t = Dictionary(torch.randn(n, w, generator=g) / n**0.5, torch.randn(w, generator=g) * 0.1,
+                   torch.randn(w, n, generator=g) / n**0.5, torch.randn(n, generator=g) * 0.1,
+                   "topk", "blocks.1.mlp.hook_in", hook_out="blocks.1.hook_mlp_out",
+                   k=5)  # fmt: skip
+    fa = feature_attribution(tiny, tiny_trace, t)
+    mlp = interp.direct_logit_attribution(tiny, tiny_trace).mlp[:, 1]
+    assert torch.allclose(fa.total, mlp, atol=1e-4)
+    assert torch.allclose(fa.features.sum(-1) + fa.bias + fa.error, mlp, atol=1e-4)
+    x = forward_values(tiny, tiny_trace, "blocks.1.mlp.hook_in")[torch.tensor(fa.positions)]
+    assert torch.allclose(fa.activations, t.encode(x), atol=1e-5)  # read from the MLP's input
+
+
 def _logits(model, ids, hooks=()):
     with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(hooks)):
         return model.bridge(ids, return_type="logits")
