@@ -238,11 +238,11 @@ def test_make_features_trains_again_when_the_cached_defaults_have_other_settings
 
     from interp.cli.features import _defaults
     from interp.features.catalog import DEFAULTS
-    from interp.features.train import record
+    from interp.features.train import planned, record
 
     monkeypatch.setenv("INTERP_CACHE_DIR", str(tmp_path))
     plan = DEFAULTS["smollm2-135m"]
-    now = record(TrainSettings(width=plan.width, k=plan.k, planned_tokens=plan.tokens))
+    now = record(planned(plan.width, plan.k, plan.tokens))
     assert now["learning_rate"] == pytest.approx(8e-4 / (plan.width / 2**14) ** 0.5)
 
     def cache(optimizer):

@@ -130,16 +130,14 @@ def _defaults(args: argparse.Namespace) -> bool:
     """Fill in the model's default dictionaries; False when they are cached already."""
     from interp.errors import InvalidSettingError
     from interp.features.catalog import DEFAULTS, dictionaries_root, dictionary_dir
-    from interp.features.topk import TrainSettings
-    from interp.features.train import record
+    from interp.features.train import planned, record
 
     plan = DEFAULTS.get(args.model)
     if plan is None:
         raise InvalidSettingError(f"{args.model} has no default dictionaries; give --hook etc.")
     if args.hook or args.out:
         raise InvalidSettingError("--defaults chooses the hooks and the output itself")
-    want = record(TrainSettings(width=plan.width, k=plan.k, seed=args.seed,
-                                planned_tokens=plan.tokens))  # fmt: skip
+    want = record(planned(plan.width, plan.k, plan.tokens, args.seed))
     cached = [_trained_with(dictionary_dir(args.model, h)) for h in plan.hooks]
     if all(c == want for c in cached):
         print(f"the default dictionaries of {args.model} are cached under {dictionaries_root()}")

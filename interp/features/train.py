@@ -59,11 +59,9 @@ def train_dictionary(
     target = Path(out)
     outs = [target] if len(names) == 1 else [target / name for name in names]
     trainers = [
-        TopKTrainer(_width(model, name), TrainSettings(width=width, k=k, seed=seed,
-                                                         planned_tokens=tokens,
-                                                         **(settings or {})))
+        TopKTrainer(_width(model, name), planned(width, k, tokens, seed, settings))
         for name in names
-    ]  # fmt: skip
+    ]
     chunk_windows = min(chunk_windows, max(1, math.ceil(tokens / (context - 1))))
     per_chunk = chunk_windows * (context - 1)
     n_chunks = max(1, math.ceil(tokens / per_chunk))
@@ -119,6 +117,13 @@ def train_dictionary(
         contexts.save(save_dictionary(d, place))
     ckpt.unlink(missing_ok=True)
     return results
+
+
+def planned(
+    width: int, k: int, tokens: int, seed: int = 0, settings: dict[str, Any] | None = None
+) -> TrainSettings:
+    """The trainer's settings for a run of `tokens` tokens (`settings` overrides the rest)."""
+    return TrainSettings(width=width, k=k, seed=seed, planned_tokens=tokens, **(settings or {}))
 
 
 def record(settings: TrainSettings) -> dict[str, Any]:
