@@ -7,7 +7,9 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypedDict, Unpack, overload
+from typing import Any, Literal, TypedDict, overload
+
+from typing_extensions import Unpack  # typing's from Python 3.11; requires-python is 3.10
 
 from interp import hooks as H
 from interp import inputs
