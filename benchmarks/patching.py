@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             "interp_s": round(t_ours, 1),
             "ratio": round(ratio, 3),
             "max_abs_difference": err,
-            "top5": [[h, round(v, 3)] for h, v in ours[site].top(5)],
+            "top5": [[str(cell), round(v, 3)] for cell, v in ours[site].top(5)],
         }
         table.append([
             f"`{site}` patching: TransformerLens's function on the bridge", f"{t_tl:.0f} s"

@@ -135,8 +135,6 @@ def roles(model, results: dict) -> dict:
     """Candidate roles with their evidence: name movers (write the answer directly: large
     logit attribution and path effect into the logits) and heads upstream of them (large
     patching effect, little direct attribution)."""
-    from interp import parse_label
-
     dla = results["dla"]
     scale = float(dla.abs().max()) or 1.0
     paths = "path_refused" not in results
@@ -152,38 +150,36 @@ def roles(model, results: dict) -> dict:
             "path_into_name_mover_queries_s2_swap": results["path_queries_s2"]["path"],
         }
 
-    def evidence(label: str) -> dict:
-        at = parse_label(label)
-        found = {"head": label, "dla": round(float(dla[at]), 3)}
-        return found | {k: round(float(r.effect[at]), 3) for k, r in measures.items()}
+    def evidence(head) -> dict:
+        found = {"head": str(head), "dla": round(float(dla[head]), 3)}
+        return found | {k: round(float(r.effect[head]), 3) for k, r in measures.items()}
 
     # the direct path into the logits where it can be patched, else the attribution alone
     ranked = measures["path_into_logits"].top(10) if paths else top_heads(dla, 10)
-    movers = [
-        evidence(h) for h, v in ranked if v > 0 and float(dla[parse_label(h)]) > 0.25 * scale
-    ][:5]
-    taken = {m["head"] for m in movers}
+    movers = [h for h, v in ranked if v > 0 and float(dla[h]) > 0.25 * scale][:5]
     patched = [k for k in measures if k.startswith("patching")]
-    strongest: dict[str, float] = {}  # a head's largest |patching effect| in any setting
+    strongest: dict = {}  # a head's largest |patching effect| in any setting
     for key in patched:
-        for label, value in measures[key].top(15):
-            strongest[label] = max(strongest.get(label, 0.0), abs(value))
+        for head, value in measures[key].top(15):
+            strongest[head] = max(strongest.get(head, 0.0), abs(value))
     upstream = [
-        evidence(h) for h in sorted(strongest, key=lambda h: -strongest[h])
-        if h not in taken and abs(float(dla[parse_label(h)])) < 0.25 * scale
+        h for h in sorted(strongest, key=lambda h: -strongest[h])
+        if h not in movers and abs(float(dla[h])) < 0.25 * scale
     ][:6]  # fmt: skip
-    return {"name_movers": movers, "upstream": upstream}
+    return {
+        "name_movers": [evidence(h) for h in movers],
+        "upstream": [evidence(h) for h in upstream],
+    }
 
 
-def top_heads(values, k: int) -> list[tuple[str, float]]:
-    """The k largest |values| of a [layer, head] tensor, signed, largest first."""
+def top_heads(values, k: int) -> list:
+    """The k largest |values| of a [layer, head] tensor as (Head, value), signed, largest
+    first."""
     import interp
 
     n_heads = values.shape[1]
     order = values.flatten().abs().argsort(descending=True, stable=True)[:k].tolist()
-    return [
-        (str(interp.Head(i // n_heads, i % n_heads)), float(values.flatten()[i])) for i in order
-    ]
+    return [(interp.Head(i // n_heads, i % n_heads), float(values.flatten()[i])) for i in order]
 
 
 def write(args, model, rows, clean, results: dict, write_experiment) -> int:
@@ -204,7 +200,7 @@ def write(args, model, rows, clean, results: dict, write_experiment) -> int:
         "templates": args.templates,
         "logit_diff_mean": round(mean, 4),
         "logit_diff_stderr": None if math.isnan(se) else round(se, 4),
-        "dla_top_heads": [[h, round(v, 4)] for h, v in dla_top],
+        "dla_top_heads": [[str(h), round(v, 4)] for h, v in dla_top],
         "patching": {
             "abc": {
                 "denoise": results["abc_denoise"].summary(),
@@ -254,7 +250,7 @@ def write(args, model, rows, clean, results: dict, write_experiment) -> int:
                 "frozen); they sum, with the MLPs, embeddings and biases, to the logit "
                 "difference itself."
             ],
-            table=[["head", "mean attribution"]] + [[h, f"{v:+.3f}"] for h, v in dla_top],
+            table=[["head", "mean attribution"]] + [[str(h), f"{v:+.3f}"] for h, v in dla_top],
             images=["dla_heads.png"],
         ),
     ]

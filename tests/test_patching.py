@@ -108,8 +108,9 @@ def test_a_set_of_pairs_gives_means_standard_errors_and_each_row(tiny, pair):
     if clean.n_positions != other.n_positions:  # rows of two lengths: batched apart
         with pytest.raises(InvalidSettingError, match="per-position site needs rows of one length"):
             patch(tiny, cleans, corrupts, sites=["resid"], metric=metric)
-    label, value = both.top(1)[0]
-    assert label.startswith("L") and abs(value) == float(both.effect.abs().max())
+    head, value = both.top(1)[0]
+    assert isinstance(head, interp.Head) and value == float(both.effect[head])
+    assert abs(value) == float(both.effect.abs().max())
 
 
 def test_bad_pairs_and_sites_are_one_clear_error(tiny, pair):
@@ -171,7 +172,7 @@ def test_the_triage_estimate_is_the_patchs_derivative_and_verifies_exactly(tiny,
         result.effect[result.verified], exact.effect[result.verified], atol=1e-5, rtol=1e-4
     )
     assert triage.method == "triage" and triage.summary()["method"] == "triage"
-    assert all(label in {lb for lb, _ in exact.top(100)} for label, _ in result.top(10))
+    assert all(cell in {c for c, _ in exact.top(100)} for cell, _ in result.top(10))
 
     kind = site
     eps = 1e-2

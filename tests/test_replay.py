@@ -416,7 +416,8 @@ def test_position_labels_resolve_while_generating_and_when_recorded_again(tiny_l
 def test_sites_have_one_spelling_and_an_old_one_names_the_new(tiny_llama):
     trace = interp.generate(tiny_llama, PROMPT, max_new_tokens=2, seed=0)
     report = interp.ablate(tiny_llama, trace, "L1", "zero", site="mlp-out", regenerate_text=False)
-    assert report.effect.site == "mlp-out" and report.effect.heads == ["L1 mlp-out"]
+    assert report.effect.site == "mlp-out" and report.effect.heads == []
+    assert report.effect.targets == ["L1 mlp-out"]
     for old, new in (("resid_pre", "resid"), ("attn_out", "attn-out"), ("mlp_out", "mlp-out")):
         with pytest.raises(InvalidSettingError, match=f"'{old}' is written '{new}' now"):
             interp.ablate(tiny_llama, trace, "L1", "zero", site=old)

@@ -11,7 +11,8 @@ from typing import Any
 
 from interp import schema, store
 from interp.edits.value import Intervention
-from interp.errors import TraceFormatError
+from interp.errors import InvalidSettingError, TraceFormatError
+from interp.heads import Head, parse_label
 from interp.interventions.ablation import Replacement
 from interp.interventions.effect import AblationEffect
 from interp.interventions.regenerate import Regeneration
@@ -31,7 +32,8 @@ class AblationReport:
     def record(self) -> AblationRecord:
         e, r = self.effect, self.regeneration
         return AblationRecord(
-            heads=e.heads,
+            heads=list(e.heads),
+            targets=list(e.targets),
             mode=e.mode,
             source=e.source,
             delta_logprob_total=round(e.delta_logprob_total, 6),
@@ -53,17 +55,22 @@ class AblationReport:
         )
 
     def summary(self) -> dict[str, Any]:
-        """The content of effect.json (paired samples' keys beside the others)."""
+        """The content of effect.json (paired samples' keys beside the others; what was
+        ablated under "heads", as its labels)."""
         out = asdict(self.record())
+        out["heads"] = out.pop("targets")
         return out | (out.pop("paired") or {})
 
 
 @dataclass
 class AblationRecord:
     """An ablation as saved in effect.json: its effect, and both texts with where they part
-    (`*_divergence_char`: the character offset of the first diverging token in each text)."""
+    (`*_divergence_char`: the character offset of the first diverging token in each text).
+    `heads` the heads ablated (none for a layer's site or an intervention), `targets` what
+    was ablated as labelled for display (stored as effect.json's "heads")."""
 
-    heads: list[str]
+    heads: list[Head]
+    targets: list[str]
     mode: str
     source: str
     delta_logprob_total: float
@@ -87,8 +94,12 @@ class AblationRecord:
     def from_json(cls, value: dict[str, Any], where: Path) -> AblationRecord:
         """An effect.json's content, every field of its type (or a `TraceFormatError`)."""
         f, items = schema.field, schema.items
+        targets = items(value, "heads", str, where)
+        # effect.json before metrics: heads, measured by the continuation's log-prob
+        site = f(value, "site", str, where) if "site" in value else "heads"
         return cls(
-            heads=items(value, "heads", str, where),
+            heads=_heads(targets, where) if site == "heads" else [],
+            targets=targets,
             mode=f(value, "mode", str, where),
             source=f(value, "source", str, where),
             delta_logprob_total=f(value, "delta_logprob_total", float, where),
@@ -97,8 +108,7 @@ class AblationRecord:
             baseline_logprobs=items(value, "baseline_logprobs", float, where),
             ablated_logprobs=items(value, "ablated_logprobs", float, where),
             hardest=items(value, "hardest", int, where),
-            # effect.json before metrics: heads, measured by the continuation's log-prob
-            site=f(value, "site", str, where) if "site" in value else "heads",
+            site=site,
             metric=f(value, "metric", str, where) if "metric" in value else "logprob",
             baseline_metric=f(value, "baseline_metric", float, where)
             if "baseline_metric" in value
@@ -146,6 +156,14 @@ PAIRED_KEYS = (
     "samples", "horizon", "pairs", "divergence_rate", "first_divergence_median", "kl_mean",
     "delta_logprob_per_token", "kl_curve", "greedy", "controls", "control_first_divergences",
 )  # fmt: skip
+
+
+def _heads(labels: list[str], where: Path) -> list[Head]:
+    """The ablated heads, read back from their labels ("L5H1")."""
+    try:
+        return [parse_label(label) for label in labels]
+    except InvalidSettingError as exc:
+        raise TraceFormatError(f"{where}: {exc}") from None
 
 
 def _paired(value: dict[str, Any], where: Path) -> dict[str, Any] | None:

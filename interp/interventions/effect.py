@@ -4,13 +4,14 @@ and by a metric (`interp.metrics`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from interp.edits.value import Intervention
+from interp.heads import Head
 from interp.interventions import sites
 from interp.interventions.ablation import Replacement
 from interp.interventions.replay import composed, hooks_under, replay_hooks
@@ -24,9 +25,11 @@ INTERVENTION = "intervention"  # the mode and site of an effect of any `interp.e
 @dataclass
 class AblationEffect:
     """Per generated token: log-prob of the recorded token with and without the ablation, and
-    the KL divergence KL(baseline || ablated) of the next-token distribution."""
+    the KL divergence KL(baseline || ablated) of the next-token distribution. `heads`: the
+    heads ablated (none for a layer's site or an intervention); `targets` labels what was
+    ablated, for display (heads, a layer's site, or an intervention's edits)."""
 
-    heads: list[str]  # the targets' labels (heads, or a layer's site)
+    heads: list[Head]
     mode: str  # an AblationMode
     source: str
     baseline_logprobs: Float[Tensor, " step"]
@@ -36,6 +39,7 @@ class AblationEffect:
     baseline_metric: float = 0.0
     ablated_metric: float = 0.0
     site: str = "heads"
+    targets: list[str] = field(default_factory=list)
 
     @property
     def delta_metric(self) -> float:
@@ -118,7 +122,7 @@ def ablation_effect(
         labels = [sites.label(ablation.site, t) for t in ablation.targets]
         named = (labels, ablation.mode, ablation.source, ablation.site)
     return AblationEffect(
-        heads=named[0],
+        heads=[] if isinstance(ablation, Intervention) else [Head(*h) for h in ablation.heads],
         mode=named[1],
         source=named[2],
         baseline_logprobs=base,
@@ -128,4 +132,5 @@ def ablation_effect(
         baseline_metric=base_metric,
         ablated_metric=abl_metric,
         site=named[3],
+        targets=named[0],
     )

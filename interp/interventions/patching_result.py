@@ -10,13 +10,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from torch import Tensor
 
 from interp import atomic, schema, store
 from interp.errors import TraceFormatError
-from interp.heads import head_label
+from interp.heads import Head
 
 PatchSite = Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]
 PATCH_SITES: tuple[PatchSite, ...] = ("heads", "heads-by-pos", "resid", "attn-out", "mlp-out")
@@ -29,6 +29,37 @@ PATCH_FORMAT_VERSION = 1
 PATCH_FILE = "patch.safetensors"
 # what a patching directory holds: the result, and the report rendered from it
 PATCH_ENTRIES = frozenset({store.SUMMARY, PATCH_FILE, "index.html", "figures"})
+
+
+class HeadPosition(NamedTuple):
+    """A head at one position: a `(Head, position)` pair (a heads-by-pos cell); `str()` gives
+    its label, "L5H1@7"."""
+
+    head: Head
+    position: int
+
+    def __str__(self) -> str:
+        return f"{self.head}@{self.position}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+class LayerPosition(NamedTuple):
+    """A layer's site at one position: a `(layer, position)` pair (a resid, attn-out or
+    mlp-out cell); `str()` gives its label, "L5@7"."""
+
+    layer: int
+    position: int
+
+    def __str__(self) -> str:
+        return f"L{self.layer}@{self.position}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+Cell = Head | HeadPosition | LayerPosition  # one patched candidate of a site
 
 
 @dataclass
@@ -50,24 +81,30 @@ class PatchingResult:
     estimate: Tensor | None = None  # attribution patching: an estimate, never an effect
     verified: Tensor | None = None  # bool, where `effect` was computed exactly
 
-    def label(self, index: Sequence[int]) -> str:
+    def cell(self, index: Sequence[int]) -> Cell:
+        """The candidate at an index into `effect`: a `Head` (heads, path), a `HeadPosition`
+        (heads-by-pos) or a `LayerPosition` (resid, attn-out, mlp-out)."""
         if self.site in ("heads", "path"):
-            return head_label(index[0], index[1])
+            return Head(int(index[0]), int(index[1]))
         if self.site == "heads-by-pos":
-            return f"{head_label(index[0], index[1])}@{index[2]}"
-        return f"L{index[0]}@{index[1]}"
+            return HeadPosition(Head(int(index[0]), int(index[1])), int(index[2]))
+        return LayerPosition(int(index[0]), int(index[1]))
 
-    def top(self, k: int = 10) -> list[tuple[str, float]]:
-        """The k largest exact |effect|, signed, largest magnitude first."""
-        return [(label, value) for _, label, value in self.ranked(k)]
+    def top(self, k: int = 10) -> list[tuple[Cell, float]]:
+        """The k largest exact |effect| with their candidates, signed, largest magnitude first
+        (ties in index order; cells without an exact effect left out): `(Head, effect)` for
+        heads and path, `(HeadPosition(head, position), effect)` for heads-by-pos and
+        `(LayerPosition(layer, position), effect)` for the layer sites. Each is a tuple that
+        unpacks as it reads (`(head, pos), v = ...`); `str()` gives its label."""
+        return [(cell, value) for _, cell, value in self.ranked(k)]
 
-    def ranked(self, k: int = 10) -> list[tuple[int, str, float]]:
+    def ranked(self, k: int = 10) -> list[tuple[int, Cell, float]]:
         """`top`'s candidates with their index into the flattened effect."""
         flat = self.effect.flatten()
         known = ~flat.isnan()
         order = flat.nan_to_num(0.0).abs().argsort(descending=True, stable=True)
         shape = self.effect.shape
-        out: list[tuple[int, str, float]] = []
+        out: list[tuple[int, Cell, float]] = []
         for i in order.tolist():
             if len(out) == k:
                 break
@@ -77,7 +114,7 @@ class PatchingResult:
             for size in reversed(shape):
                 index.append(rest % size)
                 rest //= size
-            out.append((i, self.label(list(reversed(index))), float(flat[i])))
+            out.append((i, self.cell(list(reversed(index))), float(flat[i])))
         return out
 
 
@@ -121,7 +158,7 @@ class Patching:
             out["window"] = self.window
         out["positions"] = self.positions
         for site, result in self.results.items():
-            out[site] = {"top": [[label, round(v, 6)] for label, v in result.top(k)]}
+            out[site] = {"top": [[str(cell), round(v, 6)] for cell, v in result.top(k)]}
         return out
 
     def tensors(self) -> dict[str, Tensor]:

@@ -25,7 +25,7 @@ from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidget
 
 from interp import store
 from interp.errors import InvalidSettingError
-from interp.heads import Head, head_label, rank_heads
+from interp.heads import Head, rank_heads
 from interp.interventions.ablation import AblationMode, Replacement, make_ablation
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import forced_logits
@@ -80,8 +80,9 @@ class SweepResult:
         return spearman(self.estimate[self.verified], self.delta[self.verified])
 
     @property
-    def verified_heads(self) -> list[str]:
-        return [head_label(l_, h_) for l_, h_ in self.verified.nonzero().tolist()]
+    def verified_heads(self) -> list[Head]:
+        """The heads whose `delta` was computed exactly, in (layer, head) order."""
+        return [Head(l_, h_) for l_, h_ in self.verified.nonzero().tolist()]
 
     def summary(self, k: int = 10) -> dict[str, Any]:
         rho = self.estimate_spearman
@@ -93,7 +94,7 @@ class SweepResult:
             "top_heads": [[str(h), round(v, 5)] for h, v in self.top_heads(k)],
             # None where it is undefined (fewer than two heads verified): JSON has no NaN
             "estimate_spearman": None if math.isnan(rho) else round(rho, 4),
-            "verified_heads": self.verified_heads,
+            "verified_heads": [str(h) for h in self.verified_heads],
             "timings": self.timings,
         }
 

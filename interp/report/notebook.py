@@ -146,8 +146,8 @@ def patching_html(patching: Patching) -> str:
     for site, result in patching.results.items():
         png = render({"site.png": site_figure(result, patching.tokens, into)})["site.png"]
         rows = [
-            [label, f"{value:+.4f}", f"{float(result.effect_normalized.flatten()[i]):+.3f}"]
-            for i, label, value in result.ranked(10)
+            [str(cell), f"{value:+.4f}", f"{float(result.effect_normalized.flatten()[i]):+.3f}"]
+            for i, cell, value in result.ranked(10)
         ]
         parts.append(f'<img src="data:image/png;base64,{b64(png)}">')
         parts.append(table_html([site, "effect", "normalised"], rows))

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from interp.heads import head_label
-from interp.interventions.patching_result import Patching, PatchingResult
+from interp.interventions.patching_result import Cell, Patching, PatchingResult
 from interp.metrics import describe
 from interp.report import figures, style
 from interp.report.formats import Format
@@ -67,10 +67,10 @@ def patching_sections(
             figs[spread] = _spread(result, top)
             images.append(spread)
         table: list[list[object]] = [["candidate", "effect", "± SE", "normalised"]]
-        for i, label, value in top:
+        for i, cell, value in top:
             se = "" if result.stderr is None else f"{float(result.stderr.flatten()[i]):.4f}"
             normalized = f"{float(result.effect_normalized.flatten()[i]):+.3f}"
-            table.append([label, f"{value:+.4f}", se, normalized])
+            table.append([str(cell), f"{value:+.4f}", se, normalized])
         title = f"{heading}{site} patching{into} ({patching.direction})"
         sections.append(Section(title, [intro], table, images))
     return sections, figs
@@ -121,10 +121,10 @@ def site_figure(result: PatchingResult, tokens: list[str] | None, into: str = ""
     return figures.position_heatmap(values, rows, labels, title, label)
 
 
-def _spread(result: PatchingResult, top: list[tuple[int, str, float]]) -> Figure:
+def _spread(result: PatchingResult, top: list[tuple[int, Cell, float]]) -> Figure:
     rows = result.per_row.flatten(1).float()
     per_row = np.stack([rows[:, i].numpy() for i, _, _ in top], axis=1)
     return figures.row_spread(
-        [label for _, label, _ in top], per_row, f"{result.site}: each row's effect (top ten)",
+        [str(cell) for _, cell, _ in top], per_row, f"{result.site}: each row's effect (top ten)",
         f"change in {result.metric}",
     )  # fmt: skip
