@@ -50,7 +50,6 @@ _EXPORTS = {
     "AttributionSetResult": "interp.analysis.attribution",
     "Head": "interp.heads",
     "parse_heads": "interp.heads",
-    "parse_label": "interp.heads",
     # interventions and their results
     "Intervention": "interp.edits.value",
     "edit": "interp.edits.value",
@@ -83,106 +82,61 @@ _EXPORTS = {
     "metrics": "interp.metrics",  # the module itself
 }
 
-__all__ = [
-    "AblationEffect",
-    "AblationReport",
-    "Analysis",
-    "AttentionResult",
-    "AttentionSetResult",
-    "AttributionResult",
-    "AttributionSetResult",
-    "DEFAULT_MODEL",
-    "Dictionary",
-    "Evaluation",
-    "GenerationSettings",
-    "Head",
-    "HeadRoles",
-    "InterpError",
-    "Intervention",
-    "LogitLensResult",
-    "LogitLensSetResult",
-    "Model",
-    "PairedSamples",
-    "Patching",
-    "Regeneration",
-    "SamplingConfig",
-    "SetAnalysis",
-    "SteeringEval",
-    "SteeringVector",
-    "SteeringVectors",
-    "SweepResult",
-    "Trace",
-    "TraceSet",
-    "ablate",
-    "ablation",
-    "analyze",
-    "attention",
-    "default_hooks",
-    "direct_logit_attribution",
-    "edit",
-    "evaluate",
-    "generate",
-    "head_roles",
-    "load_dictionary",
-    "load_model",
-    "logit_lens",
-    "metrics",
-    "parse_heads",
-    "parse_label",
-    "patch",
-    "path_patch",
-    "record_under",
-    "regenerate",
-    "span",
-    "steer_eval",
-    "steering_vector",
-    "sweep",
-]
+__all__ = sorted(_EXPORTS)  # the public names, listed once: in _EXPORTS
 
-if TYPE_CHECKING:
-    from interp import metrics
-    from interp.analysis.attention import (
-        AttentionResult,
-        AttentionSetResult,
-        HeadRoles,
-        attention,
-        head_roles,
-    )
-    from interp.analysis.attribution import (
-        AttributionResult,
-        AttributionSetResult,
-        direct_logit_attribution,
-    )
-    from interp.analysis.logit_lens import LogitLensResult, LogitLensSetResult, logit_lens
-    from interp.analysis.suite import Analysis, SetAnalysis, analyze
-    from interp.dictionaries.dictionary import Dictionary
-    from interp.dictionaries.files import load_dictionary
-    from interp.edits.value import Intervention, edit, span
-    from interp.errors import InterpError
-    from interp.generation import generate, record_under
-    from interp.heads import Head, parse_heads, parse_label
-    from interp.hooks import default_hooks
-    from interp.interventions.ablate import ablate
-    from interp.interventions.ablation import ablation
-    from interp.interventions.ablation_record import AblationReport
-    from interp.interventions.effect import AblationEffect
-    from interp.interventions.evaluate import Evaluation, evaluate
-    from interp.interventions.patching import patch
-    from interp.interventions.patching_result import Patching
-    from interp.interventions.path_patching import path_patch
-    from interp.interventions.regenerate import Regeneration, regenerate
-    from interp.interventions.samples import PairedSamples
-    from interp.interventions.sweep import SweepResult, sweep
-    from interp.models.load import load_model
-    from interp.models.model import Model
-    from interp.models.registry import DEFAULT_MODEL
-    from interp.sampling import SamplingConfig
-    from interp.steering.evaluate import steer_eval
-    from interp.steering.result import SteeringEval
-    from interp.steering.vector import SteeringVector
-    from interp.steering.vectors import SteeringVectors, steering_vector
-    from interp.trace import GenerationSettings, Trace
-    from interp.traceset import TraceSet
+if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-exported
+    from interp import metrics as metrics
+    from interp.analysis.attention import AttentionResult as AttentionResult
+    from interp.analysis.attention import AttentionSetResult as AttentionSetResult
+    from interp.analysis.attention import HeadRoles as HeadRoles
+    from interp.analysis.attention import attention as attention
+    from interp.analysis.attention import head_roles as head_roles
+    from interp.analysis.attribution import AttributionResult as AttributionResult
+    from interp.analysis.attribution import AttributionSetResult as AttributionSetResult
+    from interp.analysis.attribution import direct_logit_attribution as direct_logit_attribution
+    from interp.analysis.logit_lens import LogitLensResult as LogitLensResult
+    from interp.analysis.logit_lens import LogitLensSetResult as LogitLensSetResult
+    from interp.analysis.logit_lens import logit_lens as logit_lens
+    from interp.analysis.suite import Analysis as Analysis
+    from interp.analysis.suite import SetAnalysis as SetAnalysis
+    from interp.analysis.suite import analyze as analyze
+    from interp.dictionaries.dictionary import Dictionary as Dictionary
+    from interp.dictionaries.files import load_dictionary as load_dictionary
+    from interp.edits.value import Intervention as Intervention
+    from interp.edits.value import edit as edit
+    from interp.edits.value import span as span
+    from interp.errors import InterpError as InterpError
+    from interp.generation import generate as generate
+    from interp.generation import record_under as record_under
+    from interp.heads import Head as Head
+    from interp.heads import parse_heads as parse_heads
+    from interp.hooks import default_hooks as default_hooks
+    from interp.interventions.ablate import ablate as ablate
+    from interp.interventions.ablation import ablation as ablation
+    from interp.interventions.ablation_record import AblationReport as AblationReport
+    from interp.interventions.effect import AblationEffect as AblationEffect
+    from interp.interventions.evaluate import Evaluation as Evaluation
+    from interp.interventions.evaluate import evaluate as evaluate
+    from interp.interventions.patching import patch as patch
+    from interp.interventions.patching_result import Patching as Patching
+    from interp.interventions.path_patching import path_patch as path_patch
+    from interp.interventions.regenerate import Regeneration as Regeneration
+    from interp.interventions.regenerate import regenerate as regenerate
+    from interp.interventions.samples import PairedSamples as PairedSamples
+    from interp.interventions.sweep import SweepResult as SweepResult
+    from interp.interventions.sweep import sweep as sweep
+    from interp.models.load import load_model as load_model
+    from interp.models.model import Model as Model
+    from interp.models.registry import DEFAULT_MODEL as DEFAULT_MODEL
+    from interp.sampling import SamplingConfig as SamplingConfig
+    from interp.steering.evaluate import steer_eval as steer_eval
+    from interp.steering.result import SteeringEval as SteeringEval
+    from interp.steering.vector import SteeringVector as SteeringVector
+    from interp.steering.vectors import SteeringVectors as SteeringVectors
+    from interp.steering.vectors import steering_vector as steering_vector
+    from interp.trace import GenerationSettings as GenerationSettings
+    from interp.trace import Trace as Trace
+    from interp.traceset import TraceSet as TraceSet
 
 
 _display.register()  # notebook display of results, in a running IPython
@@ -206,6 +160,8 @@ _MOVED = {  # names taken off the top level, and where they went (said for one r
     "ablate_into": "interp.workflow.ablate_into",
     "model_head_roles": "interp.workflow.model_head_roles",
     "Sampler": "interp.sampling.Sampler",
+    "parse_label": "interp.heads.parse_label (results hold Head values: PatchingResult.top, "
+    "SweepResult.verified_heads, AblationEffect.heads)",
 }
 
 

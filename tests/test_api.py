@@ -71,3 +71,47 @@ def test_a_name_taken_off_the_top_level_says_where_it_went():
             getattr(interp, name)
     assert interp.program.freeze_imports is not None  # the submodules are reached lazily
     assert interp.store.check_output_dir is not None
+
+
+def test_the_type_checking_imports_are_exactly_the_export_table():
+    """The public names are listed once (`_EXPORTS`); the imports mypy and the API reference
+    read must name each of them, from its module, as an explicit re-export, and nothing else."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(interp.__file__).read_text())
+    table = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["_EXPORTS"]
+    )
+    assert table == interp._EXPORTS
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    )
+    imported: dict[str, str] = {}
+    for statement in block.body:
+        assert isinstance(statement, ast.ImportFrom), ast.unparse(statement)
+        for alias in statement.names:
+            assert alias.asname == alias.name, f"{alias.name} is not re-exported (`as` itself)"
+            assert alias.name not in imported, f"{alias.name} is imported twice"
+            # a submodule (`from interp import metrics`) is its own module's path
+            submodule = f"{statement.module}.{alias.name}"
+            imported[alias.name] = (
+                submodule if submodule == table.get(alias.name) else statement.module
+            )
+    assert imported == table
+    assert interp.__all__ == sorted(table)
+
+
+def test_parse_label_left_the_top_level_and_says_where_it_went():
+    import pytest
+
+    from interp.heads import Head, parse_label
+
+    assert "parse_label" not in interp.__all__
+    with pytest.raises(AttributeError, match=r"interp\.heads\.parse_label"):
+        interp.parse_label  # noqa: B018
+    assert parse_label("L23H3") == Head(23, 3)

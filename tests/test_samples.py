@@ -141,8 +141,8 @@ def test_induction_heads_change_copied_text_far_more_than_random_heads(smollm):
     prompt = "Items: apple, chair, candle, window, river, stone, paper, cloud. Again: apple, chair,"
     trace = interp.generate(smollm, prompt, max_new_tokens=10, seed=1)
     roles = interp.workflow.model_head_roles(smollm)
-    top = [interp.parse_label(h) for h, _ in roles.top("induction", 5)]
-    strong = [interp.parse_label(h) for role in roles.roles for h, _ in roles.top(role, 11)]
+    top = [h for h, _ in roles.top("induction", 5)]
+    strong = [h for role in roles.roles for h, _ in roles.top(role, 11)]
     report = ablate(
         smollm, trace, top, "mean", samples=16, controls=3, exclude=strong, regenerate_text=False
     )
