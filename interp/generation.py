@@ -16,7 +16,7 @@ from interp import inputs
 from interp.edits import applying
 from interp.edits.value import Intervention
 from interp.engine import EngineName, HookFn, choose
-from interp.errors import HookError, InvalidSettingError
+from interp.errors import HookError, InvalidSettingError, TraceFormatError
 from interp.memory import check_memory, default_batch_size
 from interp.models.model import Model
 from interp.recording import Progress, Row, run
@@ -324,15 +324,24 @@ def record_under(
     model: Model, runs: Trace | TraceSet, intervention: Intervention
 ) -> Trace | TraceSet:
     """Each run's own tokens (its prompt, its continuation forced) recorded again under
-    `intervention`, with the same hooks: the corrupted side of a patching, for example.
+    `intervention`, with the same hooks: the corrupted side of a patching, for example. A
+    run recorded under an intervention runs under it first, then under `intervention`.
     Returns a `Trace` for a trace, a `TraceSet` for a set."""
     rows = [runs] if isinstance(runs, Trace) else list(runs)
     out = []
     for row in rows:
         row.bind(model)
+        row.require_plain("recording it again", replayed=True)
+        under = intervention
+        if row.intervention_spec is not None:
+            try:
+                own = json.loads(row.intervention_spec)
+            except ValueError:
+                raise TraceFormatError(f"the intervention of {row.origin} is not JSON") from None
+            under = Intervention.from_json(own, f"the intervention of {row.origin}") + under
         again = generate(
             model, row.token_ids[: row.prompt_len].tolist(), continuation=row.continuation_ids,
-            hooks=row.hook_names, intervention=intervention, meta=row.meta,
+            hooks=row.hook_names, intervention=under, meta=row.meta,
         )  # fmt: skip
         again.prompt, again.meta, again.origin = row.prompt, dict(row.meta), row.origin
         out.append(again)

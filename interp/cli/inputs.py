@@ -232,10 +232,24 @@ def intervention_file(path: Path) -> Any:
             raise InvalidSettingError(f"{path}: no such intervention file")
         if path.stat().st_size > MAX_INTERVENTION_BYTES:
             raise InvalidSettingError(f"{path}: too large for an intervention file")
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_once)
+    except InvalidSettingError as exc:
+        raise InvalidSettingError(f"{path}: {exc}") from None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidSettingError(f"{path}: not a readable JSON intervention ({exc})") from None
     return Intervention.from_json(value, str(path))
+
+
+def _once(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys each appear once (a second "edits" would drop the first)."""
+    from interp.errors import InvalidSettingError
+
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if key in out:
+            raise InvalidSettingError(f"the key {key!r} appears twice in one object")
+        out[key] = value
+    return out
 
 
 def add_trace_dir(

@@ -11,9 +11,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from interp import hooks as H
 from interp.edits import feature_op, sources
 from interp.edits.value import NOISE_STDS, Context, Edit, Intervention, Position, Span
 from interp.errors import InvalidSettingError
+from interp.surgery import kv_heads
 
 HookPair = tuple[str, Callable[..., Tensor]]
 
@@ -51,6 +53,9 @@ def hooks(
         if e.layer < start_layer or (e.layer == start_layer and _is_block_input(e.site)):
             continue
         out.append((e.site, _hook(e, model, rows)))
+    if out:  # an overflow downstream of the edits stops the run too
+        last = H.resid_post(model.n_layers - 1)
+        out.append((last, _guard(intervention, last, rows)))
     return out
 
 
@@ -61,14 +66,28 @@ def positions_in(intervention: Intervention, run: Any) -> list[int]:
 
 
 def check(intervention: Intervention, model: Any) -> None:
-    """Every site is one of the model's hook points and every head in range."""
+    """An `Intervention`, every site one of the model's hook points and every head (a KV
+    head at `hook_k`/`hook_v`) and neuron in range."""
+    if not isinstance(intervention, Intervention):
+        raise InvalidSettingError(
+            f"an intervention is an interp.Intervention (built by interp.edit), got "
+            f"{intervention!r:.40}"
+        )
     available = model.bridge.hook_dict
     for e in intervention.edits:
         if e.site not in available:
             raise InvalidSettingError(f"{model.name} has no hook point {e.site!r}")
-        if e.heads and max(e.heads) >= model.n_heads:
+        kv = e.site.endswith(("attn.hook_k", "attn.hook_v"))
+        n_heads = kv_heads(model) if kv else model.n_heads
+        if e.heads and max(e.heads) >= n_heads:
             raise InvalidSettingError(
-                f"head {max(e.heads)} of {e.site} is out of range; valid: 0..{model.n_heads - 1}"
+                f"{'KV head' if kv else 'head'} {max(e.heads)} of {e.site} is out of range; "
+                f"valid: 0..{n_heads - 1}"
+            )
+        if e.neurons and max(e.neurons) >= int(model.cfg.d_mlp):
+            raise InvalidSettingError(
+                f"neuron {max(e.neurons)} of {e.site} is out of range; valid: "
+                f"0..{int(model.cfg.d_mlp) - 1}"
             )
 
 
@@ -110,12 +129,17 @@ def resolve_positions(positions: Sequence[Position] | None, row: Row) -> list[in
         else:
             at = p if p >= 0 else n_positions + p
             if not 0 <= at < n_positions:
-                raise InvalidSettingError(f"{where}: position {p} is outside its {n_positions}")
+                raise _outside(p, at, n_positions, where)
             out.add(at)
     bad = [p for p in out if not 0 <= p < n_positions]
     if bad:
-        raise InvalidSettingError(f"{where}: position {bad[0]} is outside its {n_positions}")
+        raise _outside(bad[0], bad[0], n_positions, where)
     return sorted(out)
+
+
+def _outside(p: int, at: int, n_positions: int, where: str) -> InvalidSettingError:
+    side = "past the end of" if at >= n_positions else "before the start of"
+    return InvalidSettingError(f"{where}: position {p} is {side} its {n_positions} positions")
 
 
 def _span_positions(text: str, row: Row) -> list[int]:
@@ -162,9 +186,43 @@ def _hook(e: Edit, model: Any, rows: Sequence[Row | None]) -> Callable[..., Tens
         if not bool(mask.any()):
             return x
         live = [i for i, want in enumerate(wanted) if want is not None]
-        return _apply(e, x, mask, positions, live, start == 0, scale)
+        out = _apply(e, x, mask, positions, live, start == 0, scale)
+        scores = e.site.endswith("hook_attn_scores")  # masked scores are -inf by design
+        if not scores and not finite(out[mask.to(out.device)]):
+            raise InvalidSettingError(
+                f"the edit {e.label} leaves a value at {e.site} that is not finite (or whose "
+                "square overflows float32); refusing the run"
+            )
+        return out
 
     return hook
+
+
+def _guard(intervention: Intervention, site: str, rows: Sequence[Row | None]) -> Callable:
+    """A hook at `site` refusing the run where the rows the intervention edits hold a value
+    there that is not finite (or whose square overflows, which the next norm divides by)."""
+    live = torch.tensor([i for i, r in enumerate(rows) if r is not None])
+    pads = [0 if r is None else r.pad for r in rows]
+    seen = [0]
+
+    def hook(x: Tensor, hook: Any = None) -> Tensor:
+        start, n = seen[0], x.shape[1]
+        seen[0] += n
+        real = [x[i, max(0, pads[i] - start) :] for i in live.tolist()]  # left padding off
+        if not all(finite(r) for r in real):
+            raise InvalidSettingError(
+                f"under {intervention.label}, the residual stream at {site} is no longer "
+                "finite (it overflows float32); refusing the run"
+            )
+        return x
+
+    return hook
+
+
+def finite(values: Tensor) -> bool:
+    """Every value finite, and each vector's (last axis) sum of squares too: a norm after it
+    would otherwise divide by infinity and silently give zeros."""
+    return bool(torch.isfinite(values.float().square().sum(-1)).all())
 
 
 def _apply(
@@ -218,6 +276,7 @@ def _op(e: Edit, v: Tensor, at: Tensor, scale: float | None) -> Tensor:
     unit = None
     if e.op in ("project", "set"):
         d = _fit(p["direction"], v, e, "direction")
+        d = d / d.abs().amax(dim=-1, keepdim=True)  # so that its norm cannot overflow
         unit = d / d.norm(dim=-1, keepdim=True)
         along = (v * unit).sum(-1, keepdim=True)
         target = 0.0 if e.op == "project" else p["value"]
@@ -270,7 +329,7 @@ def noise(seed: int, positions: Tensor, shape: Sequence[int]) -> Tensor:
     forward draw the same noise at the same position."""
     out = torch.empty(len(positions), *shape)
     for i, p in enumerate(positions.tolist()):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + int(p) + 1)
+        g = torch.Generator().manual_seed((seed * 1_000_003 + int(p) + 1) % 2**64)
         out[i] = torch.randn(*shape, generator=g)
     return out
 

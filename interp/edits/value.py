@@ -22,6 +22,7 @@ from typing import Any, Literal, cast, get_args
 import torch
 from torch import Tensor
 
+from interp import inputs
 from interp.edits import feature_op, sources
 from interp.errors import InvalidSettingError
 
@@ -218,9 +219,7 @@ def edit(
             f"heads= goes with a site that has a head axis ({', '.join(_HEAD_SITES)}), not {site!r}"
         )
     if neurons_t is not None and not site.endswith(_NEURON_SITES):
-        raise InvalidSettingError(
-            f"neurons= goes with an MLP's hook_post or hook_pre, not {site!r}"
-        )
+        raise InvalidSettingError(f"neurons= goes with an MLP's hook_post or hook_pre: {site!r}")
     return Intervention((Edit(site, op, as_positions(positions), heads_t, neurons_t, params),))
 
 
@@ -239,13 +238,11 @@ def _param(op: str, key: str, value: Any) -> Any:
             raise InvalidSettingError(f"{key}= must be a vector of numbers") from None
         if tensor.dim() < 1 or tensor.numel() == 0 or not bool(torch.isfinite(tensor).all()):
             raise InvalidSettingError(f"{key}= must be a non-empty vector of finite numbers")
-        if key == "direction" and float(tensor.norm()) == 0.0:
+        if key == "direction" and not bool(tensor.any()):  # a norm could underflow to 0
             raise InvalidSettingError("direction= must not be the zero vector")
         return tensor.detach().cpu()
-    if key == "seed":
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise InvalidSettingError(f"seed= must be a non-negative integer, got {value!r:.40}")
-        return int(value)
+    if key == "seed" and value is not None:  # any seed a generation takes
+        return inputs.seed(value)
     if value is None and op == "noise" and key == "scale":
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -281,6 +278,11 @@ def as_positions(value: Any) -> tuple[Position, ...] | None:
             raise InvalidSettingError(
                 f"a position is an index, a slice, a name or a span, got {item!r}"
             )
+        bounds = (item.start, item.stop, item.step) if isinstance(item, slice) else ()
+        if any(isinstance(b, bool) or not isinstance(b, numbers.Integral | None) for b in bounds):
+            raise InvalidSettingError(f"a slice's bounds and step are integers, got {item!r:.40}")
+        if bounds and item.step == 0:
+            raise InvalidSettingError("a slice's step cannot be 0")
         if isinstance(item, (numbers.Integral, slice, Span)):
             out.append(int(item) if isinstance(item, numbers.Integral) else item)
         elif isinstance(item, str) and item.strip():
@@ -337,12 +339,9 @@ def _positions_from(value: Any, where: str) -> list[Position] | None:
     out: list[Position] = []
     for item in value:
         if isinstance(item, dict) and set(item) == {"slice"} and isinstance(item["slice"], list):
-            parts = item["slice"]
-            if len(parts) != 3 or not all(
-                p is None or (isinstance(p, int) and not isinstance(p, bool)) for p in parts
-            ):
+            if len(item["slice"]) != 3:  # its bounds are checked where it is built
                 raise InvalidSettingError(f"{where}.positions: a slice is [start, stop, step]")
-            out.append(slice(*parts))
+            out.append(slice(*item["slice"]))
         elif isinstance(item, dict) and set(item) == {"span"}:
             out.append(span(item["span"]))
         else:
