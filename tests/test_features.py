@@ -173,7 +173,7 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
     for i in range(2):
         first.train_chunk(chunk(i, 1024), i)
     torch.save(first.state(), tmp_path / "ckpt")
-    resumed = TopKTrainer.from_state(torch.load(tmp_path / "ckpt", weights_only=False))
+    resumed = TopKTrainer.from_state(torch.load(tmp_path / "ckpt", weights_only=True))
     for i in range(2, 4):
         resumed.train_chunk(chunk(i, 1024), i)
     for a, b in zip(straight.state()["params"], resumed.state()["params"], strict=True):

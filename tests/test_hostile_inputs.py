@@ -2,16 +2,36 @@
 model, in one line, and the numbers that used to be silently wrong held to a reference
 computed another way (by hand, or by composing the edits explicitly)."""
 
+import json
 import math
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import save, save_file
+from test_feature_reading import random_dictionary
 
 import interp
+from interp.dictionaries.files import check, load_dictionary, same_model
 from interp.edits import Intervention, applying, edit, span
-from interp.errors import InvalidSettingError
+from interp.errors import (
+    DictionaryFormatError,
+    InvalidSettingError,
+    ModelMismatchError,
+    TraceFormatError,
+)
+from interp.features import harvest
+from interp.features.topk import TopKTrainer, TrainSettings
+from interp.features.train import checkpoint_path, read_checkpoint, train_dictionary
 from interp.generation import record_under
 from interp.interventions.patching import patch
+from interp.interventions.path_patching import path_patch
+from interp.interventions.receivers import parse_receivers
+from interp.steering import SteeringVector
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PROMPT = "The Eiffel Tower is in the city of"
 SITE = "blocks.1.hook_resid_pre"
@@ -155,3 +175,137 @@ def test_the_corrupted_side_runs_the_clean_runs_own_intervention_first(tiny_llam
     assert interp.evaluate(tiny_llama, clean, metric, intervention=noise).mean == pytest.approx(
         want, abs=1e-5
     )
+
+
+# ---- training checkpoints, dictionaries, steering vectors, path patching --------------------
+
+
+class Planted:
+    """A pickle that runs code when unpickled: it creates `path`."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def _tiny_corpus(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, 300, (6000,), generator=g)
+    monkeypatch.setattr(harvest, "corpus_tokens", lambda model, split: tokens)
+
+
+def test_a_checkpoint_is_read_without_running_code(tiny_llama, tmp_path, monkeypatch):
+    _tiny_corpus(monkeypatch)
+    out, hook = tmp_path / "sae", "blocks.1.hook_resid_post"
+    kwargs = dict(width=16, k=2, tokens=4 * 4 * 15, context=16, chunk_windows=4)
+    assert train_dictionary(tiny_llama, hook, out, stop_after_chunks=1, **kwargs) == []
+    state = read_checkpoint(checkpoint_path(out))  # interp's own checkpoint: weights only
+    resumed = TopKTrainer.from_state(state["trainers"][0])
+    assert state["next_chunk"] == 1 and torch.equal(
+        resumed.W_dec, state["trainers"][0]["params"][2]
+    )
+    proof, marker = tmp_path / "proof", tmp_path / "PWNED"
+    pickle.loads(pickle.dumps(Planted(proof)))  # the plant does run code when unpickled
+    assert proof.exists()
+    for planted in (pickle.dumps(Planted(marker)), b"\x80\x04garbage", pickle.dumps([1, 2])):
+        checkpoint_path(out).write_bytes(planted)
+        with pytest.raises(InvalidSettingError, match=r"^\.sae\.checkpoint is not a checkpoint"):
+            train_dictionary(tiny_llama, hook, out, **kwargs)
+        assert not marker.exists() and not out.exists()
+
+
+def test_a_width_that_cannot_fit_in_memory_is_refused():
+    settings = TrainSettings(width=10**12, k=4)
+    with pytest.raises(InvalidSettingError, match="width 1,000,000,000,000 .* needs about"):
+        settings.check(1)  # even one input per latent
+    assert settings.training_bytes(576) == 4 * (8 * 576 * 10**12 + 6 * 512 * 10**12) + 8 * 10**12
+    TrainSettings(width=64, k=4).check(576)
+
+
+def _saelens(folder, **cfg):
+    g = torch.Generator().manual_seed(0)
+    shapes = {"W_enc": (8, 12), "b_enc": (12,), "W_dec": (12, 8), "b_dec": (8,)}
+    w = {name: torch.randn(*shape, generator=g) for name, shape in shapes.items()}
+    folder.mkdir()
+    save_file(w, folder / "sae_weights.safetensors")
+    meta = {"model_name": cfg.pop("model_name", "tiny-llama"), "hook_name": "blocks.0.hook_in"}
+    (folder / "cfg.json").write_text(
+        json.dumps({"architecture": "standard", **cfg, "metadata": meta})
+    )
+    return w
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("apply_b_dec_to_input", "false"), ("apply_b_dec_to_input", 0), ("k", "4"), ("d_sae", 12.0)],
+)
+def test_dictionary_cfg_fields_are_type_checked(tmp_path, field, value):
+    _saelens(tmp_path / "d", **{field: value})
+    with pytest.raises(DictionaryFormatError, match=f"cfg.json: {field} must be"):
+        load_dictionary(tmp_path / "d")
+
+
+def test_apply_b_dec_false_encodes_without_subtracting_it(tmp_path):
+    w = _saelens(tmp_path / "d", apply_b_dec_to_input=False)
+    x = torch.randn(5, 8)
+    want = torch.relu(x @ w["W_enc"] + w["b_enc"])  # by hand: b_dec not subtracted
+    torch.testing.assert_close(load_dictionary(tmp_path / "d").encode(x), want)
+
+
+def test_a_dictionary_of_another_model_is_refused(tiny_llama, tmp_path, unchecked):
+    d = random_dictionary(tiny_llama, "blocks.1.hook_resid_post", width=16, k=2)
+    d.model_name = "gpt2"
+    with pytest.raises(ModelMismatchError, match="made for 'gpt2', not 'tiny-llama'"):
+        check(d, tiny_llama)
+    d.model_name = "someone/tiny-llama-it"  # a variant of the same model's name
+    check(d, tiny_llama)
+    smollm = SimpleNamespace(name="smollm2-135m", source="")
+    assert same_model("HuggingFaceTB/SmolLM2-135M-Instruct", smollm)
+    assert same_model("SmolLM2-135M", smollm) and not same_model("gpt2", smollm)
+
+
+def _vector_file(path, vector, **record):
+    base = {"layer": 0, "model_name": "tiny-llama", "method": "diffmean", "resid_norm": 2.0}
+    meta = {"interp_steering_vector": json.dumps({**base, **record})}
+    path.write_bytes(save({"vector": vector}, metadata=meta))
+    return path
+
+
+@pytest.mark.parametrize("resid_norm", [-1.0, 0.0, "2", float("inf")])
+def test_a_steering_record_with_a_bad_resid_norm_is_refused(tmp_path, resid_norm, unchecked):
+    file = _vector_file(tmp_path / "v.safetensors", torch.ones(32), resid_norm=resid_norm)
+    with pytest.raises(TraceFormatError, match="resid_norm must be a finite number above 0"):
+        SteeringVector.load(file)
+
+
+def test_a_zero_steering_vector_is_refused_and_a_huge_ones_norm_is_exact(tiny_llama, tmp_path):
+    with pytest.raises(InvalidSettingError, match="zero"):
+        SteeringVector.given(tiny_llama, torch.zeros(tiny_llama.d_model), 0)
+    with pytest.raises(TraceFormatError, match="zero"):
+        SteeringVector.load(_vector_file(tmp_path / "z.safetensors", torch.zeros(32)))
+    huge = SteeringVector(torch.full((32,), 1e20), 0, "tiny-llama", "diffmean", resid_norm=2.0)
+    assert huge.norm == pytest.approx(1e20 * math.sqrt(32))  # by hand; float32 overflows
+    assert huge.step("resid") == pytest.approx(2.0 / (1e20 * math.sqrt(32)))
+
+
+def test_path_patching_into_layer_0_heads_alone_has_no_senders():
+    for spec in ("L0.kv0.k", "L0H1.q", "L0H0.q,L0.kv1.v"):
+        with pytest.raises(InvalidSettingError, match="layer 0's heads have no senders"):
+            parse_receivers(spec, None)
+    assert parse_receivers("L0.mlp", None) == [(0, 0, "mlp")]
+    assert parse_receivers("L0H0.q,L1H0.q", None) == [(0, 0, "q"), (1, 0, "q")]
+
+
+def test_path_patching_refuses_only_the_run_patched_into_as_the_guide_says(tiny_llama):
+    guide = (ROOT / "docs" / "guides" / "interventions.md").read_text()
+    assert "residual stream of the run the patch goes into" in " ".join(guide.split())
+    clean = _forced(tiny_llama, edit(SITE, "scale", factor=0.5), hooks=None)
+    corrupted = record_under(
+        tiny_llama, _forced(tiny_llama, hooks=None), edit("hook_embed", "noise")
+    )
+    result = path_patch(tiny_llama, clean, corrupted, metric="logprob", direction="denoise")
+    assert torch.isfinite(result["path"].effect).all()
+    with pytest.raises(InvalidSettingError, match=f"recorded under an edit of {SITE}"):
+        path_patch(tiny_llama, clean, corrupted, metric="logprob", direction="noise")

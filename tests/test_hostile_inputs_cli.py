@@ -2,8 +2,10 @@
 written, and refused before the model loads wherever the model is not needed."""
 
 import json
+import pickle
 
 import pytest
+import torch
 
 import interp
 from interp import cli
@@ -84,3 +86,99 @@ def test_a_ten_digit_position_is_past_the_run(clean_run, capsys, tiny_model):
     code, _, err = run_cli(argv, capsys)
     refused(code, err, "position 9999999999 is past the end of its")
     assert not (clean_run / "patching").exists() or not any((clean_run / "patching").iterdir())
+
+
+def test_a_planted_checkpoint_is_refused_without_running_it(
+    tmp_path, capsys, tiny_model, monkeypatch
+):
+    from test_hostile_inputs import Planted, _tiny_corpus
+
+    _tiny_corpus(monkeypatch)
+    out, marker = tmp_path / "sae", tmp_path / "PWNED"
+    argv = ["train-dictionary", "--hook", "blocks.1.hook_resid_post", "--width", 16, "--k", 2]
+    argv += ["--tokens", 200, "--out", out]
+    for planted in (pickle.dumps(Planted(marker)), b"\x80\x04garbage"):
+        (tmp_path / ".sae.checkpoint").write_bytes(planted)
+        code, _, err = run_cli(argv, capsys)
+        refused(code, err, ".sae.checkpoint is not a checkpoint interp wrote; remove it")
+        assert not marker.exists() and not out.exists()
+
+
+def test_a_width_that_cannot_fit_is_refused_before_the_model(tmp_path, capsys, no_model):
+    argv = ["train-dictionary", "--hook", "blocks.1.hook_resid_post", "--width", 10**12]
+    argv += ["--k", 4, "--tokens", "1k", "--out", tmp_path / "sae"]
+    code, _, err = run_cli(argv, capsys)
+    refused(code, err, "needs about")
+    assert not (tmp_path / "sae").exists()
+
+
+@pytest.mark.parametrize("top", [-1, 0])
+def test_features_top_below_1_is_refused_before_the_model(clean_run, capsys, no_model, top):
+    argv = ["features", clean_run, "--dictionary", clean_run, "--top", top]
+    code, _, err = run_cli(argv, capsys)
+    refused(code, err, f"at least 1; got {top}")
+    assert not (clean_run / "features.json").exists()
+
+
+def test_an_unreadable_cached_dictionary_is_named_as_such(tmp_path, capsys, monkeypatch):
+    from interp.features import catalog
+
+    root = tmp_path / "dictionaries"
+    monkeypatch.setattr(catalog, "dictionaries_root", lambda: root)
+    for name, text in (("a", "{not json"), ("b", "[1, 2]")):
+        (root / "m" / name).mkdir(parents=True)
+        (root / "m" / name / "cfg.json").write_text(text)
+    code, out, _ = run_cli(["dictionaries"], capsys)
+    assert code == 0 and "None" not in out
+    lines = out.splitlines()
+    assert len(lines) == 2 and all(": unreadable (" in line for line in lines)
+    assert lines[0].startswith(str(root / "m" / "a")) and lines[1].startswith(str(root / "m" / "b"))
+
+
+def _steer(tmp_path, *extra):
+    (tmp_path / "p.txt").write_text("I went to the\n")
+    (tmp_path / "w.txt").write_text("wedding\n")
+    argv = ["steer", tmp_path / "p.txt", "--concept-words", tmp_path / "w.txt"]
+    return [*argv, "--scales", "0,2", "--out", tmp_path / "out", *extra]
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--samples", 0], "samples must be an integer >= 1, got 0"),
+        (["--controls", -1], "controls must be an integer >= 0, got -1"),
+        (["--prompt-baseline", " "], "--prompt-baseline is empty"),
+    ],
+)
+def test_steer_settings_are_refused_before_the_model(tmp_path, capsys, no_model, extra, words):
+    from test_hostile_inputs import _vector_file
+
+    vector = _vector_file(tmp_path / "v.safetensors", torch.ones(32))
+    code, _, err = run_cli(_steer(tmp_path, "--vector", vector, *extra), capsys)
+    refused(code, err, words)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "vector, record, words",
+    [
+        (torch.ones(32), {"resid_norm": -3.0}, "resid_norm must be a finite number above 0"),
+        (torch.zeros(32), {}, "the steering vector is zero"),
+    ],
+)
+def test_a_steering_vector_record_is_checked_before_the_model(
+    tmp_path, capsys, no_model, vector, record, words
+):
+    from test_hostile_inputs import _vector_file
+
+    file = _vector_file(tmp_path / "v.safetensors", vector, **record)
+    code, _, err = run_cli(_steer(tmp_path, "--vector", file), capsys)
+    refused(code, err, words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_path_patching_into_layer_0_keys_is_refused_before_the_model(clean_run, capsys, no_model):
+    argv = ["path-patch", clean_run, clean_run.parent / "other", "--receivers", "L0.kv0.k"]
+    code, _, err = run_cli(argv, capsys)
+    refused(code, err, "layer 0's heads have no senders")
+    assert not (clean_run / "patching").exists()

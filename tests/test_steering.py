@@ -155,16 +155,16 @@ def evaluation(tiny_llama):
     return v, result
 
 
-def test_scale_zero_leaves_every_pair_identical_and_a_zero_vector_too(tiny_llama, evaluation):
+def test_scale_zero_leaves_every_pair_identical_and_a_zero_vector_is_refused(
+    tiny_llama, evaluation
+):
     _, result = evaluation
     zero = result.steered[0]
     assert all(s.first_divergence is None for s in zero.samples)
     assert zero.divergence_rate.value == 0 and zero.kl.value == pytest.approx(0, abs=1e-6)
     assert [s.text for s in zero.samples] == [s.text for s in result.unsteered.samples]
-    nothing = SteeringVector.given(tiny_llama, torch.zeros(tiny_llama.d_model), layer=1)
-    again = steer_eval(tiny_llama, ["The sun"], nothing, scales=[5.0], samples=3, controls=0,
-                       max_new_tokens=5, concept_words=["sun"])  # fmt: skip
-    assert all(s.first_divergence is None for s in again.steered[0].samples)
+    with pytest.raises(InvalidSettingError, match="zero: it has no direction"):  # issue 47
+        SteeringVector.given(tiny_llama, torch.zeros(tiny_llama.d_model), layer=1)
 
 
 def test_steered_pair_k_is_a_single_generate_under_the_edit_with_its_seed(tiny_llama, evaluation):
@@ -276,7 +276,7 @@ def test_the_vector_file_round_trips_and_refuses_another_model(tiny, tiny_gemma,
     assert back.record() == v.record()
     with pytest.raises(ModelMismatchError, match="made on 'tiny-.*', not 'tiny-gemma'"):
         SteeringVector.load(path, tiny_gemma)
-    wide = SteeringVector(torch.zeros(7), 1, tiny.name, "given")
+    wide = SteeringVector(torch.ones(7), 1, tiny.name, "given")
     with pytest.raises(InvalidSettingError, match="d_model"):
         wide.check(tiny)
     (tmp_path / "bad.safetensors").write_bytes(b"not a file")

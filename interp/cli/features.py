@@ -170,11 +170,12 @@ def cmd_features(args: argparse.Namespace) -> int:
     from interp.atomic import exclusive
     from interp.cli.inputs import load_trace
     from interp.dictionaries.files import load_dictionary
-    from interp.features.readout import read_features
+    from interp.features.readout import check_top, read_features
     from interp.report.build import build_report
     from interp.report.tokens import visible
     from interp.store import ANALYSIS_FILE
 
+    check_top(args.top)
     for folder in args.dictionary:
         load_dictionary(folder)  # a clear error before any model is loaded
     with exclusive(args.trace_dir):
@@ -213,6 +214,9 @@ def cmd_dictionaries(args: argparse.Namespace) -> int:
               "default ones")  # fmt: skip
         return 0
     for entry in found:
+        if "error" in entry:
+            print(f"{entry['path']}: unreadable ({entry.get('reason', entry['error'])})")
+            continue
         e = entry.get("evaluation") or {}
         figures = (f"FVU {e['fvu']:.3f}, loss recovered {e['loss_recovered']:.3f}"
                    if "fvu" in e else "not evaluated")  # fmt: skip

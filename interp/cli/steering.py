@@ -83,13 +83,18 @@ def add_steering_parser(sub: Any) -> None:
 
 
 def cmd_steer(args: argparse.Namespace) -> int:
+    from interp import inputs
     from interp.atomic import exclusive
     from interp.errors import InvalidSettingError
     from interp.prompts import read_prompts
     from interp.report.steering import check_steering_dir, write_steering
     from interp.steering import SteeringVector, steer_eval, steering_vector
+    from interp.steering.evaluate import check_counts
 
     scales = _scales(args.scales)
+    check_counts(args.samples, args.controls)  # everything the model is not needed for, first
+    if args.prompt_baseline is not None:
+        inputs.text(args.prompt_baseline, "--prompt-baseline")
     if (args.vector is None) == (args.positive is None and args.negative is None):
         raise InvalidSettingError("give --positive and --negative, or --vector (not both)")
     if args.vector is None and (args.positive is None or args.negative is None):
@@ -100,18 +105,20 @@ def cmd_steer(args: argparse.Namespace) -> int:
         sets = [[p.prompt for p in read_prompts(f)] for f in (args.positive, args.negative)]
         _balanced(sets[0], sets[1], args.method)
     words = _words(args.concept_words)
+    given = None if args.vector is None else SteeringVector.load(args.vector)  # its record
     check_steering_dir(args.out)
     with exclusive(args.out):
         model = load_model(args, args.model)
         layer = None if args.layer is None else _layer(args.layer, model)
         by_layer = None
-        if sets is None:
-            vector = SteeringVector.load(args.vector, model)
+        if given is not None:
+            vector = given.check(model)
             if layer is not None and layer != vector.layer:
                 raise InvalidSettingError(
                     f"{args.vector} steers layer {vector.layer}, not --layer {args.layer}"
                 )
         else:
+            assert sets is not None
             if args.layer is None:
                 raise InvalidSettingError("--layer L (or 'best') is needed with the sets")
             every = steering_vector(

@@ -17,6 +17,7 @@ from interp import atomic
 from interp.dictionaries.dictionary import Dictionary
 from interp.errors import DictionaryFormatError, InvalidSettingError, ModelMismatchError
 from interp.models.model import Model
+from interp.models.registry import EMBEDDED, canonical_name
 from interp.store import load_tensors, read_json
 
 CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
@@ -103,6 +104,27 @@ def check(d: Dictionary, model: Model) -> None:
                 f"the dictionary {side} {hook} with width {width}; {model.name} has width "
                 f"{expected} there"
             )
+    if d.model_name is not None and not same_model(d.model_name, model):
+        raise ModelMismatchError(
+            f"the dictionary was made for {d.model_name!r}, not {model.name!r}; a dictionary "
+            "reads one model's activations"
+        )
+
+
+def same_model(name: str, model: Model) -> bool:
+    """Whether a dictionary's recorded model name is `model`: its interp name or its Hugging
+    Face repo (any organisation), or a variant of one (`-it`, `-instruct`, `-pt`)."""
+    spec = EMBEDDED.get(canonical_name(model.name))
+    ours = {_bare(n) for n in (model.name, model.source, spec.hf_name if spec else "") if n}
+    for other in ours:
+        short, long = sorted((_bare(name), other), key=len)
+        if long == short or long.startswith(short + "-"):
+            return True
+    return False
+
+
+def _bare(name: str) -> str:
+    return name.strip().lower().rsplit("/", 1)[-1]
 
 
 def hook_width(model: Model, hook: str) -> int | None:
@@ -148,10 +170,11 @@ def _from_saelens(folder: Path) -> Dictionary:
     model_name = (meta.get("model_name") if isinstance(meta, dict) else None) or cfg.get(
         "model_name"
     )
-    d = _build(folder / WEIGHTS, w, activation, hook, hook_out, cfg.get("k"),
-               bool(cfg.get("apply_b_dec_to_input", True)), model_name)  # fmt: skip
-    for key, size in (("d_in", d.d_in), ("d_sae", d.d_sae)):
-        if cfg.get(key) is not None and cfg.get(key) != size:
+    file = folder / CFG
+    d = _build(folder / WEIGHTS, w, activation, hook, hook_out, _typed(cfg, "k", int, file),
+               _typed(cfg, "apply_b_dec_to_input", bool, file, True), model_name)  # fmt: skip
+    for key, size in (("d_in", d.d_in), ("d_sae", d.d_sae), ("d_out", d.d_out)):
+        if _typed(cfg, key, int, file) is not None and cfg.get(key) != size:
             raise DictionaryFormatError(
                 f"{folder / CFG} says {key} {cfg.get(key)}; the weights have {size}"
             )
@@ -165,7 +188,7 @@ def _from_gemma_scope(folder: Path) -> Dictionary:
     cfg = read_json(folder / GS_CFG)
     if not isinstance(cfg, dict):
         raise DictionaryFormatError(f"{folder / GS_CFG} is not a JSON object")
-    if cfg.get("affine_connection"):
+    if _typed(cfg, "affine_connection", bool, folder / GS_CFG, False):
         raise DictionaryFormatError(f"{folder}: affine (skip) transcoders are not supported")
     hook = _tl_hook(cfg.get("hf_hook_point_in"), folder)
     out = cfg.get("hf_hook_point_out")
@@ -178,11 +201,27 @@ def _from_gemma_scope(folder: Path) -> Dictionary:
         raise DictionaryFormatError(f"{folder / GS_CFG}: architecture {cfg['architecture']!r}")
     d = _build(folder / GS_WEIGHTS, w, "jumprelu", hook, hook_out, None, False,
                cfg.get("model_name"))  # fmt: skip
-    if cfg.get("width") not in (None, d.d_sae):
+    if _typed(cfg, "width", int, folder / GS_CFG) not in (None, d.d_sae):
         raise DictionaryFormatError(
             f"{folder / GS_CFG} says width {cfg['width']}; the weights have {d.d_sae}"
         )
     return d
+
+
+def _typed(cfg: dict[str, Any], key: str, kind: type, file: Path, default: Any = None) -> Any:
+    """`cfg[key]` (None or absent: `default`) if it is a JSON boolean, integer or number as
+    `kind` says; otherwise one line naming the field (`bool("false")` would be true)."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if kind is bool:
+        ok, what = isinstance(value, bool), "true or false"
+    else:
+        ok = isinstance(value, int if kind is int else (int, float)) and not isinstance(value, bool)
+        what = "an integer" if kind is int else "a number"
+    if not ok:
+        raise DictionaryFormatError(f"{file}: {key} must be {what}, got {value!r:.40}")
+    return value
 
 
 def _tl_hook(name: Any, folder: Path, output: bool = False) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.dictionaries.files import CFG
+from interp.errors import DictionaryFormatError
 from interp.models.cache import cache_root
 from interp.store import read_json
 
@@ -49,10 +50,14 @@ def cached_dictionaries(model_name: str | None = None) -> list[dict[str, Any]]:
         try:
             cfg = read_json(cfg_path)
             info = read_json(folder / "interp.json") if (folder / "interp.json").exists() else {}
-        except Exception:  # noqa: BLE001 - a damaged entry is listed as such, not fatal
-            out.append({"path": str(folder), "error": "unreadable"})
+            if not isinstance(cfg, dict):
+                raise DictionaryFormatError(f"{CFG} is not a JSON object")
+        except Exception as exc:  # noqa: BLE001 - a damaged entry is listed as such, not fatal
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            out.append({"path": str(folder), "error": "unreadable", "reason": reason})
             continue
-        meta = cfg.get("metadata", {}) if isinstance(cfg, dict) else {}
+        meta = cfg.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
         out.append({
             "path": str(folder), "model": meta.get("model_name", folder.parent.name),
             "hook": meta.get("hook_name", folder.name), "architecture": cfg.get("architecture"),

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from interp import atomic
 from interp.dictionaries.dictionary import Dictionary
-from interp.errors import TraceFormatError
+from interp.errors import InvalidSettingError, TraceFormatError
 from interp.features.attribution import feature_attribution
 from interp.features.contexts import BEFORE, FeatureContexts
 from interp.features.reading import trace_features
@@ -99,11 +99,20 @@ def load_readouts(directory: str | os.PathLike[str]) -> list[FeatureReadout]:
         raise TraceFormatError(f"{path} is damaged ({exc})") from None
 
 
+def check_top(top: Any) -> int:
+    """`top`: how many features a token shows, a positive integer (0 would show none of the
+    active ones, and a negative one is no count)."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise InvalidSettingError(f"top is the features shown per token, at least 1; got {top!r}")
+    return top
+
+
 def read_features(
     model: Model, trace: Trace, d: Dictionary, *, top: int = 5, contexts: int = 5
 ) -> FeatureReadout:
     """The readout of `d` on `trace`'s generated tokens: `top` features per token and per
     step's attribution, and a card for each feature shown."""
+    check_top(top)
     acts = trace_features(model, trace, d)  # [pos, d_sae]
     p = trace.prompt_len
     gen = acts[p:]

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from interp.dictionaries.dictionary import Dictionary
 from interp.errors import InvalidSettingError
+from interp.machine import available_memory
 
 BiasInit = Literal["geometric_median", "mean"]
 MEDIAN_SAMPLE = 16_384  # activations the geometric median is computed over
@@ -62,6 +63,17 @@ class TrainSettings:
             raise InvalidSettingError(f"decay is a fraction of the run, got {self.decay!r}")
         if self.b_dec_init not in ("geometric_median", "mean"):
             raise InvalidSettingError("b_dec_init is 'geometric_median' or 'mean'")
+        need, have = self.training_bytes(d_in), available_memory()
+        if have is not None and need > have:
+            raise InvalidSettingError(
+                f"training width {self.width:,} on {d_in} inputs needs about {need / 1e9:,.1f} "
+                f"GB, more than the {have / 1e9:.1f} GB available; choose a smaller width"
+            )
+
+    def training_bytes(self, d_in: int) -> int:
+        """About what training takes: both weight matrices with their gradients and Adam's
+        two moments (8 copies of `d_in x width` floats), and a batch's activations."""
+        return 4 * (8 * d_in * self.width + 6 * self.batch * self.width) + 8 * self.width
 
     @property
     def learning_rate(self) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -78,13 +79,16 @@ def train_dictionary(
     ckpt = checkpoint_path(target)
     first, elapsed = 0, 0.0
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = read_checkpoint(ckpt)
         if state["plan"] != plan:
             raise InvalidSettingError(
                 f"{ckpt} is a checkpoint of another run; remove it, or run with its settings"
             )
-        trainers = [TopKTrainer.from_state(s) for s in state["trainers"]]
-        first, elapsed = int(state["next_chunk"]), float(state["elapsed_s"])
+        try:
+            trainers = [TopKTrainer.from_state(s) for s in state["trainers"]]
+            first, elapsed = int(state["next_chunk"]), float(state["elapsed_s"])
+        except Exception:  # noqa: BLE001 - any damage is the same refusal
+            raise _not_ours(ckpt) from None
     t0 = time.perf_counter() - elapsed
     for c in range(first, n_chunks):
         ids = all_windows[order[c * chunk_windows : (c + 1) * chunk_windows]]
@@ -153,6 +157,28 @@ def checkpoint_path(out: Path) -> Path:
     """Where a run writing `out` keeps its checkpoint: beside it."""
     out = atomic.resolve_target(out)
     return out.with_name(f".{out.name}.checkpoint")
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint `_checkpoint` wrote, read with `weights_only=True`: tensors, numbers,
+    strings and containers only, so a planted pickle cannot run code; anything else (a
+    damaged or foreign file) is refused in one line."""
+    try:
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning: refused anyway
+            warnings.simplefilter("ignore")
+            state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # noqa: BLE001 - unpickling errors come in many types
+        raise _not_ours(path) from None
+    keys = {"plan", "trainers", "next_chunk", "elapsed_s"}
+    if not isinstance(state, dict) or set(state) != keys or not isinstance(state["trainers"], list):
+        raise _not_ours(path)
+    return state
+
+
+def _not_ours(path: Path) -> InvalidSettingError:
+    return InvalidSettingError(
+        f"{path.name} is not a checkpoint interp wrote; remove it to start again"
+    )
 
 
 def _checkpoint(

@@ -58,6 +58,11 @@ def parse_receivers(spec: str | Sequence[Receiver], model: Model | None) -> list
         raise InvalidSettingError(
             "no receivers: write 'logits', heads' inputs (L23H3.q) or MLPs' (L5.mlp)"
         )
+    if all(layer == 0 and kind != "mlp" for layer, _, kind in parsed):
+        raise InvalidSettingError(
+            "layer 0's heads have no senders: no head writes before them; choose receivers in "
+            "a later layer (or L0.mlp, which layer 0's heads reach)"
+        )
     if model is None:
         return sorted(set(parsed))
     n_kv = kv_heads(model)

@@ -76,9 +76,7 @@ def steer_eval(
     vector.check(model)
     texts = _prompts(prompts)
     scale_list = _scales(scales)
-    for name, value, low in (("samples", samples, 1), ("controls", controls, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidSettingError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_counts(samples, controls)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
         raise InvalidSettingError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
     words = measures.concept_words(model, concept_words) if concept_words else None
@@ -244,6 +242,14 @@ def _concept(concept: Any, words: ConceptWords | None) -> tuple[Any, str]:
 
         return call, name
     raise InvalidSettingError(f"concept is 'words', 'mass' or a callable, got {concept!r:.40}")
+
+
+def check_counts(samples: Any, controls: Any) -> None:
+    """At least one sample per prompt; no fewer than zero controls (what the CLI checks
+    before any model loads)."""
+    for name, value, low in (("samples", samples, 1), ("controls", controls, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidSettingError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def _prompts(value: Sequence[str]) -> list[str]:

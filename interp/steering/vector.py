@@ -48,13 +48,30 @@ class SteeringVector:
     sets: dict[str, Any] = field(default_factory=dict)  # {"positive": {"sha256", "size"}, ...}
     provenance: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Checked where built: a finite, non-zero direction; a positive residual norm and a
+        separability in [0, 1] where given (a record's numbers included)."""
+        v = self.vector
+        if not isinstance(v, Tensor) or v.dim() != 1 or not bool(torch.isfinite(v).all()):
+            raise InvalidSettingError("a steering vector is one row of finite numbers")
+        if not bool(v.any()):
+            raise InvalidSettingError("the steering vector is zero: it has no direction to steer")
+        for name, value, ok, what in (
+            ("resid_norm", self.resid_norm, lambda x: 0 < x < math.inf, "a finite number above 0"),
+            ("separability", self.separability, lambda x: 0 <= x <= 1, "a fraction in [0, 1]"),
+        ):
+            number = not isinstance(value, bool) and isinstance(value, numbers.Real)
+            if value is not None and not (number and ok(value)):
+                raise InvalidSettingError(f"{name} must be {what}, got {value!r:.40}")
+
     @property
     def site(self) -> str:
         return f"blocks.{self.layer}.hook_resid_pre"
 
     @property
     def norm(self) -> float:
-        return float(self.vector.norm())
+        """The vector's norm, computed in float64 (a float32 norm can overflow)."""
+        return float(self.vector.double().norm())
 
     @classmethod
     def given(cls, model: Model, vector: Any, layer: int) -> SteeringVector:
@@ -130,8 +147,6 @@ class SteeringVector:
                 "this vector has no residual norm (a given vector): use unit 'vector', or "
                 "make the vector from prompt sets"
             )
-        if self.norm == 0.0:
-            raise InvalidSettingError("a zero vector has no direction to scale in 'resid' units")
         return self.resid_norm / self.norm
 
     # ---- on disk ---------------------------------------------------------------------
@@ -192,12 +207,10 @@ def _from_record(vector: Tensor, text: str, file: Path) -> SteeringVector:
             str(r.get("position", "last")), r.get("separability"), r.get("resid_norm"),
             dict(r.get("sets", {})), {str(k): str(v) for k, v in r.get("provenance", {}).items()},
         )  # fmt: skip
+    except InvalidSettingError as exc:  # the record's numbers, checked where it is built
+        raise TraceFormatError(f"{file}: its steering record is refused: {exc}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise TraceFormatError(f"{file}: its steering record is damaged ({exc})") from None
-    for name in ("separability", "resid_norm"):
-        value = getattr(out, name)
-        if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value)):
-            raise TraceFormatError(f"{file}: its record's {name} is not a number")
     return out
 
 
