@@ -14,14 +14,15 @@ import interp
 from interp import metrics
 from interp.errors import TraceFormatError
 from interp.heads import Head
-from interp.interventions import SweepResult, sweep
-from interp.interventions.ablation_record import AblationRecord
-from interp.interventions.patching import patch
-from interp.interventions.patching_result import (
+from interp.interventions import (
+    AblationRecord,
     HeadPosition,
     LayerPosition,
     Patching,
     PatchingResult,
+    SweepResult,
+    patch,
+    sweep,
 )
 
 

@@ -28,7 +28,13 @@ from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import AblationEffect, ablation_effect, continuation_logprobs
 from interp.interventions.evaluate import Evaluation, evaluate
 from interp.interventions.patching import patch
-from interp.interventions.patching_result import PATCH_SITES, Patching, PatchingResult
+from interp.interventions.patching_result import (
+    PATCH_SITES,
+    HeadPosition,
+    LayerPosition,
+    Patching,
+    PatchingResult,
+)
 from interp.interventions.path_patching import path_patch
 from interp.interventions.regenerate import Regeneration, first_divergence, regenerate
 from interp.interventions.samples import PairedSamples, paired_samples
@@ -40,6 +46,8 @@ __all__ = [
     "PATCH_SITES",
     "Patching",
     "PatchingResult",
+    "HeadPosition",
+    "LayerPosition",
     "MODES",
     "Replacement",
     "make_intervention",
