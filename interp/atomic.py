@@ -106,6 +106,31 @@ def resolve_target(target: str | os.PathLike[str]) -> Path:
         return path
 
 
+def check_location(path: str | os.PathLike[str], target: Path) -> None:
+    """Refuse, before any work, a `target` no write can reach (`path`: as the user named it):
+    the temporary directory a write to it would make is created and removed."""
+    existing = target.parent
+    missing = [target.name]
+    while not existing.exists():
+        missing.append(existing.name)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"{path} is not writable: {existing} is a file, not a directory")
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    probe_name = f".{target.name}{TMP_MARK}{os.getpid()}-xxxxxxxx"
+    for name in [*missing[1:], probe_name]:
+        if len(os.fsencode(name)) > name_max:
+            raise OutputPathError(f"cannot write {path}: the name {name[:40]!r}... is too long")
+    try:
+        probe = tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARK}{os.getpid()}-", dir=existing)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write output directory {path}: {exc.strerror}") from None
+
+
 def recover(target: Path) -> None:
     """Undo what killed writers left beside `target`: put back a directory moved aside when
     the target itself is missing, and remove their temporaries."""

@@ -14,7 +14,6 @@ import math
 import os
 import stat
 import struct
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,14 +276,21 @@ def write_results(
 
 
 def check_output_dir(
-    path: Path, *, own: frozenset[str] = TRACE_ENTRIES, formats: tuple[str, ...] = ()
+    path: Path,
+    *,
+    own: frozenset[str] | None = TRACE_ENTRIES,
+    formats: tuple[str, ...] = (),
+    record: str | None = None,
+    what: str = "an interp trace",
 ) -> None:
-    """Refuse an output directory we may not (over)write, before any work is done.
+    """Refuse an output directory we may not (over)write, before any work is done: the one
+    output guard of every result and report directory.
 
     Allowed: a path that does not exist yet, an empty directory, or an interp trace (or a
-    directory of one of `formats`) holding only what interp writes there (`own`), which is
-    replaced. The location is tried by creating the temporary directory the write will use,
-    so a path that cannot be written fails now, not after the work.
+    directory of one of `formats`; with `record`, the JSON file whose "format" names the
+    directory's kind, `what`) holding only what interp writes there (`own`; None: all it
+    holds is the kind's own), which is replaced. The location is tried by creating the
+    temporary directory the write will use, so a path that cannot be written fails now.
     """
     target = Path(os.path.abspath(atomic.resolve_target(path)))
     cwd = Path.cwd()
@@ -303,44 +309,32 @@ def check_output_dir(
                 "wait for it to finish or choose another --out"
             )
         entries = list(target.iterdir())
-        if entries and not is_trace_dir(target, formats):
+        ours = (
+            is_trace_dir(target, formats) if record is None else _kind(target / record) in formats
+        )
+        if entries and not ours:
             raise OutputPathError(
-                f"output directory {path} exists and is not an interp trace; refusing to "
+                f"output directory {path} exists and is not {what}; refusing to "
                 "overwrite it (choose another --out)"
             )
-        others = sorted(e.name + ("/" if e.is_dir() else "") for e in entries if e.name not in own)
+        others = sorted(
+            e.name + ("/" if e.is_dir() else "") for e in entries if own and e.name not in own
+        )
         if others:
             shown = ", ".join(others[:4]) + (
                 f" and {len(others) - 4} more" if len(others) > 4 else ""
             )
             raise OutputPathError(
-                f"output directory {path} holds a trace and other files that replacing it "
+                f"output directory {path} holds {what} and other files that replacing it "
                 f"would delete ({shown}); move them or choose another --out"
             )
-    _try_location(path, target)
+    atomic.check_location(path, target)
 
 
-def _try_location(path: Path, target: Path) -> None:
-    """Create (and remove) the temporary directory a write to `target` would make."""
-    existing = target.parent
-    missing = [target.name]
-    while not existing.exists():
-        missing.append(existing.name)
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OutputPathError(f"{path} is not writable: {existing} is a file, not a directory")
+def _kind(record: Path) -> Any:
+    """The "format" a directory's record names (None where it is not interp's JSON)."""
     try:
-        name_max = os.pathconf(existing, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        name_max = 255
-    probe_name = f".{target.name}{atomic.TMP_MARK}{os.getpid()}-xxxxxxxx"
-    for name in [*missing[1:], probe_name]:
-        if len(os.fsencode(name)) > name_max:
-            raise OutputPathError(f"cannot write {path}: the name {name[:40]!r}... is too long")
-    try:
-        probe = tempfile.mkdtemp(
-            prefix=f".{target.name}{atomic.TMP_MARK}{os.getpid()}-", dir=existing
-        )
-        os.rmdir(probe)
-    except OSError as exc:
-        raise OutputPathError(f"cannot write output directory {path}: {exc.strerror}") from None
+        value = read_json(record)
+    except TraceFormatError:
+        return None
+    return value.get("format") if isinstance(value, dict) else None

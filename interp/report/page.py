@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp import atomic
 from interp.analysis.suite import Analysis
 from interp.heads import Head, head_label
 from interp.interventions.ablation_record import AblationRecord
@@ -35,10 +34,9 @@ from interp.report.html import (
     script_json,
 )
 from interp.report.tokens import visible, visible_in_text
+from interp.report.writing import write_report
 from interp.trace import Trace
 
-REPORT_FILE = "index.html"
-FIGURES_DIR = "figures"
 ATTENTION_WINDOW = 128  # attention views show at most the last this-many positions
 
 
@@ -92,16 +90,7 @@ def build_trace_report(
     inputs = load_inputs(directory)
     files = style.render(make_figures(inputs), formats)
     html = render_page(inputs, style.pngs(files), title)
-    return write_report(Path(directory), html, files)
-
-
-def write_report(directory: Path, html: str, files: dict[str, bytes]) -> Path:
-    """The figures' folder replaced whole, then the page."""
-    with atomic.atomic_dir(directory / FIGURES_DIR) as tmp:
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-    atomic.write_text(directory / REPORT_FILE, html)
-    return directory / REPORT_FILE
+    return write_report(directory, html, files)
 
 
 def make_figures(inputs: ReportInputs) -> style.Figures:

@@ -16,7 +16,8 @@ from interp.interventions.patching_result import Cell, Patching, PatchingResult
 from interp.metrics import describe
 from interp.report import figures, style
 from interp.report.formats import Format
-from interp.report.simple import Section, render_experiment, write_pages
+from interp.report.simple import Section, render_experiment
+from interp.report.writing import write_report
 
 _WHAT = {
     "heads": "each head's output (all positions)",
@@ -97,7 +98,7 @@ def build_patching_report(
         sections,
         style.pngs(files),
     )
-    return write_pages(path, html, files)
+    return write_report(path, html, files)
 
 
 def site_figure(result: PatchingResult, tokens: list[str] | None, into: str = "") -> Figure:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from interp import atomic, store
+from interp import store
 from interp.analysis.suite import SetAnalysis
 from interp.interventions.sweep import SweepResult
 from interp.metrics import describe
@@ -19,12 +19,11 @@ from interp.report.formats import Format
 from interp.report.html import b64, circuitsvis_bundle
 from interp.report.page import (
     ATTENTION_WINDOW,
-    FIGURES_DIR,
-    REPORT_FILE,
     ReportInputs,
     make_figures,
     render_page,
 )
+from interp.report.writing import write_report
 from interp.traceset import TraceSet
 
 BUNDLE_FILE = "circuitsvis.js"
@@ -44,7 +43,7 @@ def build_set_report(
     path = Path(directory)
     traces = TraceSet.load(path, activations=False)
     analysis = SetAnalysis.load(path, traces, pattern_window=ATTENTION_WINDOW)
-    pages = {}
+    pages = {BUNDLE_FILE: circuitsvis_bundle()}
     for i, (trace, row) in enumerate(zip(traces, analysis.rows, strict=True)):
         inputs = ReportInputs(path, trace, row)
         label = f"row {i} of {len(traces)}: {trace.prompt[:50]}"
@@ -55,15 +54,7 @@ def build_set_report(
     sweep = SweepResult.load(path) if SweepResult.saved_in(path) else None
     files = style.render(set_figures(analysis, sweep), formats)
     html = render_set_page(traces, analysis, sweep, style.pngs(files), title)
-    with atomic.atomic_dir(path / store.ROWS_DIR) as tmp:
-        (tmp / BUNDLE_FILE).write_text(circuitsvis_bundle(), encoding="utf-8")
-        for name, text in pages.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-    with atomic.atomic_dir(path / FIGURES_DIR) as tmp:
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-    atomic.write_text(path / REPORT_FILE, html)
-    return path / REPORT_FILE
+    return write_report(path, html, files, folders={store.ROWS_DIR: pages})
 
 
 def set_figures(analysis: SetAnalysis, sweep: SweepResult | None = None) -> style.Figures:

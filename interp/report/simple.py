@@ -1,5 +1,5 @@
 """A plain report page for experiments that are not one trace: sections of text, tables and
-figures, written with the figures and a summary.json, atomically."""
+figures, written with the figures and a summary.json, atomically (`report.writing`)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp import atomic
-from interp.errors import OutputPathError
+from interp import store
 from interp.report import style
 from interp.report.formats import Format
 from interp.report.html import b64
+from interp.report.writing import write_report
 
 EXPERIMENT_FORMAT = "interp-experiment"
 
@@ -27,23 +27,16 @@ class Section:
     images: list[str] = field(default_factory=list)  # names of figures (PNG files)
 
 
-def check_experiment_dir(path: Path) -> None:
-    """An experiment may replace its own earlier output, never anything else."""
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise OutputPathError(f"output path {path} exists and is not a directory")
-    if not any(path.iterdir()):
-        return
-    try:
-        summary = json.loads((path / "summary.json").read_text())
-    except (OSError, ValueError):
-        summary = None
-    if not isinstance(summary, dict) or summary.get("format") != EXPERIMENT_FORMAT:
-        raise OutputPathError(
-            f"output directory {path} exists and is not an interp experiment; refusing to "
-            "overwrite it (choose another --out)"
-        )
+def check_experiment_dir(path: str | os.PathLike[str]) -> None:
+    """An experiment may replace its own earlier output, never anything else (all an
+    experiment's directory holds is its own: its script writes pages beside the report)."""
+    store.check_output_dir(
+        Path(path),
+        own=None,
+        formats=(EXPERIMENT_FORMAT,),
+        record=store.SUMMARY,
+        what="an interp experiment",
+    )
 
 
 def render_experiment(
@@ -64,15 +57,6 @@ def render_experiment(
     )
 
 
-def write_pages(directory: Path, html: str, figures: dict[str, bytes]) -> Path:
-    """DIR/index.html and DIR/figures/ (each replaced atomically), beside what DIR holds."""
-    with atomic.atomic_dir(directory / "figures") as tmp:
-        for name, data in figures.items():
-            (tmp / name).write_bytes(data)
-    atomic.write_text(directory / "index.html", html)
-    return directory / "index.html"
-
-
 def write_experiment(
     directory: str | os.PathLike,
     title: str,
@@ -88,11 +72,5 @@ def write_experiment(
     check_experiment_dir(target)
     files = style.render(figures, formats)
     html = render_experiment(title, intro, sections, style.pngs(files))
-    with atomic.atomic_dir(target) as tmp:
-        (tmp / "figures").mkdir()
-        for name, data in files.items():
-            (tmp / "figures" / name).write_bytes(data)
-        (tmp / "index.html").write_text(html, encoding="utf-8")
-        record = {"format": EXPERIMENT_FORMAT, **summary}
-        (tmp / "summary.json").write_text(json.dumps(record, indent=1, ensure_ascii=False))
-    return target / "index.html"
+    record = json.dumps({"format": EXPERIMENT_FORMAT, **summary}, indent=1, ensure_ascii=False)
+    return write_report(target, html, files, records={store.SUMMARY: record})

@@ -15,17 +15,21 @@ import numpy as np
 from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 
-from interp import atomic
-from interp.errors import OutputPathError
+from interp import store
 from interp.report import style
 from interp.report.formats import Format
 from interp.report.simple import Section, render_experiment
 from interp.report.style import COLUMN, PAGE, styled
+from interp.report.writing import Content, write_report
 from interp.stats import Estimate
 from interp.steering.result import Measures, SteeringEval
 from interp.steering.vector import SteeringVector
 
 STEERING_FORMAT = "interp-steering"
+STEERING_FILE = "steering.json"
+VECTOR_FILE = "vector.safetensors"
+# all a steering evaluation's directory holds: replacing it deletes nothing else
+STEERING_ENTRIES = frozenset({VECTOR_FILE, STEERING_FILE, store.REPORT_FILE, store.FIGURES_DIR})
 
 
 def write_steering(
@@ -46,34 +50,20 @@ def write_steering(
         steering_sections(result, figs),
         style.pngs(files),
     )
-    record = {"format": STEERING_FORMAT, **result.json()}
-    with atomic.atomic_dir(target) as tmp:
-        vector.save(tmp / "vector.safetensors")
-        (tmp / "steering.json").write_text(json.dumps(record, indent=1, ensure_ascii=False))
-        (tmp / "figures").mkdir()
-        for name, data in files.items():
-            (tmp / "figures" / name).write_bytes(data)
-        (tmp / "index.html").write_text(html, encoding="utf-8")
-    return target / "index.html"
+    record = json.dumps({"format": STEERING_FORMAT, **result.json()}, indent=1, ensure_ascii=False)
+    records: dict[str, Content] = {VECTOR_FILE: vector.save, STEERING_FILE: record}
+    return write_report(target, html, files, records=records)
 
 
-def check_steering_dir(path: Path) -> None:
+def check_steering_dir(path: str | os.PathLike[str]) -> None:
     """An evaluation may replace its own earlier output, never anything else."""
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise OutputPathError(f"output path {path} exists and is not a directory")
-    if not any(path.iterdir()):
-        return
-    try:
-        record = json.loads((path / "steering.json").read_text())
-    except (OSError, ValueError):
-        record = None
-    if not isinstance(record, dict) or record.get("format") != STEERING_FORMAT:
-        raise OutputPathError(
-            f"output directory {path} exists and is not a steering evaluation; refusing to "
-            "overwrite it (choose another --out)"
-        )
+    store.check_output_dir(
+        Path(path),
+        own=STEERING_ENTRIES,
+        formats=(STEERING_FORMAT,),
+        record=STEERING_FILE,
+        what="a steering evaluation",
+    )
 
 
 def steering_sections(result: SteeringEval, figs: style.Figures) -> list[Section]:
