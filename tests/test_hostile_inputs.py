@@ -81,6 +81,9 @@ def test_a_noise_seed_past_64_bits_is_refused_and_a_large_one_draws_by_hand(tiny
     for seed in (10**20, 2**64, -1):
         with pytest.raises(InvalidSettingError, match="seed"):
             edit("hook_embed", "noise", seed=seed)
+        value = {"edits": [{"site": "hook_embed", "op": "noise", "params": {"seed": seed}}]}
+        with pytest.raises(InvalidSettingError, match=r"edits\[0\]: seed must be in"):
+            Intervention.from_json(value)
     seed = 2**60  # seed * 1_000_003 overflowed 64 bits before
     run = _forced(tiny_llama, edit("hook_embed", "noise", seed=seed), hooks=["hook_embed"])
     plain = _forced(tiny_llama, hooks=["hook_embed"]).activations["hook_embed"]

@@ -159,7 +159,7 @@ def _positions(spec: str) -> Any:
     for item in spec.split(";"):
         if item.startswith("span:"):
             groups.append(span(item[len("span:") :]))
-        elif re.fullmatch(r"-?[0-9]+", item.strip()):  # any length: a position past the run
+        elif re.fullmatch(r"-?[0-9]{1,4000}", item.strip()):  # int() takes up to 4300 digits
             groups.append(int(item))
         else:
             groups.append(item.strip())
