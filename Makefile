@@ -3,6 +3,8 @@
 #               writes its report to reports/seed_run/index.html
 #   make test   creates .venv, installs everything (Chromium for the browser tests included),
 #               runs the whole test suite
+#   make test-fast  the weight-free tests only (tiny random models): no model weights, no
+#               Chromium, no corpus, no root; a few minutes on 2 cores
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,7 +15,7 @@ GEMMA_STAMP := $(VENV)/.interp-gemma-installed
 # Debian's chromium for the browser tests; root installs directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup gemma browser corpus features demo test notebook check lint format bench clean \
+.PHONY: setup gemma browser corpus features demo test test-fast notebook check lint format bench clean \
 	docs docs-serve
 
 setup: $(STAMP)
@@ -66,6 +68,10 @@ notebook: setup
 
 test: setup gemma browser corpus
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the tests that need no model weights, no Chromium and no corpus (pyproject.toml's markers)
+test-fast: setup
+	$(PY) -m pytest -m "not real_model and not browser and not slow" $(PYTEST_ARGS)
 
 check: setup
 	$(VENV)/bin/ruff check interp tests experiments benchmarks docs

@@ -117,6 +117,7 @@ def build(root: Path, out: Path) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.slow  # make check builds the site strictly too
 def test_the_site_builds_strictly(tmp_path):
     done = build(ROOT, tmp_path / "site")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -124,6 +125,7 @@ def test_the_site_builds_strictly(tmp_path):
     assert "interp generate" in (tmp_path / "site" / "guides" / "cli" / "index.html").read_text()
 
 
+@pytest.mark.slow  # a whole site build each
 @pytest.mark.parametrize(
     "page, old, new, said",
     [

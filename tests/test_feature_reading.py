@@ -194,6 +194,7 @@ def test_top_contexts_equal_a_naive_search(tiny):
             assert int(snippet[11]) == (int(ids[w, p]) if p + 1 >= 1 else -1)
 
 
+@pytest.mark.browser
 def test_the_report_shows_features_and_renders_in_chromium(tiny_llama, tmp_path):
     from interp.report.build import build_report
     from interp.workflow import analyze_into

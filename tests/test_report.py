@@ -202,6 +202,7 @@ def assert_renders(page: Path, tmp_path: Path, circuitsvis: bool = True) -> None
     assert pixels.shape[0] > 100 and float(np.std(pixels[..., :3])) > 0.05, "blank screenshot"
 
 
+@pytest.mark.browser
 def test_tiny_report_renders_offline_in_chromium(tiny_report, tmp_path):
     assert_renders(tiny_report, tmp_path)
 
@@ -227,6 +228,7 @@ def test_experiment_help(name):
 
 
 @pytest.mark.real_model
+@pytest.mark.browser
 def test_seed_run_experiment(tmp_path, smollm):
     out = tmp_path / "seed_run"
     done = run_experiment("seed_run", "--max-new-tokens", "8", "--out", str(out))
@@ -239,6 +241,7 @@ def test_seed_run_experiment(tmp_path, smollm):
 
 
 @pytest.mark.real_model
+@pytest.mark.browser
 def test_induction_heads_experiment(tmp_path, smollm):
     out = tmp_path / "induction"
     done = run_experiment("induction_heads", "--draws", "3", "--out", str(out))
@@ -263,6 +266,7 @@ def test_induction_heads_experiment(tmp_path, smollm):
 
 
 @pytest.mark.real_model
+@pytest.mark.browser
 def test_heads_and_text_experiment(tmp_path, smollm):
     out = tmp_path / "heads"
     done = run_experiment(
@@ -366,6 +370,7 @@ def test_ioi_experiment(tmp_path, smollm):
 
 
 @pytest.mark.real_model
+@pytest.mark.browser
 def test_causal_tracing_experiment(tmp_path, smollm):
     """The first two facts: the Eiffel Tower (which the model knows) and Big Ben (which it
     does not: dropped and counted)."""
@@ -385,6 +390,7 @@ def test_causal_tracing_experiment(tmp_path, smollm):
 
 
 @pytest.mark.real_model
+@pytest.mark.browser
 def test_steering_experiment(tmp_path, smollm):
     """One prompt, a few pairs: the page and steering.json carry every measure the issue names,
     and the experiment prints the sentence it puts on the page."""

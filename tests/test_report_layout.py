@@ -79,6 +79,7 @@ def test_tokens_are_shown_with_their_whitespace():
     assert visible_in_text(" the") == " the" and visible_in_text("\n\n") == "\u21b5\u21b5\n\n"
 
 
+@pytest.mark.browser
 def test_the_page_fits_1280_px_and_no_token_or_label_is_lost(long_report, tmp_path):
     m = measure(long_report, tmp_path)
     assert m["innerWidth"] == 1280 and m["scrollWidth"] <= 1280

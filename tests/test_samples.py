@@ -111,6 +111,7 @@ def test_ablate_with_samples_writes_its_pairs_and_controls_into_effect_json(tiny
         paired_samples(tiny, sampled, report.ablation, samples=0)
 
 
+@pytest.mark.browser
 def test_the_report_shows_the_pairs_their_aggregates_and_figures(tiny, sampled, tmp_path):
     from test_report import assert_renders
 

@@ -88,6 +88,7 @@ def test_a_set_of_one_row_has_no_standard_error_but_a_valid_summary(tiny, tmp_pa
     build_report(out)  # strict JSON and the page both cope
 
 
+@pytest.mark.slow  # renders a page for each of six rows
 def test_the_report_of_a_set_has_a_summary_and_a_page_per_row(tiny, rows, tmp_path):
     out = rows.save(tmp_path / "set")
     interp.workflow.analyze_into(tiny, rows, out)
@@ -115,6 +116,7 @@ def test_the_progress_bar_counts_rows_over_every_batch(tiny, capsys):
     assert "rows 3/3" in err and "generating" in err
 
 
+@pytest.mark.browser
 def test_a_set_report_and_its_row_pages_render_offline_in_chromium(tiny_llama, tmp_path):
     from test_report import assert_renders
 
@@ -155,6 +157,7 @@ def test_the_model_probe_is_cached_by_weights_and_rerun_when_unreadable(
     assert len(list((tmp_path / "cache" / "probes").iterdir())) == 2  # other weights, other file
 
 
+@pytest.mark.slow  # renders a page for each of six rows
 def test_a_set_report_shows_its_sweep_with_standard_errors(tiny, rows, tmp_path):
     out = rows.save(tmp_path / "set")
     interp.workflow.analyze_into(tiny, rows, out)
