@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import interp
     from interp.analysis import attention, direct_logit_attribution, head_roles, logit_lens
-    from interp.provenance import library_versions
+    from interp.models.provenance import library_versions
 
     torch.set_grad_enabled(False)
     model = interp.load_model()

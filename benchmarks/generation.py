@@ -44,7 +44,7 @@ FRESH_LOAD = """
 import sys, time
 t = time.perf_counter()
 from interp import load_model
-from interp.program import freeze_imports
+from interp.cli.program import freeze_imports
 import transformers
 from transformer_lens.model_bridge import TransformerBridge
 if sys.argv[1] == "cli":
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import interp
     from interp.models import cache_root
-    from interp.provenance import library_versions
+    from interp.models.provenance import library_versions
 
     imports_s = time.perf_counter() - t
     interp.load_model()  # make sure the cache exists before timing a load from it

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import interp
     from interp import metrics
-    from interp.provenance import library_versions
+    from interp.models.provenance import library_versions
 
     torch.set_grad_enabled(False)
     model = interp.load_model()

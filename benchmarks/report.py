@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments(__doc__).parse_args(argv)
 
     import interp
+    from interp.cli.workflow import analyze_into
     from interp.report import build_report
-    from interp.workflow import analyze_into
 
     model = interp.load_model()
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,8 @@ OUT = ROOT / "build" / "docs" / "tour.ipynb"
 
 def execute(timeout: int) -> nbformat.NotebookNode:
     """The tour run top to bottom in a fresh kernel, from its own folder; raises
-    CellExecutionError (the cell and its traceback) on any error. tests/test_tour.py runs it."""
+    CellExecutionError (the cell and its traceback) on any error. tests/docs/test_tour.py runs
+    it."""
     nb = nbformat.read(TOUR, as_version=4)
     NotebookClient(
         nb, timeout=timeout, kernel_name="python3",

@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--top must be >= 1")
 
     import interp
+    from interp.cli.workflow import ablate_into, analyze_into, sweep_into
     from interp.errors import InterpError
+    from interp.files.store import check_output_dir
     from interp.report import build_report
-    from interp.store import check_output_dir
-    from interp.workflow import ablate_into, analyze_into, sweep_into
 
     try:
         check_output_dir(args.out)

@@ -27,11 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     quiet()
 
     import interp
+    from interp.cli.workflow import analyze_into, sweep_into
     from interp.errors import InterpError, ModelUnavailableError
     from interp.features import cached_dictionaries, load_dictionary, read_features
+    from interp.files.store import check_output_dir
     from interp.report import build_report
-    from interp.store import check_output_dir
-    from interp.workflow import analyze_into, sweep_into
 
     try:
         check_output_dir(args.out)

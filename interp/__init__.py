@@ -26,13 +26,13 @@ _EXPORTS = {
     "load_model": "interp.models.load",
     "Model": "interp.models.model",
     "DEFAULT_MODEL": "interp.models.registry",
-    "generate": "interp.generation",
-    "record_under": "interp.generation",
-    "Trace": "interp.trace",
-    "TraceSet": "interp.traceset",
-    "GenerationSettings": "interp.trace",
-    "SamplingConfig": "interp.sampling",
-    "default_hooks": "interp.hooks",
+    "generate": "interp.generation.generate",
+    "record_under": "interp.generation.generate",
+    "Trace": "interp.trace.trace",
+    "TraceSet": "interp.trace.traceset",
+    "GenerationSettings": "interp.trace.trace",
+    "SamplingConfig": "interp.generation.sampling",
+    "default_hooks": "interp.models.hooks",
     # analyses and their results
     "analyze": "interp.analysis.suite",
     "Analysis": "interp.analysis.suite",
@@ -48,8 +48,8 @@ _EXPORTS = {
     "direct_logit_attribution": "interp.analysis.attribution",
     "AttributionResult": "interp.analysis.attribution",
     "AttributionSetResult": "interp.analysis.attribution",
-    "Head": "interp.heads",
-    "parse_heads": "interp.heads",
+    "Head": "interp.models.heads",
+    "parse_heads": "interp.models.heads",
     # interventions and their results
     "Intervention": "interp.edits.value",
     "edit": "interp.edits.value",
@@ -79,13 +79,12 @@ _EXPORTS = {
     "Dictionary": "interp.dictionaries.dictionary",
     # errors
     "InterpError": "interp.errors",
-    "metrics": "interp.metrics",  # the module itself
+    "metrics": "interp.interventions.metrics",  # the module itself
 }
 
 __all__ = sorted(_EXPORTS)  # the public names, listed once: in _EXPORTS
 
 if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-exported
-    from interp import metrics as metrics
     from interp.analysis.attention import AttentionResult as AttentionResult
     from interp.analysis.attention import AttentionSetResult as AttentionSetResult
     from interp.analysis.attention import HeadRoles as HeadRoles
@@ -106,11 +105,10 @@ if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-export
     from interp.edits.value import edit as edit
     from interp.edits.value import span as span
     from interp.errors import InterpError as InterpError
-    from interp.generation import generate as generate
-    from interp.generation import record_under as record_under
-    from interp.heads import Head as Head
-    from interp.heads import parse_heads as parse_heads
-    from interp.hooks import default_hooks as default_hooks
+    from interp.generation.generate import generate as generate
+    from interp.generation.generate import record_under as record_under
+    from interp.generation.sampling import SamplingConfig as SamplingConfig
+    from interp.interventions import metrics as metrics
     from interp.interventions.ablate import ablate as ablate
     from interp.interventions.ablation import ablation as ablation
     from interp.interventions.ablation_record import AblationReport as AblationReport
@@ -125,18 +123,20 @@ if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-export
     from interp.interventions.samples import PairedSamples as PairedSamples
     from interp.interventions.sweep import SweepResult as SweepResult
     from interp.interventions.sweep import sweep as sweep
+    from interp.models.heads import Head as Head
+    from interp.models.heads import parse_heads as parse_heads
+    from interp.models.hooks import default_hooks as default_hooks
     from interp.models.load import load_model as load_model
     from interp.models.model import Model as Model
     from interp.models.registry import DEFAULT_MODEL as DEFAULT_MODEL
-    from interp.sampling import SamplingConfig as SamplingConfig
     from interp.steering.evaluate import steer_eval as steer_eval
     from interp.steering.result import SteeringEval as SteeringEval
     from interp.steering.vector import SteeringVector as SteeringVector
     from interp.steering.vectors import SteeringVectors as SteeringVectors
     from interp.steering.vectors import steering_vector as steering_vector
-    from interp.trace import GenerationSettings as GenerationSettings
-    from interp.trace import Trace as Trace
-    from interp.traceset import TraceSet as TraceSet
+    from interp.trace.trace import GenerationSettings as GenerationSettings
+    from interp.trace.trace import Trace as Trace
+    from interp.trace.traceset import TraceSet as TraceSet
 
 
 _display.register()  # notebook display of results, in a running IPython
@@ -159,22 +159,44 @@ _MOVED = {  # names taken off the top level, and where they went (said for one r
     "sweep_into": "interp.workflow.sweep_into",
     "ablate_into": "interp.workflow.ablate_into",
     "model_head_roles": "interp.workflow.model_head_roles",
-    "Sampler": "interp.sampling.Sampler",
-    "parse_label": "interp.heads.parse_label (results hold Head values: PatchingResult.top, "
+    "Sampler": "interp.generation.sampling.Sampler",
+    "parse_label": "interp.models.heads.parse_label (results hold Head values: PatchingResult.top, "
     "SweepResult.verified_heads, AblationEffect.heads)",
 }
 
 
-# submodules reached as attributes (`interp.program.freeze_imports()`) without importing them
+# modules reached as attributes (`interp.program.freeze_imports()`) without importing them:
+# the stage packages, and short names for the plumbing scripts use and the metrics
 _SUBMODULES = {
-    "analysis", "dictionaries", "edits", "errors", "features", "interventions", "metrics",
-    "models", "program", "provenance", "report", "steering", "store", "workflow",
-}  # fmt: skip
+    **{
+        name: f"interp.{name}"
+        for name in (
+            "analysis",
+            "cli",
+            "dictionaries",
+            "edits",
+            "errors",
+            "features",
+            "files",
+            "generation",
+            "interventions",
+            "models",
+            "report",
+            "steering",
+            "trace",
+        )
+    },
+    "metrics": "interp.interventions.metrics",
+    "program": "interp.cli.program",
+    "provenance": "interp.models.provenance",
+    "store": "interp.files.store",
+    "workflow": "interp.cli.workflow",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        return importlib.import_module(f"interp.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     if name in _MOVED:

@@ -199,7 +199,7 @@ def assert_records_one_full_run(model, trace, rel: float) -> None:
     """Every hook the KV-cached recording kept against one full `run_with_cache` of the same
     tokens: patterns within 1e-5 absolute, the rest within `rel` relative per position
     (residuals reach thousands in magnitude)."""
-    from interp import hooks as H
+    from interp.models import hooks as H
 
     names = set(trace.hook_names)
     with torch.no_grad():

@@ -10,7 +10,7 @@ from torch import Tensor
 from interp import metrics
 from interp.interventions import Replacement, continuation_logprobs
 from interp.models import Model
-from interp.trace import Trace
+from interp.trace.trace import Trace
 
 
 def naive_sweep(

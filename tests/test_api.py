@@ -109,7 +109,7 @@ def test_the_type_checking_imports_are_exactly_the_export_table():
 def test_parse_label_left_the_top_level_and_says_where_it_went():
     import pytest
 
-    from interp.heads import Head, parse_label
+    from interp.models.heads import Head, parse_label
 
     assert "parse_label" not in interp.__all__
     with pytest.raises(AttributeError, match=r"interp\.heads\.parse_label"):

@@ -13,10 +13,19 @@ PACKAGE = ROOT / "interp"
 MAX_LINES = 350
 # Public modules: the package's own `__all__` and the curated exports of these subpackages.
 PUBLIC = (
-    "interp", "interp.report", "interp.errors", "interp.analysis", "interp.interventions",
-    "interp.edits", "interp.features", "interp.steering", "interp.program", "interp.store",
-    "interp.workflow", "interp.provenance",
-)  # fmt: skip
+    "interp",
+    "interp.report",
+    "interp.errors",
+    "interp.analysis",
+    "interp.interventions",
+    "interp.edits",
+    "interp.features",
+    "interp.steering",
+    "interp.cli.program",
+    "interp.files.store",
+    "interp.cli.workflow",
+    "interp.models.provenance",
+)
 PUBLIC_EXTRA = {
     "interp.models": {"cache_root"},  # the benchmark's plain HF reference load
     "interp.features.harvest": {"corpus_tokens", "windows", "activations"},  # throughput
@@ -116,8 +125,53 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_results_know_nothing_of_rendering():
     graph = import_graph()
     for name in graph:
-        if name.startswith(("interp.analysis", "interp.interventions", "interp.trace")):
+        if name.startswith(("interp.analysis", "interp.interventions", "interp.trace.trace")):
             assert not any(t.startswith("interp.report") for t in graph[name]), name
+
+
+# The stages, lowest first: a module imports only from its own package or a lower floor, so
+# the tree reads in the order data flows (design.md). Packages on one floor are independent.
+FLOORS = (
+    {"errors", "stats"},
+    {"files"},
+    {"models"},
+    {"dictionaries"},
+    {"edits"},
+    {"trace"},
+    {"generation"},
+    {"interventions", "analysis"},
+    {"features", "steering"},
+    {"report"},
+    {"cli"},
+)
+FLOOR = {package: i for i, floor in enumerate(FLOORS) for package in floor}
+
+
+def _stage(module: str) -> str:
+    return module.split(".")[1]
+
+
+def climbs(graph: dict[str, set[str]]) -> list[str]:
+    """The imports that reach a package on the importer's own floor or above."""
+    return [
+        f"{a} -> {b}"
+        for a, targets in graph.items()
+        if a != "interp"
+        for b in sorted(targets)
+        if b != "interp" and _stage(a) != _stage(b) and FLOOR[_stage(b)] >= FLOOR[_stage(a)]
+    ]
+
+
+def test_imports_never_climb_back_up_a_floor():
+    graph = import_graph()
+    assert {_stage(m) for m in graph if m != "interp"} == set(FLOOR)
+    assert climbs(graph) == []
+    fake = {"interp.trace.trace": {"interp.generation.generate", "interp.models.hooks"}}
+    assert climbs(fake) == ["interp.trace.trace -> interp.generation.generate"]
+
+
+def test_the_root_holds_at_most_five_modules():
+    assert len(list(PACKAGE.glob("*.py"))) <= 5
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
@@ -160,7 +214,7 @@ def test_shapes_are_checked_while_the_tests_run():
     import torch
     from jaxtyping import TypeCheckError
 
-    from interp.heads import rank_heads
+    from interp.models.heads import rank_heads
 
     assert rank_heads(torch.ones(2, 3), 1) == [((0, 0), 1.0)]
     with pytest.raises(TypeCheckError):

@@ -14,15 +14,15 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp import hooks as H
 from interp.analysis.stats import mean_and_se
-from interp.engine import EngineName, choose
 from interp.errors import InvalidSettingError
-from interp.generation import resolve_hooks
-from interp.heads import Head, rank_heads
+from interp.generation.generate import resolve_hooks
+from interp.models import hooks as H
+from interp.models.engine import EngineName, choose
+from interp.models.heads import Head, rank_heads
 from interp.models.model import Model
-from interp.trace import Trace
-from interp.traceset import TraceSet
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
 
 ROLES = ("previous_token", "duplicate_token", "induction", "sink")
 
@@ -251,7 +251,7 @@ def head_roles(
 
     `fwd_hooks` are TransformerLens `(name or name filter, fn)` pairs active during the probe
     (an ablation, say). The probe runs on the direct engine where that engine serves them
-    (see `interp.engine`), else through the bridge; `engine="bridge"` insists on the bridge.
+    (see `interp.models.engine`), else through the bridge; `engine="bridge"` insists on the bridge.
     """
     if block_len < 2 or sequences < 1:
         raise InvalidSettingError(

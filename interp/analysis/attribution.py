@@ -3,7 +3,7 @@ the unembedding direction of the generated token, into the final logit.
 
 The final residual is the sum of the components: embeddings (block 0's input), each head's
 write `z_h @ W_O[h]` (through a post-attention norm, as in Gemma 3, with that norm's scale on
-the summed heads frozen: `interp.components.head_writes`), each layer's attention bias, and
+the summed heads frozen: `interp.trace.components.head_writes`), each layer's attention bias, and
 each MLP's output, which is derived exactly from the recorded residuals (`resid_pre[L+1] -
 resid_pre[L] - attention output`). Each component is centred if the final norm is a LayerNorm
 (the norm subtracts the mean, a linear map that distributes over the sum), divided by the final
@@ -22,16 +22,16 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp import components
-from interp import hooks as H
 from interp.analysis.stats import mean_and_se
-from interp.answers import single_token
 from interp.errors import InvalidSettingError
-from interp.heads import Head, head_label, rank_heads
+from interp.models import hooks as H
+from interp.models.heads import Head, head_label, rank_heads
 from interp.models.model import Model
-from interp.surgery import norm_gain, norm_parameter
-from interp.trace import Trace
-from interp.traceset import TraceSet
+from interp.models.surgery import norm_gain, norm_parameter
+from interp.trace import components
+from interp.trace.answers import single_token
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
 
 
 @dataclass

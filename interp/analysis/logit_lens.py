@@ -19,12 +19,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp import hooks as H
 from interp.analysis.readout import Unembedding, reduce_tiles
 from interp.analysis.stats import mean_and_se
+from interp.models import hooks as H
 from interp.models.model import Model
-from interp.trace import Trace
-from interp.traceset import TraceSet
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor
 
-from interp.kernels import onednn_linear
+from interp.models.kernels import onednn_linear
 from interp.models.model import Model
 
 # Vocabulary ids per tile on the CPU: a tile of [512 rows, 4,096 ids] of logits stays in the
@@ -87,7 +87,7 @@ def top_k_rows(x: Tensor, k: int, block: int = 64) -> tuple[Tensor, Tensor]:
 class Unembedding:
     """The model's final unembedding as one readout: normalised residual rows -> logits.
 
-    On the CPU in fp32 the product runs through oneDNN's inner product (`interp.kernels`):
+    On the CPU in fp32 the product runs through oneDNN's inner product (`interp.models.kernels`):
     faster than MKL in the lens's tiles (DEVELOPERS.md).
     Elsewhere (CUDA, or a torch built without oneDNN) it is a plain matmul. Both are
     fp32 products (the lens reads in fp32 whatever the model's dtype) in different summation

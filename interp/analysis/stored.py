@@ -11,13 +11,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp import hooks as H
-from interp import schema, store
 from interp.analysis.attention import AttentionResult, HeadRoles
 from interp.analysis.attribution import AttributionResult
 from interp.analysis.logit_lens import LogitLensResult
 from interp.errors import TraceFormatError
-from interp.trace import Trace
+from interp.files import store
+from interp.models import hooks as H
+from interp.trace import schema
+from interp.trace.trace import Trace
 
 KEY = "analysis"
 ANALYSIS_FORMAT_VERSION = 2

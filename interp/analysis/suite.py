@@ -12,7 +12,6 @@ from typing import Any, TypeVar, overload
 import torch
 from torch import Tensor
 
-from interp import schema, store
 from interp.analysis.attention import (
     PROBE_BLOCK,
     AttentionResult,
@@ -39,9 +38,11 @@ from interp.analysis.stored import (
     shared_summary,
 )
 from interp.errors import TraceFormatError
+from interp.files import store
 from interp.models.model import Model
-from interp.trace import Trace
-from interp.traceset import TraceSet
+from interp.trace import schema
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
 
 T = TypeVar("T")
 

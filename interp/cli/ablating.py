@@ -146,13 +146,13 @@ def add_ablation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from interp.atomic import exclusive
+    from interp.cli.workflow import ablate_into
     from interp.edits.value import Intervention
     from interp.errors import InvalidSettingError
-    from interp.heads import check_spec
+    from interp.files.atomic import exclusive
     from interp.interventions import sites
-    from interp.traceset import TraceSet
-    from interp.workflow import ablate_into
+    from interp.models.heads import check_spec
+    from interp.trace.traceset import TraceSet
 
     metric, mode = _check_ablation(args)
     site = args.site
@@ -171,7 +171,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             edits if edits is not None else sites.parse_targets(args.heads, site, model)
         )  # checked before any work
         if isinstance(trace, TraceSet):  # a set: its rows' paired samples, pooled
-            from interp.workflow import ablate_set_into
+            from interp.cli.workflow import ablate_set_into
 
             paired, out = ablate_set_into(
                 model, trace, args.trace_dir, targets, mode, site=site,
@@ -233,12 +233,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from interp.atomic import exclusive
+    from interp.cli.workflow import record_under_into, sweep_into
     from interp.errors import InvalidSettingError
-    from interp.metrics import describe
-    from interp.store import SWEEP_FILE
-    from interp.traceset import TraceSet
-    from interp.workflow import record_under_into, sweep_into
+    from interp.files.atomic import exclusive
+    from interp.files.store import SWEEP_FILE
+    from interp.interventions.metrics import describe
+    from interp.trace.traceset import TraceSet
 
     if args.verify is not None and args.verify < 1:
         raise InvalidSettingError(f"--verify must be >= 1, got {args.verify}")
@@ -307,8 +307,9 @@ def _own_intervention(args: argparse.Namespace) -> Any:
 
 def _check_ablation(args: argparse.Namespace) -> tuple[Any, Any]:
     """The metric (parsed) and the mode, checked before any model loads."""
-    from interp import inputs, metrics
     from interp.errors import InvalidSettingError
+    from interp.generation import inputs
+    from interp.interventions import metrics
 
     if args.resample_text is not None:
         inputs.text(args.resample_text, "--resample-text")
@@ -324,6 +325,6 @@ def _check_ablation(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _reference(args: argparse.Namespace, model: Any) -> Any:
-    from interp.workflow import reference_rows
+    from interp.cli.workflow import reference_rows
 
     return None if args.reference is None else reference_rows(model, args.reference)

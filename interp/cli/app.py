@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from interp.cli.options import build_parser
+from interp.cli.program import configure_output
 from interp.errors import (
     DictionaryFormatError,
     HookError,
@@ -18,7 +19,6 @@ from interp.errors import (
     TraceFormatError,
     UnknownModelError,
 )
-from interp.program import configure_output
 
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2

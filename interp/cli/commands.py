@@ -34,9 +34,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from interp.atomic import exclusive
-    from interp.store import ANALYSIS_FILE
-    from interp.workflow import analyze_into
+    from interp.cli.workflow import analyze_into
+    from interp.files.atomic import exclusive
+    from interp.files.store import ANALYSIS_FILE
 
     with exclusive(args.trace_dir):
         model, trace = load_trace(args, sets=True)
@@ -50,7 +50,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from interp.atomic import exclusive
+    from interp.files.atomic import exclusive
     from interp.report.build import build_report
 
     with exclusive(args.trace_dir):
@@ -60,8 +60,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from interp.cli.workflow import analyze_into, sweep_into
     from interp.report.build import build_report
-    from interp.workflow import analyze_into, sweep_into
 
     with recorded(args) as (model, trace, out):
         print(f"{trace.prompt}\u2502{trace.continuation}")

@@ -79,10 +79,10 @@ def tokens(text: str) -> int:
 def cmd_train_dictionary(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from interp.atomic import exclusive
     from interp.errors import InvalidSettingError
     from interp.features.topk import TrainSettings
     from interp.features.train import check_out, train_dictionary
+    from interp.files.atomic import exclusive
 
     if args.defaults:
         if not _defaults(args):
@@ -155,7 +155,7 @@ def _defaults(args: argparse.Namespace) -> bool:
 
 def _trained_with(folder: Path) -> dict[str, Any] | None:
     """The training settings recorded beside a complete cached dictionary, else None."""
-    from interp.store import read_json
+    from interp.files.store import read_json
 
     try:
         if not (folder / "contexts.safetensors").exists():
@@ -167,13 +167,13 @@ def _trained_with(folder: Path) -> dict[str, Any] | None:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from interp.atomic import exclusive
     from interp.cli.inputs import load_trace
     from interp.dictionaries.files import load_dictionary
     from interp.features.readout import check_top, read_features
+    from interp.files.atomic import exclusive
+    from interp.files.store import ANALYSIS_FILE
     from interp.report.build import build_report
     from interp.report.tokens import visible
-    from interp.store import ANALYSIS_FILE
 
     check_top(args.top)
     for folder in args.dictionary:

@@ -51,7 +51,7 @@ def slug(text: str, limit: int = 60) -> str:
 def recorded(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Path]]:
     """Check the options and the output, take the output's lock, record and save the trace:
     (model, trace, output directory), the lock held until the block ends."""
-    from interp.atomic import exclusive
+    from interp.files.atomic import exclusive
 
     out = _check_generation(args)
     with exclusive(out):
@@ -62,10 +62,10 @@ def recorded(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Path]]:
 
 def _check_generation(args: argparse.Namespace) -> Path:
     """Every generation option that can be checked without the model; the output path."""
-    from interp import inputs
     from interp.errors import InvalidSettingError
-    from interp.prompts import read_prompts
-    from interp.sampling import SamplingConfig
+    from interp.generation import inputs
+    from interp.generation.prompts import read_prompts
+    from interp.generation.sampling import SamplingConfig
 
     file = getattr(args, "prompts", None)
     args.rows = None
@@ -92,7 +92,7 @@ def _check_generation(args: argparse.Namespace) -> Path:
     if getattr(args, "num_samples", 1) > 1 and (args.continuation or _forced_rows(args)):
         raise InvalidSettingError("--num-samples > 1 with forced continuations: they have one")
     if args.rows is not None:  # each row's record repeats its line's fields
-        from interp.store import MAX_JSON_BYTES, dumps
+        from interp.files.store import MAX_JSON_BYTES, dumps
 
         size = sum(len(dumps(r.fields).encode()) for r in args.rows)
         size *= getattr(args, "num_samples", 1) or 1
@@ -119,7 +119,7 @@ def _check_output(args: argparse.Namespace, out: Path) -> None:
     """The output directory may be written; a default one that holds another prompt's trace
     is never replaced without --out."""
     from interp.errors import OutputPathError
-    from interp.store import FORMAT, SET_FORMAT, check_output_dir, is_trace_dir, read_summary
+    from interp.files.store import FORMAT, SET_FORMAT, check_output_dir, is_trace_dir, read_summary
 
     check_output_dir(out)
     if args.out is None and is_trace_dir(out):
@@ -133,7 +133,7 @@ def _check_output(args: argparse.Namespace, out: Path) -> None:
 
 def _generate(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
     """Load the model, record the trace and save it to `out`."""
-    from interp.generation import generate
+    from interp.generation.generate import generate
 
     model = load_model(args, args.model)
     rows = args.rows
@@ -191,7 +191,7 @@ def load_model(args: argparse.Namespace, name: str) -> Any:
     the process is the CLI's own (`interp.program.freeze_imports`; not when `main` is called
     from another program, the tests included)."""
     from interp import models
-    from interp.program import freeze_imports
+    from interp.cli.program import freeze_imports
 
     if getattr(args, "own_process", False):
         freeze_imports()
@@ -202,7 +202,7 @@ def load_trace(args: argparse.Namespace, *, sets: bool = False) -> tuple[Any, An
     """The trace (with `sets`, or the trace set) in `args.trace_dir`, read and checked first,
     then the model it was recorded with, bound to it."""
     from interp.errors import InvalidSettingError
-    from interp.traceset import TraceSet, load_recorded
+    from interp.trace.traceset import TraceSet, load_recorded
 
     recorded = load_recorded(args.trace_dir)  # a clear error before any model is loaded
     if isinstance(recorded, TraceSet) and not sets:

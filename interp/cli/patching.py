@@ -206,13 +206,13 @@ def cmd_path_patch(args: argparse.Namespace) -> int:
 def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
     """Load both runs, check the output, run `run(model, clean, corrupted, metric)` under the
     output's lock, save the result and print its top effects."""
-    from interp import metrics
-    from interp.atomic import exclusive
     from interp.cli.inputs import load_model
     from interp.errors import InvalidSettingError, ModelMismatchError
+    from interp.files.atomic import exclusive
+    from interp.interventions import metrics
     from interp.interventions.patching_result import Patching
     from interp.report.build import build_report
-    from interp.traceset import TraceSet, load_recorded
+    from interp.trace.traceset import TraceSet, load_recorded
 
     metric = metrics.parse(args.metric)
     if kind:  # the receivers' spelling, before anything is read

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from interp import atomic
 from interp.dictionaries.dictionary import Dictionary
 from interp.errors import DictionaryFormatError, InvalidSettingError, ModelMismatchError
+from interp.files import atomic
+from interp.files.store import load_tensors, read_json
 from interp.models.model import Model
 from interp.models.registry import EMBEDDED, canonical_name
-from interp.store import load_tensors, read_json
 
 CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 GS_CFG, GS_WEIGHTS = "config.json", "params.safetensors"

@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp import hooks as H
 from interp.edits import feature_op, sources
 from interp.edits.value import NOISE_STDS, Context, Edit, Intervention, Position, Span
 from interp.errors import InvalidSettingError
-from interp.surgery import kv_heads
+from interp.models import hooks as H
+from interp.models.surgery import kv_heads
 
 HookPair = tuple[str, Callable[..., Tensor]]
 

@@ -14,15 +14,15 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp import hooks as H
 from interp.analysis.attribution import logit_projector
-from interp.answers import single_token
 from interp.dictionaries.dictionary import Dictionary
 from interp.dictionaries.files import check
 from interp.errors import InvalidSettingError
 from interp.features.reading import hook_values
+from interp.models import hooks as H
 from interp.models.model import Model
-from interp.trace import Trace
+from interp.trace.answers import single_token
+from interp.trace.trace import Trace
 
 
 @dataclass

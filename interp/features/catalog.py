@@ -9,8 +9,8 @@ from typing import Any
 
 from interp.dictionaries.files import CFG
 from interp.errors import DictionaryFormatError
+from interp.files.store import read_json
 from interp.models.cache import cache_root
-from interp.store import read_json
 
 
 @dataclass(frozen=True)

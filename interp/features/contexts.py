@@ -12,11 +12,12 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp import atomic, engine
 from interp.dictionaries.dictionary import Dictionary
 from interp.dictionaries.files import check
 from interp.errors import InterpError
 from interp.features import harvest
+from interp.files import atomic
+from interp.models import engine
 from interp.models.model import Model
 
 FILE = "contexts.safetensors"

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from interp import atomic
 from interp.errors import InterpError
+from interp.files import atomic
 from interp.models.cache import cache_root
 
 HELD_OUT_EVERY = 20  # one document in 20 is held out

@@ -16,7 +16,7 @@ from interp.errors import InvalidSettingError
 from interp.features.contexts import FeatureContexts
 from interp.interventions.samples import PairedSamples, paired_samples
 from interp.models.model import Model
-from interp.trace import Trace
+from interp.trace.trace import Trace
 
 FeatureOp = Literal["ablate", "clamp", "steer"]
 

@@ -15,10 +15,10 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp import engine
 from interp.dictionaries.dictionary import Dictionary
 from interp.dictionaries.files import check
 from interp.features import harvest
+from interp.models import engine
 from interp.models.model import Model
 
 DENSE = 0.1  # a latent active on more than this fraction of tokens is dense

@@ -13,8 +13,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp import atomic, engine
 from interp.features import corpus
+from interp.files import atomic
+from interp.models import engine
 from interp.models.model import Model
 
 CONTEXT = 128

@@ -10,14 +10,15 @@ import re
 from jaxtyping import Float
 from torch import Tensor
 
-from interp import components, engine
 from interp.dictionaries.dictionary import Dictionary
 from interp.dictionaries.files import check
 from interp.errors import HookError
 from interp.features import harvest
 from interp.interventions.replay import replay_hooks
+from interp.models import engine
 from interp.models.model import Model
-from interp.trace import Trace
+from interp.trace import components
+from interp.trace.trace import Trace
 
 _DERIVED = re.compile(r"^blocks\.(\d+)\.hook_(resid_post|mlp_out|attn_out)$")
 

@@ -16,16 +16,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp import atomic
 from interp.dictionaries.dictionary import Dictionary
 from interp.errors import InvalidSettingError, TraceFormatError
 from interp.features.attribution import feature_attribution
 from interp.features.contexts import BEFORE, FeatureContexts
 from interp.features.reading import trace_features
+from interp.files import atomic
+from interp.files.store import read_json
 from interp.models.model import Model
-from interp.store import read_json
-from interp.surgery import norm_gain
-from interp.trace import Trace
+from interp.models.surgery import norm_gain
+from interp.trace.trace import Trace
 
 FILE = "features.json"
 FORMAT = "interp-features/1"

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from interp.dictionaries.dictionary import Dictionary
 from interp.errors import InvalidSettingError
-from interp.machine import available_memory
+from interp.models.machine import available_memory
 
 BiasInit = Literal["geometric_median", "mean"]
 MEDIAN_SAMPLE = 16_384  # activations the geometric median is computed over

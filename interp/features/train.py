@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from interp import atomic
 from interp.dictionaries.dictionary import Dictionary
 from interp.dictionaries.files import CFG, hook_width, save_dictionary
 from interp.errors import InvalidSettingError, OutputPathError
@@ -24,8 +23,9 @@ from interp.features import corpus, harvest
 from interp.features.contexts import feature_contexts
 from interp.features.evaluate import evaluate_dictionary
 from interp.features.topk import TopKTrainer, TrainSettings
+from interp.files import atomic
 from interp.models.model import Model
-from interp.provenance import provenance
+from interp.models.provenance import provenance
 
 CHUNK_WINDOWS = 512  # windows harvested at once (about 65k tokens)
 CHECKPOINT_EVERY = 4  # chunks between checkpoints

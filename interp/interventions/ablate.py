@@ -12,6 +12,7 @@ from interp.interventions import sites
 from interp.interventions.ablation import AblationMode, Replacement, make_intervention
 from interp.interventions.ablation_record import AblationReport
 from interp.interventions.effect import ablation_effect
+from interp.interventions.metrics import Metric, MetricFn
 from interp.interventions.regenerate import regenerate
 from interp.interventions.samples import (
     PairedSamples,
@@ -21,10 +22,9 @@ from interp.interventions.samples import (
     pool,
 )
 from interp.interventions.sites import Site, Target
-from interp.metrics import Metric, MetricFn
 from interp.models.model import Model
-from interp.trace import Trace
-from interp.traceset import TraceSet
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
 
 
 @overload

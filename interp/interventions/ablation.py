@@ -24,15 +24,15 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from interp import inputs
 from interp.edits.value import Intervention, edit
 from interp.errors import InvalidSettingError
+from interp.generation import inputs
 from interp.interventions import sites
 from interp.interventions.replace import replace_hook
 from interp.interventions.sites import Site, Target
 from interp.models.model import Model
-from interp.trace import Trace
-from interp.traceset import TraceSet
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
 
 AblationMode = Literal["mean", "zero", "resample"]
 MODES: tuple[AblationMode, ...] = ("mean", "zero", "resample")

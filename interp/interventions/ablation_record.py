@@ -9,15 +9,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from interp import schema, store
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError, TraceFormatError
-from interp.heads import Head, parse_label
+from interp.files import store
 from interp.interventions.ablation import Replacement
 from interp.interventions.effect import AblationEffect
 from interp.interventions.regenerate import Regeneration
 from interp.interventions.samples import PairedSamples
-from interp.trace import Trace
+from interp.models.heads import Head, parse_label
+from interp.trace import schema
+from interp.trace.trace import Trace
 
 
 @dataclass

@@ -10,15 +10,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp import hooks as H
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
 from interp.interventions.ablation import Replacement
+from interp.interventions.metrics import KL, Metric, MetricFn, as_metric
 from interp.interventions.replay import replay_hooks
 from interp.interventions.sites import Site
-from interp.metrics import KL, Metric, MetricFn, as_metric
+from interp.models import hooks as H
 from interp.models.model import Model
-from interp.trace import Trace
+from interp.trace.trace import Trace
 
 
 def attribution_estimate(

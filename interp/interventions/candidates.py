@@ -12,7 +12,7 @@ from typing import Any, Literal
 from interp.edits.applying import Row, resolve_positions
 from interp.edits.value import Position, Span, as_positions, positions_label
 from interp.errors import InvalidSettingError
-from interp.trace import Trace
+from interp.trace.trace import Trace
 
 Positions = Literal["prompt", "all"]  # the per-position sites' columns: one per position
 Columns = list[list[list[int]]]  # [row][column] -> the row's absolute positions

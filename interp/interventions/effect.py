@@ -11,13 +11,13 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.edits.value import Intervention
-from interp.heads import Head
 from interp.interventions import sites
 from interp.interventions.ablation import Replacement
+from interp.interventions.metrics import Metric, MetricFn, as_metric
 from interp.interventions.replay import composed, hooks_under, replay_hooks
-from interp.metrics import Metric, MetricFn, as_metric
+from interp.models.heads import Head
 from interp.models.model import Model
-from interp.trace import Trace
+from interp.trace.trace import Trace
 
 INTERVENTION = "intervention"  # the mode and site of an effect of any `interp.edits` intervention
 

@@ -14,11 +14,11 @@ from torch import Tensor
 from interp.edits import applying
 from interp.edits.value import Intervention
 from interp.interventions.effect import forced_logits
+from interp.interventions.metrics import KL, Metric, MetricFn, as_metric
 from interp.interventions.replay import replay_hooks
-from interp.metrics import KL, Metric, MetricFn, as_metric
 from interp.models.model import Model
-from interp.trace import Trace
-from interp.traceset import TraceSet
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
 
 
 @dataclass

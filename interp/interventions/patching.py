@@ -25,12 +25,13 @@ from torch import Tensor
 
 from interp.edits.value import Intervention, Position
 from interp.errors import InvalidSettingError
-from interp.generation import record_under
+from interp.generation.generate import record_under
 from interp.interventions import candidates
 from interp.interventions.ablation import Replacement
 from interp.interventions.attribution_patching import patch_estimates
 from interp.interventions.candidates import Positions, check_window
 from interp.interventions.effect import forced_logits
+from interp.interventions.metrics import Metric, MetricFn, as_metric
 from interp.interventions.patching_result import (
     PATCH_SITES,
     Direction,
@@ -42,10 +43,9 @@ from interp.interventions.patching_result import (
 from interp.interventions.replay import replay_hooks
 from interp.interventions.runner import Candidate, run_jobs
 from interp.interventions.sites import Site, Target, activation
-from interp.metrics import Metric, MetricFn, as_metric
 from interp.models.model import Model
-from interp.trace import Trace
-from interp.traceset import TraceSet
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
 
 TRIAGE_FRACTION = 3 / 8  # of a site's candidates, patched exactly by a triage
 

@@ -14,9 +14,10 @@ from typing import Any, Literal, NamedTuple
 
 from torch import Tensor
 
-from interp import atomic, schema, store
 from interp.errors import TraceFormatError
-from interp.heads import Head
+from interp.files import atomic, store
+from interp.models.heads import Head
+from interp.trace import schema
 
 PatchSite = Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]
 PATCH_SITES: tuple[PatchSite, ...] = ("heads", "heads-by-pos", "resid", "attn-out", "mlp-out")

@@ -31,11 +31,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from interp import components
-from interp import hooks as H
 from interp.edits import applying
 from interp.errors import InvalidSettingError
 from interp.interventions.ablation import Replacement
+from interp.interventions.metrics import Metric, MetricFn
 from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.patching_result import Direction, Patching
 from interp.interventions.receivers import (
@@ -48,12 +47,13 @@ from interp.interventions.receivers import (
 from interp.interventions.replay import intervention_of
 from interp.interventions.runner import MAX_LOGITS, Candidate, run_jobs
 from interp.interventions.sites import Target, activation
-from interp.metrics import Metric, MetricFn
+from interp.models import hooks as H
 from interp.models.model import Model
-from interp.surgery import head_write_obstruction, readout, run_from_layer
-from interp.surgery import split_qkv_input as split_qkv
-from interp.trace import Trace
-from interp.traceset import TraceSet
+from interp.models.surgery import head_write_obstruction, readout, run_from_layer
+from interp.models.surgery import split_qkv_input as split_qkv
+from interp.trace import components
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
 
 _OFF_PATH = ("hook_embed", "hook_pos_embed")  # before every sender
 # the residual stream, and what lies between a head's z and it (its write, the layer's sum)

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import Literal
 
 from interp.errors import InvalidSettingError
-from interp.heads import head_label
+from interp.models.heads import head_label
 from interp.models.model import Model
-from interp.surgery import kv_heads
+from interp.models.surgery import kv_heads
 
 Input = Literal["q", "k", "v", "mlp"]
 Receiver = tuple[int, int, Input]  # (layer, head, which input); a KV group's for k, v; 0, mlp

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from interp.edits.value import Intervention
-from interp.generation import generate
+from interp.generation.generate import generate
 from interp.interventions.ablation import Replacement
 from interp.interventions.replay import composed, intervention_of
 from interp.models.model import Model
-from interp.trace import INTERVENTION_KEY, Trace
+from interp.trace.trace import INTERVENTION_KEY, Trace
 
 
 @dataclass

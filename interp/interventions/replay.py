@@ -13,7 +13,7 @@ from interp.edits.applying import HookPair
 from interp.edits.value import Intervention
 from interp.errors import TraceFormatError
 from interp.models.model import Model
-from interp.trace import Trace
+from interp.trace.trace import Trace
 
 
 def intervention_of(trace: Trace) -> Intervention | None:

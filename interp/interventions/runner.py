@@ -3,7 +3,7 @@ from the first intervened layer on.
 
 Nothing before layer L changes when the intervention is at layer L or later, so the batch
 starts from the recorded residual stream entering the first intervened block
-(`interp.surgery.run_from_layer`) and unembeds only the positions the metric reads. Every
+(`interp.models.surgery.run_from_layer`) and unembeds only the positions the metric reads. Every
 site is served: a `resid` replacement at the starting block goes into the batch itself,
 every other one through a hook that edits only its own batch item. The result equals a full
 forward per candidate (tested).
@@ -16,16 +16,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from interp import hooks as H
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
 from interp.interventions.ablation import Replacement
+from interp.interventions.metrics import Bound, Metric
 from interp.interventions.replace import replace_values
 from interp.interventions.replay import replay_hooks
-from interp.metrics import Bound, Metric
+from interp.models import hooks as H
 from interp.models.model import Model
-from interp.surgery import run_from_layer
-from interp.trace import Trace
+from interp.models.surgery import run_from_layer
+from interp.trace.trace import Trace
 
 MAX_LOGITS = 64_000_000  # numbers of logits one batch of candidates may hold
 Candidate = Replacement | tuple[Replacement, ...]  # one candidate: a replacement, or several

@@ -22,15 +22,15 @@ from torch import Tensor
 
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.generation import generate, row_seed
+from interp.generation.generate import generate, row_seed
 from interp.interventions.ablation import Replacement
 from interp.interventions.effect import forced_logits
 from interp.interventions.regenerate import first_divergence
 from interp.interventions.replay import hooks_under, intervention_of
-from interp.machine import available_memory
+from interp.models.machine import available_memory
 from interp.models.model import Model
 from interp.stats import Estimate, bootstrap, median
-from interp.trace import Trace
+from interp.trace.trace import Trace
 
 MAX_SAMPLED_TOKENS = 2_000_000  # tokens one paired-samples call may generate
 Move = Replacement | Intervention  # what a pair's second run runs under

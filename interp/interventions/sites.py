@@ -15,11 +15,11 @@ from typing import Literal
 
 from torch import Tensor
 
-from interp import components
-from interp import hooks as H
 from interp.errors import InvalidSettingError
-from interp.heads import head_label, parse_heads
+from interp.models import hooks as H
+from interp.models.heads import head_label, parse_heads
 from interp.models.model import Model
+from interp.trace import components
 
 Site = Literal["heads", "resid", "attn-out", "mlp-out"]
 SITES: tuple[Site, ...] = ("heads", "resid", "attn-out", "mlp-out")
@@ -114,7 +114,7 @@ def check_targets(site: Site, targets: Sequence[Target], model: Model) -> Target
 
 def activation(model: Model, acts: dict[str, Tensor], site: Site, layer: int) -> Tensor:
     """A run's value at the site ([pos, ...]), recorded or derived exactly from what was
-    (`interp.components`)."""
+    (`interp.trace.components`)."""
     name = hook_name(site, layer)
     if site == "attn-out":
         return components.attn_out(model, acts, layer)

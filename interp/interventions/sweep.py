@@ -3,9 +3,9 @@ measured by any metric (`interp.metrics`; the continuation's total log-prob by d
 trace or on every row of a set.
 
 Ablating a head in layer L cannot change anything before layer L, so the exact sweep runs only
-blocks L.. on the recorded residual stream entering block L (`interp.surgery.run_from_layer`),
-one batch item per head of the layer, and unembeds only the positions the metric reads; the
-result equals a full forward per head (tested).
+blocks L.. on the recorded residual stream entering block L
+(`interp.models.surgery.run_from_layer`), one batch item per head of the layer, and unembeds
+only the positions the metric reads; the result equals a full forward per head (tested).
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidgets
 
-from interp import store
 from interp.errors import InvalidSettingError
-from interp.heads import Head, rank_heads
+from interp.files import store
 from interp.interventions.ablation import AblationMode, Replacement, make_ablation
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import forced_logits
+from interp.interventions.metrics import KL, LogProb, Metric, MetricFn, as_metric
 from interp.interventions.replay import replay_hooks
 from interp.interventions.runner import Candidate, run_jobs
-from interp.metrics import KL, LogProb, Metric, MetricFn, as_metric
+from interp.models.heads import Head, rank_heads
 from interp.models.model import Model
-from interp.trace import Trace
-from interp.traceset import TraceSet
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
 
 SweepMethod = Literal["exact", "triage"]
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 
-from interp import atomic
 from interp.errors import ModelUnavailableError
+from interp.files import atomic
 from interp.models.checkpoint import safetensors_header_ok
+from interp.models.provenance import library_versions
 from interp.models.registry import EmbeddedSpec
 from interp.models.tokenizer import record_added_tokens
-from interp.provenance import library_versions
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ activation.
 
 - KV cache: one KV-cached bridge step against the full forward (transformers 5.24.0 broke the
   bridge's cached forward; the model is then refused).
-- The direct engine (`interp.engine`): its recorded hooks and logits against the bridge's on
+- The direct engine (`interp.models.engine`): its recorded hooks and logits against the bridge's on
   the same short input. A transformers or TransformerLens change in a known layout would
   otherwise record wrong activations silently; on a mismatch the engine is not used (a
   warning names the versions) and every run goes through the bridge.
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from interp import hooks as H
-from interp.engine import DirectEngine, no_layout
 from interp.errors import KVCacheMismatchError
-from interp.provenance import library_versions_line
+from interp.models import hooks as H
+from interp.models.engine import DirectEngine, no_layout
+from interp.models.provenance import library_versions_line
 
 if TYPE_CHECKING:
     from interp.models.model import Model

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from interp.errors import ModelNotInstalledError
-from interp.machine import available_memory
 from interp.models.cache import sha256
+from interp.models.machine import available_memory
 from interp.models.model import Model
 from interp.models.wrap import from_hf
 

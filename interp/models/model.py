@@ -26,7 +26,7 @@ class Model:
     checksum: str  # sha256 of the weights file, or the Hub commit, or "random-init"
     source: str = ""  # a human-readable origin (file path or Hub id)
     extra: dict[str, Any] = field(default_factory=dict)
-    # the direct engine (`interp.engine`) as the loader or a later run set it: (the device it
+    # the direct engine (`interp.models.engine`) as the loader or a later run set it: (the device it
     # was built for, the engine or None where it is set aside, why it is set aside)
     direct: tuple[torch.device, Any, str] | None = field(default=None, repr=False)
 

@@ -7,12 +7,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from interp.files.store import FORMAT, SET_FORMAT, read_summary
 from interp.interventions.patching_result import PATCH_FORMAT
 from interp.report.formats import parse_formats
 from interp.report.page import build_trace_report
 from interp.report.patching import build_patching_report
 from interp.report.set_page import build_set_report
-from interp.store import FORMAT, SET_FORMAT, read_summary
 
 
 def build_report(

@@ -14,7 +14,7 @@ from typing import Any
 
 # (module, class) -> the renderer's name in interp.report.notebook
 RENDERERS = {
-    ("interp.trace", "Trace"): "trace_html",
+    ("interp.trace.trace", "Trace"): "trace_html",
     ("interp.analysis.logit_lens", "LogitLensResult"): "lens_html",
     ("interp.analysis.attention", "AttentionResult"): "attention_html",
     ("interp.analysis.attention", "HeadRoles"): "roles_html",

@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from interp.heads import head_label
-from interp.metrics import describe
+from interp.interventions.metrics import describe
+from interp.models.heads import head_label
 from interp.report.figures import head_heatmap
 from interp.report.html import b64, circuitsvis_bundle, probability_color, render_call
 from interp.report.patching import site_figure
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from interp.interventions.ablation_record import AblationReport
     from interp.interventions.patching_result import Patching
     from interp.interventions.sweep import SweepResult
-    from interp.trace import Trace
+    from interp.trace.trace import Trace
 
 
 def trace_html(trace: Trace) -> str:

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from interp.analysis.suite import Analysis
-from interp.heads import Head, head_label
 from interp.interventions.ablation_record import AblationRecord
+from interp.interventions.metrics import describe
 from interp.interventions.sweep import SweepResult
-from interp.metrics import describe
+from interp.models.heads import Head, head_label
 from interp.report import figures, style
 from interp.report.features import HOW_TO, feature_sections
 from interp.report.formats import Format
@@ -35,7 +35,7 @@ from interp.report.html import (
 )
 from interp.report.tokens import visible, visible_in_text
 from interp.report.writing import write_report
-from interp.trace import Trace
+from interp.trace.trace import Trace
 
 ATTENTION_WINDOW = 128  # attention views show at most the last this-many positions
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from interp.heads import head_label
+from interp.interventions.metrics import describe
 from interp.interventions.patching_result import Cell, Patching, PatchingResult
-from interp.metrics import describe
+from interp.models.heads import head_label
 from interp.report import figures, style
 from interp.report.formats import Format
 from interp.report.simple import Section, render_experiment

@@ -10,10 +10,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from interp import store
 from interp.analysis.suite import SetAnalysis
+from interp.files import store
+from interp.interventions.metrics import describe
 from interp.interventions.sweep import SweepResult
-from interp.metrics import describe
 from interp.report import figures, style
 from interp.report.formats import Format
 from interp.report.html import b64, circuitsvis_bundle
@@ -24,7 +24,7 @@ from interp.report.page import (
     render_page,
 )
 from interp.report.writing import write_report
-from interp.traceset import TraceSet
+from interp.trace.traceset import TraceSet
 
 BUNDLE_FILE = "circuitsvis.js"
 

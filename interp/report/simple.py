@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp import store
+from interp.files import store
 from interp.report import style
 from interp.report.formats import Format
 from interp.report.html import b64

@@ -15,7 +15,7 @@ import numpy as np
 from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 
-from interp import store
+from interp.files import store
 from interp.report import style
 from interp.report.formats import Format
 from interp.report.simple import Section, render_experiment

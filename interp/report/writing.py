@@ -1,5 +1,5 @@
 """The one way a report is written: DIR/figures/ (replaced whole, so no figure of an earlier
-report is left behind) and DIR/index.html, through `interp.atomic`. A directory holding other
+report is left behind) and DIR/index.html, through `interp.files.atomic`. A directory holding other
 results keeps them; a report's own directory is replaced whole, with its records."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from interp import atomic
-from interp.store import FIGURES_DIR, REPORT_FILE
+from interp.files import atomic
+from interp.files.store import FIGURES_DIR, REPORT_FILE
 
 # a file's content: text (UTF-8), bytes, or a writer given the path to write
 Content = str | bytes | Callable[[Path], object]

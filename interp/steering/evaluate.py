@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import torch
 
-from interp import inputs
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.generation import generate, row_seed
+from interp.generation import inputs
+from interp.generation.generate import generate, row_seed
 from interp.interventions.effect import forced_logits, logits_of
 from interp.interventions.regenerate import first_divergence
 from interp.interventions.replay import replay_hooks
@@ -28,7 +28,7 @@ from interp.steering import measures
 from interp.steering.measures import ConceptFn, ConceptWords
 from interp.steering.result import Measures, Scored, SteeringEval
 from interp.steering.vector import SteeringVector, SteerOp, Unit, Where, check_scale
-from interp.trace import Trace
+from interp.trace.trace import Trace
 
 Concept = Literal["words", "mass"] | ConceptFn
 MAX_ROWS = 20_000  # sampled continuations one evaluation may generate

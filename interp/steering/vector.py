@@ -16,9 +16,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from interp import atomic
 from interp.edits.value import Intervention, edit
 from interp.errors import InvalidSettingError, ModelMismatchError, TraceFormatError
+from interp.files import atomic
 from interp.models.model import Model
 
 Where = Literal["all", "prompt", "generated"]

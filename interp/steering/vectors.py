@@ -15,11 +15,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from interp import inputs
 from interp.errors import InvalidSettingError
-from interp.generation import generate
+from interp.generation import inputs
+from interp.generation.generate import generate
 from interp.models.model import Model
-from interp.provenance import provenance
+from interp.models.provenance import provenance
 from interp.steering.vector import SteeringVector, check_layer
 
 Method = Literal["diffmean", "caa"]
