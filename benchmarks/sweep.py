@@ -22,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments(__doc__, rounds=False).parse_args(argv)
 
     import torch
-    from naive import naive_sweep
+    from naive import naive_sweep, per_head
 
     import interp
-    from interp.interventions import MODES, attribution_estimate, make_ablation, sweep
+    from interp.interventions import MODES, attribution_estimate, sweep
     from interp.models.provenance import library_versions
 
     torch.set_grad_enabled(False)
@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         out = fn()
         return out, time.perf_counter() - t0
 
-    ablation = make_ablation(model, trace, heads, "mean")
-    naive, t_naive = timed(lambda: naive_sweep(model, trace, ablation))
+    parts = per_head(model, trace, heads, "mean")
+    naive, t_naive = timed(lambda: naive_sweep(model, trace, parts))
     exact, t_exact = timed(lambda: sweep(model, trace, "mean"))
-    _, t_estimate = timed(lambda: attribution_estimate(model, trace, ablation))
+    _, t_estimate = timed(lambda: attribution_estimate(model, trace, list(parts.values())))
     triage, t_triage = timed(lambda: sweep(model, trace, "mean", method="triage"))
     err = (exact.delta - naive).abs()
     top20 = {h for h, _ in exact.top_heads(20)}
@@ -103,10 +103,9 @@ def ioi_section(model, heads, timed):
     """The exact sweep and the triage under the logit difference on the IOI set, against a
     naive per-head loop over its rows."""
     import torch
-    from naive import naive_sweep
+    from naive import naive_sweep, per_head
 
     import interp
-    from interp.interventions import make_ablation
 
     lines = []
     for a, b in PAIRS:
@@ -117,7 +116,7 @@ def ioi_section(model, heads, timed):
     metric = interp.metrics.logit_diff()
     naive, t_naive = timed(
         lambda: torch.stack(
-            [naive_sweep(model, row, make_ablation(model, row, heads), metric) for row in ts]
+            [naive_sweep(model, row, per_head(model, row, heads), metric) for row in ts]
         ).mean(0)
     )
     exact, t_exact = timed(lambda: interp.sweep(model, ts, "mean", metric=metric))

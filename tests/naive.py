@@ -8,23 +8,31 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp import metrics
-from interp.interventions import Replacement, continuation_logprobs
+from interp.edits import applying
+from interp.edits.value import Intervention
+from interp.interventions import ablation_parts, continuation_logprobs
 from interp.models import Model
 from interp.trace.trace import Trace
 
 
 def naive_sweep(
-    model: Model, trace: Trace, ablation: Replacement, metric: metrics.Metric | None = None
+    model: Model,
+    trace: Trace,
+    ablation: dict[tuple[int, int], Intervention],
+    metric: metrics.Metric | None = None,
 ) -> Float[Tensor, "layer head"]:
-    """Reference sweep: one full forward per head with a hook on its z (slow, for checks);
-    by the continuation's total log-prob, or by `metric` read from the full logits."""
+    """Reference sweep: one full forward per head (`ablation[head]`, its edits' own hooks;
+    slow, for checks); by the continuation's total log-prob, or by `metric` read from the
+    full logits."""
     out = torch.zeros(model.n_layers, model.n_heads)
+
+    def hooks(head: tuple[int, int]) -> list:
+        return applying.hooks(ablation[head], model, [applying.Row.of(trace)])
+
     if metric is None:
         base, _ = continuation_logprobs(model, trace)
-        for layer, head in ablation.heads:
-            lp, _ = continuation_logprobs(
-                model, trace, ablation.only([(layer, head)]).hooks(model.device)
-            )
+        for layer, head in ablation:
+            lp, _ = continuation_logprobs(model, trace, hooks((layer, head)))
             out[layer, head] = (lp - base).sum()
         return out
     bound = metric.bind(model, [trace])
@@ -39,6 +47,13 @@ def naive_sweep(
 
     bound.prepare(window([]))  # the baseline (the KL metric keeps it)
     base_value = value([])
-    for layer, head in ablation.heads:
-        out[layer, head] = value(ablation.only([(layer, head)]).hooks(model.device)) - base_value
+    for layer, head in ablation:
+        out[layer, head] = value(hooks((layer, head))) - base_value
     return out
+
+
+def per_head(model: Model, trace: Trace, heads, mode="mean", **options) -> dict:
+    """Each head's own ablation (`naive_sweep`'s input), the values computed once."""
+    heads = sorted(heads)
+    parts = ablation_parts(model, trace, heads, mode, **options)
+    return dict(zip(heads, parts, strict=True))

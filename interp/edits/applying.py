@@ -225,6 +225,12 @@ def finite(values: Tensor) -> bool:
     return bool(torch.isfinite(values.float().square().sum(-1)).all())
 
 
+def edit_hook(e: Edit, model: Any, rows: Sequence[Row | None]) -> Callable[..., Tensor]:
+    """A hook applying the one edit `e` to each batch item as `rows` resolves it (the exact
+    runner gives each item its own candidate's edits this way)."""
+    return _hook(e, model, rows)
+
+
 def _apply(
     e: Edit,
     x: Tensor,

@@ -1,6 +1,7 @@
 """Interventions: change what the model computes and measure the effect.
 
-- `ablation`: what replaces a head's output (mean, zero, resample), as hooks;
+- `ablation`: ablations (mean, zero, resample) built as `Intervention`s, the one value every
+  consumer runs (`replacing`: values put in at a site);
 - `effect`: the teacher-forced effect on a recorded continuation;
 - `regenerate`: generating again with the same prompt, settings and sampler noise;
 - `sweep`: every head alone, exact (from the intervened layer on) or triaged;
@@ -19,9 +20,10 @@ from interp.interventions.ablate import ablate, ablate_samples
 from interp.interventions.ablation import (
     MODES,
     AblationMode,
-    Replacement,
+    ablation_parts,
     make_ablation,
     make_intervention,
+    replacing,
 )
 from interp.interventions.ablation_record import AblationRecord, AblationReport
 from interp.interventions.attribution_patching import attribution_estimate
@@ -49,8 +51,9 @@ __all__ = [
     "HeadPosition",
     "LayerPosition",
     "MODES",
-    "Replacement",
+    "ablation_parts",
     "make_intervention",
+    "replacing",
     "patch",
     "PairedSamples",
     "paired_samples",

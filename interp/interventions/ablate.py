@@ -9,7 +9,7 @@ from typing import overload
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
-from interp.interventions.ablation import AblationMode, Replacement, make_intervention
+from interp.interventions.ablation import AblationMode, make_intervention
 from interp.interventions.ablation_record import AblationReport
 from interp.interventions.effect import ablation_effect
 from interp.interventions.metrics import Metric, MetricFn
@@ -185,7 +185,7 @@ def ablate_samples(
     parts = []
     for row in rows:
 
-        def build(on: Sequence[Target], row: Trace = row) -> Replacement:
+        def build(on: Sequence[Target], row: Trace = row) -> Intervention:
             return make_intervention(
                 model, row, on, mode, site=site, reference=reference, resample_text=resample_text
             )

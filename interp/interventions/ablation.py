@@ -1,7 +1,7 @@
-"""Interventions: what replaces the value at a site (`interp.interventions.sites`: a head's
-`hook_z`, a block's `hook_resid_pre`, a layer's `hook_attn_out` or `hook_mlp_out`), at all
-positions or named ones. Ablation, the sweep, patching and regeneration all use this one
-mechanism: hooks that swap the value in, tracking absolute positions under the KV cache.
+"""Ablations as `Intervention`s: what replaces the value at a site
+(`interp.interventions.sites`: a head's `hook_z`, a block's `hook_resid_pre`, a layer's
+`hook_attn_out` or `hook_mlp_out`), at all positions or named ones, built as edits
+(`replacing`), so the sweep, patching, regeneration and paired samples all run one value.
 
 Sources of the replacement (the `mode`):
 - mean (the default): the site's mean over every position of the trace; with `reference=`,
@@ -17,18 +17,16 @@ With grouped-query attention one query head is replaced, not its whole KV group.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from interp.edits.value import Intervention, edit
+from interp.edits.value import Edit, Intervention
 from interp.errors import InvalidSettingError
 from interp.generation import inputs
 from interp.interventions import sites
-from interp.interventions.replace import replace_hook
 from interp.interventions.sites import Site, Target
 from interp.models.model import Model
 from interp.trace.trace import Trace
@@ -46,72 +44,37 @@ DEFAULT_RESAMPLE_TEXT = (
 )
 
 
-@dataclass
-class Replacement:
-    """Targets at a site and what replaces their value (`values[layer]`: [pos or 1, head,
-    d_head] for heads, only the listed heads' entries used; [pos or 1, d_model] for a layer's
-    site), at `positions` (absolute; None: every position): the value of ablations and
-    patches. The open interventions a run can be recorded under are `interp.edits`."""
-
-    targets: list[Target]
-    mode: AblationMode
-    values: dict[int, Tensor]
-    source: str  # a sentence saying where the replacement values come from
-    site: Site = "heads"
-    positions: list[int] | None = None
-    reference: str | None = None  # a mean over a reference set: a digest of its tokens
-
-    @property
-    def heads(self) -> list[tuple[int, int]]:
-        return [(layer, head) for layer, head in self.targets if head is not None]
-
-    @property
-    def layers(self) -> list[int]:
-        return sorted({layer for layer, _ in self.targets})
-
-    @property
-    def label(self) -> str:
-        return sites.targets_label(self.site, self.targets)
-
-    @property
-    def dirname(self) -> str:
-        return ablation_dirname(self.targets, self.mode, self.site, self.reference)
-
-    def only(self, targets: Sequence[Target]) -> Replacement:
-        """The same intervention on fewer targets (their values unchanged)."""
-        return Replacement(
-            list(targets), self.mode, self.values, self.source, self.site, self.positions,
-            self.reference,
-        )  # fmt: skip
-
-    def heads_at(self, layer: int) -> list[int] | None:
-        """The heads replaced in `layer` (None for a layer's site: all of its value)."""
-        return [h for l_, h in self.heads if l_ == layer] if self.site == "heads" else None
-
-    def as_intervention(self) -> Intervention:
-        """The same replacement as `interp.edits` edits, one a layer: it composes with other
-        edits, runs on the edits' hooks, and a run recorded under it can be replayed."""
-        out = Intervention()
-        for layer in self.layers:
-            heads = self.heads_at(layer)
-            name = sites.hook_name(self.site, layer)
-            if self.mode == "zero":
-                out += edit(name, "zero", positions=self.positions, heads=heads)
-                continue
-            values = self.values[layer] if heads is None else self.values[layer][:, heads]
-            out += edit(
-                name, self.mode, positions=self.positions, heads=heads, values=values,
-                origin=self.source,
-            )  # fmt: skip
-        return out
-
-    def hooks(self, device: torch.device) -> list[tuple[str, Callable]]:
-        """Fresh forward hooks at the site (each tracks absolute positions for the KV cache)."""
-        out = []
-        for layer in self.layers:
-            hook = replace_hook(self.heads_at(layer), self.values[layer].to(device), self.positions)
-            out.append((sites.hook_name(self.site, layer), hook))
-        return out
+def replacing(
+    site: Site,
+    targets: Sequence[Target],
+    values: dict[int, Tensor],
+    *,
+    op: AblationMode = "resample",
+    positions: Sequence[int] | None = None,
+    origin: str = "",
+) -> Intervention:
+    """The edits that put `values[layer]` in at `site` for `targets`, one edit a layer:
+    `[pos or 1, head, d_head]` for heads (every head's entries; the targets' are used), `[pos
+    or 1, d_model]` for a layer's site; at absolute `positions` (None: every position). What
+    an ablation, a patching cell and a path-patching receiver are built from. The values are
+    the model's own recorded activations, so they go in as they are (`interp.edit` checks a
+    user's)."""
+    out: list[Edit] = []
+    at = None if positions is None else tuple(int(p) for p in positions)
+    for layer in sorted({layer for layer, _ in targets}):
+        heads = (
+            tuple(sorted({h for l_, h in targets if l_ == layer and h is not None}))
+            if site == "heads"
+            else None
+        )
+        name = sites.hook_name(site, layer)
+        if op == "zero":
+            out.append(Edit(name, "zero", at, heads))
+            continue
+        value = values[layer] if heads is None else values[layer][:, list(heads)]
+        params = {"values": value.detach().float().cpu(), "origin": origin}
+        out.append(Edit(name, op, at, heads, None, params))
+    return Intervention(tuple(out))
 
 
 Positions = int | str | Sequence[int | str] | None
@@ -168,11 +131,47 @@ def make_intervention(
     resample_text: str | None = None,
     min_positions: int | None = None,
     mean_over: MeanOver = "auto",
-) -> Replacement:
-    """Build the replacement values for `targets` at `site` from `mode`'s source (see the
-    module's docstring; `mode="mean"` with `reference=` a set is the reference mean, and
-    `mean_over` which positions of each run it covers, see `mean_positions`); `positions`
-    limits where they replace (see `_positions`)."""
+) -> Intervention:
+    """The ablation of `targets` at `site` by `mode`'s values (see the module's docstring;
+    `mode="mean"` with `reference=` a set is the reference mean, and `mean_over` which
+    positions of each run it covers, see `mean_positions`), as edits, one a layer;
+    `positions` limits where they replace (see `_positions`)."""
+    return sum(
+        ablation_parts(
+            model,
+            trace,
+            targets,
+            mode,
+            site=site,
+            positions=positions,
+            reference=reference,
+            source=source,
+            resample_text=resample_text,
+            min_positions=min_positions,
+            mean_over=mean_over,
+            each=False,
+        ),
+        Intervention(),
+    )
+
+
+def ablation_parts(
+    model: Model,
+    trace: Trace,
+    targets: Sequence[Target],
+    mode: AblationMode = "mean",
+    *,
+    site: Site = "heads",
+    positions: Positions = None,
+    reference: TraceSet | Trace | None = None,
+    source: Trace | None = None,
+    resample_text: str | None = None,
+    min_positions: int | None = None,
+    mean_over: MeanOver = "auto",
+    each: bool = True,
+) -> list[Intervention]:
+    """`make_intervention`'s ablation, one `Intervention` a target (in the targets' sorted
+    order: a sweep's candidates), the values computed once; `each=False`: one for all."""
     trace.bind(model)
     site = sites.check_site(site)
     if mode == "reference":
@@ -194,7 +193,6 @@ def make_intervention(
     chosen = _positions(trace, positions)
     layers = sorted({layer for layer, _ in targets})
     what = "head's" if site == "heads" else f"{site}'s"
-    digest = None
     if mode == "mean":
         rows = (
             [trace]
@@ -216,7 +214,6 @@ def make_intervention(
             kind = "prompt positions" if cut else "positions"
             described = f"the {what} mean over the {sum(spans)} {kind} of the trace"
         else:
-            digest = reference_digest(reference)
             described = (
                 f"the {what} mean over {sum(spans)} positions of {len(rows)} reference rows"
                 + (f" (only the prompt positions of {cut} of them)" if cut else "")
@@ -252,7 +249,11 @@ def make_intervention(
             )
             values = _resample_values(model, text, site, layers, needed)
             described = f"the {what} value at the same position on the text {text[:60]!r}"
-    return Replacement(list(targets), mode, values, described, site, chosen, digest)
+    groups = [[t] for t in targets] if each else [list(targets)]
+    return [
+        replacing(site, group, values, op=mode, positions=chosen, origin=described)
+        for group in groups
+    ]
 
 
 def ablation(
@@ -276,7 +277,7 @@ def ablation(
     return make_intervention(
         model, trace, targets, mode, site=site, positions=positions, reference=reference,
         resample_text=resample_text, mean_over=mean_over,
-    ).as_intervention()  # fmt: skip
+    )  # fmt: skip
 
 
 def make_ablation(
@@ -289,8 +290,8 @@ def make_ablation(
     resample_text: str | None = None,
     min_positions: int | None = None,
     mean_over: MeanOver = "auto",
-) -> Replacement:
-    """Heads (validated (layer, head) pairs) and what replaces their output in `mode`."""
+) -> Intervention:
+    """Heads (validated (layer, head) pairs) with their output replaced in `mode`."""
     return make_intervention(
         model,
         trace,

@@ -12,7 +12,6 @@ from typing import Any
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError, TraceFormatError
 from interp.files import store
-from interp.interventions.ablation import Replacement
 from interp.interventions.effect import AblationEffect
 from interp.interventions.regenerate import Regeneration
 from interp.interventions.samples import PairedSamples
@@ -25,7 +24,7 @@ from interp.trace.trace import Trace
 class AblationReport:
     """What `interp ablate` computes: the teacher-forced effect and the regenerated texts."""
 
-    ablation: Replacement | Intervention
+    ablation: Intervention
     effect: AblationEffect
     regeneration: Regeneration | None
     samples: PairedSamples | None = None  # paired regenerations, with `samples=N`

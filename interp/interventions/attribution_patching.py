@@ -1,4 +1,4 @@
-"""Attribution patching: a first-order estimate of every head's ablation effect, and of every
+"""Attribution patching: a first-order estimate of any intervention's effect, and of every
 candidate's activation-patching effect, from one forward and one backward pass (Syed et al.
 2023; Kramar et al. 2024): both are (new value - value) . gradient, from `gradients`."""
 
@@ -10,13 +10,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.edits import applying
+from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
-from interp.interventions.ablation import Replacement
 from interp.interventions.metrics import KL, Metric, MetricFn, as_metric
 from interp.interventions.replay import replay_hooks
 from interp.interventions.sites import Site
-from interp.models import hooks as H
 from interp.models.model import Model
 from interp.trace.trace import Trace
 
@@ -24,31 +24,31 @@ from interp.trace.trace import Trace
 def attribution_estimate(
     model: Model,
     trace: Trace,
-    ablation: Replacement,
+    candidates: Sequence[Intervention],
     *,
     metric: Metric | MetricFn | str | None = None,
-) -> Float[Tensor, "layer head"]:
-    """First-order estimate of each head's effect on `metric` (default: the continuation's
-    total log-prob): (z_ablated - z_clean) . d(metric)/dz, from one forward and one backward
-    pass (attribution patching, Kramar et al. 2024). An estimate, not an effect: it can rank
-    heads only loosely and get the sign of the largest effects wrong (benchmarks/sweep.py
-    measures its rank correlation with the exact sweep). A KL from the unablated run has no
-    first-order term (it is zero, and flat, there), so it has no estimate."""
+) -> Float[Tensor, " candidate"]:
+    """First-order estimate of each candidate intervention's effect on `metric` (default: the
+    continuation's total log-prob): the sum over its edits of (edited x - x) . d(metric)/dx
+    at the run's own values x, from one forward and one backward pass for all of them
+    (attribution patching, Kramar et al. 2024), whatever the edit: an ablation, a patch, a
+    steering addition, a feature edit or noise. An estimate, not an effect: it can rank
+    candidates only loosely and get the sign of the largest effects wrong
+    (benchmarks/sweep.py measures its rank correlation with the exact sweep). A KL from the
+    unedited run has no first-order term (it is zero, and flat, there), so it has no
+    estimate."""
     chosen = as_metric(metric)
-    if ablation.site != "heads" or ablation.positions is not None:
-        raise InvalidSettingError("the attribution estimate is of heads at every position")
-    layers = ablation.layers
-    here, grads = gradients(model, trace, trace, chosen, [H.z(layer) for layer in layers])
-    out = torch.zeros(model.n_layers, model.n_heads)
-    for layer in layers:
-        z, g = here[H.z(layer)], grads[H.z(layer)]  # [pos, head, d_head]
-        value = ablation.values[layer]
-        value = value if value.shape[0] == 1 else value[: z.shape[0]]
-        out[layer] = ((value - z) * g).sum((0, 2))
-    selected = torch.zeros_like(out, dtype=torch.bool)
-    for layer, head in ablation.heads:
-        selected[layer, head] = True
-    return torch.where(selected, out, torch.zeros_like(out))
+    names = sorted({e.site for c in candidates for e in c.edits})
+    here, grads = gradients(model, trace, trace, chosen, names)
+    row = applying.Row.of(trace)
+    out = torch.zeros(len(candidates))
+    for k, candidate in enumerate(candidates):
+        edited: dict[str, Tensor] = {}
+        for e in candidate.edits:  # in order: edits at one site compose
+            x = edited.get(e.site, here[e.site])
+            edited[e.site] = applying.edit_hook(e, model, [row])(x[None])[0]
+        out[k] = sum(float(((v - here[s]) * grads[s]).sum()) for s, v in edited.items())
+    return out
 
 
 def patch_estimates(

@@ -12,7 +12,6 @@ from torch import Tensor
 
 from interp.edits.value import Intervention
 from interp.interventions import sites
-from interp.interventions.ablation import Replacement
 from interp.interventions.metrics import Metric, MetricFn, as_metric
 from interp.interventions.replay import composed, hooks_under, replay_hooks
 from interp.models.heads import Head
@@ -95,19 +94,18 @@ def _step_logprobs(trace: Trace, logits: Tensor) -> tuple[Tensor, Tensor]:
 def ablation_effect(
     model: Model,
     trace: Trace,
-    ablation: Replacement | Intervention,
+    ablation: Intervention,
     *,
     metric: Metric | MetricFn | str | None = None,
 ) -> AblationEffect:
-    """The teacher-forced effect of `ablation` (heads' replacement, or any intervention) on the
+    """The teacher-forced effect of `ablation` (an ablation's edits, or any intervention) on the
     trace's continuation: per token, and by `metric` (default: the continuation's total
     log-prob); a run recorded under an intervention is compared under it, with and without."""
     trace.bind(model)
     trace.require_plain("an ablation's effect", replayed=True)
     bound = as_metric(metric).bind(model, [trace])
     base_logits = forced_logits(model, [trace], replay_hooks(model, [trace]))
-    edits = ablation if isinstance(ablation, Intervention) else ablation.as_intervention()
-    moved = composed(trace, edits)
+    moved = composed(trace, ablation)
     abl_logits = forced_logits(model, [trace], hooks_under(model, [trace], moved))
     base, base_rows = _step_logprobs(trace, base_logits[0])
     abl, abl_rows = _step_logprobs(trace, abl_logits[0])
@@ -116,11 +114,12 @@ def ablation_effect(
         bound.prepare(base_logits[:, bound.start :])
         base_metric = float(bound.score(base_logits[:, bound.start :])[0])
         abl_metric = float(bound.score(abl_logits[:, bound.start :])[0])
-    if isinstance(ablation, Intervention):  # its edits, as the heads of an ablation are listed
+    described = sites.describe(ablation)
+    if described is None:  # its edits, as the heads of an ablation are listed
         named = ([e.label for e in ablation.edits], INTERVENTION, ablation.label, INTERVENTION)
     else:
-        labels = [sites.label(ablation.site, t) for t in ablation.targets]
-        named = (labels, ablation.mode, ablation.source, ablation.site)
+        labels = [sites.label(described.site, t) for t in described.targets]
+        named = (labels, described.mode, described.source, described.site)
     return AblationEffect(
         heads=[] if isinstance(ablation, Intervention) else [Head(*h) for h in ablation.heads],
         mode=named[1],

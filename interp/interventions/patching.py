@@ -27,7 +27,7 @@ from interp.edits.value import Intervention, Position
 from interp.errors import InvalidSettingError
 from interp.generation.generate import record_under
 from interp.interventions import candidates
-from interp.interventions.ablation import Replacement
+from interp.interventions.ablation import replacing
 from interp.interventions.attribution_patching import patch_estimates
 from interp.interventions.candidates import Positions, check_window
 from interp.interventions.effect import forced_logits
@@ -282,8 +282,8 @@ def _site_effects(
     }
     chosen = range(len(cells)) if only is None else only
     jobs: list[tuple[int, Candidate]] = [
-        (r, Replacement(cells[c][0], "resample", {t[0]: values[t[0]][r] for t in cells[c][0]},
-                        "the other run", layer_site, _at(cols[r], cells[c][1])))
+        (r, replacing(layer_site, cells[c][0], {t[0]: values[t[0]][r] for t in cells[c][0]},
+                      positions=_at(cols[r], cells[c][1]), origin="the other run"))
         for r in range(len(targets))
         for c in chosen
     ]  # fmt: skip

@@ -32,8 +32,9 @@ import torch
 from torch import Tensor
 
 from interp.edits import applying
+from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.interventions.ablation import Replacement
+from interp.interventions.ablation import replacing
 from interp.interventions.metrics import Metric, MetricFn
 from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.patching_result import Direction, Patching
@@ -141,14 +142,14 @@ def _into_receivers(model: Model, runs: Runs, receivers: list[Receiver]) -> Tens
     for r in range(len(targets)):
         for s in range(len(senders)):
             i = r * len(senders) + s
-            parts = []
+            candidate = Intervention()
             if heads:
                 z = {layer: new[layer][0][i] for layer, _ in heads}
-                parts.append(Replacement(heads, "resample", z, "path-patched", "heads"))
+                candidate += replacing("heads", heads, z, origin="path-patched")
             if mlps:
                 after = {layer: new[layer][1][i] for layer, _ in mlps}
-                parts.append(Replacement(mlps, "resample", after, "path-patched", "mlp-out"))
-            jobs.append((r, tuple(parts)))
+                candidate += replacing("mlp-out", mlps, after, origin="path-patched")
+            jobs.append((r, candidate))
     scores = run_jobs(model, jobs, targets, runs.cleans, runs.metric, runs.target_windows)
     out = runs.base.view(-1, 1, 1).repeat(1, n_layers, n_heads)
     out[:, :reached] = scores.view(len(targets), reached, n_heads)

@@ -7,7 +7,7 @@ from typing import Any
 
 from interp.edits.value import Intervention
 from interp.generation.generate import generate
-from interp.interventions.ablation import Replacement
+from interp.interventions import sites
 from interp.interventions.replay import composed, intervention_of
 from interp.models.model import Model
 from interp.trace.trace import INTERVENTION_KEY, Trace
@@ -46,7 +46,7 @@ def regeneration_settings(trace: Trace) -> dict[str, Any]:
 
 
 def regenerate(
-    model: Model, trace: Trace, ablation: Replacement | Intervention, *, progress: bool = False
+    model: Model, trace: Trace, ablation: Intervention, *, progress: bool = False
 ) -> Regeneration:
     """Generate again with the heads ablated, or under any intervention (as well as under what
     the trace was recorded under); the baseline is the trace itself for a sampled trace
@@ -64,14 +64,14 @@ def regenerate(
         baseline = generate(
             model, prompt, hooks=hooks, intervention=recorded, progress=progress, **settings
         )
-    edits = ablation if isinstance(ablation, Intervention) else ablation.as_intervention()
-    move = composed(trace, edits)
+    move = composed(trace, ablation)
     ablated = generate(model, prompt, hooks=hooks, intervention=move, progress=progress, **settings)
     ablated.prompt = baseline.prompt = trace.prompt
-    if not isinstance(ablation, Intervention):  # in words; an intervention keeps its label
+    described = sites.describe(ablation)
+    if described is not None:  # in words; another intervention keeps its label
         under = "" if recorded is None else f" under {recorded.label}"
         ablated.provenance[INTERVENTION_KEY] = (
-            f"a {ablation.mode} ablation of {ablation.label}{under}"
+            f"a {described.mode} ablation of {described.label}{under}"
         )
     return Regeneration(baseline, ablated, first_divergence(baseline, ablated))
 

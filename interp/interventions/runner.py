@@ -3,10 +3,10 @@ from the first intervened layer on.
 
 Nothing before layer L changes when the intervention is at layer L or later, so the batch
 starts from the recorded residual stream entering the first intervened block
-(`interp.models.surgery.run_from_layer`) and unembeds only the positions the metric reads. Every
-site is served: a `resid` replacement at the starting block goes into the batch itself,
-every other one through a hook that edits only its own batch item. The result equals a full
-forward per candidate (tested).
+(`interp.models.surgery.run_from_layer`) and unembeds only the positions the metric reads.
+Every candidate is an `Intervention`: an edit of the starting block's input goes into the
+batch itself, every other one through one hook a site that edits each batch item by its own
+candidate's edits. The result equals a full forward per candidate (tested).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from interp.edits import applying
+from interp.edits.value import Edit, Intervention
 from interp.errors import InvalidSettingError
-from interp.interventions import sites
-from interp.interventions.ablation import Replacement
 from interp.interventions.metrics import Bound, Metric
-from interp.interventions.replace import replace_values
 from interp.interventions.replay import replay_hooks
 from interp.models import hooks as H
 from interp.models.model import Model
@@ -28,22 +27,26 @@ from interp.models.surgery import run_from_layer
 from interp.trace.trace import Trace
 
 MAX_LOGITS = 64_000_000  # numbers of logits one batch of candidates may hold
-Candidate = Replacement | tuple[Replacement, ...]  # one candidate: a replacement, or several
+Candidate = Intervention  # one candidate: the edits one batch item runs under
 
 
-def parts(candidate: Candidate) -> tuple[Replacement, ...]:
-    """The replacements a candidate applies together (sites of their own each)."""
-    return candidate if isinstance(candidate, tuple) else (candidate,)
-
-
-def first_layer(candidate: Candidate) -> int:
-    return min(layer for part in parts(candidate) for layer in part.layers)
+def first_layer(candidate: Intervention) -> int:
+    """The earliest block a candidate edits (where its runs can start)."""
+    if not candidate.edits:
+        raise InvalidSettingError("a candidate of the exact runner edits nothing")
+    layer = min(e.layer for e in candidate.edits)
+    if layer < 0:
+        raise InvalidSettingError(
+            f"the exact runner starts at a block; {candidate.label} edits before the first "
+            "(run it with interp.evaluate)"
+        )
+    return layer
 
 
 def run_candidates(
     model: Model,
     trace: Trace | Sequence[Trace],
-    candidates: Sequence[Candidate],
+    candidates: Sequence[Intervention],
     bound: Bound,
 ) -> tuple[Tensor, Tensor]:
     """(the metric of each candidate's run `[candidate]`, its logits window `[candidate,
@@ -58,20 +61,17 @@ def run_candidates(
         run.require_hooks([H.resid_pre(start)], "the exact runner")
         run.require_plain("the exact runner", replayed=True)
     batch = torch.stack([r.activations[H.resid_pre(start)] for r in runs]).to(model.device)
-    edits: dict[str, list[tuple[int, Replacement, int]]] = {}
+    rows = [applying.Row.of(r) for r in runs]
+    by_site: dict[str, list[tuple[int, Edit]]] = {}
     for i, candidate in enumerate(candidates):
-        for part in parts(candidate):
-            for layer in part.layers:
-                if part.site == "resid" and layer == start:
-                    batch[i : i + 1] = replace_values(
-                        batch[i : i + 1], 0, None, part.values[layer].to(model.device),
-                        part.positions,
-                    )  # fmt: skip
-                    continue
-                edits.setdefault(sites.hook_name(part.site, layer), []).append((i, part, layer))
+        for e in candidate.edits:
+            if e.site == H.resid_pre(start):  # the batch is this site's value: edit it there
+                batch[i : i + 1] = applying.edit_hook(e, model, [rows[i]])(batch[i : i + 1])
+                continue
+            by_site.setdefault(e.site, []).append((i, e))
     # each run's own intervention (the part from `start` on) first, then the candidates
     hooks = replay_hooks(model, runs, start_layer=start)
-    hooks += [(name, _per_item_hook(items, model.device)) for name, items in edits.items()]
+    hooks += [(site, _per_item_hook(items, model, rows)) for site, items in by_site.items()]
     keep = runs[0].n_positions - bound.start
     with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
         window = run_from_layer(model, batch, start, keep=keep)[:, -keep:]
@@ -79,18 +79,16 @@ def run_candidates(
 
 
 def _per_item_hook(
-    items: list[tuple[int, Replacement, int]], device: torch.device
+    items: list[tuple[int, Edit]], model: Model, rows: Sequence[applying.Row]
 ) -> Callable[[Tensor, object], Tensor]:
-    """Batch item i gets candidate i's replacement (at every position: one full forward)."""
-    prepared = []
-    for i, candidate, layer in items:
-        value = candidate.values[layer].to(device)
-        prepared.append((i, candidate.heads_at(layer), value, candidate.positions))
+    """One hook at a site for the whole batch: item i gets candidate i's edits there, in
+    order (one full forward each, so each edit's positions start at 0)."""
+    prepared = [(i, applying.edit_hook(e, model, [rows[i]])) for i, e in items]
 
-    def hook(x: Tensor, hook: object) -> Tensor:
+    def hook(x: Tensor, hook: object = None) -> Tensor:
         x = x.clone()
-        for i, heads, value, positions in prepared:
-            x[i : i + 1] = replace_values(x[i : i + 1], 0, heads, value, positions)
+        for i, apply in prepared:
+            x[i : i + 1] = apply(x[i : i + 1])
         return x
 
     return hook

@@ -23,7 +23,7 @@ from torch import Tensor
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.generation.generate import generate, row_seed
-from interp.interventions.ablation import Replacement
+from interp.interventions import sites
 from interp.interventions.effect import forced_logits
 from interp.interventions.regenerate import first_divergence
 from interp.interventions.replay import hooks_under, intervention_of
@@ -33,7 +33,6 @@ from interp.stats import Estimate, bootstrap, median
 from interp.trace.trace import Trace
 
 MAX_SAMPLED_TOKENS = 2_000_000  # tokens one paired-samples call may generate
-Move = Replacement | Intervention  # what a pair's second run runs under
 MAX_CONTROLS = 256  # control interventions of one call (each is a batch of its own)
 
 
@@ -142,18 +141,18 @@ class PairedSamples:
 def paired_samples(
     model: Model,
     trace: Trace,
-    intervention: Move,
+    intervention: Intervention,
     *,
     samples: int = 16,
     max_new_tokens: int | None = None,
-    controls: Sequence[Move] = (),
+    controls: Sequence[Intervention] = (),
     greedy: bool = True,
     progress: bool = False,
 ) -> PairedSamples:
     """`samples` pairs of generations from the trace's prompt with its sampling settings
     (seed k of the batch is `row_seed(trace's seed, k)`), as it is and with `intervention`
     (and with each of `controls`), `max_new_tokens` each (default: the trace's). An
-    intervention is an ablation's `Replacement` or any `interp.edits.Intervention`."""
+    intervention is an ablation's edits or any `interp.Intervention`."""
     if samples < 1:
         raise InvalidSettingError(f"samples must be at least 1, got {samples}")
     trace.bind(model)
@@ -182,19 +181,20 @@ def paired_samples(
         return rows, _logprobs(model, rows, recorded)
 
     def pairs_of(
-        move: Move, run: dict[str, Any], rows: list[Trace], logp: Tensor, seeds: list
+        move: Intervention, run: dict[str, Any], rows: list[Trace], logp: Tensor, seeds: list
     ) -> list[Pair]:
-        edits = move if isinstance(move, Intervention) else move.as_intervention()
-        edits = edits if recorded is None else recorded + edits
+        edits = move if recorded is None else recorded + move
         moved = list(generate(model, prompt, intervention=edits, **run))
         moved_logp = _logprobs(model, rows, edits)
         return [_pair(model, seed, b, m, logp[i], moved_logp[i])
                 for i, (seed, b, m) in enumerate(zip(seeds, rows, moved, strict=True))]  # fmt: skip
 
     rows, logp = baseline_of(sampled)  # shared by the intervention and every control
-    effect = _stats(intervention.label, horizon, pairs_of(intervention, sampled, rows, logp, seeds))
+    effect = _stats(
+        _label(intervention), horizon, pairs_of(intervention, sampled, rows, logp, seeds)
+    )
     out_controls = [
-        _stats(c.label, horizon, pairs_of(c, sampled, rows, logp, seeds)) for c in controls
+        _stats(_label(c), horizon, pairs_of(c, sampled, rows, logp, seeds)) for c in controls
     ]
     greedy_pairs = []
     if greedy:
@@ -342,3 +342,9 @@ def _curve(band: Tensor) -> dict[str, list[float | None]]:
         return [None if math.isnan(v) else round(v, 6) for v in row.tolist()]
 
     return {"mean": clean(band[0]), "lo": clean(band[1]), "hi": clean(band[2])}
+
+
+def _label(intervention: Intervention) -> str:
+    """An ablation's targets ("L5H1,L9H3"), or any other intervention's own label."""
+    described = sites.describe(intervention)
+    return intervention.label if described is None else described.label

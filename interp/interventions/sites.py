@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from torch import Tensor
 
+from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.models import hooks as H
 from interp.models.heads import head_label, parse_heads
@@ -131,3 +133,47 @@ def activation(model: Model, acts: dict[str, Tensor], site: Site, layer: int) ->
 def _index(value: object) -> bool:
     """An integer index (numpy's integers too), never a bool or a float."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Described:
+    """An intervention read as an ablation: whole targets at one site, all by one mode."""
+
+    site: Site
+    targets: list[Target]
+    mode: str
+    source: str
+
+    @property
+    def label(self) -> str:
+        return targets_label(self.site, self.targets)
+
+
+def describe(intervention: Intervention) -> Described | None:
+    """`intervention` as an ablation (`make_intervention`'s shape: every edit at one site kind,
+    of whole heads or layers, one mode, one set of positions), or None where it is another
+    kind of intervention."""
+    kinds = {
+        hook_name(site, layer): (site, layer)
+        for site in SITES
+        for layer in {e.layer for e in intervention.edits}
+    }
+    found = [kinds.get(e.site) for e in intervention.edits]
+    ops = {e.op for e in intervention.edits}
+    if not found or None in found or len(ops) != 1 or len({f[0] for f in found if f}) != 1:
+        return None
+    op = next(iter(ops))
+    if op not in ("zero", "mean", "resample") or any(e.neurons for e in intervention.edits):
+        return None
+    if any(e.positions != intervention.edits[0].positions for e in intervention.edits):
+        return None
+    site = found[0][0] if found[0] else "heads"
+    targets: list[Target] = []
+    for e, where in zip(intervention.edits, found, strict=True):
+        assert where is not None
+        if (e.heads is None) != (site != "heads"):
+            return None
+        targets += [(where[1], h) for h in e.heads] if e.heads else [(where[1], None)]
+    first = intervention.edits[0]
+    source = "zeros" if op == "zero" else str(first.params.get("origin", ""))
+    return Described(site, sorted(set(targets), key=lambda t: (t[0], t[1] or -1)), str(op), source)

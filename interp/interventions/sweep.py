@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,9 +23,10 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidgets
 
+from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.files import store
-from interp.interventions.ablation import AblationMode, Replacement, make_ablation
+from interp.interventions.ablation import AblationMode, ablation_parts
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import forced_logits
 from interp.interventions.metrics import KL, LogProb, Metric, MetricFn, as_metric
@@ -172,12 +173,13 @@ def sweep(
         row.require_plain("a sweep", replayed=True)
     n_layers, n_heads = model.n_layers, model.n_heads
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
-    if mode == "zero" or reference is not None:  # the same values for every row: computed once
-        shared = make_ablation(model, rows[0], all_heads, mode, reference=reference)
+    # each row's candidates, one a head in `all_heads`' order (shared where the values are)
+    if mode == "zero" or reference is not None:
+        shared = ablation_parts(model, rows[0], all_heads, mode, reference=reference)
         ablations = [shared] * len(rows)
     else:
         ablations = [
-            make_ablation(model, row, all_heads, mode, resample_text=resample_text) for row in rows
+            ablation_parts(model, row, all_heads, mode, resample_text=resample_text) for row in rows
         ]
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -186,7 +188,7 @@ def sweep(
     else:
         estimate = torch.stack(
             [
-                attribution_estimate(model, row, ab, metric=chosen_metric)
+                attribution_estimate(model, row, ab, metric=chosen_metric).view(n_layers, n_heads)
                 for row, ab in zip(rows, ablations, strict=True)
             ]
         ).mean(0)
@@ -206,7 +208,8 @@ def sweep(
         file=sys.stderr,
     )  # fmt: skip
     for i, (row, ab) in enumerate(zip(rows, ablations, strict=True)):
-        effects = exact_effects(model, row, ab, chosen, metric=chosen_metric, bar=bar)
+        parts = {head: ab[k] for k, head in enumerate(all_heads)}
+        effects = exact_effects(model, row, parts, chosen, metric=chosen_metric, bar=bar)
         if isinstance(trace, Trace) and isinstance(chosen_metric, LogProb):
             per_token = torch.full((n_layers, n_heads, row.n_generated), math.nan)
         for (layer, head), (delta, tokens) in effects.items():
@@ -234,13 +237,14 @@ def sweep(
 def exact_effects(
     model: Model,
     trace: Trace,
-    ablation: Replacement,
+    ablation: Mapping[tuple[int, int], Intervention],
     heads: Sequence[tuple[int, int]],
     *,
     metric: Metric | MetricFn | str | None = None,
     bar: Any = None,
 ) -> dict[tuple[int, int], tuple[float, Tensor | None]]:
-    """The change in `metric` with each head in `heads` ablated alone (exact), and for the
+    """The change in `metric` with each head in `heads` ablated alone (exact: `ablation[head]`
+    is its ablation), and for the
     log-prob metric each generated token's part of it: the exact runner's jobs
     (`interp.interventions.runner.run_jobs`), one batch item per head of a layer."""
     chosen = as_metric(metric)
@@ -254,7 +258,7 @@ def exact_effects(
             LogProb.per_token(base_window, [trace], bound.start)[0].cpu() if logprob else None
         )
     order = [Head(int(layer), int(head)) for layer, head in heads]
-    jobs: list[tuple[int, Candidate]] = [(0, ablation.only([h])) for h in order]
+    jobs: list[tuple[int, Candidate]] = [(0, ablation[h]) for h in order]
     per_token: dict[int, Tensor] = {}
 
     def seen(group: list[int], window: Tensor) -> None:

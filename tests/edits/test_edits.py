@@ -14,7 +14,7 @@ from interp import metrics
 from interp.edits import Intervention, applying, edit, span
 from interp.errors import InvalidSettingError
 from interp.generation.generate import record_under
-from interp.interventions.ablation import Replacement
+from interp.interventions.ablation import replacing
 from interp.interventions.effect import forced_logits
 from interp.interventions.patching import pair_runs, patch
 from interp.interventions.replay import intervention_of, replay_hooks
@@ -167,9 +167,7 @@ def test_patching_a_run_corrupted_by_noise_uses_the_noised_baseline(tiny_llama):
         assert torch.isfinite(result[site].effect_normalized).all()
     # the clean residual restored at layer 0 at every position: all of the way back
     runs = pair_runs(tiny_llama, clean, corrupted, metric, "denoise")
-    whole = Replacement(
-        [(0, None)], "resample", {0: clean.activations["blocks.0.hook_resid_pre"]}, "", "resid"
-    )
+    whole = replacing("resid", [(0, None)], {0: clean.activations["blocks.0.hook_resid_pre"]})
     restored = run_jobs(
         tiny_llama, [(0, whole)], runs.targets, runs.cleans, metric, runs.target_windows
     )
@@ -192,8 +190,9 @@ def test_an_edit_after_the_patched_layer_is_replayed_by_the_exact_runner(tiny_ll
     corrupted = record_under(tiny_llama, clean, late)
     for pos in (0, clean.prompt_len - 1):
         value = clean.activations["blocks.0.hook_resid_pre"]
-        move = Replacement([(0, None)], "resample", {0: value}, "", "resid", [pos])
-        hooks = [*replay_hooks(tiny_llama, [corrupted]), *move.hooks(tiny_llama.device)]
+        move = replacing("resid", [(0, None)], {0: value}, positions=[pos])
+        own = applying.hooks(move, tiny_llama, [applying.Row.of(corrupted)])
+        hooks = [*replay_hooks(tiny_llama, [corrupted]), *own]
         logits = forced_logits(tiny_llama, [corrupted], hooks)[0]
         last = clean.prompt_len - 1
         full = float(logits[last, 40] - logits[last, 41]) - result.corrupted_metric

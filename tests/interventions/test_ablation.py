@@ -6,15 +6,18 @@ import torch
 from naive import naive_sweep
 
 import interp
+from interp.edits import applying
 from interp.errors import InvalidSettingError
 from interp.interventions import (
     MODES,
-    Replacement,
     ablate,
     ablation_effect,
+    ablation_parts,
+    attribution_estimate,
     first_divergence,
     make_ablation,
     regenerate,
+    replacing,
     sweep,
 )
 from interp.models import hooks as H
@@ -29,6 +32,11 @@ def all_heads(model):
     return [(layer, head) for layer in range(model.n_layers) for head in range(model.n_heads)]
 
 
+def hooks_of(model, trace, intervention):
+    """The intervention's own forward hooks on the trace's run (a full forward)."""
+    return applying.hooks(intervention, model, [applying.Row.of(trace)])
+
+
 def run_cache(model, trace, hooks):
     with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
         logits, cache = model.bridge.run_with_cache(trace.token_ids[None].to(model.device))
@@ -38,7 +46,7 @@ def run_cache(model, trace, hooks):
 def test_ablating_layer_l_leaves_earlier_activations_unchanged(tiny, recorded):
     ablation = make_ablation(tiny, recorded, [(1, 2)], "zero")
     clean_logits, clean = run_cache(tiny, recorded, [])
-    logits, ablated = run_cache(tiny, recorded, ablation.hooks(tiny.device))
+    logits, ablated = run_cache(tiny, recorded, hooks_of(tiny, recorded, ablation))
     for name in (H.resid_pre(0), H.z(0), H.pattern(0), H.resid_pre(1), H.pattern(1)):
         assert torch.equal(clean[name], ablated[name]), name
     assert torch.all(ablated[H.z(1)][0, :, 2] == 0)
@@ -55,7 +63,8 @@ def test_ablating_nothing_reproduces_the_baseline_exactly(tiny, recorded):
 @pytest.mark.parametrize("mode", MODES)
 def test_fast_sweep_equals_the_naive_loop(tiny, recorded, mode):
     exact = sweep(tiny, recorded, mode)
-    naive = naive_sweep(tiny, recorded, make_ablation(tiny, recorded, all_heads(tiny), mode))
+    parts = ablation_parts(tiny, recorded, all_heads(tiny), mode)
+    naive = naive_sweep(tiny, recorded, dict(zip(all_heads(tiny), parts, strict=True)))
     err = (exact.delta - naive).abs()
     assert torch.all((err <= 1e-3) | (err <= 1e-5 * naive.abs())), err.max()
     assert bool(exact.verified.all()) and exact.method == "exact"
@@ -80,13 +89,26 @@ def test_the_estimate_is_first_order_exact_for_a_tiny_change(tiny, recorded):
     clean_z = recorded.activations[H.z(1)].float()
     eps = 1e-3
     # z -> z + eps * (0 - z), position by position
-    from interp.interventions import attribution_estimate
-
-    small = Replacement([(1, 0)], "resample", {1: clean_z * (1 - eps)}, "a small step")
-
-    estimate = attribution_estimate(tiny, recorded, full)[1, 0] * eps
+    small = replacing("heads", [(1, 0)], {1: clean_z * (1 - eps)}, origin="a small step")
+    estimate = attribution_estimate(tiny, recorded, [full])[0] * eps
     exact = ablation_effect(tiny, recorded, small).delta_logprob_total
     assert abs(float(estimate) - exact) <= 0.05 * abs(exact) + 1e-6
+
+
+@pytest.mark.parametrize("site", ["blocks.1.hook_resid_pre", "blocks.0.hook_mlp_out"])
+def test_the_estimate_of_any_edit_is_its_first_order_term(tiny, recorded, site):
+    """A steering addition, not an ablation: its estimate, scaled down, against the exact
+    effect of the same small addition (a finite difference)."""
+    direction = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(3))
+    # the tiny models' residual stream is small and sharply curved: step 5e-4 of its norm
+    norm = float(recorded.activations[H.resid_pre(1)].norm(dim=-1).mean())
+    direction *= norm / float(direction.norm())
+    eps = 5e-4
+    estimate = attribution_estimate(tiny, recorded, [interp.edit(site, "add", vector=direction)])
+    small = interp.edit(site, "add", vector=direction, scale=eps)
+    exact = ablation_effect(tiny, recorded, small).delta_logprob_total
+    assert exact != 0.0
+    assert abs(float(estimate[0]) * eps - exact) <= 0.1 * abs(exact) + 1e-6
 
 
 def test_regeneration_without_ablation_equals_the_baseline(tiny, recorded):
@@ -101,7 +123,7 @@ def test_regeneration_draws_the_same_noise(tiny, recorded):
     # a small step from the clean z towards zero at every position (the trace covers them all)
     step = recorded.activations[H.z(1)].float() * 0.98
     step = torch.cat([step, step[-1:]])[: recorded.n_positions + 1]
-    small = Replacement([(1, 0)], "resample", {1: step}, "a small step towards zero")
+    small = replacing("heads", [(1, 0)], {1: step}, origin="a small step towards zero")
     effect = ablation_effect(tiny, recorded, small)
     assert 0 < float(effect.kl.max()) < 1e-3
     result = regenerate(tiny, recorded, small)
@@ -130,7 +152,7 @@ def test_first_divergence(tiny):
 def test_resample_source_covers_regeneration_positions(tiny, recorded):
     report = ablate(tiny, recorded, "L1H0", "resample", resample_text="Another text.")
     assert report.regeneration.ablated.n_generated >= 1
-    assert report.ablation.values[1].shape[0] >= recorded.prompt_len + 12
+    assert report.ablation.edits[0].params["values"].shape[0] >= recorded.prompt_len + 12
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,14 @@ import pytest
 import torch
 from conftest import reference
 from hf_reference import continuation_lp, hf_run, replacing
-from naive import naive_sweep
+from naive import naive_sweep, per_head
 
 import interp
 from interp import metrics
+from interp.edits import applying
 from interp.errors import InvalidSettingError
 from interp.interventions import ablation_effect, make_intervention, sweep
+from interp.interventions.effect import forced_logits
 
 SITES = ("heads", "resid", "attn-out", "mlp-out")
 
@@ -89,8 +91,8 @@ def test_positions_by_label_and_last_prompt_are_each_rows_own(tiny, runs):
     trace.meta = {"s2": 2}
     by_label = make_intervention(tiny, trace, [(1, 0)], "zero", positions="s2")
     last = make_intervention(tiny, trace, [(1, 0)], "zero", positions=["last_prompt", -1])
-    assert by_label.positions == [2]
-    assert last.positions == [trace.prompt_len - 1, trace.n_positions - 1]
+    assert by_label.edits[0].positions == (2,)
+    assert last.edits[0].positions == (trace.prompt_len - 1, trace.n_positions - 1)
     with pytest.raises(InvalidSettingError, match="no position 'io'"):
         make_intervention(tiny, trace, [(1, 0)], "zero", positions="io")
 
@@ -100,13 +102,10 @@ def test_regeneration_applies_a_layer_site_under_the_kv_cache(tiny, runs):
     intervention = make_intervention(tiny, trace, [(1, None)], "zero", site="mlp-out")
     again = interp.regenerate(tiny, trace, intervention).ablated
     # step by step under the KV cache, the edit gave the same log-probs as over the whole text
-    forced = interp.generate(
-        tiny,
-        again.token_ids[: again.prompt_len].tolist(),
-        continuation=again.continuation_ids,
-        fwd_hooks=intervention.hooks(tiny.device),
-    )
-    torch.testing.assert_close(forced.token_logprobs, again.token_logprobs, atol=1e-4, rtol=0)
+    hooks = applying.hooks(intervention, tiny, [applying.Row.of(again)])
+    logits = forced_logits(tiny, [again], hooks)[0]
+    forced = continuation_lp(again, logits.float())
+    torch.testing.assert_close(forced, again.token_logprobs, atol=1e-4, rtol=0)
 
 
 # ---- metrics --------------------------------------------------------------------------------
@@ -196,7 +195,7 @@ def test_the_sweep_by_any_metric_equals_the_naive_loop(tiny, runs, metric):
     trace, _, _ = runs
     exact = sweep(tiny, trace, "mean", metric=metric)
     heads = [(layer, head) for layer in range(tiny.n_layers) for head in range(tiny.n_heads)]
-    naive = naive_sweep(tiny, trace, make_intervention(tiny, trace, heads), metric)
+    naive = naive_sweep(tiny, trace, per_head(tiny, trace, heads), metric)
     torch.testing.assert_close(exact.delta, naive, atol=1e-5, rtol=1e-4)
     assert exact.metric == metric.label and exact.delta_per_token is None
     if isinstance(metric, metrics.KL):
@@ -232,8 +231,12 @@ def test_a_reference_mean_is_mode_mean_with_a_reference_set(tiny, runs):
         make_intervention(tiny, trace, [(0, 0)], "zero", reference=ref)
     with_ref = make_intervention(tiny, trace, [(0, 0)], "mean", reference=ref)
     plain = make_intervention(tiny, trace, [(0, 0)], "mean")
-    assert "reference rows" in with_ref.source and "of the trace" in plain.source
-    assert with_ref.dirname != plain.dirname  # never one directory for two sources
+    origin = [a.edits[0].params["origin"] for a in (with_ref, plain)]
+    assert "reference rows" in origin[0] and "of the trace" in origin[1]
+    from interp.interventions.ablation import ablation_dirname, reference_digest
+
+    named = ablation_dirname([(0, 0)], "mean", "heads", reference_digest(ref))
+    assert named != ablation_dirname([(0, 0)], "mean", "heads")  # one directory a source
     with pytest.raises(InvalidSettingError, match="at least as long"):
         make_intervention(tiny, other, [(0, 0)], "resample", source=ref[0])
     with pytest.raises(InvalidSettingError, match="takes"):

@@ -159,7 +159,7 @@ def test_the_triage_estimate_is_the_patchs_derivative_and_verifies_exactly(tiny,
     """The estimate against a central finite difference of exact patched runs, each value moved
     a little way from the corrupted run's towards the clean run's; the verified candidates
     against the exact patching."""
-    from interp.interventions import Replacement
+    from interp.interventions import replacing
     from interp.interventions.sites import activation
 
     clean, corrupted = pair
@@ -185,7 +185,7 @@ def test_the_triage_estimate_is_the_patchs_derivative_and_verifies_exactly(tiny,
 
         def moved(a, here=here, there=there, target=target, positions=positions, layer=layer):
             value = here + a * (there - here)
-            move = Replacement([target], "resample", {layer: value}, "", kind, positions)
+            move = replacing(kind, [target], {layer: value}, positions=positions)
             return ablation_effect(tiny, corrupted, move, metric=metric).ablated_metric
 
         slope = (moved(eps) - moved(-eps)) / (2 * eps)

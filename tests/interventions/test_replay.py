@@ -119,7 +119,8 @@ def test_paired_samples_of_a_noised_run_sample_both_sides_under_the_noise(tiny_l
         torch.testing.assert_close(pair.delta_logprob, moved - base, atol=2e-4, rtol=1e-4)
     rows = interp.generate(tiny_llama, [PROMPT, "A dog"], max_new_tokens=3, seed=1)
     pooled = interp.ablate(tiny_llama, rows, move, samples=2)  # a set: every row's pairs
-    assert len(pooled.effect.pairs) == 4 and pooled.effect.label == move.label
+    # a zero edit of whole heads reads as their ablation, labelled by its heads
+    assert len(pooled.effect.pairs) == 4 and pooled.effect.label == "L1H0,L1H1"
 
 
 def test_path_patching_into_the_logits_of_a_run_under_edits_equals_hugging_face(tiny_llama):

@@ -14,6 +14,7 @@ from interp.generation.generate import row_seed
 from interp.interventions import ablate, ablation_effect, make_ablation
 from interp.interventions.ablation_record import AblationRecord
 from interp.interventions.samples import control_targets, paired_samples
+from interp.models import hooks as H
 from interp.stats import bootstrap, median
 
 
@@ -23,13 +24,27 @@ def sampled(tiny):
 
 
 def test_with_nothing_ablated_every_pair_is_identical(tiny, sampled):
-    nothing = make_ablation(tiny, sampled, [(0, 0)], "zero").only([])
+    nothing = make_ablation(tiny, sampled, [], "zero")
     result = paired_samples(tiny, sampled, nothing, samples=5)
     stats = result.effect
     assert all(p.first_divergence is None for p in stats.pairs)
     assert stats.divergence_rate.value == 0 and stats.kl_mean.value == pytest.approx(0, abs=1e-6)
     assert stats.first_divergence_median.value == 10  # censored at the horizon
     assert len(result.greedy) == 1 and result.greedy[0].first_divergence is None
+
+
+def zero_heads(where):
+    """Plain forward hooks zeroing each (hook_z name, head) at every position."""
+
+    def hook_for(head):
+        def hook(x, hook):
+            x = x.clone()
+            x[:, :, head] = 0
+            return x
+
+        return hook
+
+    return [(name, hook_for(head)) for name, head in where]
 
 
 def test_pair_k_is_a_single_run_with_its_seed_and_its_kl_the_forced_effect(tiny, sampled):
@@ -42,9 +57,8 @@ def test_pair_k_is_a_single_run_with_its_seed_and_its_kl_the_forced_effect(tiny,
         seed = row_seed(5, k)
         assert pair.seed == seed
         base = interp.generate(tiny, prompt, seed=seed, **options)
-        moved = interp.generate(
-            tiny, prompt, seed=seed, fwd_hooks=ablation.hooks(tiny.device), **options
-        )
+        zeroed = [(H.z(0), 1), (H.z(1), 3)]  # the ablation by hand: a plain hook per head
+        moved = interp.generate(tiny, prompt, seed=seed, fwd_hooks=zero_heads(zeroed), **options)
         assert (pair.baseline_text, pair.ablated_text) == (base.continuation, moved.continuation)
         effect = ablation_effect(tiny, base, ablation)  # along this pair's baseline tokens
         torch.testing.assert_close(pair.kl, effect.kl.float(), atol=1e-5, rtol=1e-4)

@@ -110,13 +110,13 @@ def test_running_from_a_middle_layer_keeps_each_blocks_attention_kind(tiny_gemma
 
 
 def test_fast_sweep_equals_the_naive_loop(tiny_gemma, recorded):
-    from naive import naive_sweep
+    from naive import naive_sweep, per_head
 
-    from interp.interventions import make_ablation, sweep
+    from interp.interventions import sweep
 
     exact = sweep(tiny_gemma, recorded, "mean")
     heads = [(layer, head) for layer in range(3) for head in range(4)]
-    naive = naive_sweep(tiny_gemma, recorded, make_ablation(tiny_gemma, recorded, heads, "mean"))
+    naive = naive_sweep(tiny_gemma, recorded, per_head(tiny_gemma, recorded, heads, "mean"))
     torch.testing.assert_close(exact.delta, naive, atol=1e-4, rtol=1e-4)
 
 

@@ -96,14 +96,14 @@ def test_direct_logit_attribution_sums_to_the_logit_and_the_difference(gemma, ge
 
 
 def test_fast_sweep_equals_the_naive_loop_on_a_few_layers(gemma):
-    from naive import naive_sweep
+    from naive import naive_sweep, per_head
 
-    from interp.interventions import make_ablation, sweep
+    from interp.interventions import sweep
 
     short = interp.generate(gemma, PROMPT, max_new_tokens=6, seed=0)
     exact = sweep(gemma, short, "mean")
     heads = [(layer, head) for layer in (0, 5, 11, 17) for head in range(4)]  # 5, 11: full
-    naive = naive_sweep(gemma, short, make_ablation(gemma, short, heads, "mean"))
+    naive = naive_sweep(gemma, short, per_head(gemma, short, heads, "mean"))
     rows = [layer for layer, _ in heads[::4]]
     err = (exact.delta[rows] - naive[rows]).abs()
     assert torch.all((err <= 1e-3) | (err <= 1e-5 * naive[rows].abs())), float(err.max())

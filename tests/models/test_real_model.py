@@ -239,14 +239,14 @@ def test_direct_logit_attribution_sums_to_the_logit(smollm, smollm_hf, sampled):
 
 
 def test_fast_sweep_equals_the_naive_loop_on_the_embedded_model(smollm):
-    from naive import naive_sweep
+    from naive import naive_sweep, per_head
 
-    from interp.interventions import make_ablation, sweep
+    from interp.interventions import sweep
 
     short = interp.generate(smollm, PROMPT, max_new_tokens=8, seed=0)
     exact = sweep(smollm, short, "mean")
     heads = [(layer, head) for layer in range(30) for head in range(9)]
-    naive = naive_sweep(smollm, short, make_ablation(smollm, short, heads, "mean"))
+    naive = naive_sweep(smollm, short, per_head(smollm, short, heads, "mean"))
     err = (exact.delta - naive).abs()
     assert torch.all((err <= 1e-3) | (err <= 1e-5 * naive.abs())), float(err.max())
 

@@ -173,7 +173,7 @@ def test_mean_ablation_over_a_forced_continuation_uses_the_prompt_positions(tiny
     prompt_mean, all_mean = clean[:p].mean(0, keepdim=True), clean.mean(0, keepdim=True)
     assert not torch.allclose(prompt_mean, all_mean, atol=1e-4)  # the answer leaked in before
     ablation = make_intervention(tiny_llama, trace, [(layer, 2)], "mean")
-    assert f"the {p} prompt positions" in ablation.source
+    assert f"the {p} prompt positions" in ablation.edits[0].params["origin"]
     ours = ablation_effect(tiny_llama, trace, ablation).ablated_logprobs
     logits, _ = hf_run(
         hf, ids, "heads", layer, tiny_llama.n_heads, replacing("heads", prompt_mean, len(ids), 2)
