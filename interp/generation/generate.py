@@ -13,7 +13,7 @@ from typing_extensions import Unpack  # typing's from Python 3.11; requires-pyth
 
 from interp.edits import applying
 from interp.edits.value import Intervention
-from interp.errors import HookError, InvalidSettingError, TraceFormatError
+from interp.errors import HookError, InvalidSettingError
 from interp.generation import inputs
 from interp.generation.memory import check_memory, default_batch_size
 from interp.generation.recording import Progress, Row, run
@@ -21,7 +21,13 @@ from interp.generation.sampling import Sampler, SamplingConfig
 from interp.models import hooks as H
 from interp.models.engine import EngineName, HookFn, choose
 from interp.models.model import Model
-from interp.trace.trace import INTERVENTION_KEY, INTERVENTION_SPEC_KEY, GenerationSettings, Trace
+from interp.trace.trace import (
+    CALLABLE_KEY,
+    INTERVENTION_KEY,
+    INTERVENTION_SPEC_KEY,
+    GenerationSettings,
+    Trace,
+)
 from interp.trace.traceset import TraceSet
 
 DEFAULT_TOP_ALTERNATIVES = 5
@@ -107,7 +113,8 @@ def generate(
     - `hooks`: hook names to record (default: `interp.models.hooks.default_hooks`).
     - `fwd_hooks`: `(name or filter, fn)` pairs active during every forward (ablations);
       recorded activations and log-probs are those of the hooked model, and the trace says so
-      (`trace.intervention`): raw hooks cannot be replayed, so patching and sweeps refuse it.
+      (`trace.intervention_label`): raw hooks cannot be replayed, so patching and sweeps
+      refuse it.
     - `engine`: "auto" runs the Hugging Face modules directly where `interp.models.engine` knows the
       layout and the hooks (faster: no bridge overhead per module), else the TransformerLens
       bridge; "direct" insists (an error where it cannot); "bridge" always uses the bridge.
@@ -115,8 +122,9 @@ def generate(
     - `batch_size`: how many rows run at once (default: as many as fit comfortably in the
       memory available, at most 64); results do not depend on it.
     - `intervention`: an `interp.edits.Intervention` applied at every step (the prompt pass
-      and each new token), each row at its own positions; the trace keeps its serialised
-      form (`trace.intervention`, `provenance`), so consumers replay the run under it. A
+      and each new token), each row at its own positions; the trace keeps it
+      (`trace.intervention`; its serialised form in `provenance`, read back on load; a
+      callable edit is not saved), so consumers replay the run under it. A
       list gives each row its own (None: that row runs plain), so conditions share one batch.
     - `seeds`: each row's own seed (one per row, instead of those derived from `seed`), so a
       row can share its noise with a row of another batch: a steered run with its baseline.
@@ -316,8 +324,13 @@ def record_intervention(
     if not parts:
         return
     trace.provenance[INTERVENTION_KEY] = " + ".join(parts)
-    if intervention is not None and intervention.replayable and not raw_hooks:
+    if intervention is None or raw_hooks:
+        return
+    trace.intervention = intervention  # the value: consumers replay it, a callable too
+    if intervention.replayable:
         trace.provenance[INTERVENTION_SPEC_KEY] = json.dumps(intervention.to_json())
+    else:  # said on disk: read back, the run has no intervention to replay
+        trace.provenance[CALLABLE_KEY] = "true"
 
 
 def record_under(
@@ -332,13 +345,7 @@ def record_under(
     for row in rows:
         row.bind(model)
         row.require_plain("recording it again", replayed=True)
-        under = intervention
-        if row.intervention_spec is not None:
-            try:
-                own = json.loads(row.intervention_spec)
-            except ValueError:
-                raise TraceFormatError(f"the intervention of {row.origin} is not JSON") from None
-            under = Intervention.from_json(own, f"the intervention of {row.origin}") + under
+        under = intervention if row.intervention is None else row.intervention + intervention
         again = generate(
             model, row.token_ids[: row.prompt_len].tolist(), continuation=row.continuation_ids,
             hooks=row.hook_names, intervention=under, meta=row.meta,

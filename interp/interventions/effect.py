@@ -121,7 +121,9 @@ def ablation_effect(
         labels = [sites.label(described.site, t) for t in described.targets]
         named = (labels, described.mode, described.source, described.site)
     return AblationEffect(
-        heads=[] if isinstance(ablation, Intervention) else [Head(*h) for h in ablation.heads],
+        heads=[]
+        if described is None or described.site != "heads"
+        else [Head(layer, head) for layer, head in described.targets if head is not None],
         mode=named[1],
         source=named[2],
         baseline_logprobs=base,

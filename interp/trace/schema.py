@@ -4,6 +4,7 @@ names the file and the field, raised before any model is involved."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -11,7 +12,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from interp.errors import TraceFormatError
+from interp.edits.value import Intervention
+from interp.errors import InterpError, TraceFormatError
 from interp.models import hooks as H
 
 Kind = Literal["int", "float", "bool"]
@@ -145,3 +147,21 @@ def same_ids(summary: dict[str, Any], ids: Tensor, where: Path, steps: Path) -> 
                 f"{where}: field 'token_ids' ({len(listed)} ids) disagrees with {steps.name}'s "
                 f"token_ids ({ids.numel()} ids)"
             )
+
+
+def intervention(summary: dict[str, Any], where: Path) -> Intervention | None:
+    """The intervention a run was recorded under, read once from its provenance's JSON (None
+    for a plain run, and for raw hooks or a callable, which were not saved)."""
+    provenance = summary.get("provenance")
+    spec = provenance.get("intervention_spec") if isinstance(provenance, dict) else None
+    if spec is None:
+        return None
+    at = f"{where}: provenance.intervention_spec"
+    try:
+        value = json.loads(spec)
+    except (TypeError, ValueError):
+        raise TraceFormatError(f"{at} is not JSON") from None
+    try:
+        return Intervention.from_json(value, at)
+    except InterpError as exc:  # a field of it, or a dictionary it names, is unreadable
+        raise TraceFormatError(str(exc)) from None

@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.edits.value import Intervention
 from interp.errors import HookError, InvalidSettingError, ModelMismatchError, TraceFormatError
 from interp.files import atomic
 from interp.files.store import (
@@ -34,6 +35,7 @@ from interp.files.store import (
 )
 from interp.models.hooks import missing
 from interp.trace import schema
+from interp.trace.settings import GenerationSettings
 
 if TYPE_CHECKING:
     from transformer_lens import ActivationCache
@@ -43,19 +45,8 @@ if TYPE_CHECKING:
 STOP_REASONS = ("max_new_tokens", "eos", "forced")
 INTERVENTION_KEY = "intervention"  # provenance: what the run was recorded under
 INTERVENTION_SPEC_KEY = "intervention_spec"  # provenance: its serialised form, to replay it
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Everything that decides which tokens a run produces."""
-
-    max_new_tokens: int
-    temperature: float
-    top_k: int | None
-    top_p: float | None
-    seed: int | None
-    stop_at_eos: bool
-    continuation: str | None = None  # a forced (teacher-forced) continuation, if any
+CALLABLE_KEY = "intervention_callable"  # provenance: it held a callable, which is not saved
+__all__ = ["GenerationSettings", "Trace"]
 
 
 @dataclass(eq=False)
@@ -85,6 +76,9 @@ class Trace:
     meta: dict[str, Any] = field(default_factory=dict)  # a prompts file's other fields (JSONL)
     origin: str = ""  # where the prompt came from ("prompts.jsonl:7"), for error messages
     model: Model | None = field(default=None, repr=False)
+    # what the run was recorded under, as a value (read once from its JSON when loaded); a
+    # callable edit's holds in this process only
+    intervention: Intervention | None = field(default=None, repr=False)
 
     # ---- views -------------------------------------------------------------------------
 
@@ -132,27 +126,29 @@ class Trace:
             )
 
     @property
-    def intervention(self) -> str | None:
-        """What the run was recorded under (raw `fwd_hooks`, an ablation), None for the plain
-        model: `provenance["intervention"]`."""
+    def intervention_label(self) -> str | None:
+        """What the run was recorded under, in words (an intervention's label, raw
+        `fwd_hooks`), None for the plain model: `provenance["intervention"]`."""
         return self.provenance.get(INTERVENTION_KEY)
-
-    @property
-    def intervention_spec(self) -> str | None:
-        """The serialised intervention the run was recorded under (JSON), where it can be
-        replayed (not raw hooks, not a callable)."""
-        return self.provenance.get(INTERVENTION_SPEC_KEY)
 
     def require_plain(self, purpose: str, *, replayed: bool = False) -> None:
         """Refuse a run recorded under hooks or an intervention for `purpose`, which would
         compute its baselines on the plain model while starting from (or comparing with) the
         recorded activations: the numbers would be silently wrong. `replayed`: `purpose`
-        replays a serialised intervention, so only raw hooks and callables are refused."""
-        if self.intervention is None or (replayed and self.intervention_spec is not None):
+        replays the run's `intervention`, so only what it cannot replay is refused (raw
+        hooks, and a callable edit read back from disk, where it was not saved)."""
+        label = self.intervention_label
+        if label is None or (replayed and self.intervention is not None):
             return
         where = self.origin or repr(self.prompt[:40])
+        if replayed and self.provenance.get(CALLABLE_KEY):
+            raise InvalidSettingError(
+                f"the run of {where} was recorded under {label}, which held a callable: it "
+                f"is not saved with the run, so {purpose} can replay it only in the process "
+                "that recorded it"
+            )
         raise InvalidSettingError(
-            f"the run of {where} was recorded under {self.intervention}, which {purpose} "
+            f"the run of {where} was recorded under {label}, which {purpose} "
             "cannot replay: its baselines would come from the plain model; record the run "
             "without it" + (" or under an interp.edits intervention" if replayed else "")
         )
@@ -337,6 +333,7 @@ class Trace:
             provenance=schema.mapping(summary, "provenance", str, where),
             meta=schema.field(summary, "meta", dict, where) if "meta" in summary else {},
             origin=schema.field(summary, "origin", str, where) if "origin" in summary else "",
+            intervention=schema.intervention(summary, where),
         )
 
 

@@ -143,7 +143,8 @@ def test_a_noised_run_replays_identically_and_the_same_seed_gives_the_same_noise
     # saved, loaded, and run again teacher-forced: the recorded log-probs come back
     saved = first.save(tmp_path / "noised")
     back = Trace.load(saved, tiny_llama)
-    assert back.intervention == first.intervention and intervention_of(back) is not None
+    assert back.intervention_label == first.intervention_label
+    assert back.intervention.to_json() == first.intervention.to_json()  # read once, a value
     logits = forced_logits(tiny_llama, [back], replay_hooks(tiny_llama, [back]))[0]
     lp = logits[back.prompt_len - 1 : -1].float().log_softmax(-1)
     replayed = lp.gather(-1, back.token_ids[back.prompt_len :, None])[:, 0]
@@ -264,7 +265,9 @@ def test_an_edit_checked_against_the_model(tiny_llama):
         )
 
 
-def test_the_serialised_form_round_trips_and_a_callable_is_not_replayed(tiny_llama):
+def test_the_serialised_form_round_trips_and_a_callable_replays_in_the_process(
+    tiny_llama, tmp_path
+):
     change = edit(
         "blocks.0.attn.hook_z",
         "add",
@@ -281,10 +284,23 @@ def test_the_serialised_form_round_trips_and_a_callable_is_not_replayed(tiny_lla
     trace = interp.generate(
         tiny_llama, PROMPT, max_new_tokens=1, temperature=0, intervention=edit("hook_embed", halve)
     )
-    assert trace.intervention == "halve hook_embed" and trace.intervention_spec is None
+    assert trace.intervention_label == "halve hook_embed"
+    assert "intervention_spec" not in trace.provenance  # a callable has no serialised form
+    # in this process it runs wherever a built-in edit does: the same as a scale of 0.5
     clean = interp.generate(tiny_llama, PROMPT, max_new_tokens=1, temperature=0)
-    with pytest.raises(InvalidSettingError, match="recorded under halve hook_embed"):
-        patch(tiny_llama, clean, trace, metric=metrics.logit_diff(40, 41))
+    metric = metrics.logit_diff(40, 41)
+    by_callable = patch(tiny_llama, clean, edit("hook_embed", halve), metric=metric)
+    built_in = patch(tiny_llama, clean, edit("hook_embed", "scale", factor=0.5), metric=metric)
+    assert by_callable.corrupted_metric == pytest.approx(built_in.corrupted_metric, abs=1e-6)
+    torch.testing.assert_close(by_callable["heads"].effect, built_in["heads"].effect)
+    assert patch(tiny_llama, clean, trace, metric=metric).corrupted_metric == pytest.approx(
+        built_in.corrupted_metric, abs=1e-6
+    )
+    # read back from disk it is not there to replay, and patching says so
+    back = Trace.load(trace.save(tmp_path / "halved"), tiny_llama)
+    assert back.intervention is None and back.intervention_label == "halve hook_embed"
+    with pytest.raises(InvalidSettingError, match="held a callable"):
+        patch(tiny_llama, clean, back, metric=metric)
 
 
 def test_a_window_patch_equals_hugging_face_by_hand(tiny_llama):
@@ -360,7 +376,7 @@ def test_the_cli_patches_under_noise_and_records_under_an_intervention_file(
         == 0
     )
     recorded = Trace.load(out, tiny_llama)
-    assert recorded.intervention == "scale blocks.1.hook_resid_pre at generated"
+    assert recorded.intervention_label == "scale blocks.1.hook_resid_pre at generated"
     assert intervention_of(recorded).to_json() == json.loads(spec.read_text())
     clean = tmp_path / "clean"
     assert cli.main(["generate", PROMPT, "--continuation", " Paris", "--out", str(clean)]) == 0

@@ -95,8 +95,8 @@ def test_an_ablation_of_a_noised_run_and_its_regeneration_are_under_the_noise(ti
     assert report.effect.baseline_metric == pytest.approx(base, abs=2e-4)
     assert report.effect.ablated_metric == pytest.approx(moved, abs=2e-4)
     regenerated = report.regeneration.ablated
-    assert regenerated.intervention_spec is not None  # the noise and the ablation: replayable
-    assert "under noise hook_embed" in regenerated.intervention
+    assert regenerated.intervention is not None  # the noise and the ablation: replayable
+    assert "under noise hook_embed" in regenerated.intervention_label
     embed_r = noised_embeddings(hf, NOISE, regenerated, SEED)
     by_hand = continuation_lp(regenerated, hf_forward(hf, regenerated.token_ids, [embed_r], [zero]))
     torch.testing.assert_close(regenerated.token_logprobs, by_hand, atol=2e-4, rtol=1e-4)
@@ -202,7 +202,7 @@ def test_an_ablated_regeneration_is_replayed_when_patched(tiny_llama, tmp_path):
         tiny_llama, trace, trace.save(tmp_path / "t"), [(1, 2)], "mean"
     )
     ablated = Trace.load(out, tiny_llama)
-    assert ablated.intervention == "a mean ablation of L1H2"
+    assert ablated.intervention_label == "a mean ablation of L1H2"
     metric = metrics.logit_diff(A, D)
     result = interp.patch(tiny_llama, trace, ablated, metric=metric)
     hf = reference(tiny_llama)
@@ -294,7 +294,7 @@ def test_the_cli_ablates_and_sweeps_under_an_intervention_file(
     assert f"under {NOISE.label}" in capsys.readouterr().out
     under = out / "interventions" / f"intervention-{NOISE.digest()}"
     again = Trace.load(under, tiny_llama)
-    assert again.intervention_spec == json.dumps(NOISE.to_json())
+    assert again.intervention.to_json() == NOISE.to_json()
     assert again.token_ids.tolist() == trace.token_ids.tolist()
     saved = SweepResult.load(under)
     torch.testing.assert_close(saved.delta, sweep(tiny_llama, again, "zero").delta)

@@ -71,9 +71,10 @@ def test_a_run_recorded_under_hooks_is_refused_by_every_replaying_consumer(
     true = float(logits[clean.prompt_len - 1, 40] - logits[clean.prompt_len - 1, 41])
     assert abs(true - plain) > 1e-2  # the baseline that was silently wrong
 
-    assert "raw fwd_hooks on hook_embed" in corrupted.intervention
+    assert "raw fwd_hooks on hook_embed" in corrupted.intervention_label
+    assert corrupted.intervention is None  # raw hooks: nothing to replay
     saved = corrupted.save(tmp_path / "corrupted")
-    assert Trace.load(saved).intervention == corrupted.intervention  # kept on disk
+    assert Trace.load(saved).intervention_label == corrupted.intervention_label  # on disk
     for run in (
         lambda: patch(tiny_llama, clean, corrupted, metric=metric),
         lambda: patch(tiny_llama, clean, Trace.load(saved, tiny_llama), metric=metric),
