@@ -112,6 +112,6 @@ def test_parse_label_left_the_top_level_and_says_where_it_went():
     from interp.models.heads import Head, parse_label
 
     assert "parse_label" not in interp.__all__
-    with pytest.raises(AttributeError, match=r"interp\.heads\.parse_label"):
+    with pytest.raises(AttributeError, match=r"interp\.models\.heads\.parse_label"):
         interp.parse_label  # noqa: B018
     assert parse_label("L23H3") == Head(23, 3)

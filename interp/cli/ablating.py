@@ -307,8 +307,8 @@ def _own_intervention(args: argparse.Namespace) -> Any:
 
 def _check_ablation(args: argparse.Namespace) -> tuple[Any, Any]:
     """The metric (parsed) and the mode, checked before any model loads."""
+    from interp import inputs
     from interp.errors import InvalidSettingError
-    from interp.generation import inputs
     from interp.interventions import metrics
 
     if args.resample_text is not None:

@@ -62,8 +62,8 @@ def recorded(args: argparse.Namespace) -> Iterator[tuple[Any, Any, Path]]:
 
 def _check_generation(args: argparse.Namespace) -> Path:
     """Every generation option that can be checked without the model; the output path."""
+    from interp import inputs
     from interp.errors import InvalidSettingError
-    from interp.generation import inputs
     from interp.generation.prompts import read_prompts
     from interp.generation.sampling import SamplingConfig
 

@@ -83,9 +83,9 @@ def add_steering_parser(sub: Any) -> None:
 
 
 def cmd_steer(args: argparse.Namespace) -> int:
+    from interp import inputs
     from interp.errors import InvalidSettingError
     from interp.files.atomic import exclusive
-    from interp.generation import inputs
     from interp.generation.prompts import read_prompts
     from interp.report.steering import check_steering_dir, write_steering
     from interp.steering import SteeringVector, steer_eval, steering_vector

@@ -22,9 +22,9 @@ from typing import Any, Literal, cast, get_args
 import torch
 from torch import Tensor
 
+from interp import inputs
 from interp.edits import feature_op, sources
 from interp.errors import InvalidSettingError
-from interp.generation import inputs
 
 Op = Literal[
     "zero", "scale", "add", "project", "set", "noise", "mean", "resample", "patch", "feature"

@@ -11,10 +11,10 @@ from typing import Any, Literal, TypedDict, overload
 
 from typing_extensions import Unpack  # typing's from Python 3.11; requires-python is 3.10
 
+from interp import inputs
 from interp.edits import applying
 from interp.edits.value import Intervention
 from interp.errors import HookError, InvalidSettingError
-from interp.generation import inputs
 from interp.generation.memory import check_memory, default_batch_size
 from interp.generation.recording import Progress, Row, run
 from interp.generation.sampling import Sampler, SamplingConfig

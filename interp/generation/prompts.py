@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interp import inputs
 from interp.errors import InvalidSettingError
-from interp.generation import inputs
 
 MAX_BYTES = 64 << 20
 MAX_DEPTH = 32  # of nested arrays and objects in a line's fields

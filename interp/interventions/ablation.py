@@ -23,9 +23,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from interp import inputs
 from interp.edits.value import Edit, Intervention
 from interp.errors import InvalidSettingError
-from interp.generation import inputs
 from interp.interventions import sites
 from interp.interventions.sites import Site, Target
 from interp.models.model import Model

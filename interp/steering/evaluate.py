@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import torch
 
+from interp import inputs
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.generation import inputs
 from interp.generation.generate import generate, row_seed
 from interp.interventions.effect import forced_logits, logits_of
 from interp.interventions.regenerate import first_divergence

@@ -15,8 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from interp import inputs
 from interp.errors import InvalidSettingError
-from interp.generation import inputs
 from interp.generation.generate import generate
 from interp.models.model import Model
 from interp.models.provenance import provenance

@@ -118,7 +118,7 @@ def test_the_progress_bar_counts_rows_over_every_batch(tiny, capsys):
 
 @pytest.mark.browser
 def test_a_set_report_and_its_row_pages_render_offline_in_chromium(tiny_llama, tmp_path):
-    from test_report import assert_renders
+    from browser import assert_renders
 
     rows = interp.generate(tiny_llama, PROMPTS, max_new_tokens=4, seed=1)
     out = rows.save(tmp_path / "set")

@@ -91,9 +91,9 @@ def test_a_ten_digit_position_is_past_the_run(clean_run, capsys, tiny_model):
 def test_a_planted_checkpoint_is_refused_without_running_it(
     tmp_path, capsys, tiny_model, monkeypatch
 ):
-    from test_hostile_inputs import Planted, _tiny_corpus
+    from fakes import Planted, tiny_corpus
 
-    _tiny_corpus(monkeypatch)
+    tiny_corpus(monkeypatch)
     out, marker = tmp_path / "sae", tmp_path / "PWNED"
     argv = ["train-dictionary", "--hook", "blocks.1.hook_resid_post", "--width", 16, "--k", 2]
     argv += ["--tokens", 200, "--out", out]
@@ -151,9 +151,9 @@ def _steer(tmp_path, *extra):
     ],
 )
 def test_steer_settings_are_refused_before_the_model(tmp_path, capsys, no_model, extra, words):
-    from test_hostile_inputs import _vector_file
+    from fakes import vector_file
 
-    vector = _vector_file(tmp_path / "v.safetensors", torch.ones(32))
+    vector = vector_file(tmp_path / "v.safetensors", torch.ones(32))
     code, _, err = run_cli(_steer(tmp_path, "--vector", vector, *extra), capsys)
     refused(code, err, words)
     assert not (tmp_path / "out").exists()
@@ -169,9 +169,9 @@ def test_steer_settings_are_refused_before_the_model(tmp_path, capsys, no_model,
 def test_a_steering_vector_record_is_checked_before_the_model(
     tmp_path, capsys, no_model, vector, record, words
 ):
-    from test_hostile_inputs import _vector_file
+    from fakes import vector_file
 
-    file = _vector_file(tmp_path / "v.safetensors", vector, **record)
+    file = vector_file(tmp_path / "v.safetensors", vector, **record)
     code, _, err = run_cli(_steer(tmp_path, "--vector", file), capsys)
     refused(code, err, words)
     assert not (tmp_path / "out").exists()

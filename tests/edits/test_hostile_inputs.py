@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from safetensors.torch import save, save_file
-from test_feature_reading import random_dictionary
+from fakes import Planted, random_dictionary, tiny_corpus, vector_file
+from safetensors.torch import save_file
 
 import interp
 from interp.dictionaries.files import check, load_dictionary, same_model
@@ -22,7 +22,6 @@ from interp.errors import (
     ModelMismatchError,
     TraceFormatError,
 )
-from interp.features import harvest
 from interp.features.topk import TopKTrainer, TrainSettings
 from interp.features.train import checkpoint_path, read_checkpoint, train_dictionary
 from interp.generation.generate import record_under
@@ -170,7 +169,7 @@ def test_the_corrupted_side_runs_the_clean_runs_own_intervention_first(tiny_llam
     torch.testing.assert_close(again.activations[SITE], by_hand.activations[SITE])
     torch.testing.assert_close(again.token_logprobs, by_hand.token_logprobs)
     assert not torch.allclose(again.token_logprobs, plain_noised.token_logprobs)
-    assert again.intervention == by_hand.intervention
+    assert again.intervention_label == by_hand.intervention_label
     metric = "logprob"
     result = patch(tiny_llama, clean, noise, sites=["heads"], metric=metric)
     want = interp.evaluate(tiny_llama, by_hand, metric).mean
@@ -183,24 +182,8 @@ def test_the_corrupted_side_runs_the_clean_runs_own_intervention_first(tiny_llam
 # ---- training checkpoints, dictionaries, steering vectors, path patching --------------------
 
 
-class Planted:
-    """A pickle that runs code when unpickled: it creates `path`."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (Path(self.path),))
-
-
-def _tiny_corpus(monkeypatch):
-    g = torch.Generator().manual_seed(0)
-    tokens = torch.randint(1, 300, (6000,), generator=g)
-    monkeypatch.setattr(harvest, "corpus_tokens", lambda model, split: tokens)
-
-
 def test_a_checkpoint_is_read_without_running_code(tiny_llama, tmp_path, monkeypatch):
-    _tiny_corpus(monkeypatch)
+    tiny_corpus(monkeypatch)
     out, hook = tmp_path / "sae", "blocks.1.hook_resid_post"
     kwargs = dict(width=16, k=2, tokens=4 * 4 * 15, context=16, chunk_windows=4)
     assert train_dictionary(tiny_llama, hook, out, stop_after_chunks=1, **kwargs) == []
@@ -269,16 +252,9 @@ def test_a_dictionary_of_another_model_is_refused(tiny_llama, tmp_path, unchecke
     assert same_model("SmolLM2-135M", smollm) and not same_model("gpt2", smollm)
 
 
-def _vector_file(path, vector, **record):
-    base = {"layer": 0, "model_name": "tiny-llama", "method": "diffmean", "resid_norm": 2.0}
-    meta = {"interp_steering_vector": json.dumps({**base, **record})}
-    path.write_bytes(save({"vector": vector}, metadata=meta))
-    return path
-
-
 @pytest.mark.parametrize("resid_norm", [-1.0, 0.0, "2", float("inf")])
 def test_a_steering_record_with_a_bad_resid_norm_is_refused(tmp_path, resid_norm, unchecked):
-    file = _vector_file(tmp_path / "v.safetensors", torch.ones(32), resid_norm=resid_norm)
+    file = vector_file(tmp_path / "v.safetensors", torch.ones(32), resid_norm=resid_norm)
     with pytest.raises(TraceFormatError, match="resid_norm must be a finite number above 0"):
         SteeringVector.load(file)
 
@@ -287,7 +263,7 @@ def test_a_zero_steering_vector_is_refused_and_a_huge_ones_norm_is_exact(tiny_ll
     with pytest.raises(InvalidSettingError, match="zero"):
         SteeringVector.given(tiny_llama, torch.zeros(tiny_llama.d_model), 0)
     with pytest.raises(TraceFormatError, match="zero"):
-        SteeringVector.load(_vector_file(tmp_path / "z.safetensors", torch.zeros(32)))
+        SteeringVector.load(vector_file(tmp_path / "z.safetensors", torch.zeros(32)))
     huge = SteeringVector(torch.full((32,), 1e20), 0, "tiny-llama", "diffmean", resid_norm=2.0)
     assert huge.norm == pytest.approx(1e20 * math.sqrt(32))  # by hand; float32 overflows
     assert huge.step("resid") == pytest.approx(2.0 / (1e20 * math.sqrt(32)))

@@ -11,6 +11,7 @@ import json
 import pytest
 import torch
 from browser import assert_renders
+from fakes import random_dictionary
 
 import interp
 from interp.features import (
@@ -24,16 +25,6 @@ from interp.features import (
     trace_features,
 )
 from interp.features.reading import forward_values, hook_values
-
-
-def random_dictionary(model, hook, width=64, k=6, seed=0, activation="topk"):
-    g = torch.Generator().manual_seed(seed)
-    d = model.d_model
-    return Dictionary(
-        torch.randn(d, width, generator=g) / d**0.5, torch.randn(width, generator=g) * 0.1,
-        torch.randn(width, d, generator=g) / d**0.5, torch.randn(d, generator=g) * 0.1,
-        activation, hook, k=k if activation == "topk" else None,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

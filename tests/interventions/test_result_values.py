@@ -136,7 +136,11 @@ def test_an_ablations_heads_are_heads_and_its_targets_their_labels(tiny_llama, t
         assert effect.targets == ["L0H1", "L1H2"]
     edits = interp.ablation(tiny_llama, trace, "L0H1", "zero")
     effect = interp.ablate(tiny_llama, trace, edits, regenerate_text=False).effect
-    assert effect.heads == [] and effect.targets == [e.label for e in edits.edits]
+    # an ablation given as edits reads as one: its heads, labelled as the spec's are
+    assert effect.heads == [Head(0, 1)] and effect.targets == ["L0H1"]
+    scaled = interp.edit("blocks.0.attn.hook_z", "scale", factor=0.5, heads=[1])
+    effect = interp.ablate(tiny_llama, trace, scaled, regenerate_text=False).effect
+    assert effect.heads == [] and effect.targets == [e.label for e in scaled.edits]
     report = interp.ablate(tiny_llama, trace, "L1H2,L0H1", "zero", regenerate_text=False)
     summary = report.summary()
     assert summary["heads"] == ["L0H1", "L1H2"] and "targets" not in summary  # labels on disk
