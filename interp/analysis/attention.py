@@ -16,7 +16,7 @@ from torch import Tensor
 
 from interp.analysis.stats import mean_and_se
 from interp.errors import InvalidSettingError
-from interp.generation.generate import resolve_hooks
+from interp.generation.arguments import resolve_hooks
 from interp.models import hooks as H
 from interp.models.engine import EngineName, choose
 from interp.models.heads import Head, rank_heads

@@ -12,13 +12,12 @@ from typing import Any, Literal, TypedDict, overload
 from typing_extensions import Unpack  # typing's from Python 3.11; requires-python is 3.10
 
 from interp import inputs
-from interp.edits import applying
 from interp.edits.value import Intervention
-from interp.errors import HookError, InvalidSettingError
+from interp.errors import InvalidSettingError
+from interp.generation import arguments
 from interp.generation.memory import check_memory, default_batch_size
 from interp.generation.recording import Progress, Row, run
 from interp.generation.sampling import Sampler, SamplingConfig
-from interp.models import hooks as H
 from interp.models.engine import EngineName, HookFn, choose
 from interp.models.model import Model
 from interp.trace.trace import (
@@ -137,19 +136,21 @@ def generate(
         raise InvalidSettingError(f"top_alternatives must be >= 1, got {top_alternatives}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise InvalidSettingError(f"num_samples must be an integer >= 1, got {num_samples}")
-    one = _is_one_prompt(prompt)
+    one = arguments.is_one_prompt(prompt)
     single = one and num_samples == 1
     prompts: list[Any] = [prompt] if one else list(prompt)
     if not prompts:
         raise InvalidSettingError("the batch of prompts is empty")
-    forced_all = _forced_continuations(model, continuation, len(prompts), single, num_samples)
+    forced_all = arguments.forced_continuations(
+        model, continuation, len(prompts), single, num_samples
+    )
     if forced_all is None and max_new_tokens < 1:
         raise InvalidSettingError(f"max-new-tokens must be >= 1, got {max_new_tokens}")
     base = secrets.randbits(31) if seed is None else seed
-    encoded = [_prompt_ids(model, text) for text in prompts]
-    metas = _metas(meta, len(prompts), one)
-    names, user_hooks = resolve_hooks(model, hooks, fwd_hooks)
-    per_row = _per_row(model, intervention, len(prompts) * num_samples)
+    encoded = [arguments.prompt_ids(model, text) for text in prompts]
+    metas = arguments.metas(meta, len(prompts), one)
+    names, user_hooks = arguments.resolve_hooks(model, hooks, fwd_hooks)
+    per_row = arguments.per_row(model, intervention, len(prompts) * num_samples)
     row_seeds = inputs.seeds(seeds, len(prompts) * num_samples, forced_all is not None)
     new = (
         [len(f) for f in forced_all] if forced_all is not None else [max_new_tokens] * len(prompts)
@@ -205,112 +206,10 @@ def generate(
     return traces[0] if single else TraceSet(traces)
 
 
-def _per_row(model: Model, intervention: Any, n: int) -> list[Intervention | None]:
-    """Each row's intervention (one for all, or one per row), checked."""
-    items = intervention if isinstance(intervention, (list, tuple)) else [intervention] * n
-    if len(items) != n:
-        raise InvalidSettingError(
-            f"a list of interventions has one per row ({n}), got {len(items)}"
-        )
-    for item in dict.fromkeys(items):
-        if item is not None and not isinstance(item, Intervention):
-            raise InvalidSettingError(
-                f"intervention must be an interp.edits.Intervention, got {type(item).__name__}"
-            )
-        if item is not None:
-            applying.check(item, model)
-    return list(items)
-
-
-def _metas(meta: Any, n: int, one: bool) -> list[dict[str, Any]]:
-    """One dict of fields per prompt, checked."""
-    if meta is None:
-        return [{} for _ in range(n)]
-    items = [meta] if one and isinstance(meta, dict) else meta
-    if isinstance(items, dict) or not isinstance(items, Sequence) or len(items) != n:
-        raise InvalidSettingError(f"meta must be one dict of fields per prompt ({n})")
-    if not all(isinstance(item, dict) for item in items):
-        raise InvalidSettingError("meta must be one dict of fields per prompt")
-    return list(items)
-
-
 def row_seed(seed: int, row: int) -> int:
     """Row `row`'s seed in a batch run with `seed`: deterministic, different for every row."""
     digest = hashlib.sha256(f"interp-row-seed:{seed}:{row}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-def _is_one_prompt(prompt: Any) -> bool:
-    """A string, or a flat sequence of token ids (a batch is a list of those)."""
-    if isinstance(prompt, str):
-        return True
-    if hasattr(prompt, "dim"):
-        return bool(prompt.dim() <= 1)
-    if isinstance(prompt, (bytes, bytearray)) or not isinstance(prompt, Sequence):
-        return True  # not a batch: `_prompt_ids` says what is wrong with it
-    return not any(isinstance(p, (str, Sequence)) or hasattr(p, "dim") for p in prompt)
-
-
-def _forced_continuations(
-    model: Model, continuation: Any, n_prompts: int, single: bool, num_samples: int
-) -> list[list[int]] | None:
-    if continuation is None:
-        return None
-    if num_samples > 1:
-        raise InvalidSettingError(
-            "num_samples > 1 with a forced continuation: a forced continuation has one sample"
-        )
-    if single:
-        return [_continuation_ids(model, continuation)]
-    if _is_one_prompt(continuation) or len(continuation) != n_prompts:
-        raise InvalidSettingError(
-            f"a batch of {n_prompts} prompts takes a list of {n_prompts} continuations"
-        )
-    return [_continuation_ids(model, c) for c in continuation]
-
-
-def _prompt_ids(model: Model, prompt: str | Sequence[int]) -> tuple[list[int], str]:
-    if isinstance(prompt, str):
-        text = inputs.text(prompt, "the prompt")
-        ids = model.encode(text)
-    else:
-        ids = inputs.token_ids(prompt, "prompt", model.d_vocab)
-        text = model.decode(ids)
-    if not ids:
-        raise InvalidSettingError("the prompt tokenises to no tokens")
-    return ids, text
-
-
-def _continuation_ids(model: Model, continuation: str | Sequence[int]) -> list[int]:
-    if isinstance(continuation, str):
-        text = inputs.text(continuation, "the forced continuation", blank_ok=True)
-        ids = model.encode(text, add_special_tokens=False)
-    else:
-        ids = inputs.token_ids(continuation, "continuation", model.d_vocab)
-    if not ids:
-        raise InvalidSettingError("the forced continuation tokenises to no tokens")
-    return ids
-
-
-def resolve_hooks(
-    model: Model,
-    hooks: Sequence[str] | None,
-    fwd_hooks: Sequence[tuple[str | Callable[[str], bool], HookFn]],
-) -> tuple[list[str], list[tuple[str, HookFn]]]:
-    """The hook names to record, and the user's `(name or filter, fn)` pairs as `(name, fn)`
-    pairs, all checked against the bridge's hook names (read once: TL rebuilds the dict)."""
-    available = model.bridge.hook_dict
-    names = H.default_hooks(model.n_layers) if hooks is None else list(dict.fromkeys(hooks))
-    user: list[tuple[str, HookFn]] = []
-    for target, fn in fwd_hooks:
-        if isinstance(target, str):
-            user.append((target, fn))
-        else:
-            user += [(name, fn) for name in available if target(name)]
-    unknown = [n for n in [*names, *(name for name, _ in user)] if n not in available]
-    if unknown:
-        raise HookError(f"{model.name} has no hook named {unknown[0]!r}")
-    return names, user
 
 
 def record_intervention(
@@ -347,9 +246,13 @@ def record_under(
         row.require_plain("recording it again", replayed=True)
         under = intervention if row.intervention is None else row.intervention + intervention
         again = generate(
-            model, row.token_ids[: row.prompt_len].tolist(), continuation=row.continuation_ids,
-            hooks=row.hook_names, intervention=under, meta=row.meta,
-        )  # fmt: skip
+            model,
+            row.token_ids[: row.prompt_len].tolist(),
+            continuation=row.continuation_ids,
+            hooks=row.hook_names,
+            intervention=under,
+            meta=row.meta,
+        )
         again.prompt, again.meta, again.origin = row.prompt, dict(row.meta), row.origin
         out.append(again)
     return out[0] if isinstance(runs, Trace) else TraceSet(out)

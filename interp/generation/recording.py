@@ -51,9 +51,12 @@ class Progress:
     def __init__(self, rows: list[Row], enabled: bool) -> None:
         self.rows, self.done = len(rows), 0
         self.bar = tqdm(
-            total=sum(r.settings.max_new_tokens for r in rows), desc="generating", unit="tok",
-            disable=not enabled, file=sys.stderr,
-        )  # fmt: skip
+            total=sum(r.settings.max_new_tokens for r in rows),
+            desc="generating",
+            unit="tok",
+            disable=not enabled,
+            file=sys.stderr,
+        )
 
     def tokens(self, n: int) -> None:
         self.bar.update(n)
@@ -199,9 +202,13 @@ def _edit_row(model: Model, row: Row, width: int) -> applying.Row:
     """What an intervention's positions resolve against in a row of this batch."""
     n, where = len(row.prompt_ids), f"the row of {row.prompt_text[:40]!r}"
     return applying.Row(
-        n, model.token_strs(row.prompt_ids), n + row.settings.max_new_tokens, width - n,
-        row.meta, where,
-    )  # fmt: skip
+        n,
+        model.token_strs(row.prompt_ids),
+        n + row.settings.max_new_tokens,
+        width - n,
+        row.meta,
+        where,
+    )
 
 
 def _forced(forced: list[int] | None, step: int) -> int:

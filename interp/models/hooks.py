@@ -63,9 +63,13 @@ def is_query_key(name: str) -> bool:
 
 
 _RESIDUAL_SUFFIXES = (
-    "hook_embed", "hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",
+    "hook_embed",
+    "hook_resid_pre",
+    "hook_resid_mid",
+    "hook_resid_post",
+    "hook_attn_out",
     "hook_mlp_out",
-)  # fmt: skip
+)
 
 
 def widths(name: str, n_heads: int, d_head: int, d_model: int) -> list[int] | None:
