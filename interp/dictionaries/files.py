@@ -24,10 +24,14 @@ CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 GS_CFG, GS_WEIGHTS = "config.json", "params.safetensors"
 SAELENS_VERSION = "6.12.1"  # the version whose format this follows
 _ARCHITECTURES = {
-    "standard": ("relu", False), "relu": ("relu", False), "topk": ("topk", False),
-    "jumprelu": ("jumprelu", False), "jump_relu": ("jumprelu", False),
-    "transcoder": ("relu", True), "jumprelu_transcoder": ("jumprelu", True),
-}  # fmt: skip
+    "standard": ("relu", False),
+    "relu": ("relu", False),
+    "topk": ("topk", False),
+    "jumprelu": ("jumprelu", False),
+    "jump_relu": ("jumprelu", False),
+    "transcoder": ("relu", True),
+    "jumprelu_transcoder": ("jumprelu", True),
+}
 _HF_HOOK = re.compile(r"model\.layers\.(\d+)\.(output|pre_feedforward_layernorm\.output)$")
 
 
@@ -62,8 +66,9 @@ def save_dictionary(d: Dictionary, path: str | os.PathLike[str]) -> Path:
     if d.threshold is not None:
         tensors["threshold"] = d.threshold
     with atomic.atomic_dir(path) as tmp:
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()},
-                  tmp / WEIGHTS)  # fmt: skip
+        save_file(
+            {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, tmp / WEIGHTS
+        )
         (tmp / CFG).write_text(json.dumps(saelens_config(d), indent=2))
         (tmp / "interp.json").write_text(json.dumps(d.info, indent=2, default=str))
     d.path = atomic.resolve_target(path)
@@ -73,18 +78,31 @@ def save_dictionary(d: Dictionary, path: str | os.PathLike[str]) -> Path:
 def saelens_config(d: Dictionary) -> dict[str, Any]:
     """The cfg.json SAELens writes for such a dictionary."""
     cfg: dict[str, Any] = {
-        "architecture": d.architecture, "d_in": d.d_in, "d_sae": d.d_sae, "dtype": "float32",
-        "device": "cpu", "apply_b_dec_to_input": d.apply_b_dec_to_input,
-        "normalize_activations": "none", "reshape_activations": "none",
-        "metadata": {"model_name": d.model_name, "hook_name": d.hook,
-                     "hook_layer": _layer_of(d.hook), "hook_head_index": None,
-                     "sae_lens_version": SAELENS_VERSION},
-    }  # fmt: skip
+        "architecture": d.architecture,
+        "d_in": d.d_in,
+        "d_sae": d.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": d.apply_b_dec_to_input,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {
+            "model_name": d.model_name,
+            "hook_name": d.hook,
+            "hook_layer": _layer_of(d.hook),
+            "hook_head_index": None,
+            "sae_lens_version": SAELENS_VERSION,
+        },
+    }
     if d.k is not None:
         cfg["k"] = d.k
     if d.hook_out is not None:
-        cfg.update(d_out=d.d_out, hook_name_out=d.hook_out, hook_layer_out=_layer_of(d.hook_out),
-                   hook_head_index_out=None)  # fmt: skip
+        cfg.update(
+            d_out=d.d_out,
+            hook_name_out=d.hook_out,
+            hook_layer_out=_layer_of(d.hook_out),
+            hook_head_index_out=None,
+        )
     return cfg
 
 
@@ -129,8 +147,16 @@ def _bare(name: str) -> str:
 
 def hook_width(model: Model, hook: str) -> int | None:
     """The width of a hook's activations, for the hooks a dictionary may read or write."""
-    if hook.endswith(("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",
-                      "hook_mlp_out", "mlp.hook_in")):  # fmt: skip
+    if hook.endswith(
+        (
+            "hook_resid_pre",
+            "hook_resid_mid",
+            "hook_resid_post",
+            "hook_attn_out",
+            "hook_mlp_out",
+            "mlp.hook_in",
+        )
+    ):
         return model.d_model
     if hook.endswith(("mlp.hook_post", "mlp.hook_pre")):
         return int(model.cfg.d_mlp)
@@ -171,8 +197,16 @@ def _from_saelens(folder: Path) -> Dictionary:
         "model_name"
     )
     file = folder / CFG
-    d = _build(folder / WEIGHTS, w, activation, hook, hook_out, _typed(cfg, "k", int, file),
-               _typed(cfg, "apply_b_dec_to_input", bool, file, True), model_name)  # fmt: skip
+    d = _build(
+        folder / WEIGHTS,
+        w,
+        activation,
+        hook,
+        hook_out,
+        _typed(cfg, "k", int, file),
+        _typed(cfg, "apply_b_dec_to_input", bool, file, True),
+        model_name,
+    )
     for key, size in (("d_in", d.d_in), ("d_sae", d.d_sae), ("d_out", d.d_out)):
         if _typed(cfg, key, int, file) is not None and cfg.get(key) != size:
             raise DictionaryFormatError(
@@ -199,8 +233,9 @@ def _from_gemma_scope(folder: Path) -> Dictionary:
     w = {k.replace("w_enc", "W_enc").replace("w_dec", "W_dec"): v for k, v in w.items()}
     if cfg.get("architecture", "jump_relu") != "jump_relu":
         raise DictionaryFormatError(f"{folder / GS_CFG}: architecture {cfg['architecture']!r}")
-    d = _build(folder / GS_WEIGHTS, w, "jumprelu", hook, hook_out, None, False,
-               cfg.get("model_name"))  # fmt: skip
+    d = _build(
+        folder / GS_WEIGHTS, w, "jumprelu", hook, hook_out, None, False, cfg.get("model_name")
+    )
     if _typed(cfg, "width", int, folder / GS_CFG) not in (None, d.d_sae):
         raise DictionaryFormatError(
             f"{folder / GS_CFG} says width {cfg['width']}; the weights have {d.d_sae}"
@@ -239,9 +274,15 @@ def _tl_hook(name: Any, folder: Path, output: bool = False) -> str:
 
 
 def _build(
-    file: Path, w: dict[str, torch.Tensor], activation: str, hook: str, hook_out: str | None,
-    k: Any, apply_b_dec: bool, model_name: Any,
-) -> Dictionary:  # fmt: skip
+    file: Path,
+    w: dict[str, torch.Tensor],
+    activation: str,
+    hook: str,
+    hook_out: str | None,
+    k: Any,
+    apply_b_dec: bool,
+    model_name: Any,
+) -> Dictionary:
     missing = [n for n in ("W_enc", "b_enc", "W_dec", "b_dec") if n not in w]
     if activation == "jumprelu" and "threshold" not in w:
         missing.append("threshold")
@@ -253,10 +294,18 @@ def _build(
             raise DictionaryFormatError(f"{file}: {name} holds a NaN or an infinity")
     try:
         return Dictionary(
-            f32["W_enc"], f32["b_enc"], f32["W_dec"], f32["b_dec"], activation,  # type: ignore[arg-type]
-            hook, hook_out, k if activation == "topk" else None, f32.get("threshold"),
-            apply_b_dec, model_name if isinstance(model_name, str) else None,
-        )  # fmt: skip
+            f32["W_enc"],
+            f32["b_enc"],
+            f32["W_dec"],
+            f32["b_dec"],
+            activation,  # type: ignore[arg-type]
+            hook,
+            hook_out,
+            k if activation == "topk" else None,
+            f32.get("threshold"),
+            apply_b_dec,
+            model_name if isinstance(model_name, str) else None,
+        )
     except InvalidSettingError as exc:
         raise DictionaryFormatError(f"{file}: {exc}") from None
 
