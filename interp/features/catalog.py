@@ -58,11 +58,16 @@ def cached_dictionaries(model_name: str | None = None) -> list[dict[str, Any]]:
             continue
         meta = cfg.get("metadata")
         meta = meta if isinstance(meta, dict) else {}
-        out.append({
-            "path": str(folder), "model": meta.get("model_name", folder.parent.name),
-            "hook": meta.get("hook_name", folder.name), "architecture": cfg.get("architecture"),
-            "width": cfg.get("d_sae"), "k": cfg.get("k"),
-            "evaluation": info.get("evaluation") if isinstance(info, dict) else None,
-            "contexts": (folder / "contexts.safetensors").exists(),
-        })  # fmt: skip
+        out.append(
+            {
+                "path": str(folder),
+                "model": meta.get("model_name", folder.parent.name),
+                "hook": meta.get("hook_name", folder.name),
+                "architecture": cfg.get("architecture"),
+                "width": cfg.get("d_sae"),
+                "k": cfg.get("k"),
+                "evaluation": info.get("evaluation") if isinstance(info, dict) else None,
+                "contexts": (folder / "contexts.safetensors").exists(),
+            }
+        )
     return out

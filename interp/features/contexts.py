@@ -42,10 +42,15 @@ class FeatureContexts:
 
         path = Path(folder) / FILE
         with atomic.atomic_file(path) as tmp:
-            save_file({"values": self.values.contiguous(),
-                       "context_ids": self.context_ids.to(torch.int32).contiguous(),
-                       "density": self.density.contiguous()},
-                      tmp, metadata={"tokens": str(self.tokens)})  # fmt: skip
+            save_file(
+                {
+                    "values": self.values.contiguous(),
+                    "context_ids": self.context_ids.to(torch.int32).contiguous(),
+                    "density": self.density.contiguous(),
+                },
+                tmp,
+                metadata={"tokens": str(self.tokens)},
+            )
         return path
 
     @classmethod
@@ -66,9 +71,15 @@ class FeatureContexts:
 
 
 def feature_contexts(
-    model: Model, dictionaries: list[Dictionary], *, tokens: int = 65_536, batch: int = 32,
-    top: int = TOP, context: int = harvest.CONTEXT, ids: Int[Tensor, "n ctx"] | None = None,
-) -> list[FeatureContexts]:  # fmt: skip
+    model: Model,
+    dictionaries: list[Dictionary],
+    *,
+    tokens: int = 65_536,
+    batch: int = 32,
+    top: int = TOP,
+    context: int = harvest.CONTEXT,
+    ids: Int[Tensor, "n ctx"] | None = None,
+) -> list[FeatureContexts]:
     """Top contexts and density of every feature of each dictionary over the first `tokens`
     tokens of the held-out split (or the windows `ids`; positions 1.. of each window), from
     one harvest."""
@@ -80,8 +91,9 @@ def feature_contexts(
     context = ids.shape[1]
     hooks = list(dict.fromkeys(d.hook for d in dictionaries))
     run = engine.choose(model, record=hooks, edit=[], engine="auto")
-    best = [(torch.zeros(d.d_sae, 0), torch.zeros(d.d_sae, 0, dtype=torch.long))
-            for d in dictionaries]  # fmt: skip
+    best = [
+        (torch.zeros(d.d_sae, 0), torch.zeros(d.d_sae, 0, dtype=torch.long)) for d in dictionaries
+    ]
     fired = [torch.zeros(d.d_sae) for d in dictionaries]
     counted = [0] * len(dictionaries)  # rows that are not massive activations
     for start in range(0, len(ids), batch):

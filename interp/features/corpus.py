@@ -97,14 +97,32 @@ def html_text(text: str) -> str:
 
 
 SOURCES = (
-    Source("python-docs", "python3-doc", Path("/usr/share/doc/python3.11/html/_sources"),
-           ("**/*.rst.txt",), "PSF-2.0", rst_text),
-    Source("debian-handbook", "debian-handbook",
-           Path("/usr/share/doc/debian-handbook/html/en-US"), ("*.html",),
-           "CC-BY-SA-3.0 or GPL-2.0+", html_text),
-    Source("linux-docs", "linux-doc", Path("/usr/share/doc/linux-doc/Documentation"),
-           ("**/*.rst.gz", "**/*.txt.gz"), "GPL-2.0", rst_text, ("translations",)),
-)  # fmt: skip
+    Source(
+        "python-docs",
+        "python3-doc",
+        Path("/usr/share/doc/python3.11/html/_sources"),
+        ("**/*.rst.txt",),
+        "PSF-2.0",
+        rst_text,
+    ),
+    Source(
+        "debian-handbook",
+        "debian-handbook",
+        Path("/usr/share/doc/debian-handbook/html/en-US"),
+        ("*.html",),
+        "CC-BY-SA-3.0 or GPL-2.0+",
+        html_text,
+    ),
+    Source(
+        "linux-docs",
+        "linux-doc",
+        Path("/usr/share/doc/linux-doc/Documentation"),
+        ("**/*.rst.gz", "**/*.txt.gz"),
+        "GPL-2.0",
+        rst_text,
+        ("translations",),
+    ),
+)
 
 
 def documents(sources: tuple[Source, ...] = SOURCES) -> Iterator[tuple[str, str, str]]:
@@ -116,9 +134,10 @@ def documents(sources: tuple[Source, ...] = SOURCES) -> Iterator[tuple[str, str,
                 "(`make corpus` installs every source)"
             )
         files = sorted(
-            p for p in {p for pattern in source.patterns for p in source.root.glob(pattern)}
+            p
+            for p in {p for pattern in source.patterns for p in source.root.glob(pattern)}
             if p.relative_to(source.root).parts[0] not in source.exclude
-        )  # fmt: skip
+        )
         for path in files:
             raw = path.read_bytes()
             if path.suffix == ".gz":
@@ -151,11 +170,14 @@ def build(sources: tuple[Source, ...] = SOURCES, out: Path | None = None) -> Pat
     source and path says so, so the split does not depend on what else is installed."""
     out = corpus_dir() if out is None else out
     seen: set[bytes] = set()
-    counts: dict[str, Any] = {s.name: {"files": 0, "chars": 0, "dropped_paragraphs": 0}
-                              for s in sources}  # fmt: skip
+    counts: dict[str, Any] = {
+        s.name: {"files": 0, "chars": 0, "dropped_paragraphs": 0} for s in sources
+    }
     with atomic.atomic_dir(out) as tmp:
-        files = {"train": (tmp / "train.jsonl").open("w"),
-                 "heldout": (tmp / "heldout.jsonl").open("w")}  # fmt: skip
+        files = {
+            "train": (tmp / "train.jsonl").open("w"),
+            "heldout": (tmp / "heldout.jsonl").open("w"),
+        }
         try:
             for name, rel, text in documents(sources):
                 kept = []
@@ -178,11 +200,19 @@ def build(sources: tuple[Source, ...] = SOURCES, out: Path | None = None) -> Pat
                 fh.close()
         record = {
             "format": CORPUS_FORMAT,
-            "sources": [{"name": s.name, "package": s.package, "root": str(s.root),
-                         "licence": s.licence, **counts[s.name]} for s in sources],
+            "sources": [
+                {
+                    "name": s.name,
+                    "package": s.package,
+                    "root": str(s.root),
+                    "licence": s.licence,
+                    **counts[s.name],
+                }
+                for s in sources
+            ],
             "held_out": f"one document in {HELD_OUT_EVERY}, by the hash of its source and path",
             "deduplicated": "by paragraph, case-insensitively, across every source",
-        }  # fmt: skip
+        }
         (tmp / "corpus.json").write_text(json.dumps(record, indent=2))
     return out
 

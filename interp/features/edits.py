@@ -44,8 +44,9 @@ def feature_edit(
     if op not in ("ablate", "clamp"):
         raise InvalidSettingError(f"a feature edit is ablate, clamp or steer, not {op!r}")
     target = 0.0 if op == "ablate" else value
-    return edit(d.hook, "feature", dictionary=d, features=features, value=target,
-                positions=positions)  # fmt: skip
+    return edit(
+        d.hook, "feature", dictionary=d, features=features, value=target, positions=positions
+    )
 
 
 def density_controls(
@@ -95,5 +96,6 @@ def feature_samples(
     idx = [features] if isinstance(features, int) else list(features)
     edit_ = feature_edit(d, idx, op, value)
     others = [feature_edit(d, c, op, value) for c in density_controls(d, idx, controls, seed=seed)]
-    return paired_samples(model, trace, edit_, samples=samples, controls=others,
-                          max_new_tokens=max_new_tokens)  # fmt: skip
+    return paired_samples(
+        model, trace, edit_, samples=samples, controls=others, max_new_tokens=max_new_tokens
+    )

@@ -44,9 +44,14 @@ class DictionaryEvaluation:
 
 
 def evaluate_dictionary(
-    model: Model, d: Dictionary, *, tokens: int = 65_536, context: int = harvest.CONTEXT,
-    batch: int = 16, ids: Int[Tensor, "n ctx"] | None = None,
-) -> DictionaryEvaluation:  # fmt: skip
+    model: Model,
+    d: Dictionary,
+    *,
+    tokens: int = 65_536,
+    context: int = harvest.CONTEXT,
+    batch: int = 16,
+    ids: Int[Tensor, "n ctx"] | None = None,
+) -> DictionaryEvaluation:
     """The measures on the first `tokens` tokens of the corpus's held-out split (or on the
     windows `ids`), in batches of windows."""
     check(d, model)
@@ -90,12 +95,17 @@ def evaluate_dictionary(
     ce = {k: v / n_pred for k, v in ce.items()}
     gap = ce["zero"] - ce["clean"]
     return DictionaryEvaluation(
-        fvu=err / var, l0=l0_sum / n, dead_fraction=float((active == 0).float().mean()),
+        fvu=err / var,
+        l0=l0_sum / n,
+        dead_fraction=float((active == 0).float().mean()),
         dense_fraction=float((active > DENSE * n).float().mean()),
         loss_recovered=(ce["zero"] - ce["spliced"]) / gap if gap > 0 else float("nan"),
-        kl=kl_sum / n_pred, ce_clean=ce["clean"], ce_spliced=ce["spliced"], ce_zero=ce["zero"],
+        kl=kl_sum / n_pred,
+        ce_clean=ce["clean"],
+        ce_spliced=ce["spliced"],
+        ce_zero=ce["zero"],
         tokens=n,
-    )  # fmt: skip
+    )
 
 
 def _clean(
@@ -117,9 +127,12 @@ def _clean(
 
 
 def _logits_with(
-    run: engine.BridgeEngine | engine.DirectEngine, ids: Tensor, hook: str, value: Tensor,
+    run: engine.BridgeEngine | engine.DirectEngine,
+    ids: Tensor,
+    hook: str,
+    value: Tensor,
     keep: Tensor,
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """Logits with `hook`'s activations at positions 1.. replaced by `value` where `keep`
     (massive activations, which the dictionary does not model, stay as they are)."""
 

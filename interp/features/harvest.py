@@ -81,9 +81,12 @@ def typical(x: Float[Tensor, "*batch width"]) -> Tensor:
 
 
 def capture(
-    model: Model, run: engine.BridgeEngine | engine.DirectEngine, ids: Tensor,
-    hooks: Iterable[str], extra: Sequence[tuple[str, Callable[..., Any]]] = (),
-) -> dict[str, Tensor]:  # fmt: skip
+    model: Model,
+    run: engine.BridgeEngine | engine.DirectEngine,
+    ids: Tensor,
+    hooks: Iterable[str],
+    extra: Sequence[tuple[str, Callable[..., Any]]] = (),
+) -> dict[str, Tensor]:
     """One forward pass over `ids` (with the hooks `extra` too, such as a run's replayed
     intervention), kept until every hook in `hooks` has fired."""
     wanted = list(hooks)

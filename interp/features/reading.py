@@ -32,8 +32,11 @@ def hook_values(model: Model, trace: Trace, hook: str) -> Float[Tensor, "pos wid
     match = _DERIVED.match(hook)
     if match:
         layer, kind = int(match[1]), match[2]
-        derive = {"resid_post": components.resid_after, "mlp_out": components.mlp_out,
-                  "attn_out": components.attn_out}[kind]  # fmt: skip
+        derive = {
+            "resid_post": components.resid_after,
+            "mlp_out": components.mlp_out,
+            "attn_out": components.attn_out,
+        }[kind]
         try:
             return derive(model, acts, layer)
         except HookError:

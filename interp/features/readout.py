@@ -68,9 +68,16 @@ class FeatureReadout:
         def pairs(items: list[list[Any]]) -> list[tuple[Any, float]]:
             return [(a, float(b)) for a, b in items]
 
-        cards = {int(k): FeatureCard(int(v["feature"]), v["density"], list(v["contexts"]),
-                                     pairs(v["promoted"]), pairs(v["suppressed"]))
-                 for k, v in value["cards"].items()}  # fmt: skip
+        cards = {
+            int(k): FeatureCard(
+                int(v["feature"]),
+                v["density"],
+                list(v["contexts"]),
+                pairs(v["promoted"]),
+                pairs(v["suppressed"]),
+            )
+            for k, v in value["cards"].items()
+        }
         top = [[(int(i), float(x)) for i, x in row] for row in value["top"]]
         attribution = [{**a, "features": pairs(a["features"])} for a in value["attribution"]]
         return cls(dict(value["dictionary"]), list(value["tokens"]), top, attribution, cards)
@@ -117,29 +124,43 @@ def read_features(
     p = trace.prompt_len
     gen = acts[p:]
     values, ids = gen.topk(min(top, d.d_sae), dim=-1)
-    per_token = [[(int(i), round(float(v), 4)) for i, v in zip(ri, rv, strict=True) if v > 0]
-                 for ri, rv in zip(ids, values, strict=True)]  # fmt: skip
+    per_token = [
+        [(int(i), round(float(v), 4)) for i, v in zip(ri, rv, strict=True) if v > 0]
+        for ri, rv in zip(ids, values, strict=True)
+    ]
     attribution: list[dict[str, Any]] = []
     if trace.n_generated > 0:
         fa = feature_attribution(model, trace, d)
         for j in range(len(fa.positions)):
-            attribution.append({
-                "features": [(i, round(v, 4)) for i, v in fa.top(j, top)],
-                "bias": round(float(fa.bias[j]), 4), "error": round(float(fa.error[j]), 4),
-                "total": round(float(fa.total[j]), 4),
-            })  # fmt: skip
-    shown = sorted({i for row in per_token for i, _ in row}
-                   | {i for a in attribution for i, _ in a["features"]})  # fmt: skip
+            attribution.append(
+                {
+                    "features": [(i, round(v, 4)) for i, v in fa.top(j, top)],
+                    "bias": round(float(fa.bias[j]), 4),
+                    "error": round(float(fa.error[j]), 4),
+                    "total": round(float(fa.total[j]), 4),
+                }
+            )
+    shown = sorted(
+        {i for row in per_token for i, _ in row}
+        | {i for a in attribution for i, _ in a["features"]}
+    )
     stored = FeatureContexts.load(d.path) if d.path is not None else None
     with torch.no_grad():  # every shown feature's logit effect in one product
         rows = d.W_dec[shown].float().cpu()
         gain = norm_gain(model, model.bridge.ln_final)
         effects = (rows if gain is None else rows * gain) @ model.bridge.W_U.detach().float().cpu()
     cards = {i: _card(model, i, effects[n], stored, contexts) for n, i in enumerate(shown)}
-    info = {"path": str(d.path) if d.path else None, "hook": d.hook, "writes": d.writes,
-            "architecture": d.architecture, "width": d.d_sae, "k": d.k,
-            "evaluation": d.info.get("evaluation"), "contexts": stored is not None,
-            "contexts_tokens": stored.tokens if stored else None}  # fmt: skip
+    info = {
+        "path": str(d.path) if d.path else None,
+        "hook": d.hook,
+        "writes": d.writes,
+        "architecture": d.architecture,
+        "width": d.d_sae,
+        "k": d.k,
+        "evaluation": d.info.get("evaluation"),
+        "contexts": stored is not None,
+        "contexts_tokens": stored.tokens if stored else None,
+    }
     return FeatureReadout(info, trace.token_strs[p:], per_token, attribution, cards)
 
 
@@ -148,10 +169,14 @@ def _card(
 ) -> FeatureCard:
     """Feature `i`'s card, from its logit effect `[vocab]`."""
     up, down = effect.topk(8), (-effect).topk(8)
-    promoted = [(model.token_strs([int(t)])[0], round(float(v), 4))
-                for t, v in zip(up.indices, up.values, strict=True)]  # fmt: skip
-    suppressed = [(model.token_strs([int(t)])[0], round(-float(v), 4))
-                  for t, v in zip(down.indices, down.values, strict=True)]  # fmt: skip
+    promoted = [
+        (model.token_strs([int(t)])[0], round(float(v), 4))
+        for t, v in zip(up.indices, up.values, strict=True)
+    ]
+    suppressed = [
+        (model.token_strs([int(t)])[0], round(-float(v), 4))
+        for t, v in zip(down.indices, down.values, strict=True)
+    ]
     found: list[dict[str, Any]] = []
     density = None
     if stored is not None:
@@ -161,6 +186,11 @@ def _card(
                 continue
             start = int((ids[:BEFORE] < 0).sum())
             kept = [int(t) for t in ids if t >= 0]
-            found.append({"tokens": model.token_strs(kept), "at": BEFORE - start,
-                          "value": round(float(value), 4)})  # fmt: skip
+            found.append(
+                {
+                    "tokens": model.token_strs(kept),
+                    "at": BEFORE - start,
+                    "value": round(float(value), 4),
+                }
+            )
     return FeatureCard(i, density, found, promoted, suppressed)

@@ -53,9 +53,10 @@ class TrainSettings:
         if self.k > self.width:
             raise InvalidSettingError(f"k ({self.k}) must be at most the width ({self.width})")
         if self.planned_tokens is not None and (
-            isinstance(self.planned_tokens, bool) or not isinstance(self.planned_tokens, int)
+            isinstance(self.planned_tokens, bool)
+            or not isinstance(self.planned_tokens, int)
             or self.planned_tokens < 1
-        ):  # fmt: skip
+        ):
             raise InvalidSettingError(
                 f"planned_tokens must be a positive integer, got {self.planned_tokens!r}"
             )
@@ -104,9 +105,11 @@ class TopKTrainer:
         self.b_enc = torch.zeros(settings.width, requires_grad=True)
         self.b_dec = torch.zeros(d_in, requires_grad=True)
         self.opt = torch.optim.Adam(
-            [self.W_enc, self.b_enc, self.W_dec, self.b_dec], lr=settings.learning_rate,
-            betas=(0.9, 0.999), eps=6.25e-10,
-        )  # fmt: skip
+            [self.W_enc, self.b_enc, self.W_dec, self.b_dec],
+            lr=settings.learning_rate,
+            betas=(0.9, 0.999),
+            eps=6.25e-10,
+        )
         self.scale = 0.0  # set from the first chunk
         self.since_fired = torch.zeros(settings.width, dtype=torch.long)
         self.steps = 0
@@ -164,8 +167,9 @@ class TopKTrainer:
                 aux_idx = masked.topk(k_aux, dim=-1).indices
             aux_vals = self._pre_at(x, aux_idx).relu()
             residual = (x - recon).detach()
-            aux_recon = F.embedding_bag(aux_idx, self.W_dec, per_sample_weights=aux_vals,
-                                        mode="sum")  # fmt: skip
+            aux_recon = F.embedding_bag(
+                aux_idx, self.W_dec, per_sample_weights=aux_vals, mode="sum"
+            )
             aux = (aux_recon - residual).pow(2).sum() / total_var
             aux = aux * min(n_dead / k_aux, 1.0)
         self.opt.zero_grad(set_to_none=True)
@@ -204,20 +208,31 @@ class TopKTrainer:
         with torch.no_grad():
             s = self.scale
             return Dictionary(
-                self.W_enc.detach() * s, self.b_enc.detach().clone(),
-                self.W_dec.detach() / s, self.b_dec.detach() / s, "topk", hook,
-                k=self.settings.k, apply_b_dec_to_input=True, model_name=model_name,
+                self.W_enc.detach() * s,
+                self.b_enc.detach().clone(),
+                self.W_dec.detach() / s,
+                self.b_dec.detach() / s,
+                "topk",
+                hook,
+                k=self.settings.k,
+                apply_b_dec_to_input=True,
+                model_name=model_name,
                 info=dict(info),
-            )  # fmt: skip
+            )
 
     def state(self) -> dict[str, Any]:
         return {
-            "settings": asdict(self.settings), "d_in": self.d_in, "scale": self.scale,
-            "params": [p.detach().clone() for p in (self.W_enc, self.b_enc, self.W_dec,
-                                                     self.b_dec)],
-            "opt": self.opt.state_dict(), "since_fired": self.since_fired.clone(),
-            "steps": self.steps, "tokens": self.tokens,
-        }  # fmt: skip
+            "settings": asdict(self.settings),
+            "d_in": self.d_in,
+            "scale": self.scale,
+            "params": [
+                p.detach().clone() for p in (self.W_enc, self.b_enc, self.W_dec, self.b_dec)
+            ],
+            "opt": self.opt.state_dict(),
+            "since_fired": self.since_fired.clone(),
+            "steps": self.steps,
+            "tokens": self.tokens,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TopKTrainer:

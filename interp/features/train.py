@@ -73,9 +73,18 @@ def train_dictionary(
             f"windows of {context}; {tokens:,} were asked for"
         )
     order = torch.randperm(len(all_windows), generator=torch.Generator().manual_seed(seed))
-    plan = {"hooks": names, "width": width, "k": k, "tokens": tokens, "context": context,
-            "chunk_windows": chunk_windows, "seed": seed, "settings": settings or {},
-            "model": model.name, "checksum": model.checksum}  # fmt: skip
+    plan = {
+        "hooks": names,
+        "width": width,
+        "k": k,
+        "tokens": tokens,
+        "context": context,
+        "chunk_windows": chunk_windows,
+        "seed": seed,
+        "settings": settings or {},
+        "model": model.name,
+        "checksum": model.checksum,
+    }
     ckpt = checkpoint_path(target)
     first, elapsed = 0, 0.0
     if ckpt.exists():
@@ -106,12 +115,20 @@ def train_dictionary(
     results = []
     for name, trainer in zip(names, trainers, strict=True):
         info = {
-            "trained_by": "interp train-dictionary", "method": "TopK SAE (Gao et al. 2024)",
-            "training": {**plan, "hook": name, "tokens_trained": trainer.tokens,
-                         "steps": trainer.steps, "train_seconds": round(train_s, 1),
-                         "optimizer": record(trainer.settings), "input_scale": trainer.scale},
-            "corpus": corpus.record(), "model": provenance(model),
-        }  # fmt: skip
+            "trained_by": "interp train-dictionary",
+            "method": "TopK SAE (Gao et al. 2024)",
+            "training": {
+                **plan,
+                "hook": name,
+                "tokens_trained": trainer.tokens,
+                "steps": trainer.steps,
+                "train_seconds": round(train_s, 1),
+                "optimizer": record(trainer.settings),
+                "input_scale": trainer.scale,
+            },
+            "corpus": corpus.record(),
+            "model": provenance(model),
+        }
         d = trainer.dictionary(name, model.name, info)
         d.info["evaluation"] = evaluate_dictionary(model, d, tokens=evaluate_tokens).json()
         results.append(d)
@@ -185,8 +202,12 @@ def _checkpoint(
     path: Path, plan: dict[str, Any], trainers: list[TopKTrainer], next_chunk: int, elapsed: float
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"plan": plan, "trainers": [t.state() for t in trainers], "next_chunk": next_chunk,
-             "elapsed_s": elapsed}  # fmt: skip
+    state = {
+        "plan": plan,
+        "trainers": [t.state() for t in trainers],
+        "next_chunk": next_chunk,
+        "elapsed_s": elapsed,
+    }
     with atomic.atomic_file(path) as tmp:
         torch.save(state, tmp)
 
