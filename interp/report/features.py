@@ -28,27 +28,46 @@ def _section(r: FeatureReadout, index: int) -> dict[str, Any]:
     evaluation = info.get("evaluation") or {}
     figures = ", ".join(
         f"{label} {evaluation[key]:.3f}"
-        for key, label in (("fvu", "FVU"), ("l0", "L0"), ("loss_recovered", "loss recovered"),
-                           ("kl", "KL")) if isinstance(evaluation.get(key), (int, float))
-    )  # fmt: skip
+        for key, label in (
+            ("fvu", "FVU"),
+            ("l0", "L0"),
+            ("loss_recovered", "loss recovered"),
+            ("kl", "KL"),
+        )
+        if isinstance(evaluation.get(key), (int, float))
+    )
     anchor = f"f{index}-"
     tokens = []
     for j, (token, row) in enumerate(zip(r.tokens, r.top, strict=True)):
         att = r.attribution[j] if j < len(r.attribution) else None
-        tokens.append({
-            "text": visible(token), "features": [(i, v, anchor + str(i)) for i, v in row],
-            "attribution": None if att is None else {
-                **att, "features": [(i, v, anchor + str(i)) for i, v in att["features"]]},
-        })  # fmt: skip
+        tokens.append(
+            {
+                "text": visible(token),
+                "features": [(i, v, anchor + str(i)) for i, v in row],
+                "attribution": None
+                if att is None
+                else {**att, "features": [(i, v, anchor + str(i)) for i, v in att["features"]]},
+            }
+        )
     cards = []
     for i, card in sorted(r.cards.items()):
-        contexts = [{"before": [visible(t) for t in c["tokens"][: c["at"]]],
-                     "token": visible(c["tokens"][c["at"]]),
-                     "after": [visible(t) for t in c["tokens"][c["at"] + 1 :]],
-                     "value": c["value"]} for c in card.contexts]  # fmt: skip
-        cards.append({
-            "id": anchor + str(i), "feature": i, "density": card.density, "contexts": contexts,
-            "promoted": [(visible(t), v) for t, v in card.promoted],
-            "suppressed": [(visible(t), v) for t, v in card.suppressed],
-        })  # fmt: skip
+        contexts = [
+            {
+                "before": [visible(t) for t in c["tokens"][: c["at"]]],
+                "token": visible(c["tokens"][c["at"]]),
+                "after": [visible(t) for t in c["tokens"][c["at"] + 1 :]],
+                "value": c["value"],
+            }
+            for c in card.contexts
+        ]
+        cards.append(
+            {
+                "id": anchor + str(i),
+                "feature": i,
+                "density": card.density,
+                "contexts": contexts,
+                "promoted": [(visible(t), v) for t, v in card.promoted],
+                "suppressed": [(visible(t), v) for t, v in card.suppressed],
+            }
+        )
     return {"info": info, "figures": figures, "tokens": tokens, "cards": cards}

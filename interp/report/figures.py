@@ -43,16 +43,23 @@ def logit_lens_heatmap(
     for ax, start in zip(axes, starts, strict=True):
         stop = min(start + LENS_PANEL, n_steps)
         im = ax.imshow(
-            probs[:, start:stop], aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower",
+            probs[:, start:stop],
+            aspect="auto",
+            cmap="viridis",
+            vmin=0,
+            vmax=1,
+            origin="lower",
             extent=(start - 0.5, stop - 0.5, -0.5, n_layers - 0.5),
-        )  # fmt: skip
+        )
         if len(starts) > 1:  # every panel at one scale
             ax.set_xlim(start - 0.5, start + LENS_PANEL - 0.5)
         ax.set_yticks(range(n_layers), list(layers), fontsize=5.5)
         ax.set_xticks(
-            range(start, stop), [short(t, 10) for t in tokens[start:stop]], rotation=90,
+            range(start, stop),
+            [short(t, 10) for t in tokens[start:stop]],
+            rotation=90,
             fontsize=6,
-        )  # fmt: skip
+        )
         ax.set_ylabel("layer", fontsize=7)
     axes[-1].set_xlabel("generated token")
     fig.suptitle(title)
@@ -240,8 +247,9 @@ def position_heatmap(
     ax = fig.add_subplot()
     bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-(bound or 1.0), vmax=bound or 1.0)
-    im = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="RdBu_r", norm=norm,
-                   origin="lower")  # fmt: skip
+    im = ax.imshow(
+        np.ma.masked_invalid(values), aspect="auto", cmap="RdBu_r", norm=norm, origin="lower"
+    )
     positions = xlabel == "position (token)"
     ticks = [f"{short(t)} ({i})" if positions else t for i, t in enumerate(tokens)]
     ax.set_xticks(range(n_pos), ticks, rotation=90, fontsize=6)

@@ -147,8 +147,10 @@ def _sample_figures(i: int, paired: dict[str, Any]) -> style.Figures:
     horizon = int(paired["horizon"])
 
     def positions(pairs: list[dict[str, Any]]) -> list[int]:
-        return [horizon if p["first_divergence"] is None else min(p["first_divergence"], horizon)
-                for p in pairs]  # fmt: skip
+        return [
+            horizon if p["first_divergence"] is None else min(p["first_divergence"], horizon)
+            for p in pairs
+        ]
 
     def band(curve: dict[str, list[float | None]]) -> np.ndarray:
         rows = [curve["mean"], curve["lo"], curve["hi"]]

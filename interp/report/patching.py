@@ -126,6 +126,8 @@ def _spread(result: PatchingResult, top: list[tuple[int, Cell, float]]) -> Figur
     rows = result.per_row.flatten(1).float()
     per_row = np.stack([rows[:, i].numpy() for i, _, _ in top], axis=1)
     return figures.row_spread(
-        [str(cell) for _, cell, _ in top], per_row, f"{result.site}: each row's effect (top ten)",
+        [str(cell) for _, cell, _ in top],
+        per_row,
+        f"{result.site}: each row's effect (top ten)",
         f"change in {result.metric}",
-    )  # fmt: skip
+    )

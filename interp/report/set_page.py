@@ -137,10 +137,15 @@ def render_set_page(
     kl, kl_se = lens.mean_kl
     agree, agree_se = lens.top1_agreement
     layers = [
-        {"label": label, "kl": float(kl[i]), "kl_se": float(kl_se[i]),
-         "agree": float(agree[i]), "agree_se": float(agree_se[i])}
+        {
+            "label": label,
+            "kl": float(kl[i]),
+            "kl_se": float(kl_se[i]),
+            "agree": float(agree[i]),
+            "agree_se": float(agree_se[i]),
+        }
         for i, label in enumerate(lens.layers)
-    ]  # fmt: skip
+    ]
     roles = analysis.head_roles
     return env.get_template("set_report.html.j2").render(
         title=title or f"interp report: a set of {len(traces)} rows",

@@ -67,8 +67,9 @@ def check_steering_dir(path: str | os.PathLike[str]) -> None:
 
 
 def steering_sections(result: SteeringEval, figs: style.Figures) -> list[Section]:
-    rows: list[list[object]] = [["condition", "concept", "KL", "log-prob/token", "repeats",
-                                 "diverged"]]  # fmt: skip
+    rows: list[list[object]] = [
+        ["condition", "concept", "KL", "log-prob/token", "repeats", "diverged"]
+    ]
     pairs_of = list(zip(result.scales, result.steered, result.controls, strict=True))
     conditions = [("unsteered", result.unsteered)]
     conditions += [(f"steered, scale {s:g}", m) for s, m, _ in pairs_of]
@@ -76,8 +77,16 @@ def steering_sections(result: SteeringEval, figs: style.Figures) -> list[Section
     if result.prompt_baseline is not None:
         conditions.append((f"prompted: {result.instruction}", result.prompt_baseline))
     for name, m in conditions:
-        rows.append([name, m.concept.text(), m.kl.text(2), m.logprob_per_token.text(2),
-                     m.repetition.text(2), m.divergence_rate.text(2)])  # fmt: skip
+        rows.append(
+            [
+                name,
+                m.concept.text(),
+                m.kl.text(2),
+                m.logprob_per_token.text(2),
+                m.repetition.text(2),
+                m.divergence_rate.text(2),
+            ]
+        )
     unit = "the vector" if result.unit == "vector" else "the stream's typical norm"
     sections = [
         Section(
@@ -105,13 +114,19 @@ def steering_sections(result: SteeringEval, figs: style.Figures) -> list[Section
                 ],
                 None,
                 ["separability.png"],
-            )  # fmt: skip
+            )
         )
     pairs: list[list[object]] = [["scale", "seed", "unsteered", "steered"]]
     for p in result.pairs():
         chars = p["divergence_chars"]
-        pairs.append([f"{p['scale']:g}", p["seed"], _marked(p["unsteered_text"], chars, 0),
-                      _marked(p["steered_text"], chars, 1)])  # fmt: skip
+        pairs.append(
+            [
+                f"{p['scale']:g}",
+                p["seed"],
+                _marked(p["unsteered_text"], chars, 0),
+                _marked(p["steered_text"], chars, 1),
+            ]
+        )
     sections.append(
         Section(
             "Pairs",
@@ -120,7 +135,7 @@ def steering_sections(result: SteeringEval, figs: style.Figures) -> list[Section
                 "from where they part."
             ],
             pairs,
-        )  # fmt: skip
+        )
     )
     return sections
 
@@ -158,13 +173,24 @@ def concept_damage(result: SteeringEval) -> Figure:
         series(controls, color="0.45", marker="s", markersize=3, label="random directions")
     series(result.steered, color="tab:red", marker="o", markersize=4, label="steered")
     for scale, m in zip(result.scales, result.steered, strict=True):
-        ax.annotate(f"{scale:g}", (m.kl.value, m.concept.value), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")  # fmt: skip
+        ax.annotate(
+            f"{scale:g}",
+            (m.kl.value, m.concept.value),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
     u = result.unsteered
     ax.plot([u.kl.value], [u.concept.value], "o", color="black", markersize=4, label="unsteered")
     if result.prompt_baseline is not None:
-        series([result.prompt_baseline], color="tab:blue", marker="*", markersize=9,
-               linestyle="none", label="prompting")  # fmt: skip
+        series(
+            [result.prompt_baseline],
+            color="tab:blue",
+            marker="*",
+            markersize=9,
+            linestyle="none",
+            label="prompting",
+        )
     ax.set_xlabel("damage: KL from the unsteered model (nats per step)")
     ax.set_ylabel(f"concept: {result.concept}"[:60])
     ax.set_title(f"Steering at layer {result.layer} (labels: scale)")
