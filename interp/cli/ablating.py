@@ -174,11 +174,19 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             from interp.cli.workflow import ablate_set_into
 
             paired, out = ablate_set_into(
-                model, trace, args.trace_dir, targets, mode, site=site,
-                samples=args.samples, controls=args.controls,
-                max_new_tokens=args.max_new_tokens, reference=_reference(args, model),
-                resample_text=args.resample_text, progress=sys.stderr.isatty(),
-            )  # fmt: skip
+                model,
+                trace,
+                args.trace_dir,
+                targets,
+                mode,
+                site=site,
+                samples=args.samples,
+                controls=args.controls,
+                max_new_tokens=args.max_new_tokens,
+                reference=_reference(args, model),
+                resample_text=args.resample_text,
+                progress=sys.stderr.isatty(),
+            )
             print_samples(paired, f"[{len(trace)} rows]")
             print(f"written to {out}")
             return 0
@@ -294,10 +302,16 @@ def _own_intervention(args: argparse.Namespace) -> Any:
     if args.intervention is None:
         return None
     given = [
-        flag for flag, value in (("--mode", args.mode), ("--reference", args.reference),
-        ("--resample-text", args.resample_text), ("--controls", args.controls or None),
-        ("--site", None if args.site == "heads" else args.site)) if value is not None
-    ]  # fmt: skip
+        flag
+        for flag, value in (
+            ("--mode", args.mode),
+            ("--reference", args.reference),
+            ("--resample-text", args.resample_text),
+            ("--controls", args.controls or None),
+            ("--site", None if args.site == "heads" else args.site),
+        )
+        if value is not None
+    ]
     if given:
         raise InvalidSettingError(
             f"{given[0]} says how heads are ablated; an --intervention holds its own edits"

@@ -28,15 +28,21 @@ def add_features_parsers(sub: Any) -> None:
             "DIR; several write DIR/<hook>/. An interrupted run resumes from its checkpoint."
         ),
     )
-    t.add_argument("--defaults", action="store_true",
-                   help="the model's default dictionaries (what `make features` runs), into "
-                   "the cache; nothing to do if they are there")  # fmt: skip
-    t.add_argument("--hook", action="append", metavar="HOOK",
-                   help="e.g. blocks.15.hook_resid_post (repeat: several in one pass)")  # fmt: skip
+    t.add_argument(
+        "--defaults",
+        action="store_true",
+        help="the model's default dictionaries (what `make features` runs), into "
+        "the cache; nothing to do if they are there",
+    )
+    t.add_argument(
+        "--hook",
+        action="append",
+        metavar="HOOK",
+        help="e.g. blocks.15.hook_resid_post (repeat: several in one pass)",
+    )
     t.add_argument("--width", type=integer, metavar="N", help="latents")
     t.add_argument("--k", type=integer, metavar="K", help="active per token")
-    t.add_argument("--tokens", type=tokens, metavar="N",
-                   help="training tokens, e.g. 4M or 500k")  # fmt: skip
+    t.add_argument("--tokens", type=tokens, metavar="N", help="training tokens, e.g. 4M or 500k")
     t.add_argument("--seed", type=integer, default=0)
     t.add_argument("--out", type=Path, metavar="DIR")
     add_model_options(t)
@@ -95,8 +101,13 @@ def cmd_train_dictionary(args: argparse.Namespace) -> int:
         from interp.cli.inputs import load_model
 
         model = load_model(args, args.model)
-        bar = tqdm(total=None, unit="chunk", desc="training", file=sys.stderr,
-                   disable=not sys.stderr.isatty())  # fmt: skip
+        bar = tqdm(
+            total=None,
+            unit="chunk",
+            desc="training",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+        )
 
         start = time.perf_counter()
         first: list[int] = []  # the chunks done before this run started (a resumed one)
@@ -105,24 +116,40 @@ def cmd_train_dictionary(args: argparse.Namespace) -> int:
             if not first:
                 first.append(done - 1)
             left = (time.perf_counter() - start) / (done - first[0]) * (total - done)
-            fvu = ", ".join(f"{h.split('.hook_')[0]} fvu {v.get('fvu', float('nan')):.3f}"
-                            for h, v in losses.items())  # fmt: skip
+            fvu = ", ".join(
+                f"{h.split('.hook_')[0]} fvu {v.get('fvu', float('nan')):.3f}"
+                for h, v in losses.items()
+            )
             bar.total, bar.n = total, done
             bar.set_postfix_str(fvu)
             if bar.disable:  # no terminal: a line per chunk instead of the bar
-                print(f"training: chunk {done}/{total}, {fvu}; about {left / 60:.0f} min to go, "
-                      "then evaluation", file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"training: chunk {done}/{total}, {fvu}; about {left / 60:.0f} min to go, "
+                    "then evaluation",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
         try:
-            found = train_dictionary(model, args.hook, args.out, width=args.width, k=args.k,
-                                     tokens=args.tokens, seed=args.seed, report=report)  # fmt: skip
+            found = train_dictionary(
+                model,
+                args.hook,
+                args.out,
+                width=args.width,
+                k=args.k,
+                tokens=args.tokens,
+                seed=args.seed,
+                report=report,
+            )
         finally:
             bar.close()
     for d in found:
         e = d.info["evaluation"]
-        print(f"{d.hook}: FVU {e['fvu']:.3f}, L0 {e['l0']:.1f}, dead {e['dead_fraction']:.1%}, "
-              f"dense {e['dense_fraction']:.1%}, loss recovered {e['loss_recovered']:.3f}, "
-              f"KL {e['kl']:.3f} -> {d.path}")  # fmt: skip
+        print(
+            f"{d.hook}: FVU {e['fvu']:.3f}, L0 {e['l0']:.1f}, dead {e['dead_fraction']:.1%}, "
+            f"dense {e['dense_fraction']:.1%}, loss recovered {e['loss_recovered']:.3f}, "
+            f"KL {e['kl']:.3f} -> {d.path}"
+        )
     return 0
 
 
@@ -143,13 +170,19 @@ def _defaults(args: argparse.Namespace) -> bool:
         print(f"the default dictionaries of {args.model} are cached under {dictionaries_root()}")
         return False
     if any(c is not None for c in cached):
-        print(f"the cached default dictionaries of {args.model} were trained with other "
-              "settings; training them again", file=sys.stderr)  # fmt: skip
+        print(
+            f"the cached default dictionaries of {args.model} were trained with other "
+            "settings; training them again",
+            file=sys.stderr,
+        )
     args.hook, args.out = list(plan.hooks), dictionaries_root() / args.model
     args.width, args.k, args.tokens = plan.width, plan.k, plan.tokens
     hooks = ", ".join(plan.hooks)
-    print(f"training {len(plan.hooks)} dictionaries of {args.model} ({hooks}; width "
-          f"{plan.width}, k {plan.k}) on {plan.tokens:,} tokens", file=sys.stderr)  # fmt: skip
+    print(
+        f"training {len(plan.hooks)} dictionaries of {args.model} ({hooks}; width "
+        f"{plan.width}, k {plan.k}) on {plan.tokens:,} tokens",
+        file=sys.stderr,
+    )
     return True
 
 
@@ -189,16 +222,20 @@ def cmd_features(args: argparse.Namespace) -> int:
         analysed = (args.trace_dir / ANALYSIS_FILE).exists()
         page = build_report(args.trace_dir) if analysed else None
     for r in readouts:
-        print(f"{r.dictionary['hook']} ({r.dictionary['architecture']}, {r.dictionary['width']} "
-              f"features): top features per generated token")  # fmt: skip
+        print(
+            f"{r.dictionary['hook']} ({r.dictionary['architecture']}, {r.dictionary['width']} "
+            f"features): top features per generated token"
+        )
         for token, row in zip(r.tokens, r.top, strict=True):
             shown = ", ".join(f"#{i} {v:.2f}" for i, v in row) or "none active"
             print(f"  {visible(token):>14}  {shown}")
     if page is not None:
         print(f"report written to {page.resolve().as_uri()}")
     else:
-        print(f"features written to {args.trace_dir / 'features.json'}; `interp analyze` then "
-              "`interp report` shows them")  # fmt: skip
+        print(
+            f"features written to {args.trace_dir / 'features.json'}; `interp analyze` then "
+            "`interp report` shows them"
+        )
     return 0
 
 
@@ -210,16 +247,22 @@ def cmd_dictionaries(args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=2))
         return 0
     if not found:
-        print(f"no dictionaries under {dictionaries_root()}; `make features` trains the "
-              "default ones")  # fmt: skip
+        print(
+            f"no dictionaries under {dictionaries_root()}; `make features` trains the default ones"
+        )
         return 0
     for entry in found:
         if "error" in entry:
             print(f"{entry['path']}: unreadable ({entry.get('reason', entry['error'])})")
             continue
         e = entry.get("evaluation") or {}
-        figures = (f"FVU {e['fvu']:.3f}, loss recovered {e['loss_recovered']:.3f}"
-                   if "fvu" in e else "not evaluated")  # fmt: skip
-        print(f"{entry.get('model')} {entry.get('hook')} {entry.get('architecture')} "
-              f"{entry.get('width')}: {figures}  {entry['path']}")  # fmt: skip
+        figures = (
+            f"FVU {e['fvu']:.3f}, loss recovered {e['loss_recovered']:.3f}"
+            if "fvu" in e
+            else "not evaluated"
+        )
+        print(
+            f"{entry.get('model')} {entry.get('hook')} {entry.get('architecture')} "
+            f"{entry.get('width')}: {figures}  {entry['path']}"
+        )
     return 0

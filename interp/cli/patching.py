@@ -142,11 +142,21 @@ def cmd_patch(args: argparse.Namespace) -> int:
     positions = check_positions(_positions(args.positions))  # before any model loads
     args.edits = _corruption(args)
     return _patching(
-        args, "", lambda model, c, k, metric: patch(
-            model, c, k, sites=sites, metric=metric, direction=args.direction, method=method,
-            verify=args.verify, window=args.window, positions=positions,
+        args,
+        "",
+        lambda model, c, k, metric: patch(
+            model,
+            c,
+            k,
+            sites=sites,
+            metric=metric,
+            direction=args.direction,
+            method=method,
+            verify=args.verify,
+            window=args.window,
+            positions=positions,
         ),
-    )  # fmt: skip
+    )
 
 
 def _positions(spec: str) -> Any:
@@ -197,10 +207,12 @@ def cmd_path_patch(args: argparse.Namespace) -> int:
     args.edits, args.window, args.positions = None, 1, "prompt"
 
     return _patching(
-        args, "path-", lambda model, c, k, metric: path_patch(
+        args,
+        "path-",
+        lambda model, c, k, metric: path_patch(
             model, c, k, receivers=args.receivers, metric=metric, direction=args.direction
         ),
-    )  # fmt: skip
+    )
 
 
 def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
@@ -236,9 +248,13 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
             )
     under = None if args.edits is None else f"under-{args.edits.digest()}"
     name = Patching.dirname(
-        args.direction, metric.label, args.receivers if kind else None, args.window, under,
+        args.direction,
+        metric.label,
+        args.receivers if kind else None,
+        args.window,
+        under,
         args.positions,
-    )  # fmt: skip
+    )
     out = args.out or args.clean_dir / "patching" / name
     Patching.check_output(out)
     with exclusive(out):

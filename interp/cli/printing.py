@@ -21,12 +21,14 @@ def print_set_analysis(traces: Any, summary: dict[str, Any]) -> None:
 
     tokens = sum(t.n_generated for t in traces)
     print(f"{len(traces)} rows, {tokens} generated tokens; means over rows ± standard error")
-    print("logit lens, mean KL to the final layer (nats): " + "  ".join(
-        spread("mean_kl", i) for i in picks
-    ))  # fmt: skip
-    print("logit lens, top-1 agreement with the final layer: " + "  ".join(
-        spread("top1_agreement", i) for i in picks
-    ))  # fmt: skip
+    print(
+        "logit lens, mean KL to the final layer (nats): "
+        + "  ".join(spread("mean_kl", i) for i in picks)
+    )
+    print(
+        "logit lens, top-1 agreement with the final layer: "
+        + "  ".join(spread("top1_agreement", i) for i in picks)
+    )
     print_roles(summary)
     print(
         "direct logit attribution over every row, top heads (signed mean logit, ranked by "

@@ -46,33 +46,75 @@ def add_steering_parser(sub: Any) -> None:
         metavar="L",
         help="the block whose input is steered, or 'best' (most separable)",
     )
-    p.add_argument("--method", choices=("diffmean", "caa"), default="diffmean",
-                   help="diffmean (default), or caa: the sets are pairs, line by line")  # fmt: skip
-    p.add_argument("--read-at", choices=("mean", "last"), default="mean",
-                   help="read each set prompt's stream averaged over its tokens (default) or at "
-                   "its last token")  # fmt: skip
-    p.add_argument("--scales", required=True, metavar="S,S,...",
-                   help="the scales, comma-separated, e.g. 0,2,4,8")  # fmt: skip
-    p.add_argument("--unit", choices=("vector", "resid"), default="vector",
-                   help="a scale's unit: the vector itself (default) or the residual stream's "
-                   "typical norm at the layer (comparable across layers)")  # fmt: skip
-    p.add_argument("--op", choices=("add", "project", "set"), default="add",
-                   help="add (default); project: remove the component along the vector; set: "
-                   "clamp it to the scale")  # fmt: skip
-    p.add_argument("--positions", choices=("all", "prompt", "generated"), default="all",
-                   help="which positions are steered (default: all)")  # fmt: skip
-    p.add_argument("--samples", type=integer, default=16, metavar="N",
-                   help="seeds per prompt (default 16)")  # fmt: skip
-    p.add_argument("--controls", type=integer, default=4, metavar="K",
-                   help="random directions of the vector's norm (default 4)")  # fmt: skip
-    p.add_argument("--concept-words", type=Path, metavar="FILE", required=True,
-                   help="the concept's words, one a line")  # fmt: skip
-    p.add_argument("--concept", choices=("words", "mass"), default="words",
-                   help="the concept measure: the rate of concept words in the text (default) "
-                   "or the log-probability on them per step")  # fmt: skip
-    p.add_argument("--prompt-baseline", metavar="TEXT", default=None,
-                   help="an instruction prepended to each prompt, unsteered, e.g. 'Write about "
-                   "weddings.'")  # fmt: skip
+    p.add_argument(
+        "--method",
+        choices=("diffmean", "caa"),
+        default="diffmean",
+        help="diffmean (default), or caa: the sets are pairs, line by line",
+    )
+    p.add_argument(
+        "--read-at",
+        choices=("mean", "last"),
+        default="mean",
+        help="read each set prompt's stream averaged over its tokens (default) or at "
+        "its last token",
+    )
+    p.add_argument(
+        "--scales",
+        required=True,
+        metavar="S,S,...",
+        help="the scales, comma-separated, e.g. 0,2,4,8",
+    )
+    p.add_argument(
+        "--unit",
+        choices=("vector", "resid"),
+        default="vector",
+        help="a scale's unit: the vector itself (default) or the residual stream's "
+        "typical norm at the layer (comparable across layers)",
+    )
+    p.add_argument(
+        "--op",
+        choices=("add", "project", "set"),
+        default="add",
+        help="add (default); project: remove the component along the vector; set: "
+        "clamp it to the scale",
+    )
+    p.add_argument(
+        "--positions",
+        choices=("all", "prompt", "generated"),
+        default="all",
+        help="which positions are steered (default: all)",
+    )
+    p.add_argument(
+        "--samples", type=integer, default=16, metavar="N", help="seeds per prompt (default 16)"
+    )
+    p.add_argument(
+        "--controls",
+        type=integer,
+        default=4,
+        metavar="K",
+        help="random directions of the vector's norm (default 4)",
+    )
+    p.add_argument(
+        "--concept-words",
+        type=Path,
+        metavar="FILE",
+        required=True,
+        help="the concept's words, one a line",
+    )
+    p.add_argument(
+        "--concept",
+        choices=("words", "mass"),
+        default="words",
+        help="the concept measure: the rate of concept words in the text (default) "
+        "or the log-probability on them per step",
+    )
+    p.add_argument(
+        "--prompt-baseline",
+        metavar="TEXT",
+        default=None,
+        help="an instruction prepended to each prompt, unsteered, e.g. 'Write about weddings.'",
+    )
     p.add_argument("--max-new-tokens", type=integer, default=40, metavar="N")
     p.add_argument("--temperature", type=number, default=1.0, metavar="T")
     p.add_argument("--seed", type=integer, default=0)
@@ -128,12 +170,24 @@ def cmd_steer(args: argparse.Namespace) -> int:
             by_layer = every.separability
             vector = every.best() if layer is None else every.at(layer)
         result = steer_eval(
-            model, prompts, vector, scales=scales, samples=args.samples, controls=args.controls,
-            max_new_tokens=args.max_new_tokens, concept_words=words, concept=args.concept,
-            prompt_baseline=args.prompt_baseline, op=args.op, positions=args.positions,
-            unit=args.unit, temperature=args.temperature, seed=args.seed,
-            separability_by_layer=by_layer, progress=sys.stderr.isatty(),
-        )  # fmt: skip
+            model,
+            prompts,
+            vector,
+            scales=scales,
+            samples=args.samples,
+            controls=args.controls,
+            max_new_tokens=args.max_new_tokens,
+            concept_words=words,
+            concept=args.concept,
+            prompt_baseline=args.prompt_baseline,
+            op=args.op,
+            positions=args.positions,
+            unit=args.unit,
+            temperature=args.temperature,
+            seed=args.seed,
+            separability_by_layer=by_layer,
+            progress=sys.stderr.isatty(),
+        )
         for warning in result.warnings:
             print(f"interp: warning: {warning}", file=sys.stderr)
         page = write_steering(args.out, result, vector, args.formats)

@@ -224,11 +224,19 @@ def ablate_set_into(
     own = frozenset({store.SUMMARY, store.EFFECT_FILE})
     check_output_dir(out, own=own, formats=(SET_ABLATION_FORMAT,))
     paired = ablate_samples(
-        model, rows, targets, mode, site=site, samples=samples, controls=controls,
+        model,
+        rows,
+        targets,
+        mode,
+        site=site,
+        samples=samples,
+        controls=controls,
         exclude=strong_heads(model, directory) if controls else (),
-        max_new_tokens=max_new_tokens, reference=reference, resample_text=resample_text,
+        max_new_tokens=max_new_tokens,
+        reference=reference,
+        resample_text=resample_text,
         progress=progress,
-    )  # fmt: skip
+    )
     kind = {"format": SET_ABLATION_FORMAT, "format_version": 1}
     record = {
         **kind,
