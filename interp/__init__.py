@@ -60,7 +60,7 @@ _EXPORTS = {
     "AblationEffect": "interp.interventions.effect",
     "regenerate": "interp.interventions.regenerate",
     "Regeneration": "interp.interventions.regenerate",
-    "PairedSamples": "interp.interventions.samples",
+    "PairedSamples": "interp.interventions.sample_stats",
     "sweep": "interp.interventions.sweep",
     "SweepResult": "interp.interventions.sweep",
     "evaluate": "interp.interventions.evaluate",
@@ -120,7 +120,7 @@ if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-export
     from interp.interventions.path_patching import path_patch as path_patch
     from interp.interventions.regenerate import Regeneration as Regeneration
     from interp.interventions.regenerate import regenerate as regenerate
-    from interp.interventions.samples import PairedSamples as PairedSamples
+    from interp.interventions.sample_stats import PairedSamples as PairedSamples
     from interp.interventions.sweep import SweepResult as SweepResult
     from interp.interventions.sweep import sweep as sweep
     from interp.models.heads import Head as Head

@@ -23,7 +23,7 @@ from interp.interventions.ablation import AblationMode, ablation_dirname, refere
 from interp.interventions.ablation_record import AblationReport
 from interp.interventions.effect import INTERVENTION
 from interp.interventions.metrics import Metric, MetricFn
-from interp.interventions.samples import PairedSamples
+from interp.interventions.sample_stats import PairedSamples
 from interp.interventions.sites import Site, Target
 from interp.interventions.sweep import SweepMethod, SweepResult, sweep
 from interp.models.cache import cache_root

@@ -14,7 +14,8 @@ from interp.dictionaries.dictionary import Dictionary
 from interp.edits.value import Intervention, Position, edit
 from interp.errors import InvalidSettingError
 from interp.features.contexts import FeatureContexts
-from interp.interventions.samples import PairedSamples, paired_samples
+from interp.interventions.sample_stats import PairedSamples
+from interp.interventions.samples import paired_samples
 from interp.models.model import Model
 from interp.trace.trace import Trace
 

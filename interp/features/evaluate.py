@@ -18,6 +18,7 @@ from torch import Tensor
 from interp.dictionaries.dictionary import Dictionary
 from interp.dictionaries.files import check
 from interp.features import harvest
+from interp.interventions.metrics import kl_divergence
 from interp.models import engine
 from interp.models.model import Model
 
@@ -89,7 +90,7 @@ def evaluate_dictionary(
             lp = logits[:, 1:-1].float().log_softmax(-1)
             ce[name] -= float(lp.gather(-1, labels[..., None]).sum())
             if name == "spliced":
-                kl_sum += float((lp_clean.exp() * (lp_clean - lp)).sum())
+                kl_sum += float(kl_divergence(lp_clean, lp).sum())
         n_pred += labels.numel()
     var = sum_x2 - float((sum_x**2).sum()) / n
     ce = {k: v / n_pred for k, v in ce.items()}

@@ -29,6 +29,7 @@ from interp.interventions.ablation_record import AblationRecord, AblationReport
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.effect import AblationEffect, ablation_effect, continuation_logprobs
 from interp.interventions.evaluate import Evaluation, evaluate
+from interp.interventions.measuring import Measured, measure
 from interp.interventions.patching import patch
 from interp.interventions.patching_result import (
     PATCH_SITES,
@@ -39,12 +40,15 @@ from interp.interventions.patching_result import (
 )
 from interp.interventions.path_patching import path_patch
 from interp.interventions.regenerate import Regeneration, first_divergence, regenerate
-from interp.interventions.samples import PairedSamples, paired_samples
+from interp.interventions.sample_stats import PairedSamples
+from interp.interventions.samples import paired_samples
 from interp.interventions.sweep import SweepMethod, SweepResult, exact_effects, sweep
 
 __all__ = [
     "Evaluation",
     "evaluate",
+    "Measured",
+    "measure",
     "PATCH_SITES",
     "Patching",
     "PatchingResult",

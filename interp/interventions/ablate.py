@@ -14,13 +14,8 @@ from interp.interventions.ablation_record import AblationReport
 from interp.interventions.effect import ablation_effect
 from interp.interventions.metrics import Metric, MetricFn
 from interp.interventions.regenerate import regenerate
-from interp.interventions.samples import (
-    PairedSamples,
-    check_size,
-    control_targets,
-    paired_samples,
-    pool,
-)
+from interp.interventions.sample_stats import PairedSamples, pool
+from interp.interventions.samples import check_size, control_targets, paired_samples
 from interp.interventions.sites import Site, Target
 from interp.models.model import Model
 from interp.trace.trace import Trace

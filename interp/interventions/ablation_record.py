@@ -14,7 +14,7 @@ from interp.errors import InvalidSettingError, TraceFormatError
 from interp.files import store
 from interp.interventions.effect import AblationEffect
 from interp.interventions.regenerate import Regeneration
-from interp.interventions.samples import PairedSamples
+from interp.interventions.sample_stats import PairedSamples
 from interp.models.heads import Head, parse_label
 from interp.trace import schema
 from interp.trace.trace import Trace

@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from interp.edits.value import Intervention
 from interp.interventions import sites
-from interp.interventions.metrics import Metric, MetricFn, as_metric
-from interp.interventions.replay import composed, hooks_under, replay_hooks
+from interp.interventions.measuring import forced_logits, measure
+from interp.interventions.metrics import Metric, MetricFn, kl_divergence
 from interp.models.heads import Head
 from interp.models.model import Model
 from interp.trace.trace import Trace
@@ -58,26 +57,6 @@ class AblationEffect:
         return order[:k].tolist()
 
 
-def forced_logits(
-    model: Model, traces: Sequence[Trace], fwd_hooks: Sequence = ()
-) -> Float[Tensor, "row pos vocab"]:
-    """Logits of a full teacher-forced forward over the traces' tokens (right-padded: a causal
-    model's real positions never see the padding after them)."""
-    return logits_of(model, [t.token_ids for t in traces], fwd_hooks)
-
-
-def logits_of(
-    model: Model, sequences: Sequence[Tensor | Sequence[int]], fwd_hooks: Sequence = ()
-) -> Float[Tensor, "row pos vocab"]:
-    """Logits of one forward over token sequences, right-padded (see `forced_logits`)."""
-    rows = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
-    ids = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = r
-    with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(fwd_hooks)):
-        return model.bridge(ids.to(model.device), return_type="logits")
-
-
 def continuation_logprobs(
     model: Model, trace: Trace, fwd_hooks: Sequence = ()
 ) -> tuple[Float[Tensor, " step"], Float[Tensor, "step vocab"]]:
@@ -101,19 +80,11 @@ def ablation_effect(
     """The teacher-forced effect of `ablation` (an ablation's edits, or any intervention) on the
     trace's continuation: per token, and by `metric` (default: the continuation's total
     log-prob); a run recorded under an intervention is compared under it, with and without."""
-    trace.bind(model)
-    trace.require_plain("an ablation's effect", replayed=True)
-    bound = as_metric(metric).bind(model, [trace])
-    base_logits = forced_logits(model, [trace], replay_hooks(model, [trace]))
-    moved = composed(trace, ablation)
-    abl_logits = forced_logits(model, [trace], hooks_under(model, [trace], moved))
-    base, base_rows = _step_logprobs(trace, base_logits[0])
-    abl, abl_rows = _step_logprobs(trace, abl_logits[0])
-    kl = (base_rows.exp() * (base_rows - abl_rows)).sum(-1).clamp_min(0)
-    with torch.no_grad():
-        bound.prepare(base_logits[:, bound.start :])
-        base_metric = float(bound.score(base_logits[:, bound.start :])[0])
-        abl_metric = float(bound.score(abl_logits[:, bound.start :])[0])
+    why = "an ablation's effect"
+    base = measure(model, trace, metric, purpose=why)
+    moved = measure(model, trace, metric, ablation, baseline=base.window, purpose=why)
+    base_tokens, base_rows = _step_logprobs(trace, base.logits[0])
+    moved_tokens, moved_rows = _step_logprobs(trace, moved.logits[0])
     described = sites.describe(ablation)
     if described is None:  # its edits, as the heads of an ablation are listed
         named = ([e.label for e in ablation.edits], INTERVENTION, ablation.label, INTERVENTION)
@@ -126,12 +97,12 @@ def ablation_effect(
         else [Head(layer, head) for layer, head in described.targets if head is not None],
         mode=named[1],
         source=named[2],
-        baseline_logprobs=base,
-        ablated_logprobs=abl,
-        kl=kl,
-        metric=bound.label,
-        baseline_metric=base_metric,
-        ablated_metric=abl_metric,
+        baseline_logprobs=base_tokens,
+        ablated_logprobs=moved_tokens,
+        kl=kl_divergence(base_rows, moved_rows),
+        metric=base.bound.label,
+        baseline_metric=float(base.values[0]),
+        ablated_metric=float(moved.values[0]),
         site=named[3],
         targets=named[0],
     )

@@ -7,15 +7,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.edits import applying
 from interp.edits.value import Intervention
-from interp.interventions.effect import forced_logits
-from interp.interventions.metrics import KL, Metric, MetricFn, as_metric
-from interp.interventions.replay import replay_hooks
+from interp.interventions.measuring import measure
+from interp.interventions.metrics import Metric, MetricFn
 from interp.models.model import Model
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
@@ -43,22 +40,8 @@ def evaluate(
     """`metric` on every row of `runs` (teacher-forced on its recorded tokens), each row as
     it was recorded (its own intervention replayed) and under `intervention` if given.
     Returns an `Evaluation`: `values` [row], their `mean` and its `stderr`."""
-    rows = [runs] if isinstance(runs, Trace) else list(runs)
-    for row in rows:
-        row.bind(model)
-        row.require_plain("evaluate", replayed=True)
-    chosen = as_metric(metric)
-    bound = chosen.bind(model, rows)
-    hooks = replay_hooks(model, rows)
-    if intervention is not None:
-        hooks += applying.hooks(intervention, model, [applying.Row.of(r) for r in rows])
-    window = forced_logits(model, rows, hooks)[:, bound.start :]
-    if isinstance(chosen, KL) and intervention is not None:  # KL: from the rows as recorded
-        bound.prepare(forced_logits(model, rows, replay_hooks(model, rows))[:, bound.start :])
-    else:
-        bound.prepare(window)
-    with torch.no_grad():
-        values = bound.score(window).float().cpu()
+    measured = measure(model, runs, metric, intervention, purpose="evaluate")
+    values = measured.values
     stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else None
     label = None if intervention is None else intervention.label
-    return Evaluation(bound.label, values, float(values.mean()), stderr, label)
+    return Evaluation(measured.bound.label, values, float(values.mean()), stderr, label)

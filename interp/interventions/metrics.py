@@ -156,7 +156,7 @@ class KL(Metric):
             if "base" not in kept:
                 raise InvalidSettingError("the KL metric needs the baseline run first")
             base, run = kept["base"].to(window.device), steps(window)
-            kl = (base.exp() * (base - run)).sum(-1).clamp_min(0)  # [row, step]
+            kl = kl_divergence(base, run)  # [row, step]
             m = mask.to(kl.device)
             return (kl * m).sum(-1) / m.sum(-1).clamp_min(1)
 
@@ -199,6 +199,14 @@ class Custom(Metric):
             return out
 
         return Bound(self.label, 0, score)
+
+
+def kl_divergence(
+    p: Float[Tensor, "... vocab"], q: Float[Tensor, "... vocab"]
+) -> Float[Tensor, " ..."]:
+    """KL(p || q) = sum p (log p - log q) over the last dimension, from log-probs `p` and `q`;
+    at least 0 (rounding can dip below where the two agree)."""
+    return (p.exp() * (p - q)).sum(-1).clamp_min(0)
 
 
 def log_prob() -> Metric:

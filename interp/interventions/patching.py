@@ -30,7 +30,7 @@ from interp.interventions import candidates
 from interp.interventions.ablation import replacing
 from interp.interventions.attribution_patching import patch_estimates
 from interp.interventions.candidates import Positions, check_window
-from interp.interventions.effect import forced_logits
+from interp.interventions.measuring import measure
 from interp.interventions.metrics import Metric, MetricFn, as_metric
 from interp.interventions.patching_result import (
     PATCH_SITES,
@@ -40,7 +40,6 @@ from interp.interventions.patching_result import (
     PatchSite,
     ResultSite,
 )
-from interp.interventions.replay import replay_hooks
 from interp.interventions.runner import Candidate, run_jobs
 from interp.interventions.sites import Site, Target, activation
 from interp.models.model import Model
@@ -119,25 +118,20 @@ def pair_runs(
     if direction not in ("denoise", "noise"):
         raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
     chosen = as_metric(metric)
-    bound = chosen.bind(model, cleans)  # the clean rows' answers, at positions both share
-    windows = {
-        "clean": forced_logits(model, cleans, replay_hooks(model, cleans))[:, bound.start :],
-        "corrupted": forced_logits(model, corrupts, replay_hooks(model, corrupts))[
-            :, bound.start :
-        ],
-    }
-    target = "corrupted" if direction == "denoise" else "clean"
-    bound.prepare(windows[target])
-    with torch.no_grad():
-        clean_m = bound.score(windows["clean"]).float().cpu()
-        corrupt_m = bound.score(windows["corrupted"]).float().cpu()
+    # the target run first (a KL compares with it), the metric's answers the clean rows'
+    first, second = (corrupts, cleans) if direction == "denoise" else (cleans, corrupts)
+    target = measure(model, first, chosen, answers=cleans, purpose=purpose)
+    other = measure(model, second, chosen, answers=cleans, baseline=target.window, purpose=purpose)
+    denoise = direction == "denoise"
+    clean_m, corrupt_m = (other.values, target.values) if denoise else (target.values, other.values)
+    bound = target.bound
     if float(clean_m.mean()) == float(corrupt_m.mean()):
         raise InvalidSettingError(
             f"the clean and the corrupted runs give the same {bound.label} "
             f"({float(clean_m.mean()):.6g}): there is no difference to patch or to normalise "
             "by (are they the same run?)"
         )
-    return Runs(cleans, corrupts, chosen, direction, clean_m, corrupt_m, windows[target])
+    return Runs(cleans, corrupts, chosen, direction, clean_m, corrupt_m, target.window)
 
 
 def patch(

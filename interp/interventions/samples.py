@@ -11,131 +11,27 @@ log-prob under the intervened model (both teacher-forced on the baseline's token
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.generation.generate import generate, row_seed
 from interp.interventions import sites
-from interp.interventions.effect import forced_logits
+from interp.interventions.measuring import measure
+from interp.interventions.metrics import kl_divergence
 from interp.interventions.regenerate import first_divergence
-from interp.interventions.replay import hooks_under, intervention_of
+from interp.interventions.replay import intervention_of
+from interp.interventions.sample_stats import Pair, PairedSamples, stats_of
 from interp.models.machine import available_memory
 from interp.models.model import Model
-from interp.stats import Estimate, bootstrap, median
 from interp.trace.trace import Trace
 
 MAX_SAMPLED_TOKENS = 2_000_000  # tokens one paired-samples call may generate
 MAX_CONTROLS = 256  # control interventions of one call (each is a batch of its own)
-
-
-@dataclass
-class Pair:
-    """One pair: the baseline and intervened continuations of one seed (None: greedy), of
-    one row of a set (`row`; None for a trace)."""
-
-    seed: int | None
-    baseline_text: str
-    ablated_text: str
-    first_divergence: int | None  # continuation index; None: identical
-    kl: Tensor  # [step] KL(baseline || intervened) at each baseline token
-    delta_logprob: Tensor  # [step] intervened minus baseline log-prob of each baseline token
-    divergence_chars: tuple[int, int] | None = None  # where each text parts, in characters
-    row: int | None = None
-
-    def json(self) -> dict[str, Any]:
-        return {
-            **({} if self.row is None else {"row": self.row}),
-            "seed": self.seed,
-            "baseline_text": self.baseline_text,
-            "ablated_text": self.ablated_text,
-            "first_divergence": self.first_divergence,
-            "kl_mean": _mean(self.kl),
-            "delta_logprob_mean": _mean(self.delta_logprob),
-            "divergence_chars": None
-            if self.divergence_chars is None
-            else list(self.divergence_chars),
-        }
-
-
-@dataclass
-class SampleStats:
-    """Aggregates over the pairs of one intervention (`label`: its targets), each with its
-    95% interval. A pair counts as diverged when its texts differ within the first `horizon`
-    tokens; the first-divergence median counts an undiverged pair at `horizon` (censored)."""
-
-    label: str
-    horizon: int
-    pairs: list[Pair]
-    divergence_rate: Estimate
-    first_divergence_median: Estimate
-    kl_mean: Estimate
-    delta_logprob_per_token: Estimate
-    kl_curve: Tensor  # [3, step]: the mean KL over pairs at each step, and its 95% band
-
-    def aggregates(self) -> dict[str, Any]:
-        return {
-            "divergence_rate": self.divergence_rate.json(),
-            "first_divergence_median": self.first_divergence_median.json(),
-            "kl_mean": self.kl_mean.json(),
-            "delta_logprob_per_token": self.delta_logprob_per_token.json(),
-        }
-
-    def line(self) -> str:
-        return (
-            f"divergence {self.divergence_rate.text(2)}, first divergence (median) "
-            f"{self.first_divergence_median.text(1)}, KL {self.kl_mean.text()}, change in "
-            f"log-prob per token {self.delta_logprob_per_token.text()}"
-        )
-
-
-@dataclass
-class PairedSamples:
-    """The intervention's pairs and aggregates, the greedy pair (one per row), and the same for
-    each control (random targets of the same size)."""
-
-    samples: int  # pairs per row
-    effect: SampleStats
-    greedy: list[Pair]
-    controls: list[SampleStats]
-
-    def summary(self) -> dict[str, Any]:
-        """The keys `interp ablate --samples` adds to effect.json."""
-        return {
-            "samples": self.samples,
-            "horizon": self.effect.horizon,
-            "pairs": [p.json() for p in self.effect.pairs],
-            **self.effect.aggregates(),
-            "kl_curve": _curve(self.effect.kl_curve),
-            "greedy": [g.json() for g in self.greedy],
-            "controls": [
-                {"heads": c.label.split(","), **c.aggregates(), "kl_curve": _curve(c.kl_curve)}
-                for c in self.controls
-            ],
-            # each control pair's first divergence, censored at the horizon (the histogram's)
-            "control_first_divergences": [
-                self.effect.horizon
-                if p.first_divergence is None
-                else min(p.first_divergence, self.effect.horizon)
-                for c in self.controls
-                for p in c.pairs
-            ],  # fmt: skip
-        }
-
-    def comparison(self) -> str:
-        """The effect beside its controls, e.g. "KL 1.8 [1.5, 2.1] vs controls 0.2 [0.1,
-        0.3]" (pooled over the controls' pairs), without a verdict."""
-        if not self.controls:
-            return f"KL {self.effect.kl_mean.text()}"
-        pooled = torch.cat([p.kl.mean().view(1) for c in self.controls for p in c.pairs])
-        return f"KL {self.effect.kl_mean.text()} vs controls {bootstrap(pooled).text()}"
 
 
 def paired_samples(
@@ -178,23 +74,25 @@ def paired_samples(
 
     def baseline_of(run: dict[str, Any]) -> tuple[list[Trace], Tensor]:
         rows = list(generate(model, prompt, intervention=recorded, **run))
-        return rows, _logprobs(model, rows, recorded)
+        return rows, _logprobs(model, rows)
 
     def pairs_of(
         move: Intervention, run: dict[str, Any], rows: list[Trace], logp: Tensor, seeds: list
     ) -> list[Pair]:
         edits = move if recorded is None else recorded + move
         moved = list(generate(model, prompt, intervention=edits, **run))
-        moved_logp = _logprobs(model, rows, edits)
-        return [_pair(model, seed, b, m, logp[i], moved_logp[i])
-                for i, (seed, b, m) in enumerate(zip(seeds, rows, moved, strict=True))]  # fmt: skip
+        moved_logp = _logprobs(model, rows, move)
+        return [
+            _pair(model, seed, b, m, logp[i], moved_logp[i])
+            for i, (seed, b, m) in enumerate(zip(seeds, rows, moved, strict=True))
+        ]
 
     rows, logp = baseline_of(sampled)  # shared by the intervention and every control
-    effect = _stats(
+    effect = stats_of(
         _label(intervention), horizon, pairs_of(intervention, sampled, rows, logp, seeds)
     )
     out_controls = [
-        _stats(_label(c), horizon, pairs_of(c, sampled, rows, logp, seeds)) for c in controls
+        stats_of(_label(c), horizon, pairs_of(c, sampled, rows, logp, seeds)) for c in controls
     ]
     greedy_pairs = []
     if greedy:
@@ -236,26 +134,6 @@ def check_size(
         )
 
 
-def pool(rows: Sequence[PairedSamples]) -> PairedSamples:
-    """The pairs of several rows (a set's, each with its own interventions on the same
-    targets) as one sample: every aggregate over all of their pairs, each pair keeping its
-    row."""
-    if not rows:
-        raise InvalidSettingError("nothing to pool: no rows")
-
-    def numbered(i: int, pairs: list[Pair]) -> list[Pair]:
-        return [replace(p, row=i) for p in pairs]
-
-    def pooled(parts: list[SampleStats]) -> SampleStats:
-        pairs = [p for i, part in enumerate(parts) for p in numbered(i, part.pairs)]
-        return _stats(parts[0].label, parts[0].horizon, pairs)
-
-    first = rows[0]
-    controls = [pooled([r.controls[k] for r in rows]) for k in range(len(first.controls))]
-    greedy = [p for i, r in enumerate(rows) for p in numbered(i, r.greedy)]
-    return PairedSamples(first.samples, pooled([r.effect for r in rows]), greedy, controls)
-
-
 def control_targets(
     model: Model,
     size: int,
@@ -277,11 +155,11 @@ def control_targets(
     return [sorted(rng.sample(pool, size)) for _ in range(count)]
 
 
-def _logprobs(model: Model, rows: list[Trace], edits: Intervention | None) -> Tensor:
-    """Each row's log-softmax at every position, teacher-forced on its own tokens, as it is or
-    under `edits` (`[row, pos, vocab]`, right-padded)."""
-    hooks = hooks_under(model, rows, edits)
-    return forced_logits(model, rows, hooks).float().log_softmax(-1).cpu()
+def _logprobs(model: Model, rows: list[Trace], move: Intervention | None = None) -> Tensor:
+    """Each row's log-softmax at every position, teacher-forced on its own tokens, as it ran
+    or under `move` too (`[row, pos, vocab]`, right-padded)."""
+    logits = measure(model, rows, intervention=move, purpose="paired samples").logits
+    return logits.float().log_softmax(-1).cpu()
 
 
 def _pair(
@@ -291,7 +169,7 @@ def _pair(
     steps = slice(p - 1, n - 1)  # the positions predicting each continuation token
     lp, mlp = logp[steps], moved_logp[steps]
     tokens = base.token_ids[p:n, None]
-    kl = (lp.exp() * (lp - mlp)).sum(-1).clamp_min(0.0)
+    kl = kl_divergence(lp, mlp)
     delta = (mlp.gather(-1, tokens) - lp.gather(-1, tokens))[:, 0]
     parted = first_divergence(base, moved)
     chars = None
@@ -301,47 +179,6 @@ def _pair(
             len(model.decode(moved.continuation_ids[:parted])),
         )
     return Pair(seed, base.continuation, moved.continuation, parted, kl, delta, chars)
-
-
-def _stats(label: str, horizon: int, pairs: list[Pair]) -> SampleStats:
-    parted = [p.first_divergence for p in pairs]
-    diverged = [1.0 if d is not None and d < horizon else 0.0 for d in parted]
-    censored = [float(d) if d is not None and d < horizon else float(horizon) for d in parted]
-    kl = [_mean(p.kl) for p in pairs]
-    delta = [_mean(p.delta_logprob) for p in pairs]
-    return SampleStats(
-        label,
-        horizon,
-        pairs,
-        bootstrap(diverged),
-        bootstrap(censored, median),
-        bootstrap([x for x in kl if not math.isnan(x)]),
-        bootstrap([x for x in delta if not math.isnan(x)]),
-        _band([p.kl for p in pairs], horizon),
-    )
-
-
-def _band(curves: list[Tensor], horizon: int) -> Tensor:
-    """Mean over pairs at each step (of the pairs that reached it) and mean ± 1.96 SE."""
-    out = torch.full((3, horizon), math.nan)
-    for j in range(horizon):
-        at = torch.tensor([float(c[j]) for c in curves if c.numel() > j])
-        if at.numel():
-            mean = float(at.mean())
-            se = float(at.std() / math.sqrt(at.numel())) if at.numel() > 1 else 0.0
-            out[:, j] = torch.tensor([mean, mean - 1.96 * se, mean + 1.96 * se])
-    return out
-
-
-def _mean(x: Tensor) -> float:
-    return float(x.mean()) if x.numel() else math.nan
-
-
-def _curve(band: Tensor) -> dict[str, list[float | None]]:
-    def clean(row: Tensor) -> list[float | None]:
-        return [None if math.isnan(v) else round(v, 6) for v in row.tolist()]
-
-    return {"mean": clean(band[0]), "lo": clean(band[1]), "hi": clean(band[2])}
 
 
 def _label(intervention: Intervention) -> str:

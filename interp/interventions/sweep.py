@@ -28,9 +28,8 @@ from interp.errors import InvalidSettingError
 from interp.files import store
 from interp.interventions.ablation import AblationMode, ablation_parts
 from interp.interventions.attribution_patching import attribution_estimate
-from interp.interventions.effect import forced_logits
+from interp.interventions.measuring import measure
 from interp.interventions.metrics import KL, LogProb, Metric, MetricFn, as_metric
-from interp.interventions.replay import replay_hooks
 from interp.interventions.runner import Candidate, run_jobs
 from interp.models.heads import Head, rank_heads
 from interp.models.model import Model
@@ -249,14 +248,10 @@ def exact_effects(
     (`interp.interventions.runner.run_jobs`), one batch item per head of a layer."""
     chosen = as_metric(metric)
     logprob = isinstance(chosen, LogProb)
-    bound = chosen.bind(model, [trace])
-    base_window = forced_logits(model, [trace], replay_hooks(model, [trace]))[:, bound.start :]
+    measured = measure(model, trace, chosen, purpose="a sweep")
+    base, base_window, start = float(measured.values[0]), measured.window, measured.bound.start
     with torch.no_grad():
-        bound.prepare(base_window)
-        base = float(bound.score(base_window)[0])
-        base_tokens = (
-            LogProb.per_token(base_window, [trace], bound.start)[0].cpu() if logprob else None
-        )
+        base_tokens = LogProb.per_token(base_window, [trace], start)[0].cpu() if logprob else None
     order = [Head(int(layer), int(head)) for layer, head in heads]
     jobs: list[tuple[int, Candidate]] = [(0, ablation[h]) for h in order]
     per_token: dict[int, Tensor] = {}
@@ -264,7 +259,7 @@ def exact_effects(
     def seen(group: list[int], window: Tensor) -> None:
         if base_tokens is not None:
             with torch.no_grad():
-                tokens = LogProb.per_token(window, [trace] * len(group), bound.start).cpu()
+                tokens = LogProb.per_token(window, [trace] * len(group), start).cpu()
             for k, j in enumerate(group):
                 per_token[j] = tokens[k] - base_tokens  # the total: their sum
         if bar is not None:

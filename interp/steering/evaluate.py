@@ -20,9 +20,9 @@ from interp import inputs
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.generation.generate import generate, row_seed
-from interp.interventions.effect import forced_logits, logits_of
+from interp.interventions.measuring import logits_of, measure
+from interp.interventions.metrics import kl_divergence
 from interp.interventions.regenerate import first_divergence
-from interp.interventions.replay import replay_hooks
 from interp.models.model import Model
 from interp.steering import measures
 from interp.steering.measures import ConceptFn, ConceptWords
@@ -203,7 +203,7 @@ def _score(
     out: list[tuple[float, float, float]] = []
     for start in range(0, len(runs), size):
         chunk = runs[start : start + size]
-        own = forced_logits(model, chunk, replay_hooks(model, chunk)).float()
+        own = measure(model, chunk, purpose="steering evaluation").logits.float()
         refs = [originals[start + i] + list(r.continuation_ids) for i, r in enumerate(chunk)]
         ref = logits_of(model, refs).float()
         for i, run in enumerate(chunk):
@@ -213,7 +213,7 @@ def _score(
                 continue
             mine = own[i, p - 1 : p - 1 + t].log_softmax(-1)  # [step, vocab]
             theirs = ref[i, q - 1 : q - 1 + t].log_softmax(-1)
-            kl = (mine.exp() * (mine - theirs)).sum(-1).clamp_min(0.0)
+            kl = kl_divergence(mine, theirs)
             tokens = torch.tensor(run.continuation_ids, device=theirs.device)[:, None]
             logprob = theirs.gather(-1, tokens)[:, 0]
             mass = measures.concept_mass(mine, ids) if ids else torch.tensor([math.nan])

@@ -15,7 +15,7 @@ from interp.edits import Intervention, applying, edit, span
 from interp.errors import InvalidSettingError
 from interp.generation.generate import record_under
 from interp.interventions.ablation import replacing
-from interp.interventions.effect import forced_logits
+from interp.interventions.measuring import forced_logits
 from interp.interventions.patching import pair_runs, patch
 from interp.interventions.replay import intervention_of, replay_hooks
 from interp.interventions.runner import run_jobs

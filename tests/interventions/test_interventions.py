@@ -15,7 +15,7 @@ from interp import metrics
 from interp.edits import applying
 from interp.errors import InvalidSettingError
 from interp.interventions import ablation_effect, make_intervention, sweep
-from interp.interventions.effect import forced_logits
+from interp.interventions.measuring import forced_logits
 
 SITES = ("heads", "resid", "attn-out", "mlp-out")
 
