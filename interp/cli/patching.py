@@ -124,7 +124,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
     from interp.errors import InvalidSettingError
     from interp.interventions.candidates import check_positions, check_window
     from interp.interventions.patching import patch
-    from interp.interventions.patching_result import PATCH_SITES
+    from interp.interventions.patching_site import PATCH_SITES
 
     sites = [s.strip() for s in args.sites.split(",")]
     unknown = [s for s in sites if s not in PATCH_SITES]

@@ -102,10 +102,19 @@ def ablate(
                 "a set's ablation is measured over paired samples of its rows: give samples=N"
             )
         return ablate_samples(
-            model, trace, heads, mode, site=site, samples=samples, controls=controls,
-            exclude=exclude, max_new_tokens=max_new_tokens, reference=reference,
-            resample_text=resample_text, progress=progress,
-        )  # fmt: skip
+            model,
+            trace,
+            heads,
+            mode,
+            site=site,
+            samples=samples,
+            controls=controls,
+            exclude=exclude,
+            max_new_tokens=max_new_tokens,
+            reference=reference,
+            resample_text=resample_text,
+            progress=progress,
+        )
     targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
     if samples or controls:
         check_size(model, [trace], samples, controls, max_new_tokens)
@@ -120,7 +129,7 @@ def ablate(
             site=site,
             reference=reference,
             resample_text=resample_text,
-        )  # fmt: skip
+        )
     )
     effect = ablation_effect(model, trace, ablation, metric=metric)
     regeneration = (
@@ -129,10 +138,19 @@ def ablate(
     paired = None
     if samples or controls:
         paired = ablate_samples(
-            model, trace, targets, mode, site=site, samples=samples, controls=controls,
-            exclude=exclude, max_new_tokens=max_new_tokens, reference=reference,
-            resample_text=resample_text, progress=progress,
-        )  # fmt: skip
+            model,
+            trace,
+            targets,
+            mode,
+            site=site,
+            samples=samples,
+            controls=controls,
+            exclude=exclude,
+            max_new_tokens=max_new_tokens,
+            reference=reference,
+            resample_text=resample_text,
+            progress=progress,
+        )
     return AblationReport(ablation, effect, regeneration, paired)
 
 
@@ -163,10 +181,11 @@ def ablate_samples(
         _check_own(heads, controls, reference, resample_text)
         check_size(model, rows, samples, 0, max_new_tokens)
         parts = [
-            paired_samples(model, row, heads, samples=samples, max_new_tokens=max_new_tokens,
-                           progress=progress)
+            paired_samples(
+                model, row, heads, samples=samples, max_new_tokens=max_new_tokens, progress=progress
+            )
             for row in rows
-        ]  # fmt: skip
+        ]
         return parts[0] if isinstance(runs, Trace) else pool(parts)
     if controls and site != "heads":
         raise InvalidSettingError("controls are random heads: they need the heads site")
@@ -194,7 +213,7 @@ def ablate_samples(
                 max_new_tokens=max_new_tokens,
                 controls=[build(c) for c in drawn],
                 progress=progress,
-            )  # fmt: skip
+            )
         )
     return parts[0] if isinstance(runs, Trace) else pool(parts)
 

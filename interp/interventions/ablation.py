@@ -18,30 +18,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Literal
 
-import torch
 from torch import Tensor
 
-from interp import inputs
 from interp.edits.value import Edit, Intervention
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
+from interp.interventions.ablation_values import (
+    MODES,
+    AblationMode,
+    MeanOver,
+    replacement_values,
+)
 from interp.interventions.sites import Site, Target
 from interp.models.model import Model
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
-AblationMode = Literal["mean", "zero", "resample"]
-MODES: tuple[AblationMode, ...] = ("mean", "zero", "resample")
-MeanOver = Literal["auto", "prompt", "all"]  # which positions of a run a mean covers
 MAX_DIRNAME_HEADS = 80  # characters of head labels in a directory name
-
-DEFAULT_RESAMPLE_TEXT = (
-    "The committee met on Tuesday to review the budget for the coming year. After a long "
-    "discussion about roads, schools and the new library, the members agreed to postpone "
-    "the final vote until the spring, when more figures would be available."
-)
 
 
 def replacing(
@@ -104,18 +98,6 @@ def reference_digest(reference: TraceSet | Trace) -> str:
         h.update(f"{row.prompt_len}:{row.settings.continuation is not None}:".encode())
         h.update(row.token_ids.numpy().astype("<i8").tobytes())
     return h.hexdigest()[:8]
-
-
-def mean_positions(trace: Trace, over: MeanOver = "auto") -> int:
-    """How many leading positions of a run a mean covers: "all", the "prompt"'s, or ("auto")
-    the prompt's where the continuation was forced (a given answer must not leak into the
-    mean) and all of them where it was sampled."""
-    if over not in ("auto", "prompt", "all"):
-        raise InvalidSettingError(f"mean_over must be 'auto', 'prompt' or 'all', got {over!r}")
-    forced = trace.settings.continuation is not None
-    return (
-        trace.prompt_len if over == "prompt" or (over == "auto" and forced) else trace.n_positions
-    )
 
 
 def make_intervention(
@@ -191,64 +173,18 @@ def ablation_parts(
             f"reference must be a Trace or a TraceSet, got {type(reference).__name__}"
         )
     chosen = _positions(trace, positions)
-    layers = sorted({layer for layer, _ in targets})
-    what = "head's" if site == "heads" else f"{site}'s"
-    if mode == "mean":
-        rows = (
-            [trace]
-            if reference is None
-            else ([reference] if isinstance(reference, Trace) else list(reference))
-        )
-        spans = [mean_positions(row.bind(model), mean_over) for row in rows]
-        values = {
-            layer: torch.cat(
-                [
-                    sites.activation(model, row.activations, site, layer)[:span]
-                    for row, span in zip(rows, spans, strict=True)
-                ]
-            ).mean(0, keepdim=True)
-            for layer in layers
-        }
-        cut = sum(span < row.n_positions for row, span in zip(rows, spans, strict=True))
-        if reference is None:
-            kind = "prompt positions" if cut else "positions"
-            described = f"the {what} mean over the {sum(spans)} {kind} of the trace"
-        else:
-            described = (
-                f"the {what} mean over {sum(spans)} positions of {len(rows)} reference rows"
-                + (f" (only the prompt positions of {cut} of them)" if cut else "")
-            )
-    elif mode == "zero":
-        shape = (model.n_heads, int(model.cfg.d_head)) if site == "heads" else (model.d_model,)
-        values = {layer: torch.zeros(1, *shape) for layer in layers}
-        described = "zeros"
-    else:
-        needed = max(
-            min_positions or 0, trace.n_positions, trace.prompt_len + trace.settings.max_new_tokens
-        )
-        if source is not None:
-            if resample_text is not None:
-                raise InvalidSettingError("give a resample text or a source trace, not both")
-            source.bind(model)
-            if source.n_positions < trace.n_positions:
-                raise InvalidSettingError(
-                    f"the source run has {source.n_positions} positions, the trace "
-                    f"{trace.n_positions}: a patch needs a run at least as long"
-                )
-            values = {
-                layer: sites.activation(model, source.activations, site, layer) for layer in layers
-            }
-            described = (
-                f"the {what} value at the same position in the run of {source.prompt[:60]!r}"
-            )
-        else:
-            text = (
-                DEFAULT_RESAMPLE_TEXT
-                if resample_text is None
-                else inputs.text(resample_text, "the resample text")
-            )
-            values = _resample_values(model, text, site, layers, needed)
-            described = f"the {what} value at the same position on the text {text[:60]!r}"
+    values, described = replacement_values(
+        model,
+        trace,
+        targets,
+        mode,
+        site,
+        reference=reference,
+        source=source,
+        resample_text=resample_text,
+        min_positions=min_positions,
+        mean_over=mean_over,
+    )
     groups = [[t] for t in targets] if each else [list(targets)]
     return [
         replacing(site, group, values, op=mode, positions=chosen, origin=described)
@@ -275,9 +211,16 @@ def ablation(
     if isinstance(targets, str):
         targets = sites.parse_targets(targets, sites.check_site(site), model)
     return make_intervention(
-        model, trace, targets, mode, site=site, positions=positions, reference=reference,
-        resample_text=resample_text, mean_over=mean_over,
-    )  # fmt: skip
+        model,
+        trace,
+        targets,
+        mode,
+        site=site,
+        positions=positions,
+        reference=reference,
+        resample_text=resample_text,
+        mean_over=mean_over,
+    )
 
 
 def make_ablation(
@@ -328,21 +271,3 @@ def _positions(trace: Trace, positions: Positions) -> list[int] | None:
             raise InvalidSettingError(f"position {p} is outside the trace's {trace.n_positions}")
         out.append(at)
     return sorted(set(out))
-
-
-def _resample_values(
-    model: Model, text: str, site: Site, layers: list[int], needed: int
-) -> dict[int, Tensor]:
-    ids = model.encode(text)
-    if not ids:
-        raise InvalidSettingError("the resample text tokenises to no tokens")
-    body = model.encode(text, add_special_tokens=False) or ids
-    while len(ids) < needed:  # repeat the text until it covers every position
-        ids += body
-    ids = ids[:needed]
-    names = {sites.hook_name(site, layer) for layer in layers}
-    with torch.no_grad():
-        _, cache = model.bridge.run_with_cache(
-            torch.tensor([ids], device=model.device), names_filter=lambda n: n in names
-        )
-    return {layer: cache[sites.hook_name(site, layer)][0].float().cpu() for layer in layers}

@@ -153,9 +153,18 @@ class AblationRecord:
 
 
 PAIRED_KEYS = (
-    "samples", "horizon", "pairs", "divergence_rate", "first_divergence_median", "kl_mean",
-    "delta_logprob_per_token", "kl_curve", "greedy", "controls", "control_first_divergences",
-)  # fmt: skip
+    "samples",
+    "horizon",
+    "pairs",
+    "divergence_rate",
+    "first_divergence_median",
+    "kl_mean",
+    "delta_logprob_per_token",
+    "kl_curve",
+    "greedy",
+    "controls",
+    "control_first_divergences",
+)
 
 
 def _heads(labels: list[str], where: Path) -> list[Head]:

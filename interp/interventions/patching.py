@@ -32,10 +32,10 @@ from interp.interventions.attribution_patching import patch_estimates
 from interp.interventions.candidates import Positions, check_window
 from interp.interventions.measuring import measure
 from interp.interventions.metrics import Metric, MetricFn, as_metric
-from interp.interventions.patching_result import (
+from interp.interventions.patching_result import Patching
+from interp.interventions.patching_site import (
     PATCH_SITES,
     Direction,
-    Patching,
     PatchingResult,
     PatchSite,
     ResultSite,
@@ -85,9 +85,17 @@ class Runs:
         stderr = rows.std(0) / math.sqrt(len(rows)) if len(rows) > 1 else None
         normalized = effect / span if span != 0 else torch.full_like(effect, math.nan)
         return PatchingResult(
-            site, self.direction, self.metric.label, effect, normalized, stderr, rows, clean,
-            corrupt, **extra,
-        )  # fmt: skip
+            site,
+            self.direction,
+            self.metric.label,
+            effect,
+            normalized,
+            stderr,
+            rows,
+            clean,
+            corrupt,
+            **extra,
+        )
 
     def patching(
         self,
@@ -98,9 +106,16 @@ class Runs:
         clean, corrupt = float(self.clean_m.mean()), float(self.corrupt_m.mean())
         kind = positions if isinstance(positions, str) else "groups"
         return Patching(
-            results, self.direction, self.metric.label, clean, corrupt, len(self.cleans),
-            tokens=candidates.labels(positions, self.cleans[0]), positions=kind, **extra,
-        )  # fmt: skip
+            results,
+            self.direction,
+            self.metric.label,
+            clean,
+            corrupt,
+            len(self.cleans),
+            tokens=candidates.labels(positions, self.cleans[0]),
+            positions=kind,
+            **extra,
+        )
 
 
 def pair_runs(
@@ -267,8 +282,11 @@ def _site_effects(
         cells = [([(l_, h)], p) for l_ in range(n_layers) for h in range(n_heads) for p in range(n)]
     else:
         shape = (n_layers, n)
-        cells = [([(w, None) for w in candidates.window_layers(l_, window, n_layers)], p)
-                 for l_ in range(n_layers) for p in range(n)]  # fmt: skip
+        cells = [
+            ([(w, None) for w in candidates.window_layers(l_, window, n_layers)], p)
+            for l_ in range(n_layers)
+            for p in range(n)
+        ]
     layer_site = _layer_site(site)
     values = {
         layer: [activation(model, s.activations, layer_site, layer) for s in sources]
@@ -276,11 +294,19 @@ def _site_effects(
     }
     chosen = range(len(cells)) if only is None else only
     jobs: list[tuple[int, Candidate]] = [
-        (r, replacing(layer_site, cells[c][0], {t[0]: values[t[0]][r] for t in cells[c][0]},
-                      positions=_at(cols[r], cells[c][1]), origin="the other run"))
+        (
+            r,
+            replacing(
+                layer_site,
+                cells[c][0],
+                {t[0]: values[t[0]][r] for t in cells[c][0]},
+                positions=_at(cols[r], cells[c][1]),
+                origin="the other run",
+            ),
+        )
         for r in range(len(targets))
         for c in chosen
-    ]  # fmt: skip
+    ]
     scores = run_jobs(model, jobs, targets, runs.cleans, runs.metric, runs.target_windows)
     out = torch.full((len(targets), len(cells)), math.nan)
     out[:, list(chosen)] = scores.view(len(targets), len(chosen))

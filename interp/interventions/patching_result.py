@@ -1,5 +1,6 @@
-"""Patching results and their on-disk form: a directory with patch.safetensors (`<site>.effect`,
-`.effect_normalized`, `.stderr`, `.per_row`) and summary.json's `patching`."""
+"""Every site patched between the same runs (`Patching`) and its on-disk form: a directory with
+patch.safetensors (`<site>.effect`, `.effect_normalized`, `.stderr`, `.per_row`) and
+summary.json's `patching`."""
 
 from __future__ import annotations
 
@@ -7,116 +8,28 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 from torch import Tensor
 
 from interp.errors import TraceFormatError
 from interp.files import atomic, store
-from interp.models.heads import Head
+from interp.interventions.patching_site import (
+    RESULT_SITES,
+    Direction,
+    PatchingResult,
+    ResultSite,
+    stored_site,
+)
 from interp.trace import schema
-
-PatchSite = Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]
-PATCH_SITES: tuple[PatchSite, ...] = ("heads", "heads-by-pos", "resid", "attn-out", "mlp-out")
-ResultSite = Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out", "path"]
-RESULT_SITES: tuple[ResultSite, ...] = (*PATCH_SITES, "path")
-Direction = Literal["denoise", "noise"]
 
 PATCH_FORMAT = "interp-patching"
 PATCH_FORMAT_VERSION = 1
 PATCH_FILE = "patch.safetensors"
 # what a patching directory holds: the result, and the report rendered from it
 PATCH_ENTRIES = frozenset({store.SUMMARY, PATCH_FILE, "index.html", "figures"})
-
-
-class HeadPosition(NamedTuple):
-    """A head at one position: a `(Head, position)` pair (a heads-by-pos cell); `str()` gives
-    its label, "L5H1@7"."""
-
-    head: Head
-    position: int
-
-    def __str__(self) -> str:
-        return f"{self.head}@{self.position}"
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
-
-
-class LayerPosition(NamedTuple):
-    """A layer's site at one position: a `(layer, position)` pair (a resid, attn-out or
-    mlp-out cell); `str()` gives its label, "L5@7"."""
-
-    layer: int
-    position: int
-
-    def __str__(self) -> str:
-        return f"L{self.layer}@{self.position}"
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
-
-
-Cell = Head | HeadPosition | LayerPosition  # one patched candidate of a site
-
-
-@dataclass
-class PatchingResult:
-    """One site's patching effects: `[layer, head]` (heads; path: the sender heads),
-    `[layer, head, pos]` (heads-by-pos) or `[layer, pos]` (resid, attn-out, mlp-out);
-    `per_row` rows first. `effect` is exact where `verified` (None: everywhere); elsewhere
-    (a triage) it is NaN, and `estimate` holds the attribution-patching estimate."""
-
-    site: ResultSite
-    direction: Direction
-    metric: str
-    effect: Tensor
-    effect_normalized: Tensor
-    stderr: Tensor | None  # over rows; None for one pair
-    per_row: Tensor
-    clean_metric: float  # means over rows
-    corrupted_metric: float
-    estimate: Tensor | None = None  # attribution patching: an estimate, never an effect
-    verified: Tensor | None = None  # bool, where `effect` was computed exactly
-
-    def cell(self, index: Sequence[int]) -> Cell:
-        """The candidate at an index into `effect`: a `Head` (heads, path), a `HeadPosition`
-        (heads-by-pos) or a `LayerPosition` (resid, attn-out, mlp-out)."""
-        if self.site in ("heads", "path"):
-            return Head(int(index[0]), int(index[1]))
-        if self.site == "heads-by-pos":
-            return HeadPosition(Head(int(index[0]), int(index[1])), int(index[2]))
-        return LayerPosition(int(index[0]), int(index[1]))
-
-    def top(self, k: int = 10) -> list[tuple[Cell, float]]:
-        """The k largest exact |effect| with their candidates, signed, largest magnitude first
-        (ties in index order; cells without an exact effect left out): `(Head, effect)` for
-        heads and path, `(HeadPosition(head, position), effect)` for heads-by-pos and
-        `(LayerPosition(layer, position), effect)` for the layer sites. Each is a tuple that
-        unpacks as it reads (`(head, pos), v = ...`); `str()` gives its label."""
-        return [(cell, value) for _, cell, value in self.ranked(k)]
-
-    def ranked(self, k: int = 10) -> list[tuple[int, Cell, float]]:
-        """`top`'s candidates with their index into the flattened effect."""
-        flat = self.effect.flatten()
-        known = ~flat.isnan()
-        order = flat.nan_to_num(0.0).abs().argsort(descending=True, stable=True)
-        shape = self.effect.shape
-        out: list[tuple[int, Cell, float]] = []
-        for i in order.tolist():
-            if len(out) == k:
-                break
-            if not known[i]:
-                continue
-            index, rest = [], i
-            for size in reversed(shape):
-                index.append(rest % size)
-                rest //= size
-            out.append((i, self.cell(list(reversed(index))), float(flat[i])))
-        return out
 
 
 @dataclass
@@ -275,66 +188,32 @@ class Patching:
         results: dict[ResultSite, PatchingResult] = {}
         for site in RESULT_SITES:
             if site in summary:
-                results[site] = _stored_site(
-                    site, tensors, path / PATCH_FILE, sizes, rows, direction, metric, clean,
+                results[site] = stored_site(
+                    site,
+                    tensors,
+                    path / PATCH_FILE,
+                    sizes,
+                    rows,
+                    direction,
+                    metric,
+                    clean,
                     corrupted,
-                )  # fmt: skip
+                )
         if not results:
             raise TraceFormatError(f"{where}: the patching result names no site")
         return cls(
-            results, direction, metric, clean, corrupted, rows, receivers, method, tokens, window,
+            results,
+            direction,
+            metric,
+            clean,
+            corrupted,
+            rows,
+            receivers,
+            method,
+            tokens,
+            window,
             positions,
-        )  # fmt: skip
-
-
-_AXES: dict[str, tuple[str, ...]] = {
-    "heads": ("layer", "head"),
-    "path": ("layer", "head"),
-    "heads-by-pos": ("layer", "head", "pos"),
-    "resid": ("layer", "pos"),
-    "attn-out": ("layer", "pos"),
-    "mlp-out": ("layer", "pos"),
-}
-
-
-def _stored_site(
-    site: ResultSite,
-    tensors: dict[str, Tensor],
-    where: Path,
-    sizes: dict[str, int | None],
-    rows: int,
-    direction: Direction,
-    metric: str,
-    clean: float,
-    corrupted: float,
-) -> PatchingResult:
-    """One site's tensors, each of the dtype and shape the summary implies: the site's axes
-    (layers, heads, positions) the same sizes at every site and as many positions as the
-    tokens, `per_row` one slice a pair."""
-    axes = _AXES[site]
-    effect = schema.tensor(
-        tensors, f"{site}.effect", where, "float", [None] * len(axes), allow_nan=True
-    )
-    for axis, size in zip(axes, effect.shape, strict=True):
-        if sizes[axis] is None:
-            sizes[axis] = int(size)
-    shape = [sizes[axis] for axis in axes]
-
-    def get(name: str, kind: schema.Kind, dims: list[int | None]) -> Tensor:
-        return schema.tensor(tensors, f"{site}.{name}", where, kind, dims, allow_nan=True)
-
-    effect = get("effect", "float", shape)
-    normalized = get("effect_normalized", "float", shape)
-    per_row = get("per_row", "float", [rows, *shape])
-    kinds: dict[str, schema.Kind] = {"stderr": "float", "estimate": "float", "verified": "bool"}
-    optional = {
-        name: get(name, kind, shape) if f"{site}.{name}" in tensors else None
-        for name, kind in kinds.items()
-    }
-    return PatchingResult(
-        site, direction, metric, effect, normalized, optional["stderr"], per_row, clean,
-        corrupted, optional["estimate"], optional["verified"],
-    )  # fmt: skip
+        )
 
 
 def _slug(text: str, limit: int) -> str:

@@ -37,7 +37,8 @@ from interp.errors import InvalidSettingError
 from interp.interventions.ablation import replacing
 from interp.interventions.metrics import Metric, MetricFn
 from interp.interventions.patching import Runs, pair_runs
-from interp.interventions.patching_result import Direction, Patching
+from interp.interventions.patching_result import Patching
+from interp.interventions.patching_site import Direction
 from interp.interventions.receivers import (
     Input,
     Receiver,
@@ -132,8 +133,10 @@ def _into_receivers(model: Model, runs: Runs, receivers: list[Receiver]) -> Tens
         by_layer.setdefault(layer, []).append((head, kind))
     targets = runs.targets
     # each receiver layer's z and MLP output for every (row, sender), receivers recomputed
-    new = {layer: _receiver_outputs(model, runs, senders, layer, inputs)
-           for layer, inputs in sorted(by_layer.items())}  # fmt: skip
+    new = {
+        layer: _receiver_outputs(model, runs, senders, layer, inputs)
+        for layer, inputs in sorted(by_layer.items())
+    }
     heads: list[Target] = sorted(
         {(r[0], head) for r in receivers for head in receiving_heads(model, r)}
     )

@@ -203,9 +203,12 @@ def sweep(
     deltas = torch.full((len(rows), n_layers, n_heads), math.nan)
     per_token = None
     bar = tqdm(
-        total=len(chosen) * len(rows), desc="sweep", unit="head", disable=not progress,
+        total=len(chosen) * len(rows),
+        desc="sweep",
+        unit="head",
+        disable=not progress,
         file=sys.stderr,
-    )  # fmt: skip
+    )
     for i, (row, ab) in enumerate(zip(rows, ablations, strict=True)):
         parts = {head: ab[k] for k, head in enumerate(all_heads)}
         effects = exact_effects(model, row, parts, chosen, metric=chosen_metric, bar=bar)

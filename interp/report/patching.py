@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from interp.interventions.metrics import describe
-from interp.interventions.patching_result import Cell, Patching, PatchingResult
+from interp.interventions.patching_result import Patching
+from interp.interventions.patching_site import Cell, PatchingResult
 from interp.models.heads import head_label
 from interp.report import figures, style
 from interp.report.formats import Format

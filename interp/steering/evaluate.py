@@ -102,11 +102,19 @@ def steer_eval(
             run_edits += [c.intervention] * samples
     runs = list(
         generate(
-            model, run_texts, seeds=seeds * len(conditions), intervention=run_edits,
-            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-            hooks=[], batch_size=batch_size, progress=progress,
+            model,
+            run_texts,
+            seeds=seeds * len(conditions),
+            intervention=run_edits,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            hooks=[],
+            batch_size=batch_size,
+            progress=progress,
         )
-    )  # fmt: skip
+    )
     originals = [model.encode(t) for t in texts] * len(conditions)
     originals = [ids for ids in originals for _ in range(samples)]
     scores = _score(model, runs, originals, words)
@@ -119,10 +127,14 @@ def steer_eval(
             run, base = runs[c_i * per + j], base_runs[j]
             kl, logprob, mass = scores[c_i * per + j]
             parted = first_divergence(base, run)
-            chars = None if parted is None else (
-                len(model.decode(base.continuation_ids[:parted])),
-                len(model.decode(run.continuation_ids[:parted])),
-            )  # fmt: skip
+            chars = (
+                None
+                if parted is None
+                else (
+                    len(model.decode(base.continuation_ids[:parted])),
+                    len(model.decode(run.continuation_ids[:parted])),
+                )
+            )
             block.append(
                 Scored(
                     j // samples,
@@ -136,7 +148,7 @@ def steer_eval(
                     measures.repetition(run.continuation_ids),
                     parted,
                     chars,
-                )  # fmt: skip
+                )
             )
         scored.append(block)
     horizon = max_new_tokens
@@ -145,33 +157,65 @@ def steer_eval(
         return Measures.of(label, [s for i in picked for s in scored[i]], horizon, seed)
 
     kinds = [(i, c) for i, c in enumerate(conditions)]
-    steered = [of(f"scale {s:g}", [i for i, c in kinds if c.kind == "steered" and c.scale == s])
-               for s in scale_list]  # fmt: skip
+    steered = [
+        of(f"scale {s:g}", [i for i, c in kinds if c.kind == "steered" and c.scale == s])
+        for s in scale_list
+    ]
     control_each = [
-        [of(f"control {c.direction} at scale {s:g}", [i]) for i, c in kinds
-         if c.kind == "control" and c.scale == s]
+        [
+            of(f"control {c.direction} at scale {s:g}", [i])
+            for i, c in kinds
+            if c.kind == "control" and c.scale == s
+        ]
         for s in scale_list
-    ]  # fmt: skip
+    ]
     pooled = [
-        of(f"controls at scale {s:g}", [i for i, c in kinds
-                                        if c.kind == "control" and c.scale == s])
+        of(
+            f"controls at scale {s:g}",
+            [i for i, c in kinds if c.kind == "control" and c.scale == s],
+        )
         for s in scale_list
-    ]  # fmt: skip
+    ]
     prompted = of("prompting", [len(conditions) - 1]) if instruction is not None else None
     return SteeringEval(
-        vector.record(), vector.layer, op, unit, positions, scale_list, samples, texts,
-        horizon, concept_name, list(words.words) if words else [],
-        list(words.warnings) if words else [], of("unsteered", [0]), steered, pooled,
-        control_each, instruction, prompted, separability_by_layer,
-        settings={"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed,
-                  "controls": controls},
-    )  # fmt: skip
+        vector.record(),
+        vector.layer,
+        op,
+        unit,
+        positions,
+        scale_list,
+        samples,
+        texts,
+        horizon,
+        concept_name,
+        list(words.words) if words else [],
+        list(words.warnings) if words else [],
+        of("unsteered", [0]),
+        steered,
+        pooled,
+        control_each,
+        instruction,
+        prompted,
+        separability_by_layer,
+        settings={
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "seed": seed,
+            "controls": controls,
+        },
+    )
 
 
 def _conditions(
-    vector: SteeringVector, scales: list[float], controls: int, op: SteerOp, positions: Where,
-    unit: Unit, seed: int,
-) -> list[_Condition]:  # fmt: skip
+    vector: SteeringVector,
+    scales: list[float],
+    controls: int,
+    op: SteerOp,
+    positions: Where,
+    unit: Unit,
+    seed: int,
+) -> list[_Condition]:
     """Unsteered, then each scale steered, then each scale along each control direction."""
     g = torch.Generator().manual_seed(seed)
     randoms = torch.randn(controls, vector.vector.shape[0], generator=g)
@@ -183,9 +227,16 @@ def _conditions(
     for s in scales:
         for d in range(controls):
             twin = SteeringVector(
-                randoms[d], vector.layer, vector.model_name, "random", vector.position, None,
-                vector.resid_norm, {}, vector.provenance,
-            )  # fmt: skip
+                randoms[d],
+                vector.layer,
+                vector.model_name,
+                "random",
+                vector.position,
+                None,
+                vector.resid_norm,
+                {},
+                vector.provenance,
+            )
             edits = twin.intervention(s, op=op, positions=positions, unit=unit)
             out.append(_Condition("control", s, d, edits))
     return out

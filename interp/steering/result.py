@@ -63,9 +63,15 @@ class Measures:
             return est([getattr(s, name) for s in samples])
 
         return cls(
-            label, samples, column("concept"), column("concept_mass"), column("kl"),
-            column("logprob_per_token"), column("repetition"), est(parted),
-        )  # fmt: skip
+            label,
+            samples,
+            column("concept"),
+            column("concept_mass"),
+            column("kl"),
+            column("logprob_per_token"),
+            column("repetition"),
+            est(parted),
+        )
 
     def json(self) -> dict[str, Any]:
         return {m: getattr(self, m).json() for m in MEASURES}
@@ -130,13 +136,19 @@ class SteeringEval:
         for scale, steered in zip(self.scales, self.steered, strict=True):
             for s in steered.samples[: self.pairs_kept]:
                 b = base[(s.prompt, s.sample)]
-                out.append({
-                    "scale": scale, "prompt": self.prompts[s.prompt], "seed": s.seed,
-                    "unsteered_text": b.text, "steered_text": s.text,
-                    "first_divergence": s.first_divergence,
-                    "divergence_chars": None if s.divergence_chars is None
-                    else list(s.divergence_chars),
-                })  # fmt: skip
+                out.append(
+                    {
+                        "scale": scale,
+                        "prompt": self.prompts[s.prompt],
+                        "seed": s.seed,
+                        "unsteered_text": b.text,
+                        "steered_text": s.text,
+                        "first_divergence": s.first_divergence,
+                        "divergence_chars": None
+                        if s.divergence_chars is None
+                        else list(s.divergence_chars),
+                    }
+                )
         return out
 
     def sentence(self) -> str:
@@ -174,11 +186,19 @@ class SteeringEval:
     def json(self) -> dict[str, Any]:
         """The keys of steering.json."""
         return {
-            "layer": self.layer, "site": self.vector.get("site"), "op": self.op,
-            "unit": self.unit, "positions": self.positions, "scales": self.scales,
-            "samples": self.samples, "prompts": self.prompts, "max_new_tokens": self.horizon,
-            "concept": self.concept, "concept_words": self.concept_words,
-            "warnings": self.warnings, "vector": self.vector,
+            "layer": self.layer,
+            "site": self.vector.get("site"),
+            "op": self.op,
+            "unit": self.unit,
+            "positions": self.positions,
+            "scales": self.scales,
+            "samples": self.samples,
+            "prompts": self.prompts,
+            "max_new_tokens": self.horizon,
+            "concept": self.concept,
+            "concept_words": self.concept_words,
+            "warnings": self.warnings,
+            "vector": self.vector,
             "unsteered": self.unsteered.json(),
             "steered": [
                 {"scale": s, **m.json()} for s, m in zip(self.scales, self.steered, strict=True)
@@ -187,10 +207,13 @@ class SteeringEval:
                 {"scale": s, "directions": len(each), **m.json()}
                 for s, m, each in zip(self.scales, self.controls, self.control_each, strict=True)
             ],
-            "prompt_baseline": None if self.prompt_baseline is None
+            "prompt_baseline": None
+            if self.prompt_baseline is None
             else {"instruction": self.instruction, **self.prompt_baseline.json()},
             "smallest_clear_scale": self.smallest_clear_scale,
             "prompting_better_at": self.prompting_better_at,
             "separability_by_layer": self.separability_by_layer,
-            "pairs": self.pairs(), "summary": self.sentence(), "settings": self.settings,
-        }  # fmt: skip
+            "pairs": self.pairs(),
+            "summary": self.sentence(),
+            "settings": self.settings,
+        }

@@ -154,11 +154,17 @@ class SteeringVector:
     def record(self) -> dict[str, Any]:
         """Everything but the vector itself, as JSON."""
         return {
-            "layer": self.layer, "site": self.site, "model_name": self.model_name,
-            "method": self.method, "position": self.position, "norm": round(self.norm, 6),
-            "separability": self.separability, "resid_norm": self.resid_norm,
-            "sets": self.sets, "provenance": self.provenance,
-        }  # fmt: skip
+            "layer": self.layer,
+            "site": self.site,
+            "model_name": self.model_name,
+            "method": self.method,
+            "position": self.position,
+            "norm": round(self.norm, 6),
+            "separability": self.separability,
+            "resid_norm": self.resid_norm,
+            "sets": self.sets,
+            "provenance": self.provenance,
+        }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write `path` (a .safetensors file) atomically: the vector, and the record in the
@@ -203,10 +209,16 @@ def _from_record(vector: Tensor, text: str, file: Path) -> SteeringVector:
     try:
         r = json.loads(text)
         out = SteeringVector(
-            vector, int(r["layer"]), str(r["model_name"]), str(r["method"]),
-            str(r.get("position", "last")), r.get("separability"), r.get("resid_norm"),
-            dict(r.get("sets", {})), {str(k): str(v) for k, v in r.get("provenance", {}).items()},
-        )  # fmt: skip
+            vector,
+            int(r["layer"]),
+            str(r["model_name"]),
+            str(r["method"]),
+            str(r.get("position", "last")),
+            r.get("separability"),
+            r.get("resid_norm"),
+            dict(r.get("sets", {})),
+            {str(k): str(v) for k, v in r.get("provenance", {}).items()},
+        )
     except InvalidSettingError as exc:  # the record's numbers, checked where it is built
         raise TraceFormatError(f"{file}: its steering record is refused: {exc}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -94,7 +94,7 @@ def steering_vector(
                 round(float(norms[:, i].median()), 6),
                 {"positive": _digest(pos), "negative": _digest(neg)},
                 dict(made),
-            )  # fmt: skip
+            )
         )
     return out[0] if layer is not None else SteeringVectors(out)
 
