@@ -133,11 +133,11 @@ def pair_runs(
     if direction not in ("denoise", "noise"):
         raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
     chosen = as_metric(metric)
-    # the target run first (a KL compares with it), the metric's answers the clean rows'
-    first, second = (corrupts, cleans) if direction == "denoise" else (cleans, corrupts)
+    # the target runs first (a KL compares with them); the answers are the clean rows'
+    denoise = direction == "denoise"
+    first, second = (corrupts, cleans) if denoise else (cleans, corrupts)
     target = measure(model, first, chosen, answers=cleans, purpose=purpose)
     other = measure(model, second, chosen, answers=cleans, baseline=target.window, purpose=purpose)
-    denoise = direction == "denoise"
     clean_m, corrupt_m = (other.values, target.values) if denoise else (target.values, other.values)
     bound = target.bound
     if float(clean_m.mean()) == float(corrupt_m.mean()):
