@@ -17,6 +17,7 @@ from interp.errors import InterpError, TraceFormatError
 from interp.models import hooks as H
 
 Kind = Literal["int", "float", "bool"]
+INTERVENTION_SPEC_KEY = "intervention_spec"  # provenance: a run's intervention, serialised
 _NAMES = {
     str: "a string",
     int: "an integer",
@@ -153,10 +154,10 @@ def intervention(summary: dict[str, Any], where: Path) -> Intervention | None:
     """The intervention a run was recorded under, read once from its provenance's JSON (None
     for a plain run, and for raw hooks or a callable, which were not saved)."""
     provenance = summary.get("provenance")
-    spec = provenance.get("intervention_spec") if isinstance(provenance, dict) else None
+    spec = provenance.get(INTERVENTION_SPEC_KEY) if isinstance(provenance, dict) else None
     if spec is None:
         return None
-    at = f"{where}: provenance.intervention_spec"
+    at = f"{where}: provenance.{INTERVENTION_SPEC_KEY}"
     try:
         value = json.loads(spec)
     except (TypeError, ValueError):

@@ -35,6 +35,7 @@ from interp.files.store import (
 )
 from interp.models.hooks import missing
 from interp.trace import schema
+from interp.trace.schema import INTERVENTION_SPEC_KEY
 from interp.trace.settings import GenerationSettings
 
 if TYPE_CHECKING:
@@ -44,9 +45,8 @@ if TYPE_CHECKING:
 
 STOP_REASONS = ("max_new_tokens", "eos", "forced")
 INTERVENTION_KEY = "intervention"  # provenance: what the run was recorded under
-INTERVENTION_SPEC_KEY = "intervention_spec"  # provenance: its serialised form, to replay it
 CALLABLE_KEY = "intervention_callable"  # provenance: it held a callable, which is not saved
-__all__ = ["GenerationSettings", "Trace"]
+__all__ = ["INTERVENTION_SPEC_KEY", "GenerationSettings", "Trace"]
 
 
 @dataclass(eq=False)
