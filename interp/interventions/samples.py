@@ -2,8 +2,9 @@
 
 Pair k generates from the prompt twice with one seed, as it is and intervened on: both draw the
 same Gumbel noise at every step, so the texts part only where the intervention moved the
-distribution far enough. One sample cannot tell an effect from luck; N pairs (run as one
-batch each side) give rates and means with percentile-bootstrap 95% intervals. Greedy decoding
+distribution far enough. One sample cannot tell an effect from luck; N pairs (every side's
+rows one batched generation, `conditions.run_conditions`) give rates and means with
+percentile-bootstrap 95% intervals. Greedy decoding
 is one more pair, reported apart. Per pair: both texts, the first diverging token, the per-step
 KL(baseline || intervened) along the baseline's tokens, and the change in the baseline text's
 log-prob under the intervened model (both teacher-forced on the baseline's tokens).
@@ -13,17 +14,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
-
-from torch import Tensor
 
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.generation.generate import generate, row_seed
 from interp.interventions import sites
-from interp.interventions.measuring import measure
+from interp.interventions.conditions import Condition, ConditionRuns, run_conditions
 from interp.interventions.metrics import kl_divergence
-from interp.interventions.regenerate import first_divergence
 from interp.interventions.replay import intervention_of
 from interp.interventions.sample_stats import Pair, PairedSamples, stats_of
 from interp.models.machine import available_memory
@@ -31,7 +29,7 @@ from interp.models.model import Model
 from interp.trace.trace import Trace
 
 MAX_SAMPLED_TOKENS = 2_000_000  # tokens one paired-samples call may generate
-MAX_CONTROLS = 256  # control interventions of one call (each is a batch of its own)
+MAX_CONTROLS = 256  # control interventions of one call (each samples as many rows again)
 
 
 def paired_samples(
@@ -60,45 +58,35 @@ def paired_samples(
         raise InvalidSettingError(f"max new tokens must be at least 1, got {horizon}")
     check_size(model, [trace], samples, len(controls), max_new_tokens)
     prompt = [trace.token_ids[: trace.prompt_len].tolist()]
-    base_seed = s.seed if s.seed is not None else 0
     options: dict[str, Any] = {
         "max_new_tokens": horizon,
         "top_k": s.top_k,
         "top_p": s.top_p,
         "stop_at_eos": s.stop_at_eos,
-        "hooks": [],
+        "under": recorded,
         "progress": progress,
     }
-    sampled = {"num_samples": samples, "temperature": s.temperature, "seed": base_seed, **options}
-    seeds = [row_seed(base_seed, k) for k in range(samples)]
-
-    def baseline_of(run: dict[str, Any]) -> tuple[list[Trace], Tensor]:
-        rows = list(generate(model, prompt, intervention=recorded, **run))
-        return rows, _logprobs(model, rows)
-
-    def pairs_of(
-        move: Intervention, run: dict[str, Any], rows: list[Trace], logp: Tensor, seeds: list
-    ) -> list[Pair]:
-        edits = move if recorded is None else recorded + move
-        moved = list(generate(model, prompt, intervention=edits, **run))
-        moved_logp = _logprobs(model, rows, move)
-        return [
-            _pair(model, seed, b, m, logp[i], moved_logp[i])
-            for i, (seed, b, m) in enumerate(zip(seeds, rows, moved, strict=True))
-        ]
-
-    rows, logp = baseline_of(sampled)  # shared by the intervention and every control
-    effect = stats_of(
-        _label(intervention), horizon, pairs_of(intervention, sampled, rows, logp, seeds)
+    moves = [intervention, *controls]
+    runs = run_conditions(
+        model,
+        prompt,
+        [Condition(), *(Condition(m) for m in moves)],
+        samples=samples,
+        seed=s.seed if s.seed is not None else 0,
+        temperature=s.temperature,
+        **options,
     )
-    out_controls = [
-        stats_of(_label(c), horizon, pairs_of(c, sampled, rows, logp, seeds)) for c in controls
+    effect, *out_controls = [
+        stats_of(_label(m), horizon, pairs)
+        for m, pairs in zip(moves, _pairs(model, runs), strict=True)
     ]
     greedy_pairs = []
     if greedy:
-        greedy_run = {"num_samples": 1, "temperature": 0.0, "seed": 0, **options}
-        g_rows, g_logp = baseline_of(greedy_run)
-        greedy_pairs = pairs_of(intervention, greedy_run, g_rows, g_logp, [None])
+        plain = [Condition(), Condition(intervention)]
+        greedy_run = run_conditions(
+            model, prompt, plain, samples=1, seed=0, temperature=0.0, **options
+        )
+        greedy_pairs = [replace(p, seed=None) for p in _pairs(model, greedy_run)[0]]
     return PairedSamples(samples, effect, greedy_pairs, out_controls)
 
 
@@ -112,8 +100,8 @@ def check_size(
             raise InvalidSettingError(f"{name} must be an integer, got {value!r}")
     if controls > MAX_CONTROLS:
         raise InvalidSettingError(
-            f"{controls:,} controls is more than the {MAX_CONTROLS} one call runs (each is a "
-            "batch of generations of its own); use fewer"
+            f"{controls:,} controls is more than the {MAX_CONTROLS} one call runs (each samples "
+            "as many rows again); use fewer"
         )
     horizons = [max_new_tokens or max(t.n_generated, 1) for t in rows]
     tokens = samples * (2 + controls) * sum(horizons) + 2 * sum(horizons)  # and greedy pairs
@@ -155,30 +143,28 @@ def control_targets(
     return [sorted(rng.sample(pool, size)) for _ in range(count)]
 
 
-def _logprobs(model: Model, rows: list[Trace], move: Intervention | None = None) -> Tensor:
-    """Each row's log-softmax at every position, teacher-forced on its own tokens, as it ran
-    or under `move` too (`[row, pos, vocab]`, right-padded)."""
-    logits = measure(model, rows, intervention=move, purpose="paired samples").logits
-    return logits.float().log_softmax(-1).cpu()
-
-
-def _pair(
-    model: Model, seed: int | None, base: Trace, moved: Trace, logp: Tensor, moved_logp: Tensor
-) -> Pair:
-    p, n = base.prompt_len, base.n_positions
-    steps = slice(p - 1, n - 1)  # the positions predicting each continuation token
-    lp, mlp = logp[steps], moved_logp[steps]
-    tokens = base.token_ids[p:n, None]
-    kl = kl_divergence(lp, mlp)
-    delta = (mlp.gather(-1, tokens) - lp.gather(-1, tokens))[:, 0]
-    parted = first_divergence(base, moved)
-    chars = None
-    if parted is not None:
-        chars = (
-            len(model.decode(base.continuation_ids[:parted])),
-            len(model.decode(moved.continuation_ids[:parted])),
-        )
-    return Pair(seed, base.continuation, moved.continuation, parted, kl, delta, chars)
+def _pairs(model: Model, runs: ConditionRuns) -> list[list[Pair]]:
+    """Each condition's pairs (the baseline's aside): per seed, both texts, where they part,
+    and along the baseline's tokens the KL(baseline || intervened) and the change in
+    log-prob, both teacher-forced."""
+    base = [lp.cpu() for lp in runs.baseline_steps(model)]  # shared by every condition
+    out = []
+    for c in range(1, len(runs.conditions)):
+        pairs = []
+        moved = runs.baseline_steps(model, c)
+        for j, (b, lp, mlp) in enumerate(zip(runs.rows[0], base, moved, strict=True)):
+            mlp = mlp.cpu()
+            tokens = b.token_ids[b.prompt_len : b.n_positions, None]
+            delta = (mlp.gather(-1, tokens) - lp.gather(-1, tokens))[:, 0]
+            m, part = runs.rows[c][j], runs.parted[c][j]
+            kl = kl_divergence(lp, mlp)
+            pairs.append(
+                Pair(
+                    runs.seeds[j], b.continuation, m.continuation, part.token, kl, delta, part.chars
+                )
+            )
+        out.append(pairs)
+    return out
 
 
 def _label(intervention: Intervention) -> str:
