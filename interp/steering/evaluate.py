@@ -1,8 +1,9 @@
 """`steer_eval`: a steering vector's effect on sampled text, as honestly as an ablation's. For
 each prompt, N seeds; each seed is sampled unsteered, steered at every scale, along K random
 directions of the vector's norm at every scale (the controls), and from the prompt with an
-instruction prepended (the prompting baseline): all rows of one batched generation, so row k
-of every condition draws the same Gumbel noise as the unsteered row k. Each text is then
+instruction prepended (the prompting baseline): all rows of one batched generation (the
+paired-sample engine, `interventions/conditions.py`), so row k of every condition draws the
+same Gumbel noise as the unsteered row k. Each text is then
 scored teacher-forced: its run reproduced (under its own edit) against the unsteered model
 from the original prompt."""
 
@@ -19,20 +20,15 @@ import torch
 from interp import inputs
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.generation.generate import generate, row_seed
-from interp.interventions.measuring import logits_of, measure
+from interp.interventions.conditions import Condition, ConditionRuns, run_conditions
 from interp.interventions.metrics import kl_divergence
-from interp.interventions.regenerate import first_divergence
 from interp.models.model import Model
 from interp.steering import measures
 from interp.steering.measures import ConceptFn, ConceptWords
 from interp.steering.result import Measures, Scored, SteeringEval
 from interp.steering.vector import SteeringVector, SteerOp, Unit, Where, check_scale
-from interp.trace.trace import Trace
 
 Concept = Literal["words", "mass"] | ConceptFn
-MAX_ROWS = 20_000  # sampled continuations one evaluation may generate
-SCORE_BYTES = 400 << 20  # logits held at once while scoring
 
 
 @dataclass(frozen=True)
@@ -87,70 +83,46 @@ def steer_eval(
     vector.intervention(1.0, op=op, positions=positions, unit=unit)  # every setting, checked
     conditions = _conditions(vector, scale_list, controls, op, positions, unit, seed)
     conditions += [_Condition("prompted")] if instruction is not None else []
-    n_rows = len(conditions) * len(texts) * samples
-    if n_rows > MAX_ROWS:
-        raise InvalidSettingError(
-            f"{n_rows:,} sampled continuations is more than the {MAX_ROWS:,} one evaluation "
-            "runs; use fewer scales, controls, samples or prompts"
-        )
-    seeds = [row_seed(seed, p * samples + k) for p in range(len(texts)) for k in range(samples)]
-    run_texts, run_edits = [], []
-    for c in conditions:
-        for text in texts:
-            joined = f"{instruction} {text}" if c.kind == "prompted" else text
-            run_texts += [joined] * samples
-            run_edits += [c.intervention] * samples
-    runs = list(
-        generate(
-            model,
-            run_texts,
-            seeds=seeds * len(conditions),
-            intervention=run_edits,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            hooks=[],
-            batch_size=batch_size,
-            progress=progress,
-        )
+    ids = [model.encode(t) for t in texts]
+    instructed = [model.encode(f"{instruction} {t}") for t in texts] if instruction else None
+    runs = run_conditions(
+        model,
+        ids,
+        [
+            Condition(c.intervention, instructed if c.kind == "prompted" else None)
+            for c in conditions
+        ],
+        samples=samples,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        batch_size=batch_size,
+        progress=progress,
     )
-    originals = [model.encode(t) for t in texts] * len(conditions)
-    originals = [ids for ids in originals for _ in range(samples)]
-    scores = _score(model, runs, originals, words)
-    per = len(texts) * samples
-    base_runs = runs[:per]
+    scores = iter(_score(model, runs, words))
     scored: list[list[Scored]] = []
-    for c_i in range(len(conditions)):
-        block = []
-        for j in range(per):
-            run, base = runs[c_i * per + j], base_runs[j]
-            kl, logprob, mass = scores[c_i * per + j]
-            parted = first_divergence(base, run)
-            chars = (
-                None
-                if parted is None
-                else (
-                    len(model.decode(base.continuation_ids[:parted])),
-                    len(model.decode(run.continuation_ids[:parted])),
-                )
-            )
-            block.append(
+    for block, parted in zip(runs.rows, runs.parted, strict=True):
+        scored.append([])
+        for j, (run, part) in enumerate(zip(block, parted, strict=True)):
+            kl, logprob, mass = next(scores)
+            text = run.continuation
+            scored[-1].append(
                 Scored(
                     j // samples,
                     j % samples,
-                    seeds[j],
-                    run.continuation,
-                    concept_fn(run.continuation, mass),
+                    runs.seeds[j],
+                    text,
+                    concept_fn(text, mass),
                     mass,
                     kl,
                     logprob,
                     measures.repetition(run.continuation_ids),
-                    parted,
-                    chars,
+                    part.token,
+                    part.chars,
                 )
             )
-        scored.append(block)
     horizon = max_new_tokens
 
     def of(label: str, picked: list[int]) -> Measures:
@@ -243,32 +215,22 @@ def _conditions(
 
 
 def _score(
-    model: Model, runs: list[Trace], originals: list[list[int]], words: ConceptWords | None
+    model: Model, runs: ConditionRuns, words: ConceptWords | None
 ) -> list[tuple[float, float, float]]:
     """Each run's (KL per step, log-prob per token under the unsteered model from the original
-    prompt, concept mass per step), scored in batches that bound the logits held."""
+    prompt, concept mass per step), condition-major."""
     ids = list(words.token_ids) if words is not None else []
-    longest = max(r.n_positions for r in runs) + max(len(o) for o in originals)
-    per_row = 2 * longest * model.d_vocab * 4
-    size = max(1, min(64, SCORE_BYTES // per_row))
     out: list[tuple[float, float, float]] = []
-    for start in range(0, len(runs), size):
-        chunk = runs[start : start + size]
-        own = measure(model, chunk, purpose="steering evaluation").logits.float()
-        refs = [originals[start + i] + list(r.continuation_ids) for i, r in enumerate(chunk)]
-        ref = logits_of(model, refs).float()
-        for i, run in enumerate(chunk):
-            t, p, q = run.n_generated, run.prompt_len, len(originals[start + i])
-            if t == 0:
-                out.append((math.nan, math.nan, math.nan))
-                continue
-            mine = own[i, p - 1 : p - 1 + t].log_softmax(-1)  # [step, vocab]
-            theirs = ref[i, q - 1 : q - 1 + t].log_softmax(-1)
-            kl = kl_divergence(mine, theirs)
-            tokens = torch.tensor(run.continuation_ids, device=theirs.device)[:, None]
-            logprob = theirs.gather(-1, tokens)[:, 0]
-            mass = measures.concept_mass(mine, ids) if ids else torch.tensor([math.nan])
-            out.append((float(kl.mean()), float(logprob.mean()), float(mass.mean())))
+    rows = [row for block in runs.rows for row in block]
+    for run, (mine, theirs) in zip(rows, runs.against_baseline(model), strict=True):
+        if run.n_generated == 0:
+            out.append((math.nan, math.nan, math.nan))
+            continue
+        kl = kl_divergence(mine, theirs)
+        tokens = torch.tensor(run.continuation_ids, device=theirs.device)[:, None]
+        logprob = theirs.gather(-1, tokens)[:, 0]
+        mass = measures.concept_mass(mine, ids) if ids else torch.tensor([math.nan])
+        out.append((float(kl.mean()), float(logprob.mean()), float(mass.mean())))
     return out
 
 
