@@ -68,17 +68,19 @@ class ConditionRuns:
 
     def baseline_steps(self, model: Model, condition: int | None = None) -> Iterator[Steps]:
         """Each baseline row's log-probs at its continuation's steps, teacher-forced as it
-        ran, or under condition `condition`'s intervention too (the same tokens, moved)."""
+        ran, or under condition `condition`'s intervention too (the same tokens, moved); all
+        in one forward, whose memory the caller bounds (`samples.check_size`)."""
         move = None if condition is None else self.conditions[condition].intervention
-        for _, chunk in _chunks(model, self.rows[0], 0):
-            own = measure(model, chunk, intervention=move, purpose=PURPOSE).logits.float()
-            for i, run in enumerate(chunk):
-                yield _steps(own[i], run.prompt_len, run.n_generated)
+        rows = self.rows[0]
+        own = measure(model, rows, intervention=move, purpose=PURPOSE).logits.float()
+        for i, run in enumerate(rows):
+            yield _steps(own[i], run.prompt_len, run.n_generated)
 
     def against_baseline(self, model: Model) -> Iterator[tuple[Steps, Steps]]:
         """Every row (condition-major): its continuation's log-probs at each step as it ran,
         beside the same tokens' under the baseline, after its slot's shared prompt on the
-        plain model (so the baseline must be that: no intervention, the shared prompts)."""
+        plain model (so the baseline must be that: no intervention, the shared prompts); in
+        chunks of rows whose logits hold at most `SCORE_BYTES`."""
         base = self.conditions[0]
         if self.under is not None or base.intervention is not None or base.prompts is not None:
             raise InvalidSettingError(
@@ -86,8 +88,10 @@ class ConditionRuns:
             )
         rows = [row for block in self.rows for row in block]
         slots = len(self.seeds)
-        longest = max(len(p) for p in self.prompts)
-        for start, chunk in _chunks(model, rows, longest):
+        longest = max(r.n_positions for r in rows) + max(len(p) for p in self.prompts)
+        size = max(1, min(64, SCORE_BYTES // (2 * longest * model.d_vocab * 4)))
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
             own = measure(model, chunk, purpose=PURPOSE).logits.float()
             before = [self.prompts[(start + i) % slots // self.samples] for i in range(len(chunk))]
             refs = [b + list(r.continuation_ids) for b, r in zip(before, chunk, strict=True)]
@@ -173,15 +177,6 @@ def parting(model: Model, base: Trace, run: Trace) -> Parting:
         len(model.decode(run.continuation_ids[:token])),
     )
     return Parting(token, chars)
-
-
-def _chunks(model: Model, rows: list[Trace], extra: int) -> Iterator[tuple[int, list[Trace]]]:
-    """`rows` in chunks (with each one's first index) whose logits, with `extra` positions
-    more per row, hold at most `SCORE_BYTES`."""
-    longest = max(r.n_positions for r in rows) + extra
-    size = max(1, min(64, SCORE_BYTES // (2 * longest * model.d_vocab * 4)))
-    for start in range(0, len(rows), size):
-        yield start, rows[start : start + size]
 
 
 def _steps(logits: Float[Tensor, "pos vocab"], first: int, n: int) -> Steps:
