@@ -49,11 +49,13 @@ _EXPORTS = {
     "AttributionResult": "interp.analysis.attribution",
     "AttributionSetResult": "interp.analysis.attribution",
     "Head": "interp.models.heads",
+    "Site": "interp.models.site",
+    "site": "interp.models.site",
     "parse_heads": "interp.models.heads",
     # interventions and their results
     "Intervention": "interp.edits.value",
     "edit": "interp.edits.value",
-    "span": "interp.edits.value",
+    "span": "interp.edits.positions",
     "ablation": "interp.interventions.ablation",
     "ablate": "interp.interventions.ablate",
     "AblationReport": "interp.interventions.ablation_record",
@@ -101,9 +103,9 @@ if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-export
     from interp.analysis.suite import analyze as analyze
     from interp.dictionaries.dictionary import Dictionary as Dictionary
     from interp.dictionaries.files import load_dictionary as load_dictionary
+    from interp.edits.positions import span as span
     from interp.edits.value import Intervention as Intervention
     from interp.edits.value import edit as edit
-    from interp.edits.value import span as span
     from interp.errors import InterpError as InterpError
     from interp.generation.generate import generate as generate
     from interp.generation.generate import record_under as record_under
@@ -129,6 +131,8 @@ if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-export
     from interp.models.load import load_model as load_model
     from interp.models.model import Model as Model
     from interp.models.registry import DEFAULT_MODEL as DEFAULT_MODEL
+    from interp.models.site import Site as Site
+    from interp.models.site import site as site
     from interp.steering.evaluate import steer_eval as steer_eval
     from interp.steering.result import SteeringEval as SteeringEval
     from interp.steering.vector import SteeringVector as SteeringVector

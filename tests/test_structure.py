@@ -2,6 +2,7 @@
 experiments and benchmarks that use only the public API."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,39 @@ def test_shapes_are_checked_while_the_tests_run():
     assert rank_heads(torch.ones(2, 3), 1) == [((0, 0), 1.0)]
     with pytest.raises(TypeCheckError):
         rank_heads(torch.ones(6), 1)
+
+
+_HOOK_STRING = re.compile(
+    r"(^|[.{])hook_(embed|pos_embed|resid_\w+|attn_out|mlp_out|z|q|k|v|pattern|result|scale|"
+    r"in|out|post|pre|attn_scores|[qkv]_input)\b|blocks\.(\d|\{|<|L\b)"
+)
+
+
+def _strings(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every string constant (f-strings' text parts too) that is not a docstring."""
+    docstrings = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            if isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def test_hook_names_are_spelled_in_one_module():
+    """A hook-name string (`blocks.5.hook_attn_out`, `hook_embed`) appears only in
+    interp/models/hooks.py; everything else names hooks through it, or a site's spelling."""
+    found = []
+    for path in sorted((ROOT / "interp").rglob("*.py")):
+        if path.name == "hooks.py" and path.parent.name == "models":
+            continue
+        for line, text in _strings(ast.parse(path.read_text())):
+            if _HOOK_STRING.search(text):
+                found.append(f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}")
+    assert found == [], "\n".join(found)

@@ -38,7 +38,7 @@ def add_features_parsers(sub: Any) -> None:
         "--hook",
         action="append",
         metavar="HOOK",
-        help="e.g. blocks.15.hook_resid_post (repeat: several in one pass)",
+        help="a site, e.g. L15.resid_post (repeat: several in one pass)",
     )
     t.add_argument("--width", type=integer, metavar="N", help="latents")
     t.add_argument("--k", type=integer, metavar="K", help="active per token")
@@ -89,6 +89,7 @@ def cmd_train_dictionary(args: argparse.Namespace) -> int:
     from interp.features.topk import TrainSettings
     from interp.features.train import check_out, train_dictionary
     from interp.files.atomic import exclusive
+    from interp.models import site as site_values
 
     if args.defaults:
         if not _defaults(args):
@@ -96,6 +97,7 @@ def cmd_train_dictionary(args: argparse.Namespace) -> int:
     elif None in (args.hook, args.width, args.k, args.tokens, args.out):
         raise InvalidSettingError("give --hook, --width, --k, --tokens and --out (or --defaults)")
     TrainSettings(width=args.width, k=args.k, seed=args.seed).check(1)
+    args.hook = [site_values.parse(h).hook for h in args.hook]  # a site, or its hook's name
     check_out(args.out, len(args.hook))
     with exclusive(args.out):
         from interp.cli.inputs import load_model
@@ -117,7 +119,7 @@ def cmd_train_dictionary(args: argparse.Namespace) -> int:
                 first.append(done - 1)
             left = (time.perf_counter() - start) / (done - first[0]) * (total - done)
             fvu = ", ".join(
-                f"{h.split('.hook_')[0]} fvu {v.get('fvu', float('nan')):.3f}"
+                f"{site_values.parse(h)} fvu {v.get('fvu', float('nan')):.3f}"
                 for h, v in losses.items()
             )
             bar.total, bar.n = total, done

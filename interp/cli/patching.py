@@ -161,7 +161,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
 def _positions(spec: str) -> Any:
     """`--positions`: prompt, all, or `;`-separated groups (span:TEXT, an index, a label)."""
-    from interp.edits.value import span
+    from interp.edits.positions import span
 
     if spec in ("prompt", "all"):
         return spec
@@ -180,7 +180,8 @@ def _corruption(args: argparse.Namespace) -> Any:
     """The intervention the clean runs are corrupted by (`--corrupt` or `--noise`), or None
     where CORRUPTED_DIR is given: exactly one of the three."""
     from interp.cli.inputs import intervention_file
-    from interp.edits.value import edit, span
+    from interp.edits.positions import span
+    from interp.edits.value import edit
     from interp.errors import InvalidSettingError
 
     given = [args.corrupted_dir is not None, args.corrupt is not None, args.noise is not None]
@@ -192,10 +193,10 @@ def _corruption(args: argparse.Namespace) -> Any:
         return None
     kind, _, text = args.noise.partition(":")
     if args.noise == "all":
-        return edit("hook_embed", "noise", seed=args.noise_seed)
+        return edit("embed", "noise", seed=args.noise_seed)
     if kind != "span" or not text:
         raise InvalidSettingError(f"--noise {args.noise!r}: write 'span:TEXT' or 'all'")
-    return edit("hook_embed", "noise", positions=span(text), seed=args.noise_seed)
+    return edit("embed", "noise", positions=span(text), seed=args.noise_seed)
 
 
 def cmd_path_patch(args: argparse.Namespace) -> int:

@@ -22,7 +22,8 @@ def add_steering_parser(sub: Any) -> None:
         help="steer generation along a vector and measure it against controls and prompting",
         description=(
             "Make a steering vector (the difference of the residual stream's means over "
-            "--positive and --negative, at blocks.L.hook_resid_pre) or read one (--vector), "
+            "--positive and --negative, at L.resid_pre, the stream entering block L) or read "
+            "one (--vector), "
             "then sample each prompt of PROMPTS unsteered, steered at each of --scales, along "
             "--controls random directions of the same norm, and with --prompt-baseline "
             "prepended: --samples seeds each, shared by every condition. Writes "

@@ -17,6 +17,7 @@ from interp.dictionaries.dictionary import Dictionary
 from interp.errors import DictionaryFormatError, InvalidSettingError, ModelMismatchError
 from interp.files import atomic
 from interp.files.store import load_tensors, read_json
+from interp.models import hooks as H
 from interp.models.model import Model
 from interp.models.registry import EMBEDDED, canonical_name
 
@@ -147,20 +148,7 @@ def _bare(name: str) -> str:
 
 def hook_width(model: Model, hook: str) -> int | None:
     """The width of a hook's activations, for the hooks a dictionary may read or write."""
-    if hook.endswith(
-        (
-            "hook_resid_pre",
-            "hook_resid_mid",
-            "hook_resid_post",
-            "hook_attn_out",
-            "hook_mlp_out",
-            "mlp.hook_in",
-        )
-    ):
-        return model.d_model
-    if hook.endswith(("mlp.hook_post", "mlp.hook_pre")):
-        return int(model.cfg.d_mlp)
-    return None
+    return H.dictionary_width(hook, model.d_model, int(model.cfg.d_mlp))
 
 
 def _from_saelens(folder: Path) -> Dictionary:
@@ -263,14 +251,14 @@ def _tl_hook(name: Any, folder: Path, output: bool = False) -> str:
     """TransformerLens's name for a Gemma Scope 2 (Hugging Face) hook point."""
     post = re.fullmatch(r"model\.layers\.(\d+)\.post_feedforward_layernorm\.output", str(name))
     if output and post:
-        return f"blocks.{post[1]}.hook_mlp_out"
+        return H.mlp_out(int(post[1]))
     match = _HF_HOOK.fullmatch(str(name))
     if match is None:
         raise DictionaryFormatError(
             f"{folder / GS_CFG}: the hook point {name!r} is not one interp maps"
         )
-    layer, kind = match[1], match[2]
-    return f"blocks.{layer}.hook_resid_post" if kind == "output" else f"blocks.{layer}.mlp.hook_in"
+    layer, kind = int(match[1]), match[2]
+    return H.resid_post(layer) if kind == "output" else H.mlp_in(layer)
 
 
 def _build(

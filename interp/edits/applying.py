@@ -12,9 +12,11 @@ import torch
 from torch import Tensor
 
 from interp.edits import feature_op, sources
-from interp.edits.value import NOISE_STDS, Context, Edit, Intervention, Position, Span
+from interp.edits.positions import Position, Span
+from interp.edits.value import NOISE_STDS, Context, Edit, Intervention
 from interp.errors import InvalidSettingError
 from interp.models import hooks as H
+from interp.models import site as site_values
 from interp.models.surgery import kv_heads
 
 HookPair = tuple[str, Callable[..., Tensor]]
@@ -50,9 +52,9 @@ def hooks(
     check(intervention, model)
     out = []
     for e in intervention.edits:
-        if e.layer < start_layer or (e.layer == start_layer and _is_block_input(e.site)):
+        if e.layer < start_layer or (e.layer == start_layer and H.is_block_input(e.hook)):
             continue
-        out.append((e.site, _hook(e, model, rows)))
+        out.append((e.hook, _hook(e, model, rows)))
     if out:  # an overflow downstream of the edits stops the run too
         last = H.resid_post(model.n_layers - 1)
         out.append((last, _guard(intervention, last, rows)))
@@ -75,9 +77,11 @@ def check(intervention: Intervention, model: Any) -> None:
         )
     available = model.bridge.hook_dict
     for e in intervention.edits:
-        if e.site not in available:
-            raise InvalidSettingError(f"{model.name} has no hook point {e.site!r}")
-        kv = e.site.endswith(("attn.hook_k", "attn.hook_v"))
+        if e.hook not in available:
+            raise InvalidSettingError(
+                f"{model.name} has no site {e.site}; its blocks are L0..L{model.n_layers - 1}"
+            )
+        kv = H.is_kv(e.hook)
         n_heads = kv_heads(model) if kv else model.n_heads
         if e.heads and max(e.heads) >= n_heads:
             raise InvalidSettingError(
@@ -89,10 +93,6 @@ def check(intervention: Intervention, model: Any) -> None:
                 f"neuron {max(e.neurons)} of {e.site} is out of range; valid: "
                 f"0..{int(model.cfg.d_mlp) - 1}"
             )
-
-
-def _is_block_input(site: str) -> bool:
-    return site.endswith("hook_resid_pre")
 
 
 def resolve(e: Edit, row: Row) -> list[int]:
@@ -187,7 +187,7 @@ def _hook(e: Edit, model: Any, rows: Sequence[Row | None]) -> Callable[..., Tens
             return x
         live = [i for i, want in enumerate(wanted) if want is not None]
         out = _apply(e, x, mask, positions, live, start == 0, scale)
-        scores = e.site.endswith("hook_attn_scores")  # masked scores are -inf by design
+        scores = H.is_attn_scores(e.hook)  # masked scores are -inf by design
         if not scores and not finite(out[mask.to(out.device)]):
             raise InvalidSettingError(
                 f"the edit {e.label} leaves a value at {e.site} that is not finite (or whose "
@@ -211,7 +211,8 @@ def _guard(intervention: Intervention, site: str, rows: Sequence[Row | None]) ->
         real = [x[i, max(0, pads[i] - start) :] for i in live.tolist()]  # left padding off
         if not all(finite(r) for r in real):
             raise InvalidSettingError(
-                f"under {intervention.label}, the residual stream at {site} is no longer "
+                f"under {intervention.label}, the residual stream at {site_values.parse(site)} is "
+                "no longer "
                 "finite (it overflows float32); refusing the run"
             )
         return x

@@ -1,6 +1,7 @@
-"""Open interventions: an `Intervention` is a list of edits, each a *site* (any hook point that
-TransformerLens names), *positions* (all, indices, slices, "prompt", "last_prompt", "generated", a
-prompts file's position label, `span("Eiffel Tower")`) and an *operation* (zero, scale, add,
+"""Open interventions: an `Intervention` is a list of edits, each a *site* (a `Site`, written
+`L5H1`, `L5.resid_pre`, `embed` or as any hook point that TransformerLens names), *positions*
+(all, indices, slices, "prompt", "last_prompt", "generated", a prompts file's position label,
+`span("Eiffel Tower")`) and an *operation* (zero, scale, add,
 project, set, seeded noise, mean, patch or resample from other runs, a dictionary feature, or
 any callable). `edit(...)` builds one edit, checked where it is built; `+` composes them. It
 runs as forward hooks that know each batch row's absolute positions (under the KV cache and
@@ -14,7 +15,6 @@ import hashlib
 import json
 import math
 import numbers
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
@@ -24,7 +24,14 @@ from torch import Tensor
 
 from interp import inputs
 from interp.edits import feature_op, sources
+from interp.edits.positions import Position, Positions, as_positions, positions_label
+from interp.edits.positions import from_json as positions_from
+from interp.edits.positions import to_json as position_json
 from interp.errors import InvalidSettingError
+from interp.models import hooks as H
+from interp.models import site as site_values
+from interp.models.heads import Head
+from interp.models.site import Site
 
 Op = Literal[
     "zero", "scale", "add", "project", "set", "noise", "mean", "resample", "patch", "feature"
@@ -41,26 +48,6 @@ _PARAMS: dict[str, tuple[set[str], set[str]]] = {  # op: (required, optional) pa
     "feature": ({"dictionary", "features"}, {"value"}),
     **{op: ({"values"}, {"origin"}) for op in sources.REPLACING},
 }
-_HEAD_SITES = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_result")
-_NEURON_SITES = ("mlp.hook_post", "mlp.hook_pre")
-_LAYER = re.compile(r"^blocks\.(\d+)\.")
-
-
-@dataclass(frozen=True)
-class Span:
-    """The tokens of a substring of each row's prompt (its first occurrence), resolved per row."""
-
-    text: str
-
-
-def span(text: str) -> Span:
-    """Positions: each row's own token span of `text` in its prompt."""
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidSettingError(f"a span is a non-empty text, got {text!r:.40}")
-    return Span(text)
-
-
-Position = int | slice | str | Span
 
 
 @dataclass(frozen=True)
@@ -78,9 +65,10 @@ EditFn = Callable[[Tensor, Context], Tensor]
 
 @dataclass(frozen=True, eq=False)
 class Edit:
-    """One edit: `op` at `site` on `positions` (None: all), of `heads` or `neurons` only."""
+    """One edit: `op` at `site` on `positions` (None: all), of `heads` or `neurons` only (a
+    head's site holds its head in `heads`)."""
 
-    site: str
+    site: Site
     op: Op | EditFn
     positions: tuple[Position, ...] | None = None
     heads: tuple[int, ...] | None = None
@@ -88,16 +76,21 @@ class Edit:
     params: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def hook(self) -> str:
+        """The hook point the edit runs at."""
+        return self.site.hook
+
+    @property
     def layer(self) -> int:
-        """The block the site belongs to (-1 before the first, e.g. `hook_embed`)."""
-        match = _LAYER.match(self.site)
-        return int(match[1]) if match else (-1 if not self.site.startswith("ln_final") else 10**9)
+        """The block the site belongs to (-1 before the first, e.g. `embed`)."""
+        return self.site.block
 
     @property
     def label(self) -> str:
         named = self.op if isinstance(self.op, str) else getattr(self.op, "__name__", "callable")
         what = feature_op.label(self.params) if self.op == "feature" else named
-        where = self.site + (f"[heads {list(self.heads)}]" if self.heads else "")
+        own = self.site.heads is not None
+        where = str(self.site) + (f"[heads {list(self.heads)}]" if self.heads and not own else "")
         where += f"[neurons {list(self.neurons)}]" if self.neurons else ""
         at = "" if self.positions is None else f" at {positions_label(self.positions)}"
         return f"{what} {where}{at}"
@@ -152,11 +145,11 @@ class Intervention:
                 raise InvalidSettingError(f"{at}.params is not an object")
             site, op = item.get("site"), item.get("op")
             if not isinstance(site, str):
-                raise InvalidSettingError(f"{at}.site must be a hook name")
+                raise InvalidSettingError(f"{at}.site must be a site, e.g. L5H1 or L5.resid_pre")
             if not isinstance(op, str):
                 raise InvalidSettingError(f"{at}.op must be one of {', '.join(OPS)}")
             try:
-                positions = _positions_from(item.get("positions"), at)
+                positions = positions_from(item.get("positions"), at)
                 heads, neurons = item.get("heads"), item.get("neurons")
                 one = edit(
                     site, cast(Op, op), positions=positions, heads=heads, neurons=neurons, **params
@@ -173,22 +166,31 @@ class Intervention:
 
 
 def edit(
-    site: str,
+    site: str | Site | Head,
     op: Op | EditFn,
     *,
-    positions: Position | Sequence[Position] | None = None,
+    positions: Positions = None,
     heads: int | Sequence[int] | None = None,
     neurons: int | Sequence[int] | None = None,
     **params: Any,
 ) -> Intervention:
-    """One edit as an `Intervention` (compose with `+`), checked here: `op` one of `OPS` or a
+    """One edit as an `Intervention` (compose with `+`), checked here: `site` a `Site` or its
+    spelling (`L5H1`, `L5.resid_pre`, a hook name); `op` one of `OPS` or a
     callable `(value, Context) -> value`, with its parameters (`add`: vector=, scale=;
     `project`: direction=; `set`: direction=, value=; `scale`: factor=; `noise`: scale=, seed=,
     the scale three times the standard deviation of the embeddings by default; `mean`:
     reference= runs or values=; `patch`: source= a run or values=; `resample`: values=;
     `feature`: dictionary=, features=, value= (0 ablates), the reconstruction error kept)."""
-    if not isinstance(site, str) or not site:
-        raise InvalidSettingError(f"a site is a hook name like blocks.3.hook_z, not {site!r:.40}")
+    where = site_values.parse(site)
+    if where.kind in ("logits", "head_input", "kv_input"):
+        raise InvalidSettingError(
+            f"{where} is not a site an edit runs at: edit a head's output (L5H1), a layer's "
+            "site (L5.attn, L5.resid_pre) or a hook point"
+        )
+    if where.heads is not None and heads is not None:
+        raise InvalidSettingError(f"{where} names its head; heads= goes with L{where.layer}.z")
+    heads = heads if where.heads is None else list(where.heads)
+    hook = where.hook
     if isinstance(op, str):
         if op not in OPS:
             raise InvalidSettingError(
@@ -196,7 +198,7 @@ def edit(
             )
         heads_t, neurons_t = _indices(heads, "heads"), _indices(neurons, "neurons")
         if op in sources.REPLACING:
-            params = sources.resolve(op, site, heads_t, neurons_t, params)
+            params = sources.resolve(op, hook, heads_t, neurons_t, params)
         required, optional = _PARAMS[op]
         missing = sorted(required - set(params))
         if missing:
@@ -206,7 +208,7 @@ def edit(
             raise InvalidSettingError(f"the {op} operation takes no {extra[0]}=")
         params = {k: _param(op, k, v) for k, v in params.items()}
         if op == "feature":
-            feature_op.check(site, params)
+            feature_op.check(hook, params)
     elif callable(op):
         if params:
             raise InvalidSettingError("a callable edit takes no parameters")
@@ -214,13 +216,16 @@ def edit(
         raise InvalidSettingError(f"an operation is a name or a callable, got {op!r:.40}")
     heads_t = _indices(heads, "heads")
     neurons_t = _indices(neurons, "neurons")
-    if heads_t is not None and not site.endswith(_HEAD_SITES):
+    if heads_t is not None and not H.has_head_axis(hook):
         raise InvalidSettingError(
-            f"heads= goes with a site that has a head axis ({', '.join(_HEAD_SITES)}), not {site!r}"
+            f"heads= goes with a site that has a head axis (L5.z, or {', '.join(H.HEAD_AXIS)}), "
+            f"not {where}"
         )
-    if neurons_t is not None and not site.endswith(_NEURON_SITES):
-        raise InvalidSettingError(f"neurons= goes with an MLP's hook_post or hook_pre: {site!r}")
-    return Intervention((Edit(site, op, as_positions(positions), heads_t, neurons_t, params),))
+    if neurons_t is not None and not H.has_neuron_axis(hook):
+        raise InvalidSettingError(
+            f"neurons= goes with an MLP's {' or '.join(H.NEURON_AXIS)}: {where}"
+        )
+    return Intervention((Edit(where, op, as_positions(positions), heads_t, neurons_t, params),))
 
 
 # ---- building ------------------------------------------------------------------------------
@@ -268,82 +273,19 @@ def _indices(value: Any, what: str) -> tuple[int, ...] | None:
     return tuple(sorted(set(out)))
 
 
-def as_positions(value: Any) -> tuple[Position, ...] | None:
-    if value is None:
-        return None
-    items = value if isinstance(value, (list, tuple)) else [value]
-    out: list[Position] = []
-    for item in items:
-        if isinstance(item, bool):
-            raise InvalidSettingError(
-                f"a position is an index, a slice, a name or a span, got {item!r}"
-            )
-        bounds = (item.start, item.stop, item.step) if isinstance(item, slice) else ()
-        if any(isinstance(b, bool) or not isinstance(b, numbers.Integral | None) for b in bounds):
-            raise InvalidSettingError(f"a slice's bounds and step are integers, got {item!r:.40}")
-        if bounds and item.step == 0:
-            raise InvalidSettingError("a slice's step cannot be 0")
-        if isinstance(item, (numbers.Integral, slice, Span)):
-            out.append(int(item) if isinstance(item, numbers.Integral) else item)
-        elif isinstance(item, str) and item.strip():
-            out.append(item)
-        else:
-            raise InvalidSettingError(
-                f"a position is an index, a slice, a name or a span, got {item!r:.40}"
-            )
-    if not out:
-        raise InvalidSettingError("positions= is empty (leave it out for every position)")
-    return tuple(out)
-
-
-def positions_label(positions: tuple[Position, ...]) -> str:
-    def one(p: Position) -> str:
-        if isinstance(p, slice):
-            return f"{'' if p.start is None else p.start}:{'' if p.stop is None else p.stop}"
-        return f"span {p.text!r}" if isinstance(p, Span) else str(p)
-
-    return ",".join(one(p) for p in positions)
-
-
 # ---- serialising ------------------------------------------------------------------------------
 
 
 def _edit_json(e: Edit) -> dict[str, Any]:
-    out: dict[str, Any] = {"site": e.site, "op": e.op}
+    out: dict[str, Any] = {"site": str(e.site), "op": e.op}
     if e.positions is not None:
-        out["positions"] = [_position_json(p) for p in e.positions]
+        out["positions"] = [position_json(p) for p in e.positions]
     for key in ("heads", "neurons"):
-        if getattr(e, key) is not None:
+        if getattr(e, key) is not None and not (key == "heads" and e.site.heads is not None):
             out[key] = list(getattr(e, key))
     params = {k: v.tolist() if isinstance(v, Tensor) else v for k, v in e.params.items()}
     if e.op == "feature":
         params["dictionary"] = feature_op.to_json(e.params["dictionary"])
     if params:
         out["params"] = params
-    return out
-
-
-def _position_json(p: Position) -> Any:
-    if isinstance(p, slice):
-        return {"slice": [p.start, p.stop, p.step]}
-    if isinstance(p, Span):
-        return {"span": p.text}
-    return p
-
-
-def _positions_from(value: Any, where: str) -> list[Position] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise InvalidSettingError(f"{where}.positions is not a list")
-    out: list[Position] = []
-    for item in value:
-        if isinstance(item, dict) and set(item) == {"slice"} and isinstance(item["slice"], list):
-            if len(item["slice"]) != 3:  # its bounds are checked where it is built
-                raise InvalidSettingError(f"{where}.positions: a slice is [start, stop, step]")
-            out.append(slice(*item["slice"]))
-        elif isinstance(item, dict) and set(item) == {"span"}:
-            out.append(span(item["span"]))
-        else:
-            out.append(item)
     return out

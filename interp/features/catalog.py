@@ -10,6 +10,7 @@ from typing import Any
 from interp.dictionaries.files import CFG
 from interp.errors import DictionaryFormatError
 from interp.files.store import read_json
+from interp.models import hooks as H
 from interp.models.cache import cache_root
 
 
@@ -25,9 +26,7 @@ class DefaultDictionaries:
 
 
 DEFAULTS = {
-    "smollm2-135m": DefaultDictionaries(
-        ("blocks.15.hook_resid_post", "blocks.25.hook_resid_post"), 4608, 32, 1_000_000
-    ),
+    "smollm2-135m": DefaultDictionaries((H.resid_post(15), H.resid_post(25)), 4608, 32, 1_000_000),
 }
 
 

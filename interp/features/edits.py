@@ -11,7 +11,8 @@ from typing import Literal
 import torch
 
 from interp.dictionaries.dictionary import Dictionary
-from interp.edits.value import Intervention, Position, edit
+from interp.edits.positions import Position
+from interp.edits.value import Intervention, edit
 from interp.errors import InvalidSettingError
 from interp.features.contexts import FeatureContexts
 from interp.interventions.sample_stats import PairedSamples

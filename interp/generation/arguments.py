@@ -12,6 +12,7 @@ from interp.edits import applying
 from interp.edits.value import Intervention
 from interp.errors import HookError, InvalidSettingError
 from interp.models import hooks as H
+from interp.models import site as site_values
 from interp.models.engine import HookFn
 from interp.models.model import Model
 
@@ -102,10 +103,14 @@ def resolve_hooks(
     hooks: Sequence[str] | None,
     fwd_hooks: Sequence[tuple[str | Callable[[str], bool], HookFn]],
 ) -> tuple[list[str], list[tuple[str, HookFn]]]:
-    """The hook names to record, and the user's `(name or filter, fn)` pairs as `(name, fn)`
-    pairs, all checked against the bridge's hook names (read once: TL rebuilds the dict)."""
+    """The hook names to record (sites, in their spelling or as hook names), and the user's
+    `(name or filter, fn)` pairs as `(name, fn)` pairs, all checked against the bridge's hook
+    names (read once: TL rebuilds the dict)."""
     available = model.bridge.hook_dict
-    names = H.default_hooks(model.n_layers) if hooks is None else list(dict.fromkeys(hooks))
+    if hooks is None:
+        names = H.default_hooks(model.n_layers)
+    else:
+        names = list(dict.fromkeys(site_values.parse(h).hook for h in hooks))
     user: list[tuple[str, HookFn]] = []
     for target, fn in fwd_hooks:
         if isinstance(target, str):

@@ -183,7 +183,7 @@ def generate(
             sampler = None if forced is not None else Sampler(config, row_seed_)
             rows.append(Row(ids, prompt_text, forced, sampler, settings, meta=dict(metas[p])))
     edited = [name for name, _ in user_hooks]
-    edited += [e.site for i in dict.fromkeys(per_row) if i is not None for e in i.edits]
+    edited += [e.hook for i in dict.fromkeys(per_row) if i is not None for e in i.edits]
     runner = choose(model, names, edited, engine)
     if batch_size is None:
         batch_size = default_batch_size(model, names, longest, len(rows))

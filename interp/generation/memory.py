@@ -19,14 +19,13 @@ def recording_bytes(model: Model, names: Sequence[str], n: int, rows: int = 1) -
     query-key hooks ([head, query, key], assembled from per-step parts) grow with n squared;
     the others are [pos, ...], counted at d_model floats a position where their size is not
     known here; every row also costs its own objects and per-step statistics."""
-    per_position = {"attn.hook_z": model.n_heads * int(model.cfg.d_head), "hook_scale": 1}
     total = 0
     for name in names:
         if H.is_query_key(name):
             total += 2 * model.n_heads * n * n  # the whole tensor and its parts before assembly
         else:
-            suffix = next((s for s in per_position if name.endswith(s)), None)
-            total += n * (per_position[suffix] if suffix else model.d_model)
+            floats = H.per_position_floats(name, model.n_heads, int(model.cfg.d_head))
+            total += n * (model.d_model if floats is None else floats)
     return rows * (total * model.dtype.itemsize + ROW_BYTES + n * STEP_BYTES)
 
 

@@ -283,7 +283,7 @@ def _assemble_query_key(name: str, parts: list[Tensor], n: int) -> Tensor:
     """Rows [head, new_q, keys] -> [head, n, n], the keys being the latest ones so far (all of
     them, or a sliding window's); future and dropped keys filled as a full causal run fills
     them (0 probability in patterns, -inf in scores)."""
-    fill = 0.0 if name.endswith("hook_pattern") else float("-inf")
+    fill = 0.0 if H.is_pattern(name) else float("-inf")
     n_heads = parts[0].shape[0]
     out = torch.full((n_heads, n, n), fill, dtype=parts[0].dtype)
     row = 0

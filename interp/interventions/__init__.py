@@ -39,8 +39,8 @@ from interp.interventions.patching_result import Patching
 from interp.interventions.patching_site import (
     PATCH_SITES,
     HeadPosition,
-    LayerPosition,
     PatchingResult,
+    SitePosition,
 )
 from interp.interventions.path_patching import path_patch
 from interp.interventions.regenerate import Regeneration, first_divergence, regenerate
@@ -57,7 +57,7 @@ __all__ = [
     "Patching",
     "PatchingResult",
     "HeadPosition",
-    "LayerPosition",
+    "SitePosition",
     "MODES",
     "ablation_parts",
     "make_intervention",

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
+from interp.edits.applying import Row, resolve_positions
+from interp.edits.positions import Positions, as_positions
 from interp.edits.value import Edit, Intervention
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
@@ -61,17 +63,14 @@ def replacing(
             if site == "heads"
             else None
         )
-        name = sites.hook_name(site, layer)
+        where = sites.at(site, layer)
         if op == "zero":
-            out.append(Edit(name, "zero", at, heads))
+            out.append(Edit(where, "zero", at, heads))
             continue
         value = values[layer] if heads is None else values[layer][:, list(heads)]
         params = {"values": value.detach().float().cpu(), "origin": origin}
-        out.append(Edit(name, op, at, heads, None, params))
+        out.append(Edit(where, op, at, heads, None, params))
     return Intervention(tuple(out))
-
-
-Positions = int | str | Sequence[int | str] | None
 
 
 def ablation_dirname(
@@ -117,7 +116,7 @@ def make_intervention(
     """The ablation of `targets` at `site` by `mode`'s values (see the module's docstring;
     `mode="mean"` with `reference=` a set is the reference mean, and `mean_over` which
     positions of each run it covers, see `mean_positions`), as edits, one a layer;
-    `positions` limits where they replace (see `_positions`)."""
+    `positions` limits where they replace (any positions an edit takes, resolved in `trace`)."""
     return sum(
         ablation_parts(
             model,
@@ -172,7 +171,8 @@ def ablation_parts(
         raise InvalidSettingError(
             f"reference must be a Trace or a TraceSet, got {type(reference).__name__}"
         )
-    chosen = _positions(trace, positions)
+    at = as_positions(positions)
+    chosen = None if at is None else resolve_positions(at, Row.of(trace))
     values, described = replacement_values(
         model,
         trace,
@@ -245,29 +245,3 @@ def make_ablation(
         min_positions=min_positions,
         mean_over=mean_over,
     )
-
-
-def _positions(trace: Trace, positions: Positions) -> list[int] | None:
-    """Absolute positions: indices (negative from the end), "last_prompt" (the position that
-    predicts the first continuation token), or a name the row's `meta` gives an index (a
-    prompts file's field, e.g. {"s2": 9}: a position label per row)."""
-    if positions is None:
-        return None
-    out = []
-    for p in [positions] if isinstance(positions, (str, int)) else positions:
-        if p == "last_prompt":
-            p = trace.prompt_len - 1
-        elif isinstance(p, str):
-            if not isinstance(trace.meta.get(p), int) or isinstance(trace.meta.get(p), bool):
-                raise InvalidSettingError(
-                    f"{trace.origin or repr(trace.prompt[:40])}: no position {p!r} (a position "
-                    f"label is an integer field of the row, such as {{{p!r}: 9}})"
-                )
-            p = trace.meta[p]
-        if isinstance(p, bool) or not isinstance(p, int):
-            raise InvalidSettingError(f"positions are integers or labels, got {p!r}")
-        at = p if p >= 0 else trace.n_positions + p
-        if not 0 <= at < trace.n_positions:
-            raise InvalidSettingError(f"position {p} is outside the trace's {trace.n_positions}")
-        out.append(at)
-    return sorted(set(out))

@@ -38,15 +38,15 @@ def attribution_estimate(
     unedited run has no first-order term (it is zero, and flat, there), so it has no
     estimate."""
     chosen = as_metric(metric)
-    names = sorted({e.site for c in candidates for e in c.edits})
+    names = sorted({e.hook for c in candidates for e in c.edits})
     here, grads = gradients(model, trace, trace, chosen, names)
     row = applying.Row.of(trace)
     out = torch.zeros(len(candidates))
     for k, candidate in enumerate(candidates):
         edited: dict[str, Tensor] = {}
         for e in candidate.edits:  # in order: edits at one site compose
-            x = edited.get(e.site, here[e.site])
-            edited[e.site] = applying.edit_hook(e, model, [row])(x[None])[0]
+            x = edited.get(e.hook, here[e.hook])
+            edited[e.hook] = applying.edit_hook(e, model, [row])(x[None])[0]
         out[k] = sum(float(((v - here[s]) * grads[s]).sum()) for s, v in edited.items())
     return out
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from interp.edits.applying import Row, resolve_positions
-from interp.edits.value import Position, Span, as_positions, positions_label
+from interp.edits.positions import Position, Span, as_positions, positions_label
 from interp.errors import InvalidSettingError
 from interp.trace.trace import Trace
 

@@ -23,7 +23,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from interp.edits.value import Intervention, Position
+from interp.edits.positions import Position
+from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.generation.generate import record_under
 from interp.interventions import candidates

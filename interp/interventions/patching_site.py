@@ -1,5 +1,5 @@
 """One site's patching result (`PatchingResult`), the cells it ranks (`Head`, `HeadPosition`,
-`LayerPosition`), the sites and directions patching knows, and one site read back from the
+`SitePosition`), the sites and directions patching knows, and one site read back from the
 stored tensors."""
 
 from __future__ import annotations
@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 from torch import Tensor
 
+from interp.interventions import sites
 from interp.models.heads import Head
+from interp.models.site import Site
 from interp.trace import schema
 
 PatchSite = Literal["heads", "heads-by-pos", "resid", "attn-out", "mlp-out"]
@@ -35,21 +37,25 @@ class HeadPosition(NamedTuple):
         return format(str(self), spec)
 
 
-class LayerPosition(NamedTuple):
-    """A layer's site at one position: a `(layer, position)` pair (a resid, attn-out or
-    mlp-out cell); `str()` gives its label, "L5@7"."""
+class SitePosition(NamedTuple):
+    """A layer's site at one position: a `(Site, position)` pair (a resid, attn-out or mlp-out
+    cell); `str()` gives its label, "L5.attn@7"."""
 
-    layer: int
+    site: Site
     position: int
 
+    @property
+    def layer(self) -> int:
+        return self.site.layer
+
     def __str__(self) -> str:
-        return f"L{self.layer}@{self.position}"
+        return f"{self.site}@{self.position}"
 
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
 
 
-Cell = Head | HeadPosition | LayerPosition  # one patched candidate of a site
+Cell = Head | HeadPosition | SitePosition  # one patched candidate of a site
 
 
 @dataclass
@@ -73,18 +79,19 @@ class PatchingResult:
 
     def cell(self, index: Sequence[int]) -> Cell:
         """The candidate at an index into `effect`: a `Head` (heads, path), a `HeadPosition`
-        (heads-by-pos) or a `LayerPosition` (resid, attn-out, mlp-out)."""
+        (heads-by-pos) or a `SitePosition` (resid, attn-out, mlp-out: `L5.attn` at 7)."""
         if self.site in ("heads", "path"):
             return Head(int(index[0]), int(index[1]))
         if self.site == "heads-by-pos":
             return HeadPosition(Head(int(index[0]), int(index[1])), int(index[2]))
-        return LayerPosition(int(index[0]), int(index[1]))
+        family = cast(sites.Site, self.site)
+        return SitePosition(sites.at(family, int(index[0])), int(index[1]))
 
     def top(self, k: int = 10) -> list[tuple[Cell, float]]:
         """The k largest exact |effect| with their candidates, signed, largest magnitude first
         (ties in index order; cells without an exact effect left out): `(Head, effect)` for
         heads and path, `(HeadPosition(head, position), effect)` for heads-by-pos and
-        `(LayerPosition(layer, position), effect)` for the layer sites. Each is a tuple that
+        `(SitePosition(site, position), effect)` for the layer sites. Each is a tuple that
         unpacks as it reads (`(head, pos), v = ...`); `str()` gives its label."""
         return [(cell, value) for _, cell, value in self.ranked(k)]
 

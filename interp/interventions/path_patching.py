@@ -25,7 +25,6 @@ effect 0. The receivers' spelling is `interp.interventions.receivers`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
 import torch
@@ -57,11 +56,6 @@ from interp.trace import components
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
-_OFF_PATH = ("hook_embed", "hook_pos_embed")  # before every sender
-# the residual stream, and what lies between a head's z and it (its write, the layer's sum)
-_ON_PATH = re.compile(
-    r"hook_resid_(pre|mid|post)$|^ln_final|\.ln[12]\.|\.hook_attn_out$|\.attn\.hook_result$|\.attn\.o\."
-)
 BLOCK_BATCH = 256  # candidates of one receiver block run together
 
 
@@ -217,8 +211,8 @@ def _check_paths(run: Trace) -> None:
     direct paths run through them, so a sender's delta would be edited on its way (or cut)."""
     recorded = intervention_of(run)
     for e in [] if recorded is None else recorded.edits:
-        before = e.site.startswith(_OFF_PATH) or e.site == H.resid_pre(0)
-        if not before and (not e.site.startswith("blocks.") or _ON_PATH.search(e.site)):
+        before = e.layer < 0 or e.hook == H.resid_pre(0)
+        if not before and (H.block_hook(e.hook) is None or H.on_residual_path(e.hook)):
             raise InvalidSettingError(
                 f"the run of {run.origin or repr(run.prompt[:40])} was recorded under an edit of "
                 f"{e.site}, on the residual stream (or a head's write into it) that path "

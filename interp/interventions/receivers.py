@@ -1,59 +1,61 @@
-"""Where path patching's paths end: the receivers, written `L23H3.q` (a head's query, key or
-value input), `L23.kv1.k` (a KV group's key or value input, with grouped-query attention),
+"""Where path patching's paths end: the receivers, `Site`s written `L23H3.q` (a head's query,
+key or value input), `L23.kv1.k` (a KV group's key or value input, with grouped-query attention),
 `L5.mlp` (an MLP's input) or `logits`; parsed and checked once, and labelled one way."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Literal
 
 from interp.errors import InvalidSettingError
-from interp.models.heads import head_label
+from interp.models import site as site_values
+from interp.models.heads import Head, head_label
 from interp.models.model import Model
+from interp.models.site import Site
 from interp.models.surgery import kv_heads
 
 Input = Literal["q", "k", "v", "mlp"]
 Receiver = tuple[int, int, Input]  # (layer, head, which input); a KV group's for k, v; 0, mlp
-_RECEIVER = re.compile(r"^L([0-9]{1,6})H([0-9]{1,6})\.([qkv])$", re.IGNORECASE)
-_GROUP = re.compile(r"^L([0-9]{1,6})\.KV([0-9]{1,6})\.([kv])$", re.IGNORECASE)
-_MLP = re.compile(r"^L([0-9]{1,6})\.(mlp)$", re.IGNORECASE)
 _KINDS = ("q", "k", "v", "mlp")
 
 
-def parse_receivers(spec: str | Sequence[Receiver], model: Model | None) -> list[Receiver] | None:
-    """`"logits"` -> None; `"L23H3.q,L23.kv1.k,L5.mlp"` (or (layer, head, "q") tuples, (layer,
-    0, "mlp")) -> sorted unique receivers, checked against the model (without one: their
-    spelling alone)."""
-    if isinstance(spec, str):
-        if spec.strip().lower() == "logits":
-            return None
-        items = [item.strip() for item in spec.split(",")]
-        if len(items) > 1 and any(item.lower() == "logits" for item in items):
+def parse_receivers(
+    spec: str | Sequence[Site | str | Receiver], model: Model | None
+) -> list[Receiver] | None:
+    """`"logits"` -> None; `"L23H3.q,L23.kv1.k,L5.mlp"` (or those `Site`s, or (layer, head,
+    "q") tuples, (layer, 0, "mlp")) -> sorted unique receivers, checked against the model
+    (without one: their spelling alone)."""
+    items: list[Site | str | Receiver] = (
+        [item.strip() for item in spec.split(",")] if isinstance(spec, str) else list(spec)
+    )
+    if [str(i).strip().lower() for i in items] == ["logits"]:
+        return None
+    parsed: list[Receiver] = []
+    grouped: set[Receiver] = set()  # written as a KV group
+    for item in items:
+        if isinstance(item, tuple) and not isinstance(item, Head):
+            parsed.append(item)
+            continue
+        try:
+            where = site_values.parse(item)
+        except InvalidSettingError:
+            where = site_values.Site("hook", name=str(item))
+        if where.kind == "logits":
             raise InvalidSettingError(
                 f"receivers {spec!r}: 'logits' cannot be combined with head receivers; path "
                 "patch into the logits and into the heads' inputs in two runs"
             )
-        parsed: list[Receiver] = []
-        grouped: set[Receiver] = set()  # written as a KV group
-        for item in items:
-            match = _RECEIVER.match(item) or _GROUP.match(item)
-            mlp = _MLP.match(item)
-            if match is None and mlp is None:
-                raise InvalidSettingError(
-                    f"unknown receiver {item!r}: write 'logits', or heads' inputs as "
-                    "L23H3.q,L23H3.k,L23H3.v (a KV group's as L23.kv1.k), or an MLP's as L5.mlp"
-                )
-            if mlp is not None:
-                parsed.append((int(mlp[1]), 0, "mlp"))
-                continue
-            assert match is not None
-            kind: Input = match[3].lower()  # type: ignore[assignment]
-            parsed.append((int(match[1]), int(match[2]), kind))
-            if match.re is _GROUP:
+        if where.kind == "mlp":
+            parsed.append((where.layer, 0, "mlp"))
+        elif where.kind in ("head_input", "kv_input"):
+            parsed.append((where.layer, where.index, where.input))  # type: ignore[arg-type]
+            if where.kind == "kv_input":
                 grouped.add(parsed[-1])
-    else:
-        parsed, grouped = list(spec), set()
+        else:
+            raise InvalidSettingError(
+                f"unknown receiver {str(item)!r}: write 'logits', or heads' inputs as "
+                "L23H3.q,L23H3.k,L23H3.v (a KV group's as L23.kv1.k), or an MLP's as L5.mlp"
+            )
     if not parsed:
         raise InvalidSettingError(
             "no receivers: write 'logits', heads' inputs (L23H3.q) or MLPs' (L5.mlp)"
@@ -96,10 +98,15 @@ def receivers_label(receivers: list[Receiver] | None, model: Model | None = None
 
 
 def _spelled(receiver: Receiver, group: bool) -> str:
+    return str(as_site(receiver, group))
+
+
+def as_site(receiver: Receiver, group: bool = False) -> Site:
+    """A receiver as the `Site` it names (`group`: a key or value input as its KV group's)."""
     layer, index, kind = receiver
     if kind == "mlp":
-        return f"L{layer}.mlp"
-    return f"L{layer}.kv{index}.{kind}" if group else f"{head_label(layer, index)}.{kind}"
+        return site_values.of_layer("mlp", layer)
+    return Site("kv_input" if group else "head_input", layer, index, kind)
 
 
 def receiving_heads(model: Model, receiver: Receiver) -> list[int]:

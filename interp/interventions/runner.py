@@ -65,10 +65,10 @@ def run_candidates(
     by_site: dict[str, list[tuple[int, Edit]]] = {}
     for i, candidate in enumerate(candidates):
         for e in candidate.edits:
-            if e.site == H.resid_pre(start):  # the batch is this site's value: edit it there
+            if e.hook == H.resid_pre(start):  # the batch is this site's value: edit it there
                 batch[i : i + 1] = applying.edit_hook(e, model, [rows[i]])(batch[i : i + 1])
                 continue
-            by_site.setdefault(e.site, []).append((i, e))
+            by_site.setdefault(e.hook, []).append((i, e))
     # each run's own intervention (the part from `start` on) first, then the candidates
     hooks = replay_hooks(model, runs, start_layer=start)
     hooks += [(site, _per_item_hook(items, model, rows)) for site, items in by_site.items()]

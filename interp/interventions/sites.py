@@ -18,7 +18,7 @@ from torch import Tensor
 
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.models import hooks as H
+from interp.models import site as site_values
 from interp.models.heads import head_label, parse_heads
 from interp.models.model import Model
 from interp.trace import components
@@ -37,21 +37,30 @@ def check_site(site: str) -> Site:
     return site
 
 
+_KIND: dict[str, site_values.Kind] = {
+    "heads": "z",
+    "resid": "resid_pre",
+    "attn-out": "attn",
+    "mlp-out": "mlp",
+}
+
+
+def at(site: Site, layer: int) -> site_values.Site:
+    """The family's site in one layer: `L5.z`, `L5.resid_pre`, `L5.attn`, `L5.mlp`."""
+    return site_values.of_layer(_KIND[site], layer)
+
+
 def hook_name(site: Site, layer: int) -> str:
-    return {
-        "heads": H.z,
-        "resid": H.resid_pre,
-        "attn-out": H.attn_out,
-        "mlp-out": H.mlp_out,
-    }[site](layer)
+    return at(site, layer).hook
 
 
 def label(site: Site, target: Target) -> str:
+    """A target's spelling as a `Site`: "L5H1", "L5.resid_pre", "L5.attn", "L5.mlp"."""
     layer, head = target
     if site == "heads":
         assert head is not None
         return head_label(layer, head)
-    return f"L{layer} {site}"
+    return str(at(site, layer))
 
 
 def targets_label(site: Site, targets: Sequence[Target]) -> str:
@@ -158,7 +167,7 @@ def describe(intervention: Intervention) -> Described | None:
         for site in SITES
         for layer in {e.layer for e in intervention.edits}
     }
-    found = [kinds.get(e.site) for e in intervention.edits]
+    found = [kinds.get(e.hook) for e in intervention.edits]
     ops = {e.op for e in intervention.edits}
     if not found or None in found or len(ops) != 1 or len({f[0] for f in found if f}) != 1:
         return None

@@ -111,7 +111,7 @@ class DirectEngine:
         hf.set_output_embeddings(UnembeddingLinear.wrapping(hf.get_output_embeddings()))
         return cls(hf, layout, int(bridge.cfg.n_heads), eps)
 
-    def site(self, name: str) -> surgery.Site | None:
+    def site(self, name: str) -> surgery.ModuleSite | None:
         """Where the hook point `name` sits, or None if this engine cannot place it."""
         return surgery.site(self.hf, self.layout, self.n_heads, self.norm_eps, name)
 
@@ -204,7 +204,7 @@ def no_layout(bridge: Any) -> str:
     return f"interp knows no direct layout for {type(bridge.original_model).__name__}"
 
 
-def _register(site: surgery.Site, fn: HookFn, info: _HookPointInfo) -> Any:
+def _register(site: surgery.ModuleSite, fn: HookFn, info: _HookPointInfo) -> Any:
     if site.pre:
 
         def pre_hook(module, args, kwargs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 EMBED = "hook_embed"
@@ -100,3 +101,111 @@ def missing(required: Iterable[str], available: Iterable[str]) -> list[str]:
     """The required hook names that are not among the available ones, in order."""
     have = set(available)
     return [name for name in required if name not in have]
+
+
+# ---- the site vocabulary's hooks (`interp.models.site`) ---------------------------------------
+
+OF_LAYER = {
+    "z": z,
+    "attn": attn_out,
+    "mlp": mlp_out,
+    "mlp_in": mlp_in,
+    "resid_pre": resid_pre,
+    "resid_mid": resid_mid,
+    "resid_post": resid_post,
+}
+OF_LAYER_KINDS = {  # a block's hook (after `blocks.L.`) -> its site's kind
+    "attn.hook_z": "z",
+    "hook_attn_out": "attn",
+    "hook_mlp_out": "mlp",
+    "mlp.hook_in": "mlp_in",
+    "hook_resid_pre": "resid_pre",
+    "hook_resid_mid": "resid_mid",
+    "hook_resid_post": "resid_post",
+}
+BLOCK_KINDS = {**OF_LAYER_KINDS, "attn.hook_pattern": "pattern"}  # a block's hooks, by kind
+_BLOCK = re.compile(r"^blocks\.([0-9]{1,6})\.(.+)$")
+_HOOK_NAME = re.compile(r"^[A-Za-z0-9_.]*hook_[A-Za-z0-9_]+$")
+_BEFORE_BLOCKS = (EMBED, POS_EMBED)
+
+
+def block_hook(name: str) -> tuple[int, str] | None:
+    """`blocks.5.hook_attn_out` -> (5, "hook_attn_out"); None outside the blocks."""
+    match = _BLOCK.match(name)
+    return None if match is None else (int(match[1]), match[2])
+
+
+def is_hook_name(text: str) -> bool:
+    """Spelled as a TransformerLens hook point (whether a model has it is checked later)."""
+    return _HOOK_NAME.match(text) is not None
+
+
+def layer_of(name: str) -> int:
+    """The block a hook belongs to: -1 before the first (the embeddings), 10**9 after the last."""
+    block = block_hook(name)
+    if block is not None:
+        return block[0]
+    return -1 if name in _BEFORE_BLOCKS else 10**9
+
+
+def is_block_input(name: str) -> bool:
+    return name.endswith("hook_resid_pre")
+
+
+HEAD_AXIS = ("attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_result")
+NEURON_AXIS = ("mlp.hook_post", "mlp.hook_pre")
+KV_AXIS = ("attn.hook_k", "attn.hook_v")
+
+
+def has_head_axis(name: str) -> bool:
+    return name.endswith(HEAD_AXIS)
+
+
+def has_neuron_axis(name: str) -> bool:
+    return name.endswith(NEURON_AXIS)
+
+
+def is_kv(name: str) -> bool:
+    """A key or value hook: its head axis counts KV heads."""
+    return name.endswith(KV_AXIS)
+
+
+def mlp_post(layer: int) -> str:
+    return f"blocks.{layer}.mlp.hook_post"
+
+
+def is_attn_scores(name: str) -> bool:
+    return name.endswith("attn.hook_attn_scores")
+
+
+def is_pattern(name: str) -> bool:
+    return name.endswith("attn.hook_pattern")
+
+
+_D_MODEL_WIDE = (*_RESIDUAL_SUFFIXES, "mlp.hook_in")
+
+
+def dictionary_width(name: str, d_model: int, d_mlp: int) -> int | None:
+    """The width of a hook a dictionary may read or write: the residual stream, a layer's
+    outputs or the MLP's input (d_model), its neurons (d_mlp); None for any other."""
+    if name.endswith(_D_MODEL_WIDE):
+        return d_model
+    return d_mlp if has_neuron_axis(name) else None
+
+
+def per_position_floats(name: str, n_heads: int, d_head: int) -> int | None:
+    """Floats a position of a hook holds where that is not d_model (z, the final scale)."""
+    if name.endswith("attn.hook_z"):
+        return n_heads * d_head
+    return 1 if name.endswith("hook_scale") else None
+
+
+# the residual stream, and what lies between a head's z and it (its write, the layer's sum)
+_ON_PATH = re.compile(
+    r"hook_resid_(pre|mid|post)$|^ln_final|\.ln[12]\.|\.hook_attn_out$|\.attn\.hook_result$|\.attn\.o\."
+)
+
+
+def on_residual_path(name: str) -> bool:
+    """The residual stream, or a hook between a head's z and its write into it."""
+    return _ON_PATH.search(name) is not None

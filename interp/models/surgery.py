@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,7 +49,7 @@ def layout_for(config: Any) -> Layout | None:
 
 
 @dataclass(frozen=True)
-class Site:
+class ModuleSite:
     """Where a TransformerLens hook point sits in the Hugging Face module tree.
 
     `pre`: the hook sees the module's first input (else its output, or `output[index]`).
@@ -65,13 +64,9 @@ class Site:
     from_tl: Callable[[Tensor, Tensor], Tensor] | None = lambda new, old: new
 
 
-_LAYER_HOOK = re.compile(
-    r"blocks\.(\d+)\.(hook_resid_pre|hook_resid_post|hook_attn_out|hook_mlp_out|"
-    r"attn\.hook_pattern|attn\.hook_z|mlp\.hook_in)$"
-)
-
-
-def site(hf: nn.Module, layout: Layout, n_heads: int, norm_eps: float, name: str) -> Site | None:
+def site(
+    hf: nn.Module, layout: Layout, n_heads: int, norm_eps: float, name: str
+) -> ModuleSite | None:
     """The module and tensor behind a TransformerLens hook name, or None if unknown.
 
     resid_pre is a block's input, resid_post its output, hook_pattern eager attention's
@@ -81,27 +76,29 @@ def site(hf: nn.Module, layout: Layout, n_heads: int, norm_eps: float, name: str
     """
     if name == H.FINAL_SCALE:
         scale = _hook_scale(norm_eps, layout.rms_norm)
-        return Site(get(hf, layout.final_norm), pre=True, to_tl=scale, from_tl=None)
-    match = _LAYER_HOOK.match(name)
+        return ModuleSite(get(hf, layout.final_norm), pre=True, to_tl=scale, from_tl=None)
+    at = H.block_hook(name)
     layers = get(hf, layout.layers)
-    if match is None or int(match[1]) >= len(layers):
+    kind = None if at is None else H.BLOCK_KINDS.get(at[1])
+    if at is None or kind is None or at[0] >= len(layers):
         return None
-    block = layers[int(match[1])]
+    block = layers[at[0]]
     attn = get(block, layout.attn)
-    kind = match[2]
-    if kind == "hook_resid_pre":
-        return Site(block, pre=True)
-    if kind == "hook_resid_post":
-        return Site(block, pre=False)
-    if kind == "hook_mlp_out":
-        return Site(get(block, layout.mlp), pre=False)
-    if kind == "mlp.hook_in":
-        return Site(get(block, layout.mlp), pre=True)
-    if kind == "hook_attn_out":
-        return Site(get(attn, layout.out_proj), pre=False)
-    if kind == "attn.hook_pattern":
-        return Site(attn, pre=False, index=1, from_tl=None)
-    return Site(  # attn.hook_z
+    if kind == "resid_pre":
+        return ModuleSite(block, pre=True)
+    if kind == "resid_post":
+        return ModuleSite(block, pre=False)
+    if kind == "mlp":
+        return ModuleSite(get(block, layout.mlp), pre=False)
+    if kind == "mlp_in":
+        return ModuleSite(get(block, layout.mlp), pre=True)
+    if kind == "attn":
+        return ModuleSite(get(attn, layout.out_proj), pre=False)
+    if kind == "pattern":
+        return ModuleSite(attn, pre=False, index=1, from_tl=None)
+    if kind != "z":
+        return None
+    return ModuleSite(  # attn.hook_z
         get(attn, layout.out_proj),
         pre=True,
         to_tl=lambda t: t.view(*t.shape[:-1], n_heads, t.shape[-1] // n_heads),

@@ -97,7 +97,7 @@ def steering_sections(result: SteeringEval, figs: style.Figures) -> list[Section
                 "rate of repeated 3-grams. Each value has its bootstrap 95% interval over "
                 f"{result.samples} seeds a prompt ({len(result.prompts)} prompt(s), "
                 f"{result.horizon} new tokens). Scale: in units of {unit}; op {result.op} at "
-                f"{result.positions} positions of blocks.{result.layer}.hook_resid_pre.",
+                f"{result.positions} positions of L{result.layer}.resid_pre.",
                 *result.warnings,
             ],
             rows,

@@ -19,7 +19,9 @@ from torch import Tensor
 from interp.edits.value import Intervention, edit
 from interp.errors import InvalidSettingError, ModelMismatchError, TraceFormatError
 from interp.files import atomic
+from interp.models import site as site_values
 from interp.models.model import Model
+from interp.models.site import Site
 
 Where = Literal["all", "prompt", "generated"]
 Unit = Literal["vector", "resid"]
@@ -65,8 +67,8 @@ class SteeringVector:
                 raise InvalidSettingError(f"{name} must be {what}, got {value!r:.40}")
 
     @property
-    def site(self) -> str:
-        return f"blocks.{self.layer}.hook_resid_pre"
+    def site(self) -> Site:
+        return site_values.of_layer("resid_pre", self.layer)
 
     @property
     def norm(self) -> float:
@@ -155,7 +157,7 @@ class SteeringVector:
         """Everything but the vector itself, as JSON."""
         return {
             "layer": self.layer,
-            "site": self.site,
+            "site": str(self.site),
             "model_name": self.model_name,
             "method": self.method,
             "position": self.position,

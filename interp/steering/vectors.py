@@ -18,6 +18,7 @@ from torch import Tensor
 from interp import inputs
 from interp.errors import InvalidSettingError
 from interp.generation.generate import generate
+from interp.models import hooks as H
 from interp.models.model import Model
 from interp.models.provenance import provenance
 from interp.steering.vector import SteeringVector, check_layer
@@ -105,7 +106,7 @@ def residuals(
     """The stream entering each of `layers` for each prompt (`[prompt, layer, d_model]`, read
     at its last token or averaged over its tokens after the first), and the stream's norm at
     every prompt token after the first (`[token, layer]`). One batched recorded run."""
-    names = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
+    names = [H.resid_pre(layer) for layer in layers]
     runs = generate(
         model, prompts, max_new_tokens=1, temperature=0.0, hooks=names, stop_at_eos=False, seed=0
     )

@@ -82,11 +82,11 @@ class InterpCache(ActivationCache):
 
     def get_full_resid_decomposition(self, *args: Any, **kwargs: Any) -> Any:
         expand = kwargs.get("expand_neurons", args[2] if len(args) > 2 else True)
-        neurons = "blocks.0.mlp.hook_post"
+        neurons = H.mlp_post(0)
         if expand and neurons not in self.cache_dict:
             raise InvalidSettingError(
                 "get_full_resid_decomposition(expand_neurons=True) needs each MLP's neurons: "
-                f"record blocks.<layer>.mlp.hook_post (e.g. {neurons}) with hooks=..., or pass "
+                f"record each layer's neurons (e.g. {neurons}) with hooks=..., or pass "
                 "expand_neurons=False"
             )
         return super().get_full_resid_decomposition(*args, **kwargs)

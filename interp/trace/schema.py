@@ -125,7 +125,7 @@ def activation(acts: dict[str, Tensor], name: str, n: int, where: Path) -> Tenso
         shape: list[int | None] = [None, n, n]
     else:
         shape = [n, *([None] * (value.dim() - 1))] if value.dim() >= 1 else [n]
-    scores = name.endswith("hook_attn_scores")
+    scores = H.is_attn_scores(name)
     return tensor(acts, name, where, "float", shape, allow_neg_inf=scores)
 
 

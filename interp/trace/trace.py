@@ -34,6 +34,7 @@ from interp.files.store import (
     read_summary,
 )
 from interp.models.hooks import missing
+from interp.models.site import BySite
 from interp.trace import schema
 from interp.trace.schema import INTERVENTION_SPEC_KEY
 from interp.trace.settings import GenerationSettings
@@ -53,8 +54,9 @@ __all__ = ["INTERVENTION_SPEC_KEY", "GenerationSettings", "Trace"]
 class Trace:
     """A recorded generation: tokens, settings, per-step statistics and activations.
 
-    `activations[name]` holds, for every position of prompt + continuation, what one
-    full-sequence `run_with_cache` gives for that hook, without the batch dimension
+    `activations[name]` (a hook name, or a site's spelling) holds, for every position of
+    prompt + continuation, what one full-sequence `run_with_cache` gives for that hook, without
+    the batch dimension
     (`[pos, ...]`; attention patterns `[head, query_pos, key_pos]`).
     """
 
@@ -79,6 +81,10 @@ class Trace:
     # what the run was recorded under, as a value (read once from its JSON when loaded); a
     # callable edit's holds in this process only
     intervention: Intervention | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:  # `activations["L5.attn"]` reads blocks.5.hook_attn_out
+        if not isinstance(self.activations, BySite):
+            self.activations = BySite(self.activations)
 
     # ---- views -------------------------------------------------------------------------
 

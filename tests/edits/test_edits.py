@@ -252,7 +252,7 @@ def test_a_bad_edit_is_one_clear_error_where_it_is_built(build, words, unchecked
 
 
 def test_an_edit_checked_against_the_model(tiny_llama):
-    with pytest.raises(InvalidSettingError, match="no hook point 'blocks.9.hook_resid_pre'"):
+    with pytest.raises(InvalidSettingError, match="has no site L9.resid_pre; its blocks are L0..L"):
         interp.generate(
             tiny_llama, "hi", max_new_tokens=1, intervention=edit("blocks.9.hook_resid_pre", "zero")
         )
@@ -284,7 +284,7 @@ def test_the_serialised_form_round_trips_and_a_callable_replays_in_the_process(
     trace = interp.generate(
         tiny_llama, PROMPT, max_new_tokens=1, temperature=0, intervention=edit("hook_embed", halve)
     )
-    assert trace.intervention_label == "halve hook_embed"
+    assert trace.intervention_label == "halve embed"
     assert "intervention_spec" not in trace.provenance  # a callable has no serialised form
     # in this process it runs wherever a built-in edit does: the same as a scale of 0.5
     clean = interp.generate(tiny_llama, PROMPT, max_new_tokens=1, temperature=0)
@@ -298,7 +298,7 @@ def test_the_serialised_form_round_trips_and_a_callable_replays_in_the_process(
     )
     # read back from disk it is not there to replay, and patching says so
     back = Trace.load(trace.save(tmp_path / "halved"), tiny_llama)
-    assert back.intervention is None and back.intervention_label == "halve hook_embed"
+    assert back.intervention is None and back.intervention_label == "halve embed"
     with pytest.raises(InvalidSettingError, match="held a callable"):
         patch(tiny_llama, clean, back, metric=metric)
 
@@ -376,7 +376,7 @@ def test_the_cli_patches_under_noise_and_records_under_an_intervention_file(
         == 0
     )
     recorded = Trace.load(out, tiny_llama)
-    assert recorded.intervention_label == "scale blocks.1.hook_resid_pre at generated"
+    assert recorded.intervention_label == "scale L1.resid_pre at generated"
     assert intervention_of(recorded).to_json() == json.loads(spec.read_text())
     clean = tmp_path / "clean"
     assert cli.main(["generate", PROMPT, "--continuation", " Paris", "--out", str(clean)]) == 0

@@ -33,7 +33,7 @@ from interp.steering import SteeringVector
 ROOT = Path(__file__).resolve().parents[2]
 
 PROMPT = "The Eiffel Tower is in the city of"
-SITE = "blocks.1.hook_resid_pre"
+SITE = "L1.resid_pre"
 
 
 def _forced(model, intervention=None, hooks=(SITE,)):
@@ -136,6 +136,7 @@ def test_the_downstream_guard_refuses_an_overflow_past_the_edits_outside_the_pad
     rows = [applying.Row(3, ["a"] * 3, 3, pad=2), None]
     (_, _), (site, guard) = applying.hooks(intervention, tiny_llama, rows)
     assert site == f"blocks.{tiny_llama.n_layers - 1}.hook_resid_post"
+    site = f"L{tiny_llama.n_layers - 1}.resid_post"  # as errors spell it
     x = torch.zeros(2, 5, tiny_llama.d_model)
     x[0, :2, 0] = 1e20  # the edited row's left padding
     x[1, :, 0] = 1e20  # a row the intervention leaves alone

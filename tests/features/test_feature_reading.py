@@ -157,7 +157,7 @@ def test_feature_edits_refuse_in_one_line(tiny):
     with pytest.raises(InvalidSettingError, match="transcoder"):
         feature_edit(t, 1, "ablate")
     steer = feature_edit(t, [1, 2], "steer", 2.0)
-    assert steer.edits[0].site == "blocks.1.hook_mlp_out"
+    assert steer.edits[0].hook == "blocks.1.hook_mlp_out"
     assert torch.allclose(steer.edits[0].params["vector"], t.W_dec[[1, 2]].sum(0))
 
 

@@ -96,7 +96,7 @@ def test_an_ablation_of_a_noised_run_and_its_regeneration_are_under_the_noise(ti
     assert report.effect.ablated_metric == pytest.approx(moved, abs=2e-4)
     regenerated = report.regeneration.ablated
     assert regenerated.intervention is not None  # the noise and the ablation: replayable
-    assert "under noise hook_embed" in regenerated.intervention_label
+    assert "under noise embed" in regenerated.intervention_label
     embed_r = noised_embeddings(hf, NOISE, regenerated, SEED)
     by_hand = continuation_lp(regenerated, hf_forward(hf, regenerated.token_ids, [embed_r], [zero]))
     torch.testing.assert_close(regenerated.token_logprobs, by_hand, atol=2e-4, rtol=1e-4)
@@ -149,7 +149,9 @@ def test_path_patching_into_the_logits_of_a_run_under_edits_equals_hugging_face(
             assert float(got.effect[layer, head]) == pytest.approx(want, abs=1e-4, rel=1e-4)
     for site in ("blocks.1.hook_resid_pre", "blocks.0.hook_attn_out"):  # on a direct path
         on_path = record_under(tiny_llama, clean, edit(site, "scale", factor=2))
-        with pytest.raises(InvalidSettingError, match=f"an edit of {site}, on the residual"):
+        with pytest.raises(
+            InvalidSettingError, match=f"an edit of {interp.site(site)}, on the residual"
+        ):
             path_patch(tiny_llama, clean, on_path, metric=metrics.logit_diff(A, D))
 
 
@@ -417,7 +419,7 @@ def test_sites_have_one_spelling_and_an_old_one_names_the_new(tiny_llama):
     trace = interp.generate(tiny_llama, PROMPT, max_new_tokens=2, seed=0)
     report = interp.ablate(tiny_llama, trace, "L1", "zero", site="mlp-out", regenerate_text=False)
     assert report.effect.site == "mlp-out" and report.effect.heads == []
-    assert report.effect.targets == ["L1 mlp-out"]
+    assert report.effect.targets == ["L1.mlp"]  # as a Site is spelled
     for old, new in (("resid_pre", "resid"), ("attn_out", "attn-out"), ("mlp_out", "mlp-out")):
         with pytest.raises(InvalidSettingError, match=f"'{old}' is written '{new}' now"):
             interp.ablate(tiny_llama, trace, "L1", "zero", site=old)

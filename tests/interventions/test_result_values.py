@@ -16,9 +16,9 @@ from interp.errors import TraceFormatError
 from interp.interventions import (
     AblationRecord,
     HeadPosition,
-    LayerPosition,
     Patching,
     PatchingResult,
+    SitePosition,
     SweepResult,
     patch,
     sweep,
@@ -43,7 +43,8 @@ def as_cell(site: str, index: tuple[int, ...]):
         return Head(*index), f"L{index[0]}H{index[1]}"
     if site == "heads-by-pos":
         return HeadPosition(Head(index[0], index[1]), index[2]), "L{}H{}@{}".format(*index)
-    return LayerPosition(*index), "L{}@{}".format(*index)
+    label = f"L{index[0]}.{ {'resid': 'resid_pre', 'attn-out': 'attn', 'mlp-out': 'mlp'}[site] }"
+    return SitePosition(interp.site(label), index[1]), f"{label}@{index[1]}"
 
 
 SHAPES = {"heads": (3, 4), "path": (3, 4), "heads-by-pos": (2, 3, 5), "resid": (3, 5),
@@ -62,8 +63,11 @@ def test_top_gives_the_cells_a_plain_ranking_of_the_effect_picks(site):
     assert [(cell, value) for cell, _, value in want] == got
     for (cell, value), (wanted, label, _) in zip(got, want, strict=True):
         assert type(cell) is type(wanted) and str(cell) == label and f"{cell:>12}".strip() == label
-        index = (*cell.head, cell.position) if isinstance(cell, HeadPosition) else cell
-        assert float(effect[index]) == value  # a head or (layer, position) indexes as it is
+        if isinstance(cell, HeadPosition):
+            index = (*cell.head, cell.position)
+        else:
+            index = cell if isinstance(cell, Head) else (cell.site.layer, cell.position)
+        assert float(effect[index]) == value
     flat_indices = [_flat(index, SHAPES[site]) for index, _ in naive_top(effect, 7)]
     assert [i for i, _, _ in result.ranked(7)] == flat_indices
 
@@ -97,7 +101,7 @@ def test_a_patchings_top_holds_values_and_its_file_labels(tiny_llama, pair, tmp_
         assert result[site].top(10) == want
     assert all(type(cell) is Head for cell, _ in result["heads"].top(10))
     assert all(type(cell) is HeadPosition for cell, _ in result["heads-by-pos"].top(10))
-    assert all(type(cell) is LayerPosition for cell, _ in result["resid"].top(10))
+    assert all(type(cell) is SitePosition for cell, _ in result["resid"].top(10))
     out = result.save(tmp_path / "p")
     stored = json.loads((out / "summary.json").read_text())["patching"]
     for site in sites:  # the file keeps the labels, as results written before values did

@@ -1,0 +1,173 @@
+"""Where, as one value: a `Site` names a place in the model with one spelling that parses and
+prints round trip, in the API, the command line, results, reports and errors:
+
+- `embed`; `logits`;
+- `L23H3`: a head's output (its slice of `hook_z`); `L23H3.q` (`.k`, `.v`): a head's query
+  (key, value) input; `L23.kv1.k` (`.v`): a KV group's key (value) input, under grouped-query
+  attention;
+- `L5.attn`, `L5.mlp`: a layer's attention and MLP outputs; `L5.mlp_in`: the MLP's input;
+  `L5.z`: every head's output; `L5.resid_pre` (`_mid`, `_post`): the residual stream;
+- any other TransformerLens hook point by its hook name (`blocks.5.mlp.hook_post`).
+
+A hook name with a shorter spelling parses to it (`blocks.5.hook_attn_out` is `L5.attn`);
+`hook` is the hook point that carries a site, and `heads` the head (or KV group) it takes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from interp.errors import InvalidSettingError
+from interp.models import hooks as H
+from interp.models.heads import Head
+
+Kind = Literal[
+    "embed",
+    "logits",
+    "head",
+    "head_input",
+    "kv_input",
+    "z",
+    "attn",
+    "mlp",
+    "mlp_in",
+    "resid_pre",
+    "resid_mid",
+    "resid_post",
+    "hook",
+]
+_LAYER_KINDS = ("z", "attn", "mlp", "mlp_in", "resid_pre", "resid_mid", "resid_post")
+_N = "([0-9]{1,6})"  # ASCII digits, few of them
+_HEAD = re.compile(rf"^L{_N}H{_N}(?:\.([qkv]))?$", re.IGNORECASE)
+_GROUP = re.compile(rf"^L{_N}\.kv{_N}\.([kv])$", re.IGNORECASE)
+_OF_LAYER = re.compile(rf"^L{_N}\.({'|'.join(_LAYER_KINDS)})$", re.IGNORECASE)
+SPELLINGS = (
+    "embed, logits, L5H1 (a head's output), L5H1.q/.k/.v (its inputs), L5.kv0.k/.v (a KV "
+    "group's), L5.attn, L5.mlp, L5.mlp_in, L5.z, L5.resid_pre/_mid/_post, or a hook name"
+)
+
+
+@dataclass(frozen=True, order=True)
+class Site:
+    """One place in the model (see the module's docstring); `str()` is its spelling."""
+
+    kind: Kind
+    layer: int = -1  # the block; -1 for embed, logits and a hook name (see `block`)
+    index: int = -1  # the head (head, head_input) or KV group (kv_input)
+    input: Literal["", "q", "k", "v"] = ""  # head_input, kv_input: which input
+    name: str = ""  # kind "hook": the hook name
+
+    def __str__(self) -> str:
+        if self.kind in ("embed", "logits"):
+            return self.kind
+        if self.kind == "hook":
+            return self.name
+        if self.kind == "head":
+            return str(Head(self.layer, self.index))
+        if self.kind == "head_input":
+            return f"{Head(self.layer, self.index)}.{self.input}"
+        if self.kind == "kv_input":
+            return f"L{self.layer}.kv{self.index}.{self.input}"
+        return f"L{self.layer}.{self.kind}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    @property
+    def hook(self) -> str:
+        """The TransformerLens hook point that carries this site (a head's: its layer's)."""
+        if self.kind == "logits":
+            raise InvalidSettingError("logits are read after the model, not at a hook point")
+        if self.kind == "hook":
+            return self.name
+        if self.kind == "embed":
+            return H.EMBED
+        if self.kind in ("head", "z"):
+            return H.z(self.layer)
+        if self.kind in ("head_input", "kv_input"):
+            return H.qkv_input(self.layer, self.input)
+        return H.OF_LAYER[self.kind](self.layer)
+
+    @property
+    def block(self) -> int:
+        """The block the site belongs to, for ordering: -1 before the first, 10**9 after the
+        last (logits, the final norm)."""
+        if self.kind == "logits":
+            return 10**9
+        return H.layer_of(self.name) if self.kind == "hook" else self.layer
+
+    @property
+    def heads(self) -> tuple[int, ...] | None:
+        """The head (KV group) a head's site takes on its hook's head axis; None: all."""
+        return (self.index,) if self.kind in ("head", "head_input", "kv_input") else None
+
+    @property
+    def head(self) -> Head | None:
+        """The head, for a head's output or input."""
+        return Head(self.layer, self.index) if self.kind in ("head", "head_input") else None
+
+
+def embed() -> Site:
+    return Site("embed")
+
+
+def logits() -> Site:
+    return Site("logits")
+
+
+def head(layer: int, index: int) -> Site:
+    return Site("head", layer, index)
+
+
+def of_layer(kind: Kind, layer: int) -> Site:
+    """A layer's site: "attn", "mlp", "mlp_in", "z", "resid_pre", "resid_mid", "resid_post"."""
+    assert kind in _LAYER_KINDS, kind
+    return Site(kind, layer)
+
+
+def parse(value: str | Site | Head) -> Site:
+    """A site from its spelling (or a hook name, or a `Head`), checked; one line if unknown."""
+    if isinstance(value, Site):
+        return value
+    if isinstance(value, Head):
+        return head(value.layer, value.head)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidSettingError(f"a site is written like L5H1 or L5.resid_pre, not {value!r:.40}")
+    text = value.strip()
+    if text.lower() in ("embed", "logits"):
+        return Site("embed" if text.lower() == "embed" else "logits")
+    if (m := _HEAD.match(text)) is not None:
+        if m[3] is None:
+            return head(int(m[1]), int(m[2]))
+        return Site("head_input", int(m[1]), int(m[2]), m[3].lower())  # type: ignore[arg-type]
+    if (m := _GROUP.match(text)) is not None:
+        return Site("kv_input", int(m[1]), int(m[2]), m[3].lower())  # type: ignore[arg-type]
+    if (m := _OF_LAYER.match(text)) is not None:
+        return of_layer(m[2].lower(), int(m[1]))  # type: ignore[arg-type]
+    if text == H.EMBED:
+        return embed()
+    block = H.block_hook(text)
+    if block is not None and block[1] in H.OF_LAYER_KINDS:
+        return of_layer(H.OF_LAYER_KINDS[block[1]], block[0])  # type: ignore[arg-type]
+    if H.is_hook_name(text):
+        return Site("hook", name=text)
+    raise InvalidSettingError(f"unknown site {text!r:.60}; write {SPELLINGS}")
+
+
+site = parse  # the public name: interp.site("L5H1")
+
+
+class BySite(dict):
+    """A dict keyed by hook name that also answers to a site's spelling (`acts["L5.attn"]`)."""
+
+    def __missing__(self, key: object) -> object:
+        if isinstance(key, (str, Site)):
+            try:
+                hook = parse(key).hook
+            except InvalidSettingError:
+                raise KeyError(key) from None
+            if hook != key and dict.__contains__(self, hook):
+                return self[hook]
+        raise KeyError(key)

@@ -1,0 +1,105 @@
+"""The one spelling of "where": every site parses and prints round trip, names the hook point
+a model has, and an edit, a recording and a result all take and give it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import interp
+from interp.errors import InvalidSettingError
+from interp.models.site import Site
+
+SPELLED = [
+    "embed",
+    "logits",
+    "L1H2",
+    "L1H2.q",
+    "L1H2.k",
+    "L1H2.v",
+    "L1.kv0.k",
+    "L1.kv1.v",
+    "L0.mlp",
+    "L1.attn",
+    "L0.mlp_in",
+    "L1.z",
+    "L0.resid_pre",
+    "L1.resid_mid",
+    "L1.resid_post",
+    "blocks.1.mlp.hook_post",
+    "blocks.0.attn.hook_pattern",
+    "hook_pos_embed",
+    "ln_final.hook_scale",
+]
+# the hook name TransformerLens gives each site, written out by hand
+HOOKS = {
+    "embed": "hook_embed",
+    "L1H2": "blocks.1.attn.hook_z",
+    "L1.z": "blocks.1.attn.hook_z",
+    "L0.mlp": "blocks.0.hook_mlp_out",
+    "L1.attn": "blocks.1.hook_attn_out",
+    "L0.mlp_in": "blocks.0.mlp.hook_in",
+    "L0.resid_pre": "blocks.0.hook_resid_pre",
+    "L1.resid_mid": "blocks.1.hook_resid_mid",
+    "L1.resid_post": "blocks.1.hook_resid_post",
+}
+
+
+@pytest.mark.parametrize("text", SPELLED)
+def test_a_site_prints_as_it_is_spelled_and_parses_back(text):
+    site = interp.site(text)
+    assert str(site) == text and interp.site(str(site)) == site and f"{site:>30}".strip() == text
+
+
+def test_a_hook_name_parses_to_the_shorter_spelling_of_its_site(tiny_llama):
+    for text, hook in HOOKS.items():
+        site = interp.site(text)
+        assert site.hook == hook and hook in tiny_llama.bridge.hook_dict
+        if text != "L1H2":  # a head is its hook's slice: the hook alone is the layer's z
+            assert interp.site(hook) == site
+    assert interp.site("L1H2").heads == (2,) and interp.site("L1H2").head == interp.Head(1, 2)
+    assert interp.site(interp.Head(3, 1)) == interp.site("l3h1")  # a Head, any case
+
+
+@pytest.mark.parametrize("bad", ["", "L1H", "L1.foo", "heads", "L1.kv0.q", "Lx.mlp"])
+def test_an_unknown_site_is_one_line_naming_the_spellings(bad):
+    with pytest.raises(InvalidSettingError) as err:
+        interp.site(bad)
+    assert "\n" not in str(err.value) and ("L5H1" in str(err.value))
+
+
+def test_an_edit_at_a_head_is_the_edit_of_its_slice_of_the_layers_z(tiny_llama):
+    """The spelled edit runs as the hook-name edit with heads= does (the reference), records
+    under its spelling, and a file written with hook names loads to the same edit."""
+    prompt = "The earth revolves around"
+    by_site = interp.edit("L1H2", "scale", factor=0.0)
+    by_hook = interp.edit("blocks.1.attn.hook_z", "scale", factor=0.0, heads=[2])
+    runs = [
+        interp.generate(tiny_llama, prompt, max_new_tokens=3, seed=0, intervention=i)
+        for i in (by_site, by_hook)
+    ]
+    assert runs[0].token_ids.tolist() == runs[1].token_ids.tolist()
+    z = runs[0].activations["L1.z"]  # a site's spelling reads the recorded hook
+    assert z is runs[0].activations["blocks.1.attn.hook_z"] and not z[:, 2].any()
+    torch.testing.assert_close(z, runs[1].activations["blocks.1.attn.hook_z"])
+    assert by_site.label == "scale L1H2" and by_hook.label == "scale L1.z[heads [2]]"
+    written = {"site": "L1H2", "op": "scale", "params": {"factor": 0.0}}
+    assert by_site.to_json()["edits"][0] == written
+    old = {"site": "blocks.1.attn.hook_z", "op": "scale", "heads": [2], "params": {"factor": 0}}
+    old = {"edits": [old]}  # as a trace written before the spelling holds it
+    assert interp.Intervention.from_json(old).edits[0].hook == by_site.edits[0].hook
+    with pytest.raises(InvalidSettingError, match="L1H2 names its head"):
+        interp.edit("L1H2", "zero", heads=[1])
+    with pytest.raises(InvalidSettingError, match="logits is not a site an edit runs at"):
+        interp.edit("logits", "zero")
+
+
+def test_recording_takes_sites_and_results_give_them_back(tiny_llama):
+    run = interp.generate(tiny_llama, "The moon", max_new_tokens=2, hooks=["L0.attn", "embed"])
+    assert set(run.hook_names) == {"blocks.0.hook_attn_out", "hook_embed"}
+    noise = interp.edit("embed", "noise", seed=1)
+    run = interp.generate(tiny_llama, "The moon", max_new_tokens=2)
+    result = interp.patch(tiny_llama, run, noise, sites=["attn-out"])
+    (cell, _), *_ = result["attn-out"].top(1)
+    assert isinstance(cell.site, Site) and str(cell) == f"L{cell.layer}.attn@{cell.position}"
+    assert interp.site(str(cell.site)).hook == f"blocks.{cell.layer}.hook_attn_out"
