@@ -106,6 +106,15 @@ class Runs:
     ) -> Patching:
         clean, corrupt = float(self.clean_m.mean()), float(self.corrupt_m.mean())
         kind = positions if isinstance(positions, str) else "groups"
+        under = {}
+        for side, runs in (("clean", self.cleans), ("corrupted", self.corrupts)):
+            labels = dict.fromkeys(r.intervention_label for r in runs if r.intervention_label)
+            if labels:
+                under[side] = "; ".join(labels)
+        held = any(
+            r.intervention is not None and not r.intervention.replayable
+            for r in self.cleans + self.corrupts
+        )
         return Patching(
             results,
             self.direction,
@@ -115,6 +124,8 @@ class Runs:
             len(self.cleans),
             tokens=candidates.labels(positions, self.cleans[0]),
             positions=kind,
+            under=under,
+            held_callable=held,
             **extra,
         )
 

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,10 @@ class Patching:
     `receivers` names where a path patching's paths end ("logits" or "L23H3.q,..."), `method`
     is "exact" or "triage"; `tokens` label the columns of the per-position sites: the prompt's
     positions (`positions="prompt"`), every position of the runs ("all"), or groups of
-    positions patched at once ("groups", each labelled by its spelling)."""
+    positions patched at once ("groups", each labelled by its spelling). `under` says what
+    each side's runs were recorded under ({"corrupted": "noise embed ..."}), and
+    `held_callable` that one of those was a callable edit: it ran in this process, and what is
+    saved cannot replay it."""
 
     results: dict[ResultSite, PatchingResult]
     direction: Direction
@@ -51,6 +54,8 @@ class Patching:
     tokens: list[str] | None = None  # the first clean row's, to label positions
     window: int = 1  # layers patched at once around each layer (a layer's sites)
     positions: str = "all"  # the per-position sites' columns: "prompt", "all" or "groups"
+    under: dict[str, str] = field(default_factory=dict)  # side -> its runs' interventions
+    held_callable: bool = False
 
     def __getitem__(self, site: ResultSite) -> PatchingResult:
         return self.results[site]
@@ -71,6 +76,10 @@ class Patching:
         if self.window != 1:
             out["window"] = self.window
         out["positions"] = self.positions
+        if self.under:
+            out["under"] = dict(self.under)
+        if self.held_callable:
+            out["held_callable"] = True
         for site, result in self.results.items():
             out[site] = {"top": [[str(cell), round(v, 6)] for cell, v in result.top(k)]}
         return out
@@ -181,6 +190,14 @@ class Patching:
         )
         if positions not in ("prompt", "all", "groups"):
             raise TraceFormatError(f"{where}: positions {positions!r} is not prompt, all or groups")
+        under = summary.get("under", {})
+        if not isinstance(under, dict) or not all(
+            side in ("clean", "corrupted") and isinstance(v, str) for side, v in under.items()
+        ):
+            raise TraceFormatError(f"{where}: under is not an object of the sides' labels")
+        held = summary.get("held_callable", False)
+        if not isinstance(held, bool):
+            raise TraceFormatError(f"{where}: held_callable is not true or false")
         tensors = store.load_tensors(path / PATCH_FILE, "patching results")
         sizes: dict[str, int | None] = {"layer": None, "head": None, "pos": None}
         if tokens is not None:
@@ -213,6 +230,8 @@ class Patching:
             tokens,
             window,
             positions,
+            under,
+            held,
         )
 
 

@@ -56,6 +56,15 @@ def patching_sections(
             f"{patching.corrupted_metric:.3f}"
             + (f", means over {patching.rows} pairs" if patching.rows > 1 else "")
             + "). Red raises the metric, blue lowers it."
+            + "".join(
+                f" The {side} runs ran under {what}." for side, what in patching.under.items()
+            )
+            + (
+                " A callable edit among them ran in the process that patched; what is saved "
+                "cannot replay it."
+                if patching.held_callable
+                else ""
+            )
         )
         if result.verified is not None:
             intro += (

@@ -293,6 +293,12 @@ def test_the_serialised_form_round_trips_and_a_callable_replays_in_the_process(
     built_in = patch(tiny_llama, clean, edit("hook_embed", "scale", factor=0.5), metric=metric)
     assert by_callable.corrupted_metric == pytest.approx(built_in.corrupted_metric, abs=1e-6)
     torch.testing.assert_close(by_callable["heads"].effect, built_in["heads"].effect)
+    # the result says what each side ran under, and that a callable was among them
+    assert by_callable.under == {"corrupted": "halve embed"} and by_callable.held_callable
+    assert built_in.under == {"corrupted": "scale embed"} and not built_in.held_callable
+    saved = interp.interventions.Patching.load(by_callable.save(tmp_path / "patched"))
+    assert saved.under == by_callable.under and saved.held_callable
+    assert saved.summary()["held_callable"] is True and "held_callable" not in built_in.summary()
     assert patch(tiny_llama, clean, trace, metric=metric).corrupted_metric == pytest.approx(
         built_in.corrupted_metric, abs=1e-6
     )
