@@ -14,11 +14,11 @@ from interp.edits.positions import Position, Span, as_positions, positions_label
 from interp.errors import InvalidSettingError
 from interp.trace.trace import Trace
 
-Positions = Literal["prompt", "all"]  # the per-position sites' columns: one per position
+EachPosition = Literal["prompt", "all"]  # a column for each (prompt) position
 Columns = list[list[list[int]]]  # [row][column] -> the row's absolute positions
 
 
-def check_positions(value: Any) -> Positions | tuple[Position, ...]:
+def check_positions(value: Any) -> EachPosition | tuple[Position, ...]:
     """`positions=` checked: "prompt", "all", or a list of groups (each a position, slice,
     label or span)."""
     if value == "prompt" or value == "all":
@@ -33,7 +33,7 @@ def check_positions(value: Any) -> Positions | tuple[Position, ...]:
     return groups
 
 
-def labels(positions: Positions | tuple[Position, ...], run: Trace) -> list[str]:
+def labels(positions: EachPosition | tuple[Position, ...], run: Trace) -> list[str]:
     """The columns' labels: the first row's tokens, or each group's spelling."""
     if positions == "prompt":
         return list(run.token_strs[: run.prompt_len])
@@ -42,7 +42,7 @@ def labels(positions: Positions | tuple[Position, ...], run: Trace) -> list[str]
     return [positions_label((g,)) for g in positions]
 
 
-def columns(targets: Sequence[Trace], positions: Positions | tuple[Position, ...]) -> Columns:
+def columns(targets: Sequence[Trace], positions: EachPosition | tuple[Position, ...]) -> Columns:
     """Each row's positions of each column. One column a position needs rows of one length
     (and one prompt length); a group resolves in each row on its own (an empty one is
     refused, naming the row)."""

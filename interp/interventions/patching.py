@@ -23,14 +23,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from interp.edits.positions import Position
+from interp.edits.positions import Position, Positions
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.generation.generate import record_under
 from interp.interventions import candidates
 from interp.interventions.ablation import replacing
 from interp.interventions.attribution_patching import patch_estimates
-from interp.interventions.candidates import Positions, check_window
+from interp.interventions.candidates import EachPosition, check_window
 from interp.interventions.measuring import measure
 from interp.interventions.metrics import Metric, MetricFn, as_metric
 from interp.interventions.patching_result import Patching
@@ -101,7 +101,7 @@ class Runs:
     def patching(
         self,
         results: dict[ResultSite, PatchingResult],
-        positions: Positions | tuple[Position, ...] = "all",
+        positions: EachPosition | tuple[Position, ...] = "all",
         **extra: Any,
     ) -> Patching:
         clean, corrupt = float(self.clean_m.mean()), float(self.corrupt_m.mean())
@@ -172,7 +172,7 @@ def patch(
     method: Literal["exact", "triage"] = "exact",
     verify: int | None = None,
     window: int = 1,
-    positions: Positions | Sequence[Position] = "prompt",
+    positions: Positions | str = "prompt",
 ) -> Patching:
     """Patch every candidate of each site (see the module's docstring), measured by `metric`
     (a logit difference with each clean row's answer and distractor is the usual one; its
