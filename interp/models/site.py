@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from interp.errors import InvalidSettingError
+from interp.errors import HookError, InvalidSettingError
 from interp.models import hooks as H
 from interp.models.heads import Head
 
@@ -160,14 +160,42 @@ site = parse  # the public name: interp.site("L5H1")
 
 
 class BySite(dict):
-    """A dict keyed by hook name that also answers to a site's spelling (`acts["L5.attn"]`)."""
+    """A dict keyed by hook name that also answers to a site's spelling: `acts["L5.attn"]`
+    reads blocks.5.hook_attn_out, `acts["L5H1"]` head 1's slice of the recorded `L5.z`
+    (`[pos, d_head]`); `in` and `get` answer as indexing does. A head's input (`L5H1.q`,
+    `L5.kv0.k`) is refused rather than read as its whole hook."""
 
     def __missing__(self, key: object) -> object:
-        if isinstance(key, (str, Site)):
-            try:
-                hook = parse(key).hook
-            except InvalidSettingError:
-                raise KeyError(key) from None
-            if hook != key and dict.__contains__(self, hook):
-                return self[hook]
-        raise KeyError(key)
+        if not isinstance(key, (str, Site)):
+            raise KeyError(key)
+        try:
+            where = parse(key)
+            hook = where.hook
+        except InvalidSettingError:
+            raise KeyError(key) from None
+        if (hook == key and isinstance(key, str)) or not dict.__contains__(self, hook):
+            raise KeyError(key)
+        value = dict.__getitem__(self, hook)
+        if where.kind in ("head_input", "kv_input"):
+            raise HookError(f"{where} is one head's slice of a recorded hook; read it by its name")
+        if where.kind == "head":
+            n = value.shape[1]
+            if where.index >= n:
+                raise HookError(
+                    f"{where} is out of range: the recorded L{where.layer}.z has {n} heads"
+                )
+            return value[:, where.index]
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    def get(self, key: object, default: object = None) -> object:
+        try:
+            return self[key]
+        except KeyError:
+            return default

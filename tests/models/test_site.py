@@ -103,3 +103,19 @@ def test_recording_takes_sites_and_results_give_them_back(tiny_llama):
     (cell, _), *_ = result["attn-out"].top(1)
     assert isinstance(cell.site, Site) and str(cell) == f"L{cell.layer}.attn@{cell.position}"
     assert interp.site(str(cell.site)).hook == f"blocks.{cell.layer}.hook_attn_out"
+
+
+def test_a_heads_spelling_reads_its_slice_of_the_recorded_z_never_the_whole_layer(tiny_llama):
+    """`activations["L1H2"]` is head 2's slice of the recorded z (indexed by hand as the
+    reference), `in` and `get` answer as indexing does, and a spelling the trace cannot give
+    right (a head past the layer's, a head's input) is absent, not the whole hook."""
+    run = interp.generate(tiny_llama, "The moon", max_new_tokens=1, hooks=["L1.z", "L0.attn"])
+    acts, z = run.activations, run.activations["blocks.1.attn.hook_z"]
+    assert torch.equal(acts["L1H2"], z[:, 2]) and acts["L1H2"].shape == (z.shape[0], z.shape[2])
+    assert torch.equal(acts[interp.site("L1H2")], z[:, 2])
+    assert "L1H2" in acts and "L1.z" in acts and "L0.attn" in acts and "L0.mlp" not in acts
+    assert acts.get("L1.z") is z and acts.get("L0.mlp") is None and acts.get("L1H9", 1) == 1
+    for absent in (f"L1H{z.shape[1]}", "L1H2.q", "L1.kv0.k", "L0H1", "logits", "nonsense"):
+        assert absent not in acts and acts.get(absent) is None
+        with pytest.raises(KeyError):
+            acts[absent]
