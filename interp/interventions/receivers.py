@@ -37,17 +37,17 @@ def parse_receivers(
             parsed.append(item)
             continue
         try:
-            where = site_values.parse(item)
+            where: Site | None = site_values.parse(item)
         except InvalidSettingError:
-            where = site_values.Site("hook", name=str(item))
-        if where.kind == "logits":
+            where = None
+        if where is not None and where.kind == "logits":
             raise InvalidSettingError(
                 f"receivers {spec!r}: 'logits' cannot be combined with head receivers; path "
                 "patch into the logits and into the heads' inputs in two runs"
             )
-        if where.kind == "mlp":
+        if where is not None and where.kind == "mlp":
             parsed.append((where.layer, 0, "mlp"))
-        elif where.kind in ("head_input", "kv_input"):
+        elif where is not None and where.kind in ("head_input", "kv_input"):
             parsed.append((where.layer, where.index, where.input))  # type: ignore[arg-type]
             if where.kind == "kv_input":
                 grouped.add(parsed[-1])
@@ -98,7 +98,10 @@ def receivers_label(receivers: list[Receiver] | None, model: Model | None = None
 
 
 def _spelled(receiver: Receiver, group: bool) -> str:
-    return str(as_site(receiver, group))
+    try:
+        return str(as_site(receiver, group))
+    except InvalidSettingError:  # a tuple that names no site (a negative head, say)
+        return repr(tuple(receiver))
 
 
 def as_site(receiver: Receiver, group: bool = False) -> Site:

@@ -165,7 +165,7 @@ def describe(intervention: Intervention) -> Described | None:
     kinds = {
         hook_name(site, layer): (site, layer)
         for site in SITES
-        for layer in {e.layer for e in intervention.edits}
+        for layer in {e.layer for e in intervention.edits if e.layer >= 0}  # not embed's
     }
     found = [kinds.get(e.hook) for e in intervention.edits]
     ops = {e.op for e in intervention.edits}

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from functools import total_ordering
+from typing import Literal, get_args
 
 from interp.errors import HookError, InvalidSettingError
 from interp.models import hooks as H
@@ -49,15 +50,45 @@ SPELLINGS = (
 )
 
 
-@dataclass(frozen=True, order=True)
+# within a block, sites sort in the order a forward pass reaches them
+_RANK = {"resid_pre": 0, "head_input": 1, "kv_input": 1, "z": 2, "head": 3, "attn": 4}
+_RANK |= {"resid_mid": 5, "mlp_in": 6, "mlp": 7, "resid_post": 8, "hook": 9, "logits": 10}
+
+
+@total_ordering
+@dataclass(frozen=True)
 class Site:
-    """One place in the model (see the module's docstring); `str()` is its spelling."""
+    """One place in the model (see the module's docstring); `str()` is its spelling. Built
+    checked (one value for each place: a hook with a shorter spelling is refused as a
+    "hook"), and sorted in the order a forward pass reaches them."""
 
     kind: Kind
     layer: int = -1  # the block; -1 for embed, logits and a hook name (see `block`)
     index: int = -1  # the head (head, head_input) or KV group (kv_input)
     input: Literal["", "q", "k", "v"] = ""  # head_input, kv_input: which input
     name: str = ""  # kind "hook": the hook name
+
+    def __post_init__(self) -> None:
+        kind, heads = self.kind, self.kind in ("head", "head_input", "kv_input")
+        ints = all(isinstance(i, int) and not isinstance(i, bool) for i in (self.layer, self.index))
+        ok = kind in get_args(Kind) and ints and isinstance(self.name, str)
+        ok = ok and (self.layer >= 0) == (heads or kind in _LAYER_KINDS)
+        ok = ok and (self.index >= 0) == heads and (self.name != "") == (kind == "hook")
+        inputs = {"head_input": ("q", "k", "v"), "kv_input": ("k", "v")}.get(kind, ("",))
+        ok = ok and self.input in inputs
+        if not ok or (kind == "hook" and not H.is_hook_name(self.name)):
+            raise InvalidSettingError(f"not a site: {self!r:.120}; write {SPELLINGS}")
+        if kind == "hook" and (short := _shorter(self.name)) is not None:
+            raise InvalidSettingError(f"the hook {self.name} is the site {short}: write that")
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Site):
+            return NotImplemented
+        return self._order() < other._order()
+
+    def _order(self) -> tuple[int, int, int, str, str, str]:
+        rank = _RANK.get(self.kind, 0)
+        return (self.block, rank, self.index, self.input, self.name, self.kind)
 
     def __str__(self) -> str:
         if self.kind in ("embed", "logits"):
@@ -123,7 +154,10 @@ def head(layer: int, index: int) -> Site:
 
 def of_layer(kind: Kind, layer: int) -> Site:
     """A layer's site: "attn", "mlp", "mlp_in", "z", "resid_pre", "resid_mid", "resid_post"."""
-    assert kind in _LAYER_KINDS, kind
+    if kind not in _LAYER_KINDS:
+        raise InvalidSettingError(
+            f"{kind!r} is not a layer's site; one of {', '.join(_LAYER_KINDS)}"
+        )
     return Site(kind, layer)
 
 
@@ -146,14 +180,21 @@ def parse(value: str | Site | Head) -> Site:
         return Site("kv_input", int(m[1]), int(m[2]), m[3].lower())  # type: ignore[arg-type]
     if (m := _OF_LAYER.match(text)) is not None:
         return of_layer(m[2].lower(), int(m[1]))  # type: ignore[arg-type]
-    if text == H.EMBED:
-        return embed()
-    block = H.block_hook(text)
-    if block is not None and block[1] in H.OF_LAYER_KINDS:
-        return of_layer(H.OF_LAYER_KINDS[block[1]], block[0])  # type: ignore[arg-type]
+    if (short := _shorter(text)) is not None:
+        return short
     if H.is_hook_name(text):
         return Site("hook", name=text)
     raise InvalidSettingError(f"unknown site {text!r:.60}; write {SPELLINGS}")
+
+
+def _shorter(name: str) -> Site | None:
+    """The site a hook name has a shorter spelling for (`blocks.5.hook_attn_out`: L5.attn)."""
+    if name == H.EMBED:
+        return embed()
+    block = H.block_hook(name)
+    if block is not None and block[1] in H.OF_LAYER_KINDS:
+        return of_layer(H.OF_LAYER_KINDS[block[1]], block[0])  # type: ignore[arg-type]
+    return None
 
 
 site = parse  # the public name: interp.site("L5H1")

@@ -119,3 +119,60 @@ def test_a_heads_spelling_reads_its_slice_of_the_recorded_z_never_the_whole_laye
         assert absent not in acts and acts.get(absent) is None
         with pytest.raises(KeyError):
             acts[absent]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        ("head", 5, -1),  # printed L5H-1, which parses to nothing
+        ("attn",),  # L-1.attn
+        ("logits", 3),
+        ("embed", 0),
+        ("kv_input", 5, 0, "q"),
+        ("head", 5, 1, "q"),
+        ("hook",),
+        ("hook", -1, -1, "", "not a hook"),
+        ("hook", -1, -1, "", "blocks.5.hook_attn_out"),  # a second value for L5.attn
+        ("hook", -1, -1, "", "hook_embed"),
+        ("head", True, 1),
+    ],
+)
+def test_a_site_is_built_checked_one_value_for_each_place(fields):
+    with pytest.raises(InvalidSettingError) as err:
+        Site(*fields)
+    assert "\n" not in str(err.value)
+
+
+def test_every_site_prints_and_parses_back_to_itself_and_equal_sites_hash_alike():
+    for text in SPELLED:
+        site = interp.site(text)
+        assert Site(site.kind, site.layer, site.index, site.input, site.name) == site
+    assert {interp.site("blocks.5.hook_attn_out"), interp.site("l5.ATTN")} == {
+        interp.site("L5.attn")
+    }
+
+
+def test_sites_sort_in_the_order_a_forward_pass_reaches_them():
+    order = [
+        "embed",
+        "L0.resid_pre",
+        "L0H1.q",
+        "L0.z",
+        "L0H0",
+        "L0H1",
+        "L0.attn",
+        "L0.resid_mid",
+        "L0.mlp_in",
+        "L0.mlp",
+        "L0.resid_post",
+        "blocks.0.mlp.hook_post",
+        "L1.resid_pre",
+        "L10.attn",
+        "ln_final.hook_scale",
+        "logits",
+    ]
+    sites = [interp.site(t) for t in order]
+    assert [str(s) for s in sorted(reversed(sites))] == order
+    assert interp.site("L2.attn") < interp.site("L10.resid_pre") and max(sites) == interp.site(
+        "logits"
+    )
