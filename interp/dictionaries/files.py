@@ -20,6 +20,7 @@ from interp.files.store import load_tensors, read_json
 from interp.models import hooks as H
 from interp.models.model import Model
 from interp.models.registry import EMBEDDED, canonical_name
+from interp.models.site import spelled
 
 CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 GS_CFG, GS_WEIGHTS = "config.json", "params.safetensors"
@@ -111,16 +112,18 @@ def check(d: Dictionary, model: Model) -> None:
     """Refuse, in one line naming both, a hook the model lacks or a width it does not have."""
     for hook, width, side in ((d.hook, d.d_in, "reads"), (d.writes, d.d_out, "writes")):
         if hook not in model.bridge.hook_dict:
-            raise ModelMismatchError(f"the dictionary {side} {hook!r}, which {model.name} lacks")
+            raise ModelMismatchError(
+                f"the dictionary {side} {spelled(hook)}, which {model.name} lacks"
+            )
         expected = hook_width(model, hook)
         if expected is None:
             raise ModelMismatchError(
-                f"the dictionary {side} {hook!r}; interp reads dictionaries at the residual "
+                f"the dictionary {side} {spelled(hook)}; interp reads dictionaries at the residual "
                 "stream, attention and MLP outputs, the MLP's input and its hidden activations"
             )
         if expected != width:
             raise ModelMismatchError(
-                f"the dictionary {side} {hook} with width {width}; {model.name} has width "
+                f"the dictionary {side} {spelled(hook)} with width {width}; {model.name} has width "
                 f"{expected} there"
             )
     if d.model_name is not None and not same_model(d.model_name, model):

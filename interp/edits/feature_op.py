@@ -13,6 +13,7 @@ from torch import Tensor
 from interp.dictionaries.dictionary import Dictionary
 from interp.dictionaries.files import load_dictionary
 from interp.errors import InvalidSettingError
+from interp.models.site import spelled
 
 
 def dictionary(value: Any) -> Dictionary:
@@ -29,10 +30,12 @@ def check(site: str, params: dict[str, Any]) -> None:
     if d.is_transcoder:
         raise InvalidSettingError(
             "a transcoder's features are edited by steering (an add of the decoder row at "
-            f"{d.writes}); ablating or clamping them is not supported"
+            f"{spelled(d.writes)}); ablating or clamping them is not supported"
         )
     if site != d.hook:
-        raise InvalidSettingError(f"the dictionary reads {d.hook}; the edit's site is {site}")
+        raise InvalidSettingError(
+            f"the dictionary reads {spelled(d.hook)}; the edit's site is {spelled(site)}"
+        )
     bad = [i for i in params["features"] if i >= d.d_sae]
     if bad:
         raise InvalidSettingError(f"feature {bad[0]} is out of range; valid: 0..{d.d_sae - 1}")

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from interp.errors import InvalidSettingError
+from interp.models.site import spelled
 
 REPLACING = ("mean", "resample", "patch")  # ops that put values in, rather than edit them
 _MEAN_OVER = ("auto", "prompt", "all")
@@ -75,7 +76,8 @@ def _recorded(run: Any, site: str) -> Tensor:
         raise InvalidSettingError(f"a reference or source is a recorded run, got {run!r:.40}")
     if site not in acts:
         raise InvalidSettingError(
-            f"the run of {run.prompt[:40]!r} did not record {site}; record it (hooks=) to take "
+            f"the run of {run.prompt[:40]!r} did not record {spelled(site)}; record it (hooks=) "
+            "to take "
             "its values"
         )
     return acts[site].float()

@@ -26,6 +26,7 @@ from interp.features.topk import TopKTrainer, TrainSettings
 from interp.files import atomic
 from interp.models.model import Model
 from interp.models.provenance import provenance
+from interp.models.site import spelled
 
 CHUNK_WINDOWS = 512  # windows harvested at once (about 65k tokens)
 CHECKPOINT_EVERY = 4  # chunks between checkpoints
@@ -216,7 +217,7 @@ def _width(model: Model, hook: str) -> int:
     width = hook_width(model, hook)
     if width is None or hook not in model.bridge.hook_dict:
         raise InvalidSettingError(
-            f"{hook!r} is not a hook interp trains dictionaries on in {model.name} (the "
+            f"{spelled(hook)} is not a site interp trains dictionaries on in {model.name} (the "
             "residual stream, attention and MLP outputs, the MLP's input)"
         )
     return width

@@ -117,7 +117,13 @@ def resolve_hooks(
             user.append((target, fn))
         else:
             user += [(name, fn) for name in available if target(name)]
-    unknown = [n for n in [*names, *(name for name, _ in user)] if n not in available]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise HookError(
+            f"{model.name} has no site {site_values.spelled(unknown[0])}; its blocks are "
+            f"L0..L{model.n_layers - 1}"
+        )
+    unknown = [name for name, _ in user if name not in available]
     if unknown:
         raise HookError(f"{model.name} has no hook named {unknown[0]!r}")
     return names, user

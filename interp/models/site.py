@@ -200,6 +200,15 @@ def _shorter(name: str) -> Site | None:
 site = parse  # the public name: interp.site("L5H1")
 
 
+def spelled(hook: str) -> str:
+    """A hook name as its site's spelling, for messages (`blocks.5.hook_attn_out`: L5.attn);
+    a name that spells no site, as it is."""
+    try:
+        return str(parse(hook))
+    except InvalidSettingError:
+        return hook
+
+
 class BySite(dict):
     """A dict keyed by hook name that also answers to a site's spelling: `acts["L5.attn"]`
     reads blocks.5.hook_attn_out, `acts["L5H1"]` head 1's slice of the recorded `L5.z`

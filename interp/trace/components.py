@@ -15,6 +15,7 @@ from torch import Tensor
 from interp.errors import HookError
 from interp.models import hooks as H
 from interp.models.model import Model
+from interp.models.site import spelled
 from interp.models.surgery import attn_post_norm
 
 Activations = dict[str, Tensor]  # hook name -> [pos, ...] (or [batch, pos, ...])
@@ -83,9 +84,10 @@ def mlp_out(model: Model, acts: Activations, layer: int) -> Tensor:
 
 
 def _need(acts: Activations, names: list[str], what: str) -> None:
-    absent = [n for n in names if n not in acts]
+    absent = [spelled(n) for n in names if n not in acts]
     if absent:
         raise HookError(
-            f"{what} is derived from {', '.join(absent)}, which this trace did not record; "
+            f"{spelled(what)} is derived from {', '.join(absent)}, which this trace did not "
+            "record; "
             "record it again with the default hooks"
         )

@@ -34,7 +34,7 @@ from interp.files.store import (
     read_summary,
 )
 from interp.models.hooks import missing
-from interp.models.site import BySite
+from interp.models.site import BySite, spelled
 from interp.trace import schema
 from interp.trace.schema import INTERVENTION_SPEC_KEY
 from interp.trace.settings import GenerationSettings
@@ -121,13 +121,13 @@ class Trace:
 
     def require_hooks(self, names: list[str], purpose: str) -> None:
         """Raise a clear error naming the hooks this trace lacks for `purpose`."""
-        absent = missing(names, self.activations)
+        absent = [spelled(name) for name in missing(names, self.activations)]
         if absent:
             shown = ", ".join(absent[:6]) + (
                 f" and {len(absent) - 6} more" if len(absent) > 6 else ""
             )
             raise HookError(
-                f"{purpose} needs hooks this trace did not record: {shown}; "
+                f"{purpose} needs sites this trace did not record: {shown}; "
                 "record it again with the default hooks"
             )
 

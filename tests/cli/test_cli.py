@@ -198,9 +198,7 @@ def test_analyze_names_missing_hooks(capsys, tmp_path, smollm):
     )
     trace.save(tmp_path / "t")
     code, _, err = run_cli(["analyze", str(tmp_path / "t")], capsys)
-    assert (
-        code == cli.EXIT_BAD_INPUT and "did not record" in err and "blocks.1.hook_resid_pre" in err
-    )
+    assert code == cli.EXIT_BAD_INPUT and "did not record" in err and "L1.resid_pre" in err
 
 
 @pytest.fixture(scope="module")

@@ -150,7 +150,9 @@ def test_feature_edits_refuse_in_one_line(tiny):
         feature_edit(d, 1, "clamp")
     with pytest.raises(InvalidSettingError, match="save the dictionary first"):
         feature_edit(d, 1, "ablate").to_json()
-    with pytest.raises(InvalidSettingError, match="reads blocks.1.hook_resid_post"):
+    with pytest.raises(
+        InvalidSettingError, match="reads L1.resid_post; the edit.s site is L0.resid_post"
+    ):
         interp.edit("blocks.0.hook_resid_post", "feature", dictionary=d, features=[1])
     t = Dictionary(d.W_enc, d.b_enc, d.W_dec, d.b_dec, "topk", "blocks.1.mlp.hook_in",
                    hook_out="blocks.1.hook_mlp_out", k=6)  # fmt: skip

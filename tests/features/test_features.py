@@ -126,7 +126,7 @@ def test_a_hook_or_width_mismatch_is_one_line(tmp_path, tiny_llama):
     assert "\n" not in message and f"width {D_IN}" in message
     assert f"width {tiny_llama.d_model}" in message
     folder = saelens_folder(tmp_path / "b", w, "standard", "blocks.99.hook_resid_post")
-    with pytest.raises(InterpError, match="blocks.99.hook_resid_post.*lacks"):
+    with pytest.raises(InterpError, match="reads L99.resid_post, which tiny-llama lacks"):
         load_dictionary(folder, tiny_llama)
     (folder / "cfg.json").write_text(json.dumps({"architecture": "gated", "d_in": D_IN}))
     with pytest.raises(InterpError, match="architecture 'gated'"):

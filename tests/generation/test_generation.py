@@ -274,7 +274,7 @@ def test_bad_input_at_the_api(tiny, prompt, kwargs, message):
 
 
 def test_unknown_hook_is_refused(tiny):
-    with pytest.raises(HookError, match="no hook named"):
+    with pytest.raises(HookError, match="no site blocks.0.hook_nothing;"):
         interp.generate(tiny, "The sun", max_new_tokens=2, hooks=["blocks.0.hook_nothing"])
 
 

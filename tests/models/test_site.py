@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fakes import random_dictionary
 
 import interp
-from interp.errors import InvalidSettingError
+from interp.dictionaries.files import check as check_dictionary
+from interp.errors import HookError, InvalidSettingError, ModelMismatchError
 from interp.models.site import Site
 
 SPELLED = [
@@ -176,3 +178,52 @@ def test_sites_sort_in_the_order_a_forward_pass_reaches_them():
     assert interp.site("L2.attn") < interp.site("L10.resid_pre") and max(sites) == interp.site(
         "logits"
     )
+
+
+def test_errors_name_sites_in_their_spelling_not_as_hook_names(tiny_llama):
+    """What a user meets when a site is missing names it as they write it (L9.attn), never
+    as the hook it lives at (blocks.9.hook_attn_out)."""
+    run = interp.generate(tiny_llama, "The moon", max_new_tokens=1, hooks=["L0.attn"])
+    d = random_dictionary(tiny_llama, "blocks.1.hook_resid_post", width=16, k=2)
+    far = random_dictionary(tiny_llama, "blocks.1.hook_resid_post", width=16, k=2)
+    far.hook = "blocks.9.hook_resid_post"
+    cases = [
+        (
+            HookError,
+            lambda: interp.generate(tiny_llama, "x", max_new_tokens=1, hooks=["L9.attn"]),
+            "no site L9.attn; its blocks are L0..L1",
+        ),
+        (
+            HookError,
+            lambda: run.require_hooks(["blocks.0.hook_mlp_out"], "the test"),
+            "the test needs sites this trace did not record: L0.mlp;",
+        ),
+        (
+            InvalidSettingError,
+            lambda: interp.edit("L0.mlp", "mean", reference=run),
+            "did not record L0.mlp;",
+        ),
+        (
+            InvalidSettingError,
+            lambda: interp.edit("L0.resid_post", "feature", dictionary=d, features=[1]),
+            "the dictionary reads L1.resid_post; the edit's site is L0.resid_post",
+        ),
+        (
+            ModelMismatchError,
+            lambda: check_dictionary(far, tiny_llama),
+            "the dictionary reads L9.resid_post, which tiny-llama lacks",
+        ),
+        (
+            HookError,
+            lambda: interp.generate(
+                tiny_llama, "x", max_new_tokens=1, fwd_hooks=[("blocks.9.nope", lambda x, hook: x)]
+            ),
+            "has no hook named 'blocks.9.nope'",
+        ),
+    ]
+    for error, call, message in cases:
+        with pytest.raises(error) as err:
+            call()
+        text = str(err.value)
+        assert message in text and "\n" not in text
+        assert "blocks." not in text.replace("blocks.9.nope", "")
