@@ -70,6 +70,9 @@ _EXPORTS = {
     "patch": "interp.interventions.patching",
     "path_patch": "interp.interventions.path_patching",
     "Patching": "interp.interventions.patching_result",
+    # circuits
+    "circuit": "interp.circuits.scores",
+    "CircuitScores": "interp.circuits.scores",
     # steering
     "steering_vector": "interp.steering.vectors",
     "SteeringVectors": "interp.steering.vectors",
@@ -101,6 +104,8 @@ if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-export
     from interp.analysis.suite import Analysis as Analysis
     from interp.analysis.suite import SetAnalysis as SetAnalysis
     from interp.analysis.suite import analyze as analyze
+    from interp.circuits.scores import CircuitScores as CircuitScores
+    from interp.circuits.scores import circuit as circuit
     from interp.dictionaries.dictionary import Dictionary as Dictionary
     from interp.dictionaries.files import load_dictionary as load_dictionary
     from interp.edits.positions import span as span

@@ -142,7 +142,7 @@ FLOORS = (
     {"trace"},
     {"generation"},
     {"interventions", "analysis"},
-    {"features", "steering"},
+    {"features", "steering", "circuits"},
     {"report"},
     {"cli"},
 )

@@ -209,3 +209,13 @@ _ON_PATH = re.compile(
 def on_residual_path(name: str) -> bool:
     """The residual stream, or a hook between a head's z and its write into it."""
     return _ON_PATH.search(name) is not None
+
+
+# ---- a circuit's readers (`interp.circuits`): each reader's own copy of its input ------------
+
+LOGITS_IN = "ln_final.hook_in"  # the final norm's input: what the unembedding reads
+
+
+def mlp_reader(layer: int) -> str:
+    """The MLP's input before the block's second norm: the MLP's own copy of the stream."""
+    return f"blocks.{layer}.ln2.hook_in"

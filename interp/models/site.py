@@ -106,6 +106,9 @@ class Site:
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)
 
+    def __repr__(self) -> str:
+        return f"Site({str(self)!r})"
+
     @property
     def hook(self) -> str:
         """The TransformerLens hook point that carries this site (a head's: its layer's)."""

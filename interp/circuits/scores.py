@@ -1,0 +1,232 @@
+"""Edge attribution over the whole graph (`interp.circuits.graph`): the score of an edge u->v
+estimates the change in the metric when that edge alone carries the corrupted run's value of
+u, averaged over pairs, so its sign means what it says.
+
+- `eap` (Syed et al. 2023): sum over positions of (corrupted out(u) - clean out(u)) .
+  d metric / d input(v), the gradient taken on the clean run.
+- `eap-ig` (EAP-IG-inputs, Hanna et al. 2024): the same endpoint difference, contracted with
+  the readers' gradients averaged over m runs of the clean tokens from the input embeddings
+  corrupted + (k/m)(clean - corrupted), k = 0 .. m-1 (a left Riemann sum), summed over the
+  steps before the one contraction a batch.
+
+Each reader's gradient is taken at its own copy of its input (a head's query, a KV group's key
+or value, TransformerLens's split Q/K/V input; an MLP's before its norm; the final norm's
+input), so it counts only the path through that reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from interp.circuits.graph import KV, Edge, Graph
+from interp.errors import InvalidSettingError
+from interp.interventions.metrics import KL, Bound, Metric, MetricFn
+from interp.interventions.patching import pair_runs
+from interp.interventions.replay import replay_hooks
+from interp.models import hooks as H
+from interp.models.model import Model
+from interp.models.surgery import head_write_obstruction, kv_heads, split_qkv_input
+from interp.trace import components
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
+
+Method = Literal["eap", "eap-ig"]
+METHODS: tuple[Method, ...] = ("eap", "eap-ig")
+Ranking = Literal["signed", "abs"]
+
+
+@dataclass
+class CircuitScores:
+    """Every edge's score (`scores[writer, reader]`, 0 where there is no edge), with how it
+    was computed and the runs' metric means."""
+
+    graph: Graph
+    scores: Tensor
+    method: Method
+    steps: int
+    metric: str
+    rows: int
+    clean_metric: float
+    corrupted_metric: float
+
+    def top(self, k: int = 10, by: Ranking = "abs") -> list[tuple[Edge, float]]:
+        """The k highest-ranked edges with their scores: by |score|, or signed (the edges
+        whose corruption lowers the metric most first)."""
+        flat = self.scores.flatten()
+        key = flat.abs() if by == "abs" else -flat
+        key = key.masked_fill(~self.graph.mask.flatten(), -torch.inf)
+        order = key.argsort(descending=True, stable=True)[:k]
+        n = len(self.graph.readers)
+        return [(self.graph.edge(int(i) // n, int(i) % n), float(flat[i])) for i in order]
+
+    def edges(self) -> dict[str, float]:
+        """Every real edge's score, named "SENDER->RECEIVER"."""
+        w, r = self.graph.mask.nonzero(as_tuple=True)
+        return {
+            str(self.graph.edge(int(a), int(b))): float(self.scores[a, b])
+            for a, b in zip(w.tolist(), r.tolist(), strict=True)
+        }
+
+    def node_scores(self) -> Tensor:
+        """Each writer's score, the sum of its outgoing edges' (`[writer]`)."""
+        return (self.scores * self.graph.mask).sum(1)
+
+
+def circuit(
+    model: Model,
+    clean: Trace | TraceSet,
+    corrupted: Trace | TraceSet,
+    *,
+    metric: Metric | MetricFn | str | None = None,
+    method: Method = "eap-ig",
+    steps: int = 5,
+    kv: KV = "group",
+    batch_size: int = 16,
+) -> CircuitScores:
+    """Score every edge of the model's graph between paired clean and corrupted runs (the
+    corrupted side may be recorded under an intervention, a noise edit say); see the module's
+    docstring. `steps` is EAP-IG's m (EAP takes one gradient)."""
+    if method not in METHODS:
+        raise InvalidSettingError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InvalidSettingError(f"steps must be a whole number of at least 1, got {steps!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidSettingError(f"batch_size must be at least 1, got {batch_size!r}")
+    graph = Graph(model.n_layers, model.n_heads, kv_heads(model), kv)
+    if kv == "per-head" and graph.n_kv != graph.n_heads:
+        raise InvalidSettingError(
+            f"kv='per-head' gives each query head its own key and value input; on this "
+            f"grouped-query model ({graph.n_kv} KV heads for {graph.n_heads}) interp scores "
+            "the model's own graph only so far: use kv='group'"
+        )
+    obstruction = head_write_obstruction(model, range(model.n_layers))
+    if obstruction is not None:
+        raise InvalidSettingError(
+            f"a head's write into the residual stream is not z @ W_O here ({obstruction}): "
+            "edges out of a head are not additive, so edge scores are not defined"
+        )
+    runs = pair_runs(model, clean, corrupted, metric, "denoise", "circuit discovery")
+    if isinstance(runs.metric, KL):
+        raise InvalidSettingError(
+            "the KL from the clean run has no first-order estimate (zero, with zero gradient, "
+            "there): choose a metric such as a logit difference"
+        )
+    m = 1 if method == "eap" else steps
+    total = torch.zeros(len(graph.writers), len(graph.readers), dtype=torch.float64)
+    for rows in _batches(runs.cleans, batch_size):
+        cleans = [runs.cleans[i] for i in rows]
+        corrupts = [runs.corrupts[i] for i in rows]
+        clean_out, corrupt_out = writes(model, cleans), writes(model, corrupts)
+        bound = runs.metric.bind(model, cleans)
+        grads = torch.zeros(*clean_out.shape[:2], len(graph.readers), model.d_model)
+        for k in range(m):
+            if method == "eap":
+                grads += reader_grads(model, cleans, bound, graph)
+            else:
+                start, end = corrupt_out[:, :, 0], clean_out[:, :, 0]
+                grads += reader_grads(model, cleans, bound, graph, start + (k / m) * (end - start))
+        # one contraction a batch, in float32 (its sums run over rows, positions and d_model),
+        # accumulated over batches in float64
+        total += torch.einsum("bpwd,bprd->wr", corrupt_out - clean_out, grads).double()
+    scores = (total / (len(runs.cleans) * m)).float() * graph.mask
+    return CircuitScores(
+        graph,
+        scores,
+        method,
+        m,
+        runs.metric.label,
+        len(runs.cleans),
+        float(runs.clean_m.mean()),
+        float(runs.corrupt_m.mean()),
+    )
+
+
+def writes(model: Model, runs: Sequence[Trace]) -> Tensor:
+    """Every writer's output in each run (replayed under what it was recorded under), in the
+    graph's writer order: `[row, pos, writer, d_model]`."""
+    names = [H.EMBED] + [name for l_ in range(model.n_layers) for name in _writer_hooks(l_)]
+    seen: dict[str, Tensor] = {}
+
+    def keep(name: str) -> Callable:
+        def hook(x: Tensor, hook: object) -> Tensor:
+            seen[name] = x.detach().float().cpu()
+            return x
+
+        return hook
+
+    hooks = replay_hooks(model, runs) + [(name, keep(name)) for name in names]
+    _forward(model, runs, hooks)
+    parts = [seen[H.EMBED][:, :, None]]
+    for layer in range(model.n_layers):
+        parts.append(components.head_outputs(model, seen[H.z(layer)], layer))
+        parts.append(seen[H.mlp_out(layer)][:, :, None])
+    return torch.cat(parts, dim=2)
+
+
+def reader_grads(
+    model: Model, runs: Sequence[Trace], bound: Bound, graph: Graph, embed: Tensor | None = None
+) -> Tensor:
+    """The gradient of the summed metric at every reader's own copy of its input, in one
+    forward and backward pass over the runs' tokens (from `embed` in place of the token
+    embeddings where given): `[row, pos, reader, d_model]`."""
+    seen: dict[str, Tensor] = {}
+
+    def fresh(name: str) -> Callable:
+        def hook(x: Tensor, hook: object) -> Tensor:
+            seen[name] = x * 1.0  # a node of its own, which only this reader consumes
+            return seen[name]
+
+        return hook
+
+    names = [n for layer in range(model.n_layers) for n in _reader_hooks(layer)] + [H.LOGITS_IN]
+    hooks = replay_hooks(model, runs)
+    if embed is not None:
+        start = embed.to(model.device).requires_grad_()  # every reader's copy descends from it
+        hooks.append((H.EMBED, lambda x, hook: start.to(x.dtype)))
+    hooks += [(name, fresh(name)) for name in names]
+    with split_qkv_input(model), torch.enable_grad():
+        logits = _forward(model, runs, hooks)
+        value = bound.score(logits[:, bound.start :]).sum()
+        try:
+            found = torch.autograd.grad(value, [seen[name] for name in names])
+        except RuntimeError as exc:
+            raise InvalidSettingError(
+                f"the metric {bound.label!r} is not differentiable, so edges have no "
+                f"attribution score ({str(exc).splitlines()[0]})"
+            ) from None
+    grads = dict(zip(names, (g.detach().float().cpu() for g in found), strict=True))
+    parts = []
+    for layer in range(model.n_layers):
+        q, k, v, mlp = (grads[name] for name in _reader_hooks(layer))
+        parts += [q, k, v, mlp[:, :, None]]
+    parts.append(grads[H.LOGITS_IN][:, :, None])
+    out = torch.cat(parts, dim=2)
+    assert out.shape[2] == len(graph.readers), (out.shape, len(graph.readers))
+    return out
+
+
+def _writer_hooks(layer: int) -> list[str]:
+    return [H.z(layer), H.mlp_out(layer)]
+
+
+def _reader_hooks(layer: int) -> list[str]:
+    return [*(H.qkv_input(layer, kind) for kind in "qkv"), H.mlp_reader(layer)]
+
+
+def _forward(model: Model, runs: Sequence[Trace], hooks: list) -> Tensor:
+    ids = torch.stack([r.token_ids for r in runs]).to(model.device)
+    with model.bridge.hooks(fwd_hooks=hooks):
+        return model.bridge(ids, return_type="logits")
+
+
+def _batches(runs: Sequence[Trace], size: int) -> list[list[int]]:
+    """Row indices in batches of one length each (no padding), at most `size` rows a batch."""
+    by_length: dict[int, list[int]] = {}
+    for i, run in enumerate(runs):
+        by_length.setdefault(run.n_positions, []).append(i)
+    return [rows[j : j + size] for rows in by_length.values() for j in range(0, len(rows), size)]
