@@ -7,6 +7,7 @@ heads of a layer feed that layer's MLP. Held as writer and reader lists and a de
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,6 +82,28 @@ class Graph:
 
     def edge(self, writer: int, reader: int) -> Edge:
         return Edge(self.writers[writer], self.readers[reader])
+
+    def included(
+        self, keep: Sequence[Edge | str] | Tensor | None, drop: Sequence[Edge | str] = ()
+    ) -> Tensor:
+        """A circuit as a bool `[writer, reader]` mask: `keep` (None: every edge; a mask, or
+        edges), less `drop`."""
+        if keep is None:
+            out = self.mask.clone()
+        elif isinstance(keep, Tensor):
+            if keep.shape != self.mask.shape or keep.dtype != torch.bool:
+                raise InvalidSettingError(
+                    f"a circuit's mask is bool {list(self.mask.shape)}, got {keep.dtype} "
+                    f"{list(keep.shape)}"
+                )
+            out = keep & self.mask
+        else:
+            out = torch.zeros_like(self.mask)
+            for edge in keep:
+                out[self.index(edge)] = True
+        for edge in drop:
+            out[self.index(edge)] = False
+        return out
 
     def index(self, edge: Edge | str) -> tuple[int, int]:
         """The `[writer, reader]` index of a real edge, given as an `Edge` or "L3H2->L5H1.q"."""

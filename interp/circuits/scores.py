@@ -17,27 +17,37 @@ input), so it counts only the path through that reader.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from interp.circuits.evaluate import circuit_metric
 from interp.circuits.graph import KV, Edge, Graph
+from interp.circuits.runs import batches, forward, writes
 from interp.errors import InvalidSettingError
 from interp.interventions.metrics import KL, Bound, Metric, MetricFn
-from interp.interventions.patching import pair_runs
+from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.replay import replay_hooks
 from interp.models import hooks as H
 from interp.models.model import Model
 from interp.models.surgery import head_write_obstruction, kv_heads, split_qkv_input
-from interp.trace import components
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
 Method = Literal["eap", "eap-ig"]
 METHODS: tuple[Method, ...] = ("eap", "eap-ig")
 Ranking = Literal["signed", "abs"]
+
+
+@dataclass
+class Evaluated:
+    """A circuit's metric: the mean over pairs, each pair's, and how many edges it kept."""
+
+    mean: float
+    per_row: Tensor
+    edges: int
 
 
 @dataclass
@@ -53,6 +63,23 @@ class CircuitScores:
     rows: int
     clean_metric: float
     corrupted_metric: float
+    # what `evaluate` runs: the model and the paired runs, in this process only
+    runs: tuple[Model, Runs] | None = field(default=None, repr=False)
+
+    def evaluate(
+        self, keep: Sequence[Edge | str] | Tensor | None = None, drop: Sequence[Edge | str] = ()
+    ) -> Evaluated:
+        """The circuit's metric, exactly: `keep` its edges (all by default; a bool
+        `[writer, reader]` mask, or edges), less `drop`; every other edge carries the
+        corrupted run's value (see `interp.circuits.evaluate`)."""
+        if self.runs is None:
+            raise InvalidSettingError("these scores hold no runs to evaluate a circuit on")
+        model, runs = self.runs
+        included = self.graph.included(keep, drop)
+        values = circuit_metric(
+            model, runs.cleans, runs.corrupts, runs.metric, self.graph, included
+        )
+        return Evaluated(float(values.mean()), values, int((included & self.graph.mask).sum()))
 
     def top(self, k: int = 10, by: Ranking = "abs") -> list[tuple[Edge, float]]:
         """The k highest-ranked edges with their scores: by |score|, or signed (the edges
@@ -118,7 +145,7 @@ def circuit(
         )
     m = 1 if method == "eap" else steps
     total = torch.zeros(len(graph.writers), len(graph.readers), dtype=torch.float64)
-    for rows in _batches(runs.cleans, batch_size):
+    for rows in batches(runs.cleans, batch_size):
         cleans = [runs.cleans[i] for i in rows]
         corrupts = [runs.corrupts[i] for i in rows]
         clean_out, corrupt_out = writes(model, cleans), writes(model, corrupts)
@@ -143,29 +170,8 @@ def circuit(
         len(runs.cleans),
         float(runs.clean_m.mean()),
         float(runs.corrupt_m.mean()),
+        (model, runs),
     )
-
-
-def writes(model: Model, runs: Sequence[Trace]) -> Tensor:
-    """Every writer's output in each run (replayed under what it was recorded under), in the
-    graph's writer order: `[row, pos, writer, d_model]`."""
-    names = [H.EMBED] + [name for l_ in range(model.n_layers) for name in _writer_hooks(l_)]
-    seen: dict[str, Tensor] = {}
-
-    def keep(name: str) -> Callable:
-        def hook(x: Tensor, hook: object) -> Tensor:
-            seen[name] = x.detach().float().cpu()
-            return x
-
-        return hook
-
-    hooks = replay_hooks(model, runs) + [(name, keep(name)) for name in names]
-    _forward(model, runs, hooks)
-    parts = [seen[H.EMBED][:, :, None]]
-    for layer in range(model.n_layers):
-        parts.append(components.head_outputs(model, seen[H.z(layer)], layer))
-        parts.append(seen[H.mlp_out(layer)][:, :, None])
-    return torch.cat(parts, dim=2)
 
 
 def reader_grads(
@@ -190,7 +196,7 @@ def reader_grads(
         hooks.append((H.EMBED, lambda x, hook: start.to(x.dtype)))
     hooks += [(name, fresh(name)) for name in names]
     with split_qkv_input(model), torch.enable_grad():
-        logits = _forward(model, runs, hooks)
+        logits = forward(model, runs, hooks)
         value = bound.score(logits[:, bound.start :]).sum()
         try:
             found = torch.autograd.grad(value, [seen[name] for name in names])
@@ -210,23 +216,5 @@ def reader_grads(
     return out
 
 
-def _writer_hooks(layer: int) -> list[str]:
-    return [H.z(layer), H.mlp_out(layer)]
-
-
 def _reader_hooks(layer: int) -> list[str]:
     return [*(H.qkv_input(layer, kind) for kind in "qkv"), H.mlp_reader(layer)]
-
-
-def _forward(model: Model, runs: Sequence[Trace], hooks: list) -> Tensor:
-    ids = torch.stack([r.token_ids for r in runs]).to(model.device)
-    with model.bridge.hooks(fwd_hooks=hooks):
-        return model.bridge(ids, return_type="logits")
-
-
-def _batches(runs: Sequence[Trace], size: int) -> list[list[int]]:
-    """Row indices in batches of one length each (no padding), at most `size` rows a batch."""
-    by_length: dict[int, list[int]] = {}
-    for i, run in enumerate(runs):
-        by_length.setdefault(run.n_positions, []).append(i)
-    return [rows[j : j + size] for rows in by_length.values() for j in range(0, len(rows), size)]

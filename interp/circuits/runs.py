@@ -1,0 +1,55 @@
+"""What circuit discovery reads from the runs: every writer's output in the graph's order, one
+forward over a batch of runs, and batches of one length."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from interp.interventions.replay import replay_hooks
+from interp.models import hooks as H
+from interp.models.model import Model
+from interp.trace import components
+from interp.trace.trace import Trace
+
+
+def writes(model: Model, runs: Sequence[Trace]) -> Tensor:
+    """Every writer's output in each run (replayed under what it was recorded under), in the
+    graph's writer order: `[row, pos, writer, d_model]`."""
+    names = [H.EMBED] + [name for l_ in range(model.n_layers) for name in _writer_hooks(l_)]
+    seen: dict[str, Tensor] = {}
+
+    def keep(name: str) -> Callable:
+        def hook(x: Tensor, hook: object) -> Tensor:
+            seen[name] = x.detach().float().cpu()
+            return x
+
+        return hook
+
+    hooks = replay_hooks(model, runs) + [(name, keep(name)) for name in names]
+    forward(model, runs, hooks)
+    parts = [seen[H.EMBED][:, :, None]]
+    for layer in range(model.n_layers):
+        parts.append(components.head_outputs(model, seen[H.z(layer)], layer))
+        parts.append(seen[H.mlp_out(layer)][:, :, None])
+    return torch.cat(parts, dim=2)
+
+
+def _writer_hooks(layer: int) -> list[str]:
+    return [H.z(layer), H.mlp_out(layer)]
+
+
+def forward(model: Model, runs: Sequence[Trace], hooks: list) -> Tensor:
+    ids = torch.stack([r.token_ids for r in runs]).to(model.device)
+    with model.bridge.hooks(fwd_hooks=hooks):
+        return model.bridge(ids, return_type="logits")
+
+
+def batches(runs: Sequence[Trace], size: int) -> list[list[int]]:
+    """Row indices in batches of one length each (no padding), at most `size` rows a batch."""
+    by_length: dict[int, list[int]] = {}
+    for i, run in enumerate(runs):
+        by_length.setdefault(run.n_positions, []).append(i)
+    return [rows[j : j + size] for rows in by_length.values() for j in range(0, len(rows), size)]

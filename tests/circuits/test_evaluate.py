@@ -1,0 +1,80 @@
+"""A circuit's metric, exactly: the empty circuit is the corrupted run, the full one the clean
+run, dropping one edge is path patching of its sender into its receiver, and dropping every
+edge out of a head is activation patching of that head."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import interp
+from interp import metrics
+from interp.circuits import circuit
+
+METRIC = metrics.logit_diff(40, 41)
+PROMPTS = ["The earth revolves around the sun", "The moon revolves around the earth"]
+SWAPPED = ["The sun revolves around the earth", "The earth revolves around the moon"]
+
+
+@pytest.fixture(params=["noise", "tokens"])
+def runs(request, tiny):
+    """Pairs corrupted by noise on the embeddings, or by other tokens of the same length."""
+    clean = interp.generate(tiny, PROMPTS, max_new_tokens=2, temperature=0)
+    if request.param == "noise":
+        noise = interp.edit("embed", "noise", seed=3, scale=0.5)
+        return tiny, clean, interp.record_under(tiny, clean, noise)
+    other = interp.generate(tiny, SWAPPED, max_new_tokens=2, temperature=0)
+    if [t.n_positions for t in other] != [t.n_positions for t in clean]:
+        pytest.fail("the swapped prompts tokenise to another length")
+    return tiny, clean, other
+
+
+def _gap(scores):
+    return abs(scores.clean_metric - scores.corrupted_metric)
+
+
+def test_the_empty_circuit_is_the_corrupted_run_and_the_full_one_the_clean_run(runs):
+    model, clean, corrupted = runs
+    scores = circuit(model, clean, corrupted, metric=METRIC, method="eap")
+    clean_m = interp.evaluate(model, clean, METRIC).values
+    corrupt_m = interp.evaluate(model, corrupted, METRIC).values
+    full = scores.evaluate()
+    empty = scores.evaluate(keep=[])
+    assert full.edges == scores.graph.n_edges and empty.edges == 0
+    tolerance = 1e-4 * max(_gap(scores), 1.0)
+    torch.testing.assert_close(full.per_row, clean_m, atol=tolerance, rtol=0)
+    torch.testing.assert_close(empty.per_row, corrupt_m, atol=tolerance, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "receiver", ["logits", "L1H2.q", "L1.kv0.k", "L1.kv1.v", "L1.mlp", "L0.mlp"]
+)
+def test_dropping_one_edge_is_path_patching_its_sender_into_its_receiver(runs, receiver):
+    model, clean, corrupted = runs
+    scores = circuit(model, clean, corrupted, metric=METRIC, method="eap")
+    exact = interp.path_patch(model, clean, corrupted, receivers=receiver, metric=METRIC,
+                              direction="noise")["path"]  # fmt: skip
+    base = interp.evaluate(model, clean, METRIC).values
+    tolerance = 1e-4 * max(_gap(scores), 1.0)
+    senders = [(0, 1), (1, 3)] if receiver.startswith(("L1.mlp", "logits")) else [(0, 1), (0, 3)]
+    for layer, head in senders:
+        dropped = scores.evaluate(drop=[f"L{layer}H{head}->{receiver}"])
+        got = dropped.per_row - base
+        torch.testing.assert_close(got, exact.per_row[:, layer, head], atol=tolerance, rtol=0)
+        assert dropped.edges == scores.graph.n_edges - 1
+
+
+def test_dropping_every_edge_out_of_a_head_is_patching_that_head(runs):
+    model, clean, corrupted = runs
+    scores = circuit(model, clean, corrupted, metric=METRIC, method="eap")
+    patched = interp.patch(model, clean, corrupted, sites=["heads"], metric=METRIC,
+                           direction="noise")["heads"]  # fmt: skip
+    base = interp.evaluate(model, clean, METRIC).values
+    graph = scores.graph
+    for layer, head in [(0, 2), (1, 0)]:
+        w = graph.writers.index(interp.site(f"L{layer}H{head}"))
+        keep = graph.mask.clone()
+        keep[w] = False
+        got = scores.evaluate(keep=keep).per_row - base
+        tolerance = 1e-4 * max(_gap(scores), 1.0)
+        torch.testing.assert_close(got, patched.per_row[:, layer, head], atol=tolerance, rtol=0)
