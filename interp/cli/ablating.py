@@ -44,8 +44,9 @@ def add_ablating_parsers(sub: Any) -> None:
         "--site",
         choices=("heads", "resid", "attn-out", "mlp-out"),
         default="heads",
-        help="where: heads' outputs (hook_z, default), the residual stream entering a block, a "
-        "layer's attention or MLP output",
+        help="where: heads' outputs (L5H1, each head's slice of L5.z; default), the residual "
+        "stream entering a block (L5.resid_pre), a layer's attention or MLP output (L5.attn, "
+        "L5.mlp)",
     )
     add_ablation_options(abl)
     abl.add_argument(

@@ -22,10 +22,11 @@ def add_features_parsers(sub: Any) -> None:
         "train-dictionary",
         help="train a TopK sparse autoencoder on a model's activations over the corpus",
         description=(
-            "Train a TopK SAE (Gao et al. 2024) per --hook on --tokens tokens of the corpus's "
+            "Train a TopK SAE (Gao et al. 2024) per --site on --tokens tokens of the corpus's "
             "training split (Debian's English documentation, `make corpus`), evaluate it on "
-            "the held-out split and store its features' top contexts there. One hook writes "
-            "DIR; several write DIR/<hook>/. An interrupted run resumes from its checkpoint."
+            "the held-out split and store its features' top contexts there. One site writes "
+            "DIR; several write a folder of DIR each, named by the site's hook point. An "
+            "interrupted run resumes from its checkpoint."
         ),
     )
     t.add_argument(
@@ -35,9 +36,11 @@ def add_features_parsers(sub: Any) -> None:
         "the cache; nothing to do if they are there",
     )
     t.add_argument(
+        "--site",
         "--hook",
+        dest="hook",
         action="append",
-        metavar="HOOK",
+        metavar="SITE",
         help="a site, e.g. L15.resid_post (repeat: several in one pass)",
     )
     t.add_argument("--width", type=integer, metavar="N", help="latents")
@@ -95,7 +98,7 @@ def cmd_train_dictionary(args: argparse.Namespace) -> int:
         if not _defaults(args):
             return 0
     elif None in (args.hook, args.width, args.k, args.tokens, args.out):
-        raise InvalidSettingError("give --hook, --width, --k, --tokens and --out (or --defaults)")
+        raise InvalidSettingError("give --site, --width, --k, --tokens and --out (or --defaults)")
     TrainSettings(width=args.width, k=args.k, seed=args.seed).check(1)
     args.hook = [site_values.parse(h).hook for h in args.hook]  # a site, or its hook's name
     check_out(args.out, len(args.hook))
@@ -148,7 +151,8 @@ def cmd_train_dictionary(args: argparse.Namespace) -> int:
     for d in found:
         e = d.info["evaluation"]
         print(
-            f"{d.hook}: FVU {e['fvu']:.3f}, L0 {e['l0']:.1f}, dead {e['dead_fraction']:.1%}, "
+            f"{_site(d.hook)}: FVU {e['fvu']:.3f}, L0 {e['l0']:.1f}, "
+            f"dead {e['dead_fraction']:.1%}, "
             f"dense {e['dense_fraction']:.1%}, loss recovered {e['loss_recovered']:.3f}, "
             f"KL {e['kl']:.3f} -> {d.path}"
         )
@@ -163,9 +167,9 @@ def _defaults(args: argparse.Namespace) -> bool:
 
     plan = DEFAULTS.get(args.model)
     if plan is None:
-        raise InvalidSettingError(f"{args.model} has no default dictionaries; give --hook etc.")
+        raise InvalidSettingError(f"{args.model} has no default dictionaries; give --site etc.")
     if args.hook or args.out:
-        raise InvalidSettingError("--defaults chooses the hooks and the output itself")
+        raise InvalidSettingError("--defaults chooses the sites and the output itself")
     want = record(planned(plan.width, plan.k, plan.tokens, args.seed))
     cached = [_trained_with(dictionary_dir(args.model, h)) for h in plan.hooks]
     if all(c == want for c in cached):
@@ -179,7 +183,7 @@ def _defaults(args: argparse.Namespace) -> bool:
         )
     args.hook, args.out = list(plan.hooks), dictionaries_root() / args.model
     args.width, args.k, args.tokens = plan.width, plan.k, plan.tokens
-    hooks = ", ".join(plan.hooks)
+    hooks = ", ".join(_site(h) for h in plan.hooks)
     print(
         f"training {len(plan.hooks)} dictionaries of {args.model} ({hooks}; width "
         f"{plan.width}, k {plan.k}) on {plan.tokens:,} tokens",
@@ -225,7 +229,8 @@ def cmd_features(args: argparse.Namespace) -> int:
         page = build_report(args.trace_dir) if analysed else None
     for r in readouts:
         print(
-            f"{r.dictionary['hook']} ({r.dictionary['architecture']}, {r.dictionary['width']} "
+            f"{_site(r.dictionary['hook'])} ({r.dictionary['architecture']}, "
+            f"{r.dictionary['width']} "
             f"features): top features per generated token"
         )
         for token, row in zip(r.tokens, r.top, strict=True):
@@ -264,7 +269,14 @@ def cmd_dictionaries(args: argparse.Namespace) -> int:
             else "not evaluated"
         )
         print(
-            f"{entry.get('model')} {entry.get('hook')} {entry.get('architecture')} "
+            f"{entry.get('model')} {_site(entry.get('hook'))} {entry.get('architecture')} "
             f"{entry.get('width')}: {figures}  {entry['path']}"
         )
     return 0
+
+
+def _site(hook: Any) -> Any:
+    """A listed dictionary's hook as its site's spelling (a damaged entry's, as it is)."""
+    from interp.models.site import spelled
+
+    return spelled(hook) if isinstance(hook, str) else hook

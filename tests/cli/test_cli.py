@@ -283,3 +283,34 @@ def test_run_goes_from_prompt_to_report_and_report_rerenders(capsys, tmp_path, s
     code, text, err = run_cli(["report", str(out)], capsys)
     assert code == 0, err
     assert page.stat().st_mtime_ns >= first and "file://" in text
+
+
+def test_no_commands_help_spells_a_site_as_a_hook_name():
+    """Every command's help writes where as a site (L5.attn), never as a hook (hook_z)."""
+    import argparse
+    import re
+
+    from interp.cli.options import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    hook = re.compile(r"blocks\.[0-9L]|hook_[a-z]|\.hook\b")
+    found = [
+        f"{name}: {line.strip()}"
+        for name, parser in commands.choices.items()
+        for line in parser.format_help().splitlines()
+        if hook.search(line)
+    ]
+    assert found == []
+    assert "--site SITE" in commands.choices["train-dictionary"].format_help()
+
+
+def test_the_dictionaries_list_names_each_by_its_site(tmp_path, monkeypatch, capsys, tiny_llama):
+    from fakes import random_dictionary
+
+    from interp.features import catalog, save_dictionary
+
+    monkeypatch.setattr(catalog, "dictionaries_root", lambda: tmp_path)
+    d = random_dictionary(tiny_llama, "blocks.1.hook_resid_post", width=16, k=2)
+    save_dictionary(d, tmp_path / "tiny-llama" / d.hook)
+    code, out, _ = run_cli(["dictionaries"], capsys)
+    assert code == 0 and out.split()[1] == "L1.resid_post" and "hook_" not in out.split(" /")[0]

@@ -238,7 +238,7 @@ def test_features_cli_and_the_dictionaries_list(tmp_path, monkeypatch, capsys, s
     capsys.readouterr()
     assert main(["features", str(trace_dir), "--dictionary", str(folder)]) == 0
     printed = capsys.readouterr().out
-    assert "blocks.3.hook_resid_post" in printed and "#" in printed
+    assert "L3.resid_post (" in printed and "#" in printed
     saved = json.loads((trace_dir / "features.json").read_text())
     assert len(saved["readouts"]) == 1 and len(saved["readouts"][0]["top"]) == 4
     other = random_dictionary(smollm, "blocks.3.hook_resid_post", width=16)
