@@ -109,7 +109,8 @@ def generate(
     - `continuation`: record this given text (or token ids) instead of sampling: teacher
       forcing through the same loop, with the log-prob and rank of each given token. In a
       batch, one continuation per prompt.
-    - `hooks`: hook names to record (default: `interp.models.hooks.default_hooks`).
+    - `hooks`: the sites to record (`L5.attn`, `L5.resid_pre`, `L5.z`, or any hook by its
+      name; default: `interp.models.hooks.default_hooks`).
     - `fwd_hooks`: `(name or filter, fn)` pairs active during every forward (ablations);
       recorded activations and log-probs are those of the hooked model, and the trace says so
       (`trace.intervention_label`): raw hooks cannot be replayed, so patching and sweeps
