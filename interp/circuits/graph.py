@@ -47,6 +47,7 @@ class Graph:
     writers: list[Site] = field(init=False, repr=False)
     readers: list[Site] = field(init=False, repr=False)
     mask: Tensor = field(init=False, repr=False)  # bool [writer, reader]: the real edges
+    inputs: Tensor = field(init=False, repr=False)  # bool [writer, reader]: a node's own inputs
 
     def __post_init__(self) -> None:
         if self.kv not in KVS:
@@ -65,6 +66,26 @@ class Graph:
         object.__setattr__(self, "writers", writers)
         object.__setattr__(self, "readers", readers)
         object.__setattr__(self, "mask", mask)
+        object.__setattr__(self, "inputs", self._inputs())
+
+    def _inputs(self) -> Tensor:
+        """Which readers are each writer node's inputs: a head's query, its KV group's (or
+        its own) key and value; an MLP's input; none for the embedding."""
+        per_group = self.n_heads // self.n_kv
+        out = torch.zeros_like(self.mask)
+        at = {site: r for r, site in enumerate(self.readers)}
+        for w, writer in enumerate(self.writers):
+            if writer.kind == "mlp":
+                out[w, at[writer]] = True
+            elif writer.kind == "head":
+                out[w, at[Site("head_input", writer.layer, writer.index, "q")]] = True
+                for kind in ("k", "v"):
+                    if self.kv == "group":
+                        own = Site("kv_input", writer.layer, writer.index // per_group, kind)
+                    else:
+                        own = Site("head_input", writer.layer, writer.index, kind)
+                    out[w, at[own]] = True
+        return out
 
     def attention_readers(self, layer: int) -> list[Site]:
         """A layer's attention inputs in order: the query heads', then the keys', the values'."""

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from interp.circuits.curve import FRACTIONS, Faithfulness, Ranking, faithfulness_curves, ranked
 from interp.circuits.evaluate import circuit_metric
 from interp.circuits.graph import KV, Edge, Graph
 from interp.circuits.runs import batches, forward, writes
@@ -38,7 +39,6 @@ from interp.trace.traceset import TraceSet
 
 Method = Literal["eap", "eap-ig"]
 METHODS: tuple[Method, ...] = ("eap", "eap-ig")
-Ranking = Literal["signed", "abs"]
 
 
 @dataclass
@@ -81,13 +81,24 @@ class CircuitScores:
         )
         return Evaluated(float(values.mean()), values, int((included & self.graph.mask).sum()))
 
+    def curve(self, fractions: Sequence[float] = FRACTIONS, seeds: int = 3) -> Faithfulness:
+        """Faithfulness of the top edges at each fraction of the graph's edges, both rankings,
+        with a random-edge control of `seeds` seeds, CPR and CMD (`interp.circuits.curve`)."""
+        return faithfulness_curves(
+            self.graph,
+            self.scores,
+            lambda mask: self.evaluate(keep=mask).mean,
+            self.clean_metric,
+            self.corrupted_metric,
+            fractions,
+            seeds,
+        )
+
     def top(self, k: int = 10, by: Ranking = "abs") -> list[tuple[Edge, float]]:
         """The k highest-ranked edges with their scores: by |score|, or signed (the edges
         whose corruption lowers the metric most first)."""
         flat = self.scores.flatten()
-        key = flat.abs() if by == "abs" else -flat
-        key = key.masked_fill(~self.graph.mask.flatten(), -torch.inf)
-        order = key.argsort(descending=True, stable=True)[:k]
+        order = ranked(self.graph, self.scores, by)[:k]
         n = len(self.graph.readers)
         return [(self.graph.edge(int(i) // n, int(i) % n), float(flat[i])) for i in order]
 

@@ -1,0 +1,150 @@
+"""Faithfulness as a circuit grows, as MIB's circuit-localization track measures it: the top n
+edges by score, pruned as EAP-IG's `Graph.prune` prunes (repeatedly drop every head or MLP
+left with no incoming or no outgoing edge, `embed` always a source and `logits` a sink, then
+every edge with a missing end), evaluated exactly; f = (m(C) - m(empty)) / (m(full) -
+m(empty)) on the dataset mean. CPR is the area under f from the signed ranking, CMD the area
+under |1 - f| from the absolute ranking: trapezoids over the nominal fractions, on a linear
+axis. A random-edge control, at the same sizes, averages several seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from interp.circuits.graph import Graph
+from interp.errors import InvalidSettingError
+
+Ranking = Literal["signed", "abs"]
+FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # MIB's
+
+
+@dataclass
+class Curve:
+    """f at each size of one ranking: the fractions asked for, the edges that asks for
+    (`int(fraction * edges)`, as MIB counts), the edges kept after pruning, and the random
+    control's mean f at the same requested sizes."""
+
+    ranking: Ranking
+    fractions: list[float]
+    requested: list[int]
+    kept: list[int]
+    faithfulness: list[float]
+    random: list[float]
+
+    @property
+    def area_under(self) -> float:
+        """The trapezoid area under f over the fractions (CPR, for the signed ranking)."""
+        return _trapezoid(self.fractions, self.faithfulness)
+
+    @property
+    def area_from_one(self) -> float:
+        """The trapezoid area under |1 - f| (CMD, for the absolute ranking)."""
+        return _trapezoid(self.fractions, [abs(1 - f) for f in self.faithfulness])
+
+
+@dataclass
+class Faithfulness:
+    """Both rankings' curves, the metric of the full and the empty circuit, CPR and CMD."""
+
+    signed: Curve
+    absolute: Curve
+    full: float
+    empty: float
+
+    @property
+    def cpr(self) -> float:
+        return self.signed.area_under
+
+    @property
+    def cmd(self) -> float:
+        return self.absolute.area_from_one
+
+
+def top_n(graph: Graph, scores: Tensor, n: int, ranking: Ranking) -> Tensor:
+    """The n real edges ranked first: by |score|, or signed (the most negative first: the
+    edges whose corruption lowers the metric most), ties in index order."""
+    chosen = torch.zeros(graph.mask.numel(), dtype=torch.bool)
+    chosen[ranked(graph, scores, ranking)[:n]] = True
+    return chosen.view_as(graph.mask) & graph.mask
+
+
+def ranked(graph: Graph, scores: Tensor, ranking: Ranking) -> Tensor:
+    """The real edges' flat indices into `[writer, reader]`, first ranked first (ties in
+    index order)."""
+    key = scores.flatten().abs() if ranking == "abs" else -scores.flatten()
+    order = key.argsort(descending=True, stable=True)
+    return order[graph.mask.flatten()[order]]
+
+
+def prune(graph: Graph, included: Tensor) -> Tensor:
+    """`included` less every edge of a node cut off from the embedding or from the logits, to
+    the fixed point (EAP-IG's `Graph.prune`)."""
+    out = included & graph.mask
+    logits = len(graph.readers) - 1
+    while True:
+        outgoing = out.any(1)
+        ingoing = (out.any(0)[None, :] & graph.inputs).any(1)
+        ingoing[0] = True  # the embedding is a source
+        nodes = outgoing & ingoing
+        alive = (nodes[:, None] & graph.inputs).any(0)  # a reader of a node in the circuit
+        alive[logits] = True  # the logits are a sink
+        pruned = out & nodes[:, None] & alive[None, :]
+        if torch.equal(pruned, out):
+            return out
+        out = pruned
+
+
+def faithfulness_curves(
+    graph: Graph,
+    scores: Tensor,
+    evaluate: Callable[[Tensor], float],
+    full: float,
+    empty: float,
+    fractions: Sequence[float] = FRACTIONS,
+    seeds: int = 3,
+) -> Faithfulness:
+    """Both rankings' curves (see the module's docstring); `evaluate(mask)` is a circuit's
+    mean metric, exactly."""
+    if abs(full - empty) <= 1e-6 * max(1.0, abs(full)):
+        raise InvalidSettingError(
+            f"the full and the empty circuit give the same metric ({full:.6g}, {empty:.6g}): "
+            "faithfulness divides by their difference"
+        )
+    if (
+        not fractions
+        or any(not 0 < f <= 1 for f in fractions)
+        or list(fractions) != sorted(fractions)
+    ):
+        raise InvalidSettingError("fractions are increasing numbers in (0, 1]")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InvalidSettingError(f"seeds must be at least 1, got {seeds!r}")
+    total = graph.n_edges
+    requested = [int(f * total) for f in fractions]
+
+    def f_of(mask: Tensor) -> float:
+        return (evaluate(mask) - empty) / (full - empty)
+
+    random = []
+    orders = [_random_scores(graph, seed) for seed in range(seeds)]
+    for n in requested:
+        random.append(sum(f_of(prune(graph, top_n(graph, o, n, "abs"))) for o in orders) / seeds)
+
+    def curve(ranking: Ranking) -> Curve:
+        masks = [prune(graph, top_n(graph, scores, n, ranking)) for n in requested]
+        kept = [int(m.sum()) for m in masks]
+        return Curve(ranking, list(fractions), requested, kept, [f_of(m) for m in masks], random)
+
+    return Faithfulness(curve("signed"), curve("abs"), full, empty)
+
+
+def _random_scores(graph: Graph, seed: int) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(graph.mask.shape, generator=generator)
+
+
+def _trapezoid(x: Sequence[float], y: Sequence[float]) -> float:
+    return sum((x[i + 1] - x[i]) * (y[i] + y[i + 1]) / 2 for i in range(len(x) - 1))
