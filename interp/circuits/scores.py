@@ -27,7 +27,9 @@ from interp.circuits.curve import FRACTIONS, Faithfulness, Ranking, faithfulness
 from interp.circuits.evaluate import circuit_metric
 from interp.circuits.graph import KV, Edge, Graph
 from interp.circuits.runs import batches, forward, writes
+from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
+from interp.generation.generate import record_under
 from interp.interventions.metrics import KL, Bound, Metric, MetricFn
 from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.replay import replay_hooks
@@ -63,6 +65,7 @@ class CircuitScores:
     rows: int
     clean_metric: float
     corrupted_metric: float
+    model_name: str = ""
     # what `evaluate` runs: the model and the paired runs, in this process only
     runs: tuple[Model, Runs] | None = field(default=None, repr=False)
 
@@ -118,7 +121,7 @@ class CircuitScores:
 def circuit(
     model: Model,
     clean: Trace | TraceSet,
-    corrupted: Trace | TraceSet,
+    corrupted: Trace | TraceSet | Intervention,
     *,
     metric: Metric | MetricFn | str | None = None,
     method: Method = "eap-ig",
@@ -127,8 +130,9 @@ def circuit(
     batch_size: int = 16,
 ) -> CircuitScores:
     """Score every edge of the model's graph between paired clean and corrupted runs (the
-    corrupted side may be recorded under an intervention, a noise edit say); see the module's
-    docstring. `steps` is EAP-IG's m (EAP takes one gradient)."""
+    corrupted side may be recorded under an intervention, or be one: the clean runs under it,
+    a noise edit say); see the module's docstring. `steps` is EAP-IG's m (EAP takes one
+    gradient)."""
     if method not in METHODS:
         raise InvalidSettingError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -148,6 +152,8 @@ def circuit(
             f"a head's write into the residual stream is not z @ W_O here ({obstruction}): "
             "edges out of a head are not additive, so edge scores are not defined"
         )
+    if isinstance(corrupted, Intervention):  # the clean runs under it
+        corrupted = record_under(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, "denoise", "circuit discovery")
     if isinstance(runs.metric, KL):
         raise InvalidSettingError(
@@ -181,6 +187,7 @@ def circuit(
         len(runs.cleans),
         float(runs.clean_m.mean()),
         float(runs.corrupt_m.mean()),
+        model.name,
         (model, runs),
     )
 

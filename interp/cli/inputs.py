@@ -281,3 +281,46 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps"
     )
+
+
+def add_corruption_options(p: argparse.ArgumentParser) -> None:
+    """The corrupted side given as an intervention on the clean runs, not a directory."""
+    p.add_argument(
+        "--corrupt",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="instead of CORRUPTED_DIR: the clean runs under this intervention (JSON, the "
+        "serialised form of an interp.Intervention)",
+    )
+    p.add_argument(
+        "--noise",
+        default=None,
+        metavar="SPEC",
+        help="instead of CORRUPTED_DIR: the clean runs with seeded Gaussian noise on the "
+        "embeddings (three standard deviations of them) at 'span:TEXT' (each row's tokens of "
+        "TEXT) or 'all'",
+    )
+    p.add_argument("--noise-seed", type=integer, default=0, metavar="N")
+
+
+def corruption(args: Any) -> Any:
+    """The intervention the clean runs are corrupted by (`--corrupt` or `--noise`), or None
+    where CORRUPTED_DIR is given: exactly one of the three."""
+    from interp.edits.positions import span
+    from interp.edits.value import edit
+    from interp.errors import InvalidSettingError
+
+    given = [args.corrupted_dir is not None, args.corrupt is not None, args.noise is not None]
+    if sum(given) != 1:
+        raise InvalidSettingError("give one corrupted side: CORRUPTED_DIR, --corrupt or --noise")
+    if args.corrupt is not None:
+        return intervention_file(args.corrupt)
+    if args.noise is None:
+        return None
+    kind, _, text = args.noise.partition(":")
+    if args.noise == "all":
+        return edit("embed", "noise", seed=args.noise_seed)
+    if kind != "span" or not text:
+        raise InvalidSettingError(f"--noise {args.noise!r}: write 'span:TEXT' or 'all'")
+    return edit("embed", "noise", positions=span(text), seed=args.noise_seed)

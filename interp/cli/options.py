@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from interp.cli.ablating import add_ablating_parsers
+from interp.cli.circuits import add_circuit_parser
 from interp.cli.commands import (
     AUTO_SWEEP_TOKENS,
     cmd_analyze,
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ablating_parsers(sub)
     add_patching_parsers(sub)
+    add_circuit_parser(sub)
     add_steering_parser(sub)
     add_features_parsers(sub)
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from interp.cli.inputs import integer
+from interp.cli.inputs import add_corruption_options, corruption, integer
 
 
 def add_patching_parsers(sub: Any) -> None:
@@ -23,23 +23,7 @@ def add_patching_parsers(sub: Any) -> None:
         ),
     )
     _patching_arguments(pat)
-    pat.add_argument(
-        "--corrupt",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="instead of CORRUPTED_DIR: the clean runs under this intervention (JSON, the "
-        "serialised form of an interp.Intervention)",
-    )
-    pat.add_argument(
-        "--noise",
-        default=None,
-        metavar="SPEC",
-        help="instead of CORRUPTED_DIR: the clean runs with seeded Gaussian noise on the "
-        "embeddings (three standard deviations of them) at 'span:TEXT' (each row's tokens of "
-        "TEXT) or 'all'",
-    )
-    pat.add_argument("--noise-seed", type=integer, default=0, metavar="N")
+    add_corruption_options(pat)
     pat.add_argument(
         "--window",
         type=integer,
@@ -140,7 +124,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
     method: Literal["exact", "triage"] = "triage" if args.triage else "exact"
     check_window(args.window, sites, method)
     positions = check_positions(_positions(args.positions))  # before any model loads
-    args.edits = _corruption(args)
+    args.edits = corruption(args)
     return _patching(
         args,
         "",
@@ -174,29 +158,6 @@ def _positions(spec: str) -> Any:
         else:
             groups.append(item.strip())
     return groups
-
-
-def _corruption(args: argparse.Namespace) -> Any:
-    """The intervention the clean runs are corrupted by (`--corrupt` or `--noise`), or None
-    where CORRUPTED_DIR is given: exactly one of the three."""
-    from interp.cli.inputs import intervention_file
-    from interp.edits.positions import span
-    from interp.edits.value import edit
-    from interp.errors import InvalidSettingError
-
-    given = [args.corrupted_dir is not None, args.corrupt is not None, args.noise is not None]
-    if sum(given) != 1:
-        raise InvalidSettingError("give one corrupted side: CORRUPTED_DIR, --corrupt or --noise")
-    if args.corrupt is not None:
-        return intervention_file(args.corrupt)
-    if args.noise is None:
-        return None
-    kind, _, text = args.noise.partition(":")
-    if args.noise == "all":
-        return edit("embed", "noise", seed=args.noise_seed)
-    if kind != "span" or not text:
-        raise InvalidSettingError(f"--noise {args.noise!r}: write 'span:TEXT' or 'all'")
-    return edit("embed", "noise", positions=span(text), seed=args.noise_seed)
 
 
 def cmd_path_patch(args: argparse.Namespace) -> int:

@@ -1,0 +1,88 @@
+"""A circuit directory: `circuit.json` (the settings, the model, the data's hash, library
+versions and every real edge's score, "SENDER->RECEIVER") and `curve.json` (both rankings'
+points, CPR, CMD, the random control, m(full) and m(empty)), written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from interp.circuits.curve import Faithfulness
+from interp.circuits.scores import CircuitScores
+from interp.files import atomic, store
+from interp.models.provenance import library_versions
+
+CIRCUIT_FORMAT = "interp-circuit"
+CIRCUIT_VERSION = 1
+CIRCUIT_FILE = "circuit.json"
+CURVE_FILE = "curve.json"
+ENTRIES = frozenset({CIRCUIT_FILE, CURVE_FILE, "index.html", "figures"})
+
+
+def check_output(directory: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, a directory a circuit may not be written to."""
+    store.check_output_dir(
+        Path(directory),
+        own=ENTRIES,
+        formats=(CIRCUIT_FORMAT,),
+        record=CIRCUIT_FILE,
+        what="an interp circuit",
+    )
+
+
+def save(
+    scores: CircuitScores, directory: str | os.PathLike[str], curve: Faithfulness | None = None
+) -> Path:
+    """Write the circuit (and its curve) to `directory`, replacing an earlier circuit there."""
+    target = Path(directory)
+    check_output(target)
+    record = {
+        "format": CIRCUIT_FORMAT,
+        "format_version": CIRCUIT_VERSION,
+        "circuit": summary(scores),
+        "versions": library_versions(),
+        "edges": {name: round(v, 8) for name, v in scores.edges().items()},
+    }
+    text = store.dumps(record)
+    with atomic.atomic_dir(target) as tmp:
+        (tmp / CIRCUIT_FILE).write_text(text, encoding="utf-8")
+        if curve is not None:
+            (tmp / CURVE_FILE).write_text(store.dumps(curve_record(curve)), encoding="utf-8")
+    return target
+
+
+def summary(scores: CircuitScores) -> dict[str, Any]:
+    """The settings and the runs' figures, and a hash of the pairs' tokens."""
+    out: dict[str, Any] = {
+        "model": scores.model_name,
+        "method": scores.method,
+        "steps": scores.steps,
+        "kv": scores.graph.kv,
+        "metric": scores.metric,
+        "rows": scores.rows,
+        "edges": scores.graph.n_edges,
+        "clean_metric": round(scores.clean_metric, 6),
+        "corrupted_metric": round(scores.corrupted_metric, 6),
+    }
+    if scores.runs is not None:
+        _, runs = scores.runs
+        digest = hashlib.sha256()
+        for run in [*runs.cleans, *runs.corrupts]:
+            digest.update(",".join(map(str, run.token_ids.tolist())).encode() + b";")
+            digest.update((run.intervention_label or "").encode() + b";")
+        out["data_sha256"] = digest.hexdigest()
+    return out
+
+
+def curve_record(curve: Faithfulness) -> dict[str, Any]:
+    return {
+        "full": curve.full,
+        "empty": curve.empty,
+        "cpr": curve.cpr,
+        "cmd": curve.cmd,
+        "signed": asdict(curve.signed),
+        "abs": asdict(curve.absolute),
+    }
