@@ -22,6 +22,7 @@ from interp.errors import InvalidSettingError
 from interp.interventions.metrics import Bound, Metric
 from interp.interventions.replay import replay_hooks
 from interp.models import hooks as H
+from interp.models.engine import direct_engine
 from interp.models.model import Model
 from interp.models.surgery import run_from_layer
 from interp.trace.trace import Trace
@@ -73,6 +74,13 @@ def run_candidates(
     hooks = replay_hooks(model, runs, start_layer=start)
     hooks += [(site, _per_item_hook(items, model, rows)) for site, items in by_site.items()]
     keep = runs[0].n_positions - bound.start
+    direct, _ = direct_engine(model)  # the plain modules, where they serve every hook
+    if direct is not None and direct.serves([], [name for name, _ in hooks]) is None:
+        with torch.no_grad(), direct.hooked(hooks):
+            logits = direct.from_layer(batch, start, keep=keep)
+        if logits is not None:
+            window = logits[:, -keep:]
+            return bound.score(window), window
     with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
         window = run_from_layer(model, batch, start, keep=keep)[:, -keep:]
         return bound.score(window), window

@@ -167,6 +167,11 @@ class DirectEngine:
         cache."""
         return self.hf(input_ids=ids, use_cache=False).logits
 
+    def from_layer(self, resid: Tensor, layer: int, keep: int | None = None) -> Tensor | None:
+        """Logits of the blocks from `layer` on, given the residual entering it (the last
+        `keep` positions); None where this layout cannot start there."""
+        return surgery.plain_from_layer(self.hf, self.layout, resid, layer, keep)
+
 
 def choose(
     model: Model, record: Sequence[str], edit: Sequence[str], engine: EngineName | str

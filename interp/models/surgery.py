@@ -35,11 +35,12 @@ class Layout:
     mlp: str  # in a block
     final_norm: str
     rms_norm: bool
+    embeds_in: bool  # `inputs_embeds` reach the first block as they are (no position embedding)
 
 
 LAYOUTS = (
-    Layout(("llama",), "model.layers", "self_attn", "o_proj", "mlp", "model.norm", True),
-    Layout(("gpt2",), "transformer.h", "attn", "c_proj", "mlp", "transformer.ln_f", False),
+    Layout(("llama",), "model.layers", "self_attn", "o_proj", "mlp", "model.norm", True, True),
+    Layout(("gpt2",), "transformer.h", "attn", "c_proj", "mlp", "transformer.ln_f", False, False),
 )
 
 
@@ -237,6 +238,26 @@ def run_from_layer(
         return model.bridge(
             resid, start_at_layer=layer, return_type="logits", use_cache=False, **kwargs
         )
+
+
+def plain_from_layer(
+    hf: nn.Module, layout: Layout, resid: Tensor, layer: int, keep: int | None = None
+) -> Tensor | None:
+    """`run_from_layer` on a plain Hugging Face module tree (the direct engine's): its blocks
+    from `layer` on, given the residual entering `layer` as the input embeddings; None for a
+    layout whose input embeddings do not reach the first block as they are (GPT-2 adds its
+    position embeddings to them)."""
+    if not layout.embeds_in:
+        return None
+    owner_path, _, name = layout.layers.rpartition(".")
+    owner = get(hf, owner_path)
+    blocks = getattr(owner, name)
+    setattr(owner, name, nn.ModuleList(list(blocks)[layer:]))
+    try:
+        out = hf(inputs_embeds=resid, use_cache=False, logits_to_keep=keep or 0)
+    finally:
+        setattr(owner, name, blocks)
+    return out.logits
 
 
 def readout(model: Model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
