@@ -52,6 +52,7 @@ class AblationReport:
             baseline_divergence_char=_char_offset(r.baseline, r.first_divergence) if r else None,
             ablated_divergence_char=_char_offset(r.ablated, r.first_divergence) if r else None,
             paired=None if self.samples is None else self.samples.summary(),
+            held_callable=e.held_callable,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -89,6 +90,7 @@ class AblationRecord:
     baseline_divergence_char: int | None
     ablated_divergence_char: int | None
     paired: dict[str, Any] | None = None  # `PairedSamples.summary()`, with --samples
+    held_callable: bool = False  # a callable edit ran (in the process that ablated)
 
     @classmethod
     def from_json(cls, value: dict[str, Any], where: Path) -> AblationRecord:
@@ -122,6 +124,9 @@ class AblationRecord:
             baseline_divergence_char=f(value, "baseline_divergence_char", int, where, none=True),
             ablated_divergence_char=f(value, "ablated_divergence_char", int, where, none=True),
             paired=_paired(value, where),
+            held_callable=f(value, "held_callable", bool, where)
+            if "held_callable" in value
+            else False,
         )
 
     @property

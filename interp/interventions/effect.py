@@ -25,7 +25,8 @@ class AblationEffect:
     """Per generated token: log-prob of the recorded token with and without the ablation, and
     the KL divergence KL(baseline || ablated) of the next-token distribution. `heads`: the
     heads ablated (none for a layer's site or an intervention); `targets` labels what was
-    ablated, for display (heads, a layer's site, or an intervention's edits)."""
+    ablated, for display (heads, a layer's site, or an intervention's edits); `held_callable`:
+    the intervention (or the run's own) held a callable edit, run in this process only."""
 
     heads: list[Head]
     mode: str  # an AblationMode
@@ -38,6 +39,7 @@ class AblationEffect:
     ablated_metric: float = 0.0
     site: str = "heads"
     targets: list[str] = field(default_factory=list)
+    held_callable: bool = False
 
     @property
     def delta_metric(self) -> float:
@@ -105,4 +107,6 @@ def ablation_effect(
         ablated_metric=float(moved.values[0]),
         site=named[3],
         targets=named[0],
+        held_callable=not ablation.replayable
+        or (trace.intervention is not None and not trace.intervention.replayable),
     )

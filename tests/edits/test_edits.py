@@ -15,6 +15,7 @@ from interp.edits import Intervention, applying, edit, span
 from interp.errors import InvalidSettingError
 from interp.generation.generate import record_under
 from interp.interventions.ablation import replacing
+from interp.interventions.ablation_record import AblationRecord
 from interp.interventions.measuring import forced_logits
 from interp.interventions.patching import pair_runs, patch
 from interp.interventions.replay import intervention_of, replay_hooks
@@ -299,6 +300,14 @@ def test_the_serialised_form_round_trips_and_a_callable_replays_in_the_process(
     saved = interp.interventions.Patching.load(by_callable.save(tmp_path / "patched"))
     assert saved.under == by_callable.under and saved.held_callable
     assert saved.summary()["held_callable"] is True and "held_callable" not in built_in.summary()
+    # an ablation's effect says so too, in its effect.json
+    halved = interp.ablate(tiny_llama, clean, edit("hook_embed", halve), regenerate_text=False)
+    scaled = interp.ablate(tiny_llama, clean, edit("embed", "scale", factor=0.5),
+                           regenerate_text=False)  # fmt: skip
+    assert halved.effect.held_callable and not scaled.effect.held_callable
+    record = AblationRecord.from_json(halved.summary(), tmp_path / "effect.json")
+    assert record.held_callable and halved.summary()["held_callable"] is True
+    assert halved.effect.ablated_metric == pytest.approx(scaled.effect.ablated_metric, abs=1e-6)
     assert patch(tiny_llama, clean, trace, metric=metric).corrupted_metric == pytest.approx(
         built_in.corrupted_metric, abs=1e-6
     )
