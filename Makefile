@@ -99,6 +99,7 @@ bench: setup gemma features
 	$(PY) benchmarks/batch.py --json benchmarks/results/batch.json
 	$(PY) benchmarks/patching.py --json benchmarks/results/patching.json
 	$(PY) benchmarks/causal_tracing.py --json benchmarks/results/causal_tracing.json
+	$(PY) benchmarks/circuits.py --json benchmarks/results/circuits.json
 	$(PY) benchmarks/samples.py --json benchmarks/results/samples.json
 	$(PY) benchmarks/steering.py --json benchmarks/results/steering.json
 	$(PY) benchmarks/features.py --json benchmarks/results/features.json
