@@ -176,11 +176,11 @@ def test_head_decomposition_equals_the_attention_output(tiny, recorded):
 
 def test_missing_hooks_are_named(tiny):
     trace = interp.generate(tiny, "The sun", max_new_tokens=3, seed=0, hooks=[H.resid_pre(0)])
-    with pytest.raises(HookError, match="blocks.1.hook_resid_pre"):
+    with pytest.raises(HookError, match="did not record: L1.resid_pre, L1.resid_post"):
         logit_lens(tiny, trace)
     with pytest.raises(HookError, match="hook_pattern"):
         attention(tiny, trace)
-    with pytest.raises(HookError, match="hook_z"):
+    with pytest.raises(HookError, match="L0.z, L1.z"):
         direct_logit_attribution(tiny, trace)
 
 
