@@ -16,7 +16,7 @@ input), so it counts only the path through that reader.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,13 +26,13 @@ from torch import Tensor
 from interp.circuits.curve import FRACTIONS, Faithfulness, Ranking, faithfulness_curves, ranked
 from interp.circuits.evaluate import circuit_metric
 from interp.circuits.graph import KV, Edge, Graph
-from interp.circuits.runs import batches, forward, writes
+from interp.circuits.runs import batches, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.generation.generate import record_under
+from interp.interventions.attribution_patching import metric_gradients
 from interp.interventions.metrics import KL, Bound, Metric, MetricFn
 from interp.interventions.patching import Runs, pair_runs
-from interp.interventions.replay import replay_hooks
 from interp.models import hooks as H
 from interp.models.model import Model
 from interp.models.surgery import head_write_obstruction, kv_heads, split_qkv_input
@@ -198,32 +198,13 @@ def reader_grads(
     """The gradient of the summed metric at every reader's own copy of its input, in one
     forward and backward pass over the runs' tokens (from `embed` in place of the token
     embeddings where given): `[row, pos, reader, d_model]`."""
-    seen: dict[str, Tensor] = {}
-
-    def fresh(name: str) -> Callable:
-        def hook(x: Tensor, hook: object) -> Tensor:
-            seen[name] = x * 1.0  # a node of its own, which only this reader consumes
-            return seen[name]
-
-        return hook
-
     names = [n for layer in range(model.n_layers) for n in _reader_hooks(layer)] + [H.LOGITS_IN]
-    hooks = replay_hooks(model, runs)
+    hooks = []
     if embed is not None:
         start = embed.to(model.device).requires_grad_()  # every reader's copy descends from it
         hooks.append((H.EMBED, lambda x, hook: start.to(x.dtype)))
-    hooks += [(name, fresh(name)) for name in names]
-    with split_qkv_input(model), torch.enable_grad():
-        logits = forward(model, runs, hooks)
-        value = bound.score(logits[:, bound.start :]).sum()
-        try:
-            found = torch.autograd.grad(value, [seen[name] for name in names])
-        except RuntimeError as exc:
-            raise InvalidSettingError(
-                f"the metric {bound.label!r} is not differentiable, so edges have no "
-                f"attribution score ({str(exc).splitlines()[0]})"
-            ) from None
-    grads = dict(zip(names, (g.detach().float().cpu() for g in found), strict=True))
+    with split_qkv_input(model):  # each reader's own copy: a fresh node only it consumes
+        _, grads = metric_gradients(model, runs, bound, names, hooks)
     parts = []
     for layer in range(model.n_layers):
         q, k, v, mlp = (grads[name] for name in _reader_hooks(layer))

@@ -14,7 +14,7 @@ from interp.edits import applying
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.interventions import sites
-from interp.interventions.metrics import KL, Metric, MetricFn, as_metric
+from interp.interventions.metrics import KL, Bound, Metric, MetricFn, as_metric
 from interp.interventions.replay import replay_hooks
 from interp.interventions.sites import Site
 from interp.models.model import Model
@@ -93,6 +93,16 @@ def gradients(
             "there): use the exact runs"
         )
     bound = metric.bind(model, [answer])
+    here, grads = metric_gradients(model, [run], bound, names)
+    return {n: v[0] for n, v in here.items()}, {n: g[0] for n, g in grads.items()}
+
+
+def metric_gradients(
+    model: Model, runs: Sequence[Trace], bound: Bound, names: Sequence[str], hooks: Sequence = ()
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """One teacher-forced forward over `runs` (each under the intervention it was recorded
+    under, then `hooks`) and one backward pass of the summed metric: the values at hook points
+    `names` and the gradient at each, as fresh nodes (`[row, pos, ...]` each, on the CPU)."""
     seen: dict[str, Tensor] = {}
 
     def fresh(name: str) -> Callable:
@@ -104,17 +114,18 @@ def gradients(
 
         return hook
 
-    hooks = replay_hooks(model, [run]) + [(name, fresh(name)) for name in names]
-    with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooks):
-        logits = model.bridge(run.token_ids[None].to(model.device), return_type="logits")
-        value = bound.score(logits[:, bound.start :])[0]
+    hooked = replay_hooks(model, runs) + list(hooks) + [(name, fresh(name)) for name in names]
+    ids = torch.stack([r.token_ids for r in runs]).to(model.device)
+    with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooked):
+        logits = model.bridge(ids, return_type="logits")
+        value = bound.score(logits[:, bound.start :]).sum()
         try:
             found = torch.autograd.grad(value, [seen[name] for name in names])
         except RuntimeError as exc:
             raise InvalidSettingError(
-                f"the metric {bound.label!r} is not differentiable, so it has no attribution "
+                f"the metric {bound.label!r} is not differentiable, so it has no first-order "
                 f"estimate ({str(exc).splitlines()[0]})"
             ) from None
-    here = {name: seen[name][0].detach().float().cpu() for name in names}
-    grads = {name: g[0].float().cpu() for name, g in zip(names, found, strict=True)}
+    here = {name: seen[name].detach().float().cpu() for name in names}
+    grads = {name: g.detach().float().cpu() for name, g in zip(names, found, strict=True)}
     return here, grads
