@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 __all__ = [
+    "AttentionSinkWarning",
     "HookError",
     "InterpError",
+    "InterpWarning",
     "InvalidSettingError",
     "KVCacheMismatchError",
     "ModelMismatchError",
@@ -73,3 +75,14 @@ class OutputPathError(InterpError):
 class WriteError(InterpError, OSError):
     """Writing an output failed part-way (a full disk, a read-only file system); what was
     there before is unchanged."""
+
+
+class InterpWarning(UserWarning):
+    """Base class of every warning the toolkit gives on purpose (the CLI prints each as one
+    `interp: warning: ...` line)."""
+
+
+class AttentionSinkWarning(InterpWarning):
+    """An edit at a span that starts at position 0: with no BOS token before it (SmolLM2 adds
+    none), the edit also lands on the attention sink, the position later tokens attend to
+    most, so its effect is not the span's alone."""

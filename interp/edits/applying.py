@@ -5,14 +5,13 @@ and left padding alike; seeded noise drawn per absolute position, so a replay is
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from interp.edits import feature_op, sources
-from interp.edits.positions import Position, Span
+from interp.edits.resolving import Row, resolve_positions
 from interp.edits.value import NOISE_STDS, Context, Edit, Intervention
 from interp.errors import InvalidSettingError
 from interp.models import hooks as H
@@ -20,26 +19,6 @@ from interp.models import site as site_values
 from interp.models.surgery import kv_heads
 
 HookPair = tuple[str, Callable[..., Tensor]]
-
-
-@dataclass(frozen=True)
-class Row:
-    """What an edit's positions resolve against: one row's prompt length, its tokens' texts
-    (at least the prompt's), how many positions its run has (generated ones included), its
-    left padding in the batch, its fields (position labels) and where it came from."""
-
-    prompt_len: int
-    token_strs: Sequence[str]
-    n_positions: int
-    pad: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
-    origin: str = ""
-
-    @classmethod
-    def of(cls, run: Any) -> Row:
-        """A recorded run's (a `Trace`: unpadded), named by its origin or its prompt."""
-        where = run.origin or f"the row of {run.prompt[:40]!r}"
-        return cls(run.prompt_len, run.token_strs, run.n_positions, 0, run.meta, where)
 
 
 def hooks(
@@ -97,68 +76,7 @@ def check(intervention: Intervention, model: Any) -> None:
 
 def resolve(e: Edit, row: Row) -> list[int]:
     """The absolute positions (sorted, unique) edit `e` acts on in `row`."""
-    return resolve_positions(e.positions, row)
-
-
-def resolve_positions(positions: Sequence[Position] | None, row: Row) -> list[int]:
-    """The absolute positions (sorted, unique) `positions` name in `row` (None: all)."""
-    n_positions = row.n_positions
-    if positions is None:
-        return list(range(n_positions))
-    where = row.origin or "a row"
-    out: set[int] = set()
-    for p in positions:
-        if isinstance(p, slice):
-            out.update(range(n_positions)[p])
-        elif isinstance(p, Span):
-            out.update(_span_positions(p.text, row))
-        elif p == "last_prompt":
-            out.add(row.prompt_len - 1)
-        elif p == "prompt":
-            out.update(range(row.prompt_len))
-        elif p == "generated":
-            out.update(range(row.prompt_len, n_positions))
-        elif isinstance(p, str):
-            value = row.meta.get(p)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidSettingError(
-                    f"{where}: no position {p!r} (a position label is an integer field of the "
-                    f"row, such as {{{p!r}: 9}})"
-                )
-            out.add(value)
-        else:
-            at = p if p >= 0 else n_positions + p
-            if not 0 <= at < n_positions:
-                raise _outside(p, at, n_positions, where)
-            out.add(at)
-    bad = [p for p in out if not 0 <= p < n_positions]
-    if bad:
-        raise _outside(bad[0], bad[0], n_positions, where)
-    return sorted(out)
-
-
-def _outside(p: int, at: int, n_positions: int, where: str) -> InvalidSettingError:
-    side = "past the end of" if at >= n_positions else "before the start of"
-    return InvalidSettingError(f"{where}: position {p} is {side} its {n_positions} positions")
-
-
-def _span_positions(text: str, row: Row) -> list[int]:
-    """The prompt tokens whose characters overlap the first occurrence of `text`."""
-    prompt = row.token_strs[: row.prompt_len]
-    joined = "".join(prompt)
-    at = joined.find(text)
-    if at < 0:
-        stripped = text.strip()
-        at = joined.find(stripped) if stripped else -1
-        text = stripped
-    if at < 0:
-        raise InvalidSettingError(f"{row.origin or 'a row'}: its prompt has no span {text!r}")
-    out, offset = [], 0
-    for i, token in enumerate(prompt):
-        if offset < at + len(text) and at < offset + len(token):
-            out.append(i)
-        offset += len(token)
-    return out
+    return resolve_positions(e.positions, row, edit=True)
 
 
 def _hook(e: Edit, model: Any, rows: Sequence[Row | None]) -> Callable[..., Tensor]:

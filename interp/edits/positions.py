@@ -1,29 +1,103 @@
 """Positions, one type wherever positions are taken (edits, patching candidates, groups): an
 index, a slice, a name ("prompt", "last_prompt", "generated", a prompts file's label) or a
-`span` of the prompt's text, alone or several; None for every position."""
+`span` of the prompt's text (or a role within it: `.first`, `.middle`, `.last`, `.after`,
+`.further`), alone or several; None for every position."""
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal, get_args
 
 from interp.errors import InvalidSettingError
+
+# A role within a span's tokens s_0..s_k of a prompt of n tokens (ROME's categories): `first`
+# s_0, `middle` s_1..s_(k-1) (none for a span of 1 or 2 tokens), `last` s_k, `after` the
+# token after it (none where the span ends the prompt), `further` the tokens after that up to,
+# not including, the last prompt token.
+Role = Literal["first", "middle", "last", "after", "further"]
+ROLES: tuple[Role, ...] = get_args(Role)
+ROME_CATEGORIES = (
+    "first subject token",
+    "middle subject tokens",
+    "last subject token",
+    "first after the subject",
+    "further tokens",
+    "last token",
+)
 
 
 @dataclass(frozen=True)
 class Span:
-    """The tokens of a substring of each row's prompt (its first occurrence), resolved per row."""
+    """The tokens of a substring of each row's prompt (its first occurrence), resolved per row;
+    with a `role`, only those of that role (see `Role`). A role may name no token in a row
+    (the middle of a two-token span): an edit refuses that row, a patching group leaves its
+    cell NaN, `trace.positions` gives []."""
 
     text: str
+    role: Role | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise InvalidSettingError(f"a span is a non-empty text, got {self.text!r:.40}")
+        if self.role is not None and self.role not in ROLES:
+            raise InvalidSettingError(
+                f"a span's role is one of {', '.join(ROLES)}, got {self.role!r:.40}"
+            )
+
+    def _as(self, role: Role) -> Span:
+        if self.role is not None:
+            raise InvalidSettingError(f"{position_label(self)} already names a role")
+        return replace(self, role=role)
+
+    @property
+    def first(self) -> Span:
+        """The span's first token."""
+        return self._as("first")
+
+    @property
+    def middle(self) -> Span:
+        """The tokens strictly between the span's first and last (none for 1 or 2 tokens)."""
+        return self._as("middle")
+
+    @property
+    def last(self) -> Span:
+        """The span's last token."""
+        return self._as("last")
+
+    @property
+    def after(self) -> Span:
+        """The first token after the span (none where it ends the prompt)."""
+        return self._as("after")
+
+    @property
+    def further(self) -> Span:
+        """The prompt tokens after `after`, the last prompt token excluded."""
+        return self._as("further")
+
+    def rome(self) -> dict[str, Position]:
+        """ROME's six position categories of this span as the subject (Meng et al. 2022,
+        Figure 2), named as ROME names them: first, middle and last subject token, first
+        token after the subject, further tokens, last token. Tokens before the subject are in
+        none; the last subject token may also be the last token, as in ROME's code."""
+        if self.role is not None:
+            raise InvalidSettingError(f"ROME's categories are of a whole span, not its {self.role}")
+        groups: list[Position] = [
+            self.first,
+            self.middle,
+            self.last,
+            self.after,
+            self.further,
+            "last_prompt",
+        ]
+        return dict(zip(ROME_CATEGORIES, groups, strict=True))
 
 
-def span(text: str) -> Span:
-    """Positions: each row's own token span of `text` in its prompt."""
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidSettingError(f"a span is a non-empty text, got {text!r:.40}")
-    return Span(text)
+def span(text: str, role: Role | None = None) -> Span:
+    """Positions: each row's own token span of `text` in its prompt; `.first`, `.middle`,
+    `.last`, `.after`, `.further` name a role within it, `.rome()` ROME's six categories."""
+    return Span(text, role)
 
 
 Position = int | slice | str | Span
@@ -58,20 +132,24 @@ def as_positions(value: Any) -> tuple[Position, ...] | None:
     return tuple(out)
 
 
-def positions_label(positions: tuple[Position, ...]) -> str:
-    def one(p: Position) -> str:
-        if isinstance(p, slice):
-            return f"{'' if p.start is None else p.start}:{'' if p.stop is None else p.stop}"
-        return f"span {p.text!r}" if isinstance(p, Span) else str(p)
+def position_label(p: Position) -> str:
+    """One position as labels show it (`span 'Eiffel Tower'.middle`)."""
+    if isinstance(p, slice):
+        return f"{'' if p.start is None else p.start}:{'' if p.stop is None else p.stop}"
+    if isinstance(p, Span):
+        return f"span {p.text!r}" + ("" if p.role is None else f".{p.role}")
+    return str(p)
 
-    return ",".join(one(p) for p in positions)
+
+def positions_label(positions: tuple[Position, ...]) -> str:
+    return ",".join(position_label(p) for p in positions)
 
 
 def to_json(p: Position) -> Any:
     if isinstance(p, slice):
         return {"slice": [p.start, p.stop, p.step]}
     if isinstance(p, Span):
-        return {"span": p.text}
+        return {"span": p.text} if p.role is None else {"span": p.text, "role": p.role}
     return p
 
 
@@ -86,8 +164,8 @@ def from_json(value: Any, where: str) -> list[Position] | None:
             if len(item["slice"]) != 3:  # its bounds are checked where it is built
                 raise InvalidSettingError(f"{where}.positions: a slice is [start, stop, step]")
             out.append(slice(*item["slice"]))
-        elif isinstance(item, dict) and set(item) == {"span"}:
-            out.append(span(item["span"]))
+        elif isinstance(item, dict) and set(item) in ({"span"}, {"span", "role"}):
+            out.append(span(item["span"], item.get("role")))
         else:
             out.append(item)
     return out

@@ -17,6 +17,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.edits.positions import Positions, as_positions
+from interp.edits.resolving import Row, resolve_positions
 from interp.edits.value import Intervention
 from interp.errors import HookError, InvalidSettingError, ModelMismatchError, TraceFormatError
 from interp.files import atomic
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from interp.models.model import Model
 
 STOP_REASONS = ("max_new_tokens", "eos", "forced")
+STEP_TENSORS = ("token_ids", "token_logprobs", "token_ranks", "top_ids", "top_probs")
 INTERVENTION_KEY = "intervention"  # provenance: what the run was recorded under
 CALLABLE_KEY = "intervention_callable"  # provenance: it held a callable, which is not saved
 __all__ = ["INTERVENTION_SPEC_KEY", "GenerationSettings", "Trace"]
@@ -101,6 +104,15 @@ class Trace:
         return self.token_ids[self.prompt_len :].tolist()
 
     @property
+    def forced_ids(self) -> list[int] | None:
+        """A forced continuation's ids (several: its log-prob is their sum), None if sampled."""
+        return None if self.settings.continuation is None else self.continuation_ids
+
+    def positions(self, positions: Positions) -> list[int]:
+        """The positions `positions` name here, sorted, as an edit resolves them ([]: none)."""
+        return resolve_positions(as_positions(positions), Row.of(self), empty_ok=True)
+
+    @property
     def hook_names(self) -> list[str]:
         return list(self.activations)
 
@@ -123,9 +135,8 @@ class Trace:
         """Raise a clear error naming the hooks this trace lacks for `purpose`."""
         absent = [spelled(name) for name in missing(names, self.activations)]
         if absent:
-            shown = ", ".join(absent[:6]) + (
-                f" and {len(absent) - 6} more" if len(absent) > 6 else ""
-            )
+            more = f" and {len(absent) - 6} more" if len(absent) > 6 else ""
+            shown = ", ".join(absent[:6]) + more
             raise HookError(
                 f"{purpose} needs sites this trace did not record: {shown}; "
                 "record it again with the default hooks"
@@ -185,18 +196,14 @@ class Trace:
         self.model = model
         return self
 
-    # ---- equality ----------------------------------------------------------------------
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trace):
             return NotImplemented
-        plain: tuple[str, ...] = ("model_name", "prompt", "prompt_len", "token_strs")
-        plain += ("continuation", "settings", "stop_reason", "timings", "provenance", "meta")
-        plain += ("origin",)
+        plain: tuple[str, ...] = ("model_name", "prompt", "prompt_len", "token_strs", "settings")
+        plain += ("continuation", "stop_reason", "timings", "provenance", "meta", "origin")
         if any(getattr(self, a) != getattr(other, a) for a in plain):
             return False
-        tensors = ("token_ids", "token_logprobs", "token_ranks", "top_ids", "top_probs")
-        if any(not _same(getattr(self, a), getattr(other, a)) for a in tensors):
+        if any(not _same(getattr(self, a), getattr(other, a)) for a in STEP_TENSORS):
             return False
         if self.activations.keys() != other.activations.keys():
             return False
@@ -222,6 +229,7 @@ class Trace:
             "prompt_len": self.prompt_len,
             "continuation": self.continuation,
             "forced_continuation": s.continuation is not None,
+            "forced_tokens": None if s.continuation is None else self.n_generated,
             "stop_reason": self.stop_reason,
             "token_logprobs": self.token_logprobs.tolist(),
             "token_ranks": self.token_ranks.tolist(),
@@ -238,13 +246,7 @@ class Trace:
 
     def step_tensors(self) -> dict[str, Tensor]:
         """The per-step tensors as saved in steps.safetensors."""
-        return {
-            "token_ids": self.token_ids,
-            "token_logprobs": self.token_logprobs,
-            "token_ranks": self.token_ranks,
-            "top_ids": self.top_ids,
-            "top_probs": self.top_probs,
-        }
+        return {name: getattr(self, name) for name in STEP_TENSORS}
 
     def save(self, directory: str | os.PathLike, extra_json: dict[str, Any] | None = None) -> Path:
         """Write the trace atomically: into a temporary sibling directory, then renamed.

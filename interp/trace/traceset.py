@@ -15,6 +15,7 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from interp.edits.positions import Positions
 from interp.errors import TraceFormatError
 from interp.files import atomic
 from interp.files.store import (
@@ -80,6 +81,11 @@ class TraceSet:
     @property
     def lengths(self) -> list[int]:
         return [t.n_positions for t in self.traces]
+
+    def positions(self, positions: Positions) -> list[list[int]]:
+        """Each row's positions that `positions` name (`Trace.positions`), so a span's role
+        gives each row its own, of its own length."""
+        return [t.positions(positions) for t in self.traces]
 
     @property
     def mask(self) -> Bool[Tensor, "row pos"]:
