@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
+from typing import Any
+
+_show_original = warnings.showwarning
 
 __all__ = ["configure_output", "freeze_imports"]
 
@@ -22,6 +26,7 @@ def configure_output() -> None:
     logging.getLogger("transformer_lens").setLevel(logging.ERROR)
     logging.getLogger("root").setLevel(logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
+    warnings.showwarning = _show_warning
     if not sys.stderr.isatty():
         try:
             from transformers.utils import logging as hf_logging
@@ -29,6 +34,16 @@ def configure_output() -> None:
             hf_logging.disable_progress_bar()
         except ImportError:
             pass
+
+
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """interp's own warnings as one `interp: warning: ...` line; others as Python shows them."""
+    from interp.errors import InterpWarning
+
+    if issubclass(category, InterpWarning):
+        print(f"interp: warning: {message}", file=sys.stderr)  # noqa: T201
+    else:
+        _show_original(message, category, *args, **kwargs)
 
 
 def freeze_imports() -> None:
