@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             model, lines("positive.txt"), lines("negative.txt"), position="mean"
         )
         vector = every.at(args.layer)
-        print(f"layer {args.layer}: separability {vector.separability:.2f}, norm "
+        print(f"layer {args.layer}: separability {vector.separability.text(2)}, norm "
               f"{vector.norm:.1f}, the stream's typical norm {vector.resid_norm:.1f}",
               file=sys.stderr)  # fmt: skip
         result = interp.steer_eval(

@@ -100,8 +100,16 @@ def add_steering_parser(sub: Any) -> None:
         "--concept-words",
         type=Path,
         metavar="FILE",
-        required=True,
-        help="the concept's words, one a line",
+        default=None,
+        help="the concept's words, one a line (their plurals, possessives and any case count)",
+    )
+    p.add_argument(
+        "--concept-pattern",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="a regular expression a whole word of the text may match to count as the concept "
+        "(ignoring case; repeatable), beside or instead of --concept-words",
     )
     p.add_argument(
         "--concept",
@@ -115,6 +123,13 @@ def add_steering_parser(sub: Any) -> None:
         metavar="TEXT",
         default=None,
         help="an instruction prepended to each prompt, unsteered, e.g. 'Write about weddings.'",
+    )
+    p.add_argument(
+        "--splits",
+        type=integer,
+        default=200,
+        metavar="N",
+        help="random held-out splits each layer's separability is averaged over (default 200)",
     )
     p.add_argument("--max-new-tokens", type=integer, default=40, metavar="N")
     p.add_argument("--temperature", type=number, default=1.0, metavar="T")
@@ -133,9 +148,15 @@ def cmd_steer(args: argparse.Namespace) -> int:
     from interp.report.steering import check_steering_dir, write_steering
     from interp.steering import SteeringVector, steer_eval, steering_vector
     from interp.steering.evaluate import check_counts
+    from interp.steering.measures import check_patterns
+    from interp.steering.vectors import check_splits
 
     scales = _scales(args.scales)
     check_counts(args.samples, args.controls)  # everything the model is not needed for, first
+    check_splits(args.splits)
+    patterns = check_patterns(args.concept_pattern)
+    if args.concept_words is None and not patterns:
+        raise InvalidSettingError("give --concept-words FILE, --concept-pattern REGEX, or both")
     if args.prompt_baseline is not None:
         inputs.text(args.prompt_baseline, "--prompt-baseline")
     if (args.vector is None) == (args.positive is None and args.negative is None):
@@ -147,7 +168,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
     if args.vector is None:
         sets = [[p.prompt for p in read_prompts(f)] for f in (args.positive, args.negative)]
         _balanced(sets[0], sets[1], args.method)
-    words = _words(args.concept_words)
+    words = [] if args.concept_words is None else _words(args.concept_words)
     given = None if args.vector is None else SteeringVector.load(args.vector)  # its record
     check_steering_dir(args.out)
     with exclusive(args.out):
@@ -165,7 +186,13 @@ def cmd_steer(args: argparse.Namespace) -> int:
             if args.layer is None:
                 raise InvalidSettingError("--layer L (or 'best') is needed with the sets")
             every = steering_vector(
-                model, sets[0], sets[1], layer=None, position=args.read_at, method=args.method
+                model,
+                sets[0],
+                sets[1],
+                layer=None,
+                position=args.read_at,
+                method=args.method,
+                splits=args.splits,
             )
             assert not isinstance(every, SteeringVector)
             by_layer = every.separability
@@ -179,6 +206,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
             controls=args.controls,
             max_new_tokens=args.max_new_tokens,
             concept_words=words,
+            concept_patterns=patterns,
             concept=args.concept,
             prompt_baseline=args.prompt_baseline,
             op=args.op,
@@ -193,8 +221,39 @@ def cmd_steer(args: argparse.Namespace) -> int:
             print(f"interp: warning: {warning}", file=sys.stderr)
         page = write_steering(args.out, result, vector, args.formats)
     print(result.sentence())
+    for line in _statistics(result, vector):
+        print(line)
     print(f"written to {page.parent} (vector.safetensors, steering.json, index.html)")
     return 0
+
+
+def _statistics(result: Any, vector: Any) -> list[str]:
+    """Per scale: the concept against the controls' and the verdict, the damage and where the
+    texts part; then the steered layer's separability over its splits."""
+    lines = [
+        f"unsteered: concept {result.unsteered.concept.text()}",
+    ]
+    for scale, steered, controls, verdict in zip(
+        result.scales, result.steered, result.controls, result.verdicts, strict=True
+    ):
+        against = "" if not controls.samples else f" vs controls {controls.concept.text()}"
+        lines.append(
+            f"scale {scale:g}: concept {steered.concept.text()}{against} ({verdict}); "
+            f"KL {steered.kl.text(2)}; first divergence {steered.first_divergence.text(1)} "
+            f"of {result.horizon} tokens"
+        )
+    if result.prompt_baseline is not None:
+        b = result.prompt_baseline
+        lines.append(
+            f"prompted: concept {b.concept.text()}; KL {b.kl.text(2)}; first divergence "
+            f"{b.first_divergence.text(1)} of {result.horizon} tokens"
+        )
+    if vector.separability is not None:
+        lines.append(
+            f"layer {vector.layer}: held-out separability {vector.separability.text(2)} "
+            "(mean over splits, 2.5-97.5th percentiles)"
+        )
+    return lines
 
 
 def _scales(text: str) -> list[float]:

@@ -67,24 +67,27 @@ def check_steering_dir(path: str | os.PathLike[str]) -> None:
 
 
 def steering_sections(result: SteeringEval, figs: style.Figures) -> list[Section]:
-    rows: list[list[object]] = [
-        ["condition", "concept", "KL", "log-prob/token", "repeats", "diverged"]
-    ]
+    header = ["condition", "concept", "against the controls", "KL", "log-prob/token"]
+    rows: list[list[object]] = [[*header, "repeats", "first divergence"]]
     pairs_of = list(zip(result.scales, result.steered, result.controls, strict=True))
-    conditions = [("unsteered", result.unsteered)]
-    conditions += [(f"steered, scale {s:g}", m) for s, m, _ in pairs_of]
-    conditions += [(f"random directions, scale {s:g}", c) for s, _, c in pairs_of if c.samples]
+    conditions: list[tuple[str, Measures, str]] = [("unsteered", result.unsteered, "")]
+    conditions += [
+        (f"steered, scale {s:g}", m, verdict)
+        for (s, m, _), verdict in zip(pairs_of, result.verdicts, strict=True)
+    ]
+    conditions += [(f"random directions, scale {s:g}", c, "") for s, _, c in pairs_of if c.samples]
     if result.prompt_baseline is not None:
-        conditions.append((f"prompted: {result.instruction}", result.prompt_baseline))
-    for name, m in conditions:
+        conditions.append((f"prompted: {result.instruction}", result.prompt_baseline, ""))
+    for name, m, verdict in conditions:
         rows.append(
             [
                 name,
                 m.concept.text(),
+                verdict,
                 m.kl.text(2),
                 m.logprob_per_token.text(2),
                 m.repetition.text(2),
-                m.divergence_rate.text(2),
+                m.first_divergence.text(1),
             ]
         )
     unit = "the vector" if result.unit == "vector" else "the stream's typical norm"
@@ -94,10 +97,15 @@ def steering_sections(result: SteeringEval, figs: style.Figures) -> list[Section
             [
                 f"Concept: {result.concept}. Damage: KL from the unsteered model per step along "
                 "each text, its log-probability per token under the unsteered model, and the "
-                "rate of repeated 3-grams. Each value has its bootstrap 95% interval over "
+                "rate of repeated 3-grams. First divergence: the mean token index at which a "
+                "text parts from the unsteered text of its seed (one that never does counts "
+                f"as {result.horizon}). Each value has its bootstrap 95% interval over "
                 f"{result.samples} seeds a prompt ({len(result.prompts)} prompt(s), "
                 f"{result.horizon} new tokens). Scale: in units of {unit}; op {result.op} at "
-                f"{result.positions} positions of L{result.layer}.resid_pre.",
+                f"{result.positions} positions of L{result.layer}.resid_pre. Against the "
+                "controls: whether the steered concept interval lies above every random "
+                "direction's at that scale; where every control's interval has zero width "
+                "(controls degenerate, e.g. 0 [0, 0]), no claim is made.",
                 *result.warnings,
             ],
             rows,
@@ -110,7 +118,9 @@ def steering_sections(result: SteeringEval, figs: style.Figures) -> list[Section
                 "Separability by layer",
                 [
                     "Held-out balanced accuracy of projecting each prompt onto the layer's vector "
-                    "(fitted on half of each set, tested on the other half); 0.5 is chance."
+                    "(fitted on half of each set, tested on the other half): the mean over "
+                    "random splits, the bars from the 2.5th to the 97.5th percentile of the "
+                    "splits' accuracies; 0.5 is chance."
                 ],
                 None,
                 ["separability.png"],
@@ -207,11 +217,12 @@ def _points(estimates: list[Estimate]) -> np.ndarray:
 
 
 @styled
-def separability_figure(scores: list[float], chosen: int) -> Figure:
+def separability_figure(scores: list[Estimate], chosen: int) -> Figure:
     fig = Figure(figsize=(max(COLUMN, 0.16 * len(scores) + 1), 2.2), layout="constrained")
     ax = fig.add_subplot()
     colors = ["tab:red" if i == chosen else "tab:grey" for i in range(len(scores))]
-    ax.bar(range(len(scores)), scores, color=colors)
+    x = _points(scores)
+    ax.bar(range(len(scores)), x[0], yerr=x[1:], color=colors, capsize=1.5, linewidth=0.6)
     ax.axhline(0.5, color="black", linewidth=0.8, linestyle="--")
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("layer (red: the one steered)")

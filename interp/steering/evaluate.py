@@ -23,6 +23,7 @@ from interp.errors import InvalidSettingError
 from interp.interventions.conditions import Condition, ConditionRuns, run_conditions
 from interp.interventions.metrics import kl_divergence
 from interp.models.model import Model
+from interp.stats import Estimate
 from interp.steering import measures
 from interp.steering.measures import ConceptFn, ConceptWords
 from interp.steering.result import Measures, Scored, SteeringEval
@@ -49,6 +50,7 @@ def steer_eval(
     controls: int = 4,
     max_new_tokens: int = 40,
     concept_words: Sequence[str] = (),
+    concept_patterns: Sequence[str] = (),
     concept: Concept = "words",
     prompt_baseline: str | None = None,
     op: SteerOp = "add",
@@ -59,14 +61,16 @@ def steer_eval(
     top_p: float | None = None,
     seed: int = 0,
     batch_size: int | None = None,
-    separability_by_layer: list[float] | None = None,
+    separability_by_layer: Sequence[Estimate] | None = None,
     progress: bool = False,
 ) -> SteeringEval:
     """Sample `samples` pairs per prompt at each scale (see the module) and measure the
-    concept (`concept`: "words", the rate of `concept_words` in the text; "mass", the
-    log-probability on them per step; or a callable of the text) and the damage (KL from the
-    unsteered model along the text, the text's log-prob per token under it, repeated 3-grams),
-    each with a bootstrap 95% interval. Controls: `controls` random directions (seeded by
+    concept (`concept`: "words", the rate of words in the text that are forms of
+    `concept_words` (any case, plurals, possessives) or match a `concept_patterns` regular
+    expression; "mass", the log-probability on the words per step; or a callable of the text),
+    the damage (KL from the unsteered model along the text, the text's log-prob per token
+    under it, repeated 3-grams) and where each text first parts from its unsteered twin, each
+    with a bootstrap 95% interval. Controls: `controls` random directions (seeded by
     `seed`) of the vector's norm, scaled alike. `prompt_baseline`: an instruction prepended
     to each prompt, unsteered, sampled with the same seeds. Returns a `SteeringEval`."""
     vector.check(model)
@@ -75,7 +79,10 @@ def steer_eval(
     check_counts(samples, controls)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
         raise InvalidSettingError(f"max_new_tokens must be an integer, got {max_new_tokens!r}")
-    words = measures.concept_words(model, concept_words) if concept_words else None
+    words = None
+    if concept_words or concept_patterns:
+        words = measures.concept_words(model, concept_words, concept_patterns)
+    by_layer = _by_layer(separability_by_layer)
     concept_fn, concept_name = _concept(concept, words)
     instruction = None
     if prompt_baseline is not None:
@@ -161,6 +168,7 @@ def steer_eval(
         horizon,
         concept_name,
         list(words.words) if words else [],
+        list(words.patterns) if words else [],
         list(words.warnings) if words else [],
         of("unsteered", [0]),
         steered,
@@ -168,7 +176,7 @@ def steer_eval(
         control_each,
         instruction,
         prompted,
-        separability_by_layer,
+        by_layer,
         settings={
             "temperature": temperature,
             "top_k": top_k,
@@ -241,7 +249,7 @@ def _concept(concept: Any, words: ConceptWords | None) -> tuple[Any, str]:
             raise InvalidSettingError(f"the concept measure {concept!r} needs concept words")
         if concept == "words":
             return (lambda text, mass: words.rate(text)), "concept-word rate"
-        if not words.token_ids:
+        if not words.token_ids:  # no words, or none one token
             raise InvalidSettingError("no concept word is one token: the mass has no tokens")
         return (lambda text, mass: mass), "log-probability mass on the concept words per step"
     if callable(concept):
@@ -278,3 +286,17 @@ def _scales(value: Sequence[float]) -> list[float]:
     if len(set(out)) != len(out):
         raise InvalidSettingError("scales are listed twice")
     return out
+
+
+def _by_layer(value: Sequence[Estimate] | None) -> list[Estimate] | None:
+    """Each layer's separability as the vectors give it (`SteeringVectors.separability`)."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise InvalidSettingError("separability_by_layer is a list, one Estimate a layer")
+    if not all(isinstance(e, Estimate) for e in value):
+        raise InvalidSettingError(
+            "separability_by_layer holds the vectors' separability (each an Estimate: "
+            "SteeringVectors.separability)"
+        )
+    return list(value)

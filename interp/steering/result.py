@@ -1,17 +1,19 @@
 """What a steering evaluation found: each condition's measures with bootstrap 95% intervals
 (unsteered, each scale steered, each scale's random-direction controls, the prompting
-baseline), which scale first clears the controls, where prompting does better, and a few pairs
-to read. Results only: `interp.report.steering` draws them."""
+baseline), at each scale whether the steered interval clears the controls' (or the controls
+are degenerate, and no claim is made), where prompting does better, and a few pairs to read.
+Results only: `interp.report.steering` draws them."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from interp.stats import Estimate, bootstrap
 
-MEASURES = ("concept", "concept_mass", "kl", "logprob_per_token", "repetition", "divergence_rate")
+MEASURES = ("concept", "concept_mass", "kl", "logprob_per_token", "repetition", "first_divergence")
+Verdict = Literal["clears", "does not clear", "controls degenerate", "no controls"]
 
 
 @dataclass
@@ -38,7 +40,9 @@ class Scored:
 
 @dataclass
 class Measures:
-    """A condition's measures over its samples, each a value with its 95% interval."""
+    """A condition's measures over its samples, each a value with its 95% interval.
+    `first_divergence`: the mean token index at which a text first parts from the unsteered
+    text of its seed, censored at the horizon (a text that never parts counts as `horizon`)."""
 
     label: str
     samples: list[Scored]
@@ -47,7 +51,7 @@ class Measures:
     kl: Estimate
     logprob_per_token: Estimate
     repetition: Estimate
-    divergence_rate: Estimate
+    first_divergence: Estimate
 
     @classmethod
     def of(cls, label: str, samples: list[Scored], horizon: int, seed: int = 0) -> Measures:
@@ -55,7 +59,7 @@ class Measures:
             return bootstrap([v for v in values if math.isfinite(v)], seed=seed)
 
         parted = [
-            1.0 if s.first_divergence is not None and s.first_divergence < horizon else 0.0
+            float(horizon if s.first_divergence is None else min(s.first_divergence, horizon))
             for s in samples
         ]
 
@@ -92,6 +96,7 @@ class SteeringEval:
     horizon: int
     concept: str  # what the concept measure is
     concept_words: list[str]
+    concept_patterns: list[str]
     warnings: list[str]
     unsteered: Measures
     steered: list[Measures]  # one per scale
@@ -99,21 +104,35 @@ class SteeringEval:
     control_each: list[list[Measures]]  # [scale][direction]
     instruction: str | None
     prompt_baseline: Measures | None
-    separability_by_layer: list[float] | None = None
+    separability_by_layer: list[Estimate] | None = None  # mean and 2.5-97.5% over splits
     pairs_kept: int = 3
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def verdicts(self) -> list[Verdict]:
+        """Per scale, the steered concept interval against the control directions' at that
+        scale: "clears" (its low end above every control's high end), "does not clear",
+        "controls degenerate" (every control's interval has zero width or is undefined, as
+        0 [0, 0] when no control text has a concept word: clearing it would only mean "above
+        that constant", so no claim is made) or "no controls"."""
+        out: list[Verdict] = []
+        for steered, each in zip(self.steered, self.control_each, strict=True):
+            if not each:
+                out.append("no controls")
+            elif all(degenerate(c.concept) for c in each):
+                out.append("controls degenerate")
+            elif steered.concept.lo > max(c.concept.hi for c in each):
+                out.append("clears")
+            else:
+                out.append("does not clear")
+        return out
+
+    @property
     def smallest_clear_scale(self) -> float | None:
-        """The smallest scale whose concept interval lies above every control direction's
-        interval at that scale (None without controls, or where none does)."""
-        for scale, steered, each in sorted(
-            zip(self.scales, self.steered, self.control_each, strict=True), key=lambda t: t[0]
-        ):
-            highs = [c.concept.hi for c in each]
-            if highs and all(math.isfinite(h) for h in highs) and steered.concept.lo > max(highs):
-                return scale
-        return None
+        """The smallest scale whose verdict is "clears" (None where none is: without
+        controls, or where every control's interval is degenerate)."""
+        clear = [s for s, v in zip(self.scales, self.verdicts, strict=True) if v == "clears"]
+        return min(clear) if clear else None
 
     @property
     def prompting_better_at(self) -> list[float]:
@@ -160,14 +179,29 @@ class SteeringEval:
             f"{self.steered[top].concept.text()} (KL {self.steered[top].kl.text(2)})."
         )
         clear = self.smallest_clear_scale
+        verdicts = self.verdicts
+        flat = [s for s, v in zip(self.scales, verdicts, strict=True) if v == "controls degenerate"]
         if not any(self.control_each):
             text += " No random-direction controls were run."
-        elif clear is None:
-            text += " At no scale does its interval clear every random direction's."
-        else:
+        elif len(flat) == len(self.scales):
             text += (
-                f" The smallest scale whose interval clears every random direction's is {clear:g}."
+                " Every random direction's concept interval has zero width at every scale (the "
+                "measure is constant along them), so clearing them would only mean exceeding "
+                "that constant: no claim is made about the controls."
             )
+        else:
+            if clear is None:
+                text += " At no scale does its interval clear every random direction's."
+            else:
+                text += (
+                    f" The smallest scale whose interval clears every random direction's is "
+                    f"{clear:g}."
+                )
+            if flat:
+                text += (
+                    f" At scale(s) {', '.join(f'{s:g}' for s in flat)} every random "
+                    "direction's interval has zero width: no claim is made there."
+                )
         b = self.prompt_baseline
         if b is not None:
             text += (
@@ -197,11 +231,13 @@ class SteeringEval:
             "max_new_tokens": self.horizon,
             "concept": self.concept,
             "concept_words": self.concept_words,
+            "concept_patterns": self.concept_patterns,
             "warnings": self.warnings,
             "vector": self.vector,
             "unsteered": self.unsteered.json(),
             "steered": [
-                {"scale": s, **m.json()} for s, m in zip(self.scales, self.steered, strict=True)
+                {"scale": s, "verdict": v, **m.json()}
+                for s, v, m in zip(self.scales, self.verdicts, self.steered, strict=True)
             ],
             "controls": [
                 {"scale": s, "directions": len(each), **m.json()}
@@ -212,8 +248,17 @@ class SteeringEval:
             else {"instruction": self.instruction, **self.prompt_baseline.json()},
             "smallest_clear_scale": self.smallest_clear_scale,
             "prompting_better_at": self.prompting_better_at,
-            "separability_by_layer": self.separability_by_layer,
+            "separability_by_layer": None
+            if self.separability_by_layer is None
+            else [e.json() for e in self.separability_by_layer],
             "pairs": self.pairs(),
             "summary": self.sentence(),
             "settings": self.settings,
         }
+
+
+def degenerate(estimate: Estimate) -> bool:
+    """An interval of zero width, or undefined: it cannot tell a value apart from anything."""
+    return not (math.isfinite(estimate.lo) and math.isfinite(estimate.hi)) or (
+        estimate.hi <= estimate.lo
+    )

@@ -22,6 +22,7 @@ from interp.files import atomic
 from interp.models import site as site_values
 from interp.models.model import Model
 from interp.models.site import Site
+from interp.stats import Estimate
 
 Where = Literal["all", "prompt", "generated"]
 Unit = Literal["vector", "resid"]
@@ -38,14 +39,16 @@ class SteeringVector:
     """A steering direction `vector` `[d_model]` at `blocks.{layer}.hook_resid_pre` of model
     `model_name`. `resid_norm`: the median norm of the stream there over the sets' prompt
     tokens (the first token left out), the unit of `unit="resid"` scales; `separability`:
-    held-out accuracy of the projection onto the direction (None for a given vector)."""
+    held-out accuracy of the projection onto the direction, its mean over random splits and
+    the 2.5th and 97.5th percentiles of the splits' (None for a given vector; the interval
+    NaN in a file written before splits were many)."""
 
     vector: Tensor
     layer: int
     model_name: str
     method: str  # "diffmean", "caa" or "given"
     position: str = "last"  # where in each prompt the stream was read: "last" or "mean"
-    separability: float | None = None
+    separability: Estimate | None = None
     resid_norm: float | None = None
     sets: dict[str, Any] = field(default_factory=dict)  # {"positive": {"sha256", "size"}, ...}
     provenance: dict[str, str] = field(default_factory=dict)
@@ -58,13 +61,21 @@ class SteeringVector:
             raise InvalidSettingError("a steering vector is one row of finite numbers")
         if not bool(v.any()):
             raise InvalidSettingError("the steering vector is zero: it has no direction to steer")
-        for name, value, ok, what in (
-            ("resid_norm", self.resid_norm, lambda x: 0 < x < math.inf, "a finite number above 0"),
-            ("separability", self.separability, lambda x: 0 <= x <= 1, "a fraction in [0, 1]"),
+        norm = self.resid_norm
+        real = not isinstance(norm, bool) and isinstance(norm, numbers.Real)
+        if norm is not None and not (real and 0 < norm < math.inf):
+            raise InvalidSettingError(
+                f"resid_norm must be a finite number above 0, got {norm!r:.40}"
+            )
+        s = self.separability
+        if s is not None and not (
+            isinstance(s, Estimate)
+            and 0 <= s.value <= 1
+            and ((math.isnan(s.lo) and math.isnan(s.hi)) or (0 <= s.lo <= s.hi <= 1))
         ):
-            number = not isinstance(value, bool) and isinstance(value, numbers.Real)
-            if value is not None and not (number and ok(value)):
-                raise InvalidSettingError(f"{name} must be {what}, got {value!r:.40}")
+            raise InvalidSettingError(
+                f"separability must be an Estimate of a fraction in [0, 1], got {s!r:.60}"
+            )
 
     @property
     def site(self) -> Site:
@@ -162,7 +173,7 @@ class SteeringVector:
             "method": self.method,
             "position": self.position,
             "norm": round(self.norm, 6),
-            "separability": self.separability,
+            "separability": None if self.separability is None else self.separability.json(),
             "resid_norm": self.resid_norm,
             "sets": self.sets,
             "provenance": self.provenance,
@@ -216,7 +227,7 @@ def _from_record(vector: Tensor, text: str, file: Path) -> SteeringVector:
             str(r["model_name"]),
             str(r["method"]),
             str(r.get("position", "last")),
-            r.get("separability"),
+            _separability(r.get("separability")),
             r.get("resid_norm"),
             dict(r.get("sets", {})),
             {str(k): str(v) for k, v in r.get("provenance", {}).items()},
@@ -226,6 +237,23 @@ def _from_record(vector: Tensor, text: str, file: Path) -> SteeringVector:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise TraceFormatError(f"{file}: its steering record is damaged ({exc})") from None
     return out
+
+
+def _separability(value: Any) -> Estimate | None:
+    """A record's separability: `{"value", "ci95"}`, or a bare number (one split, written
+    before the splits were many: its interval unknown)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        lo, hi = value["ci95"]
+        return Estimate(
+            float(value["value"]),
+            math.nan if lo is None else float(lo),
+            math.nan if hi is None else float(hi),
+        )
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidSettingError(f"separability must be a number, got {value!r:.40}")
+    return Estimate(float(value), math.nan, math.nan)
 
 
 def check_layer(model: Model, layer: Any) -> int:

@@ -2,7 +2,8 @@
 the sets (DiffMean), or the mean of per-pair differences over contrastive pairs (CAA; equal to
 DiffMean in value, paired in its held-out split), read at `blocks.L.hook_resid_pre` at each
 prompt's last token (or its mean over the prompt). Each layer's vector comes with the held-out
-accuracy of projecting onto it, so the user can choose a layer."""
+accuracy of projecting onto it (its mean over many random splits, with their spread), so the
+user can choose a layer."""
 
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ from interp.generation.generate import generate
 from interp.models import hooks as H
 from interp.models.model import Model
 from interp.models.provenance import provenance
+from interp.stats import Estimate
 from interp.steering.vector import SteeringVector, check_layer
 
 Method = Literal["diffmean", "caa"]
 ReadAt = Literal["last", "mean"]
 MAX_PROMPTS = 4096
+SPLITS = 200  # held-out splits a separability is averaged over
+MAX_SPLITS = 100_000
 
 
 @dataclass
@@ -36,8 +40,10 @@ class SteeringVectors:
     vectors: list[SteeringVector]
 
     @property
-    def separability(self) -> list[float]:
-        return [float(v.separability or 0.0) for v in self.vectors]
+    def separability(self) -> list[Estimate]:
+        """Each layer's held-out accuracy: the mean over splits, and the 2.5th and 97.5th
+        percentiles of the splits' accuracies."""
+        return [v.separability or Estimate(0.0, 0.0, 0.0) for v in self.vectors]
 
     def at(self, layer: int) -> SteeringVector:
         if not 0 <= layer < len(self.vectors):
@@ -46,7 +52,7 @@ class SteeringVectors:
 
     def best(self) -> SteeringVector:
         """The layer whose vector separates the held-out prompts best (the earliest of ties)."""
-        scores = self.separability
+        scores = [e.value for e in self.separability]
         return self.vectors[scores.index(max(scores))]
 
 
@@ -59,12 +65,13 @@ def steering_vector(
     position: ReadAt = "last",
     method: Method = "diffmean",
     seed: int = 0,
+    splits: int = SPLITS,
 ) -> SteeringVector | SteeringVectors:
     """The vector mean(positive) - mean(negative) of the residual stream entering block `layer`
     (every layer's, as `SteeringVectors`, with `layer=None`), read at each prompt's last token
     or averaged over its tokens (`position="mean"`, the first token left out). `method="caa"`
-    takes the sets as pairs (positive[i], negative[i]) and averages their differences. `seed`
-    draws the held-out split."""
+    takes the sets as pairs (positive[i], negative[i]) and averages their differences. Each vector's
+    separability is averaged over `splits` held-out splits drawn from `seed`."""
     if method not in ("diffmean", "caa"):
         raise InvalidSettingError(f"method must be 'diffmean' or 'caa', got {method!r}")
     if position not in ("last", "mean"):
@@ -75,6 +82,7 @@ def steering_vector(
             f"CAA takes contrastive pairs: {len(pos)} positive and {len(neg)} negative prompts "
             "are unbalanced"
         )
+    check_splits(splits)
     layers = list(range(model.n_layers)) if layer is None else [check_layer(model, layer)]
     acts_p, norms_p = residuals(model, pos, layers, position)  # [prompt, layer, d_model]
     acts_n, norms_n = residuals(model, neg, layers, position)
@@ -91,7 +99,7 @@ def steering_vector(
                 model.name,
                 method,
                 position,
-                separability(p, n, paired=method == "caa", seed=seed),
+                separability(p, n, paired=method == "caa", seed=seed, splits=splits),
                 round(float(norms[:, i].median()), 6),
                 {"positive": _digest(pos), "negative": _digest(neg)},
                 dict(made),
@@ -120,27 +128,56 @@ def residuals(
 
 
 def separability(
-    positive: Tensor, negative: Tensor, *, paired: bool = False, seed: int = 0
-) -> float:
-    """Held-out balanced accuracy of the DiffMean direction: fitted (the direction and the
-    midpoint threshold) on one half of each set, tested on the other half. `paired`: the
-    sets are pairs, split together. Needs two prompts a set."""
+    positive: Tensor, negative: Tensor, *, paired: bool = False, seed: int = 0, splits: int = SPLITS
+) -> Estimate:
+    """Held-out balanced accuracy of the DiffMean direction over `splits` random splits: in
+    each, the direction and the midpoint threshold are fitted on one half of each set and
+    tested on the other half. Returns the mean accuracy over the splits, with the 2.5th and
+    97.5th percentiles of the splits' accuracies (where one split's number falls; a single
+    split of a few prompts is a noisy read). `paired`: the sets are pairs, split together.
+    The splits' orders are drawn in turn from one generator seeded by `seed`. Needs two
+    prompts a set."""
     n_p, n_n = len(positive), len(negative)
     if min(n_p, n_n) < 2:
         raise InvalidSettingError(
             f"separability needs at least 2 prompts a set, got {n_p} positive and {n_n} negative"
         )
+    check_splits(splits)
     g = torch.Generator().manual_seed(seed)
-    order_p = torch.randperm(n_p, generator=g)
-    order_n = order_p if paired else torch.randperm(n_n, generator=g)
-    train_p, test_p = order_p[: n_p // 2], order_p[n_p // 2 :]
-    train_n, test_n = order_n[: n_n // 2], order_n[n_n // 2 :]
-    mean_p, mean_n = positive[train_p].mean(0), negative[train_n].mean(0)
+    orders_p, orders_n = [], []
+    for _ in range(splits):
+        orders_p.append(torch.randperm(n_p, generator=g))
+        orders_n.append(orders_p[-1] if paired else torch.randperm(n_n, generator=g))
+    x_p, x_n = positive.double(), negative.double()
+    train_p, test_p = _halves(torch.stack(orders_p), n_p)  # [split, prompt], 0 or 1 each
+    train_n, test_n = _halves(torch.stack(orders_n), n_n)
+    mean_p = train_p @ x_p / train_p.sum(-1, keepdim=True)  # [split, d_model]
+    mean_n = train_n @ x_n / train_n.sum(-1, keepdim=True)
     direction = mean_p - mean_n
-    threshold = float((mean_p + mean_n) @ direction) / 2
-    hit_p = (positive[test_p] @ direction > threshold).float().mean()
-    hit_n = (negative[test_n] @ direction <= threshold).float().mean()
-    return round(float(hit_p + hit_n) / 2, 6)
+    threshold = ((mean_p + mean_n) * direction).sum(-1) / 2  # [split]
+    hit_p = (x_p @ direction.T > threshold).double().T  # [split, prompt]
+    hit_n = (x_n @ direction.T <= threshold).double().T
+    rate_p = (hit_p * test_p).sum(-1) / test_p.sum(-1)
+    rate_n = (hit_n * test_n).sum(-1) / test_n.sum(-1)
+    accuracy = (rate_p + rate_n) / 2  # [split]
+    q = torch.tensor([0.025, 0.975], dtype=torch.float64)
+    lo, hi = torch.quantile(accuracy, q).tolist()
+    return Estimate(round(float(accuracy.mean()), 6), round(lo, 6), round(hi, 6))
+
+
+def _halves(orders: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """`[split, n]` masks of each split's first n // 2 prompts in its order (the half fitted
+    on) and of the rest (the half held out)."""
+    train = torch.zeros(orders.shape, dtype=torch.float64)
+    train.scatter_(1, orders[:, : n // 2], 1.0)
+    return train, 1.0 - train
+
+
+def check_splits(splits: object) -> int:
+    """A number of held-out splits: an integer in 1..MAX_SPLITS."""
+    if isinstance(splits, bool) or not isinstance(splits, int) or not 1 <= splits <= MAX_SPLITS:
+        raise InvalidSettingError(f"splits must be an integer in 1..{MAX_SPLITS}, got {splits!r}")
+    return splits
 
 
 def _prompts(value: Sequence[str], which: str) -> list[str]:

@@ -328,12 +328,12 @@ def test_steering_experiment(tmp_path, smollm):
     assert "layer 11: separability" in done.stderr and "file://" in done.stdout
     s = json.loads((out / "steering.json").read_text())
     assert s["layer"] == 11 and s["scales"] == [0.0, 0.3]
-    measures = {"concept", "kl", "logprob_per_token", "repetition", "divergence_rate"}
+    measures = {"concept", "kl", "logprob_per_token", "repetition", "first_divergence"}
     for entry in (*s["steered"], *s["controls"], s["prompt_baseline"]):
         assert measures <= set(entry), entry
         assert all(len(entry[m]["ci95"]) == 2 for m in measures)
     zero = s["steered"][0]
-    assert zero["kl"]["value"] == 0 and zero["divergence_rate"]["value"] == 0  # scale 0: identical
+    assert zero["kl"]["value"] == 0 and zero["first_divergence"]["value"] == 10  # never parts
     assert "smallest_clear_scale" in s and s["pairs"]
     assert len(s["separability_by_layer"]) == smollm.n_layers
     assert (out / "vector.safetensors").exists() and (out / "figures" / "curve.png").exists()
