@@ -1,4 +1,5 @@
-"""Statistics over paired samples: a value with its percentile-bootstrap 95% interval."""
+"""Statistics over rows: a value with its percentile-bootstrap 95% interval over paired
+samples, and means over rows with their standard errors."""
 
 from __future__ import annotations
 
@@ -61,3 +62,17 @@ def bootstrap(
 def median(x: Tensor) -> Tensor:
     """The median along the last axis (the mean of the two middle values for an even count)."""
     return x.quantile(0.5, dim=-1)
+
+
+def mean_and_se(values: Sequence[Tensor] | Tensor) -> tuple[Tensor, Tensor]:
+    """The mean over rows of equally shaped per-row values (a sequence, or a tensor's first
+    axis), and its standard error (the sample standard deviation over sqrt(rows); NaN for a
+    single row), computed in float64 and returned as float32."""
+    stacked = (
+        values.double() if isinstance(values, Tensor) else torch.stack([v.double() for v in values])
+    )
+    mean = stacked.mean(0)
+    if len(stacked) < 2:
+        return mean.float(), torch.full_like(mean, math.nan).float()
+    se = stacked.std(0, correction=1) / math.sqrt(len(stacked))
+    return mean.float(), se.float()

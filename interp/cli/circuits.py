@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from interp.cli.inputs import add_corruption_options, corruption, integer
+from interp.cli.corrupting import add_corruption_options, corruption
+from interp.cli.inputs import integer
 
 
 def add_circuit_parser(sub: Any) -> None:

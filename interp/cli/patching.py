@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from interp.cli.inputs import add_corruption_options, corruption, integer
+from interp.cli.corrupting import add_corruption_options, corruption
+from interp.cli.inputs import integer
 
 
 def add_patching_parsers(sub: Any) -> None:
@@ -101,6 +102,13 @@ def _patching_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--direction", choices=("denoise", "noise"), default="denoise")
     p.add_argument("--out", type=Path, default=None, metavar="DIR")
+    p.add_argument(
+        "--show",
+        choices=("effect", "patched"),
+        default="effect",
+        help="the report's heatmaps: each cell's mean effect (default) or the patched run's "
+        "metric itself (ROME's restored probability)",
+    )
     p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
 
 
@@ -185,7 +193,7 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
     from interp.files.atomic import exclusive
     from interp.interventions import metrics
     from interp.interventions.patching_result import Patching
-    from interp.report.build import build_report
+    from interp.report.patching import build_patching_report
     from interp.trace.traceset import TraceSet, load_recorded
 
     metric = metrics.parse(args.metric)
@@ -230,6 +238,7 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
         result.save(out)
     args.kept.append(f"the patching result in {out}")
     rows = f" (means over {result.rows} pairs)" if result.rows > 1 else ""
+    rows = rows if result.draws == 1 else f" (means over {result.rows} rows: {result.draws} draws)"
     into = f" into {result.receivers}" if result.receivers else ""
     how = " (triage: the largest estimates patched exactly)" if result.method == "triage" else ""
     print(
@@ -240,7 +249,7 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
         top = "  ".join(f"{label} {v:+.3f}" for label, v in r.top(5))
         print(f"  {site:12s} {top}")
     with exclusive(out):
-        page = build_report(out)
+        page = build_patching_report(out, show=args.show)
     print(f"written to {out}; report: {page.resolve().as_uri()}")
     return 0
 

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from interp.edits import feature_op, sources
 from interp.edits.resolving import Row, resolve_positions
-from interp.edits.value import NOISE_STDS, Context, Edit, Intervention
+from interp.edits.value import NOISE_STDS, Context, Edit, Intervention, unresolved
 from interp.errors import InvalidSettingError
 from interp.models import hooks as H
 from interp.models import site as site_values
@@ -84,6 +84,8 @@ def _hook(e: Edit, model: Any, rows: Sequence[Row | None]) -> Callable[..., Tens
     (a row's column c is its position c - pad)."""
     wanted = [None if r is None else torch.tensor(resolve(e, r), dtype=torch.long) for r in rows]
     pads = torch.tensor([0 if r is None else r.pad for r in rows])
+    if (why := unresolved(e)) is not None:  # draws and a "rome" scale are a set's
+        raise InvalidSettingError(why)
     scale = e.params.get("scale")
     if e.op == "noise" and scale is None:
         scale = NOISE_STDS * embedding_std(model)

@@ -44,7 +44,7 @@ _PARAMS: dict[str, tuple[set[str], set[str]]] = {  # op: (required, optional) pa
     "add": ({"vector"}, {"scale"}),
     "project": ({"direction"}, set()),
     "set": ({"direction", "value"}, set()),
-    "noise": (set(), {"scale", "seed"}),
+    "noise": (set(), {"scale", "seed", "draws"}),
     "feature": ({"dictionary", "features"}, {"value"}),
     **{op: ({"values"}, {"origin"}) for op in sources.REPLACING},
 }
@@ -93,7 +93,8 @@ class Edit:
         where = str(self.site) + (f"[heads {list(self.heads)}]" if self.heads and not own else "")
         where += f"[neurons {list(self.neurons)}]" if self.neurons else ""
         at = "" if self.positions is None else f" at {positions_label(self.positions)}"
-        return f"{what} {where}{at}"
+        draws = self.params.get("draws", 1) if self.op == "noise" else 1
+        return f"{what} {where}{at}" + (f", {draws} draws" if draws > 1 else "")
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,7 +179,10 @@ def edit(
     spelling (`L5H1`, `L5.resid_pre`, a hook name); `op` one of `OPS` or a
     callable `(value, Context) -> value`, with its parameters (`add`: vector=, scale=;
     `project`: direction=; `set`: direction=, value=; `scale`: factor=; `noise`: scale=, seed=,
-    the scale three times the standard deviation of the embeddings by default; `mean`:
+    draws= (`interp.edits.noise`: each run it corrupts becomes `draws` rows, seeds seed,
+    seed+1, ...), the scale 3 x the standard deviation of the entries of the whole token
+    embedding matrix by default, or "rome" (at `embed`: 3 x the standard deviation of the
+    embeddings of the tokens it corrupts over the whole set, ROME's recipe); `mean`:
     reference= runs or values=; `patch`: source= a run or values=; `resample`: values=;
     `feature`: dictionary=, features=, value= (0 ablates), the reconstruction error kept)."""
     where = site_values.parse(site)
@@ -209,6 +213,15 @@ def edit(
         params = {k: _param(op, k, v) for k, v in params.items()}
         if op == "feature":
             feature_op.check(hook, params)
+        if op == "noise" and params.get("seed", 0) + params.get("draws", 1) > inputs.MAX_SEED + 1:
+            raise InvalidSettingError(
+                "a noise edit's last seed, seed + draws - 1, is past 2**64 - 1"
+            )
+        if op == "noise" and params.get("scale") == "rome" and where.kind != "embed":
+            raise InvalidSettingError(
+                f'scale="rome" is ROME\'s embedding noise (3 x the standard deviation of the '
+                f"corrupted tokens' embeddings): it goes with the embed site, not {where}"
+            )
     elif callable(op):
         if params:
             raise InvalidSettingError("a callable edit takes no parameters")
@@ -248,8 +261,16 @@ def _param(op: str, key: str, value: Any) -> Any:
         return tensor.detach().cpu()
     if key == "seed" and value is not None:  # any seed a generation takes
         return inputs.seed(value)
-    if value is None and op == "noise" and key == "scale":
-        return None
+    if key == "draws":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise InvalidSettingError(
+                f"draws= must be a whole number of at least 1, got {value!r:.40}"
+            )
+        return int(value)
+    if op == "noise" and key == "scale" and (value is None or isinstance(value, str)):
+        if value not in (None, "rome"):
+            raise InvalidSettingError(f'scale= is a number or "rome", got {value!r:.40}')
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise InvalidSettingError(f"{key}= must be a finite number, got {value!r:.40}")
     return float(value)
@@ -289,3 +310,15 @@ def _edit_json(e: Edit) -> dict[str, Any]:
     if params:
         out["params"] = params
     return out
+
+
+def unresolved(e: Edit) -> str | None:
+    """Why a noise edit cannot run as it stands (its draws and a "rome" scale are resolved
+    over the set of runs it corrupts first: `interp.edits.noise`), or None."""
+    if e.op != "noise" or (e.params.get("draws", 1) == 1 and e.params.get("scale") != "rome"):
+        return None
+    return (
+        f"{e.label}: its draws and a 'rome' scale are resolved over the whole set of runs it "
+        "corrupts: give it to interp.patch as the corrupted side, or record the runs under it "
+        "with interp.record_under"
+    )

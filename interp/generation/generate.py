@@ -12,6 +12,7 @@ from typing import Any, Literal, TypedDict, overload
 from typing_extensions import Unpack  # typing's from Python 3.11; requires-python is 3.10
 
 from interp import inputs
+from interp.edits import noise
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.generation import arguments
@@ -238,22 +239,43 @@ def record_under(
 ) -> Trace | TraceSet:
     """Each run's own tokens (its prompt, its continuation forced) recorded again under
     `intervention`, with the same hooks: the corrupted side of a patching, for example. A
-    run recorded under an intervention runs under it first, then under `intervention`.
-    Returns a `Trace` for a trace, a `TraceSet` for a set."""
+    run recorded under an intervention runs under it first, then under `intervention`. A noise
+    edit's `draws=K` makes each run K rows in turn (seeds seed, seed+1, ...), and its
+    `scale="rome"` is computed over all of `runs` (`interp.edits.noise`); each row records the
+    edit it ran under. Returns a `Trace` for a trace (a `TraceSet` of its draws where K > 1), a
+    `TraceSet` for a set."""
     rows = [runs] if isinstance(runs, Trace) else list(runs)
-    out = []
     for row in rows:
         row.bind(model)
         row.require_plain("recording it again", replayed=True)
-        under = intervention if row.intervention is None else row.intervention + intervention
-        again = generate(
-            model,
-            row.token_ids[: row.prompt_len].tolist(),
-            continuation=row.continuation_ids,
-            hooks=row.hook_names,
-            intervention=under,
-            meta=row.meta,
-        )
-        again.prompt, again.meta, again.origin = row.prompt, dict(row.meta), row.origin
-        out.append(again)
-    return out[0] if isinstance(runs, Trace) else TraceSet(out)
+    k = noise.draws(intervention)
+    scales = noise.rome_scales(model, intervention, rows)
+    out = []
+    for row in rows:
+        for d in range(k):
+            one = noise.draw(intervention, d, scales)
+            under = one if row.intervention is None else row.intervention + one
+            again = generate(
+                model,
+                row.token_ids[: row.prompt_len].tolist(),
+                continuation=row.continuation_ids,
+                hooks=row.hook_names,
+                intervention=under,
+                meta=row.meta,
+            )
+            again.prompt, again.meta, again.origin = row.prompt, dict(row.meta), row.origin
+            out.append(again)
+    return out[0] if isinstance(runs, Trace) and k == 1 else TraceSet(out)
+
+
+def record_pairs(
+    model: Model, clean: Trace | TraceSet, intervention: Intervention
+) -> tuple[Trace | TraceSet, Trace | TraceSet]:
+    """The clean runs and the corrupted ones `record_under` `intervention` gives, paired row by
+    row: each clean run repeated once for each of its corrupted run's draws."""
+    corrupted = record_under(model, clean, intervention)
+    k = noise.draws(intervention)
+    if k == 1:
+        return clean, corrupted
+    rows = [clean] if isinstance(clean, Trace) else list(clean)
+    return TraceSet([row for row in rows for _ in range(k)]), corrupted

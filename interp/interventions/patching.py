@@ -23,10 +23,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from interp.edits import noise
 from interp.edits.positions import Position, Positions
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.generation.generate import record_under
+from interp.generation.generate import record_pairs
 from interp.interventions import candidates
 from interp.interventions.ablation import replacing
 from interp.interventions.attribution_patching import patch_estimates
@@ -44,6 +45,7 @@ from interp.interventions.patching_site import (
 from interp.interventions.runner import Candidate, run_jobs
 from interp.interventions.sites import Site, Target, activation
 from interp.models.model import Model
+from interp.stats import mean_and_se
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
@@ -77,13 +79,15 @@ class Runs:
         return self.corrupt_m if self.direction == "denoise" else self.clean_m
 
     def result(self, site: ResultSite, scores: Tensor, **extra: Any) -> PatchingResult:
-        """The effects of patched runs' metrics `scores` `[row, ...]`: means over rows, their
-        standard errors, normalised by the mean difference between the runs."""
+        """The effects of patched runs' metrics `scores` `[row, ...]` (kept, as are each row's
+        clean and corrupted metrics): means over rows and their standard errors, of the effects
+        and of the patched metrics; the effects normalised by the mean difference between the
+        runs."""
         rows = scores - self.base.view(-1, *([1] * (scores.dim() - 1)))
         clean, corrupt = float(self.clean_m.mean()), float(self.corrupt_m.mean())
         span = clean - corrupt if self.direction == "denoise" else corrupt - clean
-        effect = rows.mean(0)
-        stderr = rows.std(0) / math.sqrt(len(rows)) if len(rows) > 1 else None
+        (effect, stderr), (patched, patched_se) = mean_and_se(rows), mean_and_se(scores)
+        one = len(rows) == 1
         normalized = effect / span if span != 0 else torch.full_like(effect, math.nan)
         return PatchingResult(
             site,
@@ -91,11 +95,16 @@ class Runs:
             self.metric.label,
             effect,
             normalized,
-            stderr,
+            None if one else stderr,
             rows,
             clean,
             corrupt,
             **extra,
+            patched=patched,
+            patched_stderr=None if one else patched_se,
+            patched_per_row=scores,
+            clean_per_row=self.clean_m,
+            corrupted_per_row=self.corrupt_m,
         )
 
     def patching(
@@ -186,8 +195,9 @@ def patch(
     groups patched at once, resolved per row (`[interp.span("Eiffel Tower"), "last_prompt"]`:
     rows of different lengths line up by role).
     `corrupted` may be an `interp.Intervention`: the clean runs recorded under it
-    (`record_under`). Returns a `Patching`: `result[site]` holds each candidate's effect
-    (`[layer, head]`, `[layer, head, pos]` or `[layer, pos]`), normalised and per row."""
+    (`record_pairs`: a noise edit's draws=K makes each clean run K rows, its seeds in turn).
+    Returns a `Patching`: `result[site]` holds each candidate's effect (`[layer, head]`,
+    `[layer, head, pos]` or `[layer, pos]`), normalised, per row, and its patched metric."""
     for site in sites:
         if site not in PATCH_SITES:
             raise InvalidSettingError(
@@ -199,8 +209,10 @@ def patch(
         raise InvalidSettingError(f"verify must be at least 1, got {verify}")
     check_window(window, sites, method)
     chosen = candidates.check_positions(positions)
-    if isinstance(corrupted, Intervention):  # the clean runs under it
-        corrupted = record_under(model, clean, corrupted)
+    draws = 1
+    if isinstance(corrupted, Intervention):  # the clean runs under it, each draw a row
+        draws = noise.draws(corrupted)
+        clean, corrupted = record_pairs(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, direction)
     per_position = any(site != "heads" for site in sites)
     cols = candidates.columns(runs.targets, chosen) if per_position else None
@@ -209,7 +221,7 @@ def patch(
             site: runs.result(site, _site_effects(model, site, runs, window=window, cols=cols))
             for site in sites
         }
-        return runs.patching(results, chosen, window=window)
+        return runs.patching(results, chosen, window=window, draws=draws)
     at = sorted({_layer_site(site) for site in sites})
     estimates = patch_estimates(model, runs.targets, runs.sources, runs.cleans, runs.metric, at)
     results = {}
@@ -223,7 +235,7 @@ def patch(
         results[site] = runs.result(
             site, scores, estimate=estimate, verified=verified.view(estimate.shape)
         )
-    return runs.patching(results, chosen, method="triage")
+    return runs.patching(results, chosen, method="triage", draws=draws)
 
 
 def _site_estimate(

@@ -1,6 +1,7 @@
 """Every site patched between the same runs (`Patching`) and its on-disk form: a directory with
-patch.safetensors (`<site>.effect`, `.effect_normalized`, `.stderr`, `.per_row`) and
-summary.json's `patching`."""
+patch.safetensors (`<site>.effect`, `.effect_normalized`, `.stderr`, `.per_row`, `.patched`,
+`.patched_stderr`, `.patched_per_row`; `clean.per_row` and `corrupted.per_row`, each row's
+metric of each run) and summary.json's `patching`."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ class Patching:
     positions patched at once ("groups", each labelled by its spelling). `under` says what
     each side's runs were recorded under ({"corrupted": "noise embed ..."}), and
     `held_callable` that one of those was a callable edit: it ran in this process, and what is
-    saved cannot replay it."""
+    saved cannot replay it. `draws` is the noise draws each clean run was corrupted by (its
+    rows in turn: `rows` is prompts x draws)."""
 
     results: dict[ResultSite, PatchingResult]
     direction: Direction
@@ -56,6 +58,7 @@ class Patching:
     positions: str = "all"  # the per-position sites' columns: "prompt", "all" or "groups"
     under: dict[str, str] = field(default_factory=dict)  # side -> its runs' interventions
     held_callable: bool = False
+    draws: int = 1
 
     def __getitem__(self, site: ResultSite) -> PatchingResult:
         return self.results[site]
@@ -80,6 +83,8 @@ class Patching:
             out["under"] = dict(self.under)
         if self.held_callable:
             out["held_callable"] = True
+        if self.draws != 1:
+            out["draws"] = self.draws
         for site, result in self.results.items():
             out[site] = {"top": [[str(cell), round(v, 6)] for cell, v in result.top(k)]}
         return out
@@ -89,10 +94,16 @@ class Patching:
         for site, r in self.results.items():
             out |= {f"{site}.effect": r.effect, f"{site}.effect_normalized": r.effect_normalized}
             out[f"{site}.per_row"] = r.per_row
-            for name in ("stderr", "estimate", "verified"):
+            for name in ("stderr", "estimate", "verified", "patched", "patched_stderr"):
                 value = getattr(r, name)
                 if value is not None:
                     out[f"{site}.{name}"] = value
+            if r.patched_per_row is not None:
+                out[f"{site}.patched_per_row"] = r.patched_per_row
+            for side in ("clean", "corrupted"):
+                value = getattr(r, f"{side}_per_row")
+                if value is not None:
+                    out[f"{side}.per_row"] = value
         return out
 
     @staticmethod
@@ -198,6 +209,9 @@ class Patching:
         held = summary.get("held_callable", False)
         if not isinstance(held, bool):
             raise TraceFormatError(f"{where}: held_callable is not true or false")
+        draws = schema.field(summary, "draws", int, where) if "draws" in summary else 1
+        if draws < 1 or rows % draws:
+            raise TraceFormatError(f"{where}: draws {draws} does not divide the {rows} rows")
         tensors = store.load_tensors(path / PATCH_FILE, "patching results")
         sizes: dict[str, int | None] = {"layer": None, "head": None, "pos": None}
         if tokens is not None:
@@ -232,6 +246,7 @@ class Patching:
             positions,
             under,
             held,
+            draws,
         )
 
 

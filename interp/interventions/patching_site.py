@@ -5,7 +5,7 @@ stored tensors."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple, cast
 
@@ -63,7 +63,11 @@ class PatchingResult:
     """One site's patching effects: `[layer, head]` (heads; path: the sender heads),
     `[layer, head, pos]` (heads-by-pos) or `[layer, pos]` (resid, attn-out, mlp-out);
     `per_row` rows first. `effect` is exact where `verified` (None: everywhere); elsewhere
-    (a triage) it is NaN, and `estimate` holds the attribution-patching estimate."""
+    (a triage) it is NaN, and `estimate` holds the attribution-patching estimate. `patched`
+    is the patched runs' metric itself (effect + the metric of the run patched into: ROME's
+    restored probability), with its standard error; `patched_per_row`, `clean_per_row` and
+    `corrupted_per_row` each row's values (None where read from a file written before them).
+    Means and standard errors are over rows (prompts x noise draws)."""
 
     site: ResultSite
     direction: Direction
@@ -76,6 +80,11 @@ class PatchingResult:
     corrupted_metric: float
     estimate: Tensor | None = None  # attribution patching: an estimate, never an effect
     verified: Tensor | None = None  # bool, where `effect` was computed exactly
+    patched: Tensor = field(kw_only=True)  # m(patched), means over rows
+    patched_stderr: Tensor | None = field(default=None, kw_only=True)
+    patched_per_row: Tensor | None = field(default=None, kw_only=True)  # [row, ...]
+    clean_per_row: Tensor | None = field(default=None, kw_only=True)  # [row]
+    corrupted_per_row: Tensor | None = field(default=None, kw_only=True)  # [row]
 
     def cell(self, index: Sequence[int]) -> Cell:
         """The candidate at an index into `effect`: a `Head` (heads, path), a `HeadPosition`
@@ -155,10 +164,22 @@ def stored_site(
     normalized = get("effect_normalized", "float", shape)
     per_row = get("per_row", "float", [rows, *shape])
     kinds: dict[str, schema.Kind] = {"stderr": "float", "estimate": "float", "verified": "bool"}
+    kinds |= {"patched": "float", "patched_stderr": "float"}
     optional = {
         name: get(name, kind, shape) if f"{site}.{name}" in tensors else None
         for name, kind in kinds.items()
     }
+    name = f"{site}.patched_per_row"
+    patched_rows = get("patched_per_row", "float", [rows, *shape]) if name in tensors else None
+    sides = {  # each row's metric of each run, shared by the sites
+        side: schema.tensor(tensors, f"{side}.per_row", where, "float", [rows])
+        if f"{side}.per_row" in tensors
+        else None
+        for side in ("clean", "corrupted")
+    }
+    patched = optional["patched"]
+    if patched is None:  # a file from before the patched values were kept
+        patched = effect + (corrupted if direction == "denoise" else clean)
     return PatchingResult(
         site,
         direction,
@@ -171,4 +192,9 @@ def stored_site(
         corrupted,
         optional["estimate"],
         optional["verified"],
+        patched=patched,
+        patched_stderr=optional["patched_stderr"],
+        patched_per_row=patched_rows,
+        clean_per_row=sides["clean"],
+        corrupted_per_row=sides["corrupted"],
     )

@@ -1,16 +1,19 @@
 """Patching results on a page: each site as a heatmap diverging at zero (layer x head, or layer
-x position labelled with the prompt's tokens), its ten largest effects, and how they spread
-over rows. Reads a saved `Patching`; never runs the model."""
+x position labelled with the prompt's tokens) of the mean effect or of the mean patched metric
+(`show`), its ten largest effects, and how they spread over rows. Reads a saved `Patching`;
+never runs the model."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from interp.errors import InvalidSettingError
 from interp.interventions.metrics import describe
 from interp.interventions.patching_result import Patching
 from interp.interventions.patching_site import Cell, PatchingResult
@@ -28,12 +31,15 @@ _WHAT = {
     "mlp-out": "each layer's MLP output, at one position",
     "path": "each sender head's output, along its direct path only",
 }
+Show = Literal["effect", "patched"]  # a heatmap's value: the change, or the patched metric
 
 
 def patching_sections(
-    patching: Patching, prefix: str = "", heading: str = ""
+    patching: Patching, prefix: str = "", heading: str = "", show: Show = "effect"
 ) -> tuple[list[Section], style.Figures]:
-    """A section per site (`prefix` names its figures apart from others on the page)."""
+    """A section per site (`prefix` names its figures apart from others on the page), its
+    heatmap of `show`: the mean effect, or the mean patched metric (ROME's restored value)."""
+    _check_show(show)
     sections: list[Section] = []
     figs: style.Figures = {}
     into = f" into {patching.receivers}" if patching.receivers else ""
@@ -45,7 +51,7 @@ def patching_sections(
     for site, result in patching.results.items():
         name = f"{prefix}{site}"
         heat, spread = f"{name}.png", f"{name}_rows.png"
-        figs[heat] = site_figure(result, patching.tokens, into)
+        figs[heat] = site_figure(result, patching.tokens, into, show)
         span = ""
         if patching.window > 1 and site in ("resid", "attn-out", "mlp-out"):
             span = f" (a window of {patching.window} layers around each layer, patched at once)"
@@ -55,7 +61,13 @@ def patching_sections(
             f"the whole way to the other run (clean {patching.clean_metric:.3f}, corrupted "
             f"{patching.corrupted_metric:.3f}"
             + (f", means over {patching.rows} pairs" if patching.rows > 1 else "")
-            + "). Red raises the metric, blue lowers it."
+            + (f": each clean run under {patching.draws} noise draws" if patching.draws > 1 else "")
+            + ")."
+            + (
+                " Red raises the metric, blue lowers it."
+                if show == "effect"
+                else f" The heatmap shows the patched run's {describe(patching.metric)} itself."
+            )
             + "".join(
                 f" The {side} runs ran under {what}." for side, what in patching.under.items()
             )
@@ -77,11 +89,12 @@ def patching_sections(
         if patching.rows > 1 and top:
             figs[spread] = _spread(result, top)
             images.append(spread)
-        table: list[list[object]] = [["candidate", "effect", "± SE", "normalised"]]
+        table: list[list[object]] = [["candidate", "effect", "± SE", "normalised", "patched"]]
         for i, cell, value in top:
             se = "" if result.stderr is None else f"{float(result.stderr.flatten()[i]):.4f}"
             normalized = f"{float(result.effect_normalized.flatten()[i]):+.3f}"
-            table.append([str(cell), f"{value:+.4f}", se, normalized])
+            patched = f"{float(result.patched.flatten()[i]):.4f}"
+            table.append([str(cell), f"{value:+.4f}", se, normalized, patched])
         title = f"{heading}{site} patching{into} ({patching.direction})"
         sections.append(Section(title, [intro], table, images))
     return sections, figs
@@ -91,15 +104,17 @@ def build_patching_report(
     directory: str | os.PathLike[str],
     title: str | None = None,
     formats: Sequence[Format] = ("png",),
+    show: Show = "effect",
 ) -> Path:
     """Write DIR/index.html and DIR/figures/ (each figure in each of `formats`) of a saved
-    patching result."""
+    patching result, its heatmaps of `show` (the effect, or the patched metric)."""
+    _check_show(show)
     path = Path(directory)
     patching = Patching.load(path)
     for result in patching.results.values():  # before anything is drawn
         if result.site not in ("heads", "path"):
             figures.check_positions(int(result.effect.shape[-1]))
-    sections, figs = patching_sections(patching)
+    sections, figs = patching_sections(patching, show=show)
     files = style.render(figs, formats)
     kind = "path patching" if patching.receivers else "activation patching"
     html = render_experiment(
@@ -111,11 +126,15 @@ def build_patching_report(
     return write_report(path, html, files)
 
 
-def site_figure(result: PatchingResult, tokens: list[str] | None, into: str = "") -> Figure:
-    """One site's mean effect: a [layer, head] heatmap, or [layer or head, position]."""
-    values = result.effect.float().numpy()
-    label = f"change in {result.metric}"
-    title = f"{result.site} patching{into}: mean effect"
+def site_figure(
+    result: PatchingResult, tokens: list[str] | None, into: str = "", show: Show = "effect"
+) -> Figure:
+    """One site's mean effect or mean patched metric (`show`): a [layer, head] heatmap, or
+    [layer or head, position]."""
+    _check_show(show)
+    values = (result.effect if show == "effect" else result.patched).float().numpy()
+    label = f"change in {result.metric}" if show == "effect" else f"{result.metric}, patched"
+    title = f"{result.site} patching{into}: mean {'effect' if show == 'effect' else 'patched'}"
     if result.site in ("heads", "path"):
         return figures.head_heatmap(values, title, label, diverging=True)
     n_pos = values.shape[-1]
@@ -141,3 +160,8 @@ def _spread(result: PatchingResult, top: list[tuple[int, Cell, float]]) -> Figur
         f"{result.site}: each row's effect (top ten)",
         f"change in {result.metric}",
     )
+
+
+def _check_show(show: str) -> None:
+    if show not in ("effect", "patched"):
+        raise InvalidSettingError(f"show is 'effect' or 'patched', got {show!r}")

@@ -57,7 +57,9 @@ def test_top_gives_the_cells_a_plain_ranking_of_the_effect_picks(site):
     flat = effect.view(-1)
     flat[2], flat[5] = 9.0, -9.0  # a tie in magnitude: index order
     flat[0] = math.nan  # a triage's unverified cell
-    result = PatchingResult(site, "denoise", "m", effect, effect, None, effect[None], 0.0, 1.0)
+    result = PatchingResult(
+        site, "denoise", "m", effect, effect, None, effect[None], 0.0, 1.0, patched=effect + 1.0
+    )
     want = [(*as_cell(site, index), value) for index, value in naive_top(effect, 7)]
     got = result.top(7)
     assert [(cell, value) for cell, _, value in want] == got
