@@ -33,6 +33,7 @@ from interp.generation.generate import record_under
 from interp.interventions.attribution_patching import metric_gradients
 from interp.interventions.metrics import KL, Bound, Metric, MetricFn
 from interp.interventions.patching import Runs, pair_runs
+from interp.interventions.preflight import check_before_running
 from interp.models import hooks as H
 from interp.models.model import Model
 from interp.models.surgery import head_write_obstruction, kv_heads, split_qkv_input
@@ -152,6 +153,7 @@ def circuit(
             f"a head's write into the residual stream is not z @ W_O here ({obstruction}): "
             "edges out of a head are not additive, so edge scores are not defined"
         )
+    check_before_running(model, clean, "circuit discovery", metric=metric, intervention=corrupted)
     if isinstance(corrupted, Intervention):  # the clean runs under it
         corrupted = record_under(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, "denoise", "circuit discovery")

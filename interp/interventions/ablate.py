@@ -13,6 +13,7 @@ from interp.interventions.ablation import AblationMode, make_intervention
 from interp.interventions.ablation_record import AblationReport
 from interp.interventions.effect import ablation_effect
 from interp.interventions.metrics import Metric, MetricFn
+from interp.interventions.preflight import check_before_running
 from interp.interventions.regenerate import regenerate
 from interp.interventions.sample_stats import PairedSamples, pool
 from interp.interventions.samples import check_size, control_targets, paired_samples
@@ -96,6 +97,13 @@ def ablate(
     `PairedSamples`."""
     if isinstance(heads, Intervention):
         _check_own(heads, controls, reference, resample_text)
+    check_before_running(
+        model,
+        trace,
+        "an ablation",
+        metric=metric if isinstance(trace, Trace) else None,
+        intervention=heads if isinstance(heads, Intervention) else None,
+    )
     if isinstance(trace, TraceSet):
         if samples < 1:
             raise InvalidSettingError(

@@ -13,6 +13,7 @@ from torch import Tensor
 from interp.edits.value import Intervention
 from interp.interventions.measuring import measure
 from interp.interventions.metrics import Metric, MetricFn
+from interp.interventions.preflight import check_before_running
 from interp.models.model import Model
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
@@ -40,6 +41,7 @@ def evaluate(
     """`metric` on every row of `runs` (teacher-forced on its recorded tokens), each row as
     it was recorded (its own intervention replayed) and under `intervention` if given.
     Returns an `Evaluation`: `values` [row], their `mean` and its `stderr`."""
+    metric = check_before_running(model, runs, "evaluate", metric=metric, intervention=intervention)
     measured = measure(model, runs, metric, intervention, purpose="evaluate")
     values = measured.values
     stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else None

@@ -23,19 +23,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InvalidSettingError
+from interp.interventions import metric_reading as reading
+from interp.interventions.metric_reading import Position
 from interp.models.model import Model
 from interp.trace.answers import Answer, row_tokens
 from interp.trace.answers import single_token as single_token  # part of the metrics API
 from interp.trace.trace import Trace
 
-Position = int | Literal["last_prompt"]
 MetricFn = Callable[[Tensor, Sequence[Trace]], Tensor]
 METRIC_NAMES = ("logprob", "logit-diff", "prob", "kl")
 
@@ -60,6 +60,11 @@ class Metric:
     def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
         raise NotImplementedError
 
+    def check(self, model: Model) -> Metric:
+        """Check what the model alone decides (each given answer one token of its vocabulary,
+        the answer not the distractor), before any row runs; returns the metric."""
+        return self
+
 
 class LogProb(Metric):
     """The recorded continuation's total log-prob."""
@@ -68,18 +73,18 @@ class LogProb(Metric):
 
     def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
         start = min(t.prompt_len - 1 for t in traces)
-        index, mask = _continuation_index(traces, start)
+        index, mask = reading.continuation_index(traces, start)
 
         def score(window: Tensor) -> Tensor:
-            return (_token_logprobs(window, index) * mask.to(window.device)).sum(-1)
+            return (reading.token_logprobs(window, index) * mask.to(window.device)).sum(-1)
 
         return Bound(self.label, start, score)
 
     @staticmethod
     def per_token(window: Tensor, traces: Sequence[Trace], start: int) -> Tensor:
         """Each recorded continuation token's log-prob, `[row, step]` (0 after a row's end)."""
-        index, mask = _continuation_index(traces, start)
-        return _token_logprobs(window, index) * mask.to(window.device)
+        index, mask = reading.continuation_index(traces, start)
+        return reading.token_logprobs(window, index) * mask.to(window.device)
 
 
 @dataclass
@@ -87,6 +92,22 @@ class LogitDiff(Metric):
     answer: Answer = None
     distractor: Answer = None
     position: Position = "last_prompt"
+
+    def __post_init__(self) -> None:
+        _check_fields(self.position, answer=self.answer, distractor=self.distractor)
+
+    def check(self, model: Model) -> Metric:
+        ids = [single_token(model, a, f"the {k}") for k, a in self._given()]
+        if len(ids) == 2 and ids[0] == ids[1]:
+            raise InvalidSettingError(
+                f"the answer {self.answer!r} and the distractor {self.distractor!r} are the same "
+                f"token of {model.name}: their logit difference is 0 whatever the model does"
+            )
+        return self
+
+    def _given(self) -> list[tuple[str, str | int]]:
+        pairs = (("answer", self.answer), ("distractor", self.distractor))
+        return [(k, a) for k, a in pairs if a is not None]
 
     @property
     def label(self) -> str:  # type: ignore[override]
@@ -103,11 +124,11 @@ class LogitDiff(Metric):
                 f"token ({model.token_strs([int(answers[same[0]])])[0]!r}): their logit "
                 "difference is 0 whatever the model does"
             )
-        positions = _positions(traces, self.position)
+        positions = reading.positions(traces, self.position)
         start = min(positions)
 
         def score(window: Tensor) -> Tensor:
-            at = _at(window, positions, start)  # [row, vocab]
+            at = reading.at(window, positions, start)  # [row, vocab]
             rows = torch.arange(len(positions), device=at.device)
             return at[rows, answers.to(at.device)] - at[rows, distractors.to(at.device)]
 
@@ -119,17 +140,25 @@ class Prob(Metric):
     answer: Answer = None
     position: Position = "last_prompt"
 
+    def __post_init__(self) -> None:
+        _check_fields(self.position, answer=self.answer)
+
+    def check(self, model: Model) -> Metric:
+        if self.answer is not None:
+            single_token(model, self.answer, "the answer")
+        return self
+
     @property
     def label(self) -> str:  # type: ignore[override]
         return f"prob:{_shown(self.answer, 'answer')}"
 
     def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
         answers = row_tokens(model, traces, self.answer, "answer")
-        positions = _positions(traces, self.position)
+        positions = reading.positions(traces, self.position)
         start = min(positions)
 
         def score(window: Tensor) -> Tensor:
-            at = _at(window, positions, start).float().softmax(-1)
+            at = reading.at(window, positions, start).float().softmax(-1)
             return at[torch.arange(len(positions), device=at.device), answers.to(at.device)]
 
         return Bound(self.label, start, score)
@@ -142,7 +171,7 @@ class KL(Metric):
 
     def bind(self, model: Model, traces: Sequence[Trace]) -> Bound:
         start = min(t.prompt_len - 1 for t in traces)
-        index, mask = _continuation_index(traces, start)
+        index, mask = reading.continuation_index(traces, start)
         kept: dict[str, Tensor] = {}
 
         def steps(window: Tensor) -> Tensor:  # [row, step, vocab] log-probs
@@ -214,13 +243,24 @@ def log_prob() -> Metric:
 
 
 def logit_diff(
-    answer: Answer = None, distractor: Answer = None, *, position: Position = "last_prompt"
+    answer: Answer = None,
+    distractor: Answer = None,
+    *,
+    position: Position = "last_prompt",
+    model: Model | None = None,
 ) -> Metric:
-    return LogitDiff(answer, distractor, position)
+    """logit(answer) - logit(distractor); with `model=`, each checked now to be one of its
+    tokens (a two-token " Agra" is refused here, not at the first forward pass)."""
+    metric = LogitDiff(answer, distractor, position)
+    return metric if model is None else metric.check(model)
 
 
-def prob(answer: Answer = None, *, position: Position = "last_prompt") -> Metric:
-    return Prob(answer, position)
+def prob(
+    answer: Answer = None, *, position: Position = "last_prompt", model: Model | None = None
+) -> Metric:
+    """The probability of `answer`; with `model=`, checked now to be one of its tokens."""
+    metric = Prob(answer, position)
+    return metric if model is None else metric.check(model)
 
 
 def kl() -> Metric:
@@ -283,54 +323,16 @@ def describe(label: str) -> str:
     return label
 
 
-# ---------------------------------------------------------------------------------------
-
-
 def _shown(answer: Answer, key: str) -> str:
     """A token as a label shows it; each row's own field as `<answer>`."""
     return f"<{key}>" if answer is None else repr(answer)
 
 
-def _positions(traces: Sequence[Trace], position: Position) -> list[int]:
-    """The absolute position each row is read at."""
-    out = []
-    for trace in traces:
-        if position == "last_prompt":
-            out.append(trace.prompt_len - 1)
-            continue
-        if isinstance(position, bool) or not isinstance(position, int):
-            raise InvalidSettingError(f"a position is an index or 'last_prompt', got {position!r}")
-        at = position if position >= 0 else trace.n_positions + position
-        if not 0 <= at < trace.n_positions:
-            raise InvalidSettingError(
-                f"position {position} is outside a row of {trace.n_positions} positions"
-            )
-        out.append(at)
-    return out
-
-
-def _at(window: Tensor, positions: list[int], start: int) -> Tensor:
-    index = torch.tensor([p - start for p in positions], device=window.device)
-    return window[torch.arange(len(positions), device=window.device), index]
-
-
-def _continuation_index(traces: Sequence[Trace], start: int) -> tuple[Tensor, Tensor]:
-    """For each row and continuation step: the window position that predicts the step's
-    token, and the token ([row, step] each, padded), and a mask of real steps."""
-    steps = max(t.n_generated for t in traces)
-    pos = torch.zeros(len(traces), steps, dtype=torch.long)
-    tok = torch.zeros(len(traces), steps, dtype=torch.long)
-    mask = torch.zeros(len(traces), steps)
-    for i, t in enumerate(traces):
-        g = t.n_generated
-        pos[i, :g] = torch.arange(t.prompt_len - 1, t.n_positions - 1) - start
-        tok[i, :g] = t.token_ids[t.prompt_len :]
-        mask[i, :g] = 1.0
-    return torch.stack([pos, tok]), mask
-
-
-def _token_logprobs(window: Tensor, index: Tensor) -> Float[Tensor, "row step"]:
-    pos, tok = index[0].to(window.device), index[1].to(window.device)
-    rows = torch.arange(window.shape[0], device=window.device)[:, None]
-    picked = window[rows, pos].float()  # [row, step, vocab]
-    return picked.log_softmax(-1).gather(-1, tok[..., None])[..., 0]
+def _check_fields(position: Position, **answers: Answer) -> None:
+    """A metric's fields as built: each answer a text, a token id or None; its position an
+    index or "last_prompt"."""
+    for key, a in answers.items():
+        if isinstance(a, bool) or not isinstance(a, str | int | None):
+            raise InvalidSettingError(f"the {key} is a text, a token id or None, got {a!r:.40}")
+    if position != "last_prompt" and (isinstance(position, bool) or not isinstance(position, int)):
+        raise InvalidSettingError(f"a position is an index or 'last_prompt', got {position!r:.40}")

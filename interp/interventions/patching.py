@@ -42,6 +42,7 @@ from interp.interventions.patching_site import (
     PatchSite,
     ResultSite,
 )
+from interp.interventions.preflight import check_before_running
 from interp.interventions.runner import Candidate, run_jobs
 from interp.interventions.sites import Site, Target, activation
 from interp.models.model import Model
@@ -209,6 +210,9 @@ def patch(
         raise InvalidSettingError(f"verify must be at least 1, got {verify}")
     check_window(window, sites, method)
     chosen = candidates.check_positions(positions)
+    check_before_running(
+        model, clean, "activation patching", metric=metric, intervention=corrupted, groups=chosen
+    )
     draws = 1
     if isinstance(corrupted, Intervention):  # the clean runs under it, each draw a row
         draws = noise.draws(corrupted)

@@ -38,6 +38,7 @@ from interp.interventions.metrics import Metric, MetricFn
 from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.patching_result import Patching
 from interp.interventions.patching_site import Direction
+from interp.interventions.preflight import check_before_running
 from interp.interventions.receivers import (
     Input,
     Receiver,
@@ -78,6 +79,7 @@ def path_patch(
             f"a head's write into the residual stream is not z @ W_O here ({obstruction}), "
             "so it has no direct path of its own to patch"
         )
+    check_before_running(model, clean, "path patching", metric=metric)
     runs = pair_runs(model, clean, corrupted, metric, direction, "path patching")
     for run in runs.targets:
         _check_paths(run)

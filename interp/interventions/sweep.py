@@ -30,6 +30,7 @@ from interp.interventions.ablation import AblationMode, ablation_parts
 from interp.interventions.attribution_patching import attribution_estimate
 from interp.interventions.measuring import measure
 from interp.interventions.metrics import KL, LogProb, Metric, MetricFn, as_metric
+from interp.interventions.preflight import check_before_running
 from interp.interventions.runner import Candidate, run_jobs
 from interp.models.heads import Head, rank_heads
 from interp.models.model import Model
@@ -163,7 +164,7 @@ def sweep(
     `SweepResult` (`delta` `[layer, head]`, `top_heads`)."""
     if method not in ("exact", "triage"):
         raise InvalidSettingError(f"unknown sweep method {method!r}; choose exact or triage")
-    chosen_metric = as_metric(metric)
+    chosen_metric = check_before_running(model, trace, "a sweep", metric=metric)
     if method == "triage" and isinstance(chosen_metric, KL):
         raise InvalidSettingError("a triage ranks by the first-order estimate, which a KL has not")
     rows = [trace] if isinstance(trace, Trace) else list(trace)
