@@ -237,10 +237,11 @@ def _statistics(result: Any, vector: Any) -> list[str]:
         result.scales, result.steered, result.controls, result.verdicts, strict=True
     ):
         against = "" if not controls.samples else f" vs controls {controls.concept.text()}"
+        damage = "" if not controls.samples else f" vs controls {controls.kl.text(2)}"
         lines.append(
             f"scale {scale:g}: concept {steered.concept.text()}{against} ({verdict}); "
-            f"KL {steered.kl.text(2)}; first divergence {steered.first_divergence.text(1)} "
-            f"of {result.horizon} tokens"
+            f"KL {steered.kl.text(2)}{damage}; first divergence "
+            f"{steered.first_divergence.text(1)} of {result.horizon} tokens"
         )
     if result.prompt_baseline is not None:
         b = result.prompt_baseline
