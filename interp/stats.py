@@ -76,3 +76,16 @@ def mean_and_se(values: Sequence[Tensor] | Tensor) -> tuple[Tensor, Tensor]:
         return mean.float(), torch.full_like(mean, math.nan).float()
     se = stacked.std(0, correction=1) / math.sqrt(len(stacked))
     return mean.float(), se.float()
+
+
+def present_mean_se(values: Tensor) -> tuple[Tensor, Tensor]:
+    """`mean_and_se` over the first axis where a NaN is a row without that value (a patching
+    group that names no position in the row): each value's mean and standard error are over
+    the rows that have it (NaN with none; the SE NaN with fewer than two)."""
+    stacked = values.double()
+    have = ~stacked.isnan()
+    n = have.sum(0)
+    mean = stacked.nansum(0) / n  # 0 / 0: NaN where no row has it
+    var = (stacked - mean).square().nansum(0) / (n - 1).clamp_min(1)
+    se = torch.where(n >= 2, (var / n).sqrt(), torch.full_like(mean, math.nan))
+    return mean.float(), se.float()

@@ -30,16 +30,24 @@ ROME_CATEGORIES = (
 
 @dataclass(frozen=True)
 class Span:
-    """The tokens of a substring of each row's prompt (its first occurrence), resolved per row;
-    with a `role`, only those of that role (see `Role`). A role may name no token in a row
-    (the middle of a two-token span): an edit refuses that row, a patching group leaves its
-    cell NaN, `trace.positions` gives []."""
+    """The tokens of a substring of each row's prompt (its first occurrence), resolved per row:
+    `text`, or each row's own text in its `field` (a prompts file's "subject"); with a `role`,
+    only those of that role (see `Role`). A role may name no token in a row (the middle of a
+    two-token span): an edit refuses that row, a patching group leaves its cell NaN,
+    `trace.positions` gives []."""
 
-    text: str
+    text: str | None
     role: Role | None = None
+    field: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.text, str) or not self.text.strip():
+        if self.field is not None:
+            if self.text is not None or not isinstance(self.field, str) or not self.field:
+                raise InvalidSettingError(
+                    f"a span is a text or a field's name, got {self.text!r:.40} and "
+                    f"{self.field!r:.40}"
+                )
+        elif not isinstance(self.text, str) or not self.text.strip():
             raise InvalidSettingError(f"a span is a non-empty text, got {self.text!r:.40}")
         if self.role is not None and self.role not in ROLES:
             raise InvalidSettingError(
@@ -94,10 +102,11 @@ class Span:
         return dict(zip(ROME_CATEGORIES, groups, strict=True))
 
 
-def span(text: str, role: Role | None = None) -> Span:
-    """Positions: each row's own token span of `text` in its prompt; `.first`, `.middle`,
-    `.last`, `.after`, `.further` name a role within it, `.rome()` ROME's six categories."""
-    return Span(text, role)
+def span(text: str | None = None, role: Role | None = None, *, field: str | None = None) -> Span:
+    """Positions: each row's own token span of `text` in its prompt (`field="subject"`: of
+    each row's own text in that field); `.first`, `.middle`, `.last`, `.after`, `.further` name
+    a role within it, `.rome()` ROME's six categories."""
+    return Span(text, role, field)
 
 
 Position = int | slice | str | Span
@@ -137,7 +146,8 @@ def position_label(p: Position) -> str:
     if isinstance(p, slice):
         return f"{'' if p.start is None else p.start}:{'' if p.stop is None else p.stop}"
     if isinstance(p, Span):
-        return f"span {p.text!r}" + ("" if p.role is None else f".{p.role}")
+        text = f"<{p.field}>" if p.field is not None else repr(p.text)
+        return f"span {text}" + ("" if p.role is None else f".{p.role}")
     return str(p)
 
 
@@ -149,7 +159,8 @@ def to_json(p: Position) -> Any:
     if isinstance(p, slice):
         return {"slice": [p.start, p.stop, p.step]}
     if isinstance(p, Span):
-        return {"span": p.text} if p.role is None else {"span": p.text, "role": p.role}
+        out = {"span": p.text} if p.field is None else {"span_field": p.field}
+        return out if p.role is None else {**out, "role": p.role}
     return p
 
 
@@ -164,8 +175,8 @@ def from_json(value: Any, where: str) -> list[Position] | None:
             if len(item["slice"]) != 3:  # its bounds are checked where it is built
                 raise InvalidSettingError(f"{where}.positions: a slice is [start, stop, step]")
             out.append(slice(*item["slice"]))
-        elif isinstance(item, dict) and set(item) in ({"span"}, {"span", "role"}):
-            out.append(span(item["span"], item.get("role")))
+        elif isinstance(item, dict) and set(item) - {"role"} in ({"span"}, {"span_field"}):
+            out.append(Span(item.get("span"), item.get("role"), item.get("span_field")))
         else:
             out.append(item)
     return out

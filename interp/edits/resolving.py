@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from interp.edits.positions import Position, Span, position_label
@@ -52,7 +52,7 @@ def resolve_positions(
             if not found and not empty_ok:
                 raise InvalidSettingError(
                     f"{where}: {position_label(p)} names no token there (its span has "
-                    f"{len(span_positions(Span(p.text), row))} tokens)"
+                    f"{len(span_positions(replace(p, role=None), row))} tokens)"
                 )
             if edit and 0 in found:
                 warnings.warn(
@@ -95,7 +95,7 @@ def _outside(p: int, at: int, n_positions: int, where: str) -> InvalidSettingErr
 
 def span_positions(span: Span, row: Row) -> list[int]:
     """The prompt positions of `span` in `row`: its tokens, or those of its role (`Role`)."""
-    tokens = _span_positions(span.text, row)
+    tokens = _span_positions(_text(span, row), row)
     first, last, end = tokens[0], tokens[-1], row.prompt_len - 1
     if span.role is None:
         return tokens
@@ -106,6 +106,20 @@ def span_positions(span: Span, row: Row) -> list[int]:
         "after": [last + 1] if last < end else [],
         "further": list(range(last + 2, end)),
     }[span.role]
+
+
+def _text(span: Span, row: Row) -> str:
+    """The span's text: its own, or the row's own in its field."""
+    if span.field is None:
+        assert span.text is not None
+        return span.text
+    text = row.meta.get(span.field)
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidSettingError(
+            f"{row.origin or 'a row'}: no text field {span.field!r} for {position_label(span)} "
+            f"(got {text!r:.40})"
+        )
+    return text
 
 
 def _span_positions(text: str, row: Row) -> list[int]:

@@ -1,16 +1,21 @@
 """What a patching's candidates are, beside heads: each layer alone or a window of layers
 around it, and the *columns* of the per-position sites: every prompt position, every position,
 or groups of positions named as an intervention's edits name them (indices, slices, labels,
-`"last_prompt"`, `interp.span("Eiffel Tower")`), resolved per row, so rows of different
-lengths line up by role."""
+`"last_prompt"`, `interp.span("Eiffel Tower").middle`), resolved per row, so rows of different
+lengths line up by role: a group is each row's own set of positions, of its own size, patched
+at once. A span's role that names no token in a row (the middle of a two-token subject) leaves
+that row's cell NaN, and means over rows are over the rows that have it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from interp.edits.applying import Row, resolve_positions
+import torch
+from torch import Tensor
+
 from interp.edits.positions import Position, Span, as_positions, positions_label
+from interp.edits.resolving import Row, resolve_positions
 from interp.errors import InvalidSettingError
 from interp.trace.trace import Trace
 
@@ -44,8 +49,9 @@ def labels(positions: EachPosition | tuple[Position, ...], run: Trace) -> list[s
 
 def columns(targets: Sequence[Trace], positions: EachPosition | tuple[Position, ...]) -> Columns:
     """Each row's positions of each column. One column a position needs rows of one length
-    (and one prompt length); a group resolves in each row on its own (an empty one is
-    refused, naming the row)."""
+    (and one prompt length); a group resolves in each row on its own, and may name no
+    position in a row only if it is a span's role (its cell is then NaN); another group
+    empty in a row is refused, naming the row."""
     if positions in ("prompt", "all"):
         first = targets[0]
         for i, t in enumerate(targets):
@@ -60,12 +66,33 @@ def columns(targets: Sequence[Trace], positions: EachPosition | tuple[Position, 
     out: Columns = []
     for t in targets:
         row = Row.of(t)
-        at = [resolve_positions((g,), row) for g in positions]
-        empty = [positions_label((g,)) for g, p in zip(positions, at, strict=True) if not p]
+        at = [resolve_positions((g,), row, empty_ok=True) for g in positions]
+        empty = [
+            positions_label((g,))
+            for g, p in zip(positions, at, strict=True)
+            if not p and not (isinstance(g, Span) and g.role is not None)
+        ]
         if empty:
             raise InvalidSettingError(f"{row.origin}: the position group {empty[0]} is empty")
         out.append(at)
     return out
+
+
+def estimates(site: str, rows: list[Tensor], cols: Columns | None) -> Tensor:
+    """The attribution estimate of each row `[row, ...]` from its per-position one (`[layer,
+    pos, ...]`), shaped as the site's effects: a column's is the sum of its positions' (first
+    order: the changes add up); NaN where a group names no position in the row."""
+    if site == "heads":
+        return torch.stack([e.sum(1) for e in rows])  # [layer, pos, head] -> [layer, head]
+    assert cols is not None
+    nan = torch.tensor(float("nan"))
+    by_col = [
+        torch.stack([e[:, at].sum(1) if at else nan.expand_as(e[:, 0]) for at in row_cols], 1)
+        for e, row_cols in zip(rows, cols, strict=True)
+    ]  # each [layer, column, ...]
+    if site == "heads-by-pos":
+        return torch.stack([e.permute(0, 2, 1) for e in by_col])  # [layer, head, column]
+    return torch.stack(by_col)  # [layer, column]
 
 
 def window_layers(layer: int, window: int, n_layers: int) -> list[int]:

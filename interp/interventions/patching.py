@@ -46,7 +46,7 @@ from interp.interventions.preflight import check_before_running
 from interp.interventions.runner import Candidate, run_jobs
 from interp.interventions.sites import Site, Target, activation
 from interp.models.model import Model
-from interp.stats import mean_and_se
+from interp.stats import present_mean_se
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
@@ -87,7 +87,7 @@ class Runs:
         rows = scores - self.base.view(-1, *([1] * (scores.dim() - 1)))
         clean, corrupt = float(self.clean_m.mean()), float(self.corrupt_m.mean())
         span = clean - corrupt if self.direction == "denoise" else corrupt - clean
-        (effect, stderr), (patched, patched_se) = mean_and_se(rows), mean_and_se(scores)
+        (effect, stderr), (patched, patched_se) = present_mean_se(rows), present_mean_se(scores)
         one = len(rows) == 1
         normalized = effect / span if span != 0 else torch.full_like(effect, math.nan)
         return PatchingResult(
@@ -230,7 +230,7 @@ def patch(
     estimates = patch_estimates(model, runs.targets, runs.sources, runs.cleans, runs.metric, at)
     results = {}
     for site in sites:
-        estimate = _site_estimate(site, estimates, cols).mean(0)
+        estimate = candidates.estimates(site, estimates[_layer_site(site)], cols).nanmean(0)
         k = verify if verify is not None else max(1, round(TRIAGE_FRACTION * estimate.numel()))
         only = estimate.abs().flatten().argsort(descending=True, stable=True)[:k].tolist()
         verified = torch.zeros(estimate.numel(), dtype=torch.bool)
@@ -240,24 +240,6 @@ def patch(
             site, scores, estimate=estimate, verified=verified.view(estimate.shape)
         )
     return runs.patching(results, chosen, method="triage", draws=draws)
-
-
-def _site_estimate(
-    site: PatchSite, estimates: dict[Site, list[Tensor]], cols: candidates.Columns | None
-) -> Tensor:
-    """The attribution estimate of each row `[row, ...]`, shaped as the site's effects: a
-    column's is the sum of its positions' (first order: the changes add up)."""
-    rows = estimates[_layer_site(site)]
-    if site == "heads":
-        return torch.stack([e.sum(1) for e in rows])  # [layer, pos, head] -> [layer, head]
-    assert cols is not None
-    by_col = [
-        torch.stack([e[:, at].sum(1) for at in row_cols], 1)  # [layer, column, ...]
-        for e, row_cols in zip(rows, cols, strict=True)
-    ]
-    if site == "heads-by-pos":
-        return torch.stack([e.permute(0, 2, 1) for e in by_col])  # [layer, head, column]
-    return torch.stack(by_col)  # [layer, column]
 
 
 def _pairs(
@@ -321,6 +303,8 @@ def _site_effects(
         for layer in range(n_layers)
     }
     chosen = range(len(cells)) if only is None else only
+    # (row, cell) pairs to patch; a group naming no position in a row leaves its cell NaN
+    keys = [(r, c) for r in range(len(targets)) for c in chosen if _at(cols[r], cells[c][1]) != []]
     jobs: list[tuple[int, Candidate]] = [
         (
             r,
@@ -332,12 +316,12 @@ def _site_effects(
                 origin="the other run",
             ),
         )
-        for r in range(len(targets))
-        for c in chosen
+        for r, c in keys
     ]
-    scores = run_jobs(model, jobs, targets, runs.cleans, runs.metric, runs.target_windows)
     out = torch.full((len(targets), len(cells)), math.nan)
-    out[:, list(chosen)] = scores.view(len(targets), len(chosen))
+    if keys:
+        scores = run_jobs(model, jobs, targets, runs.cleans, runs.metric, runs.target_windows)
+        out[[r for r, _ in keys], [c for _, c in keys]] = scores
     return out.view(len(targets), *shape)
 
 

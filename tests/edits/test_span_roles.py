@@ -121,3 +121,24 @@ def test_an_edit_at_a_span_that_starts_at_position_0_warns(tiny):
     else:
         assert sink and "\n" not in sink[0]
         assert "span 'The Eiffel' starts at position 0" in sink[0]
+
+
+def test_a_span_of_each_rows_own_field(tiny):
+    prompts = ["The Eiffel Tower is in the city of", "Big Ben is in the city of"]
+    meta = [{"subject": "Eiffel Tower"}, {"subject": "Big Ben"}]
+    runs = interp.generate(tiny, prompts, max_new_tokens=1, seed=0, meta=meta)
+    subject = interp.span(field="subject")
+    for run, prompt, m in zip(runs, prompts, meta, strict=True):
+        assert run.positions(subject.last) == _by_offsets(tiny, prompt, m["subject"])[-1:]
+    assert runs.positions(subject) == [
+        _by_offsets(tiny, p, m["subject"]) for p, m in zip(prompts, meta, strict=True)
+    ]
+    assert from_json(json.loads(json.dumps([to_json(subject.middle)])), "x") == [subject.middle]
+    assert to_json(subject.middle) == {"span_field": "subject", "role": "middle"}
+    noise = interp.edit("embed", "noise", positions=subject.first, seed=0)
+    assert "span <subject>.first" in noise.label
+    bare = interp.generate(tiny, prompts[0], max_new_tokens=1, seed=0)
+    with pytest.raises(InvalidSettingError, match="no text field 'subject'"):
+        bare.positions(subject)
+    with pytest.raises(InvalidSettingError, match="a text or a field's name"):
+        interp.span("x", field="subject")
