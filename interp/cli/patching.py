@@ -193,7 +193,7 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
     from interp.files.atomic import exclusive
     from interp.interventions import metrics
     from interp.interventions.patching_result import Patching
-    from interp.report.patching import build_patching_report
+    from interp.report.build import build_report
     from interp.trace.traceset import TraceSet, load_recorded
 
     metric = metrics.parse(args.metric)
@@ -249,7 +249,7 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
         top = "  ".join(f"{label} {v:+.3f}" for label, v in r.top(5))
         print(f"  {site:12s} {top}")
     with exclusive(out):
-        page = build_patching_report(out, show=args.show)
+        page = build_report(out, show=args.show)
     print(f"written to {out}; report: {page.resolve().as_uri()}")
     return 0
 

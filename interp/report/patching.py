@@ -66,7 +66,7 @@ def patching_sections(
             + (
                 " Red raises the metric, blue lowers it."
                 if show == "effect"
-                else f" The heatmap shows the patched run's {describe(patching.metric)} itself."
+                else " The heatmap shows the patched runs' metric itself, not its change."
             )
             + "".join(
                 f" The {side} runs ran under {what}." for side, what in patching.under.items()

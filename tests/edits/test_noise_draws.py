@@ -58,7 +58,7 @@ def test_draws_equal_a_naive_loop_of_seeds_over_replicated_clean_runs(tiny_llama
                                                 .get("params", {}) for r in rows)  # fmt: skip
     one = record_under(tiny_llama, cleans[0], noise)
     assert isinstance(one, interp.TraceSet) and len(one) == 3
-    assert "3 draws" in got.under["corrupted"] or "noise embed" in got.under["corrupted"]
+    assert got.under["corrupted"].startswith("noise embed at")
 
 
 def test_draws_are_checked_where_built_and_round_trip_through_json():
@@ -189,4 +189,19 @@ def test_the_cli_patches_under_noise_draws(tiny_llama, tmp_path, capsys, monkeyp
     assert result.rows == 3 * len(PROMPTS) and result.draws == 3
     assert result["resid"].patched_per_row.shape[0] == 6
     page = (written / "index.html").read_text()
-    assert "3 noise draws" in page and "patched" in page
+    assert "3 noise draws" in page and "The heatmap shows the patched runs" in page
+    assert "The heatmap shows" not in (interp.report.build_report(written) and
+                                       (written / "index.html").read_text())  # fmt: skip
+
+
+def test_a_window_patches_the_layers_rome_patches():
+    """`window=K` at layer L: `[L - K//2, L - K//2 + K)` cut to the model, as ROME writes it
+    (`range(max(0, L - K // 2), min(n, L - (-K // 2)))`), by a plain loop."""
+    from interp.interventions.candidates import window_layers
+
+    for n in (1, 2, 5, 30):
+        for k in range(1, 12):
+            for layer in range(n):
+                rome = list(range(max(0, layer - k // 2), min(n, layer - (-k // 2))))
+                assert window_layers(layer, k, n) == rome
+    assert window_layers(12, 10, 30) == list(range(7, 17))
