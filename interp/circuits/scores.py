@@ -29,7 +29,7 @@ from interp.circuits.graph import KV, Edge, Graph
 from interp.circuits.runs import batches, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.generation.generate import record_under
+from interp.generation.generate import record_pairs
 from interp.interventions.attribution_patching import metric_gradients
 from interp.interventions.metrics import KL, Bound, Metric, MetricFn
 from interp.interventions.patching import Runs, pair_runs
@@ -154,8 +154,8 @@ def circuit(
             "edges out of a head are not additive, so edge scores are not defined"
         )
     check_before_running(model, clean, "circuit discovery", metric=metric, intervention=corrupted)
-    if isinstance(corrupted, Intervention):  # the clean runs under it
-        corrupted = record_under(model, clean, corrupted)
+    if isinstance(corrupted, Intervention):  # the clean runs under it, each noise draw a row
+        clean, corrupted = record_pairs(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, "denoise", "circuit discovery")
     if isinstance(runs.metric, KL):
         raise InvalidSettingError(

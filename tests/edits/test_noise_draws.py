@@ -205,3 +205,18 @@ def test_a_window_patches_the_layers_rome_patches():
                 rome = list(range(max(0, layer - k // 2), min(n, layer - (-k // 2))))
                 assert window_layers(layer, k, n) == rome
     assert window_layers(12, 10, 30) == list(range(7, 17))
+
+
+def test_a_circuits_noise_draws_are_its_rows_as_patchings_are(tiny_llama, cleans):
+    noise = edit("embed", "noise", positions=span("Eiffel Tower"), seed=2, draws=2)
+    got = interp.circuit(tiny_llama, cleans, noise, metric=METRIC, method="eap")
+    pairs = [(c, record_under(tiny_llama, c, edit("embed", "noise", positions=span(
+        "Eiffel Tower"), seed=2 + k))) for c in cleans for k in range(2)]  # fmt: skip
+    want = interp.circuit(
+        tiny_llama,
+        interp.TraceSet([c for c, _ in pairs]),
+        interp.TraceSet([k for _, k in pairs]),
+        metric=METRIC,
+        method="eap",
+    )
+    torch.testing.assert_close(got.scores, want.scores)
