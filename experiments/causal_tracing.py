@@ -7,8 +7,9 @@ dropped and counted. Corruption: seeded Gaussian noise on the subject's token em
 standard deviations of the embeddings). Restorations, each exact: the clean residual stream at
 every (layer, position), and the clean attention and MLP outputs over windows of 10 layers.
 Measured by the probability of the answer at the last prompt position; positions are grouped
-by ROME's categories (first, middle and last subject token, first after the subject, further
-tokens, last token) and averaged over facts.
+by ROME's categories (`interp.span(subject).rome()`: first, middle and last subject token,
+first after the subject, further tokens up to the last, last token; tokens before the subject
+in none), averaged over a category's positions and then over the facts that have it.
 
 Writes DIR (default reports/causal_tracing/): index.html, figures/, summary.json (n_facts,
 n_dropped, clean_prob_mean, corrupted_prob_mean, grids: site -> category -> mean restored
@@ -28,34 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fail, load_model, parser, quiet  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "facts.jsonl"
-CATEGORIES = (
-    "first subject token",
-    "middle subject tokens",
-    "last subject token",
-    "first after the subject",
-    "further tokens",
-    "last token",
-)
 SITES = {"resid": "resid", "attn": "attn-out", "mlp": "mlp-out"}
-
-
-def categories(subject: list[int], prompt_len: int) -> list[str]:
-    """ROME's category of each prompt position, given the subject's positions."""
-    out = []
-    for p in range(prompt_len):
-        if p == prompt_len - 1:
-            out.append("last token")
-        elif p in subject:
-            first, last = subject[0], subject[-1]
-            out.append(
-                "last subject token" if p == last else
-                "first subject token" if p == first else "middle subject tokens"
-            )  # fmt: skip
-        elif subject and p == subject[-1] + 1:
-            out.append("first after the subject")
-        else:
-            out.append("further tokens")
-    return out
 
 
 def trace_fact(model, fact: dict, window: int, seed: int) -> dict | None:
@@ -67,14 +41,12 @@ def trace_fact(model, fact: dict, window: int, seed: int) -> dict | None:
     clean = interp.generate(model, fact["prompt"], continuation=[answer])
     if int(clean.token_ranks[0]) != 1:
         return None
-    noise = interp.edit("hook_embed", "noise", positions=interp.span(fact["subject"]), seed=seed)
+    subject = interp.span(fact["subject"])
+    noise = interp.edit("hook_embed", "noise", positions=subject, seed=seed)
     prob = metrics.prob(answer)
     resid = interp.patch(model, clean, noise, sites=["resid"], metric=prob)
     windows = interp.patch(model, clean, noise, sites=["attn-out", "mlp-out"], metric=prob,
                            window=window)  # fmt: skip
-    from interp.edits import positions_in
-
-    subject = positions_in(noise, clean)
     n = clean.prompt_len
     restored = {  # [layer, prompt position]: the restored probability
         key: (result[site].effect[:, :n] + result.corrupted_metric)
@@ -83,7 +55,8 @@ def trace_fact(model, fact: dict, window: int, seed: int) -> dict | None:
     }  # fmt: skip
     return {
         "fact": fact, "clean": clean, "resid": resid, "windows": windows, "restored": restored,
-        "categories": categories(subject, n), "clean_prob": resid.clean_metric,
+        "categories": {name: clean.positions(g) for name, g in subject.rome().items()},
+        "clean_prob": resid.clean_metric,
         "corrupted_prob": resid.corrupted_metric,
     }  # fmt: skip
 
@@ -94,10 +67,10 @@ def grids(traced: list[dict], n_layers: int) -> dict:
     out: dict = {}
     for key in SITES:
         out[key] = {}
-        for cat in CATEGORIES:
+        for cat in traced[0]["categories"]:  # ROME's order
             per_fact = []
             for t in traced:
-                cols = [i for i, c in enumerate(t["categories"]) if c == cat]
+                cols = t["categories"][cat]
                 if cols:
                     per_fact.append(t["restored"][key][:, cols].mean(1))
             if per_fact:
