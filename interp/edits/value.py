@@ -319,6 +319,6 @@ def unresolved(e: Edit) -> str | None:
         return None
     return (
         f"{e.label}: its draws and a 'rome' scale are resolved over the whole set of runs it "
-        "corrupts: give it to interp.patch as the corrupted side, or record the runs under it "
-        "with interp.record_under"
+        "corrupts: give it to interp.patch or interp.circuit as the corrupted side, or record "
+        "the runs under it with interp.record_under"
     )
