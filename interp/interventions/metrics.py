@@ -100,8 +100,9 @@ class LogitDiff(Metric):
         ids = [single_token(model, a, f"the {k}") for k, a in self._given()]
         if len(ids) == 2 and ids[0] == ids[1]:
             raise InvalidSettingError(
-                f"the answer {self.answer!r} and the distractor {self.distractor!r} are the same "
-                f"token of {model.name}: their logit difference is 0 whatever the model does"
+                f"the answer and the distractor are the same token of {model.name} "
+                f"({model.token_strs(ids[:1])[0]!r}): their logit difference is 0 whatever the "
+                "model does"
             )
         return self
 
