@@ -3,7 +3,13 @@ which every edge outside the circuit carries the corrupted run's value of its wr
 edge inside carries what the circuit itself computes. Each reader's own copy of its input is
 rebuilt as it is read: its input in this run plus, over the writers whose edge into it is
 excluded, (corrupted output - output in this run). The empty circuit is the corrupted run and
-the full circuit the clean one; dropping one edge u->v is path patching of u into v."""
+the full circuit the clean one; dropping one edge u->v is path patching of u into v.
+
+Since a reader's input is the sum of every earlier writer's output (and terms common to both
+runs), the excluded edges' sum is the whole difference less the included edges': each reader
+is rebuilt from whichever side has fewer writers, so a small circuit (or a nearly full one)
+costs little more than a forward. The corrupted writes are computed once a batch for every
+circuit evaluated."""
 
 from __future__ import annotations
 
@@ -23,6 +29,33 @@ from interp.trace import components
 from interp.trace.trace import Trace
 
 
+def circuit_metrics(
+    model: Model,
+    cleans: Sequence[Trace],
+    corrupts: Sequence[Trace],
+    metric: Metric,
+    graph: Graph,
+    circuits: Sequence[Tensor],
+    batch_size: int = 16,
+) -> Tensor:
+    """Each pair's metric under each circuit (a bool `[writer, reader]` mask of the edges
+    carrying what the circuit computes; see the module's docstring): `[circuit, row]`."""
+    out = torch.zeros(len(circuits), len(cleans))
+    included = [c & graph.mask for c in circuits]
+    for rows in batches(cleans, batch_size):
+        clean = [cleans[i] for i in rows]
+        # [writer, row, pos, d]: one writer's values contiguous, as the rebuild reads them
+        corrupt = writes(model, [corrupts[i] for i in rows]).permute(2, 0, 1, 3).contiguous()
+        corrupt = corrupt.to(model.device)
+        bound = metric.bind(model, clean)
+        for c, kept in enumerate(included):
+            hooks = replay_hooks(model, clean) + _rebuilding(model, graph, kept, corrupt)
+            with torch.no_grad(), split_qkv_input(model):
+                logits = forward(model, clean, hooks)
+                out[c, rows] = bound.score(logits[:, bound.start :]).float().cpu()
+    return out
+
+
 def circuit_metric(
     model: Model,
     cleans: Sequence[Trace],
@@ -32,53 +65,77 @@ def circuit_metric(
     included: Tensor,
     batch_size: int = 16,
 ) -> Tensor:
-    """Each pair's metric with only the `included` edges (bool `[writer, reader]`) carrying
-    what the circuit computes (see the module's docstring): `[row]`."""
-    excluded = (graph.mask & ~included).float()
-    out = torch.zeros(len(cleans))
-    for rows in batches(cleans, batch_size):
-        clean = [cleans[i] for i in rows]
-        corrupt_out = writes(model, [corrupts[i] for i in rows])
-        bound = metric.bind(model, clean)
-        hooks = replay_hooks(model, clean) + _rebuilding(model, graph, excluded, corrupt_out)
-        with torch.no_grad(), split_qkv_input(model):
-            logits = forward(model, clean, hooks)
-            out[rows] = bound.score(logits[:, bound.start :]).float().cpu()
-    return out
+    """Each pair's metric with only the `included` edges carrying what the circuit computes:
+    `[row]`."""
+    return circuit_metrics(model, cleans, corrupts, metric, graph, [included], batch_size)[0]
 
 
-def _rebuilding(model: Model, graph: Graph, excluded: Tensor, corrupt_out: Tensor) -> list:
+class _Rebuild:
+    """One forward's state: each writer's (corrupted - this run's) output as it is computed,
+    and their running sum, the whole difference at the current point of the residual."""
+
+    def __init__(self, corrupt: Tensor, included: Tensor) -> None:
+        self.corrupt = corrupt  # [writer, row, pos, d]
+        self.diff = torch.empty_like(corrupt)
+        self.total = torch.zeros_like(corrupt[0])
+        self.n = 0  # writers computed so far
+        self.included = included.float()
+
+    def wrote(self, outputs: Tensor) -> None:
+        """Writers' outputs in this run, `[k, row, pos, d]`, next in the graph's order."""
+        k = outputs.shape[0]
+        part = self.corrupt[self.n : self.n + k] - outputs.float()
+        self.diff[self.n : self.n + k] = part
+        self.total += part.sum(0)
+        self.n += k
+
+    def excluded_sum(self, readers: list[int]) -> Tensor:
+        """Σ over each reader's excluded writers of their differences: `[reader, row, pos, d]`,
+        from the excluded side or as the whole difference less the included side."""
+        kept = self.included[: self.n, readers]  # [writer, reader]
+        cut = 1 - kept
+        kept_rows, cut_rows = kept.any(1).nonzero()[:, 0], cut.any(1).nonzero()[:, 0]
+        from_cut = len(cut_rows) <= len(kept_rows)
+        weights, rows = (cut, cut_rows) if from_cut else (kept, kept_rows)
+        shape = (len(readers), *self.diff.shape[1:])
+        if len(rows) == 0:
+            part = self.diff.new_zeros(shape)
+        else:
+            diffs = self.diff[: self.n] if len(rows) == self.n else self.diff[rows]
+            w = weights if len(rows) == self.n else weights[rows]
+            part = (w.T @ diffs.flatten(1)).view(shape)
+        return part if from_cut else self.total[None] - part
+
+
+def _rebuilding(model: Model, graph: Graph, included: Tensor, corrupt: Tensor) -> list:
     """Hooks that keep each writer's output in this run as it is computed, and add to each
-    reader's input the excluded writers' (corrupted - this run's) outputs."""
-    device = model.device
-    corrupt = corrupt_out.to(device)
-    live: list[Tensor] = []  # this run's writer outputs so far, in the graph's writer order
+    reader's input its excluded writers' (corrupted - this run's) outputs."""
+    state = _Rebuild(corrupt, included.to(corrupt.device))
     index = {site: i for i, site in enumerate(graph.readers)}
 
     def keep_embed(x: Tensor, hook: object) -> Tensor:
-        live.clear()
-        live.append(x.float())
+        state.n = 0
+        state.total.zero_()
+        state.wrote(x[None])
         return x
 
     def keep_heads(layer: int) -> Callable:
         def hook(z: Tensor, hook: object) -> Tensor:
-            live.extend(components.head_outputs(model, z, layer).to(device).unbind(2))
+            state.wrote(components.head_outputs(model, z, layer).permute(2, 0, 1, 3))
             return z
 
         return hook
 
     def keep_mlp(x: Tensor, hook: object) -> Tensor:
-        live.append(x.float())
+        state.wrote(x[None])
         return x
 
     def rebuild(readers: list[int], per_head: bool) -> Callable:
         def hook(x: Tensor, hook: object) -> Tensor:
-            n = len(live)
-            diff = corrupt[:, :, :n] - torch.stack(live, dim=2)  # [b, p, writer, d]
-            cut = excluded[:n, readers].to(device)  # [writer, reader]
+            add = state.excluded_sum(readers)  # [reader, row, pos, d]
             if per_head:
-                return x + torch.einsum("bpwd,wr->bprd", diff, cut).to(x.dtype)
-            return x + torch.einsum("bpwd,w->bpd", diff, cut[:, 0]).to(x.dtype)
+                return x + add.permute(1, 2, 0, 3).to(x.dtype)
+            return x + add[0].to(x.dtype)
 
         return hook
 

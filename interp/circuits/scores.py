@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from interp.circuits.curve import FRACTIONS, Faithfulness, Ranking, faithfulness_curves, ranked
-from interp.circuits.evaluate import circuit_metric
+from interp.circuits.evaluate import circuit_metrics
 from interp.circuits.graph import KV, Edge, Graph
 from interp.circuits.runs import batches, writes
 from interp.edits.value import Intervention
@@ -76,14 +76,17 @@ class CircuitScores:
         """The circuit's metric, exactly: `keep` its edges (all by default; a bool
         `[writer, reader]` mask, or edges), less `drop`; every other edge carries the
         corrupted run's value (see `interp.circuits.evaluate`)."""
+        included = self.graph.included(keep, drop)
+        values = self.metrics([included])[0]
+        return Evaluated(float(values.mean()), values, int((included & self.graph.mask).sum()))
+
+    def metrics(self, circuits: Sequence[Tensor]) -> Tensor:
+        """Each pair's metric under each circuit (bool `[writer, reader]` masks), exactly, the
+        corrupted writes computed once a batch for all of them: `[circuit, row]`."""
         if self.runs is None:
             raise InvalidSettingError("these scores hold no runs to evaluate a circuit on")
         model, runs = self.runs
-        included = self.graph.included(keep, drop)
-        values = circuit_metric(
-            model, runs.cleans, runs.corrupts, runs.metric, self.graph, included
-        )
-        return Evaluated(float(values.mean()), values, int((included & self.graph.mask).sum()))
+        return circuit_metrics(model, runs.cleans, runs.corrupts, runs.metric, self.graph, circuits)
 
     def curve(self, fractions: Sequence[float] = FRACTIONS, seeds: int = 3) -> Faithfulness:
         """Faithfulness of the top edges at each fraction of the graph's edges, both rankings,
@@ -91,7 +94,7 @@ class CircuitScores:
         return faithfulness_curves(
             self.graph,
             self.scores,
-            lambda mask: self.evaluate(keep=mask).mean,
+            lambda masks: self.metrics(masks).mean(1).tolist(),
             self.clean_metric,
             self.corrupted_metric,
             fractions,

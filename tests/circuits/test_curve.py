@@ -99,4 +99,4 @@ def test_a_curve_is_its_circuits_evaluated_and_its_areas_are_trapezoids(tiny_lla
 def test_a_curve_without_a_gap_is_refused():
     graph = Graph(1, 2, 2)
     with pytest.raises(InvalidSettingError, match="faithfulness divides by their difference"):
-        faithfulness_curves(graph, torch.zeros(graph.mask.shape), lambda m: 0.0, 1.5, 1.5)
+        faithfulness_curves(graph, torch.zeros(graph.mask.shape), lambda ms: [0.0] * len(ms), 1.5, 1.5)
