@@ -20,6 +20,7 @@ from interp.errors import InvalidSettingError
 
 Ranking = Literal["signed", "abs"]
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # MIB's
+SIZES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)  # edges, for a log-x view
 
 
 @dataclass
@@ -48,12 +49,15 @@ class Curve:
 
 @dataclass
 class Faithfulness:
-    """Both rankings' curves, the metric of the full and the empty circuit, CPR and CMD."""
+    """Both rankings' curves at MIB's fractions, the metric of the full and the empty circuit,
+    CPR and CMD; and both rankings at absolute sizes where asked for (`by_size`, their
+    fractions the sizes over the graph's edges)."""
 
     signed: Curve
     absolute: Curve
     full: float
     empty: float
+    by_size: dict[Ranking, Curve] | None = None
 
     @property
     def cpr(self) -> float:
@@ -106,6 +110,7 @@ def faithfulness_curves(
     empty: float,
     fractions: Sequence[float] = FRACTIONS,
     seeds: int = 3,
+    sizes: Sequence[int] = (),
 ) -> Faithfulness:
     """Both rankings' curves (see the module's docstring); `evaluate(masks)` is each circuit's
     mean metric, exactly, all evaluated in one pass over the data."""
@@ -123,32 +128,46 @@ def faithfulness_curves(
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise InvalidSettingError(f"seeds must be at least 1, got {seeds!r}")
     total = graph.n_edges
-    requested = [int(f * total) for f in fractions]
-
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes) or list(
+        sizes
+    ) != sorted(set(sizes)):
+        raise InvalidSettingError("sizes are increasing whole numbers of edges, at least 1")
+    points = {  # where each curve is drawn, and the edges each point asks for
+        "fractions": (list(fractions), [int(f * total) for f in fractions]),  # as MIB counts
+        "sizes": ([n / total for n in sizes if n <= total], [n for n in sizes if n <= total]),
+    }
     orders = [_random_scores(graph, seed) for seed in range(seeds)]
-    random_masks = [[prune(graph, top_n(graph, o, n, "abs")) for o in orders] for n in requested]
+    random_masks = {
+        key: [[prune(graph, top_n(graph, o, n, "abs")) for o in orders] for n in requested]
+        for key, (_, requested) in points.items()
+    }
     ranked_masks = {
-        r: [prune(graph, top_n(graph, scores, n, r)) for n in requested] for r in ("signed", "abs")
+        (key, r): [prune(graph, top_n(graph, scores, n, r)) for n in requested]
+        for key, (_, requested) in points.items()
+        for r in ("signed", "abs")
     }
     # every distinct circuit once, all in one pass over the data
     distinct: dict[bytes, Tensor] = {}
-    for m in [m for ms in random_masks for m in ms] + [
-        m for ms in ranked_masks.values() for m in ms
-    ]:
-        distinct.setdefault(_key(m), m)
+    for masks in [*(m for ms in random_masks.values() for m in ms), *ranked_masks.values()]:
+        for m in masks:
+            distinct.setdefault(_key(m), m)
     values = dict(zip(distinct, evaluate(list(distinct.values())), strict=True))
 
     def f_of(mask: Tensor) -> float:
         return (values[_key(mask)] - empty) / (full - empty)
 
-    random = [sum(f_of(m) for m in ms) / seeds for ms in random_masks]
-
-    def curve(ranking: Ranking) -> Curve:
-        masks = ranked_masks[ranking]
+    def curve(key: str, ranking: Ranking) -> Curve:
+        at, requested = points[key]
+        masks = ranked_masks[key, ranking]
+        random = [sum(f_of(m) for m in ms) / seeds for ms in random_masks[key]]
         kept = [int(m.sum()) for m in masks]
-        return Curve(ranking, list(fractions), requested, kept, [f_of(m) for m in masks], random)
+        return Curve(ranking, at, requested, kept, [f_of(m) for m in masks], random)
 
-    return Faithfulness(curve("signed"), curve("abs"), full, empty)
+    by_size: dict[Ranking, Curve] | None = None
+    if points["sizes"][1]:
+        by_size = {"signed": curve("sizes", "signed"), "abs": curve("sizes", "abs")}
+    signed, absolute = curve("fractions", "signed"), curve("fractions", "abs")
+    return Faithfulness(signed, absolute, full, empty, by_size)
 
 
 def _key(mask: Tensor) -> bytes:

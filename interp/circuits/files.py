@@ -78,7 +78,7 @@ def summary(scores: CircuitScores) -> dict[str, Any]:
 
 
 def curve_record(curve: Faithfulness) -> dict[str, Any]:
-    return {
+    out = {
         "full": curve.full,
         "empty": curve.empty,
         "cpr": curve.cpr,
@@ -86,3 +86,6 @@ def curve_record(curve: Faithfulness) -> dict[str, Any]:
         "signed": asdict(curve.signed),
         "abs": asdict(curve.absolute),
     }
+    if curve.by_size is not None:
+        out["sizes"] = {ranking: asdict(c) for ranking, c in curve.by_size.items()}
+    return out

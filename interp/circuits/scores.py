@@ -23,7 +23,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from interp.circuits.curve import FRACTIONS, Faithfulness, Ranking, faithfulness_curves, ranked
+from interp.circuits.curve import (
+    FRACTIONS,
+    SIZES,
+    Faithfulness,
+    Ranking,
+    faithfulness_curves,
+    ranked,
+)
 from interp.circuits.evaluate import circuit_metrics
 from interp.circuits.graph import KV, Edge, Graph
 from interp.circuits.runs import batches, writes
@@ -88,9 +95,12 @@ class CircuitScores:
         model, runs = self.runs
         return circuit_metrics(model, runs.cleans, runs.corrupts, runs.metric, self.graph, circuits)
 
-    def curve(self, fractions: Sequence[float] = FRACTIONS, seeds: int = 3) -> Faithfulness:
-        """Faithfulness of the top edges at each fraction of the graph's edges, both rankings,
-        with a random-edge control of `seeds` seeds, CPR and CMD (`interp.circuits.curve`)."""
+    def curve(
+        self, fractions: Sequence[float] = FRACTIONS, seeds: int = 3, sizes: Sequence[int] = SIZES
+    ) -> Faithfulness:
+        """Faithfulness of the top edges at each fraction of the graph's edges (and at each
+        absolute size, for a log-x view), both rankings, with a random-edge control of `seeds`
+        seeds, CPR and CMD (`interp.circuits.curve`)."""
         return faithfulness_curves(
             self.graph,
             self.scores,
@@ -99,6 +109,7 @@ class CircuitScores:
             self.corrupted_metric,
             fractions,
             seeds,
+            sizes,
         )
 
     def top(self, k: int = 10, by: Ranking = "abs") -> list[tuple[Edge, float]]:

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from interp.circuits.curve import SIZES
 from interp.cli.corrupting import add_corruption_options, corruption
 from interp.cli.inputs import integer
 
@@ -37,9 +38,32 @@ def add_circuit_parser(sub: Any) -> None:
     )
     p.add_argument("--no-curve", action="store_true", help="scores only, no faithfulness curve")
     p.add_argument("--seeds", type=integer, default=3, metavar="N", help="random controls")
+    p.add_argument(
+        "--sizes",
+        type=sizes,
+        default=SIZES,
+        metavar="N,N,...",
+        help="also evaluate the top N edges at these sizes, for a log-x view (default "
+        f"{','.join(map(str, SIZES))}; 'none' for MIB's fractions alone)",
+    )
     p.add_argument("--out", type=Path, default=None, metavar="DIR")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
     p.set_defaults(func=cmd_circuit)
+
+
+def sizes(text: str) -> tuple[int, ...]:
+    """--sizes: increasing whole numbers of edges, or none."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        out = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers like 10,100,1000, got {text!r}"
+        ) from None
+    if any(n < 1 for n in out) or list(out) != sorted(set(out)):
+        raise argparse.ArgumentTypeError(f"expected increasing sizes of at least 1, got {text!r}")
+    return out
 
 
 def cmd_circuit(args: argparse.Namespace) -> int:
@@ -65,7 +89,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
         scores = circuit(
             model, clean, corrupted, metric=metric, method=args.method, steps=args.steps, kv=args.kv
         )
-        curve = None if args.no_curve else scores.curve(seeds=args.seeds)
+        curve = None if args.no_curve else scores.curve(seeds=args.seeds, sizes=args.sizes)
         files.save(scores, out, curve)
     args.kept.append(f"the circuit in {out}")
     print(

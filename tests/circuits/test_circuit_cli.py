@@ -23,7 +23,10 @@ def tiny_model(monkeypatch, tiny_llama):
 
 
 def run_cli(argv, capsys):
-    code = cli.main([str(a) for a in argv])
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own errors exit from parse_args
+        code = exc.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -50,6 +53,8 @@ def test_the_command_writes_every_edge_and_the_curve(tiny_model, tmp_path, capsy
     curve = json.loads((out / "curve.json").read_text())
     assert curve["signed"]["faithfulness"][-1] == pytest.approx(1.0, abs=1e-4)
     assert curve["full"] == pytest.approx(want.clean_metric, abs=1e-5)
+    sizes = [n for n in (10, 20, 50, 100, 200) if n <= want.graph.n_edges]  # the default sizes
+    assert curve["sizes"]["abs"]["requested"] == sizes
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tiny_model, tmp_path, capsys):
@@ -58,6 +63,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_model, tmp_path, capsys):
         (["--steps", 0], "--steps and --seeds must be at least 1"),
         ([], "give one corrupted side"),
         (["--noise", "all", "--kv", "per-head"], "use kv='group'"),
+        (["--noise", "all", "--sizes", "100,10"], "expected increasing sizes"),
+        (["--noise", "all", "--sizes", "ten"], "expected sizes like"),
     ):
         out = tmp_path / "circ"
         code, _, err = run_cli(["circuit", tmp_path / "clean", *extra, "--out", out], capsys)

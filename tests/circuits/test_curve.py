@@ -79,7 +79,8 @@ def test_a_curve_is_its_circuits_evaluated_and_its_areas_are_trapezoids(tiny_lla
     corrupted = interp.record_under(tiny_llama, clean, interp.edit("embed", "noise", seed=3))
     scores = circuit(tiny_llama, clean, corrupted, metric=METRIC, method="eap-ig", steps=3)
     fractions = (0.05, 0.2, 0.5, 1.0)
-    result = scores.curve(fractions=fractions, seeds=2)
+    result = scores.curve(fractions=fractions, seeds=2, sizes=())
+    assert result.by_size is None
     full, empty = scores.clean_metric, scores.corrupted_metric
     gap = full - empty
     graph = scores.graph
@@ -99,4 +100,47 @@ def test_a_curve_is_its_circuits_evaluated_and_its_areas_are_trapezoids(tiny_lla
 def test_a_curve_without_a_gap_is_refused():
     graph = Graph(1, 2, 2)
     with pytest.raises(InvalidSettingError, match="faithfulness divides by their difference"):
-        faithfulness_curves(graph, torch.zeros(graph.mask.shape), lambda ms: [0.0] * len(ms), 1.5, 1.5)
+        faithfulness_curves(
+            graph, torch.zeros(graph.mask.shape), lambda ms: [0.0] * len(ms), 1.5, 1.5
+        )
+
+
+def test_a_curve_at_absolute_sizes_is_its_circuits_evaluated_with_a_random_control(tiny_llama):
+    clean = interp.generate(tiny_llama, "The earth revolves around the sun", max_new_tokens=2)
+    corrupted = interp.record_under(tiny_llama, clean, interp.edit("embed", "noise", seed=3))
+    scores = circuit(tiny_llama, clean, corrupted, metric=METRIC, method="eap")
+    graph, total = scores.graph, scores.graph.n_edges
+    result = scores.curve(fractions=(0.5, 1.0), seeds=2, sizes=(3, 10, total + 1))
+    gap = scores.clean_metric - scores.corrupted_metric
+
+    def f(mask):
+        return (scores.evaluate(keep=mask).mean - scores.corrupted_metric) / gap
+
+    random = []
+    for n in (3, 10):  # each seed's uniform scores, top n by |score|, pruned: a plain loop
+        fs = []
+        for seed in range(2):
+            uniform = torch.rand(graph.mask.shape, generator=torch.Generator().manual_seed(seed))
+            fs.append(f(prune(graph, top_n(graph, uniform, n, "abs"))))
+        random.append(sum(fs) / 2)
+    assert result.by_size is not None
+    for ranking, curve in result.by_size.items():
+        assert curve.requested == [3, 10]  # a size past the graph's edges is left out
+        assert curve.fractions == [3 / total, 10 / total]
+        for n, value in zip(curve.requested, curve.faithfulness, strict=True):
+            assert value == pytest.approx(f(prune(graph, top_n(graph, scores.scores, n, ranking))))
+        assert curve.random == pytest.approx(random)
+
+
+def test_sizes_are_increasing_whole_numbers():
+    graph = Graph(1, 2, 2)
+    for sizes in ((10, 5), (0,), (3, 3)):
+        with pytest.raises(InvalidSettingError, match="sizes are increasing whole numbers"):
+            faithfulness_curves(
+                graph,
+                torch.zeros(graph.mask.shape),
+                lambda ms: [0.0] * len(ms),
+                1.0,
+                0.0,
+                sizes=sizes,
+            )
