@@ -64,7 +64,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_model, tmp_path, capsys):
         ([], "give one corrupted side"),
         (["--noise", "all", "--kv", "per-head"], "use kv='group'"),
         (["--noise", "all", "--sizes", "100,10"], "expected increasing sizes"),
-        (["--noise", "all", "--sizes", "ten"], "expected sizes like"),
+        (["--noise", "all", "--sizes", "ten"], "expected whole numbers like"),
     ):
         out = tmp_path / "circ"
         code, _, err = run_cli(["circuit", tmp_path / "clean", *extra, "--out", out], capsys)
