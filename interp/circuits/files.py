@@ -1,6 +1,8 @@
 """A circuit directory: `circuit.json` (the settings, the model, the data's hash, library
-versions and every real edge's score, "SENDER->RECEIVER") and `curve.json` (both rankings'
-points, CPR, CMD, the random control, m(full) and m(empty)), written atomically."""
+versions and every real edge's score, "SENDER->RECEIVER"), `curve.json` (both rankings'
+points, CPR, CMD, the random control, m(full) and m(empty)) and, with `kv="per-head"`,
+`importances.json` in EAP-IG's Graph JSON with MIB's node names (`Graph.from_json` loads it),
+written atomically."""
 
 from __future__ import annotations
 
@@ -12,14 +14,17 @@ from typing import Any
 
 from interp.circuits.curve import Faithfulness
 from interp.circuits.scores import CircuitScores
+from interp.errors import InvalidSettingError
 from interp.files import atomic, store
 from interp.models.provenance import library_versions
+from interp.models.site import Site
 
 CIRCUIT_FORMAT = "interp-circuit"
 CIRCUIT_VERSION = 1
 CIRCUIT_FILE = "circuit.json"
 CURVE_FILE = "curve.json"
-ENTRIES = frozenset({CIRCUIT_FILE, CURVE_FILE, "index.html", "figures"})
+IMPORTANCES_FILE = "importances.json"
+ENTRIES = frozenset({CIRCUIT_FILE, CURVE_FILE, IMPORTANCES_FILE, "index.html", "figures"})
 
 
 def check_output(directory: str | os.PathLike[str]) -> None:
@@ -51,7 +56,49 @@ def save(
         (tmp / CIRCUIT_FILE).write_text(text, encoding="utf-8")
         if curve is not None:
             (tmp / CURVE_FILE).write_text(store.dumps(curve_record(curve)), encoding="utf-8")
+        if scores.graph.kv == "per-head":
+            (tmp / IMPORTANCES_FILE).write_text(store.dumps(mib_graph(scores)), encoding="utf-8")
     return target
+
+
+def mib_graph(scores: CircuitScores) -> dict[str, Any]:
+    """Every edge in EAP-IG's Graph JSON (`{"cfg", "nodes", "edges"}`) with MIB's names
+    (`input`, `a5.h1`, `m5`, `logits`; a head's readers `a5.h1<q>`) and MIB's sign: an edge's
+    score is the estimated *drop* in the metric when it alone is corrupted (minus interp's).
+    No edge is marked in the graph: a circuit is chosen from the scores."""
+    graph = scores.graph
+    if graph.kv != "per-head":
+        raise InvalidSettingError(
+            "MIB's graph has a key and value input per query head: score with kv='per-head'"
+        )
+    cfg = {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "parallel_attn_mlp": False}
+    if scores.runs is not None:
+        cfg["d_model"] = scores.runs[0].d_model
+    nodes: dict[str, dict[str, Any]] = {"input": {"in_graph": True}}
+    for layer in range(graph.n_layers):
+        for head in range(graph.n_heads):
+            nodes[f"a{layer}.h{head}"] = {"in_graph": False}
+        nodes[f"m{layer}"] = {"in_graph": False}
+    nodes["logits"] = {"in_graph": True}
+    edges = {}
+    for w, r in graph.mask.nonzero().tolist():
+        name = f"{_mib_writer(graph.writers[w])}->{_mib_reader(graph.readers[r])}"
+        edges[name] = {"score": -float(scores.scores[w, r]), "in_graph": False}
+    return {"cfg": cfg, "nodes": nodes, "edges": edges}
+
+
+def _mib_writer(site: Site) -> str:
+    if site.kind == "embed":
+        return "input"
+    return f"a{site.layer}.h{site.index}" if site.kind == "head" else f"m{site.layer}"
+
+
+def _mib_reader(site: Site) -> str:
+    if site.kind == "logits":
+        return "logits"
+    if site.kind == "mlp":
+        return f"m{site.layer}"
+    return f"a{site.layer}.h{site.index}<{site.input}>"
 
 
 def summary(scores: CircuitScores) -> dict[str, Any]:
