@@ -73,6 +73,7 @@ _EXPORTS = {
     # circuits
     "circuit": "interp.circuits.scores",
     "CircuitScores": "interp.circuits.scores",
+    "evaluate_circuit": "interp.circuits.evaluate",
     # steering
     "steering_vector": "interp.steering.vectors",
     "SteeringVectors": "interp.steering.vectors",
@@ -104,6 +105,7 @@ if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-export
     from interp.analysis.suite import Analysis as Analysis
     from interp.analysis.suite import SetAnalysis as SetAnalysis
     from interp.analysis.suite import analyze as analyze
+    from interp.circuits.evaluate import evaluate_circuit as evaluate_circuit
     from interp.circuits.scores import CircuitScores as CircuitScores
     from interp.circuits.scores import circuit as circuit
     from interp.dictionaries.dictionary import Dictionary as Dictionary

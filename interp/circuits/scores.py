@@ -31,33 +31,23 @@ from interp.circuits.curve import (
     faithfulness_curves,
     ranked,
 )
-from interp.circuits.evaluate import circuit_metrics
+from interp.circuits.evaluate import Evaluated, circuit_metrics
 from interp.circuits.graph import KV, Edge, Graph
+from interp.circuits.pairs import graph_of, paired
 from interp.circuits.runs import batches, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.generation.generate import record_pairs
 from interp.interventions.attribution_patching import metric_gradients
-from interp.interventions.metrics import KL, Bound, Metric, MetricFn
-from interp.interventions.patching import Runs, pair_runs
-from interp.interventions.preflight import check_before_running
+from interp.interventions.metrics import Bound, Metric, MetricFn
+from interp.interventions.patching import Runs
 from interp.models import hooks as H
 from interp.models.model import Model
-from interp.models.surgery import head_write_obstruction, kv_heads, split_qkv_input
+from interp.models.surgery import split_qkv_input
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
 Method = Literal["eap", "eap-ig"]
 METHODS: tuple[Method, ...] = ("eap", "eap-ig")
-
-
-@dataclass
-class Evaluated:
-    """A circuit's metric: the mean over pairs, each pair's, and how many edges it kept."""
-
-    mean: float
-    per_row: Tensor
-    edges: int
 
 
 @dataclass
@@ -85,7 +75,17 @@ class CircuitScores:
         corrupted run's value (see `interp.circuits.evaluate`)."""
         included = self.graph.included(keep, drop)
         values = self.metrics([included])[0]
-        return Evaluated(float(values.mean()), values, int((included & self.graph.mask).sum()))
+        kept = int((included & self.graph.mask).sum())
+        return Evaluated(values, kept, self.clean_metric, self.corrupted_metric)
+
+    def exact(self, edges: Sequence[Edge | str]) -> dict[Edge, float]:
+        """Each edge's exact score: the mean metric with that edge alone carrying the
+        corrupted value, less the clean run's (what `interp.path_patch` of its sender into
+        its receiver gives), all edges in one pass over the data."""
+        chosen = [self.graph.edge(*self.graph.index(e)) for e in edges]
+        masks = [self.graph.included(None, drop=[e]) for e in chosen]
+        means = self.metrics(masks).mean(1) if masks else torch.zeros(0)
+        return {e: float(m) - self.clean_metric for e, m in zip(chosen, means, strict=True)}
 
     def metrics(self, circuits: Sequence[Tensor]) -> Tensor:
         """Each pair's metric under each circuit (bool `[writer, reader]` masks), exactly, the
@@ -154,28 +154,8 @@ def circuit(
         raise InvalidSettingError(f"steps must be a whole number of at least 1, got {steps!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidSettingError(f"batch_size must be at least 1, got {batch_size!r}")
-    graph = Graph(model.n_layers, model.n_heads, kv_heads(model), kv)
-    if kv == "per-head" and graph.n_kv != graph.n_heads:
-        raise InvalidSettingError(
-            f"kv='per-head' gives each query head its own key and value input; on this "
-            f"grouped-query model ({graph.n_kv} KV heads for {graph.n_heads}) interp scores "
-            "the model's own graph only so far: use kv='group'"
-        )
-    obstruction = head_write_obstruction(model, range(model.n_layers))
-    if obstruction is not None:
-        raise InvalidSettingError(
-            f"a head's write into the residual stream is not z @ W_O here ({obstruction}): "
-            "edges out of a head are not additive, so edge scores are not defined"
-        )
-    check_before_running(model, clean, "circuit discovery", metric=metric, intervention=corrupted)
-    if isinstance(corrupted, Intervention):  # the clean runs under it, each noise draw a row
-        clean, corrupted = record_pairs(model, clean, corrupted)
-    runs = pair_runs(model, clean, corrupted, metric, "denoise", "circuit discovery")
-    if isinstance(runs.metric, KL):
-        raise InvalidSettingError(
-            "the KL from the clean run has no first-order estimate (zero, with zero gradient, "
-            "there): choose a metric such as a logit difference"
-        )
+    graph = graph_of(model, kv)
+    runs = paired(model, clean, corrupted, metric)
     m = 1 if method == "eap" else steps
     total = torch.zeros(len(graph.writers), len(graph.readers), dtype=torch.float64)
     for rows in batches(runs.cleans, batch_size):

@@ -78,3 +78,30 @@ def test_dropping_every_edge_out_of_a_head_is_patching_that_head(runs):
         got = scores.evaluate(keep=keep).per_row - base
         tolerance = 1e-4 * max(_gap(scores), 1.0)
         torch.testing.assert_close(got, patched.per_row[:, layer, head], atol=tolerance, rtol=0)
+
+
+def test_exact_edge_scores_are_path_patching_means(runs):
+    model, clean, corrupted = runs
+    scores = circuit(model, clean, corrupted, metric=METRIC, method="eap")
+    exact = interp.path_patch(model, clean, corrupted, receivers="L1.mlp", metric=METRIC,
+                              direction="noise")["path"]  # fmt: skip
+    edges = ["L0H1->L1.mlp", "L1H3->L1.mlp"]
+    got = scores.exact(edges)
+    assert [str(e) for e in got] == edges
+    tolerance = 1e-4 * max(_gap(scores), 1.0)
+    for (layer, head), value in zip([(0, 1), (1, 3)], got.values(), strict=True):
+        assert value == pytest.approx(float(exact.per_row[:, layer, head].mean()), abs=tolerance)
+
+
+def test_a_given_circuit_is_evaluated_without_scores(runs):
+    model, clean, corrupted = runs
+    scores = circuit(model, clean, corrupted, metric=METRIC, method="eap")
+    kept = [edge for edge, _ in scores.top(12)]
+    alone = interp.evaluate_circuit(model, clean, corrupted, kept, metric=METRIC)
+    within = scores.evaluate(keep=kept)
+    torch.testing.assert_close(alone.per_row, within.per_row, atol=1e-6, rtol=0)
+    assert alone.edges == within.edges == 12
+    full, empty = scores.clean_metric, scores.corrupted_metric
+    assert alone.faithfulness == pytest.approx((alone.mean - empty) / (full - empty), abs=1e-5)
+    with pytest.raises(interp.InterpError, match="L0H1 does not feed L0H2.q"):
+        interp.evaluate_circuit(model, clean, corrupted, ["L0H1->L0H2.q"], metric=METRIC)
