@@ -7,12 +7,15 @@ written atomically."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from interp.circuits.curve import Faithfulness
+from interp.circuits.evaluate import Evaluated
 from interp.circuits.scores import CircuitScores
 from interp.errors import InvalidSettingError
 from interp.files import atomic, store
@@ -24,7 +27,11 @@ CIRCUIT_VERSION = 1
 CIRCUIT_FILE = "circuit.json"
 CURVE_FILE = "curve.json"
 IMPORTANCES_FILE = "importances.json"
-ENTRIES = frozenset({CIRCUIT_FILE, CURVE_FILE, IMPORTANCES_FILE, "index.html", "figures"})
+EVALUATION_FILE = "evaluation.json"
+ENTRIES = frozenset(
+    {CIRCUIT_FILE, CURVE_FILE, IMPORTANCES_FILE, EVALUATION_FILE, "index.html", "figures"}
+)
+_MIB_NODE = re.compile(r"^(?:input|logits|a(\d+)\.h(\d+)(?:<([qkv])>)?|m(\d+))$")
 
 
 def check_output(directory: str | os.PathLike[str]) -> None:
@@ -136,3 +143,82 @@ def curve_record(curve: Faithfulness) -> dict[str, Any]:
     if curve.by_size is not None:
         out["sizes"] = {ranking: asdict(c) for ranking, c in curve.by_size.items()}
     return out
+
+
+def read_edges(path: str | os.PathLike[str]) -> list[str]:
+    """A circuit's edges from a file: one "SENDER->RECEIVER" a line (`#` comments), a JSON
+    list of them, or MIB's Graph JSON (its edges with `"in_graph": true`, MIB's names)."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidSettingError(f"cannot read the edges file {source}: {exc}") from None
+    if text.lstrip().startswith(("[", "{")):
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidSettingError(f"{source} is not valid JSON: {exc}") from None
+        if isinstance(record, dict) and isinstance(record.get("edges"), dict):
+            edges = [_from_mib(n) for n, e in record["edges"].items() if _in_graph(e, n)]
+        elif isinstance(record, list) and all(isinstance(e, str) for e in record):
+            edges = record
+        else:
+            raise InvalidSettingError(
+                f"{source}: expected a JSON list of edges or MIB's graph JSON ({{'edges': ...}})"
+            )
+    else:
+        lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+        edges = [line for line in lines if line]
+    if not edges:
+        raise InvalidSettingError(f"the edges file {source} names no edge")
+    return edges
+
+
+def _in_graph(entry: Any, name: str) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("in_graph"), bool):
+        raise InvalidSettingError(f"MIB's edge {name!r:.60} has no true/false in_graph")
+    return entry["in_graph"]
+
+
+def _from_mib(name: str) -> str:
+    """MIB's edge name ("a3.h2->a7.h1<v>") as interp's ("L3H2->L7H1.v")."""
+    sender, _, receiver = name.partition("->")
+    parts = [_MIB_NODE.match(sender), _MIB_NODE.match(receiver)]
+    if parts[0] is None or parts[1] is None or "<" in sender:
+        raise InvalidSettingError(f"{name!r:.60} is not an edge in MIB's names")
+    return f"{_mib_to_site(parts[0])}->{_mib_to_site(parts[1])}"
+
+
+def _mib_to_site(match: re.Match[str]) -> str:
+    layer, head, qkv, mlp = match.groups()
+    if match.group(0) in ("input", "logits"):
+        return "embed" if match.group(0) == "input" else "logits"
+    if mlp is not None:
+        return f"L{mlp}.mlp"
+    return f"L{layer}H{head}" + (f".{qkv}" if qkv else "")
+
+
+def save_evaluation(
+    evaluated: Evaluated, edges: list[str], directory: str | os.PathLike[str]
+) -> Path:
+    """Write a given circuit's exact evaluation (`evaluation.json`) to `directory`, replacing
+    an earlier circuit there."""
+    target = Path(directory)
+    check_output(target)
+    record = {
+        "format": CIRCUIT_FORMAT,
+        "format_version": CIRCUIT_VERSION,
+        "evaluation": {
+            "edges": edges,
+            "kept": evaluated.edges,
+            "mean": evaluated.mean,
+            "per_row": evaluated.per_row.tolist(),
+            "full": evaluated.full,
+            "empty": evaluated.empty,
+            "faithfulness": evaluated.faithfulness,
+        },
+        "versions": library_versions(),
+    }
+    with atomic.atomic_dir(target) as tmp:
+        (tmp / EVALUATION_FILE).write_text(store.dumps(record), encoding="utf-8")
+    return target

@@ -37,6 +37,14 @@ def add_circuit_parser(sub: Any) -> None:
         help='as for patch; default logit-diff (each clean row\'s "answer" and "distractor")',
     )
     p.add_argument("--no-curve", action="store_true", help="scores only, no faithfulness curve")
+    p.add_argument(
+        "--evaluate",
+        type=Path,
+        default=None,
+        metavar="EDGES_FILE",
+        help="evaluate this circuit exactly instead of scoring (one SENDER->RECEIVER a line, a "
+        "JSON list, or MIB's graph JSON's in_graph edges); writes evaluation.json",
+    )
     p.add_argument("--seeds", type=integer, default=3, metavar="N", help="random controls")
     p.add_argument(
         "--sizes",
@@ -73,6 +81,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     from interp.errors import InvalidSettingError
     from interp.files.atomic import exclusive
     from interp.interventions import metrics
+    from interp.report.build import build_report
     from interp.trace.traceset import TraceSet, load_recorded
 
     metric = metrics.parse(args.metric)
@@ -81,6 +90,8 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     edits = corruption(args)
     clean = load_recorded(args.clean_dir)
     corrupted = edits if args.corrupted_dir is None else load_recorded(args.corrupted_dir)
+    if args.evaluate is not None:
+        return _evaluate(args, clean, corrupted, metric)
     out = args.out or args.clean_dir / "circuits" / f"{args.method}-{args.kv}"
     files.check_output(out)
     with exclusive(out):
@@ -91,6 +102,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
         )
         curve = None if args.no_curve else scores.curve(seeds=args.seeds, sizes=args.sizes)
         files.save(scores, out, curve)
+        page = None if curve is None else build_report(out)  # the page draws the curve
     args.kept.append(f"the circuit in {out}")
     print(
         f"{scores.method} ({scores.steps} steps) over {scores.rows} pair(s), {scores.metric}: "
@@ -101,5 +113,33 @@ def cmd_circuit(args: argparse.Namespace) -> int:
         print(f"  {str(edge):28s} {value:+.4f}")
     if curve is not None:
         print(f"  CPR {curve.cpr:.3f}  CMD {curve.cmd:.3f}")
+    print(f"written to {out}" + ("" if page is None else f"; report: {page.resolve().as_uri()}"))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, clean: Any, corrupted: Any, metric: Any) -> int:
+    """--evaluate: a given circuit's metric and faithfulness, exactly."""
+    from interp.circuits import files
+    from interp.circuits.evaluate import evaluate_circuit
+    from interp.circuits.pairs import graph_of
+    from interp.cli.inputs import load_model
+    from interp.files.atomic import exclusive
+    from interp.trace.traceset import TraceSet
+
+    edges = files.read_edges(args.evaluate)
+    out = args.out or args.clean_dir / "circuits" / "evaluated"
+    files.check_output(out)
+    first = clean[0] if isinstance(clean, TraceSet) else clean
+    with exclusive(out):
+        model = load_model(args, first.model_name)
+        result = evaluate_circuit(model, clean, corrupted, edges, metric=metric, kv=args.kv)
+        files.save_evaluation(result, edges, out)
+    args.kept.append(f"the evaluation in {out}")
+    total = graph_of(model, args.kv).n_edges
+    print(
+        f"a circuit of {result.edges:,} of {total:,} edges over {len(result.per_row)} pair(s): "
+        f"{result.mean:.4f} (full {result.full:.4f}, empty {result.empty:.4f}); "
+        f"faithfulness {result.faithfulness:.3f}"
+    )
     print(f"written to {out}")
     return 0

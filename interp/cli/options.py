@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Write TRACE_DIR/index.html (self-contained, opens offline) and TRACE_DIR/figures/ "
             "from the saved trace and its results; the model is not run. Of a trace set: the "
             "set's summary, with a page per row under TRACE_DIR/rows/. Of a patching "
-            "directory (interp patch, path-patch): its heatmaps and tables."
+            "directory (interp patch, path-patch): its heatmaps and tables. Of a circuit "
+            "directory (interp circuit): its faithfulness curve, a layered drawing of its top "
+            "edges and a table of them (figures as PNG and SVG)."
         ),
     )
     add_trace_dir(rep, "an analysed trace directory")

@@ -36,8 +36,22 @@ def test_the_command_writes_every_edge_and_the_curve(tiny_model, tmp_path, capsy
     clean.save(tmp_path / "clean")
     out = tmp_path / "circ"
     spec = "logit-diff:" + ",".join(json.dumps(tiny_model.decode([t])) for t in (40, 41))
-    argv = ["circuit", tmp_path / "clean", "--noise", "all", "--noise-seed", 2, "--method", "eap",
-            "--metric", spec, "--seeds", 2, "--out", out]  # fmt: skip
+    argv = [
+        "circuit",
+        tmp_path / "clean",
+        "--noise",
+        "all",
+        "--noise-seed",
+        2,
+        "--method",
+        "eap",
+        "--metric",
+        spec,
+        "--seeds",
+        2,
+        "--out",
+        out,
+    ]
     code, printed, err = run_cli(argv, capsys)
     assert code == 0, err
     assert "CPR" in printed and "written to" in printed
@@ -68,5 +82,93 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_model, tmp_path, capsys):
     ):
         out = tmp_path / "circ"
         code, _, err = run_cli(["circuit", tmp_path / "clean", *extra, "--out", out], capsys)
+        assert code == cli.EXIT_BAD_INPUT and err.count("\n") == 1 and words in err, err
+        assert not out.exists()
+
+
+def test_evaluate_writes_a_given_circuits_exact_metric(tiny_model, tmp_path, capsys):
+    clean = interp.generate(tiny_model, PROMPT, continuation=[40])
+    clean.save(tmp_path / "clean")
+    spec = "logit-diff:" + ",".join(json.dumps(tiny_model.decode([t])) for t in (40, 41))
+    edges = ["embed->L0.mlp", "L0H1->L1H0.q", "L1.mlp->logits", "embed->logits"]
+    (tmp_path / "edges.txt").write_text("# a circuit\n" + "\n".join(edges) + "\n\n")
+    out = tmp_path / "ev"
+    argv = [
+        "circuit",
+        tmp_path / "clean",
+        "--noise",
+        "all",
+        "--noise-seed",
+        2,
+        "--metric",
+        spec,
+        "--evaluate",
+        tmp_path / "edges.txt",
+        "--out",
+        out,
+    ]
+    code, printed, err = run_cli(argv, capsys)
+    assert code == 0, err
+    noise = interp.edit("embed", "noise", seed=2)
+    want = interp.evaluate_circuit(
+        tiny_model, clean, noise, edges, metric=metrics.logit_diff(40, 41)
+    )
+    record = json.loads((out / "evaluation.json").read_text())["evaluation"]
+    assert record["edges"] == edges and record["kept"] == 4
+    assert record["per_row"] == pytest.approx(want.per_row.tolist(), abs=1e-6)
+    assert record["faithfulness"] == pytest.approx(want.faithfulness, abs=1e-6)
+    assert f"faithfulness {want.faithfulness:.3f}" in printed
+
+
+def test_mibs_graph_json_is_read_as_its_in_graph_edges_in_interps_names(tmp_path):
+    from interp.circuits import files
+
+    graph = {
+        "cfg": {},
+        "nodes": {},
+        "edges": {
+            "input->a0.h1<q>": {"score": 1.0, "in_graph": True},
+            "a0.h1->m0": {"score": 0.5, "in_graph": True},
+            "m1->logits": {"score": 0.1, "in_graph": False},
+            "a1.h2->a3.h0<v>": {"score": 0.2, "in_graph": True},
+        },
+    }
+    (tmp_path / "g.json").write_text(json.dumps(graph))
+    assert files.read_edges(tmp_path / "g.json") == [
+        "embed->L0H1.q",
+        "L0H1->L0.mlp",
+        "L1H2->L3H0.v",
+    ]
+    (tmp_path / "l.json").write_text(json.dumps(["L0H1->logits"]))
+    assert files.read_edges(tmp_path / "l.json") == ["L0H1->logits"]
+    graph["edges"]["a0.h1<q>->m0"] = {"score": 0.0, "in_graph": True}
+    (tmp_path / "bad.json").write_text(json.dumps(graph))
+    with pytest.raises(interp.InterpError, match="is not an edge in MIB's names"):
+        files.read_edges(tmp_path / "bad.json")
+
+
+def test_evaluate_refuses_bad_edge_files_in_one_line(tiny_model, tmp_path, capsys):
+    interp.generate(tiny_model, PROMPT, continuation=[40]).save(tmp_path / "clean")
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    (tmp_path / "bad.json").write_text('{"edges": [1, 2]')
+    (tmp_path / "unknown.txt").write_text("L0H1->L0H2.q\n")
+    for name, words in (
+        ("missing.txt", "cannot read the edges file"),
+        ("empty.txt", "names no edge"),
+        ("bad.json", "is not valid JSON"),
+        ("unknown.txt", "L0H1 does not feed L0H2.q"),
+    ):
+        out = tmp_path / "ev"
+        argv = [
+            "circuit",
+            tmp_path / "clean",
+            "--noise",
+            "all",
+            "--evaluate",
+            tmp_path / name,
+            "--out",
+            out,
+        ]
+        code, _, err = run_cli(argv, capsys)
         assert code == cli.EXIT_BAD_INPUT and err.count("\n") == 1 and words in err, err
         assert not out.exists()
