@@ -1,7 +1,8 @@
 """Reports: read saved results, write one self-contained HTML page and figures; register the
 notebook display of results (`display`). Nothing here runs the model.
 
-Public: `build_report` (a trace's, a set's or a patching result's page), `patching_sections`
+Public: `build_report` (a trace's, a set's, a patching result's or a circuit's page),
+`build_circuit_report` (a circuit's, with the drawing's number of edges), `patching_sections`
 (patching results as sections of another page), `write_experiment` and `Section` (an
 experiment's page), `write_steering` (a steering evaluation's directory), the directory
 checks, `parse_formats` (`--format png,svg,pdf`), and the `figures` module. Imported lazily,
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "build_report": "interp.report.build",
+    "build_circuit_report": "interp.report.circuits",
     "write_experiment": "interp.report.simple",
     "check_experiment_dir": "interp.report.simple",
     "Section": "interp.report.simple",
@@ -26,6 +28,7 @@ _EXPORTS = {
 
 __all__ = [
     "Section",
+    "build_circuit_report",
     "build_report",
     "check_experiment_dir",
     "figures",
@@ -39,6 +42,7 @@ __all__ = [
 if TYPE_CHECKING:
     from interp.report import figures
     from interp.report.build import build_report
+    from interp.report.circuits import build_circuit_report
     from interp.report.formats import parse_formats
     from interp.report.patching import patching_sections
     from interp.report.simple import Section, check_experiment_dir, write_experiment

@@ -23,7 +23,7 @@ from interp.errors import InvalidSettingError
 from interp.models.site import Site
 from interp.report import style
 from interp.report.circuit_reading import SavedCircuit, load_circuit
-from interp.report.formats import FORMATS, Format
+from interp.report.formats import FORMATS, parse_formats
 from interp.report.simple import Section, render_experiment
 from interp.report.style import PAGE, styled
 from interp.report.writing import write_report
@@ -177,11 +177,12 @@ def circuit_figure(graph: Graph, edges: Sequence[tuple[Site, Site, float]], titl
 def build_circuit_report(
     directory: str | os.PathLike[str],
     title: str | None = None,
-    formats: Sequence[Format] = ("png",),
+    formats: str | Sequence[str] = "png",
     top: int = TOP_K,
 ) -> Path:
-    """Write DIR/index.html and DIR/figures/ (each figure as PNG, SVG and each of `formats`)
-    of a saved circuit; `top`: the edges the layered drawing starts from."""
+    """Write DIR/index.html and DIR/figures/ (each figure as PNG, SVG and each of `formats`,
+    "pdf" or a list) of a saved circuit; `top`: the edges the layered drawing starts from."""
+    chosen = parse_formats(formats)
     path = Path(directory)
     saved = load_circuit(path)
     c, graph = saved.settings, saved.graph
@@ -193,7 +194,7 @@ def build_circuit_report(
             graph, edges, f"The top {top} edges by |score|, pruned: {len(edges)} kept"
         ),
     }
-    files = style.render(figs, tuple(f for f in FORMATS if f in ("png", "svg", *formats)))
+    files = style.render(figs, tuple(f for f in FORMATS if f in ("png", "svg", *chosen)))
     html = render_experiment(
         title or f"interp: circuit ({name})",
         f"{c['model']}; {c['rows']} pair(s) of runs; {graph.n_edges:,} edges; CPR "
