@@ -21,7 +21,7 @@ from torch import Tensor
 
 from interp.circuits.graph import KV, Edge, Graph
 from interp.circuits.pairs import graph_of, paired
-from interp.circuits.runs import batches, forward, writes
+from interp.circuits.runs import bar, batches, forward, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.interventions.metrics import Metric, MetricFn
@@ -69,6 +69,7 @@ def evaluate_circuit(
     metric: Metric | MetricFn | str | None = None,
     kv: KV = "group",
     batch_size: int = 16,
+    progress: bool = False,
 ) -> Evaluated:
     """A given circuit's metric, exactly, with no scores computed: its `edges` carry what it
     computes, every other edge the corrupted value (see the module's docstring)."""
@@ -76,7 +77,7 @@ def evaluate_circuit(
     included = graph.included(edges)
     runs = paired(model, clean, corrupted, metric, "circuit evaluation")
     values = circuit_metrics(
-        model, runs.cleans, runs.corrupts, runs.metric, graph, [included], batch_size
+        model, runs.cleans, runs.corrupts, runs.metric, graph, [included], batch_size, progress
     )[0]
     full, empty = float(runs.clean_m.mean()), float(runs.corrupt_m.mean())
     return Evaluated(values, int(included.sum()), full, empty)
@@ -90,12 +91,14 @@ def circuit_metrics(
     graph: Graph,
     circuits: Sequence[Tensor],
     batch_size: int = 16,
+    progress: bool = False,
 ) -> Tensor:
     """Each pair's metric under each circuit (a bool `[writer, reader]` mask of the edges
     carrying what the circuit computes; see the module's docstring): `[circuit, row]`."""
     out = torch.zeros(len(circuits), len(cleans))
     included = [c & graph.mask for c in circuits]
-    for rows in batches(cleans, batch_size):
+    what = f"evaluating {len(circuits)} circuit(s)"
+    for rows in bar(batches(cleans, batch_size), len(cleans), what, progress):
         clean = [cleans[i] for i in rows]
         # [writer, row, pos, d]: one writer's values contiguous, as the rebuild reads them
         corrupt = writes(model, [corrupts[i] for i in rows]).permute(2, 0, 1, 3).contiguous()

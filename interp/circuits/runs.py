@@ -3,10 +3,12 @@ forward over a batch of runs, and batches of one length."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
+from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidgets
 
 from interp.interventions.replay import replay_hooks
 from interp.models import hooks as H
@@ -53,3 +55,11 @@ def batches(runs: Sequence[Trace], size: int) -> list[list[int]]:
     for i, run in enumerate(runs):
         by_length.setdefault(run.n_positions, []).append(i)
     return [rows[j : j + size] for rows in by_length.values() for j in range(0, len(rows), size)]
+
+
+def bar(groups: list[list[int]], rows: int, what: str, enabled: bool) -> Iterator[list[int]]:
+    """`groups` of rows in turn, under a progress bar of pairs (on stderr, where enabled)."""
+    with tqdm(total=rows, desc=what, unit="pair", disable=not enabled, file=sys.stderr) as b:
+        for group in groups:
+            yield group
+            b.update(len(group))

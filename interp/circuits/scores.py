@@ -34,7 +34,7 @@ from interp.circuits.curve import (
 from interp.circuits.evaluate import Evaluated, circuit_metrics
 from interp.circuits.graph import KV, Edge, Graph
 from interp.circuits.pairs import graph_of, paired
-from interp.circuits.runs import batches, writes
+from interp.circuits.runs import bar, batches, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.interventions.attribution_patching import metric_gradients
@@ -87,16 +87,22 @@ class CircuitScores:
         means = self.metrics(masks).mean(1) if masks else torch.zeros(0)
         return {e: float(m) - self.clean_metric for e, m in zip(chosen, means, strict=True)}
 
-    def metrics(self, circuits: Sequence[Tensor]) -> Tensor:
+    def metrics(self, circuits: Sequence[Tensor], progress: bool = False) -> Tensor:
         """Each pair's metric under each circuit (bool `[writer, reader]` masks), exactly, the
         corrupted writes computed once a batch for all of them: `[circuit, row]`."""
         if self.runs is None:
             raise InvalidSettingError("these scores hold no runs to evaluate a circuit on")
         model, runs = self.runs
-        return circuit_metrics(model, runs.cleans, runs.corrupts, runs.metric, self.graph, circuits)
+        return circuit_metrics(
+            model, runs.cleans, runs.corrupts, runs.metric, self.graph, circuits, 16, progress
+        )
 
     def curve(
-        self, fractions: Sequence[float] = FRACTIONS, seeds: int = 3, sizes: Sequence[int] = SIZES
+        self,
+        fractions: Sequence[float] = FRACTIONS,
+        seeds: int = 3,
+        sizes: Sequence[int] = SIZES,
+        progress: bool = False,
     ) -> Faithfulness:
         """Faithfulness of the top edges at each fraction of the graph's edges (and at each
         absolute size, for a log-x view), both rankings, with a random-edge control of `seeds`
@@ -104,7 +110,7 @@ class CircuitScores:
         return faithfulness_curves(
             self.graph,
             self.scores,
-            lambda masks: self.metrics(masks).mean(1).tolist(),
+            lambda masks: self.metrics(masks, progress).mean(1).tolist(),
             self.clean_metric,
             self.corrupted_metric,
             fractions,
@@ -143,6 +149,7 @@ def circuit(
     steps: int = 5,
     kv: KV = "group",
     batch_size: int = 16,
+    progress: bool = False,
 ) -> CircuitScores:
     """Score every edge of the model's graph between paired clean and corrupted runs (the
     corrupted side may be recorded under an intervention, or be one: the clean runs under it,
@@ -158,7 +165,8 @@ def circuit(
     runs = paired(model, clean, corrupted, metric)
     m = 1 if method == "eap" else steps
     total = torch.zeros(len(graph.writers), len(graph.readers), dtype=torch.float64)
-    for rows in batches(runs.cleans, batch_size):
+    groups = batches(runs.cleans, batch_size)
+    for rows in bar(groups, len(runs.cleans), f"{method} ({m} step(s))", progress):
         cleans = [runs.cleans[i] for i in rows]
         corrupts = [runs.corrupts[i] for i in rows]
         clean_out, corrupt_out = writes(model, cleans), writes(model, corrupts)

@@ -4,6 +4,7 @@ and the faithfulness curve of the top edges, written to a circuit directory."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +98,20 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     with exclusive(out):
         first = clean[0] if isinstance(clean, TraceSet) else clean
         model = load_model(args, first.model_name)
+        shown = sys.stderr.isatty()
         scores = circuit(
-            model, clean, corrupted, metric=metric, method=args.method, steps=args.steps, kv=args.kv
+            model,
+            clean,
+            corrupted,
+            metric=metric,
+            method=args.method,
+            steps=args.steps,
+            kv=args.kv,
+            progress=shown,
         )
-        curve = None if args.no_curve else scores.curve(seeds=args.seeds, sizes=args.sizes)
+        curve = None
+        if not args.no_curve:
+            curve = scores.curve(seeds=args.seeds, sizes=args.sizes, progress=shown)
         files.save(scores, out, curve)
         page = None if curve is None else build_report(out)  # the page draws the curve
     args.kept.append(f"the circuit in {out}")
@@ -132,7 +143,9 @@ def _evaluate(args: argparse.Namespace, clean: Any, corrupted: Any, metric: Any)
     first = clean[0] if isinstance(clean, TraceSet) else clean
     with exclusive(out):
         model = load_model(args, first.model_name)
-        result = evaluate_circuit(model, clean, corrupted, edges, metric=metric, kv=args.kv)
+        result = evaluate_circuit(
+            model, clean, corrupted, edges, metric=metric, kv=args.kv, progress=sys.stderr.isatty()
+        )
         files.save_evaluation(result, edges, out)
     args.kept.append(f"the evaluation in {out}")
     total = graph_of(model, args.kv).n_edges

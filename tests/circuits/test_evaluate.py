@@ -52,8 +52,9 @@ def test_the_empty_circuit_is_the_corrupted_run_and_the_full_one_the_clean_run(r
 def test_dropping_one_edge_is_path_patching_its_sender_into_its_receiver(runs, receiver):
     model, clean, corrupted = runs
     scores = circuit(model, clean, corrupted, metric=METRIC, method="eap")
-    exact = interp.path_patch(model, clean, corrupted, receivers=receiver, metric=METRIC,
-                              direction="noise")["path"]  # fmt: skip
+    exact = interp.path_patch(
+        model, clean, corrupted, receivers=receiver, metric=METRIC, direction="noise"
+    )["path"]
     base = interp.evaluate(model, clean, METRIC).values
     tolerance = 1e-4 * max(_gap(scores), 1.0)
     senders = [(0, 1), (1, 3)] if receiver.startswith(("L1.mlp", "logits")) else [(0, 1), (0, 3)]
@@ -67,8 +68,9 @@ def test_dropping_one_edge_is_path_patching_its_sender_into_its_receiver(runs, r
 def test_dropping_every_edge_out_of_a_head_is_patching_that_head(runs):
     model, clean, corrupted = runs
     scores = circuit(model, clean, corrupted, metric=METRIC, method="eap")
-    patched = interp.patch(model, clean, corrupted, sites=["heads"], metric=METRIC,
-                           direction="noise")["heads"]  # fmt: skip
+    patched = interp.patch(
+        model, clean, corrupted, sites=["heads"], metric=METRIC, direction="noise"
+    )["heads"]
     base = interp.evaluate(model, clean, METRIC).values
     graph = scores.graph
     for layer, head in [(0, 2), (1, 0)]:
@@ -83,8 +85,9 @@ def test_dropping_every_edge_out_of_a_head_is_patching_that_head(runs):
 def test_exact_edge_scores_are_path_patching_means(runs):
     model, clean, corrupted = runs
     scores = circuit(model, clean, corrupted, metric=METRIC, method="eap")
-    exact = interp.path_patch(model, clean, corrupted, receivers="L1.mlp", metric=METRIC,
-                              direction="noise")["path"]  # fmt: skip
+    exact = interp.path_patch(
+        model, clean, corrupted, receivers="L1.mlp", metric=METRIC, direction="noise"
+    )["path"]
     edges = ["L0H1->L1.mlp", "L1H3->L1.mlp"]
     got = scores.exact(edges)
     assert [str(e) for e in got] == edges
@@ -105,3 +108,16 @@ def test_a_given_circuit_is_evaluated_without_scores(runs):
     assert alone.faithfulness == pytest.approx((alone.mean - empty) / (full - empty), abs=1e-5)
     with pytest.raises(interp.InterpError, match="L0H1 does not feed L0H2.q"):
         interp.evaluate_circuit(model, clean, corrupted, ["L0H1->L0H2.q"], metric=METRIC)
+
+
+def test_each_pass_over_the_pairs_shows_a_bar_when_asked(runs, capsys):
+    model, clean, corrupted = runs
+    scores = circuit(
+        model, clean, corrupted, metric=METRIC, method="eap-ig", steps=2, progress=True
+    )
+    scores.metrics([scores.graph.mask] * 3, progress=True)
+    err = capsys.readouterr().err
+    assert "eap-ig (2 step(s))" in err and "evaluating 3 circuit(s)" in err
+    assert "2/2 [" in err  # both pairs counted
+    circuit(model, clean, corrupted, metric=METRIC, method="eap")
+    assert capsys.readouterr().err == ""  # off by default
