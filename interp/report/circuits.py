@@ -218,8 +218,9 @@ def circuit_sections(
         ["edges", f"{graph.n_edges:,}"],
         ["CPR", f"{curve.cpr:.4f}"],
         ["CMD", f"{curve.cmd:.4f}"],
-        ["data sha256", c.get("data_sha256", "")],
     ]
+    if isinstance(c.get("data_sha256"), str):
+        settings.append(["data sha256", c["data_sha256"]])
     points: list[list[object]] = [
         ["fraction", "edges", "kept (signed)", "f (signed)", "kept (|score|)", "f (|score|)"]
     ]
