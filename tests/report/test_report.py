@@ -145,7 +145,16 @@ def run_experiment(name: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "name", ["seed_run", "induction_heads", "heads_and_text", "ioi", "causal_tracing", "steering"]
+    "name",
+    [
+        "seed_run",
+        "induction_heads",
+        "heads_and_text",
+        "ioi",
+        "ioi_circuit",
+        "causal_tracing",
+        "steering",
+    ],
 )
 def test_experiment_help(name):
     done = run_experiment(name, "--help")
@@ -292,6 +301,26 @@ def test_ioi_experiment(tmp_path, smollm):
     assert "Candidate roles (hypotheses, not verdicts)" in page
     assert len(list((out / "figures").glob("*.png"))) == 17
     assert run_experiment("ioi", "--pairs", "0", "--out", str(out)).returncode == 2
+
+
+@pytest.mark.real_model
+def test_ioi_circuit_experiment(tmp_path, smollm):
+    out = tmp_path / "ioi_circuit"
+    argv = ["--pairs", "2", "--steps", "2", "--exact-top", "6", "--exact-random", "4",
+            "--seeds", "1", "--no-sizes", "--out", str(out)]  # fmt: skip
+    done = run_experiment("ioi_circuit", *argv)
+    assert done.returncode == 0, done.stderr[-2000:]
+    s = json.loads((out / "summary.json").read_text())
+    for method in ("eap", "eap-ig"):
+        assert s[method]["edges"] == 70_651 and s[method]["cpr"] == pytest.approx(
+            json.loads((out / method / "curve.json").read_text())["cpr"]
+        )
+        assert (out / method / "index.html").exists()
+    assert "use kv='group'" in s["per_head"]  # SmolLM2 groups its keys and values
+    assert s["agreement"]["top"]["edges"] == 6 and -1 <= s["agreement"]["all"]["spearman"] <= 1
+    assert set(s["study_heads"]) == {"L23H3", "L23H0", "L29H1"}
+    assert "Estimates against exact effects" in (out / "index.html").read_text()
+    assert run_experiment("ioi_circuit", "--pairs", "0", "--out", str(out)).returncode == 2
 
 
 @pytest.mark.real_model
