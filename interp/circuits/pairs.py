@@ -44,7 +44,9 @@ def paired(
 ) -> Runs:
     """The clean and corrupted runs paired row by row (an intervention's: the clean runs
     recorded under it, each noise draw a row) and the metric bound to them."""
-    check_before_running(model, clean, what, metric=metric, intervention=corrupted)
+    check_before_running(
+        model, clean, what, metric=metric, intervention=corrupted, pairs_draws=True
+    )
     if isinstance(corrupted, Intervention):
         clean, corrupted = record_pairs(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, "denoise", what)

@@ -211,7 +211,13 @@ def patch(
     check_window(window, sites, method)
     chosen = candidates.check_positions(positions)
     check_before_running(
-        model, clean, "activation patching", metric=metric, intervention=corrupted, groups=chosen
+        model,
+        clean,
+        "activation patching",
+        metric=metric,
+        intervention=corrupted,
+        groups=chosen,
+        pairs_draws=True,
     )
     draws = 1
     if isinstance(corrupted, Intervention):  # the clean runs under it, each draw a row

@@ -111,3 +111,13 @@ def test_a_metric_refuses_a_position_that_is_not_one_where_it_is_built(unchecked
         metrics.prob(" x", position="last")
     with pytest.raises(InvalidSettingError, match="the answer is a text, a token id or None"):
         metrics.prob(1.5)
+
+
+def test_noise_draws_outside_patch_and_circuit_are_refused_before_a_forward(no_forward, clean):
+    noise = interp.edit("embed", "noise", seed=1, draws=3)
+    for run in (
+        lambda: interp.evaluate(no_forward, clean, "logprob", intervention=noise),
+        lambda: interp.ablate(no_forward, clean, noise),
+    ):
+        with pytest.raises(InvalidSettingError, match="give it to interp.patch or interp.circuit"):
+            run()
