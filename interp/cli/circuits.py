@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from interp.circuits.curve import SIZES
 from interp.cli.corrupting import add_corruption_options, corruption
 from interp.cli.inputs import integer
 
@@ -50,10 +49,10 @@ def add_circuit_parser(sub: Any) -> None:
     p.add_argument(
         "--sizes",
         type=sizes,
-        default=SIZES,
+        default=None,
         metavar="N,N,...",
-        help="also evaluate the top N edges at these sizes, for a log-x view (default "
-        f"{','.join(map(str, SIZES))}; 'none' for MIB's fractions alone)",
+        help="also evaluate the top N edges at these sizes, for a log-x view (default 10, 20, "
+        "50, ... 10000; 'none' for MIB's fractions alone)",
     )
     p.add_argument("--out", type=Path, default=None, metavar="DIR")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
@@ -77,6 +76,7 @@ def sizes(text: str) -> tuple[int, ...]:
 
 def cmd_circuit(args: argparse.Namespace) -> int:
     from interp.circuits import files
+    from interp.circuits.curve import SIZES
     from interp.circuits.scores import circuit
     from interp.cli.inputs import load_model
     from interp.errors import InvalidSettingError
@@ -111,7 +111,8 @@ def cmd_circuit(args: argparse.Namespace) -> int:
         )
         curve = None
         if not args.no_curve:
-            curve = scores.curve(seeds=args.seeds, sizes=args.sizes, progress=shown)
+            sizes = SIZES if args.sizes is None else args.sizes
+            curve = scores.curve(seeds=args.seeds, sizes=sizes, progress=shown)
         files.save(scores, out, curve)
         page = None if curve is None else build_report(out)  # the page draws the curve
     args.kept.append(f"the circuit in {out}")

@@ -27,7 +27,9 @@ def add_corruption_options(p: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="instead of CORRUPTED_DIR: the clean runs with seeded Gaussian noise on the "
         "embeddings (3 x the standard deviation of the embedding matrix's entries, or "
-        "--noise-scale) at 'span:TEXT' (each row's tokens of TEXT) or 'all'",
+        "--noise-scale) at 'span:TEXT' (each row's tokens of TEXT), 'span.last:TEXT' (a "
+        "role: first, middle, last, after, further), 'field:subject' (each row's own field) "
+        "or 'all'",
     )
     p.add_argument("--noise-seed", type=integer, default=0, metavar="N")
     p.add_argument(
@@ -50,7 +52,7 @@ def add_corruption_options(p: argparse.ArgumentParser) -> None:
 def corruption(args: Any) -> Any:
     """The intervention the clean runs are corrupted by (`--corrupt` or `--noise`), or None
     where CORRUPTED_DIR is given: exactly one of the three."""
-    from interp.edits.positions import span
+    from interp.edits.positions import parse_spans
     from interp.edits.value import edit
     from interp.errors import InvalidSettingError
 
@@ -74,9 +76,12 @@ def corruption(args: Any) -> Any:
         ) from None
     asked = (("seed", args.noise_seed), ("draws", draws), ("scale", scale))
     params: dict[str, Any] = {key: value for key, value in asked if value is not None}
-    kind, _, text = args.noise.partition(":")
     if args.noise == "all":
         return edit("embed", "noise", **params)
-    if kind != "span" or not text:
-        raise InvalidSettingError(f"--noise {args.noise!r}: write 'span:TEXT' or 'all'")
-    return edit("embed", "noise", positions=span(text), **params)
+    spans = parse_spans(args.noise) if not args.noise.startswith("rome") else None
+    if spans is None:
+        raise InvalidSettingError(
+            f"--noise {args.noise!r:.60}: write 'all', span:TEXT, span.ROLE:TEXT, field:NAME or "
+            "field.ROLE:NAME"
+        )
+    return edit("embed", "noise", positions=spans[0], **params)

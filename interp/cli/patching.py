@@ -39,7 +39,9 @@ def add_patching_parsers(sub: Any) -> None:
         metavar="SPEC",
         help="the per-position sites' columns: prompt (each prompt position, default), all (every "
         "position, for a metric over the continuation), or groups patched at once, resolved in "
-        "each row, separated by ';': 'span:Eiffel Tower;last_prompt;S2;-1'",
+        "each row, separated by ';': 'span:Eiffel Tower;last_prompt;S2;-1'; a role of a span "
+        "('span.last:Eiffel Tower'), each row's own field ('field.middle:subject'), or ROME's "
+        "six categories ('rome:Eiffel Tower', 'rome-field:subject')",
     )
     pat.add_argument(
         "--sites",
@@ -152,15 +154,16 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
 
 def _positions(spec: str) -> Any:
-    """`--positions`: prompt, all, or `;`-separated groups (span:TEXT, an index, a label)."""
-    from interp.edits.positions import span
+    """`--positions`: prompt, all, or `;`-separated groups (a span as `parse_spans` spells
+    it, an index, a label)."""
+    from interp.edits.positions import parse_spans
 
     if spec in ("prompt", "all"):
         return spec
     groups: list[Any] = []
     for item in spec.split(";"):
-        if item.startswith("span:"):
-            groups.append(span(item[len("span:") :]))
+        if (spans := parse_spans(item)) is not None:
+            groups += spans
         elif re.fullmatch(r"-?[0-9]{1,4000}", item.strip()):  # int() takes up to 4300 digits
             groups.append(int(item))
         else:

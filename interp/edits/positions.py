@@ -102,6 +102,28 @@ class Span:
         return dict(zip(ROME_CATEGORIES, groups, strict=True))
 
 
+SPAN_SPELLINGS = (
+    "span:TEXT (each row's tokens of TEXT), span.ROLE:TEXT (a role within it: "
+    f"{', '.join(ROLES)}), field:NAME / field.ROLE:NAME (each row's own text in its field NAME), "
+    "rome:TEXT / rome-field:NAME (ROME's six categories)"
+)
+
+
+def parse_spans(spelling: str) -> list[Position] | None:
+    """A span as the command line spells it (`SPAN_SPELLINGS`): its groups (six for ROME's
+    categories), or None where `spelling` names no span."""
+    head, colon, rest = spelling.partition(":")
+    kind, _, role = head.partition(".")
+    if not colon or kind not in ("span", "field", "rome", "rome-field"):
+        return None
+    if not rest or (role and (kind.startswith("rome") or role not in ROLES)):
+        raise InvalidSettingError(f"{spelling!r:.60}: write {SPAN_SPELLINGS}")
+    whole = Span(rest) if kind in ("span", "rome") else Span(None, field=rest)
+    if kind.startswith("rome"):
+        return list(whole.rome().values())
+    return [whole if not role else replace(whole, role=role)]
+
+
 def span(text: str | None = None, role: Role | None = None, *, field: str | None = None) -> Span:
     """Positions: each row's own token span of `text` in its prompt (`field="subject"`: of
     each row's own text in that field); `.first`, `.middle`, `.last`, `.after`, `.further` name

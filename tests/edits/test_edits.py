@@ -414,7 +414,7 @@ def test_the_cli_patches_under_noise_and_records_under_an_intervention_file(
     (written,) = (clean / "patching").iterdir()
     assert "under-" in written.name and interp.interventions.Patching.load(written).clean_metric > 0
     for bad, words in (
-        (["--noise", "Eiffel"], "write 'span:TEXT' or 'all'"),
+        (["--noise", "Eiffel"], "write 'all', span:TEXT"),
         (["--corrupt", str(tmp_path / "none.json")], "no such intervention file"),
         ([], "give one corrupted side"),
     ):

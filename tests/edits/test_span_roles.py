@@ -6,6 +6,7 @@ import json
 import warnings
 
 import pytest
+import torch
 
 import interp
 from interp.edits import Intervention
@@ -142,3 +143,54 @@ def test_a_span_of_each_rows_own_field(tiny):
         bare.positions(subject)
     with pytest.raises(InvalidSettingError, match="a text or a field's name"):
         interp.span("x", field="subject")
+
+
+def test_the_command_lines_span_spellings_are_the_values():
+    from interp.edits.positions import parse_spans
+
+    subject = interp.span("Eiffel Tower")
+    assert parse_spans("span:Eiffel Tower") == [subject]
+    assert parse_spans("span.last:Eiffel Tower") == [subject.last]
+    assert parse_spans("field.middle:subject") == [interp.span(field="subject").middle]
+    assert parse_spans("rome:Eiffel Tower") == list(subject.rome().values())
+    assert parse_spans("rome-field:subject") == list(interp.span(field="subject").rome().values())
+    assert parse_spans("last_prompt") is None and parse_spans("S2") is None
+    for bad in ("span.top:Eiffel", "span:", "rome.last:Eiffel"):
+        with pytest.raises(InvalidSettingError, match="span.ROLE:TEXT"):
+            parse_spans(bad)
+
+
+def test_interp_patch_takes_roles_and_romes_categories(tiny, tmp_path, capsys, monkeypatch):
+    from interp import cli
+
+    monkeypatch.setattr(interp.models, "load_model", lambda *a, **k: tiny)
+    clean = interp.generate(tiny, PROMPT, max_new_tokens=1, seed=0, temperature=0)
+    clean.save(tmp_path / "clean")
+    argv = [
+        "patch",
+        str(tmp_path / "clean"),
+        "--noise",
+        "span.first:Eiffel Tower",
+        "--sites",
+        "resid",
+        "--positions",
+        "rome:Eiffel Tower",
+        "--metric",
+        "logprob",
+        "--out",
+        str(tmp_path / "p"),
+    ]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    subject = interp.span("Eiffel Tower")
+    noise = interp.edit("embed", "noise", seed=0, positions=subject.first)
+    want = interp.patch(
+        tiny,
+        clean,
+        noise,
+        sites=["resid"],
+        metric="logprob",
+        positions=list(subject.rome().values()),
+    )
+    got = interp.Patching.load(tmp_path / "p")
+    assert got["resid"].effect.shape[-1] == 6  # ROME's six categories, one column each
+    torch.testing.assert_close(got["resid"].effect, want["resid"].effect, equal_nan=True)
