@@ -42,6 +42,7 @@ from interp.interventions.metrics import Bound, Metric, MetricFn
 from interp.interventions.patching import Runs
 from interp.models import hooks as H
 from interp.models.model import Model
+from interp.models.site import Site
 from interp.models.surgery import split_qkv_input
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
@@ -96,6 +97,21 @@ class CircuitScores:
         return circuit_metrics(
             model, runs.cleans, runs.corrupts, runs.metric, self.graph, circuits, 16, progress
         )
+
+    def exact_nodes(self) -> dict[Site, float]:
+        """Each head's and MLP's (and the embedding's) exact score: the mean metric with every
+        edge out of it carrying the corrupted value, less the clean metric (patching that
+        node), all in one pass; compare it with `node_scores`."""
+        masks = []
+        for w in range(len(self.graph.writers)):
+            mask = self.graph.mask.clone()
+            mask[w] = False
+            masks.append(mask)
+        means = self.metrics(masks).mean(1)
+        return {
+            site: float(m) - self.clean_metric
+            for site, m in zip(self.graph.writers, means, strict=True)
+        }
 
     def curve(
         self,

@@ -121,3 +121,22 @@ def test_each_pass_over_the_pairs_shows_a_bar_when_asked(runs, capsys):
     assert "2/2 [" in err  # both pairs counted
     circuit(model, clean, corrupted, metric=METRIC, method="eap")
     assert capsys.readouterr().err == ""  # off by default
+
+
+def test_exact_node_scores_are_patching_each_node(runs):
+    model, clean, corrupted = runs
+    scores = circuit(model, clean, corrupted, metric=METRIC, method="eap")
+    patched = interp.patch(
+        model, clean, corrupted, sites=["heads"], metric=METRIC, direction="noise"
+    )["heads"]
+    exact = scores.exact_nodes()
+    assert list(exact) == scores.graph.writers
+    tolerance = 1e-4 * max(_gap(scores), 1.0)
+    for layer in range(model.n_layers):
+        for head in range(model.n_heads):
+            want = float(patched.per_row[:, layer, head].mean())
+            assert exact[interp.site(f"L{layer}H{head}")] == pytest.approx(want, abs=tolerance)
+    # the embedding's every edge corrupted: the corrupted run
+    assert exact[interp.site("embed")] == pytest.approx(
+        scores.corrupted_metric - scores.clean_metric, abs=tolerance
+    )
