@@ -92,17 +92,24 @@ def circuit_metrics(
     circuits: Sequence[Tensor],
     batch_size: int = 16,
     progress: bool = False,
+    means: Tensor | None = None,
 ) -> Tensor:
     """Each pair's metric under each circuit (a bool `[writer, reader]` mask of the edges
-    carrying what the circuit computes; see the module's docstring): `[circuit, row]`."""
+    carrying what the circuit computes; see the module's docstring): `[circuit, row]`. With
+    `means` (`[writer, d_model]`, mean ablation) an excluded edge carries its writer's mean
+    instead of the corrupted run's value."""
     out = torch.zeros(len(circuits), len(cleans))
     included = [c & graph.mask for c in circuits]
     what = f"evaluating {len(circuits)} circuit(s)"
     for rows in bar(batches(cleans, batch_size), len(cleans), what, progress):
         clean = [cleans[i] for i in rows]
         # [writer, row, pos, d]: one writer's values contiguous, as the rebuild reads them
-        corrupt = writes(model, [corrupts[i] for i in rows]).permute(2, 0, 1, 3).contiguous()
-        corrupt = corrupt.to(model.device)
+        if means is None:
+            corrupt = writes(model, [corrupts[i] for i in rows]).permute(2, 0, 1, 3)
+        else:
+            shape = (len(rows), clean[0].n_positions)
+            corrupt = means[:, None, None, :].expand(-1, *shape, -1)
+        corrupt = corrupt.contiguous().to(model.device)
         bound = metric.bind(model, clean)
         for c, kept in enumerate(included):
             hooks = replay_hooks(model, clean) + _rebuilding(model, graph, kept, corrupt)

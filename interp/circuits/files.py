@@ -116,6 +116,7 @@ def summary(scores: CircuitScores) -> dict[str, Any]:
         "steps": scores.steps,
         "kv": scores.graph.kv,
         "metric": scores.metric,
+        "ablation": scores.ablation,
         "rows": scores.rows,
         "edges": scores.graph.n_edges,
         "clean_metric": round(scores.clean_metric, 6),

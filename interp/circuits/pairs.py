@@ -1,20 +1,33 @@
 """The graph and the paired runs a circuit is found or evaluated on, every input checked
 before the first forward pass: the model's graph (refused where a head's write is not
-additive), the corrupted side recorded where it is an intervention, and the metric."""
+additive), the corrupted side recorded where it is an intervention, and the metric. With
+mean ablation an edge's corrupted value is its writer's mean output over a reference set (over
+its rows and positions, EAP-IG's "mean"), the same at every position of every pair."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
 from interp.circuits.graph import KV, Graph
+from interp.circuits.runs import batches, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.generation.generate import record_pairs
-from interp.interventions.metrics import KL, Metric, MetricFn
+from interp.interventions.measuring import measure
+from interp.interventions.metrics import KL, Metric, MetricFn, as_metric
 from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.preflight import check_before_running
 from interp.models.model import Model
 from interp.models.surgery import head_write_obstruction, kv_heads
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
+
+Ablation = Literal["patch", "mean"]
+ABLATIONS: tuple[Ablation, ...] = ("patch", "mean")
 
 
 def graph_of(model: Model, kv: KV = "group") -> Graph:
@@ -50,9 +63,60 @@ def paired(
     if isinstance(corrupted, Intervention):
         clean, corrupted = record_pairs(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, "denoise", what)
-    if isinstance(runs.metric, KL):
+    _refuse_kl(runs.metric)
+    return runs
+
+
+def _refuse_kl(metric: Metric) -> None:
+    if isinstance(metric, KL):
         raise InvalidSettingError(
             "the KL from the clean run has no first-order estimate (zero, with zero gradient, "
             "there): choose a metric such as a logit difference"
         )
-    return runs
+
+
+def mean_paired(
+    model: Model,
+    clean: Trace | TraceSet,
+    reference: Trace | TraceSet | Intervention,
+    metric: Metric | MetricFn | str | None,
+    graph: Graph,
+    what: str = "circuit discovery",
+    batch_size: int = 16,
+) -> tuple[Runs, Tensor]:
+    """The clean runs, each paired with itself under mean ablation, and every writer's mean
+    output over `reference` (`[writer, d_model]`): the corrupted metric is the empty
+    circuit's, every edge carrying the mean."""
+    from interp.circuits.evaluate import circuit_metrics  # it pairs runs with this module
+
+    if isinstance(reference, Intervention):
+        raise InvalidSettingError("mean ablation averages a reference set of runs, not an edit")
+    check_before_running(model, clean, what, metric=metric)
+    cleans = [clean] if isinstance(clean, Trace) else list(clean)
+    refs = [reference] if isinstance(reference, Trace) else list(reference)
+    for row in refs:
+        row.bind(model)
+        row.require_plain(what, replayed=True)
+    chosen = as_metric(metric)
+    _refuse_kl(chosen)
+    means = mean_writes(model, refs, batch_size)
+    measured = measure(model, cleans, chosen, purpose=what)
+    empty = torch.zeros_like(graph.mask)
+    corrupt_m = circuit_metrics(
+        model, cleans, cleans, chosen, graph, [empty], batch_size, means=means
+    )[0]
+    runs = Runs(cleans, cleans, chosen, "denoise", measured.values, corrupt_m, measured.window)
+    return runs, means
+
+
+def mean_writes(model: Model, runs: Sequence[Trace], batch_size: int = 16) -> Tensor:
+    """Every writer's output averaged over the runs' rows and positions: `[writer, d_model]`."""
+    total: Tensor | None = None
+    count = 0
+    for rows in batches(runs, batch_size):
+        out = writes(model, [runs[i] for i in rows]).double()  # [row, pos, writer, d]
+        part = out.sum((0, 1))
+        total = part if total is None else total + part
+        count += out.shape[0] * out.shape[1]
+    assert total is not None
+    return (total / count).float()

@@ -33,7 +33,7 @@ from interp.circuits.curve import (
 )
 from interp.circuits.evaluate import Evaluated, circuit_metrics
 from interp.circuits.graph import KV, Edge, Graph
-from interp.circuits.pairs import graph_of, paired
+from interp.circuits.pairs import ABLATIONS, Ablation, graph_of, mean_paired, paired
 from interp.circuits.runs import bar, batches, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
@@ -65,8 +65,10 @@ class CircuitScores:
     clean_metric: float
     corrupted_metric: float
     model_name: str = ""
+    ablation: Ablation = "patch"
     # what `evaluate` runs: the model and the paired runs, in this process only
     runs: tuple[Model, Runs] | None = field(default=None, repr=False)
+    means: Tensor | None = field(default=None, repr=False)  # mean ablation's [writer, d]
 
     def evaluate(
         self, keep: Sequence[Edge | str] | Tensor | None = None, drop: Sequence[Edge | str] = ()
@@ -95,7 +97,15 @@ class CircuitScores:
             raise InvalidSettingError("these scores hold no runs to evaluate a circuit on")
         model, runs = self.runs
         return circuit_metrics(
-            model, runs.cleans, runs.corrupts, runs.metric, self.graph, circuits, 16, progress
+            model,
+            runs.cleans,
+            runs.corrupts,
+            runs.metric,
+            self.graph,
+            circuits,
+            16,
+            progress,
+            self.means,
         )
 
     def exact_nodes(self) -> dict[Site, float]:
@@ -166,11 +176,13 @@ def circuit(
     kv: KV = "group",
     batch_size: int = 16,
     progress: bool = False,
+    ablation: Ablation = "patch",
 ) -> CircuitScores:
     """Score every edge of the model's graph between paired clean and corrupted runs (the
     corrupted side may be recorded under an intervention, or be one: the clean runs under it,
     a noise edit say); see the module's docstring. `steps` is EAP-IG's m (EAP takes one
-    gradient)."""
+    gradient). `ablation="mean"`: `corrupted` is a reference set, and an edge's corrupted
+    value is its writer's mean output over it (rows and positions, EAP-IG's "mean")."""
     if method not in METHODS:
         raise InvalidSettingError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -178,14 +190,24 @@ def circuit(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidSettingError(f"batch_size must be at least 1, got {batch_size!r}")
     graph = graph_of(model, kv)
-    runs = paired(model, clean, corrupted, metric)
+    if ablation not in ABLATIONS:
+        raise InvalidSettingError(f"ablation is one of {', '.join(ABLATIONS)}, got {ablation!r}")
+    means = None
+    if ablation == "mean":  # `corrupted` is the reference set the means are taken over
+        runs, means = mean_paired(model, clean, corrupted, metric, graph, batch_size=batch_size)
+    else:
+        runs = paired(model, clean, corrupted, metric)
     m = 1 if method == "eap" else steps
     total = torch.zeros(len(graph.writers), len(graph.readers), dtype=torch.float64)
     groups = batches(runs.cleans, batch_size)
     for rows in bar(groups, len(runs.cleans), f"{method} ({m} step(s))", progress):
         cleans = [runs.cleans[i] for i in rows]
         corrupts = [runs.corrupts[i] for i in rows]
-        clean_out, corrupt_out = writes(model, cleans), writes(model, corrupts)
+        clean_out = writes(model, cleans)
+        if means is None:
+            corrupt_out = writes(model, corrupts)
+        else:
+            corrupt_out = means[None, None].expand(*clean_out.shape[:2], -1, -1)
         bound = runs.metric.bind(model, cleans)
         grads = torch.zeros(*clean_out.shape[:2], len(graph.readers), model.d_model)
         for k in range(m):
@@ -208,7 +230,9 @@ def circuit(
         float(runs.clean_m.mean()),
         float(runs.corrupt_m.mean()),
         model.name,
+        ablation,
         (model, runs),
+        means,
     )
 
 

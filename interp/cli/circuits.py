@@ -31,6 +31,13 @@ def add_circuit_parser(sub: Any) -> None:
     p.add_argument("--steps", type=integer, default=5, metavar="N", help="EAP-IG's steps")
     p.add_argument("--kv", choices=("group", "per-head"), default="group")
     p.add_argument(
+        "--ablation",
+        choices=("patch", "mean"),
+        default="patch",
+        help="an edge's corrupted value: the corrupted run's (patch, default) or its writer's "
+        "mean over CORRUPTED_DIR's rows and positions (mean: CORRUPTED_DIR is a reference set)",
+    )
+    p.add_argument(
         "--metric",
         default="logit-diff",
         metavar="SPEC",
@@ -89,6 +96,8 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.seeds < 1:
         raise InvalidSettingError("--steps and --seeds must be at least 1")
     edits = corruption(args)
+    if args.ablation == "mean" and (args.corrupted_dir is None or edits is not None):
+        raise InvalidSettingError("--ablation mean takes a reference set as CORRUPTED_DIR")
     clean = load_recorded(args.clean_dir)
     corrupted = edits if args.corrupted_dir is None else load_recorded(args.corrupted_dir)
     if args.evaluate is not None:
@@ -108,6 +117,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
             steps=args.steps,
             kv=args.kv,
             progress=shown,
+            ablation=args.ablation,
         )
         curve = None
         if not args.no_curve:

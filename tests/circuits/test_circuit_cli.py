@@ -172,3 +172,60 @@ def test_evaluate_refuses_bad_edge_files_in_one_line(tiny_model, tmp_path, capsy
         code, _, err = run_cli(argv, capsys)
         assert code == cli.EXIT_BAD_INPUT and err.count("\n") == 1 and words in err, err
         assert not out.exists()
+
+
+def test_mean_ablation_takes_a_reference_set(tiny_model, tmp_path, capsys):
+    clean = interp.generate(tiny_model, PROMPT, continuation=[40])
+    clean.save(tmp_path / "clean")
+    reference = interp.generate(
+        tiny_model, ["A day at the sea", "The sun is up"], seed=1, max_new_tokens=3
+    )
+    reference.save(tmp_path / "ref")
+    spec = "logit-diff:" + ",".join(json.dumps(tiny_model.decode([t])) for t in (40, 41))
+    out = tmp_path / "mean"
+    argv = [
+        "circuit",
+        tmp_path / "clean",
+        tmp_path / "ref",
+        "--ablation",
+        "mean",
+        "--method",
+        "eap",
+        "--metric",
+        spec,
+        "--no-curve",
+        "--out",
+        out,
+    ]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    record = json.loads((out / "circuit.json").read_text())
+    assert record["circuit"]["ablation"] == "mean"
+    want = circuit(
+        tiny_model,
+        clean,
+        reference,
+        metric=metrics.logit_diff(40, 41),
+        method="eap",
+        ablation="mean",
+    )
+    assert record["circuit"]["corrupted_metric"] == pytest.approx(want.corrupted_metric, abs=1e-5)
+    some = sorted(want.edges())[:50]
+    assert [record["edges"][n] for n in some] == pytest.approx(
+        [want.edges()[n] for n in some], abs=1e-6
+    )
+    code, _, err = run_cli(
+        [
+            "circuit",
+            tmp_path / "clean",
+            "--noise",
+            "all",
+            "--ablation",
+            "mean",
+            "--out",
+            tmp_path / "x",
+        ],
+        capsys,
+    )
+    assert code == cli.EXIT_BAD_INPUT and "takes a reference set" in err
+    assert not (tmp_path / "x").exists()

@@ -140,3 +140,62 @@ def test_exact_node_scores_are_patching_each_node(runs):
     assert exact[interp.site("embed")] == pytest.approx(
         scores.corrupted_metric - scores.clean_metric, abs=tolerance
     )
+
+
+def test_mean_ablation_empties_every_edge_into_its_writers_mean_over_the_reference(tiny):
+    """The empty circuit under mean ablation is a forward in which the embedding, each layer's
+    attention output (less its bias) and each MLP's output are their means over the reference
+    set's rows and positions, computed here by a plain loop over each run's cache."""
+    from interp.models import hooks as H
+    from interp.trace import components
+
+    model = tiny
+    clean = interp.generate(model, PROMPTS, max_new_tokens=2, temperature=0)
+    reference = interp.generate(model, SWAPPED + ["A day on the sea"], max_new_tokens=3, seed=1)
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for run in reference:
+        ids = run.token_ids[None]
+        _, cache = model.bridge.run_with_cache(ids)
+        parts = {H.EMBED: cache[H.EMBED][0]}
+        for layer in range(model.n_layers):
+            heads = components.head_outputs(model, cache[H.z(layer)], layer)[0]  # [pos, h, d]
+            parts[H.attn_out(layer)] = heads.sum(1)
+            parts[H.mlp_out(layer)] = cache[H.mlp_out(layer)][0]
+        for name, value in parts.items():
+            sums[name] = sums.get(name, 0) + value.double().sum(0)
+        count += ids.shape[1]
+    means = {name: (total / count).float() for name, total in sums.items()}
+
+    seen: dict[int, torch.Tensor] = {}
+
+    def keep_z(layer):
+        return lambda z, hook: seen.__setitem__(layer, z)
+
+    def to_mean(name, layer=None):
+        def hook(x, hook):
+            if layer is None:
+                return means[name].expand_as(x)
+            live = components.head_outputs(model, seen[layer], layer).sum(-2)
+            return means[name] + (x - live)  # the attention bias is no head's write
+
+        return hook
+
+    hooks = [(H.EMBED, to_mean(H.EMBED))]
+    for layer in range(model.n_layers):
+        hooks.append((H.z(layer), keep_z(layer)))
+        hooks.append((H.attn_out(layer), to_mean(H.attn_out(layer), layer)))
+        hooks.append((H.mlp_out(layer), to_mean(H.mlp_out(layer))))
+    want = []
+    for run in clean:
+        with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
+            logits = model.bridge(run.token_ids[None], return_type="logits")
+        at = run.prompt_len - 1
+        want.append(float(logits[0, at, 40] - logits[0, at, 41]))
+    scores = circuit(model, clean, reference, metric=METRIC, method="eap", ablation="mean")
+    assert scores.ablation == "mean"
+    torch.testing.assert_close(scores.runs[1].corrupt_m, torch.tensor(want), atol=1e-4, rtol=0)
+    full = scores.evaluate()
+    torch.testing.assert_close(
+        full.per_row, interp.evaluate(model, clean, METRIC).values, atol=1e-4, rtol=0
+    )
