@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import interp
-    from interp.circuits.curve import FRACTIONS, prune, top_n
+    from interp.circuits import FRACTIONS, prune, top_n
     from interp.models.provenance import library_versions
 
     torch.set_grad_enabled(False)

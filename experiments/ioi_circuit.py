@@ -39,12 +39,14 @@ def rows(n: int, seed: int = 0) -> list[dict]:
     while len(out) < n:
         template = data["templates"][len(out) % len(data["templates"])]
         io, s, x, y, z = rng.sample(names, 5)
-        out.append({
-            "clean": template.format(A=io, B=s, C=s),
-            "abc": template.format(A=x, B=y, C=z),
-            "answer": f" {io}",
-            "distractor": f" {s}",
-        })  # fmt: skip
+        out.append(
+            {
+                "clean": template.format(A=io, B=s, C=s),
+                "abc": template.format(A=x, B=y, C=z),
+                "answer": f" {io}",
+                "distractor": f" {s}",
+            }
+        )
     return out
 
 
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 def study(model, clean, abc, args) -> dict:
     """Every measurement of the experiment (no I/O)."""
     import interp
-    from interp.circuits.curve import SIZES, prune, top_n
+    from interp.circuits import SIZES, prune, top_n
     from interp.errors import InvalidSettingError
 
     progress = sys.stderr.isatty()
@@ -188,25 +190,35 @@ def write(args, model, results: dict) -> int:
 
 
 def _write(args, model, results, summary, sections, figures, scratch: Path) -> int:
-    from interp.circuits import files
-    from interp.report import build_circuit_report, write_experiment
-    from interp.report.circuit_reading import load_circuit
-    from interp.report.circuits import circuit_figure, circuit_sections, curve_figure, drawn_edges
-    from interp.report.simple import Section
+    from interp.circuits import save
+    from interp.report import Section, build_circuit_report, write_experiment
 
     for method, scores in results["scores"].items():
         curve = results["curves"][method]
-        files.save(scores, scratch / method, curve)
-        saved = load_circuit(scratch / method)
-        edges = drawn_edges(saved)
-        figures[f"{method}_curve.png"] = curve_figure(saved.curve, scores.graph.n_edges)
-        figures[f"{method}_circuit.png"] = circuit_figure(
-            saved.graph, edges, f"{method}: the top edges by |score|, pruned"
+        save(scores, scratch / method, curve)
+        s_, a_ = curve.signed, curve.absolute
+        rows: list[list[object]] = [["fraction", "edges", "f (signed)", "f (|score|)", "random"]]
+        for i, fraction in enumerate(s_.fractions):
+            rows.append(
+                [
+                    fraction,
+                    s_.requested[i],
+                    f"{s_.faithfulness[i]:.3f}",
+                    f"{a_.faithfulness[i]:.3f}",
+                    f"{s_.random[i]:.3f}",
+                ]
+            )
+        sections.append(
+            Section(
+                f"{method}: faithfulness (CPR {curve.cpr:.3f}, CMD {curve.cmd:.3f})",
+                [
+                    f"Clean metric {scores.clean_metric:.3f}, corrupted "
+                    f"{scores.corrupted_metric:.3f}; the curve's figure and the circuit's "
+                    f"drawing are on the page in {method}/."
+                ],
+                rows,
+            )
         )
-        for section in circuit_sections(saved, edges, len(edges)):
-            section.heading = f"{method}: {section.heading}"
-            section.images = [f"{method}_{f}" for f in section.images]
-            sections.append(section)
         summary[method] = {
             "cpr": curve.cpr,
             "cmd": curve.cmd,

@@ -74,6 +74,8 @@ _EXPORTS = {
     "circuit": "interp.circuits.scores",
     "CircuitScores": "interp.circuits.scores",
     "evaluate_circuit": "interp.circuits.evaluate",
+    "node_scores": "interp.circuits.nodes",
+    "NodeScores": "interp.circuits.nodes",
     # steering
     "steering_vector": "interp.steering.vectors",
     "SteeringVectors": "interp.steering.vectors",
@@ -106,6 +108,8 @@ if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-export
     from interp.analysis.suite import SetAnalysis as SetAnalysis
     from interp.analysis.suite import analyze as analyze
     from interp.circuits.evaluate import evaluate_circuit as evaluate_circuit
+    from interp.circuits.nodes import NodeScores as NodeScores
+    from interp.circuits.nodes import node_scores as node_scores
     from interp.circuits.scores import CircuitScores as CircuitScores
     from interp.circuits.scores import circuit as circuit
     from interp.dictionaries.dictionary import Dictionary as Dictionary

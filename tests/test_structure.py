@@ -22,6 +22,7 @@ PUBLIC = (
     "interp.edits",
     "interp.features",
     "interp.steering",
+    "interp.circuits",
     "interp.cli.program",
     "interp.files.store",
     "interp.cli.workflow",

@@ -1,35 +1,20 @@
-"""A circuit's metric, exactly (EAP-IG's `evaluate_graph`): one forward of the clean tokens in
-which every edge outside the circuit carries the corrupted run's value of its writer and every
-edge inside carries what the circuit itself computes. Each reader's own copy of its input is
-rebuilt as it is read: its input in this run plus, over the writers whose edge into it is
-excluded, (corrupted output - output in this run). The empty circuit is the corrupted run and
-the full circuit the clean one; dropping one edge u->v is path patching of u into v.
-
-Since a reader's input is the sum of every earlier writer's output (and terms common to both
-runs), the excluded edges' sum is the whole difference less the included edges': each reader
-is rebuilt from whichever side has fewer writers, so a small circuit (or a nearly full one)
-costs little more than a forward. The corrupted writes are computed once a batch for every
-circuit evaluated."""
+"""A given circuit's metric, exactly, and its faithfulness between the full (clean) and the
+empty (corrupted) circuit; the exact forward itself is `interp.circuits.rebuild`'s."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from interp.circuits.graph import KV, Edge, Graph
+from interp.circuits.graph import KV, Edge
 from interp.circuits.pairs import graph_of, paired
-from interp.circuits.runs import bar, batches, forward, writes
+from interp.circuits.rebuild import circuit_metrics
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.interventions.metrics import Metric, MetricFn
-from interp.interventions.replay import replay_hooks
-from interp.models import hooks as H
 from interp.models.model import Model
-from interp.models.surgery import split_qkv_input
-from interp.trace import components
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
@@ -81,136 +66,3 @@ def evaluate_circuit(
     )[0]
     full, empty = float(runs.clean_m.mean()), float(runs.corrupt_m.mean())
     return Evaluated(values, int(included.sum()), full, empty)
-
-
-def circuit_metrics(
-    model: Model,
-    cleans: Sequence[Trace],
-    corrupts: Sequence[Trace],
-    metric: Metric,
-    graph: Graph,
-    circuits: Sequence[Tensor],
-    batch_size: int = 16,
-    progress: bool = False,
-    means: Tensor | None = None,
-) -> Tensor:
-    """Each pair's metric under each circuit (a bool `[writer, reader]` mask of the edges
-    carrying what the circuit computes; see the module's docstring): `[circuit, row]`. With
-    `means` (`[writer, d_model]`, mean ablation) an excluded edge carries its writer's mean
-    instead of the corrupted run's value."""
-    out = torch.zeros(len(circuits), len(cleans))
-    included = [c & graph.mask for c in circuits]
-    what = f"evaluating {len(circuits)} circuit(s)"
-    for rows in bar(batches(cleans, batch_size), len(cleans), what, progress):
-        clean = [cleans[i] for i in rows]
-        # [writer, row, pos, d]: one writer's values contiguous, as the rebuild reads them
-        if means is None:
-            corrupt = writes(model, [corrupts[i] for i in rows]).permute(2, 0, 1, 3)
-        else:
-            shape = (len(rows), clean[0].n_positions)
-            corrupt = means[:, None, None, :].expand(-1, *shape, -1)
-        corrupt = corrupt.contiguous().to(model.device)
-        bound = metric.bind(model, clean)
-        for c, kept in enumerate(included):
-            hooks = replay_hooks(model, clean) + _rebuilding(model, graph, kept, corrupt)
-            with torch.no_grad(), split_qkv_input(model):
-                logits = forward(model, clean, hooks)
-                out[c, rows] = bound.score(logits[:, bound.start :]).float().cpu()
-    return out
-
-
-def circuit_metric(
-    model: Model,
-    cleans: Sequence[Trace],
-    corrupts: Sequence[Trace],
-    metric: Metric,
-    graph: Graph,
-    included: Tensor,
-    batch_size: int = 16,
-) -> Tensor:
-    """Each pair's metric with only the `included` edges carrying what the circuit computes:
-    `[row]`."""
-    return circuit_metrics(model, cleans, corrupts, metric, graph, [included], batch_size)[0]
-
-
-class _Rebuild:
-    """One forward's state: each writer's (corrupted - this run's) output as it is computed,
-    and their running sum, the whole difference at the current point of the residual."""
-
-    def __init__(self, corrupt: Tensor, included: Tensor) -> None:
-        self.corrupt = corrupt  # [writer, row, pos, d]
-        self.diff = torch.empty_like(corrupt)
-        self.total = torch.zeros_like(corrupt[0])
-        self.n = 0  # writers computed so far
-        self.included = included.float()
-
-    def wrote(self, outputs: Tensor) -> None:
-        """Writers' outputs in this run, `[k, row, pos, d]`, next in the graph's order."""
-        k = outputs.shape[0]
-        part = self.corrupt[self.n : self.n + k] - outputs.float()
-        self.diff[self.n : self.n + k] = part
-        self.total += part.sum(0)
-        self.n += k
-
-    def excluded_sum(self, readers: list[int]) -> Tensor:
-        """Σ over each reader's excluded writers of their differences: `[reader, row, pos, d]`,
-        from the excluded side or as the whole difference less the included side."""
-        kept = self.included[: self.n, readers]  # [writer, reader]
-        cut = 1 - kept
-        kept_rows, cut_rows = kept.any(1).nonzero()[:, 0], cut.any(1).nonzero()[:, 0]
-        from_cut = len(cut_rows) <= len(kept_rows)
-        weights, rows = (cut, cut_rows) if from_cut else (kept, kept_rows)
-        shape = (len(readers), *self.diff.shape[1:])
-        if len(rows) == 0:
-            part = self.diff.new_zeros(shape)
-        else:
-            diffs = self.diff[: self.n] if len(rows) == self.n else self.diff[rows]
-            w = weights if len(rows) == self.n else weights[rows]
-            part = (w.T @ diffs.flatten(1)).view(shape)
-        return part if from_cut else self.total[None] - part
-
-
-def _rebuilding(model: Model, graph: Graph, included: Tensor, corrupt: Tensor) -> list:
-    """Hooks that keep each writer's output in this run as it is computed, and add to each
-    reader's input its excluded writers' (corrupted - this run's) outputs."""
-    state = _Rebuild(corrupt, included.to(corrupt.device))
-    index = {site: i for i, site in enumerate(graph.readers)}
-
-    def keep_embed(x: Tensor, hook: object) -> Tensor:
-        state.n = 0
-        state.total.zero_()
-        state.wrote(x[None])
-        return x
-
-    def keep_heads(layer: int) -> Callable:
-        def hook(z: Tensor, hook: object) -> Tensor:
-            state.wrote(components.head_outputs(model, z, layer).permute(2, 0, 1, 3))
-            return z
-
-        return hook
-
-    def keep_mlp(x: Tensor, hook: object) -> Tensor:
-        state.wrote(x[None])
-        return x
-
-    def rebuild(readers: list[int], per_head: bool) -> Callable:
-        def hook(x: Tensor, hook: object) -> Tensor:
-            add = state.excluded_sum(readers)  # [reader, row, pos, d]
-            if per_head:
-                return x + add.permute(1, 2, 0, 3).to(x.dtype)
-            return x + add[0].to(x.dtype)
-
-        return hook
-
-    hooks: list = [(H.EMBED, keep_embed)]
-    for layer in range(model.n_layers):
-        attention = graph.attention_readers(layer)
-        for kind in "qkv":
-            readers = [index[s] for s in attention if s.input == kind]
-            hooks.append((H.qkv_input(layer, kind), rebuild(readers, True)))
-        hooks.append((H.z(layer), keep_heads(layer)))
-        mlp = index[next(s for s in graph.readers if s.kind == "mlp" and s.layer == layer)]
-        hooks.append((H.mlp_reader(layer), rebuild([mlp], False)))
-        hooks.append((H.mlp_out(layer), keep_mlp))
-    hooks.append((H.LOGITS_IN, rebuild([len(graph.readers) - 1], False)))
-    return hooks

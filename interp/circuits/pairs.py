@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from interp.circuits.graph import KV, Graph
+from interp.circuits.rebuild import circuit_metrics
 from interp.circuits.runs import batches, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
@@ -43,7 +44,8 @@ def graph_of(model: Model, kv: KV = "group") -> Graph:
     if obstruction is not None:
         raise InvalidSettingError(
             f"a head's write into the residual stream is not z @ W_O here ({obstruction}): "
-            "edges out of a head are not additive, so edge scores are not defined"
+            "edges out of a head are not additive, so edge scores are not defined (node scores "
+            "are: interp.node_scores)"
         )
     return graph
 
@@ -87,8 +89,6 @@ def mean_paired(
     """The clean runs, each paired with itself under mean ablation, and every writer's mean
     output over `reference` (`[writer, d_model]`): the corrupted metric is the empty
     circuit's, every edge carrying the mean."""
-    from interp.circuits.evaluate import circuit_metrics  # it pairs runs with this module
-
     if isinstance(reference, Intervention):
         raise InvalidSettingError("mean ablation averages a reference set of runs, not an edit")
     check_before_running(model, clean, what, metric=metric)

@@ -20,7 +20,17 @@ from interp.trace.trace import Trace
 def writes(model: Model, runs: Sequence[Trace]) -> Tensor:
     """Every writer's output in each run (replayed under what it was recorded under), in the
     graph's writer order: `[row, pos, writer, d_model]`."""
-    names = [H.EMBED] + [name for l_ in range(model.n_layers) for name in _writer_hooks(l_)]
+    seen = node_values(model, runs)
+    parts = [seen[H.EMBED][:, :, None]]
+    for layer in range(model.n_layers):
+        parts.append(components.head_outputs(model, seen[H.z(layer)], layer))
+        parts.append(seen[H.mlp_out(layer)][:, :, None])
+    return torch.cat(parts, dim=2)
+
+
+def node_values(model: Model, runs: Sequence[Trace]) -> dict[str, Tensor]:
+    """Each node's own value in each run (replayed under what it was recorded under): the
+    embedding, every layer's z and MLP output, `[row, pos, ...]` by hook name."""
     seen: dict[str, Tensor] = {}
 
     def keep(name: str) -> Callable:
@@ -30,17 +40,18 @@ def writes(model: Model, runs: Sequence[Trace]) -> Tensor:
 
         return hook
 
-    hooks = replay_hooks(model, runs) + [(name, keep(name)) for name in names]
-    forward(model, runs, hooks)
-    parts = [seen[H.EMBED][:, :, None]]
-    for layer in range(model.n_layers):
-        parts.append(components.head_outputs(model, seen[H.z(layer)], layer))
-        parts.append(seen[H.mlp_out(layer)][:, :, None])
-    return torch.cat(parts, dim=2)
+    hooks = replay_hooks(model, runs) + [(name, keep(name)) for name in node_hooks(model)]
+    with torch.no_grad():
+        forward(model, runs, hooks)
+    return seen
 
 
-def _writer_hooks(layer: int) -> list[str]:
-    return [H.z(layer), H.mlp_out(layer)]
+def node_hooks(model: Model) -> list[str]:
+    """The hooks of every node's value in the graph's writer order: the embedding, then each
+    layer's heads (`z`) and MLP."""
+    return [H.EMBED] + [
+        n for layer in range(model.n_layers) for n in (H.z(layer), H.mlp_out(layer))
+    ]
 
 
 def forward(model: Model, runs: Sequence[Trace], hooks: list) -> Tensor:

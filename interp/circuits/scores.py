@@ -31,9 +31,10 @@ from interp.circuits.curve import (
     faithfulness_curves,
     ranked,
 )
-from interp.circuits.evaluate import Evaluated, circuit_metrics
+from interp.circuits.evaluate import Evaluated
 from interp.circuits.graph import KV, Edge, Graph
 from interp.circuits.pairs import ABLATIONS, Ablation, graph_of, mean_paired, paired
+from interp.circuits.rebuild import circuit_metrics
 from interp.circuits.runs import bar, batches, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
