@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from interp.circuits.pairs import paired
+from interp.circuits.pairs import Method, check_settings, paired
 from interp.circuits.runs import bar, batches, node_hooks, node_values
 from interp.edits.value import Intervention
-from interp.errors import InvalidSettingError
 from interp.interventions.attribution_patching import metric_gradients
 from interp.interventions.metrics import Metric, MetricFn
 from interp.models import hooks as H
@@ -52,20 +51,16 @@ def node_scores(
     corrupted: Trace | TraceSet | Intervention,
     *,
     metric: Metric | MetricFn | str | None = None,
-    method: str = "eap-ig",
+    method: Method = "eap-ig",
     steps: int = 5,
     batch_size: int = 16,
     progress: bool = False,
 ) -> NodeScores:
     """Score every node between paired clean and corrupted runs (see the module's docstring);
     the corrupted side is what `interp.circuit` takes."""
-    if method not in ("eap", "eap-ig"):
-        raise InvalidSettingError(f"unknown method {method!r}; choose one of eap, eap-ig")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InvalidSettingError(f"steps must be a whole number of at least 1, got {steps!r}")
+    m = check_settings(method, steps, batch_size)
     runs = paired(model, clean, corrupted, metric, "node attribution")
     names = node_hooks(model)
-    m = 1 if method == "eap" else steps
     total = torch.zeros(len(_nodes(model)), dtype=torch.float64)
     groups = batches(runs.cleans, batch_size)
     for rows in bar(groups, len(runs.cleans), f"{method} nodes ({m} step(s))", progress):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -33,7 +32,15 @@ from interp.circuits.curve import (
 )
 from interp.circuits.evaluate import Evaluated
 from interp.circuits.graph import KV, Edge, Graph
-from interp.circuits.pairs import ABLATIONS, Ablation, graph_of, mean_paired, paired
+from interp.circuits.pairs import (
+    ABLATIONS,
+    Ablation,
+    Method,
+    check_settings,
+    graph_of,
+    mean_paired,
+    paired,
+)
 from interp.circuits.rebuild import circuit_metrics
 from interp.circuits.runs import bar, batches, writes
 from interp.edits.value import Intervention
@@ -47,9 +54,6 @@ from interp.models.site import Site
 from interp.models.surgery import split_qkv_input
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
-
-Method = Literal["eap", "eap-ig"]
-METHODS: tuple[Method, ...] = ("eap", "eap-ig")
 
 
 @dataclass
@@ -184,12 +188,7 @@ def circuit(
     a noise edit say); see the module's docstring. `steps` is EAP-IG's m (EAP takes one
     gradient). `ablation="mean"`: `corrupted` is a reference set, and an edge's corrupted
     value is its writer's mean output over it (rows and positions, EAP-IG's "mean")."""
-    if method not in METHODS:
-        raise InvalidSettingError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InvalidSettingError(f"steps must be a whole number of at least 1, got {steps!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidSettingError(f"batch_size must be at least 1, got {batch_size!r}")
+    m = check_settings(method, steps, batch_size)
     graph = graph_of(model, kv)
     if ablation not in ABLATIONS:
         raise InvalidSettingError(f"ablation is one of {', '.join(ABLATIONS)}, got {ablation!r}")
@@ -198,7 +197,6 @@ def circuit(
         runs, means = mean_paired(model, clean, corrupted, metric, graph, batch_size=batch_size)
     else:
         runs = paired(model, clean, corrupted, metric)
-    m = 1 if method == "eap" else steps
     total = torch.zeros(len(graph.writers), len(graph.readers), dtype=torch.float64)
     groups = batches(runs.cleans, batch_size)
     for rows in bar(groups, len(runs.cleans), f"{method} ({m} step(s))", progress):
