@@ -174,7 +174,16 @@ def test_a_patching_result_too_wide_to_draw_is_refused_before_drawing(
     n = 20_000
     grid = torch.zeros(wide.effect.shape[0], n)
     wide = type(wide)(
-        "resid", "denoise", wide.metric, grid, grid.clone(), None, grid[None].clone(), 1.0, 0.0
+        "resid",
+        "denoise",
+        wide.metric,
+        grid,
+        grid.clone(),
+        None,
+        grid[None].clone(),
+        1.0,
+        0.0,
+        patched=grid.clone(),
     )
     directory = Patching(
         {"resid": wide}, "denoise", wide.metric, 1.0, 0.0, 1, tokens=["x"] * n
