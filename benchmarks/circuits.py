@@ -91,10 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     model = interp.load_model()
 
     clean, abc = pairs(model, rows(args.pairs))
-    eap, t_eap = timed(lambda: interp.circuit(model, clean, abc, method="eap"), "EAP")
-    ig, t_ig = timed(lambda: interp.circuit(model, clean, abc, method="eap-ig", steps=5), "IG")
+    diff = interp.metrics.logit_diff()  # IO - S, each clean row's answer and distractor
+    eap, t_eap = timed(lambda: interp.circuit(model, clean, abc, metric=diff, method="eap"), "EAP")
+    ig, t_ig = timed(
+        lambda: interp.circuit(model, clean, abc, metric=diff, method="eap-ig", steps=5), "IG"
+    )
     clean2, abc2 = pairs(model, rows(args.curve_pairs, seed=1))
-    scores, t_scores = timed(lambda: interp.circuit(model, clean2, abc2, method="eap"), "scores")
+    scores, t_scores = timed(
+        lambda: interp.circuit(model, clean2, abc2, metric=diff, method="eap"), "scores"
+    )
     graph = scores.graph
     sizes = [int(f * graph.n_edges) for f in FRACTIONS] + [10, 100]  # 12 circuits
     masks = [prune(graph, top_n(graph, scores.scores, n, "abs")) for n in sizes]
@@ -105,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.big_pairs:
         clean3, abc3 = pairs(model, rows(args.big_pairs, seed=2))
         _, t_big = timed(
-            lambda: interp.circuit(model, clean3, abc3, method="eap-ig", steps=5), "IG big"
+            lambda: interp.circuit(model, clean3, abc3, metric=diff, method="eap-ig", steps=5),
+            "IG big",
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     t_tl, t_tl_ours = tl_side_by_side(args.tl_pairs)

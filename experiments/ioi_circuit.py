@@ -123,16 +123,17 @@ def study(model, clean, abc, args) -> dict:
     from interp.errors import InvalidSettingError
 
     progress = sys.stderr.isatty()
+    diff = interp.metrics.logit_diff()  # IO - S, each clean row's answer and distractor
     out: dict = {"scores": {}, "curves": {}}
     for method in ("eap", "eap-ig"):
         scores = interp.circuit(
-            model, clean, abc, method=method, steps=args.steps, progress=progress
+            model, clean, abc, metric=diff, method=method, steps=args.steps, progress=progress
         )
         out["scores"][method] = scores
         sizes = () if args.no_sizes else SIZES
         out["curves"][method] = scores.curve(seeds=args.seeds, sizes=sizes, progress=progress)
     try:
-        interp.circuit(model, clean, abc, method="eap", kv="per-head")
+        interp.circuit(model, clean, abc, metric=diff, method="eap", kv="per-head")
     except InvalidSettingError as exc:
         out["per_head_refused"] = str(exc)
     ig = out["scores"]["eap-ig"]
@@ -222,6 +223,7 @@ def _write(args, model, results, summary, sections, figures, scratch: Path) -> i
         summary[method] = {
             "cpr": curve.cpr,
             "cmd": curve.cmd,
+            "metric": scores.metric,
             "clean_metric": scores.clean_metric,
             "corrupted_metric": scores.corrupted_metric,
             "edges": scores.graph.n_edges,

@@ -312,6 +312,8 @@ def test_ioi_circuit_experiment(tmp_path, smollm):
     assert done.returncode == 0, done.stderr[-2000:]
     s = json.loads((out / "summary.json").read_text())
     for method in ("eap", "eap-ig"):
+        assert s[method]["metric"].startswith("logit-diff")  # IO - S, not the default log-prob
+        assert s[method]["clean_metric"] > s[method]["corrupted_metric"]
         assert s[method]["edges"] == 70_651 and s[method]["cpr"] == pytest.approx(
             json.loads((out / method / "curve.json").read_text())["cpr"]
         )
