@@ -64,20 +64,6 @@ def circuit_metrics(
     return out
 
 
-def circuit_metric(
-    model: Model,
-    cleans: Sequence[Trace],
-    corrupts: Sequence[Trace],
-    metric: Metric,
-    graph: Graph,
-    included: Tensor,
-    batch_size: int = 16,
-) -> Tensor:
-    """Each pair's metric with only the `included` edges carrying what the circuit computes:
-    `[row]`."""
-    return circuit_metrics(model, cleans, corrupts, metric, graph, [included], batch_size)[0]
-
-
 class _Rebuild:
     """One forward's state: each writer's (corrupted - this run's) output as it is computed,
     and their running sum, the whole difference at the current point of the residual."""
