@@ -211,6 +211,8 @@ def circuit_sections(
     c, curve, graph = saved.settings, saved.curve, saved.graph
     settings: list[list[object]] = [["setting", "value"]]
     settings += [[k, c[k]] for k in ("model", "method", "steps", "kv", "metric")]
+    if isinstance(c.get("ablation"), str):  # what an excluded edge carries (files before: patch)
+        settings.append(["ablation", c["ablation"]])
     settings += [
         ["pairs (rows)", c["rows"]],
         ["clean metric", f"{c['clean_metric']:.4f}"],

@@ -57,6 +57,7 @@ def test_interp_report_writes_the_page_and_each_figure_as_png_and_svg(saved, tmp
     settings = json.loads((directory / "circuit.json").read_text())["circuit"]
     assert f"CPR {record['cpr']:.3f}, CMD {record['cmd']:.3f}" in page
     assert settings["metric"] in page and settings["model"] in page
+    assert settings["ablation"] == "patch" and ">ablation<" in page  # what a cut edge carries
     assert page.count("data:image/png;base64,") == 2
 
 
