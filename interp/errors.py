@@ -77,6 +77,11 @@ class WriteError(InterpError, OSError):
     there before is unchanged."""
 
 
+class ExecutorError(InterpError):
+    """Where the work was to run could not run it: a Ray cluster unreachable or full, a
+    worker that could not load the model or died past its restarts."""
+
+
 class InterpWarning(UserWarning):
     """Base class of every warning the toolkit gives on purpose (the CLI prints each as one
     `interp: warning: ...` line)."""

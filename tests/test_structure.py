@@ -141,6 +141,7 @@ FLOORS = (
     {"dictionaries"},
     {"edits"},
     {"trace"},
+    {"executors"},
     {"generation"},
     {"interventions", "analysis"},
     {"features", "steering", "circuits"},

@@ -7,6 +7,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal, TypedDict, overload
 
 from typing_extensions import Unpack  # typing's from Python 3.11; requires-python is 3.10
@@ -15,6 +16,7 @@ from interp import inputs
 from interp.edits import noise
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
+from interp.executors import Executor, run_rows
 from interp.generation import arguments
 from interp.generation.memory import check_memory, default_batch_size
 from interp.generation.recording import Progress, Row, run
@@ -52,6 +54,7 @@ class GenerateOptions(TypedDict, total=False):
     intervention: Intervention | Sequence[Intervention | None] | None
     seeds: Sequence[int] | None
     meta: dict[str, Any] | Sequence[dict[str, Any]] | None
+    executor: Executor | None
 
 
 @overload
@@ -95,6 +98,7 @@ def generate(
     intervention: Intervention | Sequence[Intervention | None] | None = None,
     seeds: Sequence[int] | None = None,
     meta: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
+    executor: Executor | None = None,
 ) -> Trace | TraceSet:
     """Sample a continuation of `prompt` token by token and record it as a `Trace`; for a
     batch, a `TraceSet`.
@@ -131,6 +135,9 @@ def generate(
       row can share its noise with a row of another batch: a steered run with its baseline.
     - `meta`: each prompt's fields (a dict; for a batch, one per prompt), kept as each row's
       `meta`; an intervention's position labels (`"S2"`) resolve against them as it runs.
+    - `executor`: where a batch's prompts run (`interp.Ray(...)`: chunks of prompts on Ray
+      workers; default this process). Each row keeps the seed its index gives it, so the
+      rows are the same wherever they ran.
     """
     config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
     seed = inputs.seed(seed)
@@ -166,6 +173,36 @@ def generate(
             )
     longest = max(len(ids) + n for (ids, _), n in zip(encoded, new, strict=True))
     check_memory(model, names, longest, len(prompts) * num_samples)  # before any row is built
+    if executor is not None and not single:
+        k = num_samples
+        items = [
+            (
+                prompts[p],
+                None if forced_all is None else forced_all[p],
+                metas[p],
+                per_row[p * k : (p + 1) * k],
+                [
+                    row_seed(base, p * k + i) if row_seeds is None else row_seeds[p * k + i]
+                    for i in range(k)
+                ],
+            )
+            for p in range(len(prompts))
+        ]
+        options = {
+            "num_samples": k,
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "stop_at_eos": stop_at_eos,
+            "hooks": hooks,
+            "fwd_hooks": fwd_hooks,
+            "top_alternatives": top_alternatives,
+            "engine": engine,
+            "batch_size": batch_size,
+        }
+        parts = run_rows(executor, model, partial(_prompts, options=options), items, "generate")
+        return TraceSet([trace for part in parts for trace in part])
     rows: list[Row] = []
     for p, (ids, prompt_text) in enumerate(encoded):
         for _ in range(num_samples):
@@ -206,6 +243,23 @@ def generate(
     for trace, under in zip(traces, per_row, strict=True):
         record_intervention(trace, under, [name for name, _ in user_hooks])
     return traces[0] if single else TraceSet(traces)
+
+
+def _prompts(model: Model, items: list[tuple[Any, ...]], options: dict[str, Any]) -> list[Trace]:
+    """A chunk of a batch's prompts, each row with the seed and edits of its place in the
+    whole batch: (prompt, forced ids, meta, edits and seeds of its samples) per item."""
+    prompts, forced, metas, edits, seeds = (list(column) for column in zip(*items, strict=True))
+    sampled = forced[0] is None
+    out = generate(
+        model,
+        prompts,
+        continuation=None if sampled else forced,
+        meta=metas,
+        intervention=[edit for per_prompt in edits for edit in per_prompt],
+        seeds=[seed for per_prompt in seeds for seed in per_prompt] if sampled else None,
+        **options,
+    )
+    return list(out)
 
 
 def row_seed(seed: int, row: int) -> int:

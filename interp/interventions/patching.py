@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from functools import partial
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -27,14 +27,15 @@ from interp.edits import noise
 from interp.edits.positions import Position, Positions
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
+from interp.executors import Executor, merging, run_rows
 from interp.generation.generate import record_pairs
 from interp.interventions import candidates
 from interp.interventions.ablation import replacing
 from interp.interventions.attribution_patching import patch_estimates
 from interp.interventions.candidates import EachPosition, check_window
-from interp.interventions.measuring import measure
 from interp.interventions.metrics import Metric, MetricFn, as_metric
 from interp.interventions.patching_result import Patching
+from interp.interventions.patching_runs import Runs, _pairs, check_distinct, pair_runs
 from interp.interventions.patching_site import (
     PATCH_SITES,
     Direction,
@@ -46,129 +47,10 @@ from interp.interventions.preflight import check_before_running
 from interp.interventions.runner import Candidate, run_jobs
 from interp.interventions.sites import Site, Target, activation
 from interp.models.model import Model
-from interp.stats import present_mean_se
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
 TRIAGE_FRACTION = 3 / 8  # of a site's candidates, patched exactly by a triage
-
-
-@dataclass
-class Runs:
-    """A clean and a corrupted run paired row by row, one metric and one direction: what every
-    patching of them shares. The patch goes into `targets` from `sources`."""
-
-    cleans: list[Trace]
-    corrupts: list[Trace]
-    metric: Metric
-    direction: Direction
-    clean_m: Tensor  # [row]
-    corrupt_m: Tensor  # [row]
-    target_windows: Tensor  # the target runs' logits from the metric's first position
-
-    @property
-    def targets(self) -> list[Trace]:
-        return self.corrupts if self.direction == "denoise" else self.cleans
-
-    @property
-    def sources(self) -> list[Trace]:
-        return self.cleans if self.direction == "denoise" else self.corrupts
-
-    @property
-    def base(self) -> Tensor:
-        """m(target run) per row: what an effect is measured from."""
-        return self.corrupt_m if self.direction == "denoise" else self.clean_m
-
-    def result(self, site: ResultSite, scores: Tensor, **extra: Any) -> PatchingResult:
-        """The effects of patched runs' metrics `scores` `[row, ...]` (kept, as are each row's
-        clean and corrupted metrics): means over rows and their standard errors, of the effects
-        and of the patched metrics; the effects normalised by the mean difference between the
-        runs."""
-        rows = scores - self.base.view(-1, *([1] * (scores.dim() - 1)))
-        clean, corrupt = float(self.clean_m.mean()), float(self.corrupt_m.mean())
-        span = clean - corrupt if self.direction == "denoise" else corrupt - clean
-        (effect, stderr), (patched, patched_se) = present_mean_se(rows), present_mean_se(scores)
-        one = len(rows) == 1
-        normalized = effect / span if span != 0 else torch.full_like(effect, math.nan)
-        return PatchingResult(
-            site,
-            self.direction,
-            self.metric.label,
-            effect,
-            normalized,
-            None if one else stderr,
-            rows,
-            clean,
-            corrupt,
-            **extra,
-            patched=patched,
-            patched_stderr=None if one else patched_se,
-            patched_per_row=scores,
-            clean_per_row=self.clean_m,
-            corrupted_per_row=self.corrupt_m,
-        )
-
-    def patching(
-        self,
-        results: dict[ResultSite, PatchingResult],
-        positions: EachPosition | tuple[Position, ...] = "all",
-        **extra: Any,
-    ) -> Patching:
-        clean, corrupt = float(self.clean_m.mean()), float(self.corrupt_m.mean())
-        kind = positions if isinstance(positions, str) else "groups"
-        under = {}
-        for side, runs in (("clean", self.cleans), ("corrupted", self.corrupts)):
-            labels = dict.fromkeys(r.intervention_label for r in runs if r.intervention_label)
-            if labels:
-                under[side] = "; ".join(labels)
-        held = any(
-            r.intervention is not None and not r.intervention.replayable
-            for r in self.cleans + self.corrupts
-        )
-        return Patching(
-            results,
-            self.direction,
-            self.metric.label,
-            clean,
-            corrupt,
-            len(self.cleans),
-            tokens=candidates.labels(positions, self.cleans[0]),
-            positions=kind,
-            under=under,
-            held_callable=held,
-            **extra,
-        )
-
-
-def pair_runs(
-    model: Model,
-    clean: Trace | TraceSet,
-    corrupted: Trace | TraceSet,
-    metric: Metric | MetricFn | str | None,
-    direction: Direction,
-    purpose: str = "activation patching",
-) -> Runs:
-    """Check the pairing and the direction, and measure both runs, each under the
-    intervention it was recorded under (the metric's answers are the clean rows'); a run
-    under raw hooks is refused for `purpose`."""
-    cleans, corrupts = _pairs(model, clean, corrupted, purpose)
-    if direction not in ("denoise", "noise"):
-        raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
-    chosen = as_metric(metric)
-    # the target runs first (a KL compares with them); the answers are the clean rows'
-    denoise = direction == "denoise"
-    first, second = (corrupts, cleans) if denoise else (cleans, corrupts)
-    target = measure(model, first, chosen, answers=cleans, purpose=purpose)
-    other = measure(model, second, chosen, answers=cleans, baseline=target.window, purpose=purpose)
-    clean_m, corrupt_m = (other.values, target.values) if denoise else (target.values, other.values)
-    bound = target.bound
-    if float(clean_m.mean()) == float(corrupt_m.mean()):
-        raise InvalidSettingError(
-            f"the clean and the corrupted runs give the same {bound.label} "
-            f"({float(clean_m.mean()):.6g}): there is no difference to patch or to normalise "
-            "by (are they the same run?)"
-        )
-    return Runs(cleans, corrupts, chosen, direction, clean_m, corrupt_m, target.window)
 
 
 def patch(
@@ -183,6 +65,7 @@ def patch(
     verify: int | None = None,
     window: int = 1,
     positions: Positions | str = "prompt",
+    executor: Executor | None = None,
 ) -> Patching:
     """Patch every candidate of each site (see the module's docstring), measured by `metric`
     (a logit difference with each clean row's answer and distractor is the usual one; its
@@ -197,6 +80,7 @@ def patch(
     rows of different lengths line up by role).
     `corrupted` may be an `interp.Intervention`: the clean runs recorded under it
     (`record_pairs`: a noise edit's draws=K makes each clean run K rows, its seeds in turn).
+    `executor`: where the rows run (`interp.Ray(...)`; default this process); exact only.
     Returns a `Patching`: `result[site]` holds each candidate's effect (`[layer, head]`,
     `[layer, head, pos]` or `[layer, pos]`), normalised, per row, and its patched metric."""
     for site in sites:
@@ -223,18 +107,21 @@ def patch(
     if isinstance(corrupted, Intervention):  # the clean runs under it, each draw a row
         draws = noise.draws(corrupted)
         clean, corrupted = record_pairs(model, clean, corrupted)
+    if method == "exact":
+        return _exact(
+            model, clean, corrupted, metric, direction, sites, window, chosen, executor, draws
+        )
+    if executor is not None:
+        raise InvalidSettingError(
+            "a triage picks the candidates it verifies from every row's estimate: run it in "
+            "one process (no executor)"
+        )
     runs = pair_runs(model, clean, corrupted, metric, direction)
     per_position = any(site != "heads" for site in sites)
     cols = candidates.columns(runs.targets, chosen) if per_position else None
-    if method == "exact":
-        results: dict[ResultSite, PatchingResult] = {
-            site: runs.result(site, _site_effects(model, site, runs, window=window, cols=cols))
-            for site in sites
-        }
-        return runs.patching(results, chosen, window=window, draws=draws)
     at = sorted({_layer_site(site) for site in sites})
     estimates = patch_estimates(model, runs.targets, runs.sources, runs.cleans, runs.metric, at)
-    results = {}
+    results: dict[ResultSite, PatchingResult] = {}
     for site in sites:
         estimate = candidates.estimates(site, estimates[_layer_site(site)], cols).nanmean(0)
         k = verify if verify is not None else max(1, round(TRIAGE_FRACTION * estimate.numel()))
@@ -248,27 +135,55 @@ def patch(
     return runs.patching(results, chosen, method="triage", draws=draws)
 
 
-def _pairs(
-    model: Model, clean: Any, corrupted: Any, purpose: str
-) -> tuple[list[Trace], list[Trace]]:
-    cleans = [clean] if isinstance(clean, Trace) else list(clean)
-    corrupts = [corrupted] if isinstance(corrupted, Trace) else list(corrupted)
-    if len(cleans) != len(corrupts):
-        raise InvalidSettingError(
-            f"the clean runs have {len(cleans)} rows, the corrupted {len(corrupts)}: they pair "
-            "up by index"
-        )
-    for i, (c, k) in enumerate(zip(cleans, corrupts, strict=True)):
-        c.bind(model)
-        k.bind(model)
-        c.require_plain(purpose, replayed=True)
-        k.require_plain(purpose, replayed=True)
-        if c.n_positions != k.n_positions or c.prompt_len != k.prompt_len:
-            raise InvalidSettingError(
-                f"row {i}: the clean run has {c.n_positions} tokens ({c.prompt_len} of prompt), "
-                f"the corrupted {k.n_positions} ({k.prompt_len}): a patch pairs positions"
-            )
-    return cleans, corrupts
+def _exact(
+    model: Model,
+    clean: Trace | TraceSet,
+    corrupted: Trace | TraceSet,
+    metric: Metric | MetricFn | str | None,
+    direction: Direction,
+    sites: Sequence[PatchSite],
+    window: int,
+    chosen: EachPosition | tuple[Position, ...],
+    executor: Executor | None,
+    draws: int,
+) -> Patching:
+    """Every candidate patched exactly, the rows in chunks where `executor` runs them, merged
+    from each row's metrics (the normalisation needs every row's)."""
+    cleans, corrupts = _pairs(model, clean, corrupted, "activation patching")
+    if direction not in ("denoise", "noise"):
+        raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
+    targets = corrupts if direction == "denoise" else cleans
+    per_position = any(site != "heads" for site in sites)
+    cols = candidates.columns(targets, chosen) if per_position else [None] * len(cleans)
+    task = partial(_rows, metric=metric, direction=direction, sites=sites, window=window)
+    parts = run_rows(
+        executor, model, task, list(zip(cleans, corrupts, cols, strict=True)), "activation patching"
+    )
+    clean_m, corrupt_m = merging.rows([p[0] for p in parts]), merging.rows([p[1] for p in parts])
+    check_distinct(clean_m, corrupt_m, parts[0][3])
+    runs = Runs(cleans, corrupts, as_metric(metric), direction, clean_m, corrupt_m, torch.empty(0))
+    results: dict[ResultSite, PatchingResult] = {
+        site: runs.result(site, merging.rows([p[2][site] for p in parts])) for site in sites
+    }
+    return runs.patching(results, chosen, window=window, draws=draws)
+
+
+def _rows(
+    model: Model,
+    items: list[tuple[Trace, Trace, list[list[int]] | None]],
+    metric: Metric | MetricFn | str | None,
+    direction: Direction,
+    sites: Sequence[PatchSite],
+    window: int,
+) -> tuple[Tensor, Tensor, dict[ResultSite, Tensor], str]:
+    """Some pairs' metrics and every candidate's patched metric: a chunk of `patch`."""
+    cleans, corrupts = TraceSet([c for c, _, _ in items]), TraceSet([k for _, k, _ in items])
+    runs = pair_runs(model, cleans, corrupts, metric, direction, distinct=False)
+    each = [c for _, _, c in items if c is not None] if items[0][2] is not None else None
+    scores: dict[ResultSite, Tensor] = {
+        site: _site_effects(model, site, runs, window=window, cols=each) for site in sites
+    }
+    return runs.clean_m, runs.corrupt_m, scores, runs.metric.label
 
 
 def _site_effects(

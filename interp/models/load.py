@@ -8,7 +8,7 @@ import torch
 from interp.models.embedded import load_embedded
 from interp.models.hub import load_hub, resolve_hf_name
 from interp.models.local import is_path, load_local
-from interp.models.model import Model, validate_device
+from interp.models.model import Loading, Model, validate_device
 from interp.models.registry import DEFAULT_MODEL, EMBEDDED, canonical_name
 
 
@@ -21,8 +21,13 @@ def load_model(
     (`interp.models.guards`)."""
     dev = validate_device(device)
     if is_path(name):
-        return load_local(name, dev, check_kv=check_kv)
+        model = load_local(name, dev, check_kv=check_kv)
+        model.loading = Loading(model.name, check_kv)  # the folder, made absolute
+        return model
     name = canonical_name(name)
     if name in EMBEDDED:
-        return load_embedded(EMBEDDED[name], dev, check_kv=check_kv)
-    return load_hub(name, resolve_hf_name(name), dev, check_kv=check_kv)
+        model = load_embedded(EMBEDDED[name], dev, check_kv=check_kv)
+    else:
+        model = load_hub(name, resolve_hf_name(name), dev, check_kv=check_kv)
+    model.loading = Loading(name, check_kv)
+    return model

@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
+@dataclass(frozen=True)
+class Loading:
+    """How a model was loaded (`load_model`'s name, a local folder made absolute, and its
+    guards), so another process (a Ray worker) can load the same one."""
+
+    name: str
+    check_kv: bool = True
+
+
 @dataclass
 class Model:
     """A loaded model: the TransformerLens bridge, its tokenizer, and where it came from."""
@@ -26,6 +35,7 @@ class Model:
     checksum: str  # sha256 of the weights file, or the Hub commit, or "random-init"
     source: str = ""  # a human-readable origin (file path or Hub id)
     extra: dict[str, Any] = field(default_factory=dict)
+    loading: Loading | None = None  # None: built in memory, which no other process can load
     # the direct engine (`interp.models.engine`) as the loader or a later run set it: (the device it
     # was built for, the engine or None where it is set aside, why it is set aside)
     direct: tuple[torch.device, Any, str] | None = field(default=None, repr=False)

@@ -89,6 +89,9 @@ class Trace:
         if not isinstance(self.activations, BySite):
             self.activations = BySite(self.activations)
 
+    def __getstate__(self) -> dict[str, Any]:  # pickled without its model: a process binds its own
+        return {**self.__dict__, "model": None}
+
     # ---- views -------------------------------------------------------------------------
 
     @property
@@ -311,9 +314,7 @@ class Trace:
             raise TraceFormatError(f"{where}: stop_reason {stop_reason!r} is not one of interp's")
         n = len(token_strs)
         if not 1 <= prompt_len < n:
-            raise TraceFormatError(
-                f"{where}: prompt_len {prompt_len} is out of range for {n} tokens"
-            )
+            raise TraceFormatError(f"{where}: prompt_len {prompt_len} is out of range ({n} tokens)")
         gen = n - prompt_len
         token_ids = schema.tensor(steps, "token_ids", files.steps, "int", [n])
         if bool((token_ids < 0).any()):

@@ -1,0 +1,173 @@
+"""A clean and a corrupted run paired row by row and measured (`pair_runs` -> `Runs`): what
+activation patching, path patching and circuit scores all start from, and how a set of
+patched metrics becomes a result (`Runs.result`, `Runs.patching`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from interp.edits.positions import Position
+from interp.errors import InvalidSettingError
+from interp.interventions import candidates
+from interp.interventions.candidates import EachPosition
+from interp.interventions.measuring import measure
+from interp.interventions.metrics import Metric, MetricFn, as_metric
+from interp.interventions.patching_result import Patching
+from interp.interventions.patching_site import Direction, PatchingResult, ResultSite
+from interp.models.model import Model
+from interp.stats import present_mean_se
+from interp.trace.trace import Trace
+from interp.trace.traceset import TraceSet
+
+
+@dataclass
+class Runs:
+    """A clean and a corrupted run paired row by row, one metric and one direction: what every
+    patching of them shares. The patch goes into `targets` from `sources`."""
+
+    cleans: list[Trace]
+    corrupts: list[Trace]
+    metric: Metric
+    direction: Direction
+    clean_m: Tensor  # [row]
+    corrupt_m: Tensor  # [row]
+    target_windows: Tensor  # the target runs' logits from the metric's first position
+
+    @property
+    def targets(self) -> list[Trace]:
+        return self.corrupts if self.direction == "denoise" else self.cleans
+
+    @property
+    def sources(self) -> list[Trace]:
+        return self.cleans if self.direction == "denoise" else self.corrupts
+
+    @property
+    def base(self) -> Tensor:
+        """m(target run) per row: what an effect is measured from."""
+        return self.corrupt_m if self.direction == "denoise" else self.clean_m
+
+    def result(self, site: ResultSite, scores: Tensor, **extra: Any) -> PatchingResult:
+        """The effects of patched runs' metrics `scores` `[row, ...]` (kept, as are each row's
+        clean and corrupted metrics): means over rows and their standard errors, of the effects
+        and of the patched metrics; the effects normalised by the mean difference between the
+        runs."""
+        rows = scores - self.base.view(-1, *([1] * (scores.dim() - 1)))
+        clean, corrupt = float(self.clean_m.mean()), float(self.corrupt_m.mean())
+        span = clean - corrupt if self.direction == "denoise" else corrupt - clean
+        (effect, stderr), (patched, patched_se) = present_mean_se(rows), present_mean_se(scores)
+        one = len(rows) == 1
+        normalized = effect / span if span != 0 else torch.full_like(effect, math.nan)
+        return PatchingResult(
+            site,
+            self.direction,
+            self.metric.label,
+            effect,
+            normalized,
+            None if one else stderr,
+            rows,
+            clean,
+            corrupt,
+            **extra,
+            patched=patched,
+            patched_stderr=None if one else patched_se,
+            patched_per_row=scores,
+            clean_per_row=self.clean_m,
+            corrupted_per_row=self.corrupt_m,
+        )
+
+    def patching(
+        self,
+        results: dict[ResultSite, PatchingResult],
+        positions: EachPosition | tuple[Position, ...] = "all",
+        **extra: Any,
+    ) -> Patching:
+        clean, corrupt = float(self.clean_m.mean()), float(self.corrupt_m.mean())
+        kind = positions if isinstance(positions, str) else "groups"
+        under = {}
+        for side, runs in (("clean", self.cleans), ("corrupted", self.corrupts)):
+            labels = dict.fromkeys(r.intervention_label for r in runs if r.intervention_label)
+            if labels:
+                under[side] = "; ".join(labels)
+        held = any(
+            r.intervention is not None and not r.intervention.replayable
+            for r in self.cleans + self.corrupts
+        )
+        return Patching(
+            results,
+            self.direction,
+            self.metric.label,
+            clean,
+            corrupt,
+            len(self.cleans),
+            tokens=candidates.labels(positions, self.cleans[0]),
+            positions=kind,
+            under=under,
+            held_callable=held,
+            **extra,
+        )
+
+
+def pair_runs(
+    model: Model,
+    clean: Trace | TraceSet,
+    corrupted: Trace | TraceSet,
+    metric: Metric | MetricFn | str | None,
+    direction: Direction,
+    purpose: str = "activation patching",
+    *,
+    distinct: bool = True,
+) -> Runs:
+    """Check the pairing and the direction, and measure both runs, each under the
+    intervention it was recorded under (the metric's answers are the clean rows'); a run
+    under raw hooks is refused for `purpose`."""
+    cleans, corrupts = _pairs(model, clean, corrupted, purpose)
+    if direction not in ("denoise", "noise"):
+        raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
+    chosen = as_metric(metric)
+    # the target runs first (a KL compares with them); the answers are the clean rows'
+    denoise = direction == "denoise"
+    first, second = (corrupts, cleans) if denoise else (cleans, corrupts)
+    target = measure(model, first, chosen, answers=cleans, purpose=purpose)
+    other = measure(model, second, chosen, answers=cleans, baseline=target.window, purpose=purpose)
+    clean_m, corrupt_m = (other.values, target.values) if denoise else (target.values, other.values)
+    if distinct:  # (a chunk of a set is checked once merged: `check_distinct`)
+        check_distinct(clean_m, corrupt_m, target.bound.label)
+    return Runs(cleans, corrupts, chosen, direction, clean_m, corrupt_m, target.window)
+
+
+def check_distinct(clean_m: Tensor, corrupt_m: Tensor, label: str) -> None:
+    """Refuse runs whose metrics agree on average: nothing to patch or to normalise by."""
+    if float(clean_m.mean()) == float(corrupt_m.mean()):
+        raise InvalidSettingError(
+            f"the clean and the corrupted runs give the same {label} "
+            f"({float(clean_m.mean()):.6g}): there is no difference to patch or to normalise "
+            "by (are they the same run?)"
+        )
+
+
+def _pairs(
+    model: Model, clean: Any, corrupted: Any, purpose: str
+) -> tuple[list[Trace], list[Trace]]:
+    cleans = [clean] if isinstance(clean, Trace) else list(clean)
+    corrupts = [corrupted] if isinstance(corrupted, Trace) else list(corrupted)
+    if len(cleans) != len(corrupts):
+        raise InvalidSettingError(
+            f"the clean runs have {len(cleans)} rows, the corrupted {len(corrupts)}: they pair "
+            "up by index"
+        )
+    for i, (c, k) in enumerate(zip(cleans, corrupts, strict=True)):
+        c.bind(model)
+        k.bind(model)
+        c.require_plain(purpose, replayed=True)
+        k.require_plain(purpose, replayed=True)
+        if c.n_positions != k.n_positions or c.prompt_len != k.prompt_len:
+            raise InvalidSettingError(
+                f"row {i}: the clean run has {c.n_positions} tokens ({c.prompt_len} of prompt), "
+                f"the corrupted {k.n_positions} ({k.prompt_len}): a patch pairs positions"
+            )
+    return cleans, corrupts
