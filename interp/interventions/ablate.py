@@ -4,10 +4,12 @@ regenerated text and its paired samples; their record is `ablation_record`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import overload
+from functools import partial
+from typing import Any, overload
 
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
+from interp.executors import Executor, run_rows
 from interp.interventions import sites
 from interp.interventions.ablation import AblationMode, make_intervention
 from interp.interventions.ablation_record import AblationReport
@@ -40,6 +42,7 @@ def ablate(
     exclude: Sequence[tuple[int, int]] = ...,
     max_new_tokens: int | None = ...,
     progress: bool = ...,
+    executor: Executor | None = ...,
 ) -> AblationReport: ...
 
 
@@ -60,6 +63,7 @@ def ablate(
     exclude: Sequence[tuple[int, int]] = ...,
     max_new_tokens: int | None = ...,
     progress: bool = ...,
+    executor: Executor | None = ...,
 ) -> PairedSamples: ...
 
 
@@ -79,6 +83,7 @@ def ablate(
     exclude: Sequence[tuple[int, int]] = (),
     max_new_tokens: int | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> AblationReport | PairedSamples:
     """Ablate `heads` ("L5H1,L9H3", "L5", or (layer, head) pairs; for a layer's `site`, layers
     "L5,L7" or (layer, None) pairs): the effect on the recorded continuation (per token, and
@@ -88,7 +93,8 @@ def ablate(
     `max_new_tokens` long (`interp.interventions.samples`), with `controls` random head sets of
     the same size drawn outside the ablated heads and `exclude` (the heads that matter: the
     CLI excludes the strongest by role score and by the trace's sweep). Of a `TraceSet`: the
-    paired samples of every row, pooled (`ablate_samples`; `samples` is then required).
+    paired samples of every row, pooled (`ablate_samples`; `samples` is then required), its
+    rows run where `executor` says (`interp.Ray(...)`; default this process).
 
     `heads` may be any `interp.edits` intervention instead: its effect, regeneration and
     paired samples (without controls, which are random heads: give `paired_samples` yours).
@@ -122,6 +128,7 @@ def ablate(
             reference=reference,
             resample_text=resample_text,
             progress=progress,
+            executor=executor,
         )
     targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
     if samples or controls:
@@ -176,6 +183,7 @@ def ablate_samples(
     reference: TraceSet | Trace | None = None,
     resample_text: str | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> PairedSamples:
     """Paired samples of ablating `heads` (see `ablate`) on a trace, or on every row of a set
     (each row with its own replacement values, such as its own means, and the same control
@@ -185,45 +193,65 @@ def ablate_samples(
         raise InvalidSettingError(
             f"samples must be at least 1, got {samples} (controls need samples: give samples=N)"
         )
+    drawn: list[Any] = []
     if isinstance(heads, Intervention):
         _check_own(heads, controls, reference, resample_text)
         check_size(model, rows, samples, 0, max_new_tokens)
-        parts = [
-            paired_samples(
-                model, row, heads, samples=samples, max_new_tokens=max_new_tokens, progress=progress
-            )
-            for row in rows
-        ]
-        return parts[0] if isinstance(runs, Trace) else pool(parts)
-    if controls and site != "heads":
-        raise InvalidSettingError("controls are random heads: they need the heads site")
-    targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
-    targets = sites.check_targets(site, targets, model)
-    check_size(model, rows, samples, controls, max_new_tokens)  # before the controls are drawn
-    strong = [(layer, head) for layer, head in targets if head is not None]
-    drawn = control_targets(
-        model, len(targets), controls, [*strong, *exclude], seed=rows[0].settings.seed or 0
+    else:
+        if controls and site != "heads":
+            raise InvalidSettingError("controls are random heads: they need the heads site")
+        targets = sites.parse_targets(heads, site, model) if isinstance(heads, str) else heads
+        heads = sites.check_targets(site, targets, model)
+        check_size(model, rows, samples, controls, max_new_tokens)  # before controls are drawn
+        strong = [(layer, head) for layer, head in heads if head is not None]
+        drawn = control_targets(
+            model, len(heads), controls, [*strong, *exclude], seed=rows[0].settings.seed or 0
+        )
+    options = {"mode": mode, "site": site, "reference": reference, "resample_text": resample_text}
+    task = partial(
+        _samples,
+        heads=heads,
+        drawn=drawn,
+        samples=samples,
+        max_new_tokens=max_new_tokens,
+        progress=progress and executor is None,
+        options=options,
     )
-    parts = []
+    parts = [s for part in run_rows(executor, model, task, rows, "paired samples") for s in part]
+    return parts[0] if isinstance(runs, Trace) else pool(parts)
+
+
+def _samples(
+    model: Model,
+    rows: list[Trace],
+    heads: Sequence[Target] | Intervention,
+    drawn: list[Any],
+    samples: int,
+    max_new_tokens: int | None,
+    progress: bool,
+    options: dict[str, Any],
+) -> list[PairedSamples]:
+    """Each row's paired samples (its own replacement values, the same control heads): a chunk
+    of `ablate_samples`."""
+    out = []
     for row in rows:
 
         def build(on: Sequence[Target], row: Trace = row) -> Intervention:
-            return make_intervention(
-                model, row, on, mode, site=site, reference=reference, resample_text=resample_text
-            )
+            return make_intervention(model, row, on, **options)
 
-        parts.append(
+        own = isinstance(heads, Intervention)
+        out.append(
             paired_samples(
                 model,
                 row,
-                build(targets),
+                heads if isinstance(heads, Intervention) else build(heads),
                 samples=samples,
                 max_new_tokens=max_new_tokens,
-                controls=[build(c) for c in drawn],
+                controls=[] if own else [build(c) for c in drawn],
                 progress=progress,
             )
         )
-    return parts[0] if isinstance(runs, Trace) else pool(parts)
+    return out
 
 
 def _check_own(

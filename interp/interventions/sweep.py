@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -25,6 +26,7 @@ from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidget
 
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
+from interp.executors import Executor, merging, run_rows
 from interp.files import store
 from interp.interventions.ablation import AblationMode, ablation_parts
 from interp.interventions.attribution_patching import attribution_estimate
@@ -155,13 +157,15 @@ def sweep(
     verify: int | None = None,
     resample_text: str | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> SweepResult:
     """Ablate every head alone, measured by `metric`. `method="exact"` runs them all (fast
     path); `"triage"` ranks heads by the attribution-patching estimate and verifies the
     `verify` largest exactly (default: 3/8 of the heads, since the estimate ranks loosely:
     benchmarks/sweep.py counts how many of the exact top 20 a triage recovers). Of a set:
     every row swept (its own means, or the `reference` set's), the deltas averaged. Returns a
-    `SweepResult` (`delta` `[layer, head]`, `top_heads`)."""
+    `SweepResult` (`delta` `[layer, head]`, `top_heads`). `executor`: where a set's rows run
+    (`interp.Ray(...)`; default this process); exact only."""
     if method not in ("exact", "triage"):
         raise InvalidSettingError(f"unknown sweep method {method!r}; choose exact or triage")
     chosen_metric = check_before_running(model, trace, "a sweep", metric=metric)
@@ -171,6 +175,16 @@ def sweep(
     for row in rows:
         row.bind(model)
         row.require_plain("a sweep", replayed=True)
+    if executor is not None and isinstance(trace, TraceSet):
+        if method != "exact":
+            raise InvalidSettingError(
+                "a triage picks the heads it verifies from every row's estimate: run it in one "
+                "process (no executor)"
+            )
+        task = partial(
+            _rows, mode=mode, metric=chosen_metric, reference=reference, resample_text=resample_text
+        )
+        return merged(run_rows(executor, model, task, rows, "a sweep"))
     n_layers, n_heads = model.n_layers, model.n_heads
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     # each row's candidates, one a head in `all_heads`' order (shared where the values are)
@@ -234,6 +248,31 @@ def sweep(
         timings=timings,
         metric=chosen_metric.label,
         delta_rows=None if isinstance(trace, Trace) else deltas,
+    )
+
+
+def _rows(model: Model, rows: list[Trace], **options: Any) -> SweepResult:
+    """An exact sweep of some rows: a chunk of a set's."""
+    return sweep(model, TraceSet(rows), **options)
+
+
+def merged(parts: Sequence[SweepResult]) -> SweepResult:
+    """One sweep of every row from its chunks' sweeps, in row order: each row's deltas, their
+    mean, and the estimates' mean over all rows (float64)."""
+    rows = merging.rows([p.delta_rows for p in parts if p.delta_rows is not None])
+    counts = [len(p.delta_rows) for p in parts if p.delta_rows is not None]
+    timings = {k: round(sum(p.timings.get(k, 0.0) for p in parts), 4) for k in parts[0].timings}
+    first = parts[0]
+    return SweepResult(
+        mode=first.mode,
+        method=first.method,
+        delta=rows.mean(0),
+        delta_per_token=None,
+        estimate=merging.mean([p.estimate for p in parts], counts),
+        verified=first.verified,
+        timings=timings,
+        metric=first.metric,
+        delta_rows=rows,
     )
 
 
