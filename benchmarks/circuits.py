@@ -45,8 +45,8 @@ def tl_side_by_side(n: int) -> tuple[float, float]:
     words = ["sun", "moon", "earth", "star", "sky", "sea", "rain", "wind"]
     clean = [f"The {words[i % 8]} revolves around the {words[(i + 1) % 8]}" for i in range(n)]
     other = [f"The {words[(i + 3) % 8]} revolves around the {words[(i + 5) % 8]}" for i in range(n)]
-    cs = interp.generate(model, clean, max_new_tokens=1, temperature=0)
-    xs = interp.generate(model, other, max_new_tokens=1, temperature=0)
+    cs = interp.generate(model, clean, max_new_tokens=1, temperature=0, hooks=[])
+    xs = interp.generate(model, other, max_new_tokens=1, temperature=0, hooks=[])
     keep = [i for i in range(n) if cs[i].n_positions == xs[i].n_positions]
     cs, xs = interp.TraceSet([cs[i] for i in keep]), interp.TraceSet([xs[i] for i in keep])
     at = cs[0].prompt_len - 1

@@ -51,12 +51,15 @@ def rows(n: int, seed: int = 0) -> list[dict]:
 
 
 def pairs(model, chosen: list[dict]) -> tuple:
-    """The clean and ABC sets, each row forced to its answer, the clean rows carrying it."""
+    """The clean and ABC sets, each row forced to its answer, the clean rows carrying it;
+    tokens only (no activations recorded: circuit discovery runs its own forwards)."""
     import interp
 
     answers = [r["answer"] for r in chosen]
     sets = [
-        interp.generate(model, [r[k] for r in chosen], continuation=answers, max_new_tokens=1)
+        interp.generate(
+            model, [r[k] for r in chosen], continuation=answers, max_new_tokens=1, hooks=[]
+        )
         for k in ("clean", "abc")
     ]
     for row, trace in zip(chosen, sets[0], strict=True):

@@ -98,8 +98,13 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     edits = corruption(args)
     if args.ablation == "mean" and (args.corrupted_dir is None or edits is not None):
         raise InvalidSettingError("--ablation mean takes a reference set as CORRUPTED_DIR")
-    clean = load_recorded(args.clean_dir)
-    corrupted = edits if args.corrupted_dir is None else load_recorded(args.corrupted_dir)
+    # tokens only: circuit discovery runs its own forwards and reads no recorded activations
+    clean = load_recorded(args.clean_dir, activations=False)
+    corrupted = (
+        edits
+        if args.corrupted_dir is None
+        else load_recorded(args.corrupted_dir, activations=False)
+    )
     if args.evaluate is not None:
         return _evaluate(args, clean, corrupted, metric)
     out = args.out or args.clean_dir / "circuits" / f"{args.method}-{args.kv}"

@@ -12,6 +12,7 @@ import torch
 import interp
 from interp import cli, metrics
 from interp.circuits import circuit
+from interp.files.store import ACTIVATIONS
 
 PROMPT = "The Eiffel Tower is in the city of"
 
@@ -229,3 +230,27 @@ def test_mean_ablation_takes_a_reference_set(tiny_model, tmp_path, capsys):
     )
     assert code == cli.EXIT_BAD_INPUT and "takes a reference set" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_command_reads_only_the_tokens_of_both_sides(tiny_model, tmp_path, capsys):
+    # circuit discovery runs its own forwards: with the activations files gone (what a set
+    # recorded with hooks=[] amounts to on disk, and what loading them would cost in memory)
+    # the scores are the library's on the runs in memory
+    clean = interp.generate(tiny_model, "The earth revolves around the sun", continuation=[40])
+    other = interp.generate(tiny_model, "The sun revolves around the earth", continuation=[40])
+    if other.n_positions != clean.n_positions:
+        pytest.fail("the corrupted prompt tokenises to another length")
+    for name, run in (("clean", clean), ("other", other)):
+        run.save(tmp_path / name)
+        (tmp_path / name / ACTIVATIONS).unlink()
+    spec = "logit-diff:" + ",".join(json.dumps(tiny_model.decode([t])) for t in (40, 41))
+    out = tmp_path / "circ"
+    argv = ["circuit", tmp_path / "clean", tmp_path / "other", "--method", "eap"]
+    code, _, err = run_cli([*argv, "--metric", spec, "--no-curve", "--out", out], capsys)
+    assert code == 0, err
+    record = json.loads((out / "circuit.json").read_text())
+    want = circuit(tiny_model, clean, other, metric=metrics.logit_diff(40, 41), method="eap")
+    some = sorted(want.edges())[:50]
+    assert [record["edges"][n] for n in some] == pytest.approx(
+        [want.edges()[n] for n in some], abs=1e-6
+    )
