@@ -65,20 +65,25 @@ def node_scores(
     groups = batches(runs.cleans, batch_size)
     for rows in bar(groups, len(runs.cleans), f"{method} nodes ({m} step(s))", progress):
         cleans = [runs.cleans[i] for i in rows]
-        here = node_values(model, cleans)
         there = node_values(model, [runs.corrupts[i] for i in rows])
         bound = runs.metric.bind(model, cleans)
-        grads = {name: torch.zeros_like(here[name]) for name in names}
+        # EAP's one gradient is taken on the clean run, whose values it returns: no forward
+        # of its own for them; EAP-IG's steps never run the clean endpoint
+        here = None if method == "eap" else node_values(model, cleans)
+        grads = {name: torch.zeros_like(there[name]) for name in names}
         for k in range(m):
             hooks = []
             if method == "eap-ig":
+                assert here is not None
                 start, end = there[H.EMBED], here[H.EMBED]
                 # a leaf that needs a gradient, so the embedding's fresh node reaches it
                 embed = (start + (k / m) * (end - start)).to(model.device).requires_grad_()
                 hooks.append((H.EMBED, lambda x, hook, e=embed: e.to(x.dtype)))
-            _, found = metric_gradients(model, cleans, bound, names, hooks)
+            values, found = metric_gradients(model, cleans, bound, names, hooks)
+            here = values if here is None else here
             for name in names:
                 grads[name] += found[name]
+        assert here is not None
         parts = [((there[H.EMBED] - here[H.EMBED]) * grads[H.EMBED]).sum().reshape(1)]
         for layer in range(model.n_layers):
             z, mlp = H.z(layer), H.mlp_out(layer)

@@ -56,3 +56,33 @@ def test_gemma_gets_node_scores_that_track_patching_each_head(tiny_gemma):
     assert [str(s) for s, _ in nodes.top(3)] == [
         str(nodes.nodes[i]) for i in nodes.scores.abs().argsort(descending=True)[:3].tolist()
     ]
+
+
+def test_eap_takes_the_clean_values_from_its_gradients_forward(tiny, monkeypatch):
+    """EAP runs two forwards a batch (the corrupted values, the clean gradient with the clean
+    values), and its scores are those of reading the clean values in a forward of their own."""
+    from interp.circuits import nodes as module
+    from interp.circuits.runs import node_values
+
+    clean, corrupted = _runs(tiny, 0.3)
+    calls: list[str] = []
+    counted_values = module.node_values
+    counted_grads = module.metric_gradients
+    monkeypatch.setattr(module, "node_values", lambda *a: calls.append("v") or counted_values(*a))
+    monkeypatch.setattr(
+        module, "metric_gradients", lambda *a: calls.append("g") or counted_grads(*a)
+    )
+    got = interp.node_scores(tiny, clean, corrupted, metric=METRIC, method="eap")
+    assert calls == ["v", "g"]
+    # the reference: the clean values from a no-grad forward of their own, by hand
+    runs = [clean], [corrupted]
+    here, there = node_values(tiny, runs[0]), node_values(tiny, runs[1])
+    bound = METRIC.bind(tiny, runs[0])
+    names = module.node_hooks(tiny)
+    _, grads = counted_grads(tiny, runs[0], bound, names)
+    want = [((there[names[0]] - here[names[0]]) * grads[names[0]]).sum()]
+    for layer in range(tiny.n_layers):
+        z, mlp = names[1 + 2 * layer], names[2 + 2 * layer]
+        want += list(((there[z] - here[z]) * grads[z]).sum((0, 1, 3)))
+        want.append(((there[mlp] - here[mlp]) * grads[mlp]).sum())
+    torch.testing.assert_close(got.scores, torch.stack(want).float(), atol=1e-6, rtol=1e-6)
