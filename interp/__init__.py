@@ -85,6 +85,9 @@ _EXPORTS = {
     # features
     "load_dictionary": "interp.dictionaries.files",
     "Dictionary": "interp.dictionaries.dictionary",
+    # where a set's rows run
+    "Ray": "interp.executors",
+    "Local": "interp.executors",
     # errors
     "InterpError": "interp.errors",
     "metrics": "interp.interventions.metrics",  # the module itself
@@ -117,6 +120,8 @@ if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-export
     from interp.edits.positions import span as span
     from interp.edits.value import Intervention as Intervention
     from interp.edits.value import edit as edit
+    from interp.executors import Local as Local
+    from interp.executors import Ray as Ray
     from interp.errors import InterpError as InterpError
     from interp.generation.generate import generate as generate
     from interp.generation.generate import record_under as record_under
@@ -191,6 +196,7 @@ _SUBMODULES = {
             "dictionaries",
             "edits",
             "errors",
+            "executors",
             "features",
             "files",
             "generation",
