@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from interp.circuits.pairs import Method, check_settings, paired
+from interp.circuits.pairs import ESTIMATES, Estimate, check_settings, paired
 from interp.circuits.runs import bar, batches, node_hooks, node_values
 from interp.edits.value import Intervention
 from interp.interventions.attribution_patching import metric_gradients
@@ -51,14 +51,14 @@ def node_scores(
     corrupted: Trace | TraceSet | Intervention,
     *,
     metric: Metric | MetricFn | str | None = None,
-    method: Method = "eap-ig",
+    method: Estimate = "eap-ig",
     steps: int = 5,
     batch_size: int = 16,
     progress: bool = False,
 ) -> NodeScores:
     """Score every node between paired clean and corrupted runs (see the module's docstring);
     the corrupted side is what `interp.circuit` takes."""
-    m = check_settings(method, steps, batch_size)
+    m = check_settings(method, steps, batch_size, ESTIMATES)
     runs = paired(model, clean, corrupted, metric, "node attribution")
     names = node_hooks(model)
     total = torch.zeros(len(_nodes(model)), dtype=torch.float64)

@@ -27,21 +27,25 @@ from interp.models.surgery import head_write_obstruction, kv_heads
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
-Method = Literal["eap", "eap-ig"]
-METHODS: tuple[Method, ...] = ("eap", "eap-ig")
+Method = Literal["eap", "eap-ig", "exact"]
+METHODS: tuple[Method, ...] = ("eap", "eap-ig", "exact")
+Estimate = Literal["eap", "eap-ig"]  # the first-order methods (node scores have only these)
+ESTIMATES: tuple[Estimate, ...] = ("eap", "eap-ig")
 Ablation = Literal["patch", "mean"]
 ABLATIONS: tuple[Ablation, ...] = ("patch", "mean")
 
 
-def check_settings(method: str, steps: int, batch_size: int) -> int:
-    """Refuse an unknown method or a bad count in one line; the gradients a batch takes (EAP
-    one, EAP-IG `steps`)."""
-    if method not in METHODS:
-        raise InvalidSettingError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+def check_settings(
+    method: str, steps: int, batch_size: int, methods: Sequence[str] = METHODS
+) -> int:
+    """Refuse a method not in `methods` or a bad count in one line; the gradients a batch
+    takes (EAP one, EAP-IG `steps`; exact scores take none, and record 1)."""
+    if method not in methods:
+        raise InvalidSettingError(f"unknown method {method!r}; choose one of {', '.join(methods)}")
     for name, value in (("steps", steps), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidSettingError(f"{name} must be a whole number of at least 1, got {value!r}")
-    return 1 if method == "eap" else steps
+    return steps if method == "eap-ig" else 1
 
 
 def graph_of(model: Model, kv: KV = "group") -> Graph:

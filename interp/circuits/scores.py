@@ -8,6 +8,8 @@ u, averaged over pairs, so its sign means what it says.
   the readers' gradients averaged over m runs of the clean tokens from the input embeddings
   corrupted + (k/m)(clean - corrupted), k = 0 .. m-1 (a left Riemann sum), summed over the
   steps before the one contraction a batch.
+- `exact`: not an estimate but the change itself, each edge patched alone (MIB's exact edge
+  patching): one forward a batch of pairs for each edge, for small graphs or few pairs.
 
 Each reader's gradient is taken at its own copy of its input (a head's query, a KV group's key
 or value, TransformerLens's split Q/K/V input; an MLP's before its norm; the final norm's
@@ -55,6 +57,8 @@ from interp.models.surgery import split_qkv_input
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
+EXACT_CHUNK = 256  # edges evaluated in one pass over the data by `exact_effects`
+
 
 @dataclass
 class CircuitScores:
@@ -86,14 +90,26 @@ class CircuitScores:
         kept = int((included & self.graph.mask).sum())
         return Evaluated(values, kept, self.clean_metric, self.corrupted_metric)
 
-    def exact(self, edges: Sequence[Edge | str]) -> dict[Edge, float]:
+    def exact(self, edges: Sequence[Edge | str], progress: bool = False) -> dict[Edge, float]:
         """Each edge's exact score: the mean metric with that edge alone carrying the
         corrupted value, less the clean run's (what `interp.path_patch` of its sender into
-        its receiver gives), all edges in one pass over the data."""
+        its receiver gives), the edges evaluated together (`exact_effects`)."""
         chosen = [self.graph.edge(*self.graph.index(e)) for e in edges]
-        masks = [self.graph.included(None, drop=[e]) for e in chosen]
-        means = self.metrics(masks).mean(1) if masks else torch.zeros(0)
-        return {e: float(m) - self.clean_metric for e, m in zip(chosen, means, strict=True)}
+        found = self.exact_effects([self.graph.index(e) for e in chosen], progress)
+        return {e: float(v) for e, v in zip(chosen, found, strict=True)}
+
+    def exact_effects(self, indices: Sequence[tuple[int, int]], progress: bool = False) -> Tensor:
+        """The exact score of each edge at `[writer, reader]` `indices` (see `exact`), in
+        passes over the data of `EXACT_CHUNK` edges each (their masks held at once): `[edge]`."""
+        out = torch.zeros(len(indices))
+        for start in range(0, len(indices), EXACT_CHUNK):
+            masks = []
+            for w, r in indices[start : start + EXACT_CHUNK]:
+                mask = self.graph.mask.clone()
+                mask[w, r] = False
+                masks.append(mask)
+            out[start : start + len(masks)] = self.metrics(masks, progress).mean(1)
+        return out - self.clean_metric
 
     def metrics(self, circuits: Sequence[Tensor], progress: bool = False) -> Tensor:
         """Each pair's metric under each circuit (bool `[writer, reader]` masks), exactly, the
@@ -186,8 +202,9 @@ def circuit(
     """Score every edge of the model's graph between paired clean and corrupted runs (the
     corrupted side may be recorded under an intervention, or be one: the clean runs under it,
     a noise edit say); see the module's docstring. `steps` is EAP-IG's m (EAP takes one
-    gradient). `ablation="mean"`: `corrupted` is a reference set, and an edge's corrupted
-    value is its writer's mean output over it (rows and positions, EAP-IG's "mean")."""
+    gradient, exact none). `ablation="mean"`: `corrupted` is a reference set, and an edge's
+    corrupted value is its writer's mean output over it (rows and positions, EAP-IG's
+    "mean")."""
     m = check_settings(method, steps, batch_size)
     graph = graph_of(model, kv)
     if ablation not in ABLATIONS:
@@ -197,6 +214,8 @@ def circuit(
         runs, means = mean_paired(model, clean, corrupted, metric, graph, batch_size=batch_size)
     else:
         runs = paired(model, clean, corrupted, metric)
+    if method == "exact":
+        return _exact_scores(model, graph, runs, ablation, means, progress)
     total = torch.zeros(len(graph.writers), len(graph.readers), dtype=torch.float64)
     groups = batches(runs.cleans, batch_size)
     for rows in bar(groups, len(runs.cleans), f"{method} ({m} step(s))", progress):
@@ -233,6 +252,35 @@ def circuit(
         (model, runs),
         means,
     )
+
+
+def _exact_scores(
+    model: Model,
+    graph: Graph,
+    runs: Runs,
+    ablation: Ablation,
+    means: Tensor | None,
+    progress: bool,
+) -> CircuitScores:
+    """`method="exact"`: every real edge's exact score (`CircuitScores.exact_effects`), one
+    forward a batch of pairs for each edge."""
+    out = CircuitScores(
+        graph,
+        torch.zeros(graph.mask.shape),
+        "exact",
+        1,
+        runs.metric.label,
+        len(runs.cleans),
+        float(runs.clean_m.mean()),
+        float(runs.corrupt_m.mean()),
+        model.name,
+        ablation,
+        (model, runs),
+        means,
+    )
+    w, r = graph.mask.nonzero(as_tuple=True)
+    out.scores[w, r] = out.exact_effects(list(zip(w.tolist(), r.tolist(), strict=True)), progress)
+    return out
 
 
 def reader_grads(

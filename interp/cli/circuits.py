@@ -27,7 +27,13 @@ def add_circuit_parser(sub: Any) -> None:
     p.add_argument("clean_dir", type=Path, metavar="CLEAN_DIR", help="the clean trace or set")
     p.add_argument("corrupted_dir", type=Path, nargs="?", default=None, metavar="CORRUPTED_DIR")
     add_corruption_options(p)
-    p.add_argument("--method", choices=("eap", "eap-ig"), default="eap-ig")
+    p.add_argument(
+        "--method",
+        choices=("eap", "eap-ig", "exact"),
+        default="eap-ig",
+        help="eap-ig (default), eap, or exact: each edge patched alone, one forward a batch of "
+        "pairs for each edge (small graphs only)",
+    )
     p.add_argument("--steps", type=integer, default=5, metavar="N", help="EAP-IG's steps")
     p.add_argument("--kv", choices=("group", "per-head"), default="group")
     p.add_argument(
@@ -132,7 +138,9 @@ def cmd_circuit(args: argparse.Namespace) -> int:
         page = None if curve is None else build_report(out)  # the page draws the curve
     args.kept.append(f"the circuit in {out}")
     print(
-        f"{scores.method} ({scores.steps} steps) over {scores.rows} pair(s), {scores.metric}: "
+        f"{scores.method}"
+        + (f" ({scores.steps} steps)" if scores.method == "eap-ig" else "")
+        + f" over {scores.rows} pair(s), {scores.metric}: "
         f"clean {scores.clean_metric:.3f}, corrupted {scores.corrupted_metric:.3f}; "
         f"{scores.graph.n_edges:,} edges ({scores.graph.kv})"
     )

@@ -254,3 +254,24 @@ def test_the_command_reads_only_the_tokens_of_both_sides(tiny_model, tmp_path, c
     assert [record["edges"][n] for n in some] == pytest.approx(
         [want.edges()[n] for n in some], abs=1e-6
     )
+
+
+def test_method_exact_writes_each_edges_exact_change(tiny_model, tmp_path, capsys):
+    clean = interp.generate(tiny_model, PROMPT, continuation=[40])
+    clean.save(tmp_path / "clean")
+    spec = "logit-diff:" + ",".join(json.dumps(tiny_model.decode([t])) for t in (40, 41))
+    out = tmp_path / "exact"
+    argv = ["circuit", tmp_path / "clean", "--noise", "all", "--noise-seed", 2, "--no-curve"]
+    code, printed, err = run_cli(
+        [*argv, "--method", "exact", "--metric", spec, "--out", out], capsys
+    )
+    assert code == 0, err
+    assert printed.startswith("exact over 1 pair(s)")
+    record = json.loads((out / "circuit.json").read_text())
+    assert record["circuit"]["method"] == "exact"
+    noise = interp.edit("embed", "noise", seed=2)
+    want = circuit(tiny_model, clean, noise, metric=metrics.logit_diff(40, 41), method="exact")
+    some = sorted(want.edges())[::5]
+    assert [record["edges"][n] for n in some] == pytest.approx(
+        [want.edges()[n] for n in some], abs=1e-6
+    )
