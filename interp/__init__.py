@@ -120,9 +120,9 @@ if TYPE_CHECKING:  # for mypy and the API reference: _EXPORTS's names, re-export
     from interp.edits.positions import span as span
     from interp.edits.value import Intervention as Intervention
     from interp.edits.value import edit as edit
+    from interp.errors import InterpError as InterpError
     from interp.executors import Local as Local
     from interp.executors import Ray as Ray
-    from interp.errors import InterpError as InterpError
     from interp.generation.generate import generate as generate
     from interp.generation.generate import record_under as record_under
     from interp.generation.sampling import SamplingConfig as SamplingConfig

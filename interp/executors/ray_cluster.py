@@ -8,12 +8,14 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from interp.errors import ExecutorError
 
 REACH_TIMEOUT_S = 5.0
+ROOM_WAIT_S = 10.0
 
 
 def import_ray() -> Any:
@@ -44,12 +46,19 @@ def connect(address: str | None) -> Connection:
     """Join `address` ("auto", "ray://host:port" or "host:port"), reuse the cluster this
     process already joined, or start a local one (None)."""
     ray = import_ray()
+    if address is not None:
+        _check_reachable(address)
     if ray.is_initialized():
-        return Connection(started=False, joined=False, address="this process's")
+        current = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto", current, f"ray://{current}"):
+            raise ExecutorError(
+                f"this process is joined to the Ray cluster at {current}; it cannot join "
+                f"{address} too (ray.shutdown() first)"
+            )
+        return Connection(started=False, joined=False, address=current)
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is None:
         return _start_local(ray, quiet)
-    _check_reachable(address)
     try:
         ray.init(address=address, **quiet)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, ...
@@ -58,12 +67,23 @@ def connect(address: str | None) -> Connection:
 
 
 def check_room(workers: int, cpus: float, gpus: float) -> None:
-    """Refuse, in one line, workers the cluster cannot place now (Ray would wait forever)."""
+    """Refuse, in one line, workers the cluster cannot place within a few seconds (workers
+    just stopped take a moment to free theirs; Ray itself would wait forever)."""
     ray = import_ray()
-    free, total = ray.available_resources(), ray.cluster_resources()
-    for unit, each in (("CPU", cpus), ("GPU", gpus)):
+    deadline = time.monotonic() + ROOM_WAIT_S
+    while True:
+        free, total = ray.available_resources(), ray.cluster_resources()
+        short = [
+            (unit, each)
+            for unit, each in (("CPU", cpus), ("GPU", gpus))
+            if each and free.get(unit, 0.0) + 1e-9 < workers * each
+        ]
+        if not short or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for unit, each in short:
         need = workers * each
-        if need and free.get(unit, 0.0) + 1e-9 < need:
+        if need:
             raise ExecutorError(
                 f"the Ray cluster has {free.get(unit, 0.0):g} free {unit}s of "
                 f"{total.get(unit, 0.0):g}; {workers} workers x {each:g} {unit} need {need:g}"

@@ -29,12 +29,16 @@ class _Session:
     connection: ray_cluster.Connection
     actors: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Stop every worker (their CPUs and GPUs free again)."""
         ray = ray_cluster.import_ray()
         for group in self.actors.values():
             for actor in group:
                 ray.kill(actor, no_restart=True)
         self.actors.clear()
+
+    def close(self) -> None:
+        self.release()
         self.connection.close()
 
 
@@ -79,6 +83,14 @@ class Ray:
         if session is not None:
             session.close()
 
+    def processes(self) -> list[tuple[int, str]]:
+        """(pid, node id) of each live worker of this `with` block (none outside one)."""
+        if self._session is None:
+            return []
+        ray = ray_cluster.import_ray()
+        group = [actor for actors in self._session.actors.values() for actor in actors]
+        return [tuple(place) for place in ray.get([actor.where.remote() for actor in group])]
+
     def record(self) -> dict[str, Any]:
         """What the last run ran on: {"kind": "ray", "workers", "nodes", "ray", "chunks"}."""
         return {"kind": "ray", "workers": self.workers, **self._last}
@@ -102,8 +114,8 @@ class Ray:
         self.__enter__()
         try:
             return self._run(model, task, list(rows), what)
-        except BaseException:
-            own = True  # Ctrl-C or a failure: nothing of this run stays up
+        except KeyboardInterrupt:
+            own = True  # Ctrl-C: nothing of this run stays up, the `with` block's cluster too
             raise
         finally:
             if own:
@@ -157,6 +169,7 @@ class Ray:
         )
         if key in self._session.actors:
             return self._session.actors[key]
+        self._session.release()  # one model's workers at a time: another model's free their CPUs
         ray_cluster.check_room(self.workers, self.cpus_per_worker, self.gpus_per_worker)
         remote = ray.remote(Worker).options(
             num_cpus=self.cpus_per_worker,
@@ -174,6 +187,7 @@ class Ray:
         for ref in [actor.load.remote() for actor in actors]:
             status, value = _get(ray, ref, "loading the model")
             if status == "error":
+                self._session.release()
                 raise value
         return actors
 

@@ -4,17 +4,11 @@ at least two worker processes. A worker killed mid-run is retried; errors are on
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
-
 import pytest
 import torch
+from conftest import _tiny_llama, _tiny_tokenizer
 
 import interp
-from conftest import _tiny_llama, _tiny_tokenizer
-from interp.errors import ExecutorError, InterpError
 from interp.interventions import metrics
 
 pytestmark = pytest.mark.ray
@@ -81,7 +75,7 @@ def spread(executor, nodes):
 def pairs(model):
     """Clean runs of one length and corrupted ones (one prompt token changed), paired."""
     ids = torch.randint(3, model.d_vocab, (5, 8), generator=torch.Generator().manual_seed(0))
-    clean = interp.generate(model, ids.tolist(), max_new_tokens=2, temperature=0)
+    clean = interp.generate(model, ids.tolist(), max_new_tokens=2, temperature=0, stop_at_eos=False)
     corrupted = []
     for row in clean:
         ids = row.token_ids[: row.prompt_len].tolist()
