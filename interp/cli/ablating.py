@@ -1,5 +1,5 @@
-"""The ablating commands: `interp ablate` (heads, a layer's site, or any intervention: the
-effect, the regenerated text and paired samples) and `interp sweep` (every head alone)."""
+"""`interp ablate` (heads, a layer's site, or any intervention: the effect, the regenerated
+text and paired samples) and the ablation options `interp sweep` shares."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from interp.cli.inputs import add_trace_dir, integer, intervention_file, load_trace
+from interp.cli.inputs import (
+    add_executor_options,
+    add_trace_dir,
+    executor_of,
+    integer,
+    intervention_file,
+    load_trace,
+)
 from interp.cli.printing import marked, print_samples
 
 
@@ -72,44 +79,8 @@ def add_ablating_parsers(sub: Any) -> None:
         metavar="T",
         help="with --samples: tokens per regeneration (default: the trace's)",
     )
+    add_executor_options(abl)
     abl.set_defaults(func=cmd_ablate)
-
-    swp = sub.add_parser(
-        "sweep",
-        help="ablate every head alone and rank heads by their effect on the continuation",
-        description=(
-            "Ablate each head in turn and measure the change in --metric (the total "
-            "log-probability of the recorded continuation by default; exact), with the "
-            "attribution-patching "
-            "estimate beside it. --triage verifies only the heads the estimate ranks highest. Of "
-            "a trace set: every row, the mean over rows. Writes sweep.safetensors and the key "
-            "'sweep' of TRACE_DIR/summary.json."
-        ),
-    )
-    add_trace_dir(swp)
-    add_ablation_options(swp)
-    swp.add_argument(
-        "--intervention",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="sweep the run's own tokens recorded again under this intervention (JSON, the "
-        "serialised form of an interp.Intervention), written with its sweep to "
-        "TRACE_DIR/interventions/intervention-<digest>/",
-    )
-    swp.add_argument(
-        "--triage",
-        action="store_true",
-        help="estimate every head, then verify only the --verify highest exactly (faster)",
-    )
-    swp.add_argument(
-        "--verify",
-        type=integer,
-        default=None,
-        metavar="N",
-        help="with --triage: how many heads to verify exactly (default: 3/8 of the heads)",
-    )
-    swp.set_defaults(func=cmd_sweep)
 
 
 def add_ablation_options(parser: argparse.ArgumentParser) -> None:
@@ -166,8 +137,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise InvalidSettingError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if edits is None:
         check_spec(args.heads)  # the spelling, before the model; its range after
+    executor = executor_of(args)
     with exclusive(args.trace_dir):
         model, trace = load_trace(args, sets=args.samples > 0)
+        if executor is not None and not isinstance(trace, TraceSet):
+            raise InvalidSettingError("--ray spreads a set's rows; this is one trace")
         targets = (
             edits if edits is not None else sites.parse_targets(args.heads, site, model)
         )  # checked before any work
@@ -187,6 +161,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                 reference=_reference(args, model),
                 resample_text=args.resample_text,
                 progress=sys.stderr.isatty(),
+                executor=executor,
             )
             print_samples(paired, f"[{len(trace)} rows]")
             print(f"written to {out}")
@@ -238,58 +213,6 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if report.samples is not None:
         print_samples(report.samples, trace.prompt)
     print(f"written to {out}")
-    return 0
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from interp.cli.workflow import record_under_into, sweep_into
-    from interp.errors import InvalidSettingError
-    from interp.files.atomic import exclusive
-    from interp.files.store import SWEEP_FILE
-    from interp.interventions.metrics import describe
-    from interp.trace.traceset import TraceSet
-
-    if args.verify is not None and args.verify < 1:
-        raise InvalidSettingError(f"--verify must be >= 1, got {args.verify}")
-    metric, mode = _check_ablation(args)
-    edits = None if args.intervention is None else intervention_file(args.intervention)
-    with exclusive(args.trace_dir):
-        model, trace = load_trace(args, sets=True)
-        rows = list(trace) if isinstance(trace, TraceSet) else [trace]
-        metric.bind(model, rows)  # every row's answer checked before any work
-        reference = _reference(args, model)
-        out = args.trace_dir
-        if edits is not None:  # the runs' tokens again under it, in a directory of their own
-            trace, out = record_under_into(model, trace, args.trace_dir, edits)
-        result = sweep_into(
-            model,
-            trace,
-            out,
-            mode,
-            metric=metric,
-            reference=reference,
-            method="triage" if args.triage else "exact",
-            verify=args.verify,
-            resample_text=args.resample_text,
-            progress=sys.stderr.isatty(),
-        )
-    summary = result.summary()
-    n = int(result.verified.sum())
-    rho = summary["estimate_spearman"]
-    over = f", mean over {len(rows)} rows" if isinstance(trace, TraceSet) else ""
-    how = f"{mode} ablation" + (" over the reference" if args.reference is not None else "")
-    print(
-        f"{result.method} sweep ({how}{over}), {n} heads computed exactly, "
-        f"estimate rank correlation {'n/a' if rho is None else f'{rho:+.2f}'}"
-    )
-    print(f"largest effects on {describe(result.metric)}:")
-    se = result.delta_se
-    for head, delta in result.top_heads(10):
-        spread = "" if se is None else f" ± {float(se[head]):.3f}"
-        print(f"  {head:8s} {delta:+.3f}{spread}")
-    if edits is not None:
-        print(f"under {edits.label}")
-    print(f"written to {out} (summary.json 'sweep', {SWEEP_FILE})")
     return 0
 
 

@@ -20,7 +20,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
             print(f"[{i}] {row.prompt}\u2502{row.continuation}")
         tokens = sum(row.n_generated for row in trace)
         rate = trace[0].timings["tokens_per_s"]
-        print(f"[{len(trace)} rows, {tokens} tokens, {rate:.1f} tok/s]")
+        where = ""
+        if args.executor is not None:
+            record = args.executor.record()
+            where = f", on Ray: {record['workers']} workers on {record['nodes']} node(s)"
+        print(f"[{len(trace)} rows, {tokens} tokens, {rate:.1f} tok/s{where}]")
         print(f"trace set written to {out}")
         return 0
     print(f"{trace.prompt}\u2502{trace.continuation}")

@@ -41,6 +41,43 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+RAY_LOCAL = "local"  # `--ray` alone: a cluster started on this machine
+
+
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    """`--ray [ADDRESS]` and the workers' options: where a command's rows run."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const=RAY_LOCAL,
+        default=None,
+        metavar="ADDRESS",
+        help="run the rows on a Ray cluster (pip install 'interp[ray]'): alone, one started on "
+        "this machine (localhost only, token authentication); 'auto' or 'ray://HOST:PORT' "
+        "joins a running one. The results equal one process's",
+    )
+    for flag, kind, meta, text in (
+        ("--workers", integer, "N", "N workers, each loading the model once (default 2)"),
+        ("--cpus-per-worker", number, "C", "each worker's CPUs and torch threads (default 1)"),
+        ("--gpus-per-worker", number, "G", "each worker's GPUs; > 0 runs on CUDA (default 0)"),
+    ):
+        parser.add_argument(flag, type=kind, default=None, metavar=meta, help=f"with --ray: {text}")
+
+
+def executor_of(args: argparse.Namespace) -> Any:
+    """The executor the options name: None (this process) or an `interp.Ray`, checked."""
+    from interp.errors import InvalidSettingError
+    from interp.executors import Ray
+
+    names = ("workers", "cpus_per_worker", "gpus_per_worker")
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.ray is None:
+        if given:
+            raise InvalidSettingError(f"--{next(iter(given)).replace('_', '-')} goes with --ray")
+        return None
+    return Ray(address=None if args.ray == RAY_LOCAL else args.ray, **given)
+
+
 def slug(text: str, limit: int = 60) -> str:
     """A directory name for a prompt: lower case, words (of any script) joined by '-'."""
     words = re.sub(r"[\W_]+", "-", text.lower()).strip("-")
@@ -83,6 +120,9 @@ def _check_generation(args: argparse.Namespace) -> Path:
         inputs.text(args.prompt, "the prompt")
     if args.max_new_tokens < 1:
         raise InvalidSettingError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    args.executor = executor_of(args) if hasattr(args, "ray") else None
+    if args.executor is not None and args.rows is None:
+        raise InvalidSettingError("--ray spreads a set's rows: give --prompts FILE")
     if args.continuation is not None:
         inputs.text(args.continuation, "--continuation", blank_ok=True)
     for option in ("num_samples", "batch_size"):
@@ -143,6 +183,7 @@ def _generate(args: argparse.Namespace, out: Path) -> tuple[Any, Any]:
     trace = generate(
         model,
         args.prompt if rows is None else [r.prompt for r in rows],
+        executor=getattr(args, "executor", None),
         num_samples=samples,
         batch_size=getattr(args, "batch_size", None),
         max_new_tokens=args.max_new_tokens,

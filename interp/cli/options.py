@@ -17,6 +17,7 @@ from interp.cli.commands import (
 )
 from interp.cli.features import add_features_parsers
 from interp.cli.inputs import (
+    add_executor_options,
     add_format_option,
     add_model_options,
     add_trace_dir,
@@ -25,6 +26,7 @@ from interp.cli.inputs import (
 )
 from interp.cli.patching import add_patching_parsers
 from interp.cli.steering import add_steering_parser
+from interp.cli.sweeping import add_sweep_parser
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run at most N rows at once (default: as many as fit comfortably in memory)",
     )
+    add_executor_options(gen)
     gen.set_defaults(func=cmd_generate)
 
     ana = sub.add_parser(
@@ -93,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     ana.set_defaults(func=cmd_analyze)
 
     add_ablating_parsers(sub)
+    add_sweep_parser(sub)
     add_patching_parsers(sub)
     add_circuit_parser(sub)
     add_steering_parser(sub)

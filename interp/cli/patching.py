@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from interp.cli.corrupting import add_corruption_options, corruption
-from interp.cli.inputs import integer
+from interp.cli.inputs import add_executor_options, executor_of, integer
 
 
 def add_patching_parsers(sub: Any) -> None:
@@ -25,6 +25,7 @@ def add_patching_parsers(sub: Any) -> None:
     )
     _patching_arguments(pat)
     add_corruption_options(pat)
+    add_executor_options(pat)
     pat.add_argument(
         "--window",
         type=integer,
@@ -135,6 +136,9 @@ def cmd_patch(args: argparse.Namespace) -> int:
     check_window(args.window, sites, method)
     positions = check_positions(_positions(args.positions))  # before any model loads
     args.edits = corruption(args)
+    executor = executor_of(args)
+    if executor is not None and method == "triage":
+        raise InvalidSettingError("--triage picks its candidates from every row: drop --ray")
     return _patching(
         args,
         "",
@@ -149,6 +153,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
             verify=args.verify,
             window=args.window,
             positions=positions,
+            executor=executor,
         ),
     )
 
@@ -244,6 +249,10 @@ def _patching(args: argparse.Namespace, kind: str, run: Any) -> int:
     rows = rows if result.draws == 1 else f" (means over {result.rows} rows: {result.draws} draws)"
     into = f" into {result.receivers}" if result.receivers else ""
     how = " (triage: the largest estimates patched exactly)" if result.method == "triage" else ""
+    if result.executor:
+        rows += (
+            f" on Ray ({result.executor['workers']} workers, {result.executor['nodes']} node(s))"
+        )
     print(
         f"{args.direction} {kind}patching{into}{how} by {result.metric}{rows}: clean "
         f"{result.clean_metric:.3f}, corrupted {result.corrupted_metric:.3f}"

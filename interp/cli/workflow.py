@@ -14,6 +14,7 @@ from interp.analysis.stored import ANALYSIS_FORMAT_VERSION, role_tensors, roles_
 from interp.analysis.suite import Analysis, SetAnalysis, analyze, default_probe_block
 from interp.edits.value import Intervention
 from interp.errors import TraceFormatError, WriteError
+from interp.executors import Executor, describe
 from interp.files import atomic, store
 from interp.files.store import check_output_dir
 from interp.generation.generate import record_under
@@ -112,6 +113,7 @@ def sweep_into(
     verify: int | None = None,
     resample_text: str | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> SweepResult:
     """Sweep every head (of a trace, or of every row of a set); write sweep.safetensors and
     summary.json's `sweep`."""
@@ -125,6 +127,7 @@ def sweep_into(
         verify=verify,
         resample_text=resample_text,
         progress=progress,
+        executor=executor,
     )
     result.save(directory)
     return result
@@ -214,6 +217,7 @@ def ablate_set_into(
     reference: TraceSet | Trace | None = None,
     resample_text: str | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> tuple[PairedSamples, Path]:
     """Paired samples of an ablation on every row of a set (`ablate_samples`), written to
     SET_DIR/ablations/<targets>-<mode>/effect.json (the targets, mode, site, row count and the
@@ -236,6 +240,7 @@ def ablate_set_into(
         reference=reference,
         resample_text=resample_text,
         progress=progress,
+        executor=executor,
     )
     kind = {"format": SET_ABLATION_FORMAT, "format_version": 1}
     record = {
@@ -243,6 +248,7 @@ def ablate_set_into(
         **_named(targets, mode, site),
         "rows": len(rows),
         **paired.summary(),
+        **({} if executor is None else {"executor": describe(executor)}),
     }
     with atomic.atomic_dir(out) as tmp:
         (tmp / store.EFFECT_FILE).write_text(store.dumps(record), encoding="utf-8")

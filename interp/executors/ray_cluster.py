@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from interp.errors import ExecutorError
+from interp.errors import ExecutorError, InvalidSettingError
 
 REACH_TIMEOUT_S = 5.0
 ROOM_WAIT_S = 10.0
@@ -121,19 +121,28 @@ def _start_local(ray: Any, quiet: dict[str, Any]) -> Connection:
     return Connection(started=True, joined=False, address="local")
 
 
+def check_address(address: object) -> tuple[str, int] | None:
+    """(host, port) of 'ray://HOST:PORT' or 'HOST:PORT', None for 'auto'; anything else is
+    refused where the executor is built."""
+    if address == "auto":
+        return None
+    host, _, port = str(address).removeprefix("ray://").rpartition(":")
+    if not isinstance(address, str) or not host or not port.isdigit() or int(port) > 65535:
+        raise InvalidSettingError(
+            f"a Ray address is 'auto', 'ray://HOST:PORT' or 'HOST:PORT', got {address!r}"
+        )
+    return host.strip("[]"), int(port)
+
+
 def _check_reachable(address: str) -> None:
     """A host:port address that does not answer in a few seconds gets one line now, not Ray's
     minute of retries."""
-    if address == "auto":
+    where = check_address(address)
+    if where is None:
         return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise ExecutorError(
-            f"a Ray address is 'auto', 'ray://HOST:PORT' or 'HOST:PORT', got {address!r}"
-        )
+    host, port = where
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+        socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
     except OSError as exc:
         raise ExecutorError(f"cannot reach the Ray cluster at {address}: {_line(exc)}") from None
 

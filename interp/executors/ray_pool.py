@@ -70,8 +70,8 @@ class Ray:
                 raise InvalidSettingError(f"{name} must be a number >= 0, got {value!r}")
         if self.cpus_per_worker <= 0:
             raise InvalidSettingError("cpus_per_worker must be more than 0")
-        if self.address is not None and not isinstance(self.address, str):
-            raise InvalidSettingError(f"address must be a string or None, got {self.address!r}")
+        if self.address is not None:
+            ray_cluster.check_address(self.address)
 
     def __enter__(self) -> Ray:
         if self._session is None:

@@ -16,7 +16,7 @@ from interp import inputs
 from interp.edits import noise
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.executors import Executor, run_rows
+from interp.executors import Executor, describe, run_rows
 from interp.generation import arguments
 from interp.generation.memory import check_memory, default_batch_size
 from interp.generation.recording import Progress, Row, run
@@ -202,6 +202,10 @@ def generate(
             "batch_size": batch_size,
         }
         parts = run_rows(executor, model, partial(_prompts, options=options), items, "generate")
+        where = json.dumps(describe(executor))
+        for part in parts:
+            for trace in part:
+                trace.provenance["executor"] = where  # said in each row's summary
         return TraceSet([trace for part in parts for trace in part])
     rows: list[Row] = []
     for p, (ids, prompt_text) in enumerate(encoded):

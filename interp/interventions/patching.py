@@ -27,7 +27,7 @@ from interp.edits import noise
 from interp.edits.positions import Position, Positions
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.executors import Executor, merging, run_rows
+from interp.executors import Executor, describe, merging, run_rows
 from interp.generation.generate import record_pairs
 from interp.interventions import candidates
 from interp.interventions.ablation import replacing
@@ -165,7 +165,8 @@ def _exact(
     results: dict[ResultSite, PatchingResult] = {
         site: runs.result(site, merging.rows([p[2][site] for p in parts])) for site in sites
     }
-    return runs.patching(results, chosen, window=window, draws=draws)
+    where = {} if executor is None else describe(executor)
+    return runs.patching(results, chosen, window=window, draws=draws, executor=where)
 
 
 def _rows(

@@ -43,7 +43,8 @@ class Patching:
     each side's runs were recorded under ({"corrupted": "noise embed ..."}), and
     `held_callable` that one of those was a callable edit: it ran in this process, and what is
     saved cannot replay it. `draws` is the noise draws each clean run was corrupted by (its
-    rows in turn: `rows` is prompts x draws)."""
+    rows in turn: `rows` is prompts x draws). `executor` records where the rows ran
+    ({"kind": "ray", "workers", "nodes", "ray": version}; empty: in one process)."""
 
     results: dict[ResultSite, PatchingResult]
     direction: Direction
@@ -59,6 +60,7 @@ class Patching:
     under: dict[str, str] = field(default_factory=dict)  # side -> its runs' interventions
     held_callable: bool = False
     draws: int = 1
+    executor: dict[str, Any] = field(default_factory=dict)  # where the rows ran; {}: here
 
     def __getitem__(self, site: ResultSite) -> PatchingResult:
         return self.results[site]
@@ -85,6 +87,8 @@ class Patching:
             out["held_callable"] = True
         if self.draws != 1:
             out["draws"] = self.draws
+        if self.executor:
+            out["executor"] = dict(self.executor)
         for site, result in self.results.items():
             out[site] = {"top": [[str(cell), round(v, 6)] for cell, v in result.top(k)]}
         return out
@@ -212,6 +216,9 @@ class Patching:
         draws = schema.field(summary, "draws", int, where) if "draws" in summary else 1
         if draws < 1 or rows % draws:
             raise TraceFormatError(f"{where}: draws {draws} does not divide the {rows} rows")
+        executor = summary.get("executor", {})
+        if not isinstance(executor, dict):
+            raise TraceFormatError(f"{where}: executor is not an object")
         tensors = store.load_tensors(path / PATCH_FILE, "patching results")
         sizes: dict[str, int | None] = {"layer": None, "head": None, "pos": None}
         if tokens is not None:
@@ -247,6 +254,7 @@ class Patching:
             under,
             held,
             draws,
+            executor,
         )
 
 

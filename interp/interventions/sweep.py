@@ -26,7 +26,7 @@ from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidget
 
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.executors import Executor, merging, run_rows
+from interp.executors import Executor, describe, merging, run_rows
 from interp.files import store
 from interp.interventions.ablation import AblationMode, ablation_parts
 from interp.interventions.attribution_patching import attribution_estimate
@@ -63,6 +63,7 @@ class SweepResult:
     timings: dict[str, float] = field(default_factory=dict)
     metric: str = "logprob"
     delta_rows: Float[Tensor, "row layer head"] | None = None
+    executor: dict[str, Any] = field(default_factory=dict)  # where the rows ran; {}: here
 
     @property
     def delta_se(self) -> Float[Tensor, "layer head"] | None:
@@ -99,6 +100,7 @@ class SweepResult:
             "estimate_spearman": None if math.isnan(rho) else round(rho, 4),
             "verified_heads": [str(h) for h in self.verified_heads],
             "timings": self.timings,
+            **({"executor": self.executor} if self.executor else {}),
         }
 
     def tensors(self) -> dict[str, Tensor]:
@@ -123,6 +125,7 @@ class SweepResult:
             timings=dict(summary.get("timings", {})),
             metric=str(summary.get("metric", "logprob")),
             delta_rows=tensors.get("delta_rows"),
+            executor=dict(summary.get("executor", {})),
         )
 
     @staticmethod
@@ -184,7 +187,9 @@ def sweep(
         task = partial(
             _rows, mode=mode, metric=chosen_metric, reference=reference, resample_text=resample_text
         )
-        return merged(run_rows(executor, model, task, rows, "a sweep"))
+        result = merged(run_rows(executor, model, task, rows, "a sweep"))
+        result.executor = describe(executor)
+        return result
     n_layers, n_heads = model.n_layers, model.n_heads
     all_heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     # each row's candidates, one a head in `all_heads`' order (shared where the values are)

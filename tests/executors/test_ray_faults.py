@@ -130,9 +130,9 @@ def test_an_unreachable_cluster_is_one_line_at_once():
         with interp.Ray(address=f"127.0.0.1:{port}"):
             pass
     assert time.monotonic() - start < 30
-    with pytest.raises(ExecutorError, match="a Ray address is 'auto'"):
-        with interp.Ray(address="nowhere"):
-            pass
+    for address in ("nowhere", "ray://host:port", "host:99999", 5):
+        with pytest.raises(InvalidSettingError, match="a Ray address is 'auto'"):
+            interp.Ray(address=address)
 
 
 def test_the_local_cluster_listens_on_localhost_only_with_token_authentication(
