@@ -12,7 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from interp.cli.inputs import add_model_options, add_trace_dir, integer
+from interp.cli.inputs import (
+    add_executor_options,
+    add_model_options,
+    add_trace_dir,
+    executor_of,
+    integer,
+)
 
 _TOKENS = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
 
@@ -26,7 +32,9 @@ def add_features_parsers(sub: Any) -> None:
             "training split (Debian's English documentation, `make corpus`), evaluate it on "
             "the held-out split and store its features' top contexts there. One site writes "
             "DIR; several write a folder of DIR each, named by the site's hook point. An "
-            "interrupted run resumes from its checkpoint."
+            "interrupted run resumes from its checkpoint. With --ray the activations are "
+            "harvested on Ray workers and the optimizer runs here: the weights equal one "
+            "process's."
         ),
     )
     t.add_argument(
@@ -49,6 +57,7 @@ def add_features_parsers(sub: Any) -> None:
     t.add_argument("--seed", type=integer, default=0)
     t.add_argument("--out", type=Path, metavar="DIR")
     add_model_options(t)
+    add_executor_options(t)
     t.set_defaults(func=cmd_train_dictionary)
 
     f = sub.add_parser(
@@ -100,6 +109,7 @@ def cmd_train_dictionary(args: argparse.Namespace) -> int:
     elif None in (args.hook, args.width, args.k, args.tokens, args.out):
         raise InvalidSettingError("give --site, --width, --k, --tokens and --out (or --defaults)")
     TrainSettings(width=args.width, k=args.k, seed=args.seed).check(1)
+    executor = executor_of(args)
     args.hook = [site_values.parse(h).hook for h in args.hook]  # a site, or its hook's name
     check_out(args.out, len(args.hook))
     with exclusive(args.out):
@@ -145,6 +155,7 @@ def cmd_train_dictionary(args: argparse.Namespace) -> int:
                 tokens=args.tokens,
                 seed=args.seed,
                 report=report,
+                executor=executor,
             )
         finally:
             bar.close()
@@ -156,6 +167,9 @@ def cmd_train_dictionary(args: argparse.Namespace) -> int:
             f"dense {e['dense_fraction']:.1%}, loss recovered {e['loss_recovered']:.3f}, "
             f"KL {e['kl']:.3f} -> {d.path}"
         )
+    if executor is not None:
+        ran = executor.record()
+        print(f"activations harvested on Ray ({ran['workers']} workers, {ran['nodes']} node(s))")
     return 0
 
 

@@ -1,11 +1,14 @@
 """Each feature's top-activating contexts and activation density over held-out text, computed
 once per dictionary (one harvest serves several dictionaries) and stored beside it
-(`contexts.safetensors`), so a report shows them offline without the corpus or the model."""
+(`contexts.safetensors`), so a report shows them offline without the corpus or the model. On an
+executor each chunk of batches keeps its own top activations and counts; the driver keeps the
+top of theirs and adds the counts."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -15,6 +18,7 @@ from torch import Tensor
 from interp.dictionaries.dictionary import Dictionary
 from interp.dictionaries.files import check
 from interp.errors import InterpError
+from interp.executors import Executor, run_rows
 from interp.features import harvest
 from interp.files import atomic
 from interp.models import engine
@@ -70,6 +74,9 @@ class FeatureContexts:
         return cls(t["values"], t["context_ids"].long(), t["density"], int(meta["tokens"]))
 
 
+Top = tuple[Tensor, Tensor]  # per feature: the largest values and their flat row indices
+
+
 def feature_contexts(
     model: Model,
     dictionaries: list[Dictionary],
@@ -79,42 +86,28 @@ def feature_contexts(
     top: int = TOP,
     context: int = harvest.CONTEXT,
     ids: Int[Tensor, "n ctx"] | None = None,
+    executor: Executor | None = None,
 ) -> list[FeatureContexts]:
     """Top contexts and density of every feature of each dictionary over the first `tokens`
     tokens of the held-out split (or the windows `ids`; positions 1.. of each window), from
-    one harvest."""
+    one harvest. `executor`: where the batches of windows run (`interp.Ray(...)`; default
+    this process)."""
     for d in dictionaries:
         check(d, model)
     if ids is None:
         ids = harvest.windows(harvest.corpus_tokens(model, "heldout"), context)
         ids = ids[: max(1, -(-tokens // (context - 1)))]
     context = ids.shape[1]
-    hooks = list(dict.fromkeys(d.hook for d in dictionaries))
-    run = engine.choose(model, record=hooks, edit=[], engine="auto")
-    best = [
-        (torch.zeros(d.d_sae, 0), torch.zeros(d.d_sae, 0, dtype=torch.long)) for d in dictionaries
-    ]
-    fired = [torch.zeros(d.d_sae) for d in dictionaries]
-    counted = [0] * len(dictionaries)  # rows that are not massive activations
-    for start in range(0, len(ids), batch):
-        got = harvest.capture(model, run, ids[start : start + batch].to(model.device), hooks)
-        for i, d in enumerate(dictionaries):
-            x = got[d.hook][:, 1:].float().cpu()  # [b, ctx-1, d_in]
-            # rows in window order; a massive activation's row is left out (all zero)
-            keep = harvest.typical(x)
-            counted[i] += int(keep.sum())
-            f = (d.encode(x) * keep[..., None]).reshape(-1, d.d_sae)
-            fired[i] += (f > 0).sum(0)
-            # flat index of a row over the whole run: window * (ctx - 1) + position - 1
-            where = torch.arange(len(f)) + start * (context - 1)
-            m = min(top, len(f))
-            vals, rows = f.T.topk(m, dim=-1)  # [d_sae, m]
-            values = torch.cat([best[i][0], vals], dim=1)
-            index = torch.cat([best[i][1], where[rows]], dim=1)
-            kept = values.topk(min(top, values.shape[1]), dim=-1)
-            best[i] = (kept.values, index.gather(1, kept.indices))
+    rows = list(zip(range(0, len(ids), batch), harvest.batches(ids, batch), strict=True))
+    task = partial(_tops, dictionaries=dictionaries, top=top)
+    parts = run_rows(executor, model, task, rows, "feature contexts")
     out = []
-    for (values, index), count, n in zip(best, fired, counted, strict=True):
+    for i in range(len(dictionaries)):
+        values, index = parts[0][i][0]
+        for more, _, _ in (part[i] for part in parts[1:]):
+            values, index = _best((values, index), *more, top)
+        fired = torch.stack([part[i][1] for part in parts]).sum(0)  # int64 counts
+        n = sum(part[i][2] for part in parts)
         window, pos = index // (context - 1), index % (context - 1) + 1
         snippets = torch.full((*index.shape, BEFORE + 1 + AFTER), -1, dtype=torch.long)
         for offset in range(-BEFORE, AFTER + 1):
@@ -125,5 +118,42 @@ def feature_contexts(
             )
         values = values.clamp_min(0)
         snippets[values == 0] = -1  # a feature that never fired this often has no context there
-        out.append(FeatureContexts(values, snippets, count / max(n, 1), n))
+        out.append(FeatureContexts(values, snippets, (fired.double() / max(n, 1)).float(), n))
     return out
+
+
+def _tops(
+    model: Model, rows: list[tuple[int, Tensor]], dictionaries: list[Dictionary], top: int
+) -> list[tuple[Top, Tensor, int]]:
+    """Some batches' (first window, windows): per dictionary, each feature's top values and
+    their rows' flat indices over the whole run, how many rows it fired on, and the rows
+    counted (those that are not massive activations). A chunk of `feature_contexts`."""
+    hooks = list(dict.fromkeys(d.hook for d in dictionaries))
+    run = engine.choose(model, record=hooks, edit=[], engine="auto")
+    best = [
+        (torch.zeros(d.d_sae, 0), torch.zeros(d.d_sae, 0, dtype=torch.long)) for d in dictionaries
+    ]
+    fired = [torch.zeros(d.d_sae, dtype=torch.long) for d in dictionaries]
+    counted = [0] * len(dictionaries)
+    for start, ids in rows:
+        got = harvest.capture(model, run, ids.to(model.device), hooks)
+        for i, d in enumerate(dictionaries):
+            x = got[d.hook][:, 1:].float().cpu()  # [b, ctx-1, d_in]
+            # rows in window order; a massive activation's row is left out (all zero)
+            keep = harvest.typical(x)
+            counted[i] += int(keep.sum())
+            f = (d.encode(x) * keep[..., None]).reshape(-1, d.d_sae)
+            fired[i] += (f > 0).sum(0)
+            # flat index of a row over the whole run: window * (ctx - 1) + position - 1
+            where = torch.arange(len(f)) + start * x.shape[1]
+            vals, at = f.T.topk(min(top, len(f)), dim=-1)  # [d_sae, m]
+            best[i] = _best(best[i], vals, where[at], top)
+    return list(zip(best, fired, counted, strict=True))
+
+
+def _best(best: Top, values: Tensor, index: Tensor, top: int) -> Top:
+    """The `top` largest of two sets of values per feature, with their indices."""
+    values = torch.cat([best[0], values], dim=1)
+    index = torch.cat([best[1], index], dim=1)
+    kept = values.topk(min(top, values.shape[1]), dim=-1)
+    return kept.values, index.gather(1, kept.indices)

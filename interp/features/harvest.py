@@ -1,18 +1,23 @@
 """Activations for dictionaries: the corpus as token windows (documents joined by the end of
 sequence token, cut into windows of `context` tokens, cached per model), and a hook's
 activations over batches of windows from a forward pass stopped once every hook has fired.
-Position 0 of a window has no context (and an outlying norm): it is left out everywhere."""
+Position 0 of a window has no context (and an outlying norm): it is left out everywhere.
+On an executor a row is a batch of windows, kept whole: a batch's massive activations are judged
+against that batch, so where the batches run never changes what is kept."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from interp.executors import Executor, Ray, merging, run_rows
 from interp.features import corpus
 from interp.files import atomic
 from interp.models import engine
@@ -56,18 +61,52 @@ def windows(tokens: Int[Tensor, " tokens"], context: int = CONTEXT) -> Int[Tenso
 
 
 def activations(
-    model: Model, ids: Int[Tensor, "n ctx"], hooks: Sequence[str], batch: int = 32
+    model: Model,
+    ids: Int[Tensor, "n ctx"],
+    hooks: Sequence[str],
+    batch: int = 32,
+    *,
+    executor: Executor | None = None,
 ) -> dict[str, Float[Tensor, "tokens width"]]:
     """Each hook's activations at positions 1.. of every window, massive ones left out
-    (`[tokens, width]`), from forward passes stopped after the last hook fires."""
-    run = engine.choose(model, record=list(hooks), edit=[], engine="auto")
+    (`[tokens, width]`, in window order), from forward passes stopped after the last hook
+    fires. `executor`: where the batches of windows run (`interp.Ray(...)`; default this
+    process)."""
+    hooks = list(hooks)
+    task = partial(_activations, hooks=hooks)
+    parts = run_rows(executor, model, task, batches(ids, batch), "harvesting activations")
+    return {h: merging.rows([part[h] for part in parts]) for h in hooks}
+
+
+def _activations(
+    model: Model, rows: list[Tensor], hooks: list[str]
+) -> dict[str, Float[Tensor, "tokens width"]]:
+    """Some batches' activations: a chunk of `activations`."""
+    run = engine.choose(model, record=hooks, edit=[], engine="auto")
     out: dict[str, list[Tensor]] = {h: [] for h in hooks}
-    for start in range(0, len(ids), batch):
-        got = capture(model, run, ids[start : start + batch].to(model.device), hooks)
+    for ids in rows:
+        got = capture(model, run, ids.to(model.device), hooks)
         for h in hooks:
             x = got[h][:, 1:].float().cpu()
             out[h].append(x[typical(x)])
     return {h: torch.cat(v) for h, v in out.items()}
+
+
+def batches(ids: Int[Tensor, "n ctx"], batch: int) -> list[Tensor]:
+    """The windows in batches of `batch`, the rows an executor spreads (each its own copy, so
+    a chunk sent to a worker carries its own windows only)."""
+    return [ids[start : start + batch].clone() for start in range(0, len(ids), batch)]
+
+
+@contextlib.contextmanager
+def held(executor: Executor | None) -> Iterator[None]:
+    """Keep a Ray executor's cluster and workers (each with its model) up over several calls;
+    one the caller holds in its own `with` block stays as it is, and is not closed here."""
+    if isinstance(executor, Ray) and executor._session is None:
+        with executor:
+            yield
+    else:
+        yield
 
 
 def typical(x: Float[Tensor, "*batch width"]) -> Tensor:

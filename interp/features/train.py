@@ -1,7 +1,9 @@
 """`train_dictionary`: TopK SAEs on a model's activations over the corpus's training split,
 several hooks from one forward pass. Windows are drawn in a seeded order and harvested in
 chunks; after every few chunks the trainers are checkpointed (atomically) beside the output,
-and a run started again with the same settings resumes from there to the same weights."""
+and a run started again with the same settings resumes from there to the same weights. On an
+executor only the harvests spread (each chunk's windows, the evaluation and the top contexts);
+the optimizer steps stay in this process, so the weights equal one process's."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 from interp.dictionaries.dictionary import Dictionary
 from interp.dictionaries.files import CFG, hook_width, save_dictionary
 from interp.errors import InvalidSettingError, OutputPathError
+from interp.executors import Executor, describe
 from interp.features import corpus, harvest
 from interp.features.contexts import feature_contexts
 from interp.features.evaluate import evaluate_dictionary
@@ -49,12 +52,14 @@ def train_dictionary(
     seed: int = 0,
     report: Report | None = None,
     stop_after_chunks: int | None = None,
+    executor: Executor | None = None,
 ) -> list[Dictionary]:
     """Train one TopK SAE per hook on `tokens` training tokens and write each, evaluated on
     held-out text and with its features' top contexts there, to `out` (one hook) or
     `out/<hook>/` (several). `report(chunk, chunks,
     losses)` follows progress; `stop_after_chunks` stops early, leaving the checkpoint (for
-    tests of resuming)."""
+    tests of resuming). `executor`: where the activations are harvested (`interp.Ray(...)`;
+    default this process); a run may resume on another executor."""
     names = [hooks] if isinstance(hooks, str) else list(hooks)
     if not names or len(set(names)) != len(names):
         raise InvalidSettingError("give one or more different hooks")
@@ -99,44 +104,48 @@ def train_dictionary(
             first, elapsed = int(state["next_chunk"]), float(state["elapsed_s"])
         except Exception:  # noqa: BLE001 - any damage is the same refusal
             raise _not_ours(ckpt) from None
-    t0 = time.perf_counter() - elapsed
-    for c in range(first, n_chunks):
-        ids = all_windows[order[c * chunk_windows : (c + 1) * chunk_windows]]
-        acts = harvest.activations(model, ids, names)
+    with harvest.held(executor):  # one cluster and its workers for every harvest
+        t0 = time.perf_counter() - elapsed
+        for c in range(first, n_chunks):
+            ids = all_windows[order[c * chunk_windows : (c + 1) * chunk_windows]]
+            acts = harvest.activations(model, ids, names, executor=executor)
+            for name, trainer in zip(names, trainers, strict=True):
+                trainer.train_chunk(acts[name], c)
+            done = c + 1
+            if report is not None:
+                report(done, n_chunks, {n: t.last for n, t in zip(names, trainers, strict=True)})
+            if done < n_chunks and (done % CHECKPOINT_EVERY == 0 or done == stop_after_chunks):
+                _checkpoint(ckpt, plan, trainers, done, time.perf_counter() - t0)
+            if stop_after_chunks is not None and done >= stop_after_chunks and done < n_chunks:
+                return []
+        train_s = time.perf_counter() - t0
+        results = []
         for name, trainer in zip(names, trainers, strict=True):
-            trainer.train_chunk(acts[name], c)
-        done = c + 1
-        if report is not None:
-            report(done, n_chunks, {n: t.last for n, t in zip(names, trainers, strict=True)})
-        if done < n_chunks and (done % CHECKPOINT_EVERY == 0 or done == stop_after_chunks):
-            _checkpoint(ckpt, plan, trainers, done, time.perf_counter() - t0)
-        if stop_after_chunks is not None and done >= stop_after_chunks and done < n_chunks:
-            return []
-    train_s = time.perf_counter() - t0
-    results = []
-    for name, trainer in zip(names, trainers, strict=True):
-        info = {
-            "trained_by": "interp train-dictionary",
-            "method": "TopK SAE (Gao et al. 2024)",
-            "training": {
-                **plan,
-                "hook": name,
-                "tokens_trained": trainer.tokens,
-                "steps": trainer.steps,
-                "train_seconds": round(train_s, 1),
-                "optimizer": record(trainer.settings),
-                "input_scale": trainer.scale,
-            },
-            "corpus": corpus.record(),
-            "model": provenance(model),
-        }
-        d = trainer.dictionary(name, model.name, info)
-        d.info["evaluation"] = evaluate_dictionary(model, d, tokens=evaluate_tokens).json()
-        results.append(d)
-    found = feature_contexts(model, results, tokens=contexts_tokens)
-    for d, place, contexts in zip(results, outs, found, strict=True):
-        d.info["training"]["total_seconds"] = round(time.perf_counter() - t0, 1)
-        contexts.save(save_dictionary(d, place))
+            info = {
+                "trained_by": "interp train-dictionary",
+                "method": "TopK SAE (Gao et al. 2024)",
+                "training": {
+                    **plan,
+                    "hook": name,
+                    "tokens_trained": trainer.tokens,
+                    "steps": trainer.steps,
+                    "train_seconds": round(train_s, 1),
+                    "optimizer": record(trainer.settings),
+                    "input_scale": trainer.scale,
+                    "executor": describe(executor),
+                },
+                "corpus": corpus.record(),
+                "model": provenance(model),
+            }
+            d = trainer.dictionary(name, model.name, info)
+            d.info["evaluation"] = evaluate_dictionary(
+                model, d, tokens=evaluate_tokens, executor=executor
+            ).json()
+            results.append(d)
+        found = feature_contexts(model, results, tokens=contexts_tokens, executor=executor)
+        for d, place, contexts in zip(results, outs, found, strict=True):
+            d.info["training"]["total_seconds"] = round(time.perf_counter() - t0, 1)
+            contexts.save(save_dictionary(d, place))
     ckpt.unlink(missing_ok=True)
     return results
 
