@@ -103,7 +103,7 @@ def attention(
     weights = torch.stack(top_w, dim=1)
     results = [
         AttentionResult(
-            patterns=torch.stack([t.activations[name] for name in names]),
+            patterns=recorded_patterns(model, t),
             query_positions=list(range(t.prompt_len - 1, t.n_positions - 1)),
             top_positions=positions[i, :, :, : t.n_generated].clone(),
             top_weights=weights[i, :, :, : t.n_generated].clone(),
@@ -114,6 +114,11 @@ def attention(
     if isinstance(trace, Trace):
         return results[0]
     return AttentionSetResult(results, torch.stack(stats, dim=2))  # [row, stat, layer, head]
+
+
+def recorded_patterns(model: Model, trace: Trace) -> Float[Tensor, "layer head query key"]:
+    """Every layer's attention patterns as the trace recorded them."""
+    return torch.stack([trace.activations[H.pattern(layer)] for layer in range(model.n_layers)])
 
 
 def _padded(parts: list[Tensor], n: int) -> Tensor:

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar, overload
 
 import torch
@@ -19,6 +20,7 @@ from interp.analysis.attention import (
     HeadRoles,
     attention,
     head_roles,
+    recorded_patterns,
 )
 from interp.analysis.attribution import (
     AttributionResult,
@@ -38,6 +40,7 @@ from interp.analysis.stored import (
     shared_summary,
 )
 from interp.errors import TraceFormatError
+from interp.executors import Executor, describe, merging, run_rows
 from interp.files import store
 from interp.models.model import Model
 from interp.trace import schema
@@ -118,6 +121,7 @@ class SetAnalysis:
     head_roles: HeadRoles
     vocab: dict[int, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    executor: dict[str, Any] = field(default_factory=dict)  # where the rows ran; {}: here
 
     def summary(self, k: int = 10) -> dict[str, Any]:
         lens = self.logit_lens
@@ -138,6 +142,7 @@ class SetAnalysis:
                 "dla_heads_se": rounded(heads_se),
             },
             **shared_summary(self.head_roles, self.vocab, self.timings, k),
+            **({"executor": self.executor} if self.executor else {}),
         }
 
     def tensors(self) -> dict[str, Tensor]:
@@ -178,6 +183,7 @@ class SetAnalysis:
             roles,
             vocab,
             timings,
+            schema.field(summary, "executor", dict, where) if "executor" in summary else {},
         )
 
 
@@ -187,20 +193,78 @@ def default_probe_block(model: Model) -> int:
 
 
 @overload
-def analyze(model: Model, trace: Trace, *, roles: HeadRoles | None = ...) -> Analysis: ...
+def analyze(
+    model: Model,
+    trace: Trace,
+    *,
+    roles: HeadRoles | None = ...,
+    executor: Executor | None = ...,
+) -> Analysis: ...
 
 
 @overload
-def analyze(model: Model, trace: TraceSet, *, roles: HeadRoles | None = ...) -> SetAnalysis: ...
+def analyze(
+    model: Model,
+    trace: TraceSet,
+    *,
+    roles: HeadRoles | None = ...,
+    executor: Executor | None = ...,
+) -> SetAnalysis: ...
 
 
 def analyze(
-    model: Model, trace: Trace | TraceSet, *, roles: HeadRoles | None = None
+    model: Model,
+    trace: Trace | TraceSet,
+    *,
+    roles: HeadRoles | None = None,
+    executor: Executor | None = None,
 ) -> Analysis | SetAnalysis:
     """Run the logit lens, attention, head roles and direct logit attribution on `trace`, or
     on every row of a set at once. The head roles are a property of the model, not of the
     trace: pass `roles` to reuse a probe already run (`interp.workflow.model_head_roles`).
+    `executor`: where a set's rows run (`interp.Ray(...)`: chunks of rows on Ray workers, the
+    head roles probed here once; default this process); the result is the same.
     Returns an `Analysis` (of a set, a `SetAnalysis`: `rows[i]` is row i's)."""
+    timings: dict[str, float] = {}
+    if roles is None:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            roles = head_roles(model, block_len=default_probe_block(model))
+        timings["head_roles_s"] = round(time.perf_counter() - t0, 4)
+    if isinstance(trace, Trace):
+        lens, att, dla, own = _analyses(model, trace)
+        assert isinstance(lens, LogitLensResult) and isinstance(att, AttentionResult)
+        assert isinstance(dla, AttributionResult)
+        return Analysis(lens, att, roles, dla, _vocab(model, [trace], [lens]), timings | own)
+    traces = list(trace)
+    task = partial(_chunk, patterns=executor is None)
+    parts = run_rows(executor, model, task, traces, "analyze")
+    for part in parts:
+        for name, seconds in part[3].items():
+            timings[name] = round(timings.get(name, 0.0) + seconds, 4)
+    lens = LogitLensSetResult([row for part in parts for row in part[0].rows])
+    att = AttentionSetResult(
+        [row for part in parts for row in part[1].rows],
+        merging.rows([part[1].row_stats for part in parts]),
+    )
+    if executor is not None:  # the patterns stayed on the workers: the trace holds them
+        for row, t in zip(att.rows, traces, strict=True):
+            row.patterns = recorded_patterns(model, t)
+    dla = AttributionSetResult([row for part in parts for row in part[2].rows])
+    vocab = _vocab(model, traces, lens.rows)
+    rows = [
+        Analysis(row_lens, row_att, roles, row_dla, vocab, timings)
+        for row_lens, row_att, row_dla in zip(lens.rows, att.rows, dla.rows, strict=True)
+    ]
+    ran = {} if executor is None else describe(executor)
+    return SetAnalysis(rows, lens, att, dla, roles, vocab, timings, ran)
+
+
+SetParts = tuple[LogitLensSetResult, AttentionSetResult, AttributionSetResult, dict[str, float]]
+
+
+def _analyses(model: Model, trace: Trace | TraceSet) -> tuple[Any, Any, Any, dict[str, float]]:
+    """The lens, attention and attribution of a trace or a set, with their timings."""
     timings: dict[str, float] = {}
 
     def timed(name: str, fn: Callable[[], T]) -> T:
@@ -212,25 +276,27 @@ def analyze(
     with torch.no_grad():
         lens = timed("logit_lens", lambda: logit_lens(model, trace))
         att = timed("attention", lambda: attention(model, trace))
-        if roles is None:
-            block = default_probe_block(model)
-            roles = timed("head_roles", lambda: head_roles(model, block_len=block))
         dla = timed("attribution", lambda: direct_logit_attribution(model, trace))
-    traces = [trace] if isinstance(trace, Trace) else list(trace)
+    return lens, att, dla, timings
+
+
+def _chunk(model: Model, rows: list[Trace], patterns: bool) -> SetParts:
+    """Some rows' set results (a chunk of `analyze`); without `patterns`, the attention
+    patterns are left out (the driver's traces hold them: nothing to send back)."""
+    lens, att, dla, timings = _analyses(model, TraceSet(rows))
+    assert isinstance(att, AttentionSetResult)
+    if not patterns:
+        for row in att.rows:
+            row.patterns = row.patterns.new_empty(0)
+    return lens, att, dla, timings
+
+
+def _vocab(model: Model, traces: list[Trace], lenses: list[LogitLensResult]) -> dict[int, str]:
+    """The string of every token id the results reference, in id order."""
     ids: set[int] = set()
     for t in traces:
         ids |= set(t.token_ids.tolist()) | set(t.top_ids.flatten().tolist())
-    lenses = [lens] if isinstance(lens, LogitLensResult) else lens.rows
     for part in lenses:
         ids |= set(part.top_ids.flatten().tolist())
     order = sorted(ids)
-    vocab = dict(zip(order, model.token_strs(order), strict=True))
-    if isinstance(lens, LogitLensResult):
-        assert isinstance(att, AttentionResult) and isinstance(dla, AttributionResult)
-        return Analysis(lens, att, roles, dla, vocab, timings)
-    assert isinstance(att, AttentionSetResult) and isinstance(dla, AttributionSetResult)
-    rows = [
-        Analysis(row_lens, row_att, roles, row_dla, vocab, timings)
-        for row_lens, row_att, row_dla in zip(lens.rows, att.rows, dla.rows, strict=True)
-    ]
-    return SetAnalysis(rows, lens, att, dla, roles, vocab, timings)
+    return dict(zip(order, model.token_strs(order), strict=True))

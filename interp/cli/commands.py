@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from interp.cli.inputs import load_trace, recorded
+from interp.cli.inputs import executor_of, load_trace, recorded
 from interp.cli.printing import print_analysis, print_set_analysis
 
 AUTO_SWEEP_TOKENS = 40  # interp run sweeps by default up to this many generated tokens
@@ -39,16 +39,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from interp.cli.workflow import analyze_into
+    from interp.errors import InvalidSettingError
     from interp.files.atomic import exclusive
     from interp.files.store import ANALYSIS_FILE
+    from interp.trace.traceset import TraceSet
 
+    executor = executor_of(args)
     with exclusive(args.trace_dir):
         model, trace = load_trace(args, sets=True)
-        summary = analyze_into(model, trace, args.trace_dir).summary()
+        if executor is not None and not isinstance(trace, TraceSet):
+            raise InvalidSettingError("--ray spreads a set's rows; this is one trace")
+        summary = analyze_into(model, trace, args.trace_dir, executor=executor).summary()
     if "set" in summary:
         print_set_analysis(trace, summary)
     else:
         print_analysis(trace, summary)
+    if executor is not None:
+        ran = summary["executor"]
+        print(f"[on Ray: {ran['workers']} workers on {ran['nodes']} node(s)]")
     print(f"analysis written to {args.trace_dir} (summary.json 'analysis', {ANALYSIS_FILE})")
     return 0
 

@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_trace_dir(ana)
     ana.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
+    add_executor_options(ana)
     ana.set_defaults(func=cmd_analyze)
 
     add_ablating_parsers(sub)

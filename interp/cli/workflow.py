@@ -92,11 +92,16 @@ def reference_rows(model: Model, path: str | os.PathLike[str]) -> Trace | TraceS
 
 
 def analyze_into(
-    model: Model, trace: Trace | TraceSet, directory: str | os.PathLike[str]
+    model: Model,
+    trace: Trace | TraceSet,
+    directory: str | os.PathLike[str],
+    *,
+    executor: Executor | None = None,
 ) -> Analysis | SetAnalysis:
-    """Run every analysis (of a trace or of every row of a set; the head roles from the
-    model's cached probe); write analysis.safetensors and summary.json's `analysis`."""
-    result = analyze(model, trace, roles=model_head_roles(model))
+    """Run every analysis (of a trace or of every row of a set, its rows where `executor`
+    says; the head roles from the model's cached probe); write analysis.safetensors and
+    summary.json's `analysis`."""
+    result = analyze(model, trace, roles=model_head_roles(model), executor=executor)
     result.save(directory)
     return result
 
