@@ -10,7 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from interp.cli.inputs import add_format_option, add_model_options, integer, load_model, number
+from interp.cli.inputs import (
+    add_executor_options,
+    add_format_option,
+    add_model_options,
+    executor_of,
+    integer,
+    load_model,
+    number,
+)
 
 MAX_WORDS_BYTES = 1 << 20
 UNBALANCED = 2  # one set may be at most this many times the size of the other
@@ -137,6 +145,7 @@ def add_steering_parser(sub: Any) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     add_model_options(p)
     add_format_option(p)
+    add_executor_options(p)
     p.set_defaults(func=cmd_steer)
 
 
@@ -154,6 +163,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
     scales = _scales(args.scales)
     check_counts(args.samples, args.controls)  # everything the model is not needed for, first
     check_splits(args.splits)
+    executor = executor_of(args)
     patterns = check_patterns(args.concept_pattern)
     if args.concept_words is None and not patterns:
         raise InvalidSettingError("give --concept-words FILE, --concept-pattern REGEX, or both")
@@ -216,6 +226,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
             seed=args.seed,
             separability_by_layer=by_layer,
             progress=sys.stderr.isatty(),
+            executor=executor,
         )
         for warning in result.warnings:
             print(f"interp: warning: {warning}", file=sys.stderr)
@@ -223,6 +234,9 @@ def cmd_steer(args: argparse.Namespace) -> int:
     print(result.sentence())
     for line in _statistics(result, vector):
         print(line)
+    if executor is not None:
+        ran = result.settings["executor"]
+        print(f"[sampled on Ray: {ran['workers']} workers on {ran['nodes']} node(s)]")
     print(f"written to {page.parent} (vector.safetensors, steering.json, index.html)")
     return 0
 

@@ -2,17 +2,18 @@
 each prompt, N seeds; each seed is sampled unsteered, steered at every scale, along K random
 directions of the vector's norm at every scale (the controls), and from the prompt with an
 instruction prepended (the prompting baseline): all rows of one batched generation (the
-paired-sample engine, `interventions/conditions.py`), so row k of every condition draws the
-same Gumbel noise as the unsteered row k. Each text is then
+paired-sample engine's parts, `interventions/conditions.py`; on an executor, each chunk of
+slots one, `steering/slots.py`), so row k of every condition draws the same Gumbel noise as
+the unsteered row k. Each text is then
 scored teacher-forced: its run reproduced (under its own edit) against the unsteered model
 from the original prompt."""
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -20,13 +21,15 @@ import torch
 from interp import inputs
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.interventions.conditions import Condition, ConditionRuns, run_conditions
-from interp.interventions.metrics import kl_divergence
+from interp.executors import Executor, describe, run_rows
+from interp.generation.generate import row_seed
+from interp.interventions.conditions import MAX_ROWS
 from interp.models.model import Model
 from interp.stats import Estimate
 from interp.steering import measures
 from interp.steering.measures import ConceptFn, ConceptWords
 from interp.steering.result import Measures, Scored, SteeringEval
+from interp.steering.slots import Slot, sample_slots
 from interp.steering.vector import SteeringVector, SteerOp, Unit, Where, check_scale
 
 Concept = Literal["words", "mass"] | ConceptFn
@@ -63,6 +66,7 @@ def steer_eval(
     batch_size: int | None = None,
     separability_by_layer: Sequence[Estimate] | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> SteeringEval:
     """Sample `samples` pairs per prompt at each scale (see the module) and measure the
     concept (`concept`: "words", the rate of words in the text that are forms of
@@ -72,7 +76,10 @@ def steer_eval(
     under it, repeated 3-grams) and where each text first parts from its unsteered twin, each
     with a bootstrap 95% interval. Controls: `controls` random directions (seeded by
     `seed`) of the vector's norm, scaled alike. `prompt_baseline`: an instruction prepended
-    to each prompt, unsteered, sampled with the same seeds. Returns a `SteeringEval`."""
+    to each prompt, unsteered, sampled with the same seeds. `executor`: where the slots (a
+    prompt and a seed, under every condition) run (`interp.Ray(...)`; default this process);
+    each slot's seed is its own wherever it runs, and the intervals are taken over every
+    slot here. Returns a `SteeringEval`."""
     vector.check(model)
     texts = _prompts(prompts)
     scale_list = _scales(scales)
@@ -90,46 +97,51 @@ def steer_eval(
     vector.intervention(1.0, op=op, positions=positions, unit=unit)  # every setting, checked
     conditions = _conditions(vector, scale_list, controls, op, positions, unit, seed)
     conditions += [_Condition("prompted")] if instruction is not None else []
+    slots = len(texts) * samples
+    if len(conditions) * slots > MAX_ROWS:
+        raise InvalidSettingError(
+            f"{len(conditions) * slots:,} sampled continuations ({len(conditions)} conditions x "
+            f"{len(texts)} prompts x {samples} samples) is more than the {MAX_ROWS:,} one call "
+            "runs; use fewer"
+        )
     ids = [model.encode(t) for t in texts]
     instructed = [model.encode(f"{instruction} {t}") for t in texts] if instruction else None
-    runs = run_conditions(
-        model,
-        ids,
-        [
-            Condition(c.intervention, instructed if c.kind == "prompted" else None)
-            for c in conditions
-        ],
-        samples=samples,
+    task = partial(
+        sample_slots,
+        conditions=[(c.intervention, c.kind == "prompted") for c in conditions],
         seed=seed,
+        concept_ids=list(words.token_ids) if words is not None else [],
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
         batch_size=batch_size,
-        progress=progress,
+        progress=progress and executor is None,
     )
-    scores = iter(_score(model, runs, words))
-    scored: list[list[Scored]] = []
-    for block, parted in zip(runs.rows, runs.parted, strict=True):
-        scored.append([])
-        for j, (run, part) in enumerate(zip(block, parted, strict=True)):
-            kl, logprob, mass = next(scores)
-            text = run.continuation
-            scored[-1].append(
-                Scored(
-                    j // samples,
-                    j % samples,
-                    runs.seeds[j],
-                    text,
-                    concept_fn(text, mass),
-                    mass,
-                    kl,
-                    logprob,
-                    measures.repetition(run.continuation_ids),
-                    part.token,
-                    part.chars,
-                )
+    items = [
+        Slot(j, ids[j // samples], None if instructed is None else instructed[j // samples])
+        for j in range(slots)
+    ]
+    parts = run_rows(executor, model, task, items, "steer_eval")
+    scored = [
+        [
+            Scored(
+                j // samples,
+                j % samples,
+                row_seed(seed, j),
+                row.text,
+                concept_fn(row.text, row.mass),
+                row.mass,
+                row.kl,
+                row.logprob_per_token,
+                row.repetition,
+                row.first_divergence,
+                row.divergence_chars,
             )
+            for j, row in enumerate(r for part in parts for r in part[c])
+        ]
+        for c in range(len(conditions))
+    ]
     horizon = max_new_tokens
 
     def of(label: str, picked: list[int]) -> Measures:
@@ -183,6 +195,7 @@ def steer_eval(
             "top_p": top_p,
             "seed": seed,
             "controls": controls,
+            **({} if executor is None else {"executor": describe(executor)}),
         },
     )
 
@@ -219,26 +232,6 @@ def _conditions(
             )
             edits = twin.intervention(s, op=op, positions=positions, unit=unit)
             out.append(_Condition("control", s, d, edits))
-    return out
-
-
-def _score(
-    model: Model, runs: ConditionRuns, words: ConceptWords | None
-) -> list[tuple[float, float, float]]:
-    """Each run's (KL per step, log-prob per token under the unsteered model from the original
-    prompt, concept mass per step), condition-major."""
-    ids = list(words.token_ids) if words is not None else []
-    out: list[tuple[float, float, float]] = []
-    rows = [row for block in runs.rows for row in block]
-    for run, (mine, theirs) in zip(rows, runs.against_baseline(model), strict=True):
-        if run.n_generated == 0:
-            out.append((math.nan, math.nan, math.nan))
-            continue
-        kl = kl_divergence(mine, theirs)
-        tokens = torch.tensor(run.continuation_ids, device=theirs.device)[:, None]
-        logprob = theirs.gather(-1, tokens)[:, 0]
-        mass = measures.concept_mass(mine, ids) if ids else torch.tensor([math.nan])
-        out.append((float(kl.mean()), float(logprob.mean()), float(mass.mean())))
     return out
 
 
