@@ -100,7 +100,7 @@ format: setup
 	$(VENV)/bin/ruff format interp tests experiments benchmarks docs
 	$(VENV)/bin/ruff check --fix interp tests experiments benchmarks docs
 
-bench: setup gemma features
+bench: setup gemma features ray
 	$(PY) benchmarks/generation.py --json benchmarks/results/generation.json
 	$(PY) benchmarks/analysis.py --json benchmarks/results/analysis.json
 	$(PY) benchmarks/sweep.py --json benchmarks/results/sweep.json
@@ -109,6 +109,7 @@ bench: setup gemma features
 	$(PY) benchmarks/patching.py --json benchmarks/results/patching.json
 	$(PY) benchmarks/causal_tracing.py --json benchmarks/results/causal_tracing.json
 	$(PY) benchmarks/circuits.py --json benchmarks/results/circuits.json
+	$(PY) benchmarks/distributed.py --json benchmarks/results/distributed.json
 	$(PY) benchmarks/samples.py --json benchmarks/results/samples.json
 	$(PY) benchmarks/steering.py --json benchmarks/results/steering.json
 	$(PY) benchmarks/features.py --json benchmarks/results/features.json

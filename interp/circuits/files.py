@@ -122,6 +122,8 @@ def summary(scores: CircuitScores) -> dict[str, Any]:
         "clean_metric": round(scores.clean_metric, 6),
         "corrupted_metric": round(scores.corrupted_metric, 6),
     }
+    if scores.executor:
+        out["executor"] = dict(scores.executor)
     if scores.runs is not None:
         _, runs = scores.runs
         digest = hashlib.sha256()

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -47,6 +49,7 @@ from interp.circuits.rebuild import circuit_metrics
 from interp.circuits.runs import bar, batches, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
+from interp.executors import Executor, describe, run_rows
 from interp.interventions.attribution_patching import metric_gradients
 from interp.interventions.metrics import Bound, Metric, MetricFn
 from interp.interventions.patching import Runs
@@ -78,6 +81,7 @@ class CircuitScores:
     # what `evaluate` runs: the model and the paired runs, in this process only
     runs: tuple[Model, Runs] | None = field(default=None, repr=False)
     means: Tensor | None = field(default=None, repr=False)  # mean ablation's [writer, d]
+    executor: dict[str, Any] = field(default_factory=dict)  # where the scores ran; {}: here
 
     def evaluate(
         self, keep: Sequence[Edge | str] | Tensor | None = None, drop: Sequence[Edge | str] = ()
@@ -198,13 +202,15 @@ def circuit(
     batch_size: int = 16,
     progress: bool = False,
     ablation: Ablation = "patch",
+    executor: Executor | None = None,
 ) -> CircuitScores:
     """Score every edge of the model's graph between paired clean and corrupted runs (the
     corrupted side may be recorded under an intervention, or be one: the clean runs under it,
     a noise edit say); see the module's docstring. `steps` is EAP-IG's m (EAP takes one
     gradient, exact none). `ablation="mean"`: `corrupted` is a reference set, and an edge's
     corrupted value is its writer's mean output over it (rows and positions, EAP-IG's
-    "mean")."""
+    "mean"). `executor`: where the pairs' gradients run (`interp.Ray(...)`; default this
+    process): each chunk's sum over its pairs, summed in float64."""
     m = check_settings(method, steps, batch_size)
     graph = graph_of(model, kv)
     if ablation not in ABLATIONS:
@@ -216,27 +222,19 @@ def circuit(
         runs = paired(model, clean, corrupted, metric)
     if method == "exact":
         return _exact_scores(model, graph, runs, ablation, means, progress)
-    total = torch.zeros(len(graph.writers), len(graph.readers), dtype=torch.float64)
-    groups = batches(runs.cleans, batch_size)
-    for rows in bar(groups, len(runs.cleans), f"{method} ({m} step(s))", progress):
-        cleans = [runs.cleans[i] for i in rows]
-        corrupts = [runs.corrupts[i] for i in rows]
-        clean_out = writes(model, cleans)
-        if means is None:
-            corrupt_out = writes(model, corrupts)
-        else:
-            corrupt_out = means[None, None].expand(*clean_out.shape[:2], -1, -1)
-        bound = runs.metric.bind(model, cleans)
-        grads = torch.zeros(*clean_out.shape[:2], len(graph.readers), model.d_model)
-        for k in range(m):
-            if method == "eap":
-                grads += reader_grads(model, cleans, bound, graph)
-            else:
-                start, end = corrupt_out[:, :, 0], clean_out[:, :, 0]
-                grads += reader_grads(model, cleans, bound, graph, start + (k / m) * (end - start))
-        # one contraction a batch, in float32 (its sums run over rows, positions and d_model),
-        # accumulated over batches in float64
-        total += torch.einsum("bpwd,bprd->wr", corrupt_out - clean_out, grads).double()
+    task = partial(
+        _totals,
+        metric=runs.metric,
+        kv=kv,
+        method=method,
+        m=m,
+        batch_size=batch_size,
+        means=means,
+        progress=progress and executor is None,  # a worker's bar would print nowhere
+    )
+    pairs = list(zip(runs.cleans, runs.corrupts, strict=True))
+    parts = run_rows(executor, model, task, pairs, "circuit scores")
+    total = torch.stack(parts).sum(0)  # each chunk's float64 sum over its pairs
     scores = (total / (len(runs.cleans) * m)).float() * graph.mask
     return CircuitScores(
         graph,
@@ -251,7 +249,47 @@ def circuit(
         ablation,
         (model, runs),
         means,
+        {} if executor is None else describe(executor),
     )
+
+
+def _totals(
+    model: Model,
+    pairs: list[tuple[Trace, Trace]],
+    metric: Metric,
+    kv: KV,
+    method: Method,
+    m: int,
+    batch_size: int,
+    means: Tensor | None,
+    progress: bool = False,
+) -> Tensor:
+    """Some pairs' edge scores summed over pairs and steps, `[writer, reader]` in float64."""
+    graph = graph_of(model, kv)
+    total = torch.zeros(len(graph.writers), len(graph.readers), dtype=torch.float64)
+    all_cleans = [c for c, _ in pairs]
+    for rows in bar(
+        batches(all_cleans, batch_size), len(pairs), f"{method} ({m} step(s))", progress
+    ):
+        cleans = [pairs[i][0] for i in rows]
+        corrupts = [pairs[i][1] for i in rows]
+        clean_out = writes(model, cleans)
+        if means is None:
+            corrupt_out = writes(model, corrupts)
+        else:
+            corrupt_out = means[None, None].expand(*clean_out.shape[:2], -1, -1)
+        bound = metric.bind(model, cleans)
+        grads = torch.zeros(*clean_out.shape[:2], len(graph.readers), model.d_model)
+        for k in range(m):
+            if method == "eap":
+                grads += reader_grads(model, cleans, bound, graph)
+            else:
+                start, end = corrupt_out[:, :, 0], clean_out[:, :, 0]
+                grads += reader_grads(model, cleans, bound, graph, start + (k / m) * (end - start))
+        # one contraction a batch, in float32 (its sums run over rows, positions and d_model),
+        # accumulated over batches in float64
+        total += torch.einsum("bpwd,bprd->wr", corrupt_out - clean_out, grads).double()
+    return total
 
 
 def _exact_scores(

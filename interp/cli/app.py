@@ -3,6 +3,7 @@ errors into one line and an exit status. `--help` never imports torch."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -74,4 +75,8 @@ def console_main() -> None:
     except KeyboardInterrupt:  # before main's own handler is in place
         _error("interrupted; nothing was written")
         code = 130
+    if "ray" in sys.modules:  # Ray's threads can crash the interpreter's teardown after an
+        sys.stdout.flush()  # interrupt; everything is written (atomically) and Ray shut down
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.cli.corrupting import add_corruption_options, corruption
-from interp.cli.inputs import integer
+from interp.cli.inputs import add_executor_options, executor_of, integer
 
 
 def add_circuit_parser(sub: Any) -> None:
@@ -69,6 +69,7 @@ def add_circuit_parser(sub: Any) -> None:
     )
     p.add_argument("--out", type=Path, default=None, metavar="DIR")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, mps")
+    add_executor_options(p)
     p.set_defaults(func=cmd_circuit)
 
 
@@ -102,6 +103,9 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.seeds < 1:
         raise InvalidSettingError("--steps and --seeds must be at least 1")
     edits = corruption(args)
+    executor = executor_of(args)
+    if executor is not None and (args.evaluate is not None or args.method == "exact"):
+        raise InvalidSettingError("--ray spreads EAP and EAP-IG's gradients; drop it here")
     if args.ablation == "mean" and (args.corrupted_dir is None or edits is not None):
         raise InvalidSettingError("--ablation mean takes a reference set as CORRUPTED_DIR")
     # tokens only: circuit discovery runs its own forwards and reads no recorded activations
@@ -129,6 +133,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
             kv=args.kv,
             progress=shown,
             ablation=args.ablation,
+            executor=executor,
         )
         curve = None
         if not args.no_curve:

@@ -83,6 +83,7 @@ def add_patching_parsers(sub: Any) -> None:
         help="logits (default), or heads' inputs: L23H3.q,L23H3.k,L23H3.v; with grouped-query "
         "attention a key or value input is its KV group's: L23.kv1.k; an MLP's input: L5.mlp",
     )
+    add_executor_options(path)
     path.set_defaults(func=cmd_path_patch)
 
 
@@ -183,12 +184,18 @@ def cmd_path_patch(args: argparse.Namespace) -> int:
     if args.corrupted_dir is None:
         raise InvalidSettingError("path-patch needs CORRUPTED_DIR")
     args.edits, args.window, args.positions = None, 1, "prompt"
-
+    executor = executor_of(args)
     return _patching(
         args,
         "path-",
         lambda model, c, k, metric: path_patch(
-            model, c, k, receivers=args.receivers, metric=metric, direction=args.direction
+            model,
+            c,
+            k,
+            receivers=args.receivers,
+            metric=metric,
+            direction=args.direction,
+            executor=executor,
         ),
     )
 

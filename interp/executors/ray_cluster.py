@@ -102,6 +102,7 @@ def _start_local(ray: Any, quiet: dict[str, Any]) -> Connection:
     ray_constants.ENABLE_RAY_CLUSTER = False  # the node's address is 127.0.0.1, not the LAN's
     try:
         context = ray.init(
+            address="local",  # a new cluster, never another process's local one
             num_cpus=os.cpu_count() or 1,
             include_dashboard=False,
             _node_ip_address="127.0.0.1",

@@ -38,7 +38,10 @@ class _Session:
         self.actors.clear()
 
     def close(self) -> None:
-        self.release()
+        if self.connection.started or self.connection.joined:
+            self.actors.clear()  # leaving the cluster ends the workers this process owns
+        else:
+            self.release()  # a cluster the caller joined stays; our workers go
         self.connection.close()
 
 
@@ -56,6 +59,7 @@ class Ray:
     chunk_rows: int | None = None
     _session: _Session | None = field(default=None, init=False, repr=False, compare=False)
     _last: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _depth: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name, least in (("workers", 1), ("chunk_rows", 1)):
@@ -74,12 +78,20 @@ class Ray:
             ray_cluster.check_address(self.address)
 
     def __enter__(self) -> Ray:
+        """Join or start the cluster for the block (re-entrant: an inner block keeps it)."""
         if self._session is None:
             self._session = _Session(ray_cluster.connect(self.address))
+        self._depth += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        session, self._session = self._session, None
+        self._depth = max(0, self._depth - 1)
+        if self._depth == 0:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the workers and leave (or shut down) the cluster, whatever the depth."""
+        session, self._session, self._depth = self._session, None, 0
         if session is not None:
             session.close()
 
@@ -110,16 +122,12 @@ class Ray:
                 f"{model.name} was built in memory, and a Ray worker loads its model by name or "
                 "folder: save it (save_pretrained) and load it with interp.load_model('./folder')"
             )
-        own = self._session is None
-        self.__enter__()
-        try:
-            return self._run(model, task, list(rows), what)
-        except KeyboardInterrupt:
-            own = True  # Ctrl-C: nothing of this run stays up, the `with` block's cluster too
-            raise
-        finally:
-            if own:
-                self.__exit__()
+        with self:
+            try:
+                return self._run(model, task, list(rows), what)
+            except KeyboardInterrupt:
+                self.close()  # Ctrl-C: nothing of this run stays up, a `with` block's too
+                raise
 
     def _run(
         self, model: Model, task: Callable[..., Part], rows: list[Item], what: str

@@ -100,9 +100,9 @@ def batches(ids: Int[Tensor, "n ctx"], batch: int) -> list[Tensor]:
 
 @contextlib.contextmanager
 def held(executor: Executor | None) -> Iterator[None]:
-    """Keep a Ray executor's cluster and workers (each with its model) up over several calls;
-    one the caller holds in its own `with` block stays as it is, and is not closed here."""
-    if isinstance(executor, Ray) and executor._session is None:
+    """Keep a Ray executor's cluster and workers (each with its model) up over several calls
+    (re-entrant: one the caller holds in its own `with` block stays up after)."""
+    if isinstance(executor, Ray):
         with executor:
             yield
     else:

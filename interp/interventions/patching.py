@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -27,15 +27,15 @@ from interp.edits import noise
 from interp.edits.positions import Position, Positions
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
-from interp.executors import Executor, describe, merging, run_rows
+from interp.executors import Executor, describe
 from interp.generation.generate import record_pairs
 from interp.interventions import candidates
 from interp.interventions.ablation import replacing
 from interp.interventions.attribution_patching import patch_estimates
 from interp.interventions.candidates import EachPosition, check_window
-from interp.interventions.metrics import Metric, MetricFn, as_metric
+from interp.interventions.metrics import Metric, MetricFn
 from interp.interventions.patching_result import Patching
-from interp.interventions.patching_runs import Runs, _pairs, check_distinct, pair_runs
+from interp.interventions.patching_runs import Runs, pair_runs, paired_rows, paired_traces
 from interp.interventions.patching_site import (
     PATCH_SITES,
     Direction,
@@ -149,42 +149,29 @@ def _exact(
 ) -> Patching:
     """Every candidate patched exactly, the rows in chunks where `executor` runs them, merged
     from each row's metrics (the normalisation needs every row's)."""
-    cleans, corrupts = _pairs(model, clean, corrupted, "activation patching")
+    cleans, corrupts = paired_traces(model, clean, corrupted, "activation patching")
     if direction not in ("denoise", "noise"):
         raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
     targets = corrupts if direction == "denoise" else cleans
     per_position = any(site != "heads" for site in sites)
-    cols = candidates.columns(targets, chosen) if per_position else [None] * len(cleans)
-    task = partial(_rows, metric=metric, direction=direction, sites=sites, window=window)
-    parts = run_rows(
-        executor, model, task, list(zip(cleans, corrupts, cols, strict=True)), "activation patching"
+    cols = candidates.columns(targets, chosen) if per_position else None
+    scores_of = partial(_site_scores, sites=sites, window=window)
+    runs, scores = paired_rows(
+        model, cleans, corrupts, metric, direction, "activation patching", scores_of, executor, cols
     )
-    clean_m, corrupt_m = merging.rows([p[0] for p in parts]), merging.rows([p[1] for p in parts])
-    check_distinct(clean_m, corrupt_m, parts[0][3])
-    runs = Runs(cleans, corrupts, as_metric(metric), direction, clean_m, corrupt_m, torch.empty(0))
     results: dict[ResultSite, PatchingResult] = {
-        site: runs.result(site, merging.rows([p[2][site] for p in parts])) for site in sites
+        site: runs.result(site, scores[site]) for site in sites
     }
     where = {} if executor is None else describe(executor)
     return runs.patching(results, chosen, window=window, draws=draws, executor=where)
 
 
-def _rows(
-    model: Model,
-    items: list[tuple[Trace, Trace, list[list[int]] | None]],
-    metric: Metric | MetricFn | str | None,
-    direction: Direction,
-    sites: Sequence[PatchSite],
-    window: int,
-) -> tuple[Tensor, Tensor, dict[ResultSite, Tensor], str]:
-    """Some pairs' metrics and every candidate's patched metric: a chunk of `patch`."""
-    cleans, corrupts = TraceSet([c for c, _, _ in items]), TraceSet([k for _, k, _ in items])
-    runs = pair_runs(model, cleans, corrupts, metric, direction, distinct=False)
-    each = [c for _, _, c in items if c is not None] if items[0][2] is not None else None
-    scores: dict[ResultSite, Tensor] = {
-        site: _site_effects(model, site, runs, window=window, cols=each) for site in sites
-    }
-    return runs.clean_m, runs.corrupt_m, scores, runs.metric.label
+def _site_scores(
+    model: Model, runs: Runs, cols: list[Any], sites: Sequence[PatchSite], window: int
+) -> dict[str, Tensor]:
+    """m(patched) of every candidate of each site, for some pairs: `patch`'s scores."""
+    each = None if cols[0] is None else cols
+    return {site: _site_effects(model, site, runs, window=window, cols=each) for site in sites}
 
 
 def _site_effects(

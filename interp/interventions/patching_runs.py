@@ -5,7 +5,9 @@ patched metrics becomes a result (`Runs.result`, `Runs.patching`)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -13,6 +15,7 @@ from torch import Tensor
 
 from interp.edits.positions import Position
 from interp.errors import InvalidSettingError
+from interp.executors import Executor, merging, run_rows
 from interp.interventions import candidates
 from interp.interventions.candidates import EachPosition
 from interp.interventions.measuring import measure
@@ -125,7 +128,7 @@ def pair_runs(
     """Check the pairing and the direction, and measure both runs, each under the
     intervention it was recorded under (the metric's answers are the clean rows'); a run
     under raw hooks is refused for `purpose`."""
-    cleans, corrupts = _pairs(model, clean, corrupted, purpose)
+    cleans, corrupts = paired_traces(model, clean, corrupted, purpose)
     if direction not in ("denoise", "noise"):
         raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
     chosen = as_metric(metric)
@@ -140,6 +143,44 @@ def pair_runs(
     return Runs(cleans, corrupts, chosen, direction, clean_m, corrupt_m, target.window)
 
 
+def paired_rows(
+    model: Model,
+    cleans: list[Trace],
+    corrupts: list[Trace],
+    metric: Metric | MetricFn | str | None,
+    direction: Direction,
+    purpose: str,
+    scores_of: Callable[[Model, Runs, list[Any]], dict[str, Tensor]],
+    executor: Executor | None,
+    extras: Sequence[Any] | None = None,
+) -> tuple[Runs, dict[str, Tensor]]:
+    """Every pair measured and scored (`scores_of(model, runs, extras) -> {name: [row, ...]}`,
+    each row's `extras` beside it) where `executor` runs the rows, merged in row order: the
+    runs with every row's metrics (checked to differ), and each score's rows."""
+    items = list(zip(cleans, corrupts, extras or [None] * len(cleans), strict=True))
+    task = partial(_chunk, metric=metric, direction=direction, purpose=purpose, scores_of=scores_of)
+    parts = run_rows(executor, model, task, items, purpose)
+    clean_m, corrupt_m = merging.rows([p[0] for p in parts]), merging.rows([p[1] for p in parts])
+    check_distinct(clean_m, corrupt_m, parts[0][3])
+    runs = Runs(cleans, corrupts, as_metric(metric), direction, clean_m, corrupt_m, torch.empty(0))
+    return runs, {name: merging.rows([p[2][name] for p in parts]) for name in parts[0][2]}
+
+
+def _chunk(
+    model: Model,
+    items: list[tuple[Trace, Trace, Any]],
+    metric: Metric | MetricFn | str | None,
+    direction: Direction,
+    purpose: str,
+    scores_of: Callable[[Model, Runs, list[Any]], dict[str, Tensor]],
+) -> tuple[Tensor, Tensor, dict[str, Tensor], str]:
+    """Some pairs' metrics and scores: a chunk of `paired_rows`."""
+    cleans, corrupts = TraceSet([c for c, _, _ in items]), TraceSet([k for _, k, _ in items])
+    runs = pair_runs(model, cleans, corrupts, metric, direction, purpose, distinct=False)
+    scores = scores_of(model, runs, [extra for _, _, extra in items])
+    return runs.clean_m, runs.corrupt_m, scores, runs.metric.label
+
+
 def check_distinct(clean_m: Tensor, corrupt_m: Tensor, label: str) -> None:
     """Refuse runs whose metrics agree on average: nothing to patch or to normalise by."""
     if float(clean_m.mean()) == float(corrupt_m.mean()):
@@ -150,9 +191,11 @@ def check_distinct(clean_m: Tensor, corrupt_m: Tensor, label: str) -> None:
         )
 
 
-def _pairs(
+def paired_traces(
     model: Model, clean: Any, corrupted: Any, purpose: str
 ) -> tuple[list[Trace], list[Trace]]:
+    """The clean and corrupted rows, bound to `model` and checked to pair up (a count, each
+    pair one length, no raw hooks) for `purpose`."""
     cleans = [clean] if isinstance(clean, Trace) else list(clean)
     corrupts = [corrupted] if isinstance(corrupted, Trace) else list(corrupted)
     if len(cleans) != len(corrupts):

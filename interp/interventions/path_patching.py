@@ -26,6 +26,8 @@ effect 0. The receivers' spelling is `interp.interventions.receivers`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,10 +35,11 @@ from torch import Tensor
 from interp.edits import applying
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
+from interp.executors import Executor, describe
 from interp.interventions.ablation import replacing
 from interp.interventions.metrics import Metric, MetricFn
-from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.patching_result import Patching
+from interp.interventions.patching_runs import Runs, paired_rows, paired_traces
 from interp.interventions.patching_site import Direction
 from interp.interventions.preflight import check_before_running
 from interp.interventions.receivers import (
@@ -68,9 +71,11 @@ def path_patch(
     receivers: str | Sequence[Receiver] = "logits",
     metric: Metric | MetricFn | str | None = None,
     direction: Direction = "denoise",
+    executor: Executor | None = None,
 ) -> Patching:
     """Every sender head patched along its direct path into `receivers` (see the module's
-    docstring). Returns a `Patching`: `result["path"]` is `[layer, head]` over senders, as
+    docstring), the rows where `executor` runs them (`interp.Ray(...)`; default this
+    process). Returns a `Patching`: `result["path"]` is `[layer, head]` over senders, as
     `patch`'s results are."""
     chosen = parse_receivers(receivers, model)
     obstruction = head_write_obstruction(model, range(model.n_layers))
@@ -80,12 +85,29 @@ def path_patch(
             "so it has no direct path of its own to patch"
         )
     check_before_running(model, clean, "path patching", metric=metric)
-    runs = pair_runs(model, clean, corrupted, metric, direction, "path patching")
-    for run in runs.targets:
+    cleans, corrupts = paired_traces(model, clean, corrupted, "path patching")
+    if direction not in ("denoise", "noise"):
+        raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
+    for run in corrupts if direction == "denoise" else cleans:
         _check_paths(run)
-    scores = _into_logits(model, runs) if chosen is None else _into_receivers(model, runs, chosen)
+    scores_of = partial(_path_scores, receivers=chosen)
+    runs, scores = paired_rows(
+        model, cleans, corrupts, metric, direction, "path patching", scores_of, executor
+    )
     label = receivers_label(chosen, model)
-    return runs.patching({"path": runs.result("path", scores)}, receivers=label)
+    where = {} if executor is None else describe(executor)
+    return runs.patching(
+        {"path": runs.result("path", scores["path"])}, receivers=label, executor=where
+    )
+
+
+def _path_scores(
+    model: Model, runs: Runs, extras: list[Any], receivers: list[Receiver] | None
+) -> dict[str, Tensor]:
+    """Each sender's patched metric for some pairs: `path_patch`'s scores."""
+    if receivers is None:
+        return {"path": _into_logits(model, runs)}
+    return {"path": _into_receivers(model, runs, receivers)}
 
 
 def _deltas(model: Model, runs: Runs, row: int, layer: int) -> Tensor:

@@ -157,3 +157,25 @@ def test_paired_samples_equal_one_process(model, cluster):
     texts = [(p.baseline_text, p.ablated_text, p.row) for p in one.effect.pairs]
     assert texts == [(p.baseline_text, p.ablated_text, p.row) for p in ray_.effect.pairs]
     assert len(texts) == 4 * 3
+
+
+def test_path_patching_and_circuit_scores_equal_one_process(model, cluster, pairs):
+    executor, nodes = cluster
+    clean, corrupted = pairs
+    metric = metrics.logit_diff(40, 41)
+    one = interp.path_patch(model, clean, corrupted, metric=metric, receivers="L1H0.q")
+    ray_ = interp.path_patch(
+        model, clean, corrupted, metric=metric, receivers="L1H0.q", executor=executor
+    )
+    spread(executor, nodes)
+    for name in ("effect", "per_row", "patched"):
+        close(getattr(one["path"], name), getattr(ray_["path"], name))
+    assert ray_.executor == executor.record() and not one.executor
+    for method in ("eap", "eap-ig"):
+        a = interp.circuit(model, clean, corrupted, metric=metric, method=method, batch_size=2)
+        b = interp.circuit(
+            model, clean, corrupted, metric=metric, method=method, batch_size=2, executor=executor
+        )
+        spread(executor, nodes)
+        close(a.scores, b.scores)
+        assert a.top(10) == b.top(10) and b.rows == a.rows == len(PROMPTS)

@@ -130,7 +130,7 @@ def test_an_unreachable_cluster_is_one_line_at_once():
         with interp.Ray(address=f"127.0.0.1:{port}"):
             pass
     assert time.monotonic() - start < 30
-    for address in ("nowhere", "ray://host:port", "host:99999", 5):
+    for address in ("nowhere", "ray://host:port", "host:99999", "10.0.0.1"):
         with pytest.raises(InvalidSettingError, match="a Ray address is 'auto'"):
             interp.Ray(address=address)
 
