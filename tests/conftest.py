@@ -274,3 +274,61 @@ def smollm(device):
 def smollm_hf(smollm):
     """An independent plain Hugging Face copy of the same weights, eager attention."""
     return _plain_hf("smollm2-135m", smollm)
+
+
+# ---- Ray (tests/executors): a worker loads its model by name or folder, never from memory ----
+
+
+def save_tiny(directory):
+    """The tiny grouped-query Llama and its tokenizer, saved as a model folder."""
+    tokenizer = _tiny_tokenizer(True, directory)
+    _tiny_llama(tokenizer).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("tiny-llama-folder"))
+
+
+@pytest.fixture(scope="session")
+def folder_model(tiny_folder):
+    """The tiny Llama loaded from its folder, as a Ray worker loads it."""
+    from interp.models import load_model
+
+    return load_model(str(tiny_folder))
+
+
+@pytest.fixture(scope="module", params=["local", "two-nodes"])
+def ray_cluster(request):
+    """(executor, nodes): a local cluster as `interp.Ray()` starts it, or two simulated nodes
+    of one CPU each (`ray.cluster_utils.Cluster`) that this process joined itself."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from interp import Ray
+
+    if request.param == "local":
+        with Ray(workers=2, chunk_rows=2) as executor:
+            yield executor, 1
+        assert not ray.is_initialized()  # the cluster interp started is shut down
+        return
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    nodes.add_node(num_cpus=1)
+    ray.init(address=nodes.address, logging_level="ERROR", log_to_driver=False)
+    nodes.wait_for_nodes()
+    try:
+        with Ray(workers=2, chunk_rows=2) as executor:
+            yield executor, 2
+        assert ray.is_initialized()  # a cluster this process joined itself stays joined
+    finally:
+        ray.shutdown()
+        nodes.shutdown()
+
+
+def spread(executor, nodes=None):
+    """The last run went through at least two chunks in two worker processes (on every node)."""
+    record = executor.record()
+    assert record["kind"] == "ray" and record["chunks"] >= 2 and record["processes"] >= 2
+    assert nodes is None or record["nodes"] == nodes

@@ -236,11 +236,27 @@ def circuit(
     parts = run_rows(executor, model, task, pairs, "circuit scores")
     total = torch.stack(parts).sum(0)  # each chunk's float64 sum over its pairs
     scores = (total / (len(runs.cleans) * m)).float() * graph.mask
+    where = {} if executor is None else describe(executor)
+    return _scored(model, graph, runs, scores, method, m, ablation, means, where)
+
+
+def _scored(
+    model: Model,
+    graph: Graph,
+    runs: Runs,
+    scores: Tensor,
+    method: Method,
+    steps: int,
+    ablation: Ablation,
+    means: Tensor | None,
+    executor: dict[str, Any],
+) -> CircuitScores:
+    """The scores with the runs' figures, and what `evaluate` needs to run them again."""
     return CircuitScores(
         graph,
         scores,
         method,
-        m,
+        steps,
         runs.metric.label,
         len(runs.cleans),
         float(runs.clean_m.mean()),
@@ -249,7 +265,7 @@ def circuit(
         ablation,
         (model, runs),
         means,
-        {} if executor is None else describe(executor),
+        executor,
     )
 
 
@@ -267,12 +283,9 @@ def _totals(
     """Some pairs' edge scores summed over pairs and steps, `[writer, reader]` in float64."""
     graph = graph_of(model, kv)
     total = torch.zeros(len(graph.writers), len(graph.readers), dtype=torch.float64)
-    all_cleans = [c for c, _ in pairs]
-    for rows in bar(
-        batches(all_cleans, batch_size), len(pairs), f"{method} ({m} step(s))", progress
-    ):
-        cleans = [pairs[i][0] for i in rows]
-        corrupts = [pairs[i][1] for i in rows]
+    groups = batches([c for c, _ in pairs], batch_size)
+    for rows in bar(groups, len(pairs), f"{method} ({m} step(s))", progress):
+        cleans, corrupts = [pairs[i][0] for i in rows], [pairs[i][1] for i in rows]
         clean_out = writes(model, cleans)
         if means is None:
             corrupt_out = writes(model, corrupts)
@@ -302,19 +315,8 @@ def _exact_scores(
 ) -> CircuitScores:
     """`method="exact"`: every real edge's exact score (`CircuitScores.exact_effects`), one
     forward a batch of pairs for each edge."""
-    out = CircuitScores(
-        graph,
-        torch.zeros(graph.mask.shape),
-        "exact",
-        1,
-        runs.metric.label,
-        len(runs.cleans),
-        float(runs.clean_m.mean()),
-        float(runs.corrupt_m.mean()),
-        model.name,
-        ablation,
-        (model, runs),
-        means,
+    out = _scored(
+        model, graph, runs, torch.zeros(graph.mask.shape), "exact", 1, ablation, means, {}
     )
     w, r = graph.mask.nonzero(as_tuple=True)
     out.scores[w, r] = out.exact_effects(list(zip(w.tolist(), r.tolist(), strict=True)), progress)

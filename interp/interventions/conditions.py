@@ -116,10 +116,13 @@ def run_conditions(
     stop_at_eos: bool = True,
     batch_size: int | None = None,
     progress: bool = False,
+    seeds: Sequence[int] | None = None,
 ) -> ConditionRuns:
     """Sample `samples` seeds of each of `prompts` (token ids) under each of `conditions`
     (the first is the baseline), every row under `under` first, as one batched generation
-    (see the module). Returns the rows and where each parts from its baseline row."""
+    (see the module). `seeds`: each slot's own (default: slot j's `row_seed(seed, j)`), so a
+    chunk of a larger run keeps its slots' seeds. Returns the rows and where each parts from
+    its baseline row."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise InvalidSettingError(f"samples must be an integer >= 1, got {samples!r}")
     if not conditions:
@@ -144,12 +147,16 @@ def run_conditions(
         edits = move if under is None else under if move is None else under + move
         run_prompts += [list(p) for p in own for _ in range(samples)]
         run_edits += [edits] * slots
-    seeds = [row_seed(seed, j) for j in range(slots)]
+    own_seeds = [row_seed(seed, j) for j in range(slots)] if seeds is None else list(seeds)
+    if len(own_seeds) != slots:
+        raise InvalidSettingError(
+            f"seeds= takes one seed per slot ({slots}), got {len(seeds or [])}"
+        )
     runs = list(
         generate(
             model,
             run_prompts,
-            seeds=seeds * len(conditions),
+            seeds=own_seeds * len(conditions),
             intervention=run_edits,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
@@ -164,7 +171,7 @@ def run_conditions(
     rows = [runs[c * slots : (c + 1) * slots] for c in range(len(conditions))]
     parted = [[parting(model, b, r) for b, r in zip(rows[0], block, strict=True)] for block in rows]
     shared = [list(p) for p in prompts]
-    return ConditionRuns(shared, list(conditions), under, samples, seeds, rows, parted)
+    return ConditionRuns(shared, list(conditions), under, samples, own_seeds, rows, parted)
 
 
 def parting(model: Model, base: Trace, run: Trace) -> Parting:

@@ -1,5 +1,5 @@
 """A chunk of `steer_eval`: some slots (a prompt and a seed each) sampled under every condition
-and each continuation scored, on the paired-sample engine's parts (`interventions/conditions`).
+and each continuation scored, on the paired-sample engine (`interventions/conditions`).
 A slot's seed depends on its index in the whole evaluation, never on its chunk, so the rows are
 the same wherever they ran; the statistics over every row are computed by the caller."""
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from interp.edits.value import Intervention
-from interp.generation.generate import generate, row_seed
-from interp.interventions.conditions import Condition, ConditionRuns, parting
+from interp.generation.generate import row_seed
+from interp.interventions.conditions import Condition, ConditionRuns, run_conditions
 from interp.interventions.metrics import kl_divergence
 from interp.models.model import Model
 from interp.steering import measures
@@ -60,33 +60,25 @@ def sample_slots(
     """Every slot sampled under every condition (`(intervention, prompted)`: prompted rows
     start from the instructed prompt; the first condition is the plain baseline), as one
     batched generation, each row scored against the baseline: `[condition][slot]`."""
-    seeds = [row_seed(seed, slot.index) for slot in slots]
-    runs = generate(
-        model,
-        [
-            list(slot.instructed if prompted and slot.instructed is not None else slot.prompt)
-            for _, prompted in conditions
-            for slot in slots
-        ],
-        seeds=seeds * len(conditions),
-        intervention=[edit for edit, _ in conditions for _ in slots],
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        hooks=[],
-        batch_size=batch_size,
-        progress=progress,
-    )
-    n = len(slots)
-    rows = [list(runs[c * n : (c + 1) * n]) for c in range(len(conditions))]
-    parted = [[parting(model, b, r) for b, r in zip(rows[0], block, strict=True)] for block in rows]
     own = [
         Condition(edit, [list(s.instructed or s.prompt) for s in slots] if prompted else None)
         for edit, prompted in conditions
     ]
-    prompts = [list(slot.prompt) for slot in slots]
-    done = ConditionRuns(prompts, own, None, 1, seeds, rows, parted)
+    done = run_conditions(
+        model,
+        [list(slot.prompt) for slot in slots],
+        own,
+        samples=1,
+        seed=seed,
+        seeds=[row_seed(seed, slot.index) for slot in slots],
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    rows, parted = done.rows, done.parted
     scores = iter(_score(model, done, concept_ids))
     out: list[list[Sampled]] = []
     for block, parts in zip(rows, parted, strict=True):

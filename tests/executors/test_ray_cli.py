@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import _tiny_llama, _tiny_tokenizer
 
 from interp.cli.app import main
 
@@ -25,15 +24,6 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tiny-llama-cli")
-    tokenizer = _tiny_tokenizer(True, directory)
-    _tiny_llama(tokenizer).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
 def prompts(tmp_path_factory):
     file = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
     file.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
@@ -41,8 +31,10 @@ def prompts(tmp_path_factory):
 
 
 @pytest.mark.ray
-def test_generate_and_sweep_on_ray_write_what_one_process_writes(folder, prompts, tmp_path, capsys):
-    common = ["--model", str(folder), "--prompts", str(prompts), "--max-new-tokens", "4"]
+def test_generate_and_sweep_on_ray_write_what_one_process_writes(
+    tiny_folder, prompts, tmp_path, capsys
+):
+    common = ["--model", str(tiny_folder), "--prompts", str(prompts), "--max-new-tokens", "4"]
     assert main(["generate", *common, "--out", str(tmp_path / "one")]) == 0
     assert (
         main(["generate", *common, "--out", str(tmp_path / "ray"), "--ray", "--workers", "2"]) == 0
@@ -82,10 +74,10 @@ def test_ray_spreads_a_set_not_one_prompt(capsys):
 
 
 @pytest.mark.ray
-def test_ctrl_c_stops_the_run_writes_nothing_and_shuts_the_cluster_down(folder, tmp_path):
+def test_ctrl_c_stops_the_run_writes_nothing_and_shuts_the_cluster_down(tiny_folder, tmp_path):
     out, many = tmp_path / "set", tmp_path / "many.txt"
     many.write_text("\n".join(PROMPTS * 50))  # 200 rows: the run outlasts the interrupt
-    argv = ["generate", "--model", str(folder), "--prompts", str(many), "--out", str(out)]
+    argv = ["generate", "--model", str(tiny_folder), "--prompts", str(many), "--out", str(out)]
     argv += ["--max-new-tokens", "70", "--no-stop-at-eos", "--batch-size", "1", "--ray"]
     interp_command = str(Path(sys.executable).parent / "interp")
     proc = subprocess.Popen(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import _tiny_llama, _tiny_tokenizer
+from conftest import spread
 
 import interp
 from interp.interventions import metrics
@@ -22,53 +22,14 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory):
-    """The tiny grouped-query Llama saved as a model folder: a Ray worker loads its model by
-    name or folder, never from this process's memory."""
-    directory = tmp_path_factory.mktemp("tiny-llama-folder")
-    tokenizer = _tiny_tokenizer(True, directory)
-    _tiny_llama(tokenizer).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+@pytest.fixture(scope="module")
+def model(folder_model):
+    return folder_model
 
 
-@pytest.fixture(scope="session")
-def model(tiny_folder):
-    return interp.load_model(str(tiny_folder))
-
-
-@pytest.fixture(scope="module", params=["local", "two-nodes"])
-def cluster(request):
-    """(executor, nodes): a local cluster as `interp.Ray()` starts it, or two simulated nodes
-    of one CPU each (`ray.cluster_utils.Cluster`) that this process joined itself."""
-    import ray
-
-    if request.param == "local":
-        with interp.Ray(workers=2, chunk_rows=2) as executor:
-            yield executor, 1
-        assert not ray.is_initialized()  # the cluster interp started is shut down
-        return
-    from ray.cluster_utils import Cluster
-
-    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    nodes.add_node(num_cpus=1)
-    ray.init(address=nodes.address, logging_level="ERROR", log_to_driver=False)
-    nodes.wait_for_nodes()
-    try:
-        with interp.Ray(workers=2, chunk_rows=2) as executor:
-            yield executor, 2
-        assert ray.is_initialized()  # a cluster this process joined itself stays joined
-    finally:
-        ray.shutdown()
-        nodes.shutdown()
-
-
-def spread(executor, nodes):
-    """The run went through at least two worker processes, on every node."""
-    record = executor.record()
-    assert record["kind"] == "ray" and record["workers"] == 2 and record["chunks"] >= 2
-    assert record["processes"] >= 2 and record["nodes"] == nodes
+@pytest.fixture(scope="module")
+def cluster(ray_cluster):
+    return ray_cluster
 
 
 @pytest.fixture(scope="module")

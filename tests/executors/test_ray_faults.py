@@ -12,20 +12,13 @@ import time
 
 import pytest
 import torch
-from conftest import _tiny_llama, _tiny_tokenizer
+from conftest import save_tiny
 
 import interp
 from interp.errors import ExecutorError, InvalidSettingError
 from interp.interventions import metrics
 
 pytestmark = pytest.mark.ray
-
-
-def save_tiny(directory):
-    tokenizer = _tiny_tokenizer(True, directory)
-    _tiny_llama(tokenizer).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 import pytest
 import torch
-from conftest import _tiny_llama, _tiny_tokenizer
+from conftest import spread
 from fakes import random_dictionary
 
 import interp
@@ -26,19 +26,8 @@ HOOKS = ["blocks.1.hook_resid_post", "blocks.0.hook_resid_post"]
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """The tiny grouped-query Llama saved as a model folder: a Ray worker loads its model by
-    name or folder, never from this process's memory."""
-    directory = tmp_path_factory.mktemp("tiny-llama-features")
-    tokenizer = _tiny_tokenizer(True, directory)
-    _tiny_llama(tokenizer).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def model(tiny_folder):
-    return interp.load_model(str(tiny_folder))
+def model(folder_model):
+    return folder_model
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +44,6 @@ def tiny_corpus(model, monkeypatch):
     tokens = torch.randint(3, model.d_vocab, (40 * 128,), generator=g)
     monkeypatch.setattr(harvest, "corpus_tokens", lambda model, split: tokens)
     monkeypatch.setattr(corpus, "record", lambda: {"corpus": "random token ids"})
-
-
-def spread(executor):
-    """The run went through at least two chunks in at least two worker processes."""
-    record = executor.record()
-    assert record["kind"] == "ray" and record["chunks"] >= 2 and record["processes"] >= 2
 
 
 def close(a, b):
