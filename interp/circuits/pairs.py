@@ -2,7 +2,8 @@
 before the first forward pass: the model's graph (refused where a head's write is not
 additive), the corrupted side recorded where it is an intervention, and the metric. With
 mean ablation an edge's corrupted value is its writer's mean output over a reference set (over
-its rows and positions, EAP-IG's "mean"), the same at every position of every pair."""
+its rows and positions, EAP-IG's "mean"), the same at every position of every pair; with
+mean-positional, over its rows at each position."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ Method = Literal["eap", "eap-ig", "exact"]
 METHODS: tuple[Method, ...] = ("eap", "eap-ig", "exact")
 Estimate = Literal["eap", "eap-ig"]  # the first-order methods (node scores have only these)
 ESTIMATES: tuple[Estimate, ...] = ("eap", "eap-ig")
-Ablation = Literal["patch", "mean"]
-ABLATIONS: tuple[Ablation, ...] = ("patch", "mean")
+Ablation = Literal["patch", "mean", "mean-positional"]
+ABLATIONS: tuple[Ablation, ...] = ("patch", "mean", "mean-positional")
 
 
 def check_settings(
@@ -102,10 +103,12 @@ def mean_paired(
     graph: Graph,
     what: str = "circuit discovery",
     batch_size: int = 16,
+    positional: bool = False,
 ) -> tuple[Runs, Tensor]:
     """The clean runs, each paired with itself under mean ablation, and every writer's mean
-    output over `reference` (`[writer, d_model]`): the corrupted metric is the empty
-    circuit's, every edge carrying the mean."""
+    output over `reference` (`[writer, d_model]`; `positional`, EAP-IG's "mean-positional":
+    at each position, `[pos, writer, d_model]`, every run of one length): the corrupted
+    metric is the empty circuit's, every edge carrying the mean."""
     if isinstance(reference, Intervention):
         raise InvalidSettingError("mean ablation averages a reference set of runs, not an edit")
     check_before_running(model, clean, what, metric=metric)
@@ -116,7 +119,17 @@ def mean_paired(
         row.require_plain(what, replayed=True)
     chosen = as_metric(metric)
     _refuse_kl(chosen)
-    means = mean_writes(model, refs, batch_size)
+    if positional:
+        n = refs[0].n_positions
+        for side, rows in (("reference", refs), ("clean", cleans)):
+            for i, row in enumerate(rows):
+                if row.n_positions != n:
+                    raise InvalidSettingError(
+                        f"mean-positional ablation averages each position over runs of one "
+                        f"length: {side} row {i} has {row.n_positions} tokens, reference row 0 "
+                        f"has {n}"
+                    )
+    means = mean_writes(model, refs, batch_size, positional)
     measured = measure(model, cleans, chosen, purpose=what)
     empty = torch.zeros_like(graph.mask)
     corrupt_m = circuit_metrics(
@@ -126,14 +139,17 @@ def mean_paired(
     return runs, means
 
 
-def mean_writes(model: Model, runs: Sequence[Trace], batch_size: int = 16) -> Tensor:
-    """Every writer's output averaged over the runs' rows and positions: `[writer, d_model]`."""
+def mean_writes(
+    model: Model, runs: Sequence[Trace], batch_size: int = 16, positional: bool = False
+) -> Tensor:
+    """Every writer's output averaged over the runs' rows and positions, `[writer, d_model]`;
+    `positional`: over the rows at each position, `[pos, writer, d_model]`."""
     total: Tensor | None = None
     count = 0
     for rows in batches(runs, batch_size):
         out = writes(model, [runs[i] for i in rows]).double()  # [row, pos, writer, d]
-        part = out.sum((0, 1))
+        part = out.sum(0) if positional else out.sum((0, 1))
         total = part if total is None else total + part
-        count += out.shape[0] * out.shape[1]
+        count += out.shape[0] * (1 if positional else out.shape[1])
     assert total is not None
     return (total / count).float()

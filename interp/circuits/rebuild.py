@@ -41,8 +41,8 @@ def circuit_metrics(
 ) -> Tensor:
     """Each pair's metric under each circuit (a bool `[writer, reader]` mask of the edges
     carrying what the circuit computes; see the module's docstring): `[circuit, row]`. With
-    `means` (`[writer, d_model]`, mean ablation) an excluded edge carries its writer's mean
-    instead of the corrupted run's value."""
+    `means` (`[writer, d_model]`, mean ablation; `[pos, writer, d_model]`, mean-positional)
+    an excluded edge carries its writer's mean instead of the corrupted run's value."""
     out = torch.zeros(len(circuits), len(cleans))
     included = [c & graph.mask for c in circuits]
     what = f"evaluating {len(circuits)} circuit(s)"
@@ -51,6 +51,8 @@ def circuit_metrics(
         # [writer, row, pos, d]: one writer's values contiguous, as the rebuild reads them
         if means is None:
             corrupt = writes(model, [corrupts[i] for i in rows]).permute(2, 0, 1, 3)
+        elif means.dim() == 3:  # [pos, writer, d]: each position's mean (mean-positional)
+            corrupt = means.permute(1, 0, 2)[:, None].expand(-1, len(rows), -1, -1)
         else:
             shape = (len(rows), clean[0].n_positions)
             corrupt = means[:, None, None, :].expand(-1, *shape, -1)

@@ -1,5 +1,6 @@
 """What circuit discovery reads from the runs: every writer's output in the graph's order, one
-forward over a batch of runs, and batches of one length."""
+forward over a batch of runs, every reader's gradient in one backward, and batches of one
+length."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm  # not tqdm.auto: it warns in a notebook without ipywidgets
 
+from interp.circuits.graph import Graph
+from interp.interventions.attribution_patching import metric_gradients
+from interp.interventions.metrics import Bound
 from interp.interventions.replay import replay_hooks
 from interp.models import hooks as H
 from interp.models.model import Model
+from interp.models.surgery import split_qkv_input
 from interp.trace import components
 from interp.trace.trace import Trace
 
@@ -74,3 +79,30 @@ def bar(groups: list[list[int]], rows: int, what: str, enabled: bool) -> Iterato
         for group in groups:
             yield group
             b.update(len(group))
+
+
+def reader_grads(
+    model: Model, runs: Sequence[Trace], bound: Bound, graph: Graph, embed: Tensor | None = None
+) -> Tensor:
+    """The gradient of the summed metric at every reader's own copy of its input, in one
+    forward and backward pass over the runs' tokens (from `embed` in place of the token
+    embeddings where given): `[row, pos, reader, d_model]`."""
+    names = [n for layer in range(model.n_layers) for n in _reader_hooks(layer)] + [H.LOGITS_IN]
+    hooks = []
+    if embed is not None:
+        start = embed.to(model.device).requires_grad_()  # every reader's copy descends from it
+        hooks.append((H.EMBED, lambda x, hook: start.to(x.dtype)))
+    with split_qkv_input(model):  # each reader's own copy: a fresh node only it consumes
+        _, grads = metric_gradients(model, runs, bound, names, hooks)
+    parts = []
+    for layer in range(model.n_layers):
+        q, k, v, mlp = (grads[name] for name in _reader_hooks(layer))
+        parts += [q, k, v, mlp[:, :, None]]
+    parts.append(grads[H.LOGITS_IN][:, :, None])
+    out = torch.cat(parts, dim=2)
+    assert out.shape[2] == len(graph.readers), (out.shape, len(graph.readers))
+    return out
+
+
+def _reader_hooks(layer: int) -> list[str]:
+    return [*(H.qkv_input(layer, kind) for kind in "qkv"), H.mlp_reader(layer)]

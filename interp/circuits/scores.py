@@ -46,17 +46,14 @@ from interp.circuits.pairs import (
     paired,
 )
 from interp.circuits.rebuild import circuit_metrics
-from interp.circuits.runs import bar, batches, writes
+from interp.circuits.runs import bar, batches, reader_grads, writes
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.executors import Executor, describe, run_rows
-from interp.interventions.attribution_patching import metric_gradients
-from interp.interventions.metrics import Bound, Metric, MetricFn
+from interp.interventions.metrics import Metric, MetricFn
 from interp.interventions.patching import Runs
-from interp.models import hooks as H
 from interp.models.model import Model
 from interp.models.site import Site
-from interp.models.surgery import split_qkv_input
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
@@ -207,19 +204,21 @@ def circuit(
     """Score every edge of the model's graph between paired clean and corrupted runs (the
     corrupted side may be recorded under an intervention, or be one: the clean runs under it,
     a noise edit say); see the module's docstring. `steps` is EAP-IG's m (EAP takes one
-    gradient, exact none). `ablation="mean"`: `corrupted` is a reference set, and an edge's
-    corrupted value is its writer's mean output over it (rows and positions, EAP-IG's
-    "mean"). `executor`: where the pairs' gradients run (`interp.Ray(...)`; default this
-    process): each chunk's sum over its pairs, summed in float64."""
+    gradient, exact none). `ablation="mean"`: `corrupted` is a reference set, an edge's
+    corrupted value its writer's mean output over its rows and positions ("mean-positional":
+    over its rows at each position, every run of one length). `executor`: where the pairs'
+    gradients run (`interp.Ray(...)`): each chunk's float64 sum over its pairs, summed."""
     m = check_settings(method, steps, batch_size)
     graph = graph_of(model, kv)
     if ablation not in ABLATIONS:
         raise InvalidSettingError(f"ablation is one of {', '.join(ABLATIONS)}, got {ablation!r}")
-    means = None
-    if ablation == "mean":  # `corrupted` is the reference set the means are taken over
-        runs, means = mean_paired(model, clean, corrupted, metric, graph, batch_size=batch_size)
-    else:
-        runs = paired(model, clean, corrupted, metric)
+    if ablation == "patch":
+        runs, means = paired(model, clean, corrupted, metric), None
+    else:  # `corrupted` is the reference set the means are taken over, by position or not
+        at = ablation == "mean-positional"
+        runs, means = mean_paired(
+            model, clean, corrupted, metric, graph, batch_size=batch_size, positional=at
+        )
     if method == "exact":
         return _exact_scores(model, graph, runs, ablation, means, progress)
     task = partial(
@@ -289,6 +288,8 @@ def _totals(
         clean_out = writes(model, cleans)
         if means is None:
             corrupt_out = writes(model, corrupts)
+        elif means.dim() == 3:  # each position's own mean: [pos, writer, d]
+            corrupt_out = means[None].expand(clean_out.shape[0], -1, -1, -1)
         else:
             corrupt_out = means[None, None].expand(*clean_out.shape[:2], -1, -1)
         bound = metric.bind(model, cleans)
@@ -321,30 +322,3 @@ def _exact_scores(
     w, r = graph.mask.nonzero(as_tuple=True)
     out.scores[w, r] = out.exact_effects(list(zip(w.tolist(), r.tolist(), strict=True)), progress)
     return out
-
-
-def reader_grads(
-    model: Model, runs: Sequence[Trace], bound: Bound, graph: Graph, embed: Tensor | None = None
-) -> Tensor:
-    """The gradient of the summed metric at every reader's own copy of its input, in one
-    forward and backward pass over the runs' tokens (from `embed` in place of the token
-    embeddings where given): `[row, pos, reader, d_model]`."""
-    names = [n for layer in range(model.n_layers) for n in _reader_hooks(layer)] + [H.LOGITS_IN]
-    hooks = []
-    if embed is not None:
-        start = embed.to(model.device).requires_grad_()  # every reader's copy descends from it
-        hooks.append((H.EMBED, lambda x, hook: start.to(x.dtype)))
-    with split_qkv_input(model):  # each reader's own copy: a fresh node only it consumes
-        _, grads = metric_gradients(model, runs, bound, names, hooks)
-    parts = []
-    for layer in range(model.n_layers):
-        q, k, v, mlp = (grads[name] for name in _reader_hooks(layer))
-        parts += [q, k, v, mlp[:, :, None]]
-    parts.append(grads[H.LOGITS_IN][:, :, None])
-    out = torch.cat(parts, dim=2)
-    assert out.shape[2] == len(graph.readers), (out.shape, len(graph.readers))
-    return out
-
-
-def _reader_hooks(layer: int) -> list[str]:
-    return [*(H.qkv_input(layer, kind) for kind in "qkv"), H.mlp_reader(layer)]

@@ -38,10 +38,11 @@ def add_circuit_parser(sub: Any) -> None:
     p.add_argument("--kv", choices=("group", "per-head"), default="group")
     p.add_argument(
         "--ablation",
-        choices=("patch", "mean"),
+        choices=("patch", "mean", "mean-positional"),
         default="patch",
         help="an edge's corrupted value: the corrupted run's (patch, default) or its writer's "
-        "mean over CORRUPTED_DIR's rows and positions (mean: CORRUPTED_DIR is a reference set)",
+        "mean over CORRUPTED_DIR's rows and positions (mean: CORRUPTED_DIR is a reference set), "
+        "or over its rows at each position (mean-positional: every run of one length)",
     )
     p.add_argument(
         "--metric",
@@ -106,8 +107,10 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     executor = executor_of(args)
     if executor is not None and (args.evaluate is not None or args.method == "exact"):
         raise InvalidSettingError("--ray spreads EAP and EAP-IG's gradients; drop it here")
-    if args.ablation == "mean" and (args.corrupted_dir is None or edits is not None):
-        raise InvalidSettingError("--ablation mean takes a reference set as CORRUPTED_DIR")
+    if args.ablation != "patch" and (args.corrupted_dir is None or edits is not None):
+        raise InvalidSettingError(
+            f"--ablation {args.ablation} takes a reference set as CORRUPTED_DIR"
+        )
     # tokens only: circuit discovery runs its own forwards and reads no recorded activations
     clean = load_recorded(args.clean_dir, activations=False)
     corrupted = (

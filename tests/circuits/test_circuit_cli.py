@@ -230,6 +230,19 @@ def test_mean_ablation_takes_a_reference_set(tiny_model, tmp_path, capsys):
     )
     assert code == cli.EXIT_BAD_INPUT and "takes a reference set" in err
     assert not (tmp_path / "x").exists()
+    # each position's mean needs runs of one length: these two are not
+    argv = [
+        "circuit",
+        tmp_path / "clean",
+        tmp_path / "ref",
+        "--ablation",
+        "mean-positional",
+        "--metric",
+        spec,
+    ]
+    code, _, err = run_cli([*argv, "--out", tmp_path / "y"], capsys)
+    assert code == cli.EXIT_BAD_INPUT and "averages each position over runs of one length" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "y").exists()
 
 
 def test_the_command_reads_only_the_tokens_of_both_sides(tiny_model, tmp_path, capsys):

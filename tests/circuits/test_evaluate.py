@@ -199,3 +199,38 @@ def test_mean_ablation_empties_every_edge_into_its_writers_mean_over_the_referen
     torch.testing.assert_close(
         full.per_row, interp.evaluate(model, clean, METRIC).values, atol=1e-4, rtol=0
     )
+
+
+def test_mean_positional_over_one_reference_row_is_patching_from_that_row(tiny):
+    """EAP-IG's "mean-positional": each position's mean over the reference rows. Over one row
+    that is the row itself at every position, so the scores, the corrupted metric and any
+    circuit's metric equal patch ablation with that row as every pair's corrupted run."""
+    from interp.circuits.pairs import mean_writes
+    from interp.circuits.runs import writes
+
+    model = tiny
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(3, model.d_vocab, (5, 7), generator=g).tolist()
+    options = {"max_new_tokens": 2, "temperature": 0, "stop_at_eos": False}
+    clean = interp.generate(model, ids[:2], **options)
+    reference = interp.generate(model, ids[2:4], **options)
+    one = interp.TraceSet([reference[0]])
+    positional = circuit(model, clean, one, metric=METRIC, method="eap", ablation="mean-positional")
+    patched = circuit(
+        model, clean, interp.TraceSet([reference[0]] * 2), metric=METRIC, method="eap"
+    )
+    torch.testing.assert_close(positional.scores, patched.scores, atol=1e-5, rtol=1e-4)
+    assert positional.corrupted_metric == pytest.approx(patched.corrupted_metric, abs=1e-5)
+    kept = [edge for edge, _ in patched.top(6)]
+    torch.testing.assert_close(
+        positional.evaluate(keep=kept).per_row,
+        patched.evaluate(keep=kept).per_row,
+        atol=1e-5,
+        rtol=0,
+    )
+    both = mean_writes(model, list(reference), positional=True)  # [pos, writer, d]
+    by_hand = (writes(model, [reference[0]])[0] + writes(model, [reference[1]])[0]) / 2
+    torch.testing.assert_close(both, by_hand, atol=1e-6, rtol=0)
+    mixed = interp.TraceSet([reference[0], interp.generate(model, ids[4] + [5], **options)])
+    with pytest.raises(interp.InterpError, match="reference row 1 has 10 tokens, reference row 0"):
+        circuit(model, clean, mixed, metric=METRIC, method="eap", ablation="mean-positional")
