@@ -7,16 +7,21 @@ clean run; `eap-ig` averages it over runs from the interpolated input embeddings
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from interp.circuits.curve import FRACTIONS, Faithfulness
+from interp.circuits.node_curve import node_curves, node_metrics
 from interp.circuits.pairs import ESTIMATES, Estimate, check_settings, paired
 from interp.circuits.runs import bar, batches, node_hooks, node_values
 from interp.edits.value import Intervention
+from interp.errors import InvalidSettingError
 from interp.interventions.attribution_patching import metric_gradients
 from interp.interventions.metrics import Metric, MetricFn
+from interp.interventions.patching_runs import Runs
 from interp.models import hooks as H
 from interp.models import site as site_values
 from interp.models.model import Model
@@ -38,6 +43,40 @@ class NodeScores:
     rows: int
     clean_metric: float
     corrupted_metric: float
+    # what `evaluate` and `curve` run: the model and the paired runs, in this process only
+    runs: tuple[Model, Runs] | None = field(default=None, repr=False)
+
+    def evaluate(self, keep: Sequence[Site | str]) -> Tensor:
+        """Each pair's metric, exactly, with only the nodes `keep` at their clean values
+        (every other node's output the corrupted run's): `[row]`."""
+        model, runs = self._runs()
+        names = [str(node) for node in self.nodes]
+        mask = torch.zeros(len(self.nodes), dtype=torch.bool)
+        for node in keep:
+            if str(node) not in names:
+                raise InvalidSettingError(f"{node} is not a node of {model.name}'s graph")
+            mask[names.index(str(node))] = True
+        return node_metrics(model, runs, [mask])[0]
+
+    def curve(
+        self, fractions: Sequence[float] = FRACTIONS, seeds: int = 3, progress: bool = False
+    ) -> Faithfulness:
+        """Faithfulness of the top nodes at each fraction of the nodes, both rankings, with a
+        random-node control of `seeds` seeds, CPR and CMD (`interp.circuits.node_curve`)."""
+        model, runs = self._runs()
+        return node_curves(
+            self.scores,
+            lambda masks: node_metrics(model, runs, masks, progress=progress).mean(1).tolist(),
+            self.clean_metric,
+            self.corrupted_metric,
+            fractions,
+            seeds,
+        )
+
+    def _runs(self) -> tuple[Model, Runs]:
+        if self.runs is None:
+            raise InvalidSettingError("these node scores were read back: evaluate in the run")
+        return self.runs
 
     def top(self, k: int = 10) -> list[tuple[Site, float]]:
         """The k nodes of largest |score|, with their scores."""
@@ -93,7 +132,15 @@ def node_scores(
     scores = (total / (len(runs.cleans) * m)).float()
     clean_m, corrupt_m = float(runs.clean_m.mean()), float(runs.corrupt_m.mean())
     return NodeScores(
-        _nodes(model), scores, method, m, runs.metric.label, len(runs.cleans), clean_m, corrupt_m
+        _nodes(model),
+        scores,
+        method,
+        m,
+        runs.metric.label,
+        len(runs.cleans),
+        clean_m,
+        corrupt_m,
+        (model, runs),
     )
 
 

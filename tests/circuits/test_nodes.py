@@ -86,3 +86,56 @@ def test_eap_takes_the_clean_values_from_its_gradients_forward(tiny, monkeypatch
         want += list(((there[z] - here[z]) * grads[z]).sum((0, 1, 3)))
         want.append(((there[mlp] - here[mlp]) * grads[mlp]).sum())
     torch.testing.assert_close(got.scores, torch.stack(want).float(), atol=1e-6, rtol=1e-6)
+
+
+def _pairs(model):
+    """Two clean runs of one length and their corruption by other prompt tokens."""
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(3, model.d_vocab, (2, 7), generator=g)
+    options = {"max_new_tokens": 2, "temperature": 0, "stop_at_eos": False}
+    clean = interp.generate(model, ids.tolist(), **options)
+    ids[:, -3:] = torch.randint(3, model.d_vocab, (2, 3), generator=g)
+    forced = [row.continuation_ids for row in clean]
+    return clean, interp.generate(model, ids.tolist(), continuation=forced)
+
+
+@pytest.mark.parametrize("kind", ["tiny_llama", "tiny_gemma"])
+def test_a_node_circuit_is_the_clean_run_with_every_other_node_patched_in(kind, request):
+    """All nodes: the clean run; none: the corrupted run; all but one head: activation
+    patching of that head's output into the clean run (interp.patch, noise direction)."""
+    model = request.getfixturevalue(kind)
+    clean, corrupted = _pairs(model)
+    nodes = interp.node_scores(model, clean, corrupted, metric=METRIC, method="eap")
+    names = [str(node) for node in nodes.nodes]
+    torch.testing.assert_close(
+        nodes.evaluate(names), interp.evaluate(model, clean, METRIC).values, atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        nodes.evaluate([]), interp.evaluate(model, corrupted, METRIC).values, atol=1e-5, rtol=0
+    )
+    patched = interp.patch(
+        model, clean, corrupted, sites=["heads"], metric=METRIC, direction="noise"
+    )["heads"].patched_per_row
+    for layer, head in [(0, 1), (model.n_layers - 1, 2)]:
+        keep = [n for n in names if n != f"L{layer}H{head}"]
+        torch.testing.assert_close(nodes.evaluate(keep), patched[:, layer, head], atol=1e-5, rtol=0)
+    with pytest.raises(interp.InterpError, match="L9H0 is not a node"):
+        nodes.evaluate(["L9H0"])
+
+
+def test_the_node_curve_reads_each_fraction_of_the_ranked_nodes(tiny_gemma):
+    clean, corrupted = _pairs(tiny_gemma)
+    nodes = interp.node_scores(tiny_gemma, clean, corrupted, metric=METRIC, method="eap-ig")
+    curve = nodes.curve(fractions=(0.1, 0.5, 1.0), seeds=2)
+    total = len(nodes.nodes)
+    assert curve.signed.requested == [int(f * total) for f in (0.1, 0.5, 1.0)]
+    span = nodes.clean_metric - nodes.corrupted_metric
+    for ranking, key in (("signed", -nodes.scores), ("abs", nodes.scores.abs())):
+        half = [nodes.nodes[i] for i in key.argsort(descending=True, stable=True)[: total // 2]]
+        want = (float(nodes.evaluate(half).mean()) - nodes.corrupted_metric) / span
+        got = getattr(curve, "signed" if ranking == "signed" else "absolute")
+        assert got.faithfulness[1] == pytest.approx(want, abs=1e-5)
+        assert got.faithfulness[2] == pytest.approx(1.0, abs=1e-5)
+    assert curve.signed.random[2] == pytest.approx(1.0, abs=1e-5)
+    f = curve.signed.faithfulness  # CPR: trapezoids over the fractions
+    assert curve.cpr == pytest.approx(0.4 * (f[0] + f[1]) / 2 + 0.5 * (f[1] + f[2]) / 2, abs=1e-9)
