@@ -17,6 +17,7 @@ PROMPTS = ["The earth revolves around the sun", "The moon revolves around the ea
 METRIC = metrics.logit_diff(40, 41)
 
 
+@pytest.mark.slow  # a plain loop over every edge of the graph: `make test` runs it
 def test_exact_scores_are_each_edge_patched_alone(tiny, monkeypatch):
     clean = interp.generate(tiny, PROMPTS, max_new_tokens=2, temperature=0)
     corrupted = interp.record_under(tiny, clean, interp.edit("embed", "noise", seed=3))
