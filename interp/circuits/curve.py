@@ -102,18 +102,8 @@ def prune(graph: Graph, included: Tensor) -> Tensor:
         out = pruned
 
 
-def faithfulness_curves(
-    graph: Graph,
-    scores: Tensor,
-    evaluate: Callable[[list[Tensor]], list[float]],
-    full: float,
-    empty: float,
-    fractions: Sequence[float] = FRACTIONS,
-    seeds: int = 3,
-    sizes: Sequence[int] = (),
-) -> Faithfulness:
-    """Both rankings' curves (see the module's docstring); `evaluate(masks)` is each circuit's
-    mean metric, exactly, all evaluated in one pass over the data."""
+def check_curve(full: float, empty: float, fractions: Sequence[float], seeds: int) -> None:
+    """A curve's settings, and a full and an empty circuit apart enough to divide by."""
     if abs(full - empty) <= 1e-6 * max(1.0, abs(full)):
         raise InvalidSettingError(
             f"the full and the empty circuit give the same metric ({full:.6g}, {empty:.6g}): "
@@ -127,6 +117,21 @@ def faithfulness_curves(
         raise InvalidSettingError("fractions are increasing numbers in (0, 1]")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise InvalidSettingError(f"seeds must be at least 1, got {seeds!r}")
+
+
+def faithfulness_curves(
+    graph: Graph,
+    scores: Tensor,
+    evaluate: Callable[[list[Tensor]], list[float]],
+    full: float,
+    empty: float,
+    fractions: Sequence[float] = FRACTIONS,
+    seeds: int = 3,
+    sizes: Sequence[int] = (),
+) -> Faithfulness:
+    """Both rankings' curves (see the module's docstring); `evaluate(masks)` is each circuit's
+    mean metric, exactly, all evaluated in one pass over the data."""
+    check_curve(full, empty, fractions, seeds)
     total = graph.n_edges
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes) or list(
         sizes

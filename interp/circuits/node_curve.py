@@ -13,9 +13,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from interp.circuits.curve import FRACTIONS, Curve, Faithfulness, Ranking
+from interp.circuits.curve import FRACTIONS, Curve, Faithfulness, Ranking, check_curve
 from interp.circuits.runs import bar, batches, forward, node_values
-from interp.errors import InvalidSettingError
 from interp.interventions.patching_runs import Runs
 from interp.interventions.replay import replay_hooks
 from interp.models import hooks as H
@@ -81,19 +80,7 @@ def node_curves(
 ) -> Faithfulness:
     """Both rankings' node curves; `evaluate(masks)` is each circuit's mean metric, exactly,
     all in one pass over the data."""
-    if abs(full - empty) <= 1e-6 * max(1.0, abs(full)):
-        raise InvalidSettingError(
-            f"the full and the empty circuit give the same metric ({full:.6g}, {empty:.6g}): "
-            "faithfulness divides by their difference"
-        )
-    if (
-        not fractions
-        or any(not 0 < f <= 1 for f in fractions)
-        or list(fractions) != sorted(fractions)
-    ):
-        raise InvalidSettingError("fractions are increasing numbers in (0, 1]")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise InvalidSettingError(f"seeds must be at least 1, got {seeds!r}")
+    check_curve(full, empty, fractions, seeds)
     total = len(scores)
     sizes = [int(f * total) for f in fractions]
     orders: dict[str, list[Tensor]] = {

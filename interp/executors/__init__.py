@@ -29,8 +29,7 @@ def run_rows(
 ) -> list[Part]:
     """`task` over `rows` where `executor` says (None: this process, as one chunk): the parts in
     row order. `what` names the work in errors and progress."""
-    if executor is None:
-        return [task(model, list(rows))]
+    executor = Local() if executor is None else executor
     if not isinstance(executor, (Local, Ray)):
         raise TypeError(f"executor must be interp.Local or interp.Ray, got {executor!r}")
     return executor.map(model, task, rows, what)

@@ -127,13 +127,8 @@ def run_conditions(
         raise InvalidSettingError(f"samples must be an integer >= 1, got {samples!r}")
     if not conditions:
         raise InvalidSettingError("paired samples need at least one condition: the baseline")
+    check_rows(len(conditions), len(prompts), samples)
     slots = len(prompts) * samples
-    if len(conditions) * slots > MAX_ROWS:
-        raise InvalidSettingError(
-            f"{len(conditions) * slots:,} sampled continuations ({len(conditions)} conditions x "
-            f"{len(prompts)} prompts x {samples} samples) is more than the {MAX_ROWS:,} one call "
-            "runs; use fewer"
-        )
     run_prompts: list[list[int]] = []
     run_edits: list[Intervention | None] = []
     for c in conditions:
@@ -172,6 +167,16 @@ def run_conditions(
     parted = [[parting(model, b, r) for b, r in zip(rows[0], block, strict=True)] for block in rows]
     shared = [list(p) for p in prompts]
     return ConditionRuns(shared, list(conditions), under, samples, own_seeds, rows, parted)
+
+
+def check_rows(conditions: int, prompts: int, samples: int) -> None:
+    """Refuse more sampled continuations than one call runs (`MAX_ROWS`), before any runs."""
+    rows = conditions * prompts * samples
+    if rows > MAX_ROWS:
+        raise InvalidSettingError(
+            f"{rows:,} sampled continuations ({conditions} conditions x {prompts} prompts x "
+            f"{samples} samples) is more than the {MAX_ROWS:,} one call runs; use fewer"
+        )
 
 
 def parting(model: Model, base: Trace, run: Trace) -> Parting:

@@ -149,9 +149,7 @@ def _exact(
 ) -> Patching:
     """Every candidate patched exactly, the rows in chunks where `executor` runs them, merged
     from each row's metrics (the normalisation needs every row's)."""
-    cleans, corrupts = paired_traces(model, clean, corrupted, "activation patching")
-    if direction not in ("denoise", "noise"):
-        raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
+    cleans, corrupts = paired_traces(model, clean, corrupted, "activation patching", direction)
     targets = corrupts if direction == "denoise" else cleans
     per_position = any(site != "heads" for site in sites)
     cols = candidates.columns(targets, chosen) if per_position else None

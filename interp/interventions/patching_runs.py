@@ -128,9 +128,7 @@ def pair_runs(
     """Check the pairing and the direction, and measure both runs, each under the
     intervention it was recorded under (the metric's answers are the clean rows'); a run
     under raw hooks is refused for `purpose`."""
-    cleans, corrupts = paired_traces(model, clean, corrupted, purpose)
-    if direction not in ("denoise", "noise"):
-        raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
+    cleans, corrupts = paired_traces(model, clean, corrupted, purpose, direction)
     chosen = as_metric(metric)
     # the target runs first (a KL compares with them); the answers are the clean rows'
     denoise = direction == "denoise"
@@ -192,10 +190,12 @@ def check_distinct(clean_m: Tensor, corrupt_m: Tensor, label: str) -> None:
 
 
 def paired_traces(
-    model: Model, clean: Any, corrupted: Any, purpose: str
+    model: Model, clean: Any, corrupted: Any, purpose: str, direction: Direction
 ) -> tuple[list[Trace], list[Trace]]:
     """The clean and corrupted rows, bound to `model` and checked to pair up (a count, each
-    pair one length, no raw hooks) for `purpose`."""
+    pair one length, no raw hooks) for `purpose`, and the direction checked."""
+    if direction not in ("denoise", "noise"):
+        raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
     cleans = [clean] if isinstance(clean, Trace) else list(clean)
     corrupts = [corrupted] if isinstance(corrupted, Trace) else list(corrupted)
     if len(cleans) != len(corrupts):

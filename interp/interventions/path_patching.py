@@ -85,9 +85,7 @@ def path_patch(
             "so it has no direct path of its own to patch"
         )
     check_before_running(model, clean, "path patching", metric=metric)
-    cleans, corrupts = paired_traces(model, clean, corrupted, "path patching")
-    if direction not in ("denoise", "noise"):
-        raise InvalidSettingError(f"direction must be 'denoise' or 'noise', got {direction!r}")
+    cleans, corrupts = paired_traces(model, clean, corrupted, "path patching", direction)
     for run in corrupts if direction == "denoise" else cleans:
         _check_paths(run)
     scores_of = partial(_path_scores, receivers=chosen)

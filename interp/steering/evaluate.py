@@ -23,7 +23,7 @@ from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.executors import Executor, describe, run_rows
 from interp.generation.generate import row_seed
-from interp.interventions.conditions import MAX_ROWS
+from interp.interventions.conditions import check_rows
 from interp.models.model import Model
 from interp.stats import Estimate
 from interp.steering import measures
@@ -97,13 +97,8 @@ def steer_eval(
     vector.intervention(1.0, op=op, positions=positions, unit=unit)  # every setting, checked
     conditions = _conditions(vector, scale_list, controls, op, positions, unit, seed)
     conditions += [_Condition("prompted")] if instruction is not None else []
+    check_rows(len(conditions), len(texts), samples)  # the whole evaluation, not a chunk's
     slots = len(texts) * samples
-    if len(conditions) * slots > MAX_ROWS:
-        raise InvalidSettingError(
-            f"{len(conditions) * slots:,} sampled continuations ({len(conditions)} conditions x "
-            f"{len(texts)} prompts x {samples} samples) is more than the {MAX_ROWS:,} one call "
-            "runs; use fewer"
-        )
     ids = [model.encode(t) for t in texts]
     instructed = [model.encode(f"{instruction} {t}") for t in texts] if instruction else None
     task = partial(
