@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -36,6 +37,7 @@ from interp.interventions.preflight import check_before_running
 from interp.interventions.runner import Candidate, run_jobs
 from interp.models.heads import Head, rank_heads
 from interp.models.model import Model
+from interp.trace import schema
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet
 
@@ -115,6 +117,7 @@ class SweepResult:
     def load(cls, directory: str | os.PathLike[str]) -> SweepResult:
         """The sweep saved in a trace directory."""
         summary, tensors = store.read_results(directory, KEY, store.SWEEP_FILE, _TENSORS)
+        where = Path(directory) / store.SUMMARY
         return cls(
             mode=summary["mode"],
             method=summary["method"],
@@ -125,7 +128,9 @@ class SweepResult:
             timings=dict(summary.get("timings", {})),
             metric=str(summary.get("metric", "logprob")),
             delta_rows=tensors.get("delta_rows"),
-            executor=dict(summary.get("executor", {})),
+            executor=schema.field(summary, "executor", dict, where)
+            if "executor" in summary
+            else {},
         )
 
     @staticmethod

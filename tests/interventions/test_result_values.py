@@ -131,6 +131,12 @@ def test_a_sweeps_verified_heads_are_heads_and_load_from_a_labelled_file(tiny_ll
     back = SweepResult.load(directory)
     assert back.verified_heads == want and all(type(h) is Head for h in back.verified_heads)
     assert [h for h, _ in back.top_heads(3)] == [h for h, _ in triage.top_heads(3)]
+    assert back.executor == {}  # ran in this process: no executor recorded
+    for tampered in ("ray", ["kind", "ray"]):  # where it ran, if said, is an object
+        record["sweep"]["executor"] = tampered
+        (directory / "summary.json").write_text(json.dumps(record))
+        with pytest.raises(interp.InterpError, match="field 'executor' must be an object"):
+            SweepResult.load(directory)
 
 
 def test_an_ablations_heads_are_heads_and_its_targets_their_labels(tiny_llama, tmp_path):
