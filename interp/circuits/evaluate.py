@@ -60,7 +60,7 @@ def evaluate_circuit(
     computes, every other edge the corrupted value (see the module's docstring)."""
     graph = graph_of(model, kv)
     included = graph.included(edges)
-    runs = paired(model, clean, corrupted, metric, "circuit evaluation")
+    runs = paired(model, clean, corrupted, metric, "circuit evaluation", graph)
     values = circuit_metrics(
         model, runs.cleans, runs.corrupts, runs.metric, graph, [included], batch_size, progress
     )[0]

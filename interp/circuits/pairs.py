@@ -23,6 +23,7 @@ from interp.interventions.measuring import measure
 from interp.interventions.metrics import KL, Metric, MetricFn, as_metric
 from interp.interventions.patching import Runs, pair_runs
 from interp.interventions.preflight import check_before_running
+from interp.models import hooks as H
 from interp.models.model import Model
 from interp.models.surgery import head_write_obstruction, kv_heads
 from interp.trace.trace import Trace
@@ -52,12 +53,6 @@ def check_settings(
 def graph_of(model: Model, kv: KV = "group") -> Graph:
     """The model's graph, refused where its edges are not defined or not built yet."""
     graph = Graph(model.n_layers, model.n_heads, kv_heads(model), kv)
-    if kv == "per-head" and graph.n_kv != graph.n_heads:
-        raise InvalidSettingError(
-            f"kv='per-head' gives each query head its own key and value input; on this "
-            f"grouped-query model ({graph.n_kv} KV heads for {graph.n_heads}) interp scores "
-            "the model's own graph only so far: use kv='group'"
-        )
     obstruction = head_write_obstruction(model, range(model.n_layers))
     if obstruction is not None:
         raise InvalidSettingError(
@@ -74,6 +69,7 @@ def paired(
     corrupted: Trace | TraceSet | Intervention,
     metric: Metric | MetricFn | str | None,
     what: str = "circuit discovery",
+    graph: Graph | None = None,
 ) -> Runs:
     """The clean and corrupted runs paired row by row (an intervention's: the clean runs
     recorded under it, each noise draw a row) and the metric bound to them."""
@@ -84,7 +80,25 @@ def paired(
         clean, corrupted = record_pairs(model, clean, corrupted)
     runs = pair_runs(model, clean, corrupted, metric, "denoise", what)
     _refuse_kl(runs.metric)
+    if graph is not None:
+        _refuse_grouped_edits(graph, runs.cleans)
     return runs
+
+
+def _refuse_grouped_edits(graph: Graph, cleans: Sequence[Trace]) -> None:
+    """With a key and value input per query head on a grouped-query model (the model run
+    ungrouped), refuse clean runs recorded under an edit of a key or value, whose KV-head
+    axis would then count query heads."""
+    if graph.kv != "per-head" or graph.n_kv == graph.n_heads:
+        return
+    for i, run in enumerate(cleans):
+        for e in run.intervention.edits if run.intervention is not None else ():
+            if H.by_kv_heads(e.hook):
+                raise InvalidSettingError(
+                    f"clean row {i} is recorded under an edit of a key or value ({e.label}): "
+                    "with kv='per-head' on a grouped-query model its KV heads are copied per "
+                    "query head; use kv='group'"
+                )
 
 
 def _refuse_kl(metric: Metric) -> None:
@@ -119,6 +133,7 @@ def mean_paired(
         row.require_plain(what, replayed=True)
     chosen = as_metric(metric)
     _refuse_kl(chosen)
+    _refuse_grouped_edits(graph, cleans)
     if positional:
         n = refs[0].n_positions
         for side, rows in (("reference", refs), ("clean", cleans)):

@@ -18,12 +18,11 @@ import torch
 from torch import Tensor
 
 from interp.circuits.graph import Graph
-from interp.circuits.runs import bar, batches, forward, writes
+from interp.circuits.runs import bar, batches, forward, reader_copies, writes
 from interp.interventions.metrics import Metric
 from interp.interventions.replay import replay_hooks
 from interp.models import hooks as H
 from interp.models.model import Model
-from interp.models.surgery import split_qkv_input
 from interp.trace import components
 from interp.trace.trace import Trace
 
@@ -60,7 +59,7 @@ def circuit_metrics(
         bound = metric.bind(model, clean)
         for c, kept in enumerate(included):
             hooks = replay_hooks(model, clean) + _rebuilding(model, graph, kept, corrupt)
-            with torch.no_grad(), split_qkv_input(model):
+            with torch.no_grad(), reader_copies(model, graph):
                 logits = forward(model, clean, hooks)
                 out[c, rows] = bound.score(logits[:, bound.start :]).float().cpu()
     return out

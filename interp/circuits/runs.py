@@ -4,6 +4,7 @@ length."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
@@ -17,7 +18,7 @@ from interp.interventions.metrics import Bound
 from interp.interventions.replay import replay_hooks
 from interp.models import hooks as H
 from interp.models.model import Model
-from interp.models.surgery import split_qkv_input
+from interp.models.qkv import split_qkv_input, ungrouped_kv
 from interp.trace import components
 from interp.trace.trace import Trace
 
@@ -92,7 +93,7 @@ def reader_grads(
     if embed is not None:
         start = embed.to(model.device).requires_grad_()  # every reader's copy descends from it
         hooks.append((H.EMBED, lambda x, hook: start.to(x.dtype)))
-    with split_qkv_input(model):  # each reader's own copy: a fresh node only it consumes
+    with reader_copies(model, graph):
         _, grads = metric_gradients(model, runs, bound, names, hooks)
     parts = []
     for layer in range(model.n_layers):
@@ -102,6 +103,16 @@ def reader_grads(
     out = torch.cat(parts, dim=2)
     assert out.shape[2] == len(graph.readers), (out.shape, len(graph.readers))
     return out
+
+
+@contextlib.contextmanager
+def reader_copies(model: Model, graph: Graph) -> Iterator[None]:
+    """Each reader's own copy of its input, a fresh node only it consumes (TransformerLens's
+    split Q/K/V input), for the call; with `kv="per-head"` on a grouped-query model, a key
+    and value input per query head (the model ungrouped, its function unchanged)."""
+    per_head = graph.kv == "per-head" and graph.n_kv != graph.n_heads
+    with split_qkv_input(model), ungrouped_kv(model) if per_head else contextlib.nullcontext():
+        yield
 
 
 def _reader_hooks(layer: int) -> list[str]:

@@ -213,7 +213,7 @@ def circuit(
     if ablation not in ABLATIONS:
         raise InvalidSettingError(f"ablation is one of {', '.join(ABLATIONS)}, got {ablation!r}")
     if ablation == "patch":
-        runs, means = paired(model, clean, corrupted, metric), None
+        runs, means = paired(model, clean, corrupted, metric, graph=graph), None
     else:  # `corrupted` is the reference set the means are taken over, by position or not
         at = ablation == "mean-positional"
         runs, means = mean_paired(

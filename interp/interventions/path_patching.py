@@ -54,8 +54,8 @@ from interp.interventions.runner import MAX_LOGITS, Candidate, run_jobs
 from interp.interventions.sites import Target, activation
 from interp.models import hooks as H
 from interp.models.model import Model
+from interp.models.qkv import split_qkv_input as split_qkv
 from interp.models.surgery import head_write_obstruction, readout, run_from_layer
-from interp.models.surgery import split_qkv_input as split_qkv
 from interp.trace import components
 from interp.trace.trace import Trace
 from interp.trace.traceset import TraceSet

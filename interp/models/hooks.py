@@ -170,6 +170,13 @@ def is_kv(name: str) -> bool:
     return name.endswith(KV_AXIS)
 
 
+def by_kv_heads(name: str) -> bool:
+    """A hook whose tensor is laid out by KV heads: a key or value, its split input, the
+    rotated key, the projections' outputs."""
+    more = ("attn.hook_k_input", "attn.hook_v_input", "attn.hook_rot_k", "attn.k.hook_out")
+    return is_kv(name) or name.endswith((*more, "attn.v.hook_out"))
+
+
 def mlp_post(layer: int) -> str:
     return f"blocks.{layer}.mlp.hook_post"
 

@@ -2,7 +2,8 @@
 direct engine runs, where each TransformerLens hook point sits in a Hugging Face module tree,
 a plain module tree over the bridge's own tensors, and running the model from block L on.
 
-Nothing else in interp spells a module path or reaches into a bridge component.
+Nothing else in interp spells a module path or reaches into a bridge component (but
+`interp.models.qkv`, for the attention's per-head inputs).
 """
 
 from __future__ import annotations
@@ -263,24 +264,6 @@ def plain_from_layer(
 def readout(model: Model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
     """Logits of a final residual stream: the model's own final norm and unembedding."""
     return model.bridge.unembed(model.bridge.ln_final(resid))
-
-
-@contextlib.contextmanager
-def split_qkv_input(model: Model) -> Iterator[None]:
-    """TransformerLens's per-head copies of each block's Q/K/V input
-    (`blocks.L.attn.hook_q_input` etc., `[batch, pos, head, d_model]`), on for the call."""
-    bridge = model.bridge
-    saved_split = bool(getattr(bridge.cfg, "use_split_qkv_input", False))
-    saved_attn_in = bool(getattr(bridge.cfg, "use_attn_in", False))
-    try:
-        if saved_attn_in:  # the two forks exclude each other
-            bridge.set_use_attn_in(False)
-        bridge.set_use_split_qkv_input(True)
-        yield
-    finally:
-        bridge.set_use_split_qkv_input(saved_split)
-        if saved_attn_in:
-            bridge.set_use_attn_in(True)
 
 
 def head_write_obstruction(model: Model, layers: Collection[int]) -> str | None:

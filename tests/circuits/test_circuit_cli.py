@@ -77,7 +77,6 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_model, tmp_path, capsys):
     for extra, words in (
         (["--steps", 0], "--steps and --seeds must be at least 1"),
         ([], "give one corrupted side"),
-        (["--noise", "all", "--kv", "per-head"], "use kv='group'"),
         (["--noise", "all", "--sizes", "100,10"], "expected increasing sizes"),
         (["--noise", "all", "--sizes", "ten"], "expected whole numbers like"),
     ):

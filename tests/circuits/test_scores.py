@@ -144,7 +144,6 @@ def test_what_it_cannot_score_is_refused_in_one_line(tiny_llama, tiny_gemma):
     clean, corrupted = _runs(tiny_llama, 0.3)
     for kwargs, words in (
         ({"steps": 0}, "steps must be a whole number"),
-        ({"kv": "per-head"}, "use kv='group'"),
         ({"metric": "kl"}, "no first-order estimate"),
     ):
         with pytest.raises(InvalidSettingError, match=words) as err:

@@ -311,14 +311,15 @@ def test_ioi_circuit_experiment(tmp_path, smollm):
     done = run_experiment("ioi_circuit", *argv)
     assert done.returncode == 0, done.stderr[-2000:]
     s = json.loads((out / "summary.json").read_text())
-    for method in ("eap", "eap-ig"):
+    edges = {"eap": 70_651, "eap-ig": 70_651, "eap-per-head": 123_211, "eap-ig-per-head": 123_211}
+    for method, n in edges.items():  # both graphs: SmolLM2 groups its keys and values
         assert s[method]["metric"].startswith("logit-diff")  # IO - S, not the default log-prob
         assert s[method]["clean_metric"] > s[method]["corrupted_metric"]
-        assert s[method]["edges"] == 70_651 and s[method]["cpr"] == pytest.approx(
+        assert s[method]["edges"] == n and s[method]["cpr"] == pytest.approx(
             json.loads((out / method / "curve.json").read_text())["cpr"]
         )
         assert (out / method / "index.html").exists()
-    assert "use kv='group'" in s["per_head"]  # SmolLM2 groups its keys and values
+    assert (out / "eap-ig-per-head" / "importances.json").exists()
     assert s["agreement"]["top"]["edges"] == 6 and -1 <= s["agreement"]["all"]["spearman"] <= 1
     assert set(s["study_heads"]) == {"L23H3", "L23H0", "L29H1"}
     assert "Estimates against exact effects" in (out / "index.html").read_text()
