@@ -1,8 +1,10 @@
 """A circuit directory: `circuit.json` (the settings, the model, the data's hash, library
 versions and every real edge's score, "SENDER->RECEIVER"), `curve.json` (both rankings'
-points, CPR, CMD, the random control, m(full) and m(empty)) and, with `kv="per-head"`,
-`importances.json` in EAP-IG's Graph JSON with MIB's node names (`Graph.from_json` loads it),
-written atomically."""
+points, CPR, CMD, the random control, m(full) and m(empty), and its unit) and, with
+`kv="per-head"`, `importances.json` in EAP-IG's Graph JSON with MIB's node names
+(`Graph.from_json` loads it), written atomically. A node circuit's directory holds
+`nodes.json` (the same settings, every node's score by name: "embed", "L5H1", "L5.mlp") and
+its `curve.json` in nodes."""
 
 from __future__ import annotations
 
@@ -12,13 +14,15 @@ import os
 import re
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from interp.circuits.curve import Faithfulness
 from interp.circuits.evaluate import Evaluated
+from interp.circuits.nodes import NodeScores
 from interp.circuits.scores import CircuitScores
 from interp.errors import InvalidSettingError
 from interp.files import atomic, store
+from interp.interventions.patching_runs import Runs
 from interp.models.provenance import library_versions
 from interp.models.site import Site
 
@@ -31,18 +35,25 @@ EVALUATION_FILE = "evaluation.json"
 ENTRIES = frozenset(
     {CIRCUIT_FILE, CURVE_FILE, IMPORTANCES_FILE, EVALUATION_FILE, "index.html", "figures"}
 )
+Unit = Literal["edges", "nodes"]  # what a circuit is made of, and its curve counts
+NODES_FORMAT = "interp-node-circuit"
+NODES_FILE = "nodes.json"
+NODE_ENTRIES = frozenset({NODES_FILE, CURVE_FILE, "index.html", "figures"})
 _MIB_NODE = re.compile(r"^(?:input|logits|a(\d+)\.h(\d+)(?:<([qkv])>)?|m(\d+))$")
 
 
-def check_output(directory: str | os.PathLike[str]) -> None:
-    """Refuse, before any work, a directory a circuit may not be written to."""
-    store.check_output_dir(
-        Path(directory),
-        own=ENTRIES,
-        formats=(CIRCUIT_FORMAT,),
-        record=CIRCUIT_FILE,
-        what="an interp circuit",
-    )
+# what each kind of circuit directory holds: its entries, its format and record, its name
+_KINDS = {
+    "edges": (ENTRIES, CIRCUIT_FORMAT, CIRCUIT_FILE, "an interp circuit"),
+    "nodes": (NODE_ENTRIES, NODES_FORMAT, NODES_FILE, "an interp node circuit"),
+}
+
+
+def check_output(directory: str | os.PathLike[str], unit: Unit = "edges") -> None:
+    """Refuse, before any work, a directory a circuit (of edges, or of nodes) may not be
+    written to."""
+    own, kind, record, what = _KINDS[unit]
+    store.check_output_dir(Path(directory), own=own, formats=(kind,), record=record, what=what)
 
 
 def save(
@@ -125,17 +136,24 @@ def summary(scores: CircuitScores) -> dict[str, Any]:
     if scores.executor:
         out["executor"] = dict(scores.executor)
     if scores.runs is not None:
-        _, runs = scores.runs
-        digest = hashlib.sha256()
-        for run in [*runs.cleans, *runs.corrupts]:
-            digest.update(",".join(map(str, run.token_ids.tolist())).encode() + b";")
-            digest.update((run.intervention_label or "").encode() + b";")
-        out["data_sha256"] = digest.hexdigest()
+        out["data_sha256"] = data_hash(scores.runs[1])
     return out
 
 
-def curve_record(curve: Faithfulness) -> dict[str, Any]:
+def data_hash(runs: Runs) -> str:
+    """A hash of the pairs' tokens and of what each side ran under."""
+    digest = hashlib.sha256()
+    for run in [*runs.cleans, *runs.corrupts]:
+        digest.update(",".join(map(str, run.token_ids.tolist())).encode() + b";")
+        digest.update((run.intervention_label or "").encode() + b";")
+    return digest.hexdigest()
+
+
+def curve_record(curve: Faithfulness, unit: Unit = "edges") -> dict[str, Any]:
+    """curve.json's record: both rankings' points, CPR, CMD and what a point counts (`unit`:
+    edges, or nodes)."""
     out = {
+        "unit": unit,
         "full": curve.full,
         "empty": curve.empty,
         "cpr": curve.cpr,
@@ -146,6 +164,45 @@ def curve_record(curve: Faithfulness) -> dict[str, Any]:
     if curve.by_size is not None:
         out["sizes"] = {ranking: asdict(c) for ranking, c in curve.by_size.items()}
     return out
+
+
+def save_nodes(
+    scores: NodeScores, directory: str | os.PathLike[str], curve: Faithfulness | None = None
+) -> Path:
+    """Write the node scores (`nodes.json`) and their curve in nodes (`curve.json`) to
+    `directory`, replacing an earlier node circuit there; the scores must hold their runs."""
+    target = Path(directory)
+    check_output(target, "nodes")
+    if scores.runs is None:
+        raise InvalidSettingError("these node scores hold no runs: save them where they ran")
+    model, runs = scores.runs
+    settings = {
+        "model": model.name,
+        "method": scores.method,
+        "steps": scores.steps,
+        "metric": scores.metric,
+        "ablation": "patch",
+        "rows": scores.rows,
+        "nodes": len(scores.nodes),
+        "clean_metric": round(scores.clean_metric, 6),
+        "corrupted_metric": round(scores.corrupted_metric, 6),
+        "data_sha256": data_hash(runs),
+    }
+    record = {
+        "format": NODES_FORMAT,
+        "format_version": CIRCUIT_VERSION,
+        "circuit": settings,
+        "versions": library_versions(),
+        "nodes": {
+            str(n): round(float(v), 8) for n, v in zip(scores.nodes, scores.scores, strict=True)
+        },
+    }
+    with atomic.atomic_dir(target) as tmp:
+        (tmp / NODES_FILE).write_text(store.dumps(record), encoding="utf-8")
+        if curve is not None:
+            text = store.dumps(curve_record(curve, "nodes"))
+            (tmp / CURVE_FILE).write_text(text, encoding="utf-8")
+    return target
 
 
 def read_edges(path: str | os.PathLike[str]) -> list[str]:

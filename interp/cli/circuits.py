@@ -1,5 +1,6 @@
 """`interp circuit`: every edge's attribution score between paired clean and corrupted runs,
-and the faithfulness curve of the top edges, written to a circuit directory."""
+and the faithfulness curve of the top edges, written to a circuit directory; with `--nodes`,
+every node's (`interp.cli.circuit_nodes`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from interp.cli.circuit_nodes import check_node_options, cmd_nodes
 from interp.cli.corrupting import add_corruption_options, corruption
 from interp.cli.inputs import add_executor_options, executor_of, integer
+from interp.cli.printing import print_circuit
 
 
 def add_circuit_parser(sub: Any) -> None:
@@ -21,7 +24,10 @@ def add_circuit_parser(sub: Any) -> None:
             "(CORRUPTED_DIR, --corrupt or --noise), then evaluate the top edges exactly at "
             "MIB's fractions of the graph (both rankings, a random control, CPR and CMD). "
             "Writes DIR (default CLEAN_DIR/circuits/<method>-<kv>): circuit.json (every "
-            "edge's score, SENDER->RECEIVER) and curve.json."
+            "edge's score, SENDER->RECEIVER) and curve.json. With --nodes, every node instead "
+            "(the embedding, each head, each MLP; for models whose edges are not defined, "
+            "Gemma 3): DIR (default CLEAN_DIR/circuits/nodes-<method>) holds nodes.json and "
+            "curve.json at fractions of the nodes."
         ),
     )
     p.add_argument("clean_dir", type=Path, metavar="CLEAN_DIR", help="the clean trace or set")
@@ -33,6 +39,12 @@ def add_circuit_parser(sub: Any) -> None:
         default="eap-ig",
         help="eap-ig (default), eap, or exact: each edge patched alone, one forward a batch of "
         "pairs for each edge (small graphs only)",
+    )
+    p.add_argument(
+        "--nodes",
+        action="store_true",
+        help="score each node (embed, L5H1, L5.mlp) from its own output instead of each edge: "
+        "circuits on models whose heads' writes are not additive (Gemma 3); writes nodes.json",
     )
     p.add_argument("--steps", type=integer, default=5, metavar="N", help="EAP-IG's steps")
     p.add_argument("--kv", choices=("group", "per-head"), default="group")
@@ -103,6 +115,8 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     metric = metrics.parse(args.metric)
     if args.steps < 1 or args.seeds < 1:
         raise InvalidSettingError("--steps and --seeds must be at least 1")
+    if args.nodes:
+        check_node_options(args)
     edits = corruption(args)
     executor = executor_of(args)
     if executor is not None and (args.evaluate is not None or args.method == "exact"):
@@ -118,6 +132,8 @@ def cmd_circuit(args: argparse.Namespace) -> int:
         if args.corrupted_dir is None
         else load_recorded(args.corrupted_dir, activations=False)
     )
+    if args.nodes:
+        return cmd_nodes(args, clean, corrupted, metric)
     if args.evaluate is not None:
         return _evaluate(args, clean, corrupted, metric)
     out = args.out or args.clean_dir / "circuits" / f"{args.method}-{args.kv}"
@@ -125,6 +141,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     with exclusive(out):
         first = clean[0] if isinstance(clean, TraceSet) else clean
         model = load_model(args, first.model_name)
+        _refuse_non_additive(model)
         shown = sys.stderr.isatty()
         scores = circuit(
             model,
@@ -145,19 +162,22 @@ def cmd_circuit(args: argparse.Namespace) -> int:
         files.save(scores, out, curve)
         page = None if curve is None else build_report(out)  # the page draws the curve
     args.kept.append(f"the circuit in {out}")
-    print(
-        f"{scores.method}"
-        + (f" ({scores.steps} steps)" if scores.method == "eap-ig" else "")
-        + f" over {scores.rows} pair(s), {scores.metric}: "
-        f"clean {scores.clean_metric:.3f}, corrupted {scores.corrupted_metric:.3f}; "
-        f"{scores.graph.n_edges:,} edges ({scores.graph.kv})"
-    )
-    for edge, value in scores.top(5):
-        print(f"  {str(edge):28s} {value:+.4f}")
-    if curve is not None:
-        print(f"  CPR {curve.cpr:.3f}  CMD {curve.cmd:.3f}")
-    print(f"written to {out}" + ("" if page is None else f"; report: {page.resolve().as_uri()}"))
+    size = f"{scores.graph.n_edges:,} edges ({scores.graph.kv})"
+    print_circuit(scores, size, 28, curve, out, page)
     return 0
+
+
+def _refuse_non_additive(model: Any) -> None:
+    """Edges are not defined where a head's write is not additive: say that --nodes is."""
+    from interp.errors import InvalidSettingError
+    from interp.models.surgery import head_write_obstruction
+
+    obstruction = head_write_obstruction(model, range(model.n_layers))
+    if obstruction is not None:
+        raise InvalidSettingError(
+            f"{model.name}'s edges are not defined: a head's write into the residual stream is "
+            f"not z @ W_O ({obstruction}); score its nodes instead with --nodes"
+        )
 
 
 def _evaluate(args: argparse.Namespace, clean: Any, corrupted: Any, metric: Any) -> int:
@@ -175,6 +195,7 @@ def _evaluate(args: argparse.Namespace, clean: Any, corrupted: Any, metric: Any)
     first = clean[0] if isinstance(clean, TraceSet) else clean
     with exclusive(out):
         model = load_model(args, first.model_name)
+        _refuse_non_additive(model)
         result = evaluate_circuit(
             model, clean, corrupted, edges, metric=metric, kv=args.kv, progress=sys.stderr.isatty()
         )

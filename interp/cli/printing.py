@@ -1,8 +1,9 @@
 """What the commands print: an analysis's summary, an ablation's texts with their divergence
-marked, and paired samples' statistics."""
+marked, paired samples' statistics and a circuit's scores."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -102,3 +103,22 @@ def print_samples(paired: Any, prompt: str, shown: int = 3) -> None:
                 cut = pair.divergence_chars[i]
                 text = f"{text[:cut]}\u27e6{text[cut:]}\u27e7"
             print(f"    {name + ':':9s} {prompt}\u2502{text}")
+
+
+def print_circuit(
+    scores: Any, size: str, width: int, curve: Any, out: Path, page: Path | None
+) -> None:
+    """What `interp circuit` prints of edge or node scores: the method and the runs' metrics,
+    the graph's `size`, the five largest scores (names `width` wide), CPR and CMD, and where
+    the circuit and its page are."""
+    print(
+        f"{scores.method}"
+        + (f" ({scores.steps} steps)" if scores.method == "eap-ig" else "")
+        + f" over {scores.rows} pair(s), {scores.metric}: "
+        f"clean {scores.clean_metric:.3f}, corrupted {scores.corrupted_metric:.3f}; {size}"
+    )
+    for name, value in scores.top(5):
+        print(f"  {str(name):{width}s} {value:+.4f}")
+    if curve is not None:
+        print(f"  CPR {curve.cpr:.3f}  CMD {curve.cmd:.3f}")
+    print(f"written to {out}" + ("" if page is None else f"; report: {page.resolve().as_uri()}"))

@@ -1,6 +1,7 @@
 """A saved circuit directory read back for its report: circuit.json (the settings and every
-edge's score, the graph rebuilt from the edges' names) and curve.json, each checked as it is
-read, so that a changed or cut file is refused in one line and never drawn."""
+edge's score, the graph rebuilt from the edges' names), or a node circuit's nodes.json (every
+node's score), and curve.json, each checked as it is read, so that a changed or cut file is
+refused in one line and never drawn."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ import torch
 from torch import Tensor
 
 from interp.circuits.curve import Curve, Faithfulness
-from interp.circuits.files import CIRCUIT_FILE, CIRCUIT_FORMAT, CIRCUIT_VERSION, CURVE_FILE
+from interp.circuits.files import (
+    CIRCUIT_FILE,
+    CIRCUIT_FORMAT,
+    CIRCUIT_VERSION,
+    CURVE_FILE,
+    NODES_FILE,
+    NODES_FORMAT,
+    Unit,
+)
 from interp.circuits.graph import KVS, Graph
 from interp.errors import InvalidSettingError, TraceFormatError
 from interp.files import store
@@ -24,7 +33,7 @@ from interp.models.site import Site
 _NUMBERS = ("clean_metric", "corrupted_metric")
 _CURVE_NUMBERS = ("full", "empty", "cpr", "cmd")
 RANKINGS = ("signed", "abs")
-_SETTINGS = {"model": str, "method": str, "steps": int, "kv": str, "metric": str, "rows": int}
+_SETTINGS = {"model": str, "method": str, "steps": int, "metric": str, "rows": int}
 
 
 @dataclass(frozen=True)
@@ -38,8 +47,25 @@ class SavedCircuit:
     curve: Faithfulness
 
 
+@dataclass(frozen=True)
+class SavedNodes:
+    """A node circuit's directory as read: its settings, its nodes in the model's order (the
+    embedding, then each layer's heads and its MLP), their scores and the curve in nodes."""
+
+    settings: dict[str, Any]
+    nodes: list[Site]
+    scores: Tensor
+    n_layers: int
+    n_heads: int
+    curve: Faithfulness
+
+
 def is_circuit_dir(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / CIRCUIT_FILE).is_file() and not (Path(path) / store.SUMMARY).exists()
+
+
+def is_nodes_dir(path: str | os.PathLike[str]) -> bool:
+    return (Path(path) / NODES_FILE).is_file() and not (Path(path) / store.SUMMARY).exists()
 
 
 def load_circuit(directory: str | os.PathLike[str]) -> SavedCircuit:
@@ -47,26 +73,68 @@ def load_circuit(directory: str | os.PathLike[str]) -> SavedCircuit:
     missing, of another format, or inconsistent (an edge the graph lacks, CPR or CMD that are
     not the areas of the points beside them)."""
     path = Path(directory)
-    record = store.read_json(path / CIRCUIT_FILE)
-    where = path / CIRCUIT_FILE
-    if not isinstance(record, dict) or record.get("format") != CIRCUIT_FORMAT:
-        raise TraceFormatError(f"{where} is not an interp circuit (no {CIRCUIT_FORMAT!r} format)")
+    settings, edges = _record(path / CIRCUIT_FILE, CIRCUIT_FORMAT, "edges")
+    if settings.get("kv") not in KVS:
+        raise TraceFormatError(f"{path / CIRCUIT_FILE}: circuit.kv is not interp's")
+    graph, scores = _edges(edges, settings["kv"], path / CIRCUIT_FILE)
+    return SavedCircuit(settings, graph, scores, load_curve(path, "edges"))
+
+
+def load_nodes(directory: str | os.PathLike[str]) -> SavedNodes:
+    """nodes.json and curve.json of `directory`, refused in one line where either is missing,
+    of another format, or inconsistent (not every node of one model, a curve in edges)."""
+    path = Path(directory)
+    where = path / NODES_FILE
+    settings, named = _record(where, NODES_FORMAT, "nodes", ("nodes",))
+    try:
+        sites = {site_values.parse(name): value for name, value in named.items()}
+        layered = [s for s in sites if s.kind != "embed"]
+        n_layers = max(s.layer for s in layered) + 1
+        n_heads = max(s.index for s in layered if s.kind == "head") + 1
+    except (InvalidSettingError, TypeError, ValueError) as exc:
+        raise TraceFormatError(f"{where}: a node interp's graph does not have ({exc})") from None
+    nodes = [site_values.embed()]
+    for layer in range(n_layers):
+        nodes += [site_values.head(layer, h) for h in range(n_heads)]
+        nodes.append(site_values.of_layer("mlp", layer))
+    if set(sites) != set(nodes) or not all(map(_finite, sites.values())):
+        raise TraceFormatError(f"{where}: the nodes are not every node of one model's graph")
+    scores = torch.tensor([float(sites[n]) for n in nodes], dtype=torch.float64)
+    return SavedNodes(settings, nodes, scores, n_layers, n_heads, load_curve(path, "nodes"))
+
+
+def _record(
+    where: Path, kind: str, scored: str, counts: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A circuit record's checked settings and its scores by name (`scored`: edges, nodes)."""
+    record = store.read_json(where)
+    if not isinstance(record, dict) or record.get("format") != kind:
+        raise TraceFormatError(f"{where} is not an interp circuit (no {kind!r} format)")
     if record.get("format_version") != CIRCUIT_VERSION:
         raise TraceFormatError(f"{where} is of format version {record.get('format_version')!r}")
-    settings, edges = record.get("circuit"), record.get("edges")
-    if not isinstance(settings, dict) or not isinstance(edges, dict) or not edges:
-        raise TraceFormatError(f"{where} lacks its settings or its edges")
-    for key, kind in _SETTINGS.items():
-        if not isinstance(settings.get(key), kind) or isinstance(settings.get(key), bool):
-            raise TraceFormatError(f"{where}: circuit.{key} is not a {kind.__name__}")
-    if settings["kv"] not in KVS or not all(_finite(settings.get(k)) for k in _NUMBERS):
-        raise TraceFormatError(f"{where}: circuit.kv or the metrics are not interp's")
-    graph, scores = _edges(edges, settings["kv"], where)
+    settings, scores = record.get("circuit"), record.get(scored)
+    if not isinstance(settings, dict) or not isinstance(scores, dict) or not scores:
+        raise TraceFormatError(f"{where} lacks its settings or its {scored}")
+    for key, kind_of in {**_SETTINGS, **dict.fromkeys(counts, int)}.items():
+        if not isinstance(settings.get(key), kind_of) or isinstance(settings.get(key), bool):
+            raise TraceFormatError(f"{where}: circuit.{key} is not a {kind_of.__name__}")
+    if not all(_finite(settings.get(k)) for k in _NUMBERS):
+        raise TraceFormatError(f"{where}: the metrics are not interp's")
+    return settings, scores
+
+
+def load_curve(directory: str | os.PathLike[str], unit: Unit) -> Faithfulness:
+    """curve.json of `directory`, its points in `unit` (edges; nodes), checked."""
+    path = Path(directory)
     if not (path / CURVE_FILE).is_file():
         raise TraceFormatError(
             f"{path} holds no {CURVE_FILE} (written with --no-curve?): the report draws the curve"
         )
-    return SavedCircuit(settings, graph, scores, _curve(store.read_json(path / CURVE_FILE), path))
+    record = store.read_json(path / CURVE_FILE)
+    stored = record.get("unit", "edges") if isinstance(record, dict) else None  # before: edges
+    if stored != unit:
+        raise TraceFormatError(f"{path / CURVE_FILE} is not a curve in {unit}")
+    return _curve(record, path)
 
 
 def _edges(edges: dict[str, Any], kv: str, where: Path) -> tuple[Graph, Tensor]:

@@ -18,6 +18,7 @@ from matplotlib.colors import ListedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from interp.circuits.curve import Faithfulness, prune, ranked, top_n
+from interp.circuits.files import Unit
 from interp.circuits.graph import Graph
 from interp.errors import InvalidSettingError
 from interp.models.site import Site
@@ -52,13 +53,16 @@ def _ends(graph: Graph, flat: int) -> tuple[Site, Site]:
     return graph.writers[w], graph.readers[r]
 
 
-def curve_points(curve: Faithfulness) -> dict[str, tuple[list[float], list[float]]]:
-    """What the curve figure plots, by its legend's label: (fraction of the edges, f)."""
+def curve_points(
+    curve: Faithfulness, unit: Unit = "edges"
+) -> dict[str, tuple[list[float], list[float]]]:
+    """What the curve figure plots, by its legend's label: (fraction of the edges, or of the
+    nodes, f)."""
     s, a = curve.signed, curve.absolute
     out = {
         f"signed ranking (CPR {curve.cpr:.3f})": (s.fractions, s.faithfulness),
         f"|score| ranking (CMD {curve.cmd:.3f})": (a.fractions, a.faithfulness),
-        "random edges (mean of seeds)": (s.fractions, s.random),
+        f"random {unit} (mean of seeds)": (s.fractions, s.random),
     }
     if curve.by_size is not None:
         bs, ba = curve.by_size["signed"], curve.by_size["abs"]
@@ -76,14 +80,15 @@ _CURVE_STYLE = {
 
 
 @styled
-def curve_figure(curve: Faithfulness, total: int) -> Figure:
-    """f against the fraction of the graph's edges (log axis; the edges on top), both
-    rankings and the random control; the points at absolute sizes hollow, without lines."""
+def curve_figure(curve: Faithfulness, total: int, unit: Unit = "edges") -> Figure:
+    """f against the fraction of the graph's edges, or nodes (`unit`; log axis, their number
+    on top), both rankings and the random control; the points at absolute sizes hollow,
+    without lines."""
     fig = Figure(figsize=(PAGE * 0.62, 2.8), layout="constrained")
     ax = fig.add_subplot()
     for value in (0.0, 1.0):
         ax.axhline(value, color="0.2", linewidth=0.6, linestyle=":")
-    for label, (x, y) in curve_points(curve).items():
+    for label, (x, y) in curve_points(curve, unit).items():
         kw: dict[str, Any] = dict(_CURVE_STYLE[label.split(" ")[0].rstrip(",")])
         if "sizes" in label:
             kw.update(linestyle="none", markerfacecolor="none", markersize=5)
@@ -97,8 +102,9 @@ def curve_figure(curve: Faithfulness, total: int) -> Figure:
         return np.asarray(edges) / total
 
     top = ax.secondary_xaxis("top", functions=(to_edges, to_fractions))
-    top.set_xlabel(f"edges (of {total:,})")
-    ax.set_xlabel("fraction of the edges kept (before pruning)")
+    top.set_xlabel(f"{unit} (of {total:,})")
+    pruned = " (before pruning)" if unit == "edges" else ""
+    ax.set_xlabel(f"fraction of the {unit} kept{pruned}")
     ax.set_ylabel("faithfulness f")
     ax.set_title(f"CPR {curve.cpr:.3f}, CMD {curve.cmd:.3f}")
     ax.legend(fontsize=6, loc="best")
@@ -205,24 +211,33 @@ def build_circuit_report(
     return write_report(path, html, files)
 
 
-def circuit_sections(
-    saved: SavedCircuit, edges: Sequence[tuple[Site, Site, float]], top: int
-) -> list[Section]:
-    c, curve, graph = saved.settings, saved.curve, saved.graph
-    settings: list[list[object]] = [["setting", "value"]]
-    settings += [[k, c[k]] for k in ("model", "method", "steps", "kv", "metric")]
+def settings_table(
+    c: dict[str, Any], curve: Faithfulness, unit: Unit, total: int
+) -> list[list[object]]:
+    """The settings a circuit was found with and its figures, as a table (a node circuit's
+    settings have no kv)."""
+    table: list[list[object]] = [["setting", "value"]]
+    table += [[k, c[k]] for k in ("model", "method", "steps", "kv", "metric") if k in c]
     if isinstance(c.get("ablation"), str):  # what an excluded edge carries (files before: patch)
-        settings.append(["ablation", c["ablation"]])
-    settings += [
+        table.append(["ablation", c["ablation"]])
+    table += [
         ["pairs (rows)", c["rows"]],
         ["clean metric", f"{c['clean_metric']:.4f}"],
         ["corrupted metric", f"{c['corrupted_metric']:.4f}"],
-        ["edges", f"{graph.n_edges:,}"],
+        [unit, f"{total:,}"],
         ["CPR", f"{curve.cpr:.4f}"],
         ["CMD", f"{curve.cmd:.4f}"],
     ]
     if isinstance(c.get("data_sha256"), str):
-        settings.append(["data sha256", c["data_sha256"]])
+        table.append(["data sha256", c["data_sha256"]])
+    return table
+
+
+def circuit_sections(
+    saved: SavedCircuit, edges: Sequence[tuple[Site, Site, float]], top: int
+) -> list[Section]:
+    c, curve, graph = saved.settings, saved.curve, saved.graph
+    settings = settings_table(c, curve, "edges", graph.n_edges)
     points: list[list[object]] = [
         ["fraction", "edges", "kept (signed)", "f (signed)", "kept (|score|)", "f (|score|)"]
     ]
