@@ -40,8 +40,8 @@ def node_metrics(
         for c, kept in enumerate(circuits):
             hooks = replay_hooks(model, clean) + _corrupting(model, there, ~kept)
             with torch.no_grad():
-                logits = forward(model, clean, hooks)
-            out[c, rows] = bound.score(logits[:, bound.start :]).float().cpu()
+                logits = forward(model, clean, hooks, bound.start)
+            out[c, rows] = bound.score(logits).float().cpu()
     return out
 
 

@@ -60,8 +60,8 @@ def circuit_metrics(
         for c, kept in enumerate(included):
             hooks = replay_hooks(model, clean) + _rebuilding(model, graph, kept, corrupt)
             with torch.no_grad(), reader_copies(model, graph):
-                logits = forward(model, clean, hooks)
-                out[c, rows] = bound.score(logits[:, bound.start :]).float().cpu()
+                logits = forward(model, clean, hooks, bound.start)
+                out[c, rows] = bound.score(logits).float().cpu()
     return out
 
 

@@ -19,6 +19,7 @@ from interp.interventions.replay import replay_hooks
 from interp.models import hooks as H
 from interp.models.model import Model
 from interp.models.qkv import split_qkv_input, ungrouped_kv
+from interp.models.surgery import logits_from
 from interp.trace import components
 from interp.trace.trace import Trace
 
@@ -26,7 +27,12 @@ from interp.trace.trace import Trace
 def writes(model: Model, runs: Sequence[Trace]) -> Tensor:
     """Every writer's output in each run (replayed under what it was recorded under), in the
     graph's writer order: `[row, pos, writer, d_model]`."""
-    seen = node_values(model, runs)
+    return writes_of(model, node_values(model, runs))
+
+
+def writes_of(model: Model, seen: dict[str, Tensor]) -> Tensor:
+    """Every writer's output from its node's value (`seen`, by hook name, as `node_values`
+    gives it): `[row, pos, writer, d_model]`."""
     parts = [seen[H.EMBED][:, :, None]]
     for layer in range(model.n_layers):
         parts.append(components.head_outputs(model, seen[H.z(layer)], layer))
@@ -60,10 +66,12 @@ def node_hooks(model: Model) -> list[str]:
     ]
 
 
-def forward(model: Model, runs: Sequence[Trace], hooks: list) -> Tensor:
+def forward(model: Model, runs: Sequence[Trace], hooks: list, start: int = -1) -> Tensor:
+    """The runs' logits (one length) from position `start` on (-1: the last alone), under
+    `hooks`."""
     ids = torch.stack([r.token_ids for r in runs]).to(model.device)
     with model.bridge.hooks(fwd_hooks=hooks):
-        return model.bridge(ids, return_type="logits")
+        return logits_from(model, ids, start % ids.shape[1])
 
 
 def batches(runs: Sequence[Trace], size: int) -> list[list[int]]:
@@ -83,26 +91,34 @@ def bar(groups: list[list[int]], rows: int, what: str, enabled: bool) -> Iterato
 
 
 def reader_grads(
-    model: Model, runs: Sequence[Trace], bound: Bound, graph: Graph, embed: Tensor | None = None
-) -> Tensor:
+    model: Model,
+    runs: Sequence[Trace],
+    bound: Bound,
+    graph: Graph,
+    embed: Tensor | None = None,
+    values: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
     """The gradient of the summed metric at every reader's own copy of its input, in one
     forward and backward pass over the runs' tokens (from `embed` in place of the token
-    embeddings where given): `[row, pos, reader, d_model]`."""
+    embeddings where given): `[row, pos, reader, d_model]`; with `values`, also every node's
+    value in that forward (as `node_values` gives them; else an empty dict)."""
     names = [n for layer in range(model.n_layers) for n in _reader_hooks(layer)] + [H.LOGITS_IN]
+    nodes = node_hooks(model) if values else []
     hooks = []
     if embed is not None:
         start = embed.to(model.device).requires_grad_()  # every reader's copy descends from it
         hooks.append((H.EMBED, lambda x, hook: start.to(x.dtype)))
     with reader_copies(model, graph):
-        _, grads = metric_gradients(model, runs, bound, names, hooks)
+        seen, grads = metric_gradients(model, runs, bound, names, hooks, also=nodes)
     parts = []
     for layer in range(model.n_layers):
-        q, k, v, mlp = (grads[name] for name in _reader_hooks(layer))
+        q, k, v, mlp = (grads.pop(name) for name in _reader_hooks(layer))
         parts += [q, k, v, mlp[:, :, None]]
-    parts.append(grads[H.LOGITS_IN][:, :, None])
+    parts.append(grads.pop(H.LOGITS_IN)[:, :, None])
+    grads.clear()
     out = torch.cat(parts, dim=2)
     assert out.shape[2] == len(graph.readers), (out.shape, len(graph.readers))
-    return out
+    return out, {name: seen[name] for name in nodes}
 
 
 @contextlib.contextmanager

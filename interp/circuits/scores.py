@@ -46,7 +46,7 @@ from interp.circuits.pairs import (
     paired,
 )
 from interp.circuits.rebuild import circuit_metrics
-from interp.circuits.runs import bar, batches, reader_grads, writes
+from interp.circuits.runs import bar, batches, reader_grads, writes, writes_of
 from interp.edits.value import Intervention
 from interp.errors import InvalidSettingError
 from interp.executors import Executor, describe, run_rows
@@ -285,21 +285,25 @@ def _totals(
     groups = batches([c for c, _ in pairs], batch_size)
     for rows in bar(groups, len(pairs), f"{method} ({m} step(s))", progress):
         cleans, corrupts = [pairs[i][0] for i in rows], [pairs[i][1] for i in rows]
-        clean_out = writes(model, cleans)
+        bound = metric.bind(model, cleans)
+        if method == "eap":  # the clean writes from the gradient's own forward
+            grads, seen = reader_grads(model, cleans, bound, graph, values=True)
+            clean_out = writes_of(model, seen)
+        else:
+            clean_out = writes(model, cleans)
         if means is None:
             corrupt_out = writes(model, corrupts)
         elif means.dim() == 3:  # each position's own mean: [pos, writer, d]
             corrupt_out = means[None].expand(clean_out.shape[0], -1, -1, -1)
         else:
             corrupt_out = means[None, None].expand(*clean_out.shape[:2], -1, -1)
-        bound = metric.bind(model, cleans)
-        grads = torch.zeros(*clean_out.shape[:2], len(graph.readers), model.d_model)
-        for k in range(m):
-            if method == "eap":
-                grads += reader_grads(model, cleans, bound, graph)
-            else:
-                start, end = corrupt_out[:, :, 0], clean_out[:, :, 0]
-                grads += reader_grads(model, cleans, bound, graph, start + (k / m) * (end - start))
+        if method != "eap":  # EAP-IG: the readers' gradients summed over the m steps
+            start, end = corrupt_out[:, :, 0], clean_out[:, :, 0]
+            grads = reader_grads(model, cleans, bound, graph, start)[0]
+            for k in range(1, m):
+                grads += reader_grads(model, cleans, bound, graph, start + (k / m) * (end - start))[
+                    0
+                ]
         # one contraction a batch, in float32 (its sums run over rows, positions and d_model),
         # accumulated over batches in float64
         total += torch.einsum("bpwd,bprd->wr", corrupt_out - clean_out, grads).double()

@@ -18,6 +18,7 @@ from interp.interventions.metrics import KL, Bound, Metric, MetricFn, as_metric
 from interp.interventions.replay import replay_hooks
 from interp.interventions.sites import Site
 from interp.models.model import Model
+from interp.models.surgery import logits_from
 from interp.trace.trace import Trace
 
 
@@ -98,12 +99,25 @@ def gradients(
 
 
 def metric_gradients(
-    model: Model, runs: Sequence[Trace], bound: Bound, names: Sequence[str], hooks: Sequence = ()
+    model: Model,
+    runs: Sequence[Trace],
+    bound: Bound,
+    names: Sequence[str],
+    hooks: Sequence = (),
+    also: Sequence[str] = (),
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """One teacher-forced forward over `runs` (each under the intervention it was recorded
     under, then `hooks`) and one backward pass of the summed metric: the values at hook points
-    `names` and the gradient at each, as fresh nodes (`[row, pos, ...]` each, on the CPU)."""
+    `names` and the gradient at each, as fresh nodes (`[row, pos, ...]` each, on the CPU); the
+    values at hook points `also` too, without gradients."""
     seen: dict[str, Tensor] = {}
+
+    def look(name: str) -> Callable:
+        def hook(x: Tensor, hook) -> Tensor:
+            seen[name] = x.detach()
+            return x
+
+        return hook
 
     def fresh(name: str) -> Callable:
         def hook(x: Tensor, hook) -> Tensor:
@@ -115,10 +129,10 @@ def metric_gradients(
         return hook
 
     hooked = replay_hooks(model, runs) + list(hooks) + [(name, fresh(name)) for name in names]
+    hooked += [(name, look(name)) for name in also]
     ids = torch.stack([r.token_ids for r in runs]).to(model.device)
     with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooked):
-        logits = model.bridge(ids, return_type="logits")
-        value = bound.score(logits[:, bound.start :]).sum()
+        value = bound.score(logits_from(model, ids, bound.start)).sum()
         try:
             found = torch.autograd.grad(value, [seen[name] for name in names])
         except RuntimeError as exc:
@@ -126,6 +140,6 @@ def metric_gradients(
                 f"the metric {bound.label!r} is not differentiable, so it has no first-order "
                 f"estimate ({str(exc).splitlines()[0]})"
             ) from None
-    here = {name: seen[name].detach().float().cpu() for name in names}
+    here = {name: seen[name].detach().float().cpu() for name in (*names, *also)}
     grads = {name: g.detach().float().cpu() for name, g in zip(names, found, strict=True)}
     return here, grads

@@ -261,6 +261,14 @@ def plain_from_layer(
     return out.logits
 
 
+def logits_from(model: Model, ids: Tensor, start: int) -> Tensor:
+    """The bridge's logits of `ids` at positions `start..` only, `[row, pos - start, vocab]`:
+    where the model accepts `logits_to_keep` the unembedding skips the positions before."""
+    keep = ids.shape[1] - start
+    extra = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
+    return model.bridge(ids, return_type="logits", **extra)[:, -keep:]
+
+
 def readout(model: Model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... vocab"]:
     """Logits of a final residual stream: the model's own final norm and unembedding."""
     return model.bridge.unembed(model.bridge.ln_final(resid))
@@ -283,8 +291,13 @@ def kv_heads(model: Model) -> int:
 
 
 def _accepts_logits_to_keep(model: Model) -> bool:
-    forward = model.bridge.original_model.forward
-    return "logits_to_keep" in inspect.signature(forward).parameters
+    found = model.extra.get("_accepts_logits_to_keep")
+    if found is None:
+        forward = model.bridge.original_model.forward
+        found = model.extra["_accepts_logits_to_keep"] = (
+            "logits_to_keep" in inspect.signature(forward).parameters
+        )
+    return bool(found)
 
 
 @contextlib.contextmanager
