@@ -155,3 +155,25 @@ def test_what_it_cannot_score_is_refused_in_one_line(tiny_llama, tiny_gemma):
     g_clean, g_corrupted = _runs(tiny_gemma, 0.3)
     with pytest.raises(InvalidSettingError, match="edge scores are not defined"):
         circuit(tiny_gemma, g_clean, g_corrupted, metric=METRIC)
+
+
+def test_eap_edges_take_the_clean_writes_from_the_gradients_forward(tiny, monkeypatch):
+    """Edge EAP runs two forwards a batch (the clean gradient with the clean writes, the
+    corrupted writes), and its scores are those of clean writes read in a forward of their
+    own, contracted by hand."""
+    from interp.circuits import runs as module
+
+    clean, corrupted = _runs(tiny, 0.3)
+    calls: list[str] = []
+    values, grads_of = module.node_values, module.metric_gradients
+    monkeypatch.setattr(module, "node_values", lambda *a: calls.append("v") or values(*a))
+    monkeypatch.setattr(
+        module, "metric_gradients", lambda *a, **k: calls.append("g") or grads_of(*a, **k)
+    )
+    got = circuit(tiny, clean, corrupted, metric=METRIC, method="eap")
+    assert calls == ["g", "v"]
+    graph = got.graph
+    here, there = module.writes(tiny, [clean]), module.writes(tiny, [corrupted])
+    grads, _ = module.reader_grads(tiny, [clean], METRIC.bind(tiny, [clean]), graph)
+    want = torch.einsum("bpwd,bprd->wr", there - here, grads) * graph.mask
+    torch.testing.assert_close(got.scores, want, atol=1e-5, rtol=1e-5)
