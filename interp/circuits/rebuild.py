@@ -95,10 +95,10 @@ class _Rebuild:
         shape = (len(readers), *self.diff.shape[1:])
         if len(rows) == 0:
             part = self.diff.new_zeros(shape)
-        else:
-            diffs = self.diff[: self.n] if len(rows) == self.n else self.diff[rows]
-            w = weights if len(rows) == self.n else weights[rows]
-            part = (w.T @ diffs.flatten(1)).view(shape)
+        elif 2 * len(rows) > self.n:  # most writers: read them in place (zero weights)
+            part = (weights.T @ self.diff[: self.n].flatten(1)).view(shape)
+        else:  # a few: gather them first
+            part = (weights[rows].T @ self.diff[rows].flatten(1)).view(shape)
         return part if from_cut else self.total[None] - part
 
 
@@ -134,12 +134,29 @@ def _rebuilding(model: Model, graph: Graph, included: Tensor, corrupt: Tensor) -
 
         return hook
 
+    attention_sums: dict[int, Tensor] = {}  # a layer's q, k and v readers, summed at once
+
+    def rebuild_attention(layer: int, readers: list[int], at: slice) -> Callable:
+        def hook(x: Tensor, hook: object) -> Tensor:
+            if at.start == 0:  # the query input comes first: every attention reader's sum
+                attention_sums[layer] = state.excluded_sum(readers)
+            add = attention_sums[layer][at]
+            if at.stop == len(readers):
+                del attention_sums[layer]
+            return x + add.permute(1, 2, 0, 3).to(x.dtype)
+
+        return hook
+
     hooks: list = [(H.EMBED, keep_embed)]
     for layer in range(model.n_layers):
-        attention = graph.attention_readers(layer)
+        attention = graph.attention_readers(layer)  # the queries, then the keys, the values
+        readers = [index[s] for s in attention]
+        begin = 0
         for kind in "qkv":
-            readers = [index[s] for s in attention if s.input == kind]
-            hooks.append((H.qkv_input(layer, kind), rebuild(readers, True)))
+            n = sum(s.input == kind for s in attention)
+            at = slice(begin, begin + n)
+            hooks.append((H.qkv_input(layer, kind), rebuild_attention(layer, readers, at)))
+            begin += n
         hooks.append((H.z(layer), keep_heads(layer)))
         mlp = index[next(s for s in graph.readers if s.kind == "mlp" and s.layer == layer)]
         hooks.append((H.mlp_reader(layer), rebuild([mlp], False)))
