@@ -1,12 +1,12 @@
 """Reports: read saved results, write one self-contained HTML page and figures; register the
 notebook display of results (`display`). Nothing here runs the model.
 
-Public: `build_report` (a trace's, a set's, a patching result's or a circuit's page),
-`build_circuit_report` (a circuit's, with the drawing's number of edges), `patching_sections`
-(patching results as sections of another page), `write_experiment` and `Section` (an
-experiment's page), `write_steering` (a steering evaluation's directory), the directory
-checks, `parse_formats` (`--format png,svg,pdf`), and the `figures` module. Imported lazily,
-so `import interp` stays light.
+Public: `build_report` (a trace's, a set's, a patching result's, a circuit's or a node
+circuit's page), `build_circuit_report` (a circuit's, with the drawing's number of edges),
+`patching_sections` (patching results as sections of another page), `write_experiment` and
+`Section` (an experiment's page), `write_steering` (a steering evaluation's directory), the
+directory checks, `parse_formats` (`--format png,svg,pdf`), and the `figures` module. Imported
+lazily, so `import interp` stays light.
 """
 
 from __future__ import annotations
