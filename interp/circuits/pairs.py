@@ -21,7 +21,8 @@ from interp.errors import InvalidSettingError
 from interp.generation.generate import record_pairs
 from interp.interventions.measuring import measure
 from interp.interventions.metrics import KL, Metric, MetricFn, as_metric
-from interp.interventions.patching import Runs, pair_runs
+from interp.interventions.patching import Runs
+from interp.interventions.patching_runs import check_distinct, paired_traces
 from interp.interventions.preflight import check_before_running
 from interp.models import hooks as H
 from interp.models.model import Model
@@ -78,11 +79,38 @@ def paired(
     )
     if isinstance(corrupted, Intervention):
         clean, corrupted = record_pairs(model, clean, corrupted)
-    runs = pair_runs(model, clean, corrupted, metric, "denoise", what)
-    _refuse_kl(runs.metric)
+    cleans, corrupts = paired_traces(model, clean, corrupted, what, "denoise")
+    chosen = as_metric(metric)
+    _refuse_kl(chosen)
     if graph is not None:
-        _refuse_grouped_edits(graph, runs.cleans)
-    return runs
+        _refuse_grouped_edits(graph, cleans)
+    clean_m = metric_values(model, cleans, chosen, what)
+    corrupt_m = metric_values(model, corrupts, chosen, what, answers=cleans)
+    check_distinct(clean_m, corrupt_m, chosen.bind(model, cleans[:1]).label)
+    return Runs(cleans, corrupts, chosen, "denoise", clean_m, corrupt_m, torch.empty(0))
+
+
+def metric_values(
+    model: Model,
+    rows: Sequence[Trace],
+    metric: Metric,
+    what: str,
+    answers: Sequence[Trace] | None = None,
+    size: int = 16,
+) -> Tensor:
+    """Each row's metric (its answers `answers`' rows, default its own), `size` rows a
+    forward: the logits of one batch at a time, whatever the number of pairs."""
+    parts = [
+        measure(
+            model,
+            rows[i : i + size],
+            metric,
+            answers=None if answers is None else answers[i : i + size],
+            purpose=what,
+        ).values
+        for i in range(0, len(rows), size)
+    ]
+    return torch.cat(parts)
 
 
 def _refuse_grouped_edits(graph: Graph, cleans: Sequence[Trace]) -> None:
@@ -145,12 +173,12 @@ def mean_paired(
                         f"has {n}"
                     )
     means = mean_writes(model, refs, batch_size, positional)
-    measured = measure(model, cleans, chosen, purpose=what)
+    clean_m = metric_values(model, cleans, chosen, what, size=batch_size)
     empty = torch.zeros_like(graph.mask)
     corrupt_m = circuit_metrics(
         model, cleans, cleans, chosen, graph, [empty], batch_size, means=means
     )[0]
-    runs = Runs(cleans, cleans, chosen, "denoise", measured.values, corrupt_m, measured.window)
+    runs = Runs(cleans, cleans, chosen, "denoise", clean_m, corrupt_m, torch.empty(0))
     return runs, means
 
 

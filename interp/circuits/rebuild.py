@@ -84,21 +84,23 @@ class _Rebuild:
         self.total += part.sum(0)
         self.n += k
 
-    def excluded_sum(self, readers: list[int]) -> Tensor:
-        """Σ over each reader's excluded writers of their differences: `[reader, row, pos, d]`,
-        from the excluded side or as the whole difference less the included side."""
-        kept = self.included[: self.n, readers]  # [writer, reader]
+    def excluded_sum(self, readers: list[int], lo: int = 0) -> Tensor:
+        """Σ over each reader's excluded writers (from writer `lo` to the last computed) of
+        their differences: `[reader, row, pos, d]`; from all writers, from the excluded side
+        or as the whole difference less the included side, whichever has fewer writers."""
+        kept = self.included[lo : self.n, readers]  # [writer, reader]
         cut = 1 - kept
         kept_rows, cut_rows = kept.any(1).nonzero()[:, 0], cut.any(1).nonzero()[:, 0]
-        from_cut = len(cut_rows) <= len(kept_rows)
+        from_cut = lo > 0 or len(cut_rows) <= len(kept_rows)
         weights, rows = (cut, cut_rows) if from_cut else (kept, kept_rows)
         shape = (len(readers), *self.diff.shape[1:])
+        diff = self.diff[lo : self.n]
         if len(rows) == 0:
             part = self.diff.new_zeros(shape)
-        elif 2 * len(rows) > self.n:  # most writers: read them in place (zero weights)
-            part = (weights.T @ self.diff[: self.n].flatten(1)).view(shape)
+        elif 2 * len(rows) > len(diff):  # most writers: read them in place (zero weights)
+            part = (weights.T @ diff.flatten(1)).view(shape)
         else:  # a few: gather them first
-            part = (weights[rows].T @ self.diff[rows].flatten(1)).view(shape)
+            part = (weights[rows].T @ diff[rows].flatten(1)).view(shape)
         return part if from_cut else self.total[None] - part
 
 
@@ -134,23 +136,33 @@ def _rebuilding(model: Model, graph: Graph, included: Tensor, corrupt: Tensor) -
 
         return hook
 
-    attention_sums: dict[int, Tensor] = {}  # a layer's q, k and v readers, summed at once
+    # A layer's attention readers and its MLP's are summed in one pass over the writers
+    # before the layer (the MLP's then adds the layer's heads): each writer's difference is
+    # read once a layer.
+    sums: dict[int, tuple[Tensor, int]] = {}  # layer -> (its readers' sums, writers summed)
 
     def rebuild_attention(layer: int, readers: list[int], at: slice) -> Callable:
         def hook(x: Tensor, hook: object) -> Tensor:
-            if at.start == 0:  # the query input comes first: every attention reader's sum
-                attention_sums[layer] = state.excluded_sum(readers)
-            add = attention_sums[layer][at]
-            if at.stop == len(readers):
-                del attention_sums[layer]
+            if at.start == 0:  # the query input comes first
+                sums[layer] = (state.excluded_sum(readers), state.n)
+            add = sums[layer][0][at]
             return x + add.permute(1, 2, 0, 3).to(x.dtype)
+
+        return hook
+
+    def rebuild_mlp(layer: int, reader: int) -> Callable:
+        def hook(x: Tensor, hook: object) -> Tensor:
+            before, n = sums.pop(layer)
+            add = before[-1] + state.excluded_sum([reader], lo=n)[0]
+            return x + add.to(x.dtype)
 
         return hook
 
     hooks: list = [(H.EMBED, keep_embed)]
     for layer in range(model.n_layers):
         attention = graph.attention_readers(layer)  # the queries, then the keys, the values
-        readers = [index[s] for s in attention]
+        mlp = index[next(s for s in graph.readers if s.kind == "mlp" and s.layer == layer)]
+        readers = [index[s] for s in attention] + [mlp]
         begin = 0
         for kind in "qkv":
             n = sum(s.input == kind for s in attention)
@@ -158,8 +170,7 @@ def _rebuilding(model: Model, graph: Graph, included: Tensor, corrupt: Tensor) -
             hooks.append((H.qkv_input(layer, kind), rebuild_attention(layer, readers, at)))
             begin += n
         hooks.append((H.z(layer), keep_heads(layer)))
-        mlp = index[next(s for s in graph.readers if s.kind == "mlp" and s.layer == layer)]
-        hooks.append((H.mlp_reader(layer), rebuild([mlp], False)))
+        hooks.append((H.mlp_reader(layer), rebuild_mlp(layer, mlp)))
         hooks.append((H.mlp_out(layer), keep_mlp))
     hooks.append((H.LOGITS_IN, rebuild([len(graph.readers) - 1], False)))
     return hooks

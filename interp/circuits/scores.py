@@ -304,9 +304,11 @@ def _totals(
                 grads += reader_grads(model, cleans, bound, graph, start + (k / m) * (end - start))[
                     0
                 ]
-        # one contraction a batch, in float32 (its sums run over rows, positions and d_model),
-        # accumulated over batches in float64
-        total += torch.einsum("bpwd,bprd->wr", corrupt_out - clean_out, grads).double()
+        # one contraction a batch (a row at a time: no batch-sized copies), in float32 (its
+        # sums run over positions and d_model), accumulated over rows and batches in float64
+        diff = corrupt_out - clean_out
+        for row in range(diff.shape[0]):
+            total += torch.einsum("pwd,prd->wr", diff[row], grads[row]).double()
     return total
 
 
