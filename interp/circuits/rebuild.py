@@ -127,14 +127,8 @@ def _rebuilding(model: Model, graph: Graph, included: Tensor, corrupt: Tensor) -
         state.wrote(x[None])
         return x
 
-    def rebuild(readers: list[int], per_head: bool) -> Callable:
-        def hook(x: Tensor, hook: object) -> Tensor:
-            add = state.excluded_sum(readers)  # [reader, row, pos, d]
-            if per_head:
-                return x + add.permute(1, 2, 0, 3).to(x.dtype)
-            return x + add[0].to(x.dtype)
-
-        return hook
+    def rebuild_logits(x: Tensor, hook: object) -> Tensor:
+        return x + state.excluded_sum([len(graph.readers) - 1])[0].to(x.dtype)
 
     # A layer's attention readers and its MLP's are summed in one pass over the writers
     # before the layer (the MLP's then adds the layer's heads): each writer's difference is
@@ -172,5 +166,5 @@ def _rebuilding(model: Model, graph: Graph, included: Tensor, corrupt: Tensor) -
         hooks.append((H.z(layer), keep_heads(layer)))
         hooks.append((H.mlp_reader(layer), rebuild_mlp(layer, mlp)))
         hooks.append((H.mlp_out(layer), keep_mlp))
-    hooks.append((H.LOGITS_IN, rebuild([len(graph.readers) - 1], False)))
+    hooks.append((H.LOGITS_IN, rebuild_logits))
     return hooks

@@ -299,11 +299,9 @@ def _totals(
             corrupt_out = means[None, None].expand(*clean_out.shape[:2], -1, -1)
         if method != "eap":  # EAP-IG: the readers' gradients summed over the m steps
             start, end = corrupt_out[:, :, 0], clean_out[:, :, 0]
-            grads = reader_grads(model, cleans, bound, graph, start)[0]
-            for k in range(1, m):
-                grads += reader_grads(model, cleans, bound, graph, start + (k / m) * (end - start))[
-                    0
-                ]
+            for k in range(m):
+                step, _ = reader_grads(model, cleans, bound, graph, start + (k / m) * (end - start))
+                grads = step if k == 0 else grads.add_(step)
         # one contraction a batch (a row at a time: no batch-sized copies), in float32 (its
         # sums run over positions and d_model), accumulated over rows and batches in float64
         diff = corrupt_out - clean_out
