@@ -22,7 +22,7 @@ from interp.generation.generate import record_pairs
 from interp.interventions.measuring import measure
 from interp.interventions.metrics import KL, Metric, MetricFn, as_metric
 from interp.interventions.patching import Runs
-from interp.interventions.patching_runs import check_distinct, paired_traces
+from interp.interventions.patching_runs import pair_runs
 from interp.interventions.preflight import check_before_running
 from interp.models import hooks as H
 from interp.models.model import Model
@@ -79,35 +79,20 @@ def paired(
     )
     if isinstance(corrupted, Intervention):
         clean, corrupted = record_pairs(model, clean, corrupted)
-    cleans, corrupts = paired_traces(model, clean, corrupted, what, "denoise")
     chosen = as_metric(metric)
     _refuse_kl(chosen)
     if graph is not None:
-        _refuse_grouped_edits(graph, cleans)
-    clean_m = metric_values(model, cleans, chosen, what)
-    corrupt_m = metric_values(model, corrupts, chosen, what, answers=cleans)
-    check_distinct(clean_m, corrupt_m, chosen.bind(model, cleans[:1]).label)
-    return Runs(cleans, corrupts, chosen, "denoise", clean_m, corrupt_m, torch.empty(0))
+        _refuse_grouped_edits(graph, [clean] if isinstance(clean, Trace) else list(clean))
+    # a batch of pairs a forward: the logits of every pair are never held at once
+    return pair_runs(model, clean, corrupted, chosen, "denoise", what, batch=16)
 
 
 def metric_values(
-    model: Model,
-    rows: Sequence[Trace],
-    metric: Metric,
-    what: str,
-    answers: Sequence[Trace] | None = None,
-    size: int = 16,
+    model: Model, rows: Sequence[Trace], metric: Metric, what: str, size: int
 ) -> Tensor:
-    """Each row's metric (its answers `answers`' rows, default its own), `size` rows a
-    forward: the logits of one batch at a time, whatever the number of pairs."""
+    """Each row's metric, `size` rows a forward: the logits of one batch at a time."""
     parts = [
-        measure(
-            model,
-            rows[i : i + size],
-            metric,
-            answers=None if answers is None else answers[i : i + size],
-            purpose=what,
-        ).values
+        measure(model, rows[i : i + size], metric, purpose=what).values
         for i in range(0, len(rows), size)
     ]
     return torch.cat(parts)

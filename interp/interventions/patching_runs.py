@@ -124,21 +124,40 @@ def pair_runs(
     purpose: str = "activation patching",
     *,
     distinct: bool = True,
+    batch: int | None = None,
 ) -> Runs:
     """Check the pairing and the direction, and measure both runs, each under the
     intervention it was recorded under (the metric's answers are the clean rows'); a run
-    under raw hooks is refused for `purpose`."""
+    under raw hooks is refused for `purpose`. `batch`: measure that many pairs a forward,
+    whatever their number, and keep no logits window (for callers that never patch against
+    it)."""
     cleans, corrupts = paired_traces(model, clean, corrupted, purpose, direction)
     chosen = as_metric(metric)
     # the target runs first (a KL compares with them); the answers are the clean rows'
     denoise = direction == "denoise"
-    first, second = (corrupts, cleans) if denoise else (cleans, corrupts)
-    target = measure(model, first, chosen, answers=cleans, purpose=purpose)
-    other = measure(model, second, chosen, answers=cleans, baseline=target.window, purpose=purpose)
-    clean_m, corrupt_m = (other.values, target.values) if denoise else (target.values, other.values)
+    firsts, seconds = (corrupts, cleans) if denoise else (cleans, corrupts)
+    size = batch or len(cleans)
+    targets, others = [], []
+    for i in range(0, len(cleans), size):
+        answers = cleans[i : i + size]
+        target = measure(model, firsts[i : i + size], chosen, answers=answers, purpose=purpose)
+        targets.append(target)
+        others.append(
+            measure(
+                model,
+                seconds[i : i + size],
+                chosen,
+                answers=answers,
+                baseline=target.window,
+                purpose=purpose,
+            ).values
+        )
+    target_m, other_m = torch.cat([t.values for t in targets]), torch.cat(others)
+    clean_m, corrupt_m = (other_m, target_m) if denoise else (target_m, other_m)
     if distinct:  # (a chunk of a set is checked once merged: `check_distinct`)
-        check_distinct(clean_m, corrupt_m, target.bound.label)
-    return Runs(cleans, corrupts, chosen, direction, clean_m, corrupt_m, target.window)
+        check_distinct(clean_m, corrupt_m, targets[0].bound.label)
+    window = targets[0].window if batch is None else torch.empty(0)
+    return Runs(cleans, corrupts, chosen, direction, clean_m, corrupt_m, window)
 
 
 def paired_rows(

@@ -182,7 +182,7 @@ def test_eap_edges_take_the_clean_writes_from_the_gradients_forward(tiny, monkey
 def test_the_pairs_metrics_are_measured_a_batch_at_a_time(tiny, monkeypatch):
     """Many pairs never put every row's logits in memory at once: the clean and corrupted
     metrics are measured at most 16 rows a forward, and equal one forward over all rows."""
-    from interp.circuits import pairs as module
+    from interp.interventions import patching_runs as module
 
     clean = interp.generate(tiny, [PROMPT] * 20, max_new_tokens=2, temperature=0)
     corrupted = interp.record_under(tiny, clean, interp.edit("embed", "noise", seed=3))
@@ -194,6 +194,6 @@ def test_the_pairs_metrics_are_measured_a_batch_at_a_time(tiny, monkeypatch):
         lambda m, rows, *a, **k: sizes.append(len(rows)) or measure(m, rows, *a, **k),
     )
     got = circuit(tiny, clean, corrupted, metric=METRIC, method="eap")
-    assert sizes == [16, 4, 16, 4]
+    assert sizes == [16, 16, 4, 4]  # each batch: its corrupted rows, then its clean rows
     whole = measure(tiny, clean, METRIC).values.mean()  # one forward over every row
     assert got.clean_metric == pytest.approx(float(whole), abs=1e-5)
